@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+/**
+ * The pushbench command line. It only parses arguments, calls the exported API
+ * and sets `process.exitCode`; everything else lives in the library.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  ExitCode,
+  PushbenchError,
+  colourFor,
+  isValidId,
+  listBuiltinScenarios,
+  parseDurationMs,
+  progressListener,
+  renderSummary,
+  run,
+  signToken,
+  startNode,
+  version,
+} from '../index.js';
+
+function integer(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isInteger(n)) {
+      throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+function number(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) {
+      throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+function durationMs(name: string) {
+  return (value: string): number => {
+    try {
+      return parseDurationMs(value, name);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+const program = new Command('pushbench')
+  .description('Load-testing and chaos harness for WebSocket push systems')
+  .version(version)
+  .exitOverride()
+  .configureOutput({
+    outputError: (str, write) => write(`pushbench: ${str.replace(/^error: /, '')}`),
+  });
+
+program
+  .command('run')
+  .description('run a scenario (a built-in name or a .json/.js/.ts file) and gate on it')
+  .argument('<scenario>', 'built-in name (see `pushbench list`) or path')
+  .option('--devices <n>', 'devices to connect', integer('--devices'))
+  .option('--rate <hz>', 'direct pushes per second', number('--rate'))
+  .option('--duration <time>', 'how long to publish, e.g. 20s')
+  .option('--workers <n>', 'device worker threads (default: one per core)', integer('--workers'))
+  .option('--connect-rate <hz>', 'new connections per second', number('--connect-rate'))
+  .option('--gate <expr>', 'gate, e.g. "p99(push) < 50ms" (repeatable; added to the scenario\'s)', collect)
+  .option('--seed <n>', 'seed for every random choice', integer('--seed'))
+  .option('--out <dir>', 'results folder (default results/<scenario>-<time>)')
+  .option('--json', 'print report.json on stdout instead of the summary')
+  .action(async (scenario: string, opts: Record<string, unknown>) => {
+    const json = opts.json === true;
+    const result = await run(scenario, {
+      devices: opts.devices as number | undefined,
+      rate: opts.rate as number | undefined,
+      duration: opts.duration as string | undefined,
+      workers: opts.workers as number | undefined,
+      connectRate: opts.connectRate as number | undefined,
+      gates: opts.gate as string[] | undefined,
+      seed: opts.seed as number | undefined,
+      outDir: opts.out as string | undefined,
+      listener: json ? {} : progressListener(process.stderr),
+    });
+    if (json) {
+      process.stdout.write(`${JSON.stringify(result.report, null, 2)}\n`);
+    } else {
+      process.stdout.write(`${renderSummary(result.report, colourFor(process.stdout))}\n`);
+      if (result.reportPath) process.stdout.write(`report: ${result.reportPath}\n`);
+    }
+    process.exitCode = result.report.exitCode;
+  });
+
+program
+  .command('serve')
+  .description('run one reference push node')
+  .option('--host <host>', 'interface to bind', '127.0.0.1')
+  .option('--port <port>', 'port (0 picks a free one)', integer('--port'), 8080)
+  .addOption(
+    new Option('--secret <secret>', 'HMAC secret for device tokens').env('PUSHBENCH_SECRET'),
+  )
+  .addOption(new Option('--api-key <key>', 'bearer key for the HTTP API').env('PUSHBENCH_API_KEY'))
+  .option('--node-id <id>', 'name of this node', 'node-1')
+  .option('--heartbeat-interval <time>', 'ping period', durationMs('--heartbeat-interval'), 10_000)
+  .option('--heartbeat-timeout <time>', 'close after this much silence', durationMs('--heartbeat-timeout'), 30_000)
+  .option('--max-body <bytes>', 'largest push body', integer('--max-body'), 64 * 1024)
+  .action(async (opts: Record<string, unknown>) => {
+    if (typeof opts.secret !== 'string' || opts.secret === '') {
+      throw new PushbenchError('PB_USAGE', 'serve needs --secret (or PUSHBENCH_SECRET)');
+    }
+    if (typeof opts.apiKey !== 'string' || opts.apiKey === '') {
+      throw new PushbenchError('PB_USAGE', 'serve needs --api-key (or PUSHBENCH_API_KEY)');
+    }
+    const port = opts.port as number;
+    if (port < 0 || port > 65535) {
+      throw new PushbenchError('PB_USAGE', `--port must be 0-65535, got ${port}`);
+    }
+    const { node, address } = await startNode({
+      host: opts.host as string,
+      port,
+      secret: opts.secret,
+      apiKey: opts.apiKey,
+      nodeId: opts.nodeId as string,
+      heartbeatIntervalMs: opts.heartbeatInterval as number,
+      heartbeatTimeoutMs: opts.heartbeatTimeout as number,
+      maxBodyBytes: opts.maxBody as number,
+    });
+    process.stdout.write(`listening ${address.wsUrl} ${address.httpUrl}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        void node.stop().then(resolve);
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+    process.exitCode = ExitCode.Pass;
+  });
+
+program
+  .command('token')
+  .description('make a signed device token')
+  .addOption(
+    new Option('--secret <secret>', 'HMAC secret (same as the node\'s)')
+      .env('PUSHBENCH_SECRET')
+      .makeOptionMandatory(),
+  )
+  .requiredOption('--device <id>', 'device id')
+  .requiredOption('--account <id>', 'account id')
+  .option('--ttl <time>', 'validity', durationMs('--ttl'), 3_600_000)
+  .action((opts: { secret: string; device: string; account: string; ttl: number }) => {
+    for (const [flag, id] of [['--device', opts.device], ['--account', opts.account]] as const) {
+      if (!isValidId(id)) {
+        throw new PushbenchError('PB_USAGE', `${flag} "${id}" is not a valid id: use 1-128 of A-Z a-z 0-9 . _ : @ -`);
+      }
+    }
+    if (opts.ttl <= 0) throw new PushbenchError('PB_USAGE', '--ttl must be positive');
+    process.stdout.write(
+      `${signToken({ deviceId: opts.device, accountId: opts.account, expiresAtSec: Math.floor(Date.now() / 1000 + opts.ttl / 1000) }, opts.secret)}\n`,
+    );
+  });
+
+program
+  .command('list')
+  .description('list the built-in scenarios')
+  .action(() => {
+    for (const s of listBuiltinScenarios()) process.stdout.write(`${s.name.padEnd(16)}${s.description}\n`);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and --version "exit" with code 0; every other commander error is usage.
+    process.exitCode = err.exitCode === 0 ? ExitCode.Pass : ExitCode.Usage;
+  } else if (err instanceof PushbenchError) {
+    process.stderr.write(`pushbench: ${err.message}\n`);
+    process.exitCode = err.exitCode;
+  } else {
+    const e = err as Error;
+    process.stderr.write(`pushbench: internal error: ${e.message}\n`);
+    if (process.env.PUSHBENCH_DEBUG) process.stderr.write(`${e.stack}\n`);
+    process.exitCode = ExitCode.Internal;
+  }
+}

@@ -1,0 +1,537 @@
+/**
+ * One simulated device's WebSocket connection, written over a bare `net.Socket`
+ * rather than a `ws` WebSocket because a process holds tens of thousands of them
+ * and `ws` costs about twice the memory per connection. It performs the HTTP/1.1
+ * upgrade, answers pings and runs the close handshake; everything else is the
+ * owner's business, reported through a shared {@link WsClientSink}.
+ *
+ * No closure or timer exists per connection: socket events go to module-level
+ * functions that find the connection through a symbol on the socket, frames go
+ * to one module-level parser handler, and timeouts are the owner's periodic sweep
+ * calling {@link WsClientConnection.expireIfStale}.
+ */
+import * as net from 'node:net';
+import { monoNowUs } from '../../core/clock.js';
+import { PushbenchError } from '../../core/errors.js';
+import {
+  encodeClosePayload,
+  encodeFrame,
+  expectedAccept,
+  makeHandshakeKey,
+  Opcode,
+} from './frame.js';
+import { type FrameHandler, FrameParser, type WsProtocolError } from './parser.js';
+
+/** What a connection reports to its owner; one sink object serves thousands of connections. */
+export interface WsClientSink {
+  /** The upgrade completed; the connection is open. */
+  onOpen(conn: WsClientConnection): void;
+  /** A whole (reassembled) text message. */
+  onText(conn: WsClientConnection, text: string): void;
+  /** A whole binary message; `data` may be a view into a socket chunk, copy it to keep it. */
+  onBinary?(conn: WsClientConnection, data: Buffer): void;
+  /** Called exactly once per connect() attempt that ends, whether it ever opened or not. */
+  onClose(conn: WsClientConnection, info: WsCloseInfo): void;
+}
+
+/** How a connect attempt ended, as reported to {@link WsClientSink.onClose}. */
+export interface WsCloseInfo {
+  /** False: the attempt failed before the upgrade completed. */
+  opened: boolean;
+  /** Close code received (or sent on a protocol error); 1006 when the TCP connection dropped without a close frame. */
+  code: number;
+  /** Close reason text, or the failure reason. */
+  reason: string;
+  /** Set when `opened` is false. */
+  failure?: ConnectFailure;
+  /** When the server answered the upgrade with a non-101 status. */
+  httpStatus?: number;
+}
+
+/** Stable short reasons a connect attempt failed, used as ledger keys. */
+export type ConnectFailure =
+  | 'refused'
+  | 'timeout'
+  | 'reset'
+  | 'http_status'
+  | 'bad_handshake'
+  | 'address'
+  | 'error';
+
+/** Lifecycle of one connection object; `closed` may go back to `connecting` on reconnect. */
+export type WsClientState = 'idle' | 'connecting' | 'open' | 'closing' | 'closed';
+
+/** Where and how {@link WsClientConnection.connect} connects. */
+export interface WsConnectOptions {
+  /** Server host name or IP address. */
+  host: string;
+  /** Server TCP port. */
+  port: number;
+  /** Request target of the upgrade, e.g. `/ws?device=42`. */
+  path: string;
+  /** Local IP address to bind, to spread many devices over several source addresses. */
+  localAddress?: string;
+  /** Extra request headers (e.g. authorization); names and values must not contain CR or LF. */
+  headers?: Record<string, string>;
+  /** Largest message accepted before closing with 1009; default 16 MiB. */
+  maxMessageBytes?: number;
+}
+
+/** Close code for an abnormal closure: the TCP connection ended without a close frame. */
+const CLOSE_ABNORMAL = 1006;
+/** Close code meaning "the close frame had no payload"; echoed as an empty close frame. */
+const CLOSE_NO_STATUS = 1005;
+/** The most bytes of upgrade response head we buffer before giving up on the server. */
+const MAX_HANDSHAKE_HEAD_BYTES = 16 * 1024;
+const HEAD_TERMINATOR = Buffer.from('\r\n\r\n', 'latin1');
+
+/** The socket property through which the shared handlers find their connection. */
+const kConnection = Symbol('pushbench.wsClientConnection');
+type OwnedSocket = net.Socket & { [kConnection]?: WsClientConnection | undefined };
+
+/**
+ * A client WebSocket connection for one simulated device, reusable across
+ * reconnects. All methods are synchronous and none throws on network trouble:
+ * every attempt ends in exactly one {@link WsClientSink.onClose}.
+ */
+export class WsClientConnection {
+  /** The owner's device index. */
+  readonly id: number;
+  /** Where the connection is in its lifecycle. */
+  state: WsClientState = 'idle';
+  /** Host monotonic µs when connect() was called / when the close started (for the owner's sweep). */
+  startedUs = 0;
+
+  private readonly sink: WsClientSink;
+  private socket: OwnedSocket | null = null;
+  /** Created when the upgrade completes, so a connecting device carries no parser. */
+  private parser: FrameParser<WsClientConnection> | null = null;
+  private maxMessageBytes: number | undefined = undefined;
+  /** The `Sec-WebSocket-Accept` the server must send; `null` once the upgrade is done. */
+  private accept: string | null = null;
+  /** An upgrade response head split across chunks, until its terminator arrives. */
+  private head: Buffer | null = null;
+  /** Whether we have sent a close frame in this attempt. */
+  private closeSent = false;
+  /** Close code received, or sent on a protocol error; 0 while there is none. */
+  private closeCode = 0;
+  private closeReason = '';
+  /** Why a connecting attempt failed, from the socket's 'error' that precedes its 'close'. */
+  private failure: ConnectFailure | null = null;
+  private failureReason = '';
+
+  /** Creates an idle connection reporting to `sink`; `id` is the owner's device index. */
+  constructor(sink: WsClientSink, id: number) {
+    this.sink = sink;
+    this.id = id;
+  }
+
+  /** Bytes queued in the socket's write buffer (socket.writableLength). */
+  get bufferedBytes(): number {
+    return this.socket?.writableLength ?? 0;
+  }
+
+  /**
+   * Starts an attempt: TCP connect, then the upgrade request. Allowed when idle
+   * or closed (a reconnect reuses the object). Throws only for caller bugs: a
+   * wrong state, or a header containing CR/LF.
+   */
+  connect(opts: WsConnectOptions): void {
+    if (this.state !== 'idle' && this.state !== 'closed') {
+      throw new PushbenchError(
+        'PB_INTERNAL',
+        `WsClientConnection ${this.id}: connect() called in state '${this.state}'; call it only when idle or after onClose`,
+      );
+    }
+    const key = makeHandshakeKey();
+    const request = upgradeRequest(opts, key);
+
+    this.state = 'connecting';
+    this.startedUs = monoNowUs();
+    this.accept = expectedAccept(key);
+    this.maxMessageBytes = opts.maxMessageBytes;
+    this.head = null;
+    this.closeSent = false;
+    this.closeCode = 0;
+    this.closeReason = '';
+    this.failure = null;
+    this.failureReason = '';
+
+    const socket: OwnedSocket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      localAddress: opts.localAddress,
+    });
+    socket[kConnection] = this;
+    this.socket = socket;
+    // Pushes and acks are small; Nagle would hold them back for the previous ACK
+    // and add up to 40 ms of latency the benchmark would wrongly blame on the server.
+    socket.setNoDelay(true);
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    // Written now, net queues it until connected: saves a 'connect' listener per socket.
+    socket.write(request, 'latin1');
+  }
+
+  /** Sends one text message; false (and nothing sent) unless the connection is open. */
+  sendText(text: string): boolean {
+    if (this.state !== 'open' || this.socket === null) return false;
+    this.socket.write(encodeFrame(Opcode.Text, text));
+    return true;
+  }
+
+  /** Sends one binary message; false (and nothing sent) unless the connection is open. */
+  sendBinary(data: Buffer): boolean {
+    if (this.state !== 'open' || this.socket === null) return false;
+    this.socket.write(encodeFrame(Opcode.Binary, data));
+    return true;
+  }
+
+  /**
+   * Starts the close handshake: sends a close frame and waits for the server's
+   * close frame or the end of TCP (bounded by the owner's sweep). While
+   * connecting it abandons the attempt instead. Does nothing when already
+   * closing or closed. Throws `RangeError` for a code that may not be sent.
+   */
+  close(code = 1000, reason = ''): void {
+    if (this.state === 'connecting') {
+      this.failConnect('error', 'closed by the owner before the upgrade completed');
+      return;
+    }
+    if (this.state !== 'open' || this.socket === null) return;
+    const payload = encodeClosePayload(code, reason);
+    this.closeSent = true;
+    this.state = 'closing';
+    this.startedUs = monoNowUs();
+    this.socket.write(encodeFrame(Opcode.Close, payload));
+  }
+
+  /** Drops the connection at once without a close handshake; still reports onClose once. */
+  destroy(): void {
+    this.abort('destroyed by the owner');
+  }
+
+  /**
+   * The owner calls this from one periodic sweep: if connecting longer than
+   * connectTimeoutUs → fail with 'timeout'; if closing longer than closeTimeoutUs
+   * → destroy. Returns true if it acted.
+   */
+  expireIfStale(nowUs: number, connectTimeoutUs: number, closeTimeoutUs: number): boolean {
+    if (this.state === 'connecting' && nowUs - this.startedUs >= connectTimeoutUs) {
+      this.failConnect('timeout', `no upgrade within ${Math.round(connectTimeoutUs / 1000)} ms`);
+      return true;
+    }
+    if (this.state === 'closing' && nowUs - this.startedUs >= closeTimeoutUs) {
+      this.abort(`close handshake not finished within ${Math.round(closeTimeoutUs / 1000)} ms`);
+      return true;
+    }
+    return false;
+  }
+
+  /** @internal Bytes read from the socket; only the shared socket handler calls this. */
+  receive(chunk: Buffer): void {
+    if (this.state === 'connecting') this.receiveHandshake(chunk);
+    else this.parser?.feed(chunk);
+  }
+
+  /** @internal The socket failed; only the shared socket handler calls this. A 'close' follows. */
+  socketFailed(err: NodeJS.ErrnoException): void {
+    if (this.state === 'connecting') {
+      this.failure = connectFailureOf(err);
+      this.failureReason = err.message;
+    } else if (this.closeCode === 0) {
+      this.closeReason = err.message;
+    }
+  }
+
+  /** @internal The socket is fully closed; only the shared socket handler calls this. */
+  socketClosed(): void {
+    if (this.state === 'connecting') {
+      this.finish({
+        opened: false,
+        code: CLOSE_ABNORMAL,
+        reason: this.failureReason || 'server closed the connection before the upgrade completed',
+        failure: this.failure ?? 'reset',
+      });
+    } else if (this.state === 'open' || this.state === 'closing') {
+      this.finishOpened(this.closeReason || 'connection closed without a close frame');
+    }
+  }
+
+  /** @internal A ping arrived; answered with a pong carrying the same payload (RFC 6455 §5.5.3). */
+  pingReceived(payload: Buffer): void {
+    // After our close frame only the server's close is expected, not our pongs.
+    if (this.state === 'open') this.socket?.write(encodeFrame(Opcode.Pong, payload));
+  }
+
+  /** @internal A close frame arrived; the parser has stopped. */
+  closeFrameReceived(code: number, reason: string): void {
+    this.closeCode = code;
+    this.closeReason = reason;
+    const socket = this.socket;
+    if (socket === null) return;
+    if (!this.closeSent) {
+      // Server-initiated: echo its code (§5.5.1). 1005 means it sent none, so echo none.
+      this.closeSent = true;
+      const payload = code === CLOSE_NO_STATUS ? Buffer.alloc(0) : encodeClosePayload(code);
+      socket.write(encodeFrame(Opcode.Close, payload));
+    }
+    if (this.state === 'open') {
+      this.state = 'closing';
+      this.startedUs = monoNowUs();
+    }
+    // Both close frames are out: end our side and report when TCP is fully closed.
+    // end(), not destroy(): destroy could discard the queued close frame. The server
+    // is the one expected to close TCP first (§7.1.1); our sweep bounds the wait.
+    socket.end();
+  }
+
+  /** @internal A frame broke the protocol or our limits: fail the connection (§7.1.7). */
+  protocolError(err: WsProtocolError): void {
+    this.closeCode = err.closeCode;
+    this.closeReason = err.message;
+    const socket = this.socket;
+    if (socket === null) return;
+    if (!this.closeSent) {
+      this.closeSent = true;
+      socket.write(encodeFrame(Opcode.Close, encodeClosePayload(err.closeCode)));
+    }
+    if (this.state === 'open') {
+      this.state = 'closing';
+      this.startedUs = monoNowUs();
+    }
+    socket.end();
+  }
+
+  /** @internal Hands a whole message to the sink; only the shared parser handler calls this. */
+  deliverText(text: string): void {
+    this.sink.onText(this, text);
+  }
+
+  /** @internal Hands a whole binary message to the sink, if it takes them. */
+  deliverBinary(data: Buffer): void {
+    this.sink.onBinary?.(this, data);
+  }
+
+  /** Accumulates the upgrade response head, then opens or fails the attempt. */
+  private receiveHandshake(chunk: Buffer): void {
+    let buffered = chunk;
+    let searchFrom = 0;
+    if (this.head !== null) {
+      // Resume the search 3 bytes back: the terminator may straddle the two chunks.
+      searchFrom = Math.max(0, this.head.length - 3);
+      buffered = Buffer.concat([this.head, chunk]);
+    }
+    const headEnd = buffered.indexOf(HEAD_TERMINATOR, searchFrom);
+    if (headEnd === -1 || headEnd > MAX_HANDSHAKE_HEAD_BYTES) {
+      if (buffered.length > MAX_HANDSHAKE_HEAD_BYTES) {
+        this.failConnect(
+          'bad_handshake',
+          `upgrade response head exceeds ${MAX_HANDSHAKE_HEAD_BYTES} bytes`,
+        );
+      } else {
+        this.head = buffered;
+      }
+      return;
+    }
+    this.head = null;
+
+    const verdict = checkUpgradeResponse(buffered.toString('latin1', 0, headEnd), this.accept);
+    if (verdict !== null) {
+      this.failConnect(verdict.failure, verdict.reason, verdict.httpStatus);
+      return;
+    }
+
+    this.accept = null;
+    this.state = 'open';
+    const parser = new FrameParser(frameEvents, this, { maxMessageBytes: this.maxMessageBytes });
+    this.parser = parser;
+    this.sink.onOpen(this);
+    // Frames the server sent right behind its 101 arrive in the same chunk.
+    const rest = buffered.subarray(headEnd + HEAD_TERMINATOR.length);
+    if (rest.length > 0 && this.parser === parser) parser.feed(rest);
+  }
+
+  /** Ends a connecting attempt as failed, now. */
+  private failConnect(failure: ConnectFailure, reason: string, httpStatus?: number): void {
+    this.socket?.destroy();
+    const info: WsCloseInfo = { opened: false, code: CLOSE_ABNORMAL, reason, failure };
+    if (httpStatus !== undefined) info.httpStatus = httpStatus;
+    this.finish(info);
+  }
+
+  /** Drops the socket now and reports the end of the attempt, whatever its state. */
+  private abort(reason: string): void {
+    if (this.state === 'connecting') this.failConnect('error', reason);
+    else if (this.state === 'open' || this.state === 'closing') {
+      this.socket?.destroy();
+      this.finishOpened(reason);
+    }
+  }
+
+  /** Reports the end of an opened attempt with the close code we have, or 1006. */
+  private finishOpened(fallbackReason: string): void {
+    if (this.closeCode !== 0) {
+      this.finish({ opened: true, code: this.closeCode, reason: this.closeReason });
+    } else {
+      this.finish({ opened: true, code: CLOSE_ABNORMAL, reason: fallbackReason });
+    }
+  }
+
+  /**
+   * Detaches the socket, marks the attempt closed and tells the sink. The state
+   * changes first so that the sink may reconnect from inside onClose, and the old
+   * socket's late events find no owner and are ignored.
+   */
+  private finish(info: WsCloseInfo): void {
+    if (this.socket !== null) this.socket[kConnection] = undefined;
+    this.socket = null;
+    this.parser?.stop();
+    this.parser = null;
+    this.head = null;
+    this.accept = null;
+    this.state = 'closed';
+    this.sink.onClose(this, info);
+  }
+}
+
+/** The connection a socket belongs to, or undefined once the attempt has ended. */
+function ownerOf(socket: net.Socket): WsClientConnection | undefined {
+  return (socket as OwnedSocket)[kConnection];
+}
+
+function onSocketData(this: net.Socket, chunk: Buffer): void {
+  ownerOf(this)?.receive(chunk);
+}
+
+function onSocketError(this: net.Socket, err: NodeJS.ErrnoException): void {
+  // Listening is what keeps a socket error from crashing the process, so this
+  // stays attached even after the socket's attempt has been reported.
+  ownerOf(this)?.socketFailed(err);
+}
+
+function onSocketClose(this: net.Socket): void {
+  ownerOf(this)?.socketClosed();
+}
+
+/** The one parser handler every connection shares. */
+const frameEvents: FrameHandler<WsClientConnection> = {
+  onText: (conn, text) => conn.deliverText(text),
+  onBinary: (conn, data) => conn.deliverBinary(data),
+  onPing: (conn, payload) => conn.pingReceived(payload),
+  onPong: () => {},
+  onClose: (conn, code, reason) => conn.closeFrameReceived(code, reason),
+  onError: (conn, err) => conn.protocolError(err),
+};
+
+/** Maps a socket error to the ledger key of a failed connect attempt. */
+function connectFailureOf(err: NodeJS.ErrnoException): ConnectFailure {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'refused';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'reset';
+    case 'EADDRNOTAVAIL':
+    case 'EADDRINUSE':
+      return 'address';
+    case 'ETIMEDOUT':
+      // The kernel gave up on the SYN: the same outcome as our own connect timeout.
+      return 'timeout';
+    default:
+      return 'error';
+  }
+}
+
+/** The upgrade request head (RFC 6455 §4.1). Throws `TypeError` for a header with CR/LF. */
+function upgradeRequest(opts: WsConnectOptions, key: string): string {
+  if (/\s/.test(opts.path)) {
+    throw new TypeError(`upgrade path ${JSON.stringify(opts.path)} contains whitespace`);
+  }
+  const host = net.isIPv6(opts.host) ? `[${opts.host}]` : opts.host;
+  let request =
+    `GET ${opts.path} HTTP/1.1\r\n` +
+    `Host: ${host}:${opts.port}\r\n` +
+    'Upgrade: websocket\r\n' +
+    'Connection: Upgrade\r\n' +
+    `Sec-WebSocket-Key: ${key}\r\n` +
+    'Sec-WebSocket-Version: 13\r\n';
+  if (opts.headers !== undefined) {
+    for (const [name, value] of Object.entries(opts.headers)) {
+      // A CR or LF would let a scenario value inject its own headers or body.
+      if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
+        throw new TypeError(`upgrade header ${JSON.stringify(name)} contains CR or LF`);
+      }
+      request += `${name}: ${value}\r\n`;
+    }
+  }
+  return `${request}\r\n`;
+}
+
+/** Why an upgrade response is unacceptable. */
+interface UpgradeRejection {
+  failure: ConnectFailure;
+  reason: string;
+  httpStatus?: number;
+}
+
+/**
+ * Checks an upgrade response head (without its final CRLFCRLF): status 101,
+ * `Upgrade: websocket`, `Connection: upgrade` and the right accept value, and no
+ * extension or subprotocol, since we offered none. Returns null when acceptable.
+ */
+function checkUpgradeResponse(head: string, accept: string | null): UpgradeRejection | null {
+  const lines = head.split('\r\n');
+  const statusLine = lines[0] ?? '';
+  const status = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(statusLine);
+  if (status === null) {
+    return {
+      failure: 'bad_handshake',
+      reason: `malformed status line ${JSON.stringify(statusLine.slice(0, 80))}`,
+    };
+  }
+  const httpStatus = Number(status[1]);
+  if (httpStatus !== 101) {
+    const text = status[2] === undefined ? '' : ` ${status[2]}`;
+    return { failure: 'http_status', reason: `HTTP ${httpStatus}${text}`, httpStatus };
+  }
+
+  let upgrade = false;
+  let connection = false;
+  let acceptOk = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) {
+      return {
+        failure: 'bad_handshake',
+        reason: `malformed header line ${JSON.stringify(line.slice(0, 80))}`,
+      };
+    }
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    switch (name) {
+      case 'upgrade':
+        upgrade = value.toLowerCase() === 'websocket';
+        break;
+      case 'connection':
+        connection = value
+          .toLowerCase()
+          .split(',')
+          .some((token) => token.trim() === 'upgrade');
+        break;
+      case 'sec-websocket-accept':
+        acceptOk = value === accept;
+        break;
+      case 'sec-websocket-extensions':
+      case 'sec-websocket-protocol':
+        return { failure: 'bad_handshake', reason: `server sent ${name} though none was offered` };
+    }
+  }
+  if (!upgrade) return { failure: 'bad_handshake', reason: 'missing "Upgrade: websocket"' };
+  if (!connection) return { failure: 'bad_handshake', reason: 'missing "Connection: Upgrade"' };
+  if (!acceptOk)
+    return { failure: 'bad_handshake', reason: 'wrong or missing Sec-WebSocket-Accept' };
+  return null;
+}

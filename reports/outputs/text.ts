@@ -1,0 +1,140 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+import { formatCount, formatMs } from '../../core/units.js';
+import type { LatencySummary } from '../histogram.js';
+import type { Report, Verdict } from '../report.js';
+
+/** Whether to colour: never when NO_COLOR is set or the stream is not a terminal. */
+export function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
+  const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '';
+  return new Chalk({ level: !noColor && stream.isTTY ? 1 : 0 });
+}
+
+function pct(x: number): string {
+  if (x === 1) return '100%';
+  const digits = x > 0.9999 ? 4 : x > 0.99 ? 3 : 2;
+  return `${(x * 100).toFixed(digits)}%`;
+}
+
+function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, visible(cell).length);
+    });
+  }
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => i === 0 ? padEnd(cell, widths[i] ?? 0) : padStart(cell, widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+// Strip ANSI colour codes when measuring width.
+function visible(s: string): string {
+  return s.replace(/\x1b\[[0-9;]*m/g, '');
+}
+function padEnd(s: string, width: number): string {
+  return s + ' '.repeat(Math.max(0, width - visible(s).length));
+}
+function padStart(s: string, width: number): string {
+  return ' '.repeat(Math.max(0, width - visible(s).length)) + s;
+}
+
+function latencyRow(name: string, s: LatencySummary): string[] {
+  if (s.count === 0) return [name, '0', '-', '-', '-', '-', '-'];
+  return [
+    name,
+    formatCount(s.count),
+    formatMs(s.p50),
+    formatMs(s.p90),
+    formatMs(s.p99),
+    formatMs(s.p999),
+    formatMs(s.max),
+  ];
+}
+
+/** The end-of-run summary for a terminal: connections, ledger, latency, gates, verdict. */
+export function renderSummary(report: Report, c: ChalkInstance): string {
+  const verdictColour: Record<Verdict, (s: string) => string> = {
+    pass: c.green.bold,
+    fail: c.red.bold,
+    inconclusive: c.yellow.bold,
+    invalid: c.magenta.bold,
+  };
+  const d = report.devices;
+  const l = report.delivery;
+  const out: string[] = [];
+  out.push(c.bold(`pushbench ${report.scenario}`) + c.dim(`  (${formatMs(report.wallTimeMs)} wall)`));
+  out.push('');
+  out.push(
+    table([
+      ['connections', 'requested', 'established', 'held at end', 'held (server)', 'failed'],
+      [
+        '',
+        formatCount(d.requested),
+        formatCount(d.established),
+        formatCount(d.heldAtEnd),
+        d.heldAtServer === null ? '-' : formatCount(d.heldAtServer),
+        formatCount(d.failed),
+      ],
+    ]),
+  );
+  const reasons = Object.entries(d.failuresByReason);
+  if (reasons.length > 0) {
+    out.push(c.dim(`  connect failures: ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}`));
+  }
+  out.push('');
+  out.push(
+    table([
+      ['delivery', 'sent', 'accepted', 'delivered', 'lost', 'rejected', 'dupes', 'rate'],
+      [
+        '',
+        formatCount(l.sent),
+        formatCount(l.accepted),
+        formatCount(l.delivered),
+        l.lost > 0 ? c.red(formatCount(l.lost)) : '0',
+        formatCount(l.rejected),
+        formatCount(l.duplicates),
+        pct(l.rate),
+      ],
+    ]),
+  );
+  const rejected = Object.entries(l.rejectedByStatus);
+  if (rejected.length > 0) {
+    out.push(c.dim(`  rejected: ${rejected.map(([k, v]) => `${k} ${v}`).join(', ')}`));
+  }
+  out.push('');
+  out.push(
+    table([
+      ['latency', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'],
+      latencyRow('push', report.latency.push),
+      latencyRow('connect', report.latency.connect),
+      latencyRow('api', report.latency.api),
+    ]),
+  );
+  out.push(c.dim('  push: scheduled send -> device; connect: scheduled attempt -> upgraded; api: scheduled send -> HTTP answer'));
+  if (report.gates.length > 0) {
+    out.push('');
+    out.push(
+      table([
+        ['gate', 'actual', 'verdict'],
+        ...report.gates.map((g) => [
+          g.expr,
+          g.actualText,
+          verdictColour[g.verdict](g.verdict) + (g.verdict === 'pass' ? '' : c.dim(`  ${g.detail}`)),
+        ]),
+      ]),
+    );
+  }
+  if (!report.generator.valid) {
+    out.push('');
+    out.push(c.magenta('generator saturated, results invalid:'));
+    for (const r of report.generator.reasons) out.push(c.magenta(`  - ${r}`));
+  }
+  out.push('');
+  out.push(`verdict: ${verdictColour[report.verdict](report.verdict.toUpperCase())}  (exit ${report.exitCode})`);
+  return out.join('\n');
+}

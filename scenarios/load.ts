@@ -1,0 +1,138 @@
+import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { extname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { PushbenchError } from '../core/errors.js';
+import { builtinScenarios } from './builtin/index.js';
+import { type Scenario, type ScenarioInput, validateScenario } from './schema.js';
+
+/** Command-line overrides of scenario fields; each is optional. */
+export interface ScenarioOverrides {
+  devices?: number;
+  rate?: number;
+  duration?: string | number;
+  workers?: number;
+  connectRate?: number;
+  /** Gates added to the scenario's own. */
+  gates?: string[];
+  seed?: number;
+}
+
+/** Names of the built-in scenarios. */
+export function listBuiltinScenarios(): { name: string; description: string }[] {
+  return Object.entries(builtinScenarios).map(([name, s]) => ({
+    name,
+    description: s.description ?? '',
+  }));
+}
+
+function looksLikePath(ref: string): boolean {
+  return ref.includes('/') || ref.includes('\\') || /\.(json|js|mjs|ts|mts)$/.test(ref);
+}
+
+async function loadFile(ref: string): Promise<unknown> {
+  const path = resolve(ref);
+  const ext = extname(path);
+  if (ext === '.json') {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      throw new PushbenchError('PB_UNKNOWN_SCENARIO', `scenario file ${ref} cannot be read`);
+    }
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new PushbenchError(
+        'PB_BAD_SCENARIO',
+        `scenario file ${ref} is not valid JSON: ${(err as Error).message}`,
+      );
+    }
+  }
+  if (!['.js', '.mjs', '.ts', '.mts'].includes(ext)) {
+    throw new PushbenchError(
+      'PB_UNKNOWN_SCENARIO',
+      `scenario file ${ref}: use .json, .js, .mjs or .ts`,
+    );
+  }
+  let mod: Record<string, unknown>;
+  try {
+    if (ext === '.ts' || ext === '.mts') {
+      // tsx compiles the file on the fly, so a .ts scenario needs no build step.
+      const { tsImport } = await import('tsx/esm/api');
+      mod = (await tsImport(pathToFileURL(path).href, import.meta.url)) as Record<string, unknown>;
+    } else {
+      mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'ENOENT') {
+      throw new PushbenchError('PB_UNKNOWN_SCENARIO', `scenario file ${ref} does not exist`);
+    }
+    throw new PushbenchError(
+      'PB_BAD_SCENARIO',
+      `scenario file ${ref} failed to load: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  const value = mod.default ?? mod.scenario;
+  if (value === undefined) {
+    throw new PushbenchError(
+      'PB_BAD_SCENARIO',
+      `scenario file ${ref} must export default defineScenario({...})`,
+    );
+  }
+  return value;
+}
+
+function applyOverrides(input: unknown, o: ScenarioOverrides): unknown {
+  if (typeof input !== 'object' || input === null) return input;
+  // Work on a copy: a built-in's object must stay as shipped for the next run.
+  const s = structuredClone(input) as Record<string, Record<string, unknown> | unknown>;
+  const sub = (key: string): Record<string, unknown> => {
+    const v = s[key];
+    if (typeof v === 'object' && v !== null) return v as Record<string, unknown>;
+    const created: Record<string, unknown> = {};
+    s[key] = created;
+    return created;
+  };
+  if (o.devices !== undefined) sub('devices').count = o.devices;
+  if (o.connectRate !== undefined) sub('devices').connectRate = o.connectRate;
+  if (o.rate !== undefined) {
+    const traffic = sub('traffic');
+    const direct = (traffic.direct ?? {}) as Record<string, unknown>;
+    traffic.direct = { ...direct, rate: o.rate };
+  }
+  if (o.duration !== undefined) s.duration = o.duration;
+  if (o.workers !== undefined) s.workers = o.workers;
+  if (o.seed !== undefined) s.seed = o.seed;
+  if (o.gates && o.gates.length > 0) {
+    const own = Array.isArray(s.gates) ? (s.gates as unknown[]) : [];
+    s.gates = [...own, ...o.gates];
+  }
+  return s;
+}
+
+/**
+ * Resolves a scenario reference (a built-in name, or a path to a .json/.js/.ts
+ * file, or an inline {@link ScenarioInput}), applies overrides and validates it.
+ */
+export async function loadScenario(
+  ref: string | ScenarioInput,
+  overrides: ScenarioOverrides = {},
+): Promise<Scenario> {
+  let input: unknown;
+  if (typeof ref !== 'string') {
+    input = ref;
+  } else if (Object.hasOwn(builtinScenarios, ref)) {
+    input = builtinScenarios[ref];
+  } else if (looksLikePath(ref)) {
+    input = await loadFile(ref);
+  } else {
+    const known = Object.keys(builtinScenarios).join(', ');
+    throw new PushbenchError(
+      'PB_UNKNOWN_SCENARIO',
+      `unknown scenario "${ref}"; built-ins: ${known} (or give a path to a .json/.js/.ts file)`,
+    );
+  }
+  return validateScenario(applyOverrides(input, overrides), { cores: availableParallelism() });
+}

@@ -1,0 +1,50 @@
+import type { WebSocket } from 'ws';
+
+/** One device's live connection on this node. */
+export interface DeviceConnection {
+  readonly ws: WebSocket;
+  readonly deviceId: string;
+  readonly accountId: string;
+  /** Host-monotonic ms of the last pong or frame received; the heartbeat sweep reads it. */
+  lastSeenMs: number;
+  /** Host-monotonic ms when the upgrade completed. */
+  readonly connectedAtMs: number;
+}
+
+/**
+ * The devices connected to this node, by device id. A device has at most one
+ * entry; removal is compare-and-delete so a closing old connection can never
+ * remove the entry of the connection that replaced it.
+ */
+export class ConnectionTable {
+  private readonly byDevice = new Map<string, DeviceConnection>();
+
+  /** Number of devices connected. */
+  get size(): number {
+    return this.byDevice.size;
+  }
+
+  /** The device's connection, if it is connected here. */
+  get(deviceId: string): DeviceConnection | undefined {
+    return this.byDevice.get(deviceId);
+  }
+
+  /** Stores `conn` and returns the connection it replaced, which the caller must close. */
+  put(conn: DeviceConnection): DeviceConnection | undefined {
+    const previous = this.byDevice.get(conn.deviceId);
+    this.byDevice.set(conn.deviceId, conn);
+    return previous === conn ? undefined : previous;
+  }
+
+  /** Removes the entry only if it still is `conn`; returns whether it did. */
+  deleteIfCurrent(conn: DeviceConnection): boolean {
+    if (this.byDevice.get(conn.deviceId) !== conn) return false;
+    this.byDevice.delete(conn.deviceId);
+    return true;
+  }
+
+  /** Every connection; for sweeps and shutdown. */
+  values(): IterableIterator<DeviceConnection> {
+    return this.byDevice.values();
+  }
+}

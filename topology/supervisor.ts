@@ -1,0 +1,118 @@
+import { type ResultPromise, execa } from 'execa';
+import { PushbenchError } from '../core/errors.js';
+import { entryBeside } from '../core/runtime.js';
+
+/** Settings for one node process. */
+export interface NodeProcessOptions {
+  nodeId: string;
+  secret: string;
+  apiKey: string;
+  host?: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** How long to wait for the `listening` line. Default 15 s. */
+  startTimeoutMs?: number;
+}
+
+/** A running reference node in its own process. */
+export interface NodeProcess {
+  nodeId: string;
+  pid: number;
+  wsUrl: string;
+  httpUrl: string;
+  host: string;
+  port: number;
+  /** Sends SIGTERM and waits for exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<{ exitCode: number | undefined; signal: string | undefined }>;
+}
+
+const LISTENING = /^listening (ws:\/\/\S+) (http:\/\/\S+)$/m;
+
+/**
+ * Starts `pushbench serve` as a real child process (so later faults are real
+ * signals) and resolves once it prints its `listening` line.
+ */
+export async function startNodeProcess(options: NodeProcessOptions): Promise<NodeProcess> {
+  const entry = entryBeside(import.meta.url, '../bin/pushbench');
+  const host = options.host ?? '127.0.0.1';
+  const child: ResultPromise = execa(
+    process.execPath,
+    [
+      ...entry.execArgv,
+      entry.path,
+      'serve',
+      '--host',
+      host,
+      '--port',
+      '0',
+      '--node-id',
+      options.nodeId,
+      '--heartbeat-interval',
+      `${options.heartbeatIntervalMs}ms`,
+      '--heartbeat-timeout',
+      `${options.heartbeatTimeoutMs}ms`,
+    ],
+    {
+      // Secrets go through the environment, not argv, so `ps` does not show them.
+      env: { PUSHBENCH_SECRET: options.secret, PUSHBENCH_API_KEY: options.apiKey },
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      reject: false,
+      cleanup: true,
+      buffer: false,
+    },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const exited = child.then((r) => ({
+    exitCode: r.exitCode,
+    signal: r.signal,
+  }));
+  const urls = await new Promise<{ wsUrl: string; httpUrl: string }>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new PushbenchError(
+          'PB_SERVER_START',
+          `node ${options.nodeId} did not report listening within ${options.startTimeoutMs ?? 15_000}ms`,
+        ),
+      );
+    }, options.startTimeoutMs ?? 15_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = LISTENING.exec(out);
+      if (m?.[1] && m[2]) {
+        clearTimeout(timer);
+        resolve({ wsUrl: m[1], httpUrl: m[2] });
+      }
+    });
+    void exited.then((r) => {
+      clearTimeout(timer);
+      reject(
+        new PushbenchError(
+          'PB_SERVER_START',
+          `node ${options.nodeId} exited (code ${r.exitCode ?? r.signal}) before listening: ${stderr.trim().split('\n').pop() ?? ''}`,
+        ),
+      );
+    });
+  });
+  const url = new URL(urls.httpUrl);
+  return {
+    nodeId: options.nodeId,
+    pid: child.pid ?? 0,
+    ...urls,
+    host: url.hostname,
+    port: Number(url.port),
+    async stop(graceMs = 5000) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const result = await exited;
+      clearTimeout(timer);
+      return result;
+    },
+  };
+}
