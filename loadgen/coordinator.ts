@@ -210,6 +210,7 @@ export class Coordinator extends EventEmitter<{
     let publisherFinal: PublisherFinal | undefined;
     const established: Int32Array[] = [];
     let rampsDone = 0;
+    let ready = 0;
     let failed = 0;
 
     let fail: (err: Error) => void = () => {};
@@ -230,6 +231,7 @@ export class Coordinator extends EventEmitter<{
     const onMessage = (name: string, msg: FromWorker) => {
       switch (msg.type) {
         case 'ready':
+          ready++;
           break;
         case 'ramp-done':
           rampsDone++;
@@ -325,6 +327,9 @@ export class Coordinator extends EventEmitter<{
 
     let ticker: NodeJS.Timeout | undefined;
     try {
+      // Start only once every thread has loaded: a schedule that began while a
+      // worker was still compiling would open with a burst of overdue connects.
+      await until(() => ready === workers.length);
       // Give every thread its start time on the shared host clock.
       this.startUs = monoNowUs() + 50_000;
       this.setPhase('connecting');

@@ -76,6 +76,10 @@ export class Fleet implements WsClientSink {
         break;
       case 'deadline':
         this.pastDeadline = true;
+        // Close the measured part of the run: what follows is teardown.
+        if (this.reportTimer) clearInterval(this.reportTimer);
+        this.reportTimer = undefined;
+        this.report();
         break;
       case 'finish':
         this.finish();

@@ -1,13 +1,21 @@
 import { type EventLoopUtilization, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { SelfCheck } from './messages.js';
 
+/** Sampling period of the event-loop delay monitor. */
+const RESOLUTION_MS = 10;
+
+/** The monitor records the whole period between samples; the lag is what exceeds it. */
+function lateBy(periodNs: number): number {
+  return Math.max(0, periodNs / 1e6 - RESOLUTION_MS);
+}
+
 /**
  * Measures this thread's own health: event-loop utilisation (how busy the
  * thread is, a per-thread CPU figure) and event-loop delay (how late timers and
  * I/O callbacks run, which would inflate every latency this thread records).
  */
 export class SelfMonitor {
-  private readonly delay = monitorEventLoopDelay({ resolution: 10 });
+  private readonly delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   private intervalElu: EventLoopUtilization;
   private readonly startElu: EventLoopUtilization;
   private worstLagP99Ms = 0;
@@ -23,17 +31,20 @@ export class SelfMonitor {
   interval(): SelfCheck {
     const elu = performance.eventLoopUtilization(this.intervalElu).utilization;
     this.intervalElu = performance.eventLoopUtilization();
-    const lagP99Ms = this.delay.count > 0 ? this.delay.percentile(99) / 1e6 : 0;
-    const lagMaxMs = this.delay.count > 0 ? this.delay.max / 1e6 : 0;
+    const lagP99Ms = this.delay.count > 0 ? lateBy(this.delay.percentile(99)) : 0;
+    const lagMaxMs = this.delay.count > 0 ? lateBy(this.delay.max) : 0;
     this.delay.reset();
     this.worstLagP99Ms = Math.max(this.worstLagP99Ms, lagP99Ms);
     this.worstLagMaxMs = Math.max(this.worstLagMaxMs, lagMaxMs);
     return { elu, lagP99Ms, lagMaxMs };
   }
 
-  /** Health over the whole life of the thread: mean utilisation, worst interval lag. */
+  /**
+   * Health over the measured part of the thread's life: mean utilisation since
+   * start, worst lag of the intervals reported so far (teardown after the last
+   * report is not measured and not judged).
+   */
   total(): SelfCheck {
-    this.interval();
     const elu = performance.eventLoopUtilization(this.startElu).utilization;
     this.delay.disable();
     return { elu, lagP99Ms: this.worstLagP99Ms, lagMaxMs: this.worstLagMaxMs };

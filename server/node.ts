@@ -113,6 +113,7 @@ function onClose(this: TaggedSocket): void {
   const node = this[kNode];
   if (!conn || !node) return;
   node.metrics.disconnectsTotal++;
+  node.heartbeat.remove(conn);
   node.connections.deleteIfCurrent(conn);
   node.metrics.connections = node.connections.size;
 }
@@ -130,7 +131,8 @@ export class PushNode {
   private readonly options: NodeOptions;
   private readonly http: Server;
   private readonly wss: WebSocketServer;
-  private readonly heartbeat: HeartbeatSweep;
+  /** The heartbeat sweep (internal; shared handlers reach it). */
+  readonly heartbeat: HeartbeatSweep;
   private messageSeq = 0;
   private readonly startedAtMs = Date.now();
 
@@ -152,7 +154,6 @@ export class PushNode {
       this.onUpgrade(req, socket, head),
     );
     this.heartbeat = new HeartbeatSweep(
-      this.connections,
       this.metrics,
       { intervalMs: this.options.heartbeatIntervalMs, timeoutMs: this.options.heartbeatTimeoutMs },
       monoMs,
@@ -212,7 +213,7 @@ export class PushNode {
 
   /** Runs one heartbeat pass now (tests use it instead of waiting). */
   sweepHeartbeats(): void {
-    this.heartbeat.sweep();
+    this.heartbeat.sweepAll();
   }
 
   /** Facts for `GET /metrics`. */
@@ -284,6 +285,7 @@ export class PushNode {
     ws.on('error', onError);
     ws.on('close', onClose);
     this.metrics.connectsTotal++;
+    this.heartbeat.add(conn);
     const previous = this.connections.put(conn);
     if (previous) {
       this.metrics.replaced++;

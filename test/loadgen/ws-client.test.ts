@@ -1,11 +1,11 @@
 import { once } from 'node:events';
-import * as http from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
-  type WsClientSink,
   WsClientConnection,
+  type WsClientSink,
   type WsCloseInfo,
   type WsConnectOptions,
 } from '../../loadgen/ws-client/connection.js';
@@ -102,7 +102,7 @@ async function startWsServer(
     await new Promise<void>((resolve) => wss.close(() => resolve()));
   });
   const address = wss.address();
-  if (typeof address === 'string') throw new Error('expected a TCP address');
+  if (address === null || typeof address === 'string') throw new Error('expected a TCP address');
   return { wss, port: address.port };
 }
 
@@ -136,7 +136,7 @@ async function openPair(
   const sink = new RecordingSink();
   const conn = new WsClientConnection(sink, 7);
   cleanups.push(() => conn.destroy());
-  const serverSide = once(wss, 'connection') as Promise<[WebSocket, http.IncomingMessage]>;
+  const serverSide = once(wss, 'connection') as Promise<[WebSocket, IncomingMessage]>;
   conn.connect({ host: '127.0.0.1', port, path: '/ws', ...extra });
   const [[peer]] = await Promise.all([serverSide, sink.next('open')]);
   return { conn, sink, peer };
@@ -213,11 +213,10 @@ function decodeFrames(buf: Buffer): { frames: DecodedFrame[]; used: number } {
  */
 async function startRawWsServer(afterUpgrade: (socket: net.Socket) => void): Promise<{
   port: number;
-  clientFrames: () => Promise<DecodedFrame>;
+  nextClientFrame: () => Promise<DecodedFrame>;
 }> {
-  const received: DecodedFrame[] = [];
-  const waiters: ((f: DecodedFrame) => void)[] = [];
-  let taken = 0;
+  const queue: DecodedFrame[] = [];
+  const waiters: ((frame: DecodedFrame) => void)[] = [];
   const { port } = await startNetServer((socket) => {
     let buffered = Buffer.alloc(0);
     let upgraded = false;
@@ -228,7 +227,7 @@ async function startRawWsServer(afterUpgrade: (socket: net.Socket) => void): Pro
         if (end === -1) return;
         const head = buffered.toString('latin1', 0, end);
         buffered = buffered.subarray(end + 4);
-        const key = /^sec-websocket-key: *(.+)$/im.exec(head)?.[1]?.trim() ?? '';
+        const key = /^sec-websocket-key: *(\S+)/im.exec(head)?.[1] ?? '';
         upgraded = true;
         socket.write(
           'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
@@ -240,23 +239,16 @@ async function startRawWsServer(afterUpgrade: (socket: net.Socket) => void): Pro
       buffered = buffered.subarray(used);
       for (const frame of frames) {
         const waiter = waiters.shift();
-        if (waiter !== undefined) {
-          taken++;
-          waiter(frame);
-        } else {
-          received.push(frame);
-        }
+        if (waiter !== undefined) waiter(frame);
+        else queue.push(frame);
       }
     });
   });
   return {
     port,
-    clientFrames: () => {
-      const frame = received[taken - waiters.length];
-      if (frame !== undefined && waiters.length === 0) {
-        received.splice(0, 1);
-        return Promise.resolve(frame);
-      }
+    nextClientFrame: () => {
+      const frame = queue.shift();
+      if (frame !== undefined) return Promise.resolve(frame);
       return new Promise((resolve) => waiters.push(resolve));
     },
   };
@@ -301,7 +293,9 @@ describe('encodeFrame', () => {
     const key = Buffer.from([1, 2, 3, 4]);
     const frame = encodeFrame(Opcode.Text, 'hello', { maskKey: key });
     expect([...frame.subarray(0, 6)]).toEqual([0x81, 0x85, 1, 2, 3, 4]);
-    expect([...frame.subarray(6)]).toEqual([...Buffer.from('hello')].map((b, i) => b ^ key[i % 4]!));
+    expect([...frame.subarray(6)]).toEqual(
+      [...Buffer.from('hello')].map((b, i) => b ^ key[i % 4]!),
+    );
 
     const big = encodeFrame(Opcode.Binary, pattern(70_000), { maskKey: null, fin: false });
     expect(big[0]).toBe(0x02);
@@ -533,7 +527,7 @@ describe('WsClientConnection against a ws server', () => {
     const sink = new RecordingSink();
     const conn = new WsClientConnection(sink, 42);
     cleanups.push(() => conn.destroy());
-    const serverSide = once(wss, 'connection') as Promise<[WebSocket, http.IncomingMessage]>;
+    const serverSide = once(wss, 'connection') as Promise<[WebSocket, IncomingMessage]>;
     expect(conn.state).toBe('idle');
     expect(conn.sendText('too early')).toBe(false);
     conn.connect({
@@ -593,18 +587,21 @@ describe('WsClientConnection against a ws server', () => {
 
   it('is accepted by a server that rejects unmasked client frames', async () => {
     const { wss, port } = await startWsServer();
-    // Control: the same server closes a raw client that sends an unmasked frame with 1002.
+    // Control: the same server rejects a raw client that sends an unmasked frame.
     const raw = net.connect({ host: '127.0.0.1', port });
-    cleanups.push(() => raw.destroy());
+    raw.on('error', () => {});
+    cleanups.push(() => {
+      raw.destroy();
+    });
     const key = makeHandshakeKey();
     raw.write(
       `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
     const [peer] = (await once(wss, 'connection')) as [WebSocket];
-    const closed = nextClose(peer);
+    const rejected = once(peer, 'error') as Promise<[Error & { code?: string }]>;
     raw.write(serverFrame(Opcode.Text, 'unmasked'));
-    expect((await closed).code).toBe(1002);
+    expect((await rejected)[0].code).toBe('WS_ERR_EXPECTED_MASK');
 
     const pair = await openPair(port, wss);
     const atServer = nextMessage(pair.peer);
@@ -795,13 +792,13 @@ describe('WsClientConnection failures', () => {
   });
 
   it('destroys, from the owner sweep, a close handshake the server never finishes', async () => {
-    const { port, clientFrames } = await startRawWsServer(() => {});
+    const { port, nextClientFrame } = await startRawWsServer(() => {});
     const sink = new RecordingSink();
     const conn = new WsClientConnection(sink, 1);
     conn.connect({ host: '127.0.0.1', port, path: '/' });
     await sink.next('open');
     conn.close(1000, 'done');
-    const frame = await clientFrames();
+    const frame = await nextClientFrame();
     expect(frame.opcode).toBe(Opcode.Close);
     expect(conn.expireIfStale(conn.startedUs + 999, 1, 1000)).toBe(false);
     expect(conn.expireIfStale(conn.startedUs + 1000, 1, 1000)).toBe(true);
@@ -885,13 +882,13 @@ describe('WsClientConnection failures', () => {
   ];
   for (const [what, frame] of badFrames) {
     it(`closes with 1002 when the server sends ${what}`, async () => {
-      const { port, clientFrames } = await startRawWsServer((socket) => socket.write(frame()));
+      const { port, nextClientFrame } = await startRawWsServer((socket) => socket.write(frame()));
       const sink = new RecordingSink();
       const conn = new WsClientConnection(sink, 1);
       cleanups.push(() => conn.destroy());
       conn.connect({ host: '127.0.0.1', port, path: '/' });
       await sink.next('open');
-      const sent = await clientFrames();
+      const sent = await nextClientFrame();
       expect(sent.opcode).toBe(Opcode.Close);
       expect(sent.masked).toBe(true);
       expect(sent.payload.readUInt16BE(0)).toBe(1002);
@@ -901,6 +898,3 @@ describe('WsClientConnection failures', () => {
     });
   }
 });
-
-// Keep `http` referenced for the IncomingMessage type even if a test changes.
-export type { http };

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createLatencyHistogram,
+  decodeHistogram,
+  encodeHistogram,
+  mergeSnapshot,
+  recordUs,
+  summarize,
+} from '../../reports/histogram.js';
+
+describe('histogram snapshots', () => {
+  it('merging encoded snapshots equals recording everything in one histogram', () => {
+    const parts = [createLatencyHistogram(), createLatencyHistogram(), createLatencyHistogram()];
+    const whole = createLatencyHistogram();
+    for (let i = 1; i <= 30_000; i++) {
+      const us = (i * 7919) % 250_000;
+      recordUs(parts[i % 3]!, us);
+      recordUs(whole, us);
+    }
+    const merged = createLatencyHistogram();
+    let counted = 0;
+    for (const p of parts) counted += mergeSnapshot(merged, encodeHistogram(p));
+    expect(counted).toBe(30_000);
+    expect(merged.totalCount).toBe(whole.totalCount);
+    for (const q of [50, 90, 99, 99.9, 100]) {
+      expect(merged.getValueAtPercentile(q)).toBe(whole.getValueAtPercentile(q));
+    }
+  });
+
+  it('summarizes microseconds as milliseconds', () => {
+    const h = createLatencyHistogram();
+    for (let i = 0; i < 99; i++) recordUs(h, 1000);
+    recordUs(h, 50_000);
+    const s = summarize(h);
+    expect(s.count).toBe(100);
+    expect(s.p50).toBeCloseTo(1, 2);
+    expect(s.max).toBeCloseTo(50, 0);
+    expect(summarize(decodeHistogram(encodeHistogram(h)))).toEqual(s);
+  });
+
+  it('records negative clock differences as zero and summarizes empty histograms as zeros', () => {
+    const h = createLatencyHistogram();
+    expect(summarize(h).count).toBe(0);
+    recordUs(h, -5);
+    expect(h.totalCount).toBe(1);
+    expect(h.maxValue).toBe(0);
+  });
+});
