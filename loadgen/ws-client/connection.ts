@@ -350,7 +350,7 @@ export class WsClientConnection {
     this.sink.onOpen(this);
     // Frames the server sent right behind its 101 arrive in the same chunk.
     const rest = buffered.subarray(headEnd + HEAD_TERMINATOR.length);
-    if (rest.length > 0 && this.parser === parser) parser.feed(rest);
+    
   }
 
   /** Ends a connecting attempt as failed, now. */

@@ -289,7 +289,7 @@ export class FrameParser<TOwner> {
 
     if (messageOpcode === Opcode.Text) {
       // Validated whole, not per fragment: a code point may straddle two fragments.
-      if (true) this.handler.onText(this.owner, message.toString('utf8'));
+      if (isUtf8(message)) this.handler.onText(this.owner, message.toString('utf8'));
       else this.fail(invalidUtf8('text message is not UTF-8'));
     } else {
       this.handler.onBinary(this.owner, message);

@@ -1,0 +1,140 @@
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+
+const BIN = ['--import', 'tsx', 'bin/pushbench.ts'];
+
+function cli(...args: string[]) {
+  return execa(process.execPath, [...BIN, ...args], { reject: false, env: { NO_COLOR: '1' } });
+}
+
+/** A usage error: exit 2, exactly one line on stderr, no stack trace. */
+async function expectUsageError(args: string[], pattern: RegExp): Promise<void> {
+  const r = await cli(...args);
+  expect(r.exitCode, r.stderr).toBe(2);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^pushbench: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('pushbench CLI usage errors exit 2 with one line', () => {
+  it('unknown scenario', () => expectUsageError(['run', 'nope'], /unknown scenario "nope".*smoke/));
+  it('zero devices', () => expectUsageError(['run', 'smoke', '--devices', '0'], /devices\.count: must be >= 1, got 0/));
+  it('negative rate', () => expectUsageError(['run', 'smoke', '--rate', '-5'], /traffic\.direct\.rate: must be >= 0, got -5/));
+  it('non-numeric devices', () => expectUsageError(['run', 'smoke', '--devices', 'many'], /--devices must be a whole number/));
+  it('bad duration', () => expectUsageError(['run', 'smoke', '--duration', 'soon'], /duration/));
+  it('unknown flag', () => expectUsageError(['run', 'smoke', '--bogus'], /unknown option '--bogus'/));
+  it('unknown command', () => expectUsageError(['fly'], /unknown command 'fly'/));
+  it('bad gate', () => expectUsageError(['run', 'smoke', '--gate', 'p99(push) < soon'], /gate/));
+  it('unknown gate metric', () => expectUsageError(['run', 'smoke', '--gate', 'happiness > 3'], /happiness/));
+  it('serve without a secret', () => expectUsageError(['serve', '--api-key', 'k'], /--secret/));
+  it('token with a bad device id', () =>
+    expectUsageError(['token', '--secret', 's', '--device', 'a b', '--account', 'a'], /--device/));
+
+  it('a scenario file with several problems lists them all', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-'));
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, JSON.stringify({ name: 'bad', devices: { count: -1 }, duration: 'x', colour: 1 }));
+    await expectUsageError(['run', file], /3 problems: .*colour: unknown field.*devices\.count: must be >= 1.*duration/);
+  });
+
+  it('a scenario file that is not JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-'));
+    const file = join(dir, 'broken.json');
+    writeFileSync(file, '{ nope');
+    await expectUsageError(['run', file], /not valid JSON/);
+  });
+
+  it('a port in use', async () => {
+    const blocker = createServer();
+    blocker.listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      await expectUsageError(['serve', '--port', String(port), '--secret', 's', '--api-key', 'k'], /already in use/);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+
+describe('pushbench list and token', () => {
+  it('lists the built-in scenarios', async () => {
+    const r = await cli('list');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^smoke\s+/m);
+  });
+});
+
+describe('pushbench serve', () => {
+  it('prints its listening line, pushes to a ws client holding a token from `pushbench token`, and exits 0 on SIGTERM', async () => {
+    const server = execa(process.execPath, [...BIN, 'serve', '--port', '0', '--secret', 'sec', '--api-key', 'key'], {
+      reject: false,
+    });
+    const line = await new Promise<string>((resolve) => {
+      let out = '';
+      server.stdout?.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('\n')) resolve(out.split('\n')[0] ?? '');
+      });
+    });
+    const m = /^listening (ws:\/\/127\.0\.0\.1:\d+\/ws) (http:\/\/127\.0\.0\.1:\d+)$/.exec(line);
+    expect(m, line).not.toBeNull();
+    const [, wsUrl, httpUrl] = m!;
+    const tok = await cli('token', '--secret', 'sec', '--device', 'phone-1', '--account', 'acme', '--ttl', '10m');
+    expect(tok.exitCode).toBe(0);
+    const ws = new WebSocket(`${wsUrl}?token=${tok.stdout.trim()}`);
+    await once(ws, 'open');
+    const got = once(ws, 'message');
+    const res = await fetch(`${httpUrl}/v1/push/phone-1`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer key' },
+      body: JSON.stringify({ payload: { n: 1 }, id: 'x1' }),
+    });
+    expect(res.status).toBe(200);
+    const [data] = await got;
+    expect(JSON.parse(String(data))).toEqual({ type: 'push', id: 'x1', payload: { n: 1 } });
+    const closed = once(ws, 'close');
+    server.kill('SIGTERM');
+    const [code] = await closed;
+    expect(code).toBe(1001);
+    const result = await server;
+    expect(result.exitCode).toBe(0);
+  });
+});
+
+describe('pushbench run', () => {
+  it('exits 3 when a gate fails and writes report.json with the failed gate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-run-'));
+    const r = await cli(
+      'run', 'smoke', '--devices', '40', '--rate', '50', '--duration', '1s', '--workers', '1',
+      '--gate', 'p50(push) < 1us', '--out', dir,
+    );
+    expect(r.exitCode, r.stderr).toBe(3);
+    expect(r.stdout).toMatch(/verdict: FAIL/);
+    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+    expect(report.verdict).toBe('fail');
+    expect(report.exitCode).toBe(3);
+    const byExpr = Object.fromEntries(
+      report.gates.map((g: { expr: string; verdict: string }) => [g.expr, g.verdict]),
+    );
+    // 50 messages cannot show 99.9 % delivery at 95 % confidence: inconclusive, not pass.
+    expect(byExpr).toMatchObject({ 'p50(push) < 1us': 'fail', 'delivery >= 99.9%': 'inconclusive' });
+  });
+
+  it('prints the report as JSON on stdout with --json', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-run-'));
+    const r = await cli('run', 'smoke', '--devices', '20', '--rate', '20', '--duration', '1s', '--workers', '1', '--json', '--out', dir);
+    const report = JSON.parse(r.stdout);
+    expect(report.scenario).toBe('smoke');
+    expect(report.devices.requested).toBe(20);
+    expect(r.exitCode).toBe(report.exitCode);
+  });
+});

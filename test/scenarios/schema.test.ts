@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { PushbenchError } from '../../core/errors.js';
+import { loadScenario } from '../../scenarios/load.js';
+import { validateScenario } from '../../scenarios/schema.js';
+
+const ctx = { cores: 2 };
+
+function problemsOf(input: unknown): readonly string[] {
+  try {
+    validateScenario(input, ctx);
+  } catch (err) {
+    expect(err).toBeInstanceOf(PushbenchError);
+    return (err as PushbenchError).problems;
+  }
+  throw new Error('expected validation to fail');
+}
+
+describe('scenario validation', () => {
+  it('fills defaults and converts durations to milliseconds', () => {
+    const s = validateScenario({ name: 'x', devices: { count: 10 }, duration: '1.5m' }, ctx);
+    expect(s.durationMs).toBe(90_000);
+    expect(s.workers).toBe(2);
+    expect(s.devices.connectRateHz).toBe(1000);
+    expect(s.traffic.direct.rateHz).toBe(100);
+    expect(s.deliveryDeadlineMs).toBe(5000);
+  });
+
+  it('lists every problem with its path before anything runs', () => {
+    const problems = problemsOf({
+      name: 'bad name!',
+      devices: { count: 0, connectRate: 'fast' },
+      traffic: { direct: { rate: -1 } },
+      duration: 'later',
+      surprise: true,
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^surprise: unknown field/),
+        expect.stringMatching(/^name: /),
+        'devices.count: must be >= 1, got 0',
+        'devices.connectRate: must be a number, got "fast"',
+        'traffic.direct.rate: must be >= 0, got -1',
+        expect.stringMatching(/^duration: must be a duration/),
+      ]),
+    );
+    expect(problems).toHaveLength(6);
+  });
+
+  it('requires devices and duration', () => {
+    expect(problemsOf({ name: 'x' })).toEqual(['devices: is required', 'duration: is required']);
+  });
+
+  it('refuses clusters until they are supported rather than silently running one node', () => {
+    expect(problemsOf({ name: 'x', devices: { count: 1 }, duration: 1, topology: { nodes: 3 } })).toEqual([
+      'topology.nodes: clusters are not supported yet; use 1, got 3',
+    ]);
+  });
+});
+
+describe('loading scenarios', () => {
+  it('applies command-line overrides without changing the built-in', async () => {
+    const s = await loadScenario('smoke', { devices: 5, rate: 7, duration: '2s', gates: ['p99(push) < 1s'] });
+    expect(s.devices.count).toBe(5);
+    expect(s.traffic.direct.rateHz).toBe(7);
+    expect(s.durationMs).toBe(2000);
+    expect(s.gates).toContain('p99(push) < 1s');
+    const again = await loadScenario('smoke');
+    expect(again.devices.count).toBe(2000);
+    expect(again.gates).not.toContain('p99(push) < 1s');
+  });
+
+  it('refuses an unknown name with PB_UNKNOWN_SCENARIO', async () => {
+    await expect(loadScenario('nope')).rejects.toMatchObject({ code: 'PB_UNKNOWN_SCENARIO' });
+    await expect(loadScenario('./missing.json')).rejects.toMatchObject({ code: 'PB_UNKNOWN_SCENARIO' });
+  });
+});
