@@ -2,33 +2,39 @@
  * pushbench's programmatic API. The CLI (bin/pushbench.ts) is built on exactly
  * these exports.
  */
-export { PushbenchError, type ErrorCode } from './core/errors.js';
+export { type ErrorCode, PushbenchError } from './core/errors.js';
 export { ExitCode, type ExitCodeValue } from './core/exit-codes.js';
-export { machineFacts, type MachineFacts } from './core/machine.js';
+export { type MachineFacts, machineFacts } from './core/machine.js';
 export { formatMs, parseDurationMs } from './core/units.js';
 export { version } from './core/version.js';
 export type { LoadResult, RunPhase, TimelinePoint } from './loadgen/coordinator.js';
 export {
   evaluateGates,
-  parseGate,
-  parseGates,
   type Gate,
   type GateInputs,
   type GateResult,
+  parseGate,
+  parseGates,
 } from './reports/gates.js';
 export type { LatencySummary } from './reports/histogram.js';
 export type { DeliveryLedger } from './reports/ledger.js';
 export { progressListener, type RunListener } from './reports/outputs/progress.js';
 export { colourFor, renderSummary } from './reports/outputs/text.js';
 export type { Report, Verdict } from './reports/report.js';
-export { run, preflight, type RunOptions, type RunResult } from './run/run.js';
+export { preflight, type RunOptions, type RunResult, run } from './run/run.js';
 export { listBuiltinScenarios, loadScenario, type ScenarioOverrides } from './scenarios/load.js';
 export {
   defineScenario,
-  validateScenario,
   type Scenario,
   type ScenarioInput,
+  validateScenario,
 } from './scenarios/schema.js';
-export { type NodeAddress, type NodeOptions, PushNode, nodeDefaults, startNode } from './server/node.js';
+export {
+  type NodeAddress,
+  type NodeOptions,
+  nodeDefaults,
+  PushNode,
+  startNode,
+} from './server/node.js';
 export { CloseCode, retryableCloseCodes } from './server/protocol.js';
 export { type DeviceClaims, isValidId, signToken, verifyToken } from './server/token.js';

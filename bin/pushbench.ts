@@ -5,11 +5,11 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
-  ExitCode,
-  PushbenchError,
   colourFor,
+  ExitCode,
   isValidId,
   listBuiltinScenarios,
+  PushbenchError,
   parseDurationMs,
   progressListener,
   renderSummary,
@@ -70,7 +70,11 @@ program
   .option('--duration <time>', 'how long to publish, e.g. 20s')
   .option('--workers <n>', 'device worker threads (default: one per core)', integer('--workers'))
   .option('--connect-rate <hz>', 'new connections per second', number('--connect-rate'))
-  .option('--gate <expr>', 'gate, e.g. "p99(push) < 50ms" (repeatable; added to the scenario\'s)', collect)
+  .option(
+    '--gate <expr>',
+    'gate, e.g. "p99(push) < 50ms" (repeatable; added to the scenario\'s)',
+    collect,
+  )
   .option('--seed <n>', 'seed for every random choice', integer('--seed'))
   .option('--out <dir>', 'results folder (default results/<scenario>-<time>)')
   .option('--json', 'print report.json on stdout instead of the summary')
@@ -107,7 +111,12 @@ program
   .addOption(new Option('--api-key <key>', 'bearer key for the HTTP API').env('PUSHBENCH_API_KEY'))
   .option('--node-id <id>', 'name of this node', 'node-1')
   .option('--heartbeat-interval <time>', 'ping period', durationMs('--heartbeat-interval'), 10_000)
-  .option('--heartbeat-timeout <time>', 'close after this much silence', durationMs('--heartbeat-timeout'), 30_000)
+  .option(
+    '--heartbeat-timeout <time>',
+    'close after this much silence',
+    durationMs('--heartbeat-timeout'),
+    30_000,
+  )
   .option('--max-body <bytes>', 'largest push body', integer('--max-body'), 64 * 1024)
   .action(async (opts: Record<string, unknown>) => {
     if (typeof opts.secret !== 'string' || opts.secret === '') {
@@ -147,7 +156,7 @@ program
   .command('token')
   .description('make a signed device token')
   .addOption(
-    new Option('--secret <secret>', 'HMAC secret (same as the node\'s)')
+    new Option('--secret <secret>', "HMAC secret (same as the node's)")
       .env('PUSHBENCH_SECRET')
       .makeOptionMandatory(),
   )
@@ -155,9 +164,15 @@ program
   .requiredOption('--account <id>', 'account id')
   .option('--ttl <time>', 'validity', durationMs('--ttl'), 3_600_000)
   .action((opts: { secret: string; device: string; account: string; ttl: number }) => {
-    for (const [flag, id] of [['--device', opts.device], ['--account', opts.account]] as const) {
+    for (const [flag, id] of [
+      ['--device', opts.device],
+      ['--account', opts.account],
+    ] as const) {
       if (!isValidId(id)) {
-        throw new PushbenchError('PB_USAGE', `${flag} "${id}" is not a valid id: use 1-128 of A-Z a-z 0-9 . _ : @ -`);
+        throw new PushbenchError(
+          'PB_USAGE',
+          `${flag} "${id}" is not a valid id: use 1-128 of A-Z a-z 0-9 . _ : @ -`,
+        );
       }
     }
     if (opts.ttl <= 0) throw new PushbenchError('PB_USAGE', '--ttl must be positive');
@@ -170,7 +185,8 @@ program
   .command('list')
   .description('list the built-in scenarios')
   .action(() => {
-    for (const s of listBuiltinScenarios()) process.stdout.write(`${s.name.padEnd(16)}${s.description}\n`);
+    for (const s of listBuiltinScenarios())
+      process.stdout.write(`${s.name.padEnd(16)}${s.description}\n`);
   });
 
 try {

@@ -266,7 +266,9 @@ export class Coordinator extends EventEmitter<{
           publisherFinal = msg;
           break;
         case 'fatal':
-          fail(new PushbenchError('PB_WORKER_FAILED', `${name} failed: ${msg.message.split('\n')[0]}`));
+          fail(
+            new PushbenchError('PB_WORKER_FAILED', `${name} failed: ${msg.message.split('\n')[0]}`),
+          );
           break;
       }
       wake();
@@ -403,7 +405,8 @@ export class Coordinator extends EventEmitter<{
       for (const [k, v] of Object.entries(f.connectFailuresByReason)) {
         failuresByReason[k] = (failuresByReason[k] ?? 0) + v;
       }
-      for (const [k, v] of Object.entries(f.closesByCode)) closesByCode[k] = (closesByCode[k] ?? 0) + v;
+      for (const [k, v] of Object.entries(f.closesByCode))
+        closesByCode[k] = (closesByCode[k] ?? 0) + v;
       workers.push({ worker: `devices-${f.workerIndex}`, ...f.self });
     }
     workers.push({ worker: 'publisher', ...pub.self });
@@ -415,10 +418,16 @@ export class Coordinator extends EventEmitter<{
       }
     }
     if (pub.skipped > 0) {
-      this.reasons.add(`publisher: ${pub.skipped} scheduled sends skipped (too many requests in flight)`);
+      this.reasons.add(
+        `publisher: ${pub.skipped} scheduled sends skipped (too many requests in flight)`,
+      );
     }
     const ledger = reconcileLedger(
-      { sent: pub.sent, accepted: new Bitset(pub.accepted), rejectedByStatus: pub.rejectedByStatus },
+      {
+        sent: pub.sent,
+        accepted: new Bitset(pub.accepted),
+        rejectedByStatus: pub.rejectedByStatus,
+      },
       { delivered, late, duplicates },
     );
     return {

@@ -9,9 +9,9 @@ import {
 import { Bitset } from '../reports/ledger.js';
 import { signToken } from '../server/token.js';
 import type { DeviceWorkerData, FromWorker, ToWorker } from './messages.js';
-import { SelfMonitor } from './self-check.js';
-import { type WsClientSink, type WsCloseInfo, WsClientConnection } from './ws-client/connection.js';
 import { readPushFrame } from './push-frame.js';
+import { SelfMonitor } from './self-check.js';
+import { WsClientConnection, type WsClientSink, type WsCloseInfo } from './ws-client/connection.js';
 
 /** How often connect timeouts and close timeouts are swept. */
 const SWEEP_INTERVAL_MS = 100;
@@ -19,7 +19,10 @@ const SWEEP_INTERVAL_MS = 100;
 const CLOSE_TIMEOUT_US = 2_000_000;
 
 /** The device id and account id of global device index `i`. */
-export function deviceIdentity(i: number, accounts: number): { deviceId: string; accountId: string } {
+export function deviceIdentity(
+  i: number,
+  accounts: number,
+): { deviceId: string; accountId: string } {
   return { deviceId: `d${i}`, accountId: `a${i % accounts}` };
 }
 
@@ -256,7 +259,8 @@ export class Fleet implements WsClientSink {
       this.pending--;
       this.failed++;
       this.iFailures++;
-      const reason = info.failure === 'http_status' ? `http_${info.httpStatus}` : (info.failure ?? 'error');
+      const reason =
+        info.failure === 'http_status' ? `http_${info.httpStatus}` : (info.failure ?? 'error');
       this.failuresByReason[reason] = (this.failuresByReason[reason] ?? 0) + 1;
       this.maybeRampDone();
       return;

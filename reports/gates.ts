@@ -19,7 +19,10 @@
 
 import { PushbenchError } from '../core/errors.js';
 import { formatCount, formatMs, parseDurationMs } from '../core/units.js';
+import type { LatencySummary } from './histogram.js';
 import { clopperPearsonUpper, requiredTrials } from './stats.js';
+
+export type { LatencySummary };
 
 /** The latency series a run records, in milliseconds. */
 export const LATENCY_SERIES = ['push', 'connect', 'd2d', 'room'] as const;
@@ -35,20 +38,6 @@ export type LatencyStat = (typeof LATENCY_STATS)[number];
 
 /** Other spellings of a statistic, mapped to the canonical one. */
 const LATENCY_STAT_ALIASES: Readonly<Record<string, LatencyStat>> = { 'p99.9': 'p999' };
-
-/** A summary of one latency series, every figure in milliseconds. */
-export interface LatencySummary {
-  unit: 'ms';
-  count: number;
-  min: number;
-  mean: number;
-  p50: number;
-  p75: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-}
 
 /** The figures of a finished run that gates are evaluated against. */
 export interface GateInputs {

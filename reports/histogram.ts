@@ -3,8 +3,9 @@
  * microseconds; summaries are reported in milliseconds. Threads exchange
  * histograms only as compressed base64 snapshots (never per-sample messages).
  */
-import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
+
 import type { Histogram } from 'hdr-histogram-js';
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
 
 /** A latency histogram in microseconds. */
 export type LatencyHistogram = Histogram;
@@ -60,7 +61,18 @@ const usToMs = (us: number): number => Math.round(us) / 1000;
 /** The percentiles of a histogram in milliseconds. An empty histogram gives zeros and count 0. */
 export function summarize(h: LatencyHistogram): LatencySummary {
   if (h.totalCount === 0) {
-    return { unit: 'ms', count: 0, min: 0, mean: 0, p50: 0, p75: 0, p90: 0, p99: 0, p999: 0, max: 0 };
+    return {
+      unit: 'ms',
+      count: 0,
+      min: 0,
+      mean: 0,
+      p50: 0,
+      p75: 0,
+      p90: 0,
+      p99: 0,
+      p999: 0,
+      max: 0,
+    };
   }
   return {
     unit: 'ms',

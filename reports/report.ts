@@ -2,7 +2,7 @@ import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
 import type { LoadResult, TimelinePoint, WorkerHealth } from '../loadgen/coordinator.js';
 import type { Scenario } from '../scenarios/schema.js';
-import { type Gate, type GateResult, evaluateGates, worstVerdict } from './gates.js';
+import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
 import { encodeHistogram, type LatencySummary, summarize } from './histogram.js';
 import type { DeliveryLedger } from './ledger.js';
 

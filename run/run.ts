@@ -52,7 +52,10 @@ export function preflight(scenario: Scenario, limit: number | null = openFilesLi
 }
 
 function timestamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 async function fetchServerCounts(node: NodeProcess): Promise<ServerCounts> {
@@ -125,7 +128,9 @@ export async function run(
   });
   let reportPath: string | undefined;
   if (options.write !== false) {
-    const dir = resolve(options.outDir ?? join('results', `${scenario.name}-${timestamp(startedAt)}`));
+    const dir = resolve(
+      options.outDir ?? join('results', `${scenario.name}-${timestamp(startedAt)}`),
+    );
     reportPath = await writeJsonReport(report, dir);
   }
   return { report, reportPath };

@@ -86,7 +86,12 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function checkKeys(p: Problems, path: string, obj: Record<string, unknown>, allowed: string[]): void {
+function checkKeys(
+  p: Problems,
+  path: string,
+  obj: Record<string, unknown>,
+  allowed: string[],
+): void {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) {
       p.add(path ? `${path}.${key}` : key, `unknown field (known: ${allowed.join(', ')})`);
@@ -189,8 +194,20 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
   checkKeys(p, 'topology', topo, ['nodes', 'heartbeatInterval', 'heartbeatTimeout']);
   const nodes = num(p, 'topology.nodes', topo.nodes, 1, { min: 1, integer: true });
   if (nodes > 1) p.add('topology.nodes', `clusters are not supported yet; use 1, got ${nodes}`);
-  const heartbeatIntervalMs = duration(p, 'topology.heartbeatInterval', topo.heartbeatInterval, 10_000, 10);
-  const heartbeatTimeoutMs = duration(p, 'topology.heartbeatTimeout', topo.heartbeatTimeout, 30_000, 10);
+  const heartbeatIntervalMs = duration(
+    p,
+    'topology.heartbeatInterval',
+    topo.heartbeatInterval,
+    10_000,
+    10,
+  );
+  const heartbeatTimeoutMs = duration(
+    p,
+    'topology.heartbeatTimeout',
+    topo.heartbeatTimeout,
+    30_000,
+    10,
+  );
 
   const dev = section(p, 'devices', root.devices);
   if (root.devices === undefined) p.add('devices', 'is required');
@@ -231,7 +248,8 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     }
   }
   if (p.list.length > 0) {
-    const head = p.list.length === 1 ? p.list[0] : `${p.list.length} problems: ${p.list.join('; ')}`;
+    const head =
+      p.list.length === 1 ? p.list[0] : `${p.list.length} problems: ${p.list.join('; ')}`;
     throw new PushbenchError('PB_BAD_SCENARIO', `scenario ${name}: ${head}`, p.list);
   }
   return {

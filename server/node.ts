@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { PushbenchError } from '../core/errors.js';
-import { type DeviceConnection, ConnectionTable } from './connections.js';
+import { ConnectionTable, type DeviceConnection } from './connections.js';
 import { HeartbeatSweep } from './lifecycle.js';
 import { NodeMetrics } from './metrics.js';
 import { CloseCode, encodePushFrame, parseDeviceFrame } from './protocol.js';
@@ -138,8 +138,10 @@ export class PushNode {
 
   constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'>) {
     this.options = { ...nodeDefaults, ...options };
-    if (!this.options.secret) throw new PushbenchError('PB_USAGE', 'the node needs a token secret (--secret)');
-    if (!this.options.apiKey) throw new PushbenchError('PB_USAGE', 'the node needs an API key (--api-key)');
+    if (!this.options.secret)
+      throw new PushbenchError('PB_USAGE', 'the node needs a token secret (--secret)');
+    if (!this.options.apiKey)
+      throw new PushbenchError('PB_USAGE', 'the node needs an API key (--api-key)');
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -199,7 +201,8 @@ export class PushNode {
   /** Closes every device with 1001 (going away), then the listener. */
   async stop(): Promise<void> {
     this.heartbeat.stop();
-    for (const conn of this.connections.values()) conn.ws.close(CloseCode.GoingAway, 'node stopping');
+    for (const conn of this.connections.values())
+      conn.ws.close(CloseCode.GoingAway, 'node stopping');
     this.http.closeIdleConnections();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());

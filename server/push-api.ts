@@ -1,8 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NodeMetrics } from './metrics.js';
-import { isValidId } from './token.js';
 import { isValidMessageId } from './protocol.js';
+import { isValidId } from './token.js';
 
 /** What happened to one push. */
 export type PushOutcome = 'delivered' | 'not_connected' | 'overloaded';
@@ -10,7 +10,11 @@ export type PushOutcome = 'delivered' | 'not_connected' | 'overloaded';
 /** What the HTTP API needs from the node behind it. */
 export interface PushDelivery {
   /** Writes a push to the device's socket; resolves once written (or known impossible). */
-  deliver(deviceId: string, messageId: string | undefined, payloadJson: string): Promise<{
+  deliver(
+    deviceId: string,
+    messageId: string | undefined,
+    payloadJson: string,
+  ): Promise<{
     outcome: PushOutcome;
     id: string;
   }>;
@@ -93,7 +97,10 @@ export function parsePushBody(text: string): { payloadJson: string; id: string |
     throw new HttpProblem(400, { error: 'missing_payload' });
   }
   if (body.id !== undefined && !isValidMessageId(body.id)) {
-    throw new HttpProblem(400, { error: 'bad_id', detail: 'id must be 1-128 printable characters' });
+    throw new HttpProblem(400, {
+      error: 'bad_id',
+      detail: 'id must be 1-128 printable characters',
+    });
   }
   return { payloadJson: JSON.stringify(body.payload), id: body.id };
 }
@@ -112,7 +119,8 @@ export function createPushApi(
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     if (path === '/healthz') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpProblem(405, { error: 'method_not_allowed' });
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        throw new HttpProblem(405, { error: 'method_not_allowed' });
       send(res, node.metrics, 200, { status: 'ok' });
       return;
     }

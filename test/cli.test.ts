@@ -26,14 +26,22 @@ async function expectUsageError(args: string[], pattern: RegExp): Promise<void> 
 
 describe('pushbench CLI usage errors exit 2 with one line', () => {
   it('unknown scenario', () => expectUsageError(['run', 'nope'], /unknown scenario "nope".*smoke/));
-  it('zero devices', () => expectUsageError(['run', 'smoke', '--devices', '0'], /devices\.count: must be >= 1, got 0/));
-  it('negative rate', () => expectUsageError(['run', 'smoke', '--rate', '-5'], /traffic\.direct\.rate: must be >= 0, got -5/));
-  it('non-numeric devices', () => expectUsageError(['run', 'smoke', '--devices', 'many'], /--devices must be a whole number/));
+  it('zero devices', () =>
+    expectUsageError(['run', 'smoke', '--devices', '0'], /devices\.count: must be >= 1, got 0/));
+  it('negative rate', () =>
+    expectUsageError(
+      ['run', 'smoke', '--rate', '-5'],
+      /traffic\.direct\.rate: must be >= 0, got -5/,
+    ));
+  it('non-numeric devices', () =>
+    expectUsageError(['run', 'smoke', '--devices', 'many'], /--devices must be a whole number/));
   it('bad duration', () => expectUsageError(['run', 'smoke', '--duration', 'soon'], /duration/));
-  it('unknown flag', () => expectUsageError(['run', 'smoke', '--bogus'], /unknown option '--bogus'/));
+  it('unknown flag', () =>
+    expectUsageError(['run', 'smoke', '--bogus'], /unknown option '--bogus'/));
   it('unknown command', () => expectUsageError(['fly'], /unknown command 'fly'/));
   it('bad gate', () => expectUsageError(['run', 'smoke', '--gate', 'p99(push) < soon'], /gate/));
-  it('unknown gate metric', () => expectUsageError(['run', 'smoke', '--gate', 'happiness > 3'], /happiness/));
+  it('unknown gate metric', () =>
+    expectUsageError(['run', 'smoke', '--gate', 'happiness > 3'], /happiness/));
   it('serve without a secret', () => expectUsageError(['serve', '--api-key', 'k'], /--secret/));
   it('token with a bad device id', () =>
     expectUsageError(['token', '--secret', 's', '--device', 'a b', '--account', 'a'], /--device/));
@@ -41,8 +49,14 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
   it('a scenario file with several problems lists them all', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-'));
     const file = join(dir, 'bad.json');
-    writeFileSync(file, JSON.stringify({ name: 'bad', devices: { count: -1 }, duration: 'x', colour: 1 }));
-    await expectUsageError(['run', file], /3 problems: .*colour: unknown field.*devices\.count: must be >= 1.*duration/);
+    writeFileSync(
+      file,
+      JSON.stringify({ name: 'bad', devices: { count: -1 }, duration: 'x', colour: 1 }),
+    );
+    await expectUsageError(
+      ['run', file],
+      /3 problems: .*colour: unknown field.*devices\.count: must be >= 1.*duration/,
+    );
   });
 
   it('a scenario file that is not JSON', async () => {
@@ -58,7 +72,10 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
     await once(blocker, 'listening');
     const port = (blocker.address() as { port: number }).port;
     try {
-      await expectUsageError(['serve', '--port', String(port), '--secret', 's', '--api-key', 'k'], /already in use/);
+      await expectUsageError(
+        ['serve', '--port', String(port), '--secret', 's', '--api-key', 'k'],
+        /already in use/,
+      );
     } finally {
       blocker.close();
     }
@@ -75,9 +92,13 @@ describe('pushbench list and token', () => {
 
 describe('pushbench serve', () => {
   it('prints its listening line, pushes to a ws client holding a token from `pushbench token`, and exits 0 on SIGTERM', async () => {
-    const server = execa(process.execPath, [...BIN, 'serve', '--port', '0', '--secret', 'sec', '--api-key', 'key'], {
-      reject: false,
-    });
+    const server = execa(
+      process.execPath,
+      [...BIN, 'serve', '--port', '0', '--secret', 'sec', '--api-key', 'key'],
+      {
+        reject: false,
+      },
+    );
     const line = await new Promise<string>((resolve) => {
       let out = '';
       server.stdout?.on('data', (c: Buffer) => {
@@ -88,7 +109,17 @@ describe('pushbench serve', () => {
     const m = /^listening (ws:\/\/127\.0\.0\.1:\d+\/ws) (http:\/\/127\.0\.0\.1:\d+)$/.exec(line);
     expect(m, line).not.toBeNull();
     const [, wsUrl, httpUrl] = m!;
-    const tok = await cli('token', '--secret', 'sec', '--device', 'phone-1', '--account', 'acme', '--ttl', '10m');
+    const tok = await cli(
+      'token',
+      '--secret',
+      'sec',
+      '--device',
+      'phone-1',
+      '--account',
+      'acme',
+      '--ttl',
+      '10m',
+    );
     expect(tok.exitCode).toBe(0);
     const ws = new WebSocket(`${wsUrl}?token=${tok.stdout.trim()}`);
     await once(ws, 'open');
@@ -114,8 +145,20 @@ describe('pushbench run', () => {
   it('exits 3 when a gate fails and writes report.json with the failed gate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-run-'));
     const r = await cli(
-      'run', 'smoke', '--devices', '40', '--rate', '50', '--duration', '1s', '--workers', '1',
-      '--gate', 'p50(push) < 1us', '--out', dir,
+      'run',
+      'smoke',
+      '--devices',
+      '40',
+      '--rate',
+      '50',
+      '--duration',
+      '1s',
+      '--workers',
+      '1',
+      '--gate',
+      'p50(push) < 1us',
+      '--out',
+      dir,
     );
     expect(r.exitCode, r.stderr).toBe(3);
     expect(r.stdout).toMatch(/verdict: FAIL/);
@@ -126,12 +169,29 @@ describe('pushbench run', () => {
       report.gates.map((g: { expr: string; verdict: string }) => [g.expr, g.verdict]),
     );
     // 50 messages cannot show 99.9 % delivery at 95 % confidence: inconclusive, not pass.
-    expect(byExpr).toMatchObject({ 'p50(push) < 1us': 'fail', 'delivery >= 99.9%': 'inconclusive' });
+    expect(byExpr).toMatchObject({
+      'p50(push) < 1us': 'fail',
+      'delivery >= 99.9%': 'inconclusive',
+    });
   });
 
   it('prints the report as JSON on stdout with --json', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-run-'));
-    const r = await cli('run', 'smoke', '--devices', '20', '--rate', '20', '--duration', '1s', '--workers', '1', '--json', '--out', dir);
+    const r = await cli(
+      'run',
+      'smoke',
+      '--devices',
+      '20',
+      '--rate',
+      '20',
+      '--duration',
+      '1s',
+      '--workers',
+      '1',
+      '--json',
+      '--out',
+      dir,
+    );
     const report = JSON.parse(r.stdout);
     expect(report.scenario).toBe('smoke');
     expect(report.devices.requested).toBe(20);

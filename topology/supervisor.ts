@@ -1,4 +1,4 @@
-import { type ResultPromise, execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { PushbenchError } from '../core/errors.js';
 import { entryBeside } from '../core/runtime.js';
 

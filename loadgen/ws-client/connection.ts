@@ -284,7 +284,6 @@ export class WsClientConnection {
     // Both close frames are out: end our side and report when TCP is fully closed.
     // end(), not destroy(): destroy could discard the queued close frame. The server
     // is the one expected to close TCP first (§7.1.1); our sweep bounds the wait.
-    socket.end();
   }
 
   /** @internal A frame broke the protocol or our limits: fail the connection (§7.1.7). */
@@ -350,7 +349,7 @@ export class WsClientConnection {
     this.sink.onOpen(this);
     // Frames the server sent right behind its 101 arrive in the same chunk.
     const rest = buffered.subarray(headEnd + HEAD_TERMINATOR.length);
-    
+    if (rest.length > 0 && this.parser === parser) parser.feed(rest);
   }
 
   /** Ends a connecting attempt as failed, now. */

@@ -1,3 +1,4 @@
+import { stripVTControlCharacters } from 'node:util';
 import { Chalk, type ChalkInstance } from 'chalk';
 import { formatCount, formatMs } from '../../core/units.js';
 import type { LatencySummary } from '../histogram.js';
@@ -25,7 +26,7 @@ function table(rows: string[][]): string {
   return rows
     .map((row) =>
       row
-        .map((cell, i) => i === 0 ? padEnd(cell, widths[i] ?? 0) : padStart(cell, widths[i] ?? 0))
+        .map((cell, i) => (i === 0 ? padEnd(cell, widths[i] ?? 0) : padStart(cell, widths[i] ?? 0)))
         .join('  ')
         .trimEnd(),
     )
@@ -34,7 +35,7 @@ function table(rows: string[][]): string {
 
 // Strip ANSI colour codes when measuring width.
 function visible(s: string): string {
-  return s.replace(/\x1b\[[0-9;]*m/g, '');
+  return stripVTControlCharacters(s);
 }
 function padEnd(s: string, width: number): string {
   return s + ' '.repeat(Math.max(0, width - visible(s).length));
@@ -67,7 +68,9 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   const d = report.devices;
   const l = report.delivery;
   const out: string[] = [];
-  out.push(c.bold(`pushbench ${report.scenario}`) + c.dim(`  (${formatMs(report.wallTimeMs)} wall)`));
+  out.push(
+    c.bold(`pushbench ${report.scenario}`) + c.dim(`  (${formatMs(report.wallTimeMs)} wall)`),
+  );
   out.push('');
   out.push(
     table([
@@ -115,7 +118,11 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       latencyRow('api', report.latency.api),
     ]),
   );
-  out.push(c.dim('  push: scheduled send -> device; connect: scheduled attempt -> upgraded; api: scheduled send -> HTTP answer'));
+  out.push(
+    c.dim(
+      '  push: scheduled send -> device; connect: scheduled attempt -> upgraded; api: scheduled send -> HTTP answer',
+    ),
+  );
   if (report.gates.length > 0) {
     out.push('');
     out.push(
@@ -124,7 +131,8 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
         ...report.gates.map((g) => [
           g.expr,
           g.actualText,
-          verdictColour[g.verdict](g.verdict) + (g.verdict === 'pass' ? '' : c.dim(`  ${g.detail}`)),
+          verdictColour[g.verdict](g.verdict) +
+            (g.verdict === 'pass' ? '' : c.dim(`  ${g.detail}`)),
         ]),
       ]),
     );
@@ -135,6 +143,8 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
     for (const r of report.generator.reasons) out.push(c.magenta(`  - ${r}`));
   }
   out.push('');
-  out.push(`verdict: ${verdictColour[report.verdict](report.verdict.toUpperCase())}  (exit ${report.exitCode})`);
+  out.push(
+    `verdict: ${verdictColour[report.verdict](report.verdict.toUpperCase())}  (exit ${report.exitCode})`,
+  );
   return out.join('\n');
 }

@@ -853,27 +853,70 @@ describe('WsClientConnection failures', () => {
     expect((await sink.next('close')).info).toMatchObject({ opened: false, failure: 'reset' });
   });
 
-  it('opens on a 101 split byte by byte, with a frame in the same write', async () => {
-    const { port } = await startNetServer((socket) => {
-      socket.once('data', (chunk: Buffer) => {
-        const key = /sec-websocket-key: *(\S+)/i.exec(chunk.toString('latin1'))?.[1] ?? '';
-        const response = Buffer.concat([
-          Buffer.from(
-            'HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nconnection: keep-alive, Upgrade\r\n' +
-              `sec-websocket-accept: ${expectedAccept(key)}\r\n\r\n`,
-          ),
-          serverFrame(Opcode.Text, 'first'),
-        ]);
-        // Cork nothing: each byte its own write, so most arrive as separate chunks.
-        for (let i = 0; i < response.length; i++) socket.write(response.subarray(i, i + 1));
-      });
+  /**
+   * A connection stuck in 'connecting' against a server that never answers, plus
+   * the 101 response (and a text frame right behind it) that the server should
+   * have sent. Tests feed that response through `receive()`, the entry point of
+   * the socket 'data' handler, so they control exactly how it is chunked.
+   */
+  async function connectingWithResponse(): Promise<{
+    conn: WsClientConnection;
+    sink: RecordingSink;
+    response: Buffer;
+  }> {
+    const { server, port } = await startNetServer(() => {});
+    const sink = new RecordingSink();
+    const conn = new WsClientConnection(sink, 1);
+    cleanups.push(() => conn.destroy());
+    const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+    conn.connect({ host: '127.0.0.1', port, path: '/' });
+    const [serverSocket] = await accepted;
+    const [request] = (await once(serverSocket, 'data')) as [Buffer];
+    const key = /sec-websocket-key: *(\S+)/i.exec(request.toString('latin1'))?.[1] ?? '';
+    const response = Buffer.concat([
+      Buffer.from(
+        'HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n' +
+          `connection: keep-alive, Upgrade\r\nsec-websocket-accept: ${expectedAccept(key)}\r\n\r\n`,
+      ),
+      serverFrame(Opcode.Text, 'first'),
+    ]);
+    return { conn, sink, response };
+  }
+
+  it('opens on a 101 and parses a frame that came in the same chunk', async () => {
+    const { conn, sink, response } = await connectingWithResponse();
+    conn.receive(response);
+    expect(conn.state).toBe('open');
+    expect(sink.events).toEqual([{ kind: 'open' }, { kind: 'text', text: 'first' }]);
+  });
+
+  it('opens on a 101 that arrives one byte at a time', async () => {
+    const { conn, sink, response } = await connectingWithResponse();
+    for (let i = 0; i < response.length; i++) conn.receive(response.subarray(i, i + 1));
+    expect(conn.state).toBe('open');
+    expect(sink.events).toEqual([{ kind: 'open' }, { kind: 'text', text: 'first' }]);
+  });
+
+  it('ends TCP itself after echoing a server close, for servers that wait for it', async () => {
+    let serverSaw: Promise<unknown> = Promise.resolve();
+    const { port, nextClientFrame } = await startRawWsServer((socket) => {
+      // This server never closes first; it only answers our FIN (allowHalfOpen is off).
+      serverSaw = once(socket, 'end');
+      socket.write(serverFrame(Opcode.Close, encodeClosePayload(4003, 'draining')));
     });
     const sink = new RecordingSink();
     const conn = new WsClientConnection(sink, 1);
     cleanups.push(() => conn.destroy());
     conn.connect({ host: '127.0.0.1', port, path: '/' });
-    await sink.next('open');
-    expect((await sink.next('text')).text).toBe('first');
+    const echo = await nextClientFrame();
+    expect(echo.opcode).toBe(Opcode.Close);
+    expect(echo.payload.readUInt16BE(0)).toBe(4003);
+    await serverSaw;
+    expect((await sink.next('close')).info).toEqual({
+      opened: true,
+      code: 4003,
+      reason: 'draining',
+    });
   });
 
   const badFrames: [string, () => Buffer][] = [

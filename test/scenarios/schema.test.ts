@@ -51,15 +51,20 @@ describe('scenario validation', () => {
   });
 
   it('refuses clusters until they are supported rather than silently running one node', () => {
-    expect(problemsOf({ name: 'x', devices: { count: 1 }, duration: 1, topology: { nodes: 3 } })).toEqual([
-      'topology.nodes: clusters are not supported yet; use 1, got 3',
-    ]);
+    expect(
+      problemsOf({ name: 'x', devices: { count: 1 }, duration: 1, topology: { nodes: 3 } }),
+    ).toEqual(['topology.nodes: clusters are not supported yet; use 1, got 3']);
   });
 });
 
 describe('loading scenarios', () => {
   it('applies command-line overrides without changing the built-in', async () => {
-    const s = await loadScenario('smoke', { devices: 5, rate: 7, duration: '2s', gates: ['p99(push) < 1s'] });
+    const s = await loadScenario('smoke', {
+      devices: 5,
+      rate: 7,
+      duration: '2s',
+      gates: ['p99(push) < 1s'],
+    });
     expect(s.devices.count).toBe(5);
     expect(s.traffic.direct.rateHz).toBe(7);
     expect(s.durationMs).toBe(2000);
@@ -71,6 +76,8 @@ describe('loading scenarios', () => {
 
   it('refuses an unknown name with PB_UNKNOWN_SCENARIO', async () => {
     await expect(loadScenario('nope')).rejects.toMatchObject({ code: 'PB_UNKNOWN_SCENARIO' });
-    await expect(loadScenario('./missing.json')).rejects.toMatchObject({ code: 'PB_UNKNOWN_SCENARIO' });
+    await expect(loadScenario('./missing.json')).rejects.toMatchObject({
+      code: 'PB_UNKNOWN_SCENARIO',
+    });
   });
 });

@@ -12,7 +12,12 @@ let node: PushNode;
 let addr: NodeAddress;
 
 beforeEach(async () => {
-  node = new PushNode({ secret: SECRET, apiKey: KEY, heartbeatIntervalMs: 60_000, heartbeatTimeoutMs: 120_000 });
+  node = new PushNode({
+    secret: SECRET,
+    apiKey: KEY,
+    heartbeatIntervalMs: 60_000,
+    heartbeatTimeoutMs: 120_000,
+  });
   addr = await node.start();
 });
 
@@ -56,7 +61,12 @@ describe('device upgrade', () => {
     const ok = await device('d1');
     expect(ok.readyState).toBe(WebSocket.OPEN);
     ok.close();
-    for (const bad of ['', 'garbage', signToken({ deviceId: 'd1', accountId: 'a', expiresAtSec: 9e9 }, 'wrong'), token('d1', 1)]) {
+    for (const bad of [
+      '',
+      'garbage',
+      signToken({ deviceId: 'd1', accountId: 'a', expiresAtSec: 9e9 }, 'wrong'),
+      token('d1', 1),
+    ]) {
       const ws = new WebSocket(`${addr.wsUrl}?token=${bad}`);
       ws.on('error', () => {});
       const [, res] = (await once(ws, 'unexpected-response')) as [
@@ -100,7 +110,10 @@ describe('direct push API', () => {
   it('answers 400 for malformed JSON, a non-object and a missing payload', async () => {
     expect((await push('d1', '{not json')).json).toEqual({ error: 'malformed_json' });
     expect((await push('d1', '[1,2]')).status).toBe(400);
-    expect(await push('d1', { id: 'x' })).toMatchObject({ status: 400, json: { error: 'missing_payload' } });
+    expect(await push('d1', { id: 'x' })).toMatchObject({
+      status: 400,
+      json: { error: 'missing_payload' },
+    });
     expect((await push('d1', { payload: 1, id: 42 })).status).toBe(400);
   });
 
@@ -117,7 +130,10 @@ describe('direct push API', () => {
 
   it('serves /healthz and /metrics, and 404/405 elsewhere', async () => {
     expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(200);
-    const metrics = (await (await fetch(`${addr.httpUrl}/metrics`)).json()) as Record<string, unknown>;
+    const metrics = (await (await fetch(`${addr.httpUrl}/metrics`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(metrics).toMatchObject({ nodeId: 'node-1', connections: 0 });
     expect((await fetch(`${addr.httpUrl}/nowhere`)).status).toBe(404);
     expect((await fetch(`${addr.httpUrl}/v1/push/d1`)).status).toBe(405);
@@ -188,7 +204,12 @@ describe('bad device frames', () => {
 describe('connection lifecycle', () => {
   it('drops a device whose pongs stop, and keeps one that answers', async () => {
     await node.stop();
-    node = new PushNode({ secret: SECRET, apiKey: KEY, heartbeatIntervalMs: 60_000, heartbeatTimeoutMs: 50 });
+    node = new PushNode({
+      secret: SECRET,
+      apiKey: KEY,
+      heartbeatIntervalMs: 60_000,
+      heartbeatTimeoutMs: 50,
+    });
     addr = await node.start();
     const silent = new WebSocket(`${addr.wsUrl}?token=${token('silent')}`, { autoPong: false });
     await once(silent, 'open');

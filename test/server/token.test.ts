@@ -22,7 +22,9 @@ describe('device tokens', () => {
     const forged = Buffer.from(JSON.stringify({ d: 'd2', a: 'a1', exp: 2_000_000_000 })).toString(
       'base64url',
     );
-    expect(verifyToken(`${forged}.${sig}`, 's3cret', 0)).toMatchObject({ problem: 'bad_signature' });
+    expect(verifyToken(`${forged}.${sig}`, 's3cret', 0)).toMatchObject({
+      problem: 'bad_signature',
+    });
   });
 
   it('refuses an expired token', () => {
