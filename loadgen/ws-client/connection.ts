@@ -284,6 +284,7 @@ export class WsClientConnection {
     // Both close frames are out: end our side and report when TCP is fully closed.
     // end(), not destroy(): destroy could discard the queued close frame. The server
     // is the one expected to close TCP first (§7.1.1); our sweep bounds the wait.
+    socket.end();
   }
 
   /** @internal A frame broke the protocol or our limits: fail the connection (§7.1.7). */
