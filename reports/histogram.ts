@@ -84,6 +84,7 @@ export function summarize(h: LatencyHistogram): LatencySummary {
     p90: usToMs(h.getValueAtPercentile(90)),
     p99: usToMs(h.getValueAtPercentile(99)),
     p999: usToMs(h.getValueAtPercentile(99.9)),
-    max: usToMs(h.maxValue),
+    // The percentile form (highest equivalent value) survives encoding; maxValue does not.
+    max: usToMs(h.getValueAtPercentile(100)),
   };
 }

@@ -133,8 +133,8 @@ export class WsClientConnection {
 
   /**
    * Starts an attempt: TCP connect, then the upgrade request. Allowed when idle
-   * or closed (a reconnect reuses the object). Throws only for caller bugs: a
-   * wrong state, or a header containing CR/LF.
+   * or closed (a reconnect reuses the object). Throws only for caller bugs (a
+   * wrong state, a header containing CR/LF, a bad port), leaving the state as it was.
    */
   connect(opts: WsConnectOptions): void {
     if (this.state !== 'idle' && this.state !== 'closed') {
@@ -145,6 +145,13 @@ export class WsClientConnection {
     }
     const key = makeHandshakeKey();
     const request = upgradeRequest(opts, key);
+    // Before any state changes: net.connect throws synchronously for a bad port or
+    // local address, and the object must then still be reusable.
+    const socket: OwnedSocket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      localAddress: opts.localAddress,
+    });
 
     this.state = 'connecting';
     this.startedUs = monoNowUs();
@@ -157,11 +164,6 @@ export class WsClientConnection {
     this.failure = null;
     this.failureReason = '';
 
-    const socket: OwnedSocket = net.connect({
-      host: opts.host,
-      port: opts.port,
-      localAddress: opts.localAddress,
-    });
     socket[kConnection] = this;
     this.socket = socket;
     // Pushes and acks are small; Nagle would hold them back for the previous ACK
@@ -171,7 +173,7 @@ export class WsClientConnection {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     // Written now, net queues it until connected: saves a 'connect' listener per socket.
-    socket.write(request, 'latin1');
+    socket.write(request);
   }
 
   /** Sends one text message; false (and nothing sent) unless the connection is open. */

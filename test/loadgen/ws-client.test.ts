@@ -759,6 +759,19 @@ describe('WsClientConnection failures', () => {
     expect(conn.state).toBe('closed');
   });
 
+  it('throws for caller bugs without leaving the object unusable', async () => {
+    const sink = new RecordingSink();
+    const conn = new WsClientConnection(sink, 1);
+    expect(() => conn.connect({ host: '127.0.0.1', port: 70_000, path: '/' })).toThrow(RangeError);
+    expect(() =>
+      conn.connect({ host: '127.0.0.1', port: 1, path: '/', headers: { 'X-A': 'b\r\nX-Evil: 1' } }),
+    ).toThrow(TypeError);
+    expect(conn.state).toBe('idle');
+    const port = await deadPort();
+    conn.connect({ host: '127.0.0.1', port, path: '/' });
+    expect((await sink.next('close')).info.failure).toBe('refused');
+  });
+
   it('reports a refused TCP connection as refused', async () => {
     const port = await deadPort();
     const sink = new RecordingSink();
