@@ -12,7 +12,12 @@ const scenario = validateScenario(
   { cores: 2 },
 );
 
-function load(opts: { delivered: number; accepted: number; valid?: boolean; pushUs?: number }): LoadResult {
+function load(opts: {
+  delivered: number;
+  accepted: number;
+  valid?: boolean;
+  pushUs?: number;
+}): LoadResult {
   const accepted = new Bitset();
   const delivered = new Bitset();
   for (let i = 0; i < opts.accepted; i++) accepted.add(i);
@@ -20,7 +25,14 @@ function load(opts: { delivered: number; accepted: number; valid?: boolean; push
   const push = createLatencyHistogram();
   for (let i = 0; i < opts.delivered; i++) recordUs(push, opts.pushUs ?? 2000);
   return {
-    connections: { requested: 10, established: 10, heldAtEnd: 10, failed: 0, failuresByReason: {}, closesByCode: {} },
+    connections: {
+      requested: 10,
+      established: 10,
+      heldAtEnd: 10,
+      failed: 0,
+      failuresByReason: {},
+      closesByCode: {},
+    },
     ledger: reconcileLedger(
       { sent: opts.accepted, accepted, rejectedByStatus: {} },
       { delivered, late: new Bitset(), duplicates: 0 },
@@ -29,7 +41,8 @@ function load(opts: { delivered: number; accepted: number; valid?: boolean; push
     timeline: [],
     generator: {
       valid: opts.valid ?? true,
-      reasons: opts.valid === false ? ['devices-0: event-loop delay p99 reached 80ms (limit 50ms)'] : [],
+      reasons:
+        opts.valid === false ? ['devices-0: event-loop delay p99 reached 80ms (limit 50ms)'] : [],
       workers: [],
       skippedSends: 0,
     },
@@ -45,21 +58,35 @@ function report(l: LoadResult, gates: string[]) {
     startedAt: new Date(0),
     wallTimeMs: 1000,
     version: 'test',
-    machine: { cores: 2, cpuModel: 'x', memoryBytes: 1, node: 'v20', platform: 'linux', arch: 'x64', openFilesLimit: 20000 },
+    machine: {
+      cores: 2,
+      cpuModel: 'x',
+      memoryBytes: 1,
+      node: 'v20',
+      platform: 'linux',
+      arch: 'x64',
+      openFilesLimit: 20000,
+    },
     server: [{ connections: 10 }],
   });
 }
 
 describe('report verdicts and exit codes', () => {
   it('passes (exit 0) when every gate passes', () => {
-    const r = report(load({ accepted: 5000, delivered: 5000 }), ['delivery >= 99.9%', 'p99(push) < 50ms']);
+    const r = report(load({ accepted: 5000, delivered: 5000 }), [
+      'delivery >= 99.9%',
+      'p99(push) < 50ms',
+    ]);
     expect(r.verdict).toBe('pass');
     expect(r.exitCode).toBe(0);
     expect(r.devices.heldAtServer).toBe(10);
   });
 
   it('fails (exit 3) when a latency gate fails', () => {
-    const r = report(load({ accepted: 5000, delivered: 5000, pushUs: 80_000 }), ['delivery >= 99.9%', 'p99(push) < 50ms']);
+    const r = report(load({ accepted: 5000, delivered: 5000, pushUs: 80_000 }), [
+      'delivery >= 99.9%',
+      'p99(push) < 50ms',
+    ]);
     expect(r.verdict).toBe('fail');
     expect(r.exitCode).toBe(3);
   });
