@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
-import { monoNowUs } from '../core/clock.js';
+import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import {
@@ -29,6 +29,9 @@ export const saturationLimits = {
   /** Event-loop utilisation of any worker over the whole run. */
   maxUtilization: 0.9,
 } as const;
+
+/** How long after each interval's end the coordinator waits for the workers' reports. */
+const FLUSH_LAG_MS = 250;
 
 /** What the load generator needs to know about the system under test. */
 export interface LoadPlan {
@@ -174,7 +177,7 @@ export class Coordinator extends EventEmitter<{
     let open = 0;
     for (const n of a.open.values()) open += n;
     const point: TimelinePoint = {
-      t: Math.round((monoNowUs() - this.startUs) / 1e5) / 10,
+      t: Math.round((monoNowUs() - this.startUs - FLUSH_LAG_MS * 1000) / 1e5) / 10,
       phase: this.phase,
       open,
       connectAttempts: a.connectAttempts,
@@ -327,7 +330,7 @@ export class Coordinator extends EventEmitter<{
     });
     const send = (w: Worker, msg: ToWorker) => w.postMessage(msg);
 
-    let ticker: NodeJS.Timeout | undefined;
+    let stopTicker: () => void = () => {};
     try {
       // Start only once every thread has loaded: a schedule that began while a
       // worker was still compiling would open with a burst of overdue connects.
@@ -335,14 +338,21 @@ export class Coordinator extends EventEmitter<{
       // Give every thread its start time on the shared host clock.
       this.startUs = monoNowUs() + 50_000;
       this.setPhase('connecting');
-      for (const w of deviceThreads) send(w, { type: 'start', atUs: this.startUs });
-      ticker = setInterval(() => this.flushInterval(), reportIntervalMs);
+      for (const w of deviceThreads)
+        send(w, { type: 'start', atUs: this.startUs, gridUs: this.startUs });
+      // Flush a little after each grid point so the workers' reports for it have arrived.
+      stopTicker = everyOnGrid(
+        this.startUs,
+        reportIntervalMs,
+        () => this.flushInterval(),
+        FLUSH_LAG_MS,
+      );
       await until(() => rampsDone === deviceThreads.length);
 
       this.setPhase('publishing');
       const targets = Int32Array.from(established.flatMap((a) => Array.from(a)));
       const publishStartUs = monoNowUs() + 10_000;
-      send(publisher, { type: 'start', atUs: publishStartUs, targets });
+      send(publisher, { type: 'start', atUs: publishStartUs, gridUs: this.startUs, targets });
       await until(() => publisherFinal !== undefined);
       const publishEndUs = monoNowUs();
 
@@ -362,8 +372,8 @@ export class Coordinator extends EventEmitter<{
       this.setPhase('closing');
       for (const w of deviceThreads) send(w, { type: 'finish' });
       await until(() => finals.length === deviceThreads.length);
-      clearInterval(ticker);
-      ticker = undefined;
+      stopTicker();
+      stopTicker = () => {};
       this.flushInterval();
       this.setPhase('done');
 
@@ -374,7 +384,7 @@ export class Coordinator extends EventEmitter<{
         endUs: monoNowUs(),
       });
     } finally {
-      if (ticker) clearInterval(ticker);
+      stopTicker();
       this.phase = 'done';
       await Promise.all(workers.map((w) => w.terminate()));
     }

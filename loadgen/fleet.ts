@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import { monoNowUs } from '../core/clock.js';
+import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import {
   createLatencyHistogram,
   encodeHistogram,
@@ -61,7 +61,7 @@ export class Fleet implements WsClientSink {
   private iReceived = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private reportTimer: NodeJS.Timeout | undefined;
+  private stopReports: (() => void) | undefined;
 
   constructor(
     private readonly data: DeviceWorkerData,
@@ -75,13 +75,13 @@ export class Fleet implements WsClientSink {
   handle(msg: ToWorker): void {
     switch (msg.type) {
       case 'start':
-        this.start(msg.atUs);
+        this.start(msg.atUs, msg.gridUs);
         break;
       case 'deadline':
         this.pastDeadline = true;
         // Close the measured part of the run: what follows is teardown.
-        if (this.reportTimer) clearInterval(this.reportTimer);
-        this.reportTimer = undefined;
+        this.stopReports?.();
+        this.stopReports = undefined;
         this.report();
         break;
       case 'finish':
@@ -94,11 +94,11 @@ export class Fleet implements WsClientSink {
     this.port.postMessage(msg);
   }
 
-  private start(atUs: number): void {
+  private start(atUs: number, gridUs: number): void {
     this.startUs = atUs;
     this.scheduleConnects();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
-    this.reportTimer = setInterval(() => this.report(), this.data.reportIntervalMs);
+    this.stopReports = everyOnGrid(gridUs, this.data.reportIntervalMs, () => this.report());
   }
 
   /** Scheduled start time of local device `k`, host-monotonic µs. */
@@ -188,7 +188,7 @@ export class Fleet implements WsClientSink {
   private finish(): void {
     if (this.connectTimer) clearTimeout(this.connectTimer);
     this.nextIndex = this.conns.length;
-    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.stopReports?.();
     this.finishing = true;
     const heldAtEnd = this.open;
     for (const conn of this.conns) {

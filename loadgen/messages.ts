@@ -52,8 +52,11 @@ export type WorkerData = DeviceWorkerData | PublisherWorkerData;
 
 /** Coordinator -> worker. */
 export type ToWorker =
-  /** Start connecting (devices) or publishing (publisher) at this host-monotonic time. */
-  | { type: 'start'; atUs: number; targets?: Int32Array }
+  /**
+   * Start connecting (devices) or publishing (publisher) at this host-monotonic
+   * time; report on the interval grid that begins at `gridUs`.
+   */
+  | { type: 'start'; atUs: number; gridUs: number; targets?: Int32Array }
   /** Devices: arrivals from now on are late, not delivered. */
   | { type: 'deadline' }
   /** Close every connection and send `final`. */

@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http';
 import type { MessagePort } from 'node:worker_threads';
-import { monoNowUs } from '../core/clock.js';
+import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { Rng } from '../core/rng.js';
 import {
   createLatencyHistogram,
@@ -42,7 +42,7 @@ export class Publisher {
   private iAccepted = 0;
   private iRejected = 0;
   private iLagMaxMs = 0;
-  private reportTimer: NodeJS.Timeout | undefined;
+  private stopReports: (() => void) | undefined;
   private finished = false;
 
   constructor(
@@ -91,7 +91,7 @@ export class Publisher {
       case 'start':
         this.targets = msg.targets ?? new Int32Array(0);
         this.startUs = msg.atUs;
-        this.reportTimer = setInterval(() => this.report(), this.data.reportIntervalMs);
+        this.stopReports = everyOnGrid(msg.gridUs, this.data.reportIntervalMs, () => this.report());
         this.tick();
         break;
       case 'deadline':
@@ -198,7 +198,7 @@ export class Publisher {
   private maybeFinish(): void {
     if (this.finished || this.next < this.total || this.inFlight > 0) return;
     this.finished = true;
-    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.stopReports?.();
     this.report();
     this.agent.destroy();
     this.post({

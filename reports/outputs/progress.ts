@@ -15,18 +15,16 @@ export interface RunListener {
  */
 export function progressListener(stream: NodeJS.WriteStream = process.stderr): RunListener {
   if (!stream.isTTY) return {};
-  let phase: RunPhase = 'connecting';
   const clear = () => stream.write('\r\x1b[2K');
   return {
-    phase(p) {
-      phase = p;
+    phase(p: RunPhase) {
       if (p === 'done') clear();
     },
     interval(pt) {
       clear();
       const p99 = pt.pushP99Ms === null ? '-' : formatMs(pt.pushP99Ms);
       stream.write(
-        `${String(pt.t.toFixed(0)).padStart(4)}s ${phase.padEnd(10)} conns ${formatCount(pt.open)}` +
+        `${String(pt.t.toFixed(0)).padStart(4)}s ${pt.phase.padEnd(10)} conns ${formatCount(pt.open)}` +
           `  +${formatCount(pt.connectAttempts)}/s  push ${formatCount(pt.accepted)}/s` +
           `  recv ${formatCount(pt.received)}/s  p99 ${p99}` +
           (pt.connectFailures > 0 ? `  connect failures ${pt.connectFailures}` : '') +
