@@ -46,6 +46,8 @@ export interface LoadPlan {
   localAddresses?: string[];
   /** Called after the delivery deadline and before devices close (e.g. to read server counts). */
   beforeClose?: () => Promise<void>;
+  /** Reads each node's connection count; called once per interval for the timeline. */
+  sampleNodes?: () => Promise<Record<string, number>>;
 }
 
 /** One second (one report interval) of the run, as the coordinator saw it. */
@@ -63,6 +65,8 @@ export interface TimelinePoint {
   pushP50Ms: number | null;
   pushP99Ms: number | null;
   connectP99Ms: number | null;
+  /** Connections each node reported holding at this point (its own /metrics), when sampled. */
+  nodes?: Record<string, number>;
   /** Busiest worker's event-loop utilisation this interval. */
   maxElu: number;
   /** Worst worker event-loop delay p99 this interval, ms. */
@@ -94,6 +98,10 @@ export interface LoadResult {
   generator: { valid: boolean; reasons: string[]; workers: WorkerHealth[]; skippedSends: number };
   /** Frames devices received that were not readable pushes. */
   badFrames: number;
+  /** Per-interval merged histograms, in time order. */
+  intervals: IntervalHistograms[];
+  /** Phase changes on the run's time axis. */
+  markers: RunMarker[];
   /** Host-monotonic µs when the fleet started and when publishing started/ended. */
   marks: { startUs: number; publishStartUs: number; publishEndUs: number; endUs: number };
 }
@@ -106,10 +114,29 @@ interface Accumulator {
   sent: number;
   accepted: number;
   received: number;
-  push: LatencyHistogram;
-  connect: LatencyHistogram;
+  /** This interval's histograms by series (`push`, `connect`, `api`). */
+  histograms: Record<string, LatencyHistogram>;
   maxElu: number;
   maxLagP99Ms: number;
+}
+
+/** The latency series every run records. */
+export const RUN_SERIES = ['push', 'connect', 'api'] as const;
+
+/** One report interval's merged histograms, for HdrHistogram interval logs. */
+export interface IntervalHistograms {
+  /** Interval start and end, ms since the fleet started. */
+  startMs: number;
+  endMs: number;
+  histograms: Record<string, LatencyHistogram>;
+}
+
+/** A labelled instant on the run's time axis (phase changes now; faults later). */
+export interface RunMarker {
+  /** Seconds since the fleet started. */
+  t: number;
+  kind: 'phase';
+  label: string;
 }
 
 /**
@@ -128,6 +155,9 @@ export class Coordinator extends EventEmitter<{
     api: createLatencyHistogram(),
   };
   private readonly timeline: TimelinePoint[] = [];
+  private readonly intervals: IntervalHistograms[] = [];
+  private readonly markers: RunMarker[] = [];
+  private intervalStartUs = 0;
   private readonly reasons = new Set<string>();
   private acc: Accumulator = this.freshAccumulator();
   private phase: RunPhase = 'connecting';
@@ -148,8 +178,7 @@ export class Coordinator extends EventEmitter<{
       sent: 0,
       accepted: 0,
       received: 0,
-      push: createLatencyHistogram(),
-      connect: createLatencyHistogram(),
+      histograms: Object.fromEntries(RUN_SERIES.map((k) => [k, createLatencyHistogram()])),
       maxElu: 0,
       maxLagP99Ms: 0,
     };
@@ -157,6 +186,10 @@ export class Coordinator extends EventEmitter<{
 
   private setPhase(phase: RunPhase): void {
     this.phase = phase;
+    if (this.startUs > 0) {
+      const t = Math.max(0, Math.round((monoNowUs() - this.startUs) / 1e4) / 100);
+      this.markers.push({ t, kind: 'phase', label: phase });
+    }
     this.emit('phase', phase);
   }
 
@@ -172,8 +205,17 @@ export class Coordinator extends EventEmitter<{
 
   private flushInterval(): void {
     const a = this.acc;
-    const push = a.push.totalCount > 0 ? summarize(a.push) : null;
-    const connect = a.connect.totalCount > 0 ? summarize(a.connect) : null;
+    const pushH = a.histograms.push!;
+    const connectH = a.histograms.connect!;
+    const push = pushH.totalCount > 0 ? summarize(pushH) : null;
+    const connect = connectH.totalCount > 0 ? summarize(connectH) : null;
+    const nowUs = monoNowUs();
+    this.intervals.push({
+      startMs: Math.max(0, (this.intervalStartUs - this.startUs) / 1000),
+      endMs: Math.max(0, (nowUs - this.startUs) / 1000),
+      histograms: a.histograms,
+    });
+    this.intervalStartUs = nowUs;
     let open = 0;
     for (const n of a.open.values()) open += n;
     const point: TimelinePoint = {
@@ -194,12 +236,21 @@ export class Coordinator extends EventEmitter<{
     };
     this.timeline.push(point);
     this.acc = this.freshAccumulator();
+    // Sample the nodes' own counts; the point is completed when the answer arrives.
+    this.plan.sampleNodes?.().then(
+      (nodes) => {
+        point.nodes = nodes;
+      },
+      () => {},
+    );
     this.emit('interval', point);
   }
 
-  private mergeInto(series: string, snapshot: string, interval?: LatencyHistogram): void {
+  /** Merges a worker's snapshot into the run total and the current interval. */
+  private mergeInto(series: string, snapshot: string): void {
     const total = this.histograms[series];
     if (total) mergeSnapshot(total, snapshot);
+    const interval = this.acc.histograms[series];
     if (interval) mergeSnapshot(interval, snapshot);
   }
 
@@ -248,9 +299,7 @@ export class Coordinator extends EventEmitter<{
           this.acc.disconnects += msg.disconnects;
           this.acc.received += msg.received;
           this.totalReceived += msg.received;
-          for (const [series, snap] of Object.entries(msg.histograms)) {
-            this.mergeInto(series, snap, series === 'push' ? this.acc.push : this.acc.connect);
-          }
+          for (const [series, snap] of Object.entries(msg.histograms)) this.mergeInto(series, snap);
           this.noteSelf(name, msg.self);
           break;
         case 'device-final':
@@ -337,6 +386,7 @@ export class Coordinator extends EventEmitter<{
       await until(() => ready === workers.length);
       // Give every thread its start time on the shared host clock.
       this.startUs = monoNowUs() + 50_000;
+      this.intervalStartUs = this.startUs;
       this.setPhase('connecting');
       for (const w of deviceThreads)
         send(w, { type: 'start', atUs: this.startUs, gridUs: this.startUs });
@@ -459,6 +509,8 @@ export class Coordinator extends EventEmitter<{
         skippedSends: pub.skipped,
       },
       badFrames,
+      intervals: this.intervals,
+      markers: this.markers,
       marks,
     };
   }

@@ -45,6 +45,8 @@ export interface GateInputs {
   /** Keyed by series name (see {@link LATENCY_SERIES}); a series with no data may be absent. */
   latency: Partial<Record<string, LatencySummary>>;
   connections: { requested: number; established: number; heldAtEnd: number };
+  /** Per-node connection skew (max/mean over nodes), worst sample and last sample. */
+  skew?: { max: number | null; final: number | null };
 }
 
 /** A comparison operator a gate may use. */
@@ -56,7 +58,7 @@ export interface Gate {
   metric: string;
   op: GateOp;
   threshold: number;
-  kind: 'percent' | 'duration';
+  kind: 'percent' | 'duration' | 'ratio';
 }
 
 /** The outcome of a gate: `inconclusive` when the run cannot tell (too few samples, no data). */
@@ -103,7 +105,7 @@ interface GateMetric {
   /** Canonical name, as it appears in {@link Gate.metric}. */
   name: string;
   aliases?: readonly string[];
-  kind: 'percent' | 'duration';
+  kind: 'percent' | 'duration' | 'ratio';
   /**
    * True when the value is a success proportion estimated from counted trials: `>=` and
    * `>` gates on it are decided by a confidence bound, not the point estimate.
@@ -156,6 +158,18 @@ const METRICS: readonly GateMetric[] = [
     name: 'connections.established',
     kind: 'percent',
     read: ({ connections: c }) => ratio(c.established, c.requested, 'no connections requested'),
+  },
+  {
+    name: 'skew.max',
+    kind: 'ratio',
+    read: ({ skew }) =>
+      skew?.max == null ? { value: null, missing: 'no per-node samples' } : { value: skew.max },
+  },
+  {
+    name: 'skew.final',
+    kind: 'ratio',
+    read: ({ skew }) =>
+      skew?.final == null ? { value: null, missing: 'no per-node samples' } : { value: skew.final },
   },
   ...LATENCY_STATS.flatMap((stat) => LATENCY_SERIES.map((series) => latencyMetric(stat, series))),
 ];
@@ -214,6 +228,10 @@ function parseThreshold(text: string, metric: GateMetric): number | string {
       return `${metric.name} is a percentage, not a "${unit}" value; write e.g. 99.9% or 0.999`;
     }
     if (value > 1) return `${text} is not a fraction in [0, 1]; write ${text}% for a percentage`;
+    return value;
+  }
+  if (metric.kind === 'ratio') {
+    if (unit !== '') return `${metric.name} is a plain ratio such as 1.5, not a "${unit}" value`;
     return value;
   }
   if (unit === '') return value;
@@ -307,6 +325,7 @@ function formatThresholdMs(ms: number): string {
 
 function formatValue(kind: Gate['kind'], value: number, forThreshold: boolean): string {
   if (kind === 'percent') return formatPercent(value);
+  if (kind === 'ratio') return forThreshold ? String(clean(value)) : value.toFixed(2);
   return forThreshold ? formatThresholdMs(value) : formatMs(value);
 }
 

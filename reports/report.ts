@@ -1,6 +1,6 @@
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
-import type { LoadResult, TimelinePoint, WorkerHealth } from '../loadgen/coordinator.js';
+import type { LoadResult, RunMarker, TimelinePoint, WorkerHealth } from '../loadgen/coordinator.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
 import { encodeHistogram, type LatencySummary, summarize } from './histogram.js';
@@ -55,10 +55,49 @@ export interface Report {
     skippedSends: number;
   };
   timeline: TimelinePoint[];
+  /** Labelled instants on the timeline (phase changes; faults once they exist). */
+  markers: RunMarker[];
+  /** Per-node connection skew, max/mean over nodes, from the nodes' own counts. */
+  skew: SkewSummary;
   /** Final merged histograms as compressed base64 (HdrHistogram V2), microseconds. */
   histograms: Record<string, string>;
   server: ServerCounts[];
   machine: MachineFacts;
+}
+
+/** How unevenly connections spread over nodes: max/mean of per-node counts at each sample. */
+export interface SkewSummary {
+  /** Worst sample, or null without samples. */
+  max: number | null;
+  /** Last sample with connections, or null. */
+  final: number | null;
+  /** Nodes seen in the samples. */
+  nodes: string[];
+}
+
+/** Skew of one sample: the fullest node over the mean; null when nothing is connected. */
+export function skewOf(counts: Record<string, number>): number | null {
+  const values = Object.values(counts);
+  if (values.length === 0) return null;
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  return mean > 0 ? Math.max(...values) / mean : null;
+}
+
+/** Summarises skew over a timeline's node samples. */
+export function summarizeSkew(timeline: readonly TimelinePoint[]): SkewSummary {
+  let max: number | null = null;
+  let final: number | null = null;
+  const nodes = new Set<string>();
+  for (const point of timeline) {
+    if (!point.nodes) continue;
+    for (const n of Object.keys(point.nodes)) nodes.add(n);
+    const skew = skewOf(point.nodes);
+    if (skew === null) continue;
+    max = max === null ? skew : Math.max(max, skew);
+    final = skew;
+  }
+  const round = (x: number | null) => (x === null ? null : Math.round(x * 1000) / 1000);
+  return { max: round(max), final: round(final), nodes: [...nodes].sort() };
 }
 
 /** Inputs of {@link buildReport} besides the load result. */
@@ -79,10 +118,12 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     connect: summarize(load.histograms.connect!),
     api: summarize(load.histograms.api!),
   };
+  const skew = summarizeSkew(load.timeline);
   const gates = evaluateGates(ctx.gates, {
     delivery: load.ledger,
     latency,
     connections: load.connections,
+    skew,
   });
   const verdict: Verdict = load.generator.valid ? worstVerdict(gates) : 'invalid';
   const heldAtServer = ctx.server.reduce<number | null>((sum, s) => {
@@ -105,6 +146,8 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     gates,
     generator: load.generator,
     timeline: load.timeline,
+    markers: load.markers,
+    skew,
     histograms: Object.fromEntries(
       Object.entries(load.histograms).map(([k, h]) => [k, encodeHistogram(h)]),
     ),

@@ -106,6 +106,10 @@ export async function run(
       beforeClose: async () => {
         server.push(await fetchServerCounts(node));
       },
+      sampleNodes: async () => {
+        const counts = await fetchServerCounts(node);
+        return typeof counts.connections === 'number' ? { [node.nodeId]: counts.connections } : {};
+      },
     });
     if (listener.phase) coordinator.on('phase', (p) => listener.phase?.(p));
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));

@@ -47,6 +47,8 @@ function load(opts: {
       skippedSends: 0,
     },
     badFrames: 0,
+    intervals: [],
+    markers: [],
     marks: { startUs: 0, publishStartUs: 0, publishEndUs: 0, endUs: 0 },
   };
 }
