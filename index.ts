@@ -9,6 +9,14 @@ export { formatMs, parseDurationMs } from './core/units.js';
 export { version } from './core/version.js';
 export type { LoadResult, RunPhase, TimelinePoint } from './loadgen/coordinator.js';
 export {
+  type Comparison,
+  compareReports,
+  labelOf,
+  readReport,
+  renderComparisonMarkdown,
+  renderComparisonText,
+} from './reports/compare.js';
+export {
   evaluateGates,
   type Gate,
   type GateInputs,
@@ -18,11 +26,20 @@ export {
 } from './reports/gates.js';
 export type { LatencySummary } from './reports/histogram.js';
 export type { DeliveryLedger } from './reports/ledger.js';
+export { writeComparison } from './reports/outputs/comparison.js';
+export { type OutputRequest, writeOutputs } from './reports/outputs/index.js';
 export { progressListener, type RunListener } from './reports/outputs/progress.js';
 export { colourFor, renderSummary } from './reports/outputs/text.js';
 export type { Report, Verdict } from './reports/report.js';
+export { type MatrixAxis, type MatrixResult, parseMatrixAxis, runMatrix } from './run/matrix.js';
+export { rerender } from './run/rerender.js';
 export { preflight, type RunOptions, type RunResult, run } from './run/run.js';
-export { listBuiltinScenarios, loadScenario, type ScenarioOverrides } from './scenarios/load.js';
+export {
+  listBuiltinScenarios,
+  loadScenario,
+  parseAssignment,
+  type ScenarioOverrides,
+} from './scenarios/load.js';
 export {
   defineScenario,
   type Scenario,

@@ -6,17 +6,27 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
   colourFor,
+  compareReports,
   ExitCode,
   isValidId,
+  labelOf,
   listBuiltinScenarios,
   PushbenchError,
+  parseAssignment,
   parseDurationMs,
+  parseMatrixAxis,
   progressListener,
+  type RunOptions,
+  readReport,
+  renderComparisonText,
   renderSummary,
+  rerender,
   run,
+  runMatrix,
   signToken,
   startNode,
   version,
+  writeComparison,
 } from '../index.js';
 
 function integer(name: string) {
@@ -76,11 +86,23 @@ program
     collect,
   )
   .option('--seed <n>', 'seed for every random choice', integer('--seed'))
+  .option(
+    '--set <path=value>',
+    'set any scenario field, e.g. devices.connectTimeout=5s (repeatable)',
+    collect,
+  )
+  .option(
+    '--matrix <field=a,b>',
+    'run one variant per value (repeatable: every combination) and compare them',
+    collect,
+  )
   .option('--out <dir>', 'results folder (default results/<scenario>-<time>)')
+  .option('--junit <file>', 'write a JUnit XML file, one testcase per gate')
+  .option('--summary <file>', 'write a Markdown summary (for a CI job summary)')
   .option('--json', 'print report.json on stdout instead of the summary')
   .action(async (scenario: string, opts: Record<string, unknown>) => {
     const json = opts.json === true;
-    const result = await run(scenario, {
+    const options: RunOptions = {
       devices: opts.devices as number | undefined,
       rate: opts.rate as number | undefined,
       duration: opts.duration as string | undefined,
@@ -88,9 +110,47 @@ program
       connectRate: opts.connectRate as number | undefined,
       gates: opts.gate as string[] | undefined,
       seed: opts.seed as number | undefined,
+      set: Object.fromEntries(((opts.set as string[] | undefined) ?? []).map(parseAssignment)),
       outDir: opts.out as string | undefined,
+      junit: opts.junit as string | undefined,
+      summary: opts.summary as string | undefined,
       listener: json ? {} : progressListener(process.stderr),
-    });
+    };
+    const axes = ((opts.matrix as string[] | undefined) ?? []).map(parseMatrixAxis);
+    if (axes.length > 0) {
+      if (options.junit) {
+        throw new PushbenchError(
+          'PB_USAGE',
+          '--junit is per run; with --matrix use `pushbench report <variant dir> --junit FILE`',
+        );
+      }
+      const name =
+        typeof scenario === 'string'
+          ? scenario.replace(/^.*[\\/]/, '').replace(/\.\w+$/, '')
+          : 'run';
+      const outDir =
+        options.outDir ??
+        `results/${name}-matrix-${new Date()
+          .toISOString()
+          .replace(/[-:]/g, '')
+          .replace(/\.\d+Z$/, 'Z')}`;
+      const result = await runMatrix(scenario, axes, { ...options, outDir });
+      const files = await writeComparison(
+        result.comparison,
+        result.dir,
+        options,
+        result.variants.map((v) => v.report),
+      );
+      if (json) {
+        process.stdout.write(`${JSON.stringify(result.comparison, null, 2)}\n`);
+      } else {
+        process.stdout.write(`${renderComparisonText(result.comparison)}\n`);
+        process.stdout.write(`comparison: ${files.join(', ')}\n`);
+      }
+      process.exitCode = result.exitCode;
+      return;
+    }
+    const result = await run(scenario, options);
     if (json) {
       process.stdout.write(`${JSON.stringify(result.report, null, 2)}\n`);
     } else {
@@ -98,6 +158,58 @@ program
       if (result.reportPath) process.stdout.write(`report: ${result.reportPath}\n`);
     }
     process.exitCode = result.report.exitCode;
+  });
+
+program
+  .command('compare')
+  .description(
+    'put two or more reports side by side: deltas against the first, and the best per metric',
+  )
+  .argument('<reports...>', 'results folders or report.json files')
+  .option('--out <dir>', 'also write comparison.json, comparison.md and comparison.html here')
+  .option('--json', 'print the comparison as JSON')
+  .action(async (paths: string[], opts: { out?: string; json?: boolean }) => {
+    if (paths.length < 2)
+      throw new PushbenchError('PB_USAGE', 'compare needs at least two reports');
+    const loaded = [];
+    for (const p of paths) loaded.push(await readReport(p));
+    const labels = loaded.map((l) => labelOf(l.path));
+    const unique = new Set(labels).size === labels.length ? labels : paths;
+    const comparison = compareReports(
+      loaded.map((l) => l.report),
+      unique,
+    );
+    if (opts.json) process.stdout.write(`${JSON.stringify(comparison, null, 2)}\n`);
+    else process.stdout.write(`${renderComparisonText(comparison)}\n`);
+    if (opts.out) {
+      const files = await writeComparison(
+        comparison,
+        opts.out,
+        {},
+        loaded.map((l) => l.report),
+      );
+      if (!opts.json) process.stdout.write(`comparison: ${files.join(', ')}\n`);
+    }
+  });
+
+program
+  .command('report')
+  .description(
+    'rebuild report.html, summary.txt, .hgrm and CI files from a results folder without rerunning',
+  )
+  .argument('<dir>', 'results folder (or its report.json)')
+  .option('--junit <file>', 'write a JUnit XML file')
+  .option('--summary <file>', 'write a Markdown summary')
+  .option('--json', 'print report.json on stdout instead of the summary')
+  .action(async (dir: string, opts: { junit?: string; summary?: string; json?: boolean }) => {
+    const { report, files } = await rerender(dir, opts);
+    if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else {
+      process.stdout.write(`${renderSummary(report, colourFor(process.stdout))}\n`);
+      process.stdout.write(`wrote: ${files.join(', ')}\n`);
+    }
+    // The verdict is the recorded run's, so CI can gate on a re-rendered folder too.
+    process.exitCode = report.exitCode;
   });
 
 program

@@ -17,6 +17,18 @@ export const exitCodeOfVerdict: Record<Verdict, ExitCodeValue> = {
   invalid: ExitCode.Invalid,
 };
 
+const verdictRank: Record<Verdict, number> = { pass: 0, inconclusive: 1, fail: 2, invalid: 3 };
+
+/** The worst of several verdicts (invalid > fail > inconclusive > pass) and its exit code. */
+export function worstVerdictOf(verdicts: readonly Verdict[]): {
+  verdict: Verdict;
+  exitCode: ExitCodeValue;
+} {
+  let worst: Verdict = 'pass';
+  for (const v of verdicts) if (verdictRank[v] > verdictRank[worst]) worst = v;
+  return { verdict: worst, exitCode: exitCodeOfVerdict[worst] };
+}
+
 /** What the harness read from the nodes' own `/metrics` just before devices closed. */
 export type ServerCounts = Record<string, unknown>;
 

@@ -6,7 +6,7 @@ import { machineFacts, openFilesLimit } from '../core/machine.js';
 import { version } from '../core/version.js';
 import { Coordinator } from '../loadgen/coordinator.js';
 import { parseGates } from '../reports/gates.js';
-import { writeJsonReport } from '../reports/outputs/json.js';
+import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
 import type { RunListener } from '../reports/outputs/progress.js';
 import { buildReport, type Report, type ServerCounts } from '../reports/report.js';
 import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
@@ -14,10 +14,10 @@ import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
 import { type NodeProcess, startNodeProcess } from '../topology/supervisor.js';
 
 /** Options of {@link run}; every scenario override is optional. */
-export interface RunOptions extends ScenarioOverrides {
+export interface RunOptions extends ScenarioOverrides, OutputRequest {
   /** Results folder. Default `results/<scenario>-<timestamp>`. */
   outDir?: string;
-  /** Write report.json. Default true. */
+  /** Write the results folder (report.json, report.html, logs). Default true. */
   write?: boolean;
   /** Progress and notices. */
   listener?: RunListener;
@@ -28,6 +28,8 @@ export interface RunResult {
   report: Report;
   /** Path of report.json, when written. */
   reportPath: string | undefined;
+  /** Every file written. */
+  files: string[];
 }
 
 /** File descriptors a process needs beyond its sockets (stdio, epoll, pipes, libs). */
@@ -131,11 +133,13 @@ export async function run(
     server,
   });
   let reportPath: string | undefined;
+  let files: string[] = [];
   if (options.write !== false) {
     const dir = resolve(
       options.outDir ?? join('results', `${scenario.name}-${timestamp(startedAt)}`),
     );
-    reportPath = await writeJsonReport(report, dir);
+    files = await writeOutputs(report, dir, options, { intervals: load.intervals });
+    reportPath = join(dir, 'report.json');
   }
-  return { report, reportPath };
+  return { report, reportPath, files };
 }

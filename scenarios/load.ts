@@ -16,6 +16,71 @@ export interface ScenarioOverrides {
   /** Gates added to the scenario's own. */
   gates?: string[];
   seed?: number;
+  /** Any field by path, e.g. `{"devices.count": 500, "topology.heartbeatInterval": "5s"}`; applied last. */
+  set?: Record<string, unknown>;
+}
+
+/** The short names `--matrix` and `--set` accept for common fields. */
+export const fieldAliases: Readonly<Record<string, string>> = {
+  devices: 'devices.count',
+  rate: 'traffic.direct.rate',
+  'connect-rate': 'devices.connectRate',
+  connectRate: 'devices.connectRate',
+  payload: 'traffic.direct.payloadBytes',
+};
+
+/** Splits `a.b[1].c` into `['a', 'b', 1, 'c']`; throws `PB_USAGE` on a malformed path. */
+export function parseFieldPath(path: string): (string | number)[] {
+  const full = fieldAliases[path] ?? path;
+  const parts: (string | number)[] = [];
+  for (const piece of full.split('.')) {
+    const m = /^([A-Za-z_][A-Za-z0-9_-]*)((?:\[\d+\])*)$/.exec(piece);
+    if (!m?.[1]) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `bad field path "${path}": write e.g. devices.count or topology.regions[0].nodes`,
+      );
+    }
+    parts.push(m[1]);
+    for (const idx of (m[2] ?? '').matchAll(/\[(\d+)\]/g)) parts.push(Number(idx[1]));
+  }
+  return parts;
+}
+
+/** Parses a `--set`/`--matrix` value: JSON when it parses (`500`, `true`, `[1,2]`), else the raw string (`20s`, `round-robin`). */
+export function parseFieldValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Parses `path=value` (as given to `--set`). */
+export function parseAssignment(text: string): [string, unknown] {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new PushbenchError('PB_USAGE', `--set needs path=value, got "${text}"`);
+  const path = text.slice(0, eq).trim();
+  parseFieldPath(path);
+  return [path, parseFieldValue(text.slice(eq + 1))];
+}
+
+function setPath(root: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = parseFieldPath(path);
+  let node: Record<string | number, unknown> = root;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const key = parts[i]!;
+    const next = node[key];
+    if (typeof next === 'object' && next !== null) {
+      node = next as Record<string | number, unknown>;
+    } else {
+      const created: Record<string | number, unknown> =
+        typeof parts[i + 1] === 'number' ? ([] as unknown as Record<number, unknown>) : {};
+      node[key] = created;
+      node = created;
+    }
+  }
+  node[parts[parts.length - 1]!] = value;
 }
 
 /** Names of the built-in scenarios. */
@@ -109,6 +174,8 @@ function applyOverrides(input: unknown, o: ScenarioOverrides): unknown {
     const own = Array.isArray(s.gates) ? (s.gates as unknown[]) : [];
     s.gates = [...own, ...o.gates];
   }
+  for (const [path, value] of Object.entries(o.set ?? {}))
+    setPath(s as Record<string, unknown>, path, value);
   return s;
 }
 

@@ -9,12 +9,43 @@ export interface RunListener {
   notice?(text: string): void;
 }
 
+function line(pt: TimelinePoint): string {
+  const p99 = pt.pushP99Ms === null ? '-' : formatMs(pt.pushP99Ms);
+  return (
+    `${String(pt.t.toFixed(0)).padStart(4)}s ${pt.phase.padEnd(10)} conns ${formatCount(pt.open)}` +
+    `  +${formatCount(pt.connectAttempts)}/s  push ${formatCount(pt.accepted)}/s` +
+    `  recv ${formatCount(pt.received)}/s  p99 ${p99}` +
+    (pt.connectFailures > 0 ? `  connect failures ${pt.connectFailures}` : '') +
+    (pt.disconnects > 0 ? `  drops ${pt.disconnects}` : '')
+  );
+}
+
 /**
- * A live progress line on stderr. On a TTY it rewrites one line each interval;
- * otherwise it prints nothing (scripts and CI read the summary and report.json).
+ * Progress on stderr. On a TTY one line is rewritten every interval; without a
+ * TTY (CI logs) a plain line is printed every `plainEverySec` seconds and at
+ * each phase change, so a log shows the run moving without flooding it.
+ * `--json` runs use no listener at all.
  */
-export function progressListener(stream: NodeJS.WriteStream = process.stderr): RunListener {
-  if (!stream.isTTY) return {};
+export function progressListener(
+  stream: NodeJS.WriteStream = process.stderr,
+  plainEverySec = 5,
+): RunListener {
+  if (!stream.isTTY) {
+    let lastPrinted = Number.NEGATIVE_INFINITY;
+    return {
+      phase(p: RunPhase) {
+        stream.write(`phase ${p}\n`);
+      },
+      interval(pt) {
+        if (pt.t - lastPrinted < plainEverySec) return;
+        lastPrinted = pt.t;
+        stream.write(`${line(pt)}\n`);
+      },
+      notice(text) {
+        stream.write(`${text}\n`);
+      },
+    };
+  }
   const clear = () => stream.write('\r\x1b[2K');
   return {
     phase(p: RunPhase) {
@@ -22,14 +53,7 @@ export function progressListener(stream: NodeJS.WriteStream = process.stderr): R
     },
     interval(pt) {
       clear();
-      const p99 = pt.pushP99Ms === null ? '-' : formatMs(pt.pushP99Ms);
-      stream.write(
-        `${String(pt.t.toFixed(0)).padStart(4)}s ${pt.phase.padEnd(10)} conns ${formatCount(pt.open)}` +
-          `  +${formatCount(pt.connectAttempts)}/s  push ${formatCount(pt.accepted)}/s` +
-          `  recv ${formatCount(pt.received)}/s  p99 ${p99}` +
-          (pt.connectFailures > 0 ? `  connect failures ${pt.connectFailures}` : '') +
-          (pt.disconnects > 0 ? `  drops ${pt.disconnects}` : ''),
-      );
+      stream.write(line(pt));
     },
     notice(text) {
       clear();

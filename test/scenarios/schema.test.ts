@@ -93,3 +93,48 @@ describe('preflight', () => {
     expect(() => preflight(s, null)).not.toThrow();
   });
 });
+
+describe('--set and --matrix', () => {
+  it('sets any field by path and parses values as JSON when they parse', async () => {
+    const { parseAssignment } = await import('../../scenarios/load.js');
+    const set = Object.fromEntries(
+      [
+        'devices.connectTimeout=5s',
+        'devices.count=12',
+        'topology.heartbeatInterval="2s"',
+        'rate=3',
+      ].map(parseAssignment),
+    );
+    const s = await loadScenario('smoke', { set });
+    expect(s.devices.connectTimeoutMs).toBe(5000);
+    expect(s.devices.count).toBe(12);
+    expect(s.topology.heartbeatIntervalMs).toBe(2000);
+    expect(s.traffic.direct.rateHz).toBe(3);
+  });
+
+  it('reports a --set on an unknown field as a scenario problem with its path', async () => {
+    await expect(loadScenario('smoke', { set: { 'devices.colour': 'red' } })).rejects.toMatchObject(
+      {
+        code: 'PB_BAD_SCENARIO',
+        problems: [expect.stringMatching(/^devices\.colour: unknown field/)],
+      },
+    );
+  });
+
+  it('expands matrix axes into every combination, first axis slowest', async () => {
+    const { matrixVariants, parseMatrixAxis } = await import('../../run/matrix.js');
+    const axes = [
+      parseMatrixAxis('devices=10,20'),
+      parseMatrixAxis('topology.heartbeatInterval=1s,2s'),
+    ];
+    expect(matrixVariants(axes)).toEqual([
+      { devices: 10, 'topology.heartbeatInterval': '1s' },
+      { devices: 10, 'topology.heartbeatInterval': '2s' },
+      { devices: 20, 'topology.heartbeatInterval': '1s' },
+      { devices: 20, 'topology.heartbeatInterval': '2s' },
+    ]);
+    expect(() => parseMatrixAxis('devices=10')).toThrow(/at least two values/);
+    expect(() => parseMatrixAxis('=1,2')).toThrow(/field=value1,value2/);
+    expect(() => parseMatrixAxis('a..b=1,2')).toThrow(/bad field path/);
+  });
+});

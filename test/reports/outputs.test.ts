@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import type { LoadResult } from '../../loadgen/coordinator.js';
+import {
+  compareReports,
+  renderComparisonMarkdown,
+  renderComparisonText,
+} from '../../reports/compare.js';
+import { parseGates } from '../../reports/gates.js';
+import { createLatencyHistogram, recordUs } from '../../reports/histogram.js';
+import { Bitset, reconcileLedger } from '../../reports/ledger.js';
+import { renderJunit } from '../../reports/outputs/junit.js';
+import { renderMarkdown } from '../../reports/outputs/markdown.js';
+import { buildReport, type Report, summarizeSkew } from '../../reports/report.js';
+import { validateScenario } from '../../scenarios/schema.js';
+
+const scenario = validateScenario(
+  { name: 'out', devices: { count: 10 }, duration: '10s' },
+  { cores: 2 },
+);
+
+function makeReport(opts: { pushUs: number; lost?: number; gates: string[] }): Report {
+  const accepted = new Bitset();
+  const delivered = new Bitset();
+  for (let i = 0; i < 1000; i++) accepted.add(i);
+  for (let i = opts.lost ?? 0; i < 1000; i++) delivered.add(i);
+  const push = createLatencyHistogram();
+  for (let i = 0; i < 1000 - (opts.lost ?? 0); i++) recordUs(push, opts.pushUs);
+  const load: LoadResult = {
+    connections: {
+      requested: 10,
+      established: 10,
+      heldAtEnd: 10,
+      failed: 0,
+      failuresByReason: {},
+      closesByCode: {},
+    },
+    ledger: reconcileLedger(
+      { sent: 1000, accepted, rejectedByStatus: {} },
+      { delivered, late: new Bitset(), duplicates: 0 },
+    ),
+    histograms: { push, connect: createLatencyHistogram(), api: createLatencyHistogram() },
+    timeline: [],
+    generator: { valid: true, reasons: [], workers: [], skippedSends: 0 },
+    badFrames: 0,
+    intervals: [],
+    markers: [],
+    marks: { startUs: 0, publishStartUs: 0, publishEndUs: 0, endUs: 0 },
+  };
+  return buildReport(load, {
+    scenario,
+    gates: parseGates(opts.gates),
+    startedAt: new Date(0),
+    wallTimeMs: 12_000,
+    version: 'test',
+    machine: {
+      cores: 2,
+      cpuModel: 'x',
+      memoryBytes: 2 ** 34,
+      node: 'v20',
+      platform: 'linux',
+      arch: 'x64',
+      openFilesLimit: 20000,
+    },
+    server: [],
+  });
+}
+
+describe('JUnit output', () => {
+  it('has one testcase per gate, failures with actual vs expected, inconclusive as skipped', () => {
+    const xml = renderJunit(
+      makeReport({
+        pushUs: 80_000,
+        gates: ['p99(push) < 50ms', 'delivery >= 99.999%', 'p50(push) < 1s'],
+      }),
+    );
+    expect(xml).toMatch(/^<\?xml version="1.0"/);
+    expect(xml.match(/<testcase /g)).toHaveLength(3);
+    expect(xml).toMatch(/tests="3" failures="1" skipped="1"/);
+    expect(xml).toMatch(/<failure message="expected p99\(push\) &lt; 50ms, actual 80\.\d+ms"/);
+    expect(xml).toMatch(/<skipped message="inconclusive: .*299,572/);
+  });
+
+  it('escapes XML in expressions and details', () => {
+    const xml = renderJunit(makeReport({ pushUs: 1000, gates: ['p99(push) < 50ms'] }));
+    expect(xml).not.toMatch(/< 50ms/);
+    expect(xml).toMatch(/&lt; 50ms/);
+  });
+});
+
+describe('Markdown summary', () => {
+  it('leads with the verdict and lists gates, ledger and latency', () => {
+    const md = renderMarkdown(makeReport({ pushUs: 80_000, gates: ['p99(push) < 50ms'] }));
+    expect(md.split('\n')[0]).toMatch(/FAIL\*\* \(exit 3\)/);
+    expect(md).toMatch(/\| `p99\(push\) < 50ms` \| 80\.\d+ms \| ❌ fail \|/);
+    expect(md).toMatch(/\| delivery \| sent \|/);
+    expect(md).toMatch(/\| push \| 1,000 \|/);
+  });
+});
+
+describe('compare', () => {
+  it('computes deltas against the first report and names the better one per metric', () => {
+    const a = makeReport({ pushUs: 10_000, gates: [] });
+    const b = makeReport({ pushUs: 5_000, lost: 10, gates: [] });
+    const c = compareReports([a, b], ['rr', 'lc']);
+    const p99 = c.rows.find((r) => r.metric === 'p99(push)')!;
+    expect(p99.values[0]).toBeCloseTo(10, 1);
+    expect(p99.values[1]).toBeCloseTo(5, 1);
+    expect(p99.deltas[1]).toBeCloseTo(-0.5, 2);
+    expect(p99.best).toBe(1);
+    const lost = c.rows.find((r) => r.metric === 'lost')!;
+    expect(lost.values).toEqual([0, 10]);
+    expect(lost.best).toBe(0);
+    const delivery = c.rows.find((r) => r.metric === 'delivery')!;
+    expect(delivery.best).toBe(0);
+    const held = c.rows.find((r) => r.metric === 'held at end')!;
+    expect(held.best).toBeNull();
+    const text = renderComparisonText(c);
+    expect(text).toMatch(/p99\(push\) \(lower is better\)\s+10\.0ms\s+5\.00ms \(-50%\)\s+lc/);
+    expect(renderComparisonMarkdown(c)).toMatch(/^\| metric \| rr \| lc \| best \|/);
+  });
+
+  it('refuses fewer than two reports', () => {
+    expect(() => compareReports([makeReport({ pushUs: 1, gates: [] })])).toThrow(/at least two/);
+  });
+});
+
+describe('skew', () => {
+  it('is max/mean of per-node counts, worst and last sample', () => {
+    const point = (nodes: Record<string, number>) =>
+      ({ nodes }) as unknown as Parameters<typeof summarizeSkew>[0][number];
+    const s = summarizeSkew([
+      point({ a: 100, b: 100 }),
+      point({ a: 300, b: 100 }),
+      point({ a: 120, b: 80 }),
+    ]);
+    expect(s.max).toBe(1.5);
+    expect(s.final).toBe(1.2);
+    expect(s.nodes).toEqual(['a', 'b']);
+    expect(summarizeSkew([]).max).toBeNull();
+  });
+});
