@@ -134,7 +134,7 @@ export async function readReport(pathOrDir: string): Promise<{ report: Report; p
     );
   }
   const r = value as Partial<Report> | null;
-  if (!r || r.schemaVersion !== 1 || typeof r.scenario !== 'string' || !r.delivery || !r.latency) {
+  if (r?.schemaVersion !== 1 || typeof r.scenario !== 'string' || !r.delivery || !r.latency) {
     throw new PushbenchError('PB_USAGE', `${path} is not a pushbench report (schemaVersion 1)`);
   }
   return { report: r as Report, path };

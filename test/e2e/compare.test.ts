@@ -1,0 +1,154 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { execa } from 'execa';
+import { chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../../index.js';
+import { ensureChromium } from '../setup/chromium.js';
+
+const BIN = ['--import', 'tsx', 'bin/pushbench.ts'];
+const cli = (...args: string[]) =>
+  execa(process.execPath, [...BIN, ...args], { reject: false, env: { NO_COLOR: '1' } });
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pb-compare-'));
+  // Two real, small runs that differ in push rate.
+  for (const [name, rate] of [
+    ['slow', 100],
+    ['fast', 300],
+  ] as const) {
+    await run('smoke', { devices: 100, rate, duration: '2s', workers: 1, outDir: join(dir, name) });
+  }
+}, 120_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('pushbench compare', () => {
+  it('prints deltas against the first report and writes comparison.json/.md/.html', async () => {
+    const out = join(dir, 'cmp');
+    const r = await cli(
+      'compare',
+      join(dir, 'slow'),
+      join(dir, 'fast', 'report.json'),
+      '--out',
+      out,
+    );
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^metric\s+slow\s+fast\s+best/m);
+    expect(r.stdout).toMatch(/accepted\/s \(higher is better\)\s+100\s+300 \(\+200%\)\s+fast/);
+    const json = JSON.parse(readFileSync(join(out, 'comparison.json'), 'utf8'));
+    expect(json.runs.map((x: { label: string }) => x.label)).toEqual(['slow', 'fast']);
+    expect(readFileSync(join(out, 'comparison.md'), 'utf8')).toMatch(
+      /\| metric \| slow \| fast \| best \|/,
+    );
+  });
+
+  it('renders comparison.html offline in Chromium with the overlaid percentile chart', async () => {
+    const out = join(dir, 'cmp');
+    const executablePath = await ensureChromium();
+    const browser = await chromium.launch({
+      executablePath,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      const requests: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('request', (req) => requests.push(req.url()));
+      const url = pathToFileURL(join(out, 'comparison.html')).href;
+      await page.goto(url);
+      expect(errors).toEqual([]);
+      expect(requests).toEqual([url]);
+      const canvas = await page.$eval('[data-chart="compare-percentiles"] canvas', (c) => ({
+        w: (c as HTMLCanvasElement).width,
+        h: (c as HTMLCanvasElement).height,
+      }));
+      expect(canvas.w).toBeGreaterThan(200);
+      expect(canvas.h).toBeGreaterThan(100);
+      expect(await page.locator('td.best').count()).toBeGreaterThan(0);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('exits 2 with one line for a folder that holds no report', async () => {
+    const r = await cli('compare', dir, join(dir, 'fast'));
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/report\.json/);
+  });
+
+  it('exits 2 when given a single report', async () => {
+    const r = await cli('compare', join(dir, 'fast'));
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/at least two/);
+  });
+});
+
+describe('pushbench report DIR', () => {
+  it('rebuilds report.html and the CI files from report.json and exits with the recorded exit code', async () => {
+    const target = join(dir, 'fast');
+    rmSync(join(target, 'report.html'));
+    const report = JSON.parse(readFileSync(join(target, 'report.json'), 'utf8'));
+    const junit = join(dir, 'fast.xml');
+    const md = join(dir, 'fast.md');
+    const r = await cli('report', target, '--junit', junit, '--summary', md);
+    expect(r.exitCode).toBe(report.exitCode);
+    expect(readFileSync(join(target, 'report.html'), 'utf8')).toMatch(/<!doctype html>/);
+    expect(readFileSync(junit, 'utf8').match(/<testcase /g)).toHaveLength(report.gates.length);
+    expect(readFileSync(md, 'utf8')).toMatch(/pushbench `smoke`/);
+    // The interval log written by the run is still there and untouched.
+    expect(readFileSync(join(target, 'latency.hlog'), 'utf8')).toMatch(
+      /^#\[Histogram log format version 1\.3\]/,
+    );
+  });
+
+  it('exits 2 for a file that is not a pushbench report', async () => {
+    const r = await cli('report', join(dir, 'fast', 'summary.txt'));
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/not a readable report\.json/);
+  });
+});
+
+describe('pushbench run --matrix', () => {
+  it('runs every variant in sequence and writes one comparison; exit code is the worst verdict', async () => {
+    const out = join(dir, 'matrix');
+    const r = await cli(
+      'run',
+      'smoke',
+      '--matrix',
+      'devices=30,60',
+      '--set',
+      'rate=60',
+      '--duration',
+      '1s',
+      '--workers',
+      '1',
+      '--out',
+      out,
+      '--gate',
+      'p50(push) < 1us',
+    );
+    expect(r.exitCode, r.stderr).toBe(3);
+    expect(r.stdout).toMatch(/^metric\s+devices=30\s+devices=60/m);
+    const json = JSON.parse(readFileSync(join(out, 'comparison.json'), 'utf8'));
+    expect(json.runs).toHaveLength(2);
+    const first = JSON.parse(readFileSync(join(out, '01-devices=30', 'report.json'), 'utf8'));
+    expect(first.devices.requested).toBe(30);
+    expect(first.config.traffic.direct.rateHz).toBe(60);
+  });
+
+  it('validates every variant before running any', async () => {
+    const r = await cli('run', 'smoke', '--matrix', 'devices=10,0', '--out', join(dir, 'never'));
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/devices\.count: must be >= 1, got 0/);
+  });
+});
