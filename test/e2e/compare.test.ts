@@ -67,10 +67,11 @@ describe('pushbench compare', () => {
       await page.goto(url);
       expect(errors).toEqual([]);
       expect(requests).toEqual([url]);
-      const canvas = await page.$eval('[data-chart="compare-percentiles"] canvas', (c) => ({
-        w: (c as HTMLCanvasElement).width,
-        h: (c as HTMLCanvasElement).height,
-      }));
+      // The page's canvas, typed structurally (the project's tsconfig has no DOM lib).
+      const canvas = await page.$eval('[data-chart="compare-percentiles"] canvas', (c) => {
+        const el = c as unknown as { width: number; height: number };
+        return { w: el.width, h: el.height };
+      });
       expect(canvas.w).toBeGreaterThan(200);
       expect(canvas.h).toBeGreaterThan(100);
       expect(await page.locator('td.best').count()).toBeGreaterThan(0);
