@@ -21,14 +21,7 @@ import type {
   ToWorker,
   WsTarget,
 } from './messages.js';
-
-/** Limits past which the generator's own delay would pollute its measurements. */
-export const saturationLimits = {
-  /** Event-loop delay p99 of any worker in any interval. */
-  maxLagP99Ms: 50,
-  /** Event-loop utilisation of any worker over the whole run. */
-  maxUtilization: 0.9,
-} as const;
+import { intervalSaturation, runSaturation } from './self-check.js';
 
 /** How long after each interval's end the coordinator waits for the workers' reports. */
 const FLUSH_LAG_MS = 250;
@@ -196,11 +189,8 @@ export class Coordinator extends EventEmitter<{
   private noteSelf(worker: string, self: SelfCheck): void {
     this.acc.maxElu = Math.max(this.acc.maxElu, self.elu);
     this.acc.maxLagP99Ms = Math.max(this.acc.maxLagP99Ms, self.lagP99Ms);
-    if (self.lagP99Ms > saturationLimits.maxLagP99Ms) {
-      this.reasons.add(
-        `${worker}: event-loop delay p99 reached ${self.lagP99Ms.toFixed(0)}ms (limit ${saturationLimits.maxLagP99Ms}ms)`,
-      );
-    }
+    const reason = intervalSaturation(worker, self);
+    if (reason) this.reasons.add(reason);
   }
 
   private flushInterval(): void {
@@ -470,18 +460,7 @@ export class Coordinator extends EventEmitter<{
       workers.push({ worker: `devices-${f.workerIndex}`, ...f.self });
     }
     workers.push({ worker: 'publisher', ...pub.self });
-    for (const w of workers) {
-      if (w.elu > saturationLimits.maxUtilization) {
-        this.reasons.add(
-          `${w.worker}: busy ${(w.elu * 100).toFixed(0)}% of the run (limit ${saturationLimits.maxUtilization * 100}%)`,
-        );
-      }
-    }
-    if (pub.skipped > 0) {
-      this.reasons.add(
-        `publisher: ${pub.skipped} scheduled sends skipped (too many requests in flight)`,
-      );
-    }
+    for (const reason of runSaturation(workers, pub.skipped)) this.reasons.add(reason);
     const ledger = reconcileLedger(
       {
         sent: pub.sent,

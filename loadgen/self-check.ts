@@ -1,6 +1,41 @@
 import { type EventLoopUtilization, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { SelfCheck } from './messages.js';
 
+/** Limits past which the generator's own delay would pollute its measurements. */
+export const saturationLimits = {
+  /** Event-loop delay p99 of any worker in any interval. */
+  maxLagP99Ms: 50,
+  /** Event-loop utilisation of any worker over the whole run. */
+  maxUtilization: 0.9,
+} as const;
+
+/** Why one interval of one worker makes the result invalid, or undefined if it does not. */
+export function intervalSaturation(worker: string, self: SelfCheck): string | undefined {
+  if (self.lagP99Ms <= saturationLimits.maxLagP99Ms) return undefined;
+  return `${worker}: event-loop delay p99 reached ${self.lagP99Ms.toFixed(0)}ms (limit ${saturationLimits.maxLagP99Ms}ms)`;
+}
+
+/** Why a finished run's generator is invalid: threads busy past the limit, or sends the publisher skipped. */
+export function runSaturation(
+  workers: readonly (SelfCheck & { worker: string })[],
+  skippedSends: number,
+): string[] {
+  const reasons: string[] = [];
+  for (const w of workers) {
+    if (w.elu > saturationLimits.maxUtilization) {
+      reasons.push(
+        `${w.worker}: busy ${(w.elu * 100).toFixed(0)}% of the run (limit ${saturationLimits.maxUtilization * 100}%)`,
+      );
+    }
+  }
+  if (skippedSends > 0) {
+    reasons.push(
+      `publisher: ${skippedSends} scheduled sends skipped (too many requests in flight)`,
+    );
+  }
+  return reasons;
+}
+
 /** Sampling period of the event-loop delay monitor. */
 const RESOLUTION_MS = 10;
 
