@@ -5,7 +5,7 @@
  * Grammar (whitespace anywhere between tokens):
  *
  *   gate      := metric op threshold
- *   metric    := a name from the metric table: `delivery`, `connections.held`,
+ *   metric    := a name from the metric table: `delivery`, `connections.held`, `skew.max`,
  *                `connections.established`, or `<stat>(<series>)`
  *   op        := `<` | `<=` | `>` | `>=`
  *   threshold := number unit?   percent metrics: `99.9%` or a fraction in [0, 1];
@@ -25,7 +25,7 @@ import { clopperPearsonUpper, requiredTrials } from './stats.js';
 export type { LatencySummary };
 
 /** The latency series a run records, in milliseconds. */
-export const LATENCY_SERIES = ['push', 'connect', 'd2d', 'room'] as const;
+export const LATENCY_SERIES = ['push', 'connect', 'api', 'd2d', 'room', 'reconnect'] as const;
 
 /** One of {@link LATENCY_SERIES}. */
 export type LatencySeries = (typeof LATENCY_SERIES)[number];
@@ -122,6 +122,8 @@ function latencyMetric(stat: LatencyStat, series: LatencySeries): GateMetric {
   const aliases = Object.entries(LATENCY_STAT_ALIASES)
     .filter(([, canonical]) => canonical === stat)
     .map(([alias]) => `${alias}(${series})`);
+  // `reconnect.p99` reads better than `p99(reconnect)` for the time a device takes to come back.
+  if (series === 'reconnect') aliases.push(`reconnect.${stat}`);
   return {
     name: `${stat}(${series})`,
     aliases,

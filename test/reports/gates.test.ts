@@ -90,7 +90,7 @@ describe('parseGate', () => {
   });
 
   it('knows every latency series', () => {
-    expect(LATENCY_SERIES).toEqual(['push', 'connect', 'd2d', 'room']);
+    expect(LATENCY_SERIES).toEqual(['push', 'connect', 'api', 'd2d', 'room', 'reconnect']);
     for (const series of LATENCY_SERIES) {
       expect(parseGate(`p99(${series}) < 1s`).metric).toBe(`p99(${series})`);
     }
@@ -119,7 +119,7 @@ describe('parseGate', () => {
     expect(err.message).toMatch(problem);
     expect(err.message).toContain(`"${expr.trim()}"`);
     expect(err.message).toContain('known metrics: delivery, connections.held');
-    expect(err.message).toContain('push|connect|d2d|room');
+    expect(err.message).toContain('push|connect|api|d2d|room|reconnect');
     expect(err.message).not.toContain('\n');
   });
 });
@@ -275,5 +275,34 @@ describe('evaluateGates and worstVerdict', () => {
     expect(worstVerdict(withVerdicts('pass', 'inconclusive', 'pass'))).toBe('inconclusive');
     expect(worstVerdict(withVerdicts('inconclusive', 'fail', 'pass'))).toBe('fail');
     expect(worstVerdict(withVerdicts('fail', 'inconclusive'))).toBe('fail');
+  });
+});
+
+describe('reconnect and skew gates', () => {
+  const inputs = {
+    delivery: { accepted: 1, delivered: 1, lost: 0 },
+    latency: {},
+    connections: { requested: 1, established: 1, heldAtEnd: 1 },
+  };
+
+  it('reads reconnect.p99 as p99(reconnect) and is inconclusive without reconnects', () => {
+    const g = parseGate('reconnect.p99 < 30s');
+    expect(g).toMatchObject({ metric: 'p99(reconnect)', threshold: 30_000, kind: 'duration' });
+    expect(evaluateGate(g, inputs)).toMatchObject({
+      verdict: 'inconclusive',
+      detail: 'no samples',
+    });
+  });
+
+  it('gates on skew.max as a plain ratio', () => {
+    const g = parseGate('skew.max < 1.5');
+    expect(g).toMatchObject({ kind: 'ratio', threshold: 1.5 });
+    expect(evaluateGate(g, { ...inputs, skew: { max: 1.2, final: 1 } }).verdict).toBe('pass');
+    expect(evaluateGate(g, { ...inputs, skew: { max: 2, final: 1 } })).toMatchObject({
+      verdict: 'fail',
+      actualText: '2.00',
+    });
+    expect(evaluateGate(g, inputs).verdict).toBe('inconclusive');
+    expect(() => parseGate('skew.max < 1.5ms')).toThrow(/plain ratio/);
   });
 });
