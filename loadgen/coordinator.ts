@@ -89,6 +89,8 @@ export interface LoadResult {
   histograms: Record<string, LatencyHistogram>;
   timeline: TimelinePoint[];
   generator: { valid: boolean; reasons: string[]; workers: WorkerHealth[]; skippedSends: number };
+  /** Scheduled messages never sent because no device was connected when publishing began. */
+  unaddressed: number;
   /** Frames devices received that were not readable pushes. */
   badFrames: number;
   /** Per-interval merged histograms, in time order. */
@@ -487,6 +489,7 @@ export class Coordinator extends EventEmitter<{
         workers,
         skippedSends: pub.skipped,
       },
+      unaddressed: pub.noTarget,
       badFrames,
       intervals: this.intervals,
       markers: this.markers,

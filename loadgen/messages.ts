@@ -131,6 +131,8 @@ export interface PublisherFinal {
   rejectedByStatus: Record<string, number>;
   /** Sends skipped because `maxInFlight` requests were outstanding. */
   skipped: number;
+  /** Scheduled messages not sent because no device was connected to address them. */
+  noTarget: number;
   histograms: Record<string, string>;
   self: SelfCheck;
 }

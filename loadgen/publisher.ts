@@ -38,6 +38,7 @@ export class Publisher {
   private sent = 0;
   private inFlight = 0;
   private skipped = 0;
+  private noTarget = 0;
   private iSent = 0;
   private iAccepted = 0;
   private iRejected = 0;
@@ -110,7 +111,12 @@ export class Publisher {
       const seq = this.next++;
       const scheduledUs = this.startUs + seq * this.intervalUs;
       this.iLagMaxMs = Math.max(this.iLagMaxMs, (now - scheduledUs) / 1000);
-      if (this.targets.length === 0 || this.inFlight >= this.data.maxInFlight) {
+      if (this.targets.length === 0) {
+        // No device was connected when publishing began: nothing can be addressed.
+        this.noTarget++;
+        continue;
+      }
+      if (this.inFlight >= this.data.maxInFlight) {
         // Not sending is the generator's failure, not the server's: it is counted
         // and the coordinator marks the run invalid.
         this.skipped++;
@@ -207,6 +213,7 @@ export class Publisher {
       accepted: this.accepted.toBytes(),
       rejectedByStatus: this.rejectedByStatus,
       skipped: this.skipped,
+      noTarget: this.noTarget,
       histograms: this.takeHistograms(),
       self: this.self.total(),
     });

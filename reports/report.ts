@@ -57,7 +57,8 @@ export interface Report {
     /** Connections the server itself counted just before the fleet closed. */
     heldAtServer: number | null;
   };
-  delivery: DeliveryLedger;
+  /** The ledger, plus `unaddressed`: scheduled messages not sent because no device was connected. */
+  delivery: DeliveryLedger & { unaddressed: number };
   latency: { push: LatencySummary; connect: LatencySummary; api: LatencySummary };
   gates: GateResult[];
   generator: {
@@ -153,7 +154,7 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     verdict,
     exitCode: exitCodeOfVerdict[verdict],
     devices: { ...load.connections, heldAtServer: ctx.server.length > 0 ? heldAtServer : null },
-    delivery: load.ledger,
+    delivery: { ...load.ledger, unaddressed: load.unaddressed },
     latency,
     gates,
     generator: load.generator,

@@ -431,6 +431,10 @@ function summarySection(report: Report): string {
     { label: 'duplicates', value: l.duplicates },
     { label: 'late', value: l.late, hint: 'after the deadline; part of lost' },
     { label: 'unconfirmed', value: l.unconfirmed, hint: 'arrived without a 2xx' },
+    // Older reports have no such field.
+    ...((l.unaddressed ?? 0) > 0
+      ? [{ label: 'unaddressed', value: l.unaddressed, hint: 'not sent: no device connected' }]
+      : []),
     {
       label: 'rate',
       value: { text: formatPct(l.rate), className: 'strong' },

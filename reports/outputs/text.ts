@@ -105,6 +105,13 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       ],
     ]),
   );
+  if ((l.unaddressed ?? 0) > 0) {
+    out.push(
+      c.yellow(
+        `  ${formatCount(l.unaddressed)} scheduled messages not sent: no device was connected`,
+      ),
+    );
+  }
   const rejected = Object.entries(l.rejectedByStatus);
   if (rejected.length > 0) {
     out.push(c.dim(`  rejected: ${rejected.map(([k, v]) => `${k} ${v}`).join(', ')}`));

@@ -102,6 +102,7 @@ function fixtureReport(): Report {
       late: 0,
       unconfirmed: 0,
       rate: 100 / 150,
+      unaddressed: 0,
     },
     latency: { push: { ...zeros, count: 1 }, connect: zeros, api: zeros },
     gates: [

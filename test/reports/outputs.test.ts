@@ -44,6 +44,7 @@ function makeReport(opts: { pushUs: number; lost?: number; gates: string[] }): R
     badFrames: 0,
     intervals: [],
     markers: [],
+    unaddressed: 0,
     marks: { startUs: 0, publishStartUs: 0, publishEndUs: 0, endUs: 0 },
   };
   return buildReport(load, {

@@ -49,6 +49,7 @@ function load(opts: {
     badFrames: 0,
     intervals: [],
     markers: [],
+    unaddressed: 0,
     marks: { startUs: 0, publishStartUs: 0, publishEndUs: 0, endUs: 0 },
   };
 }
