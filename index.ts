@@ -46,8 +46,11 @@ export {
   type ScenarioInput,
   validateScenario,
 } from './scenarios/schema.js';
+export { parseD2dAllow } from './server/d2d.js';
 export {
+  createBackends,
   type NodeAddress,
+  type NodeBackends,
   type NodeOptions,
   nodeDefaults,
   PushNode,

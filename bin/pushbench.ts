@@ -13,6 +13,7 @@ import {
   listBuiltinScenarios,
   PushbenchError,
   parseAssignment,
+  parseD2dAllow,
   parseDurationMs,
   parseMatrixAxis,
   progressListener,
@@ -230,6 +231,65 @@ program
     30_000,
   )
   .option('--max-body <bytes>', 'largest push body', integer('--max-body'), 64 * 1024)
+  .addOption(
+    new Option('--redis <url>', 'share registry, rooms and queue through Redis (a cluster)').env(
+      'PUSHBENCH_REDIS',
+    ),
+  )
+  .option(
+    '--max-connections <n>',
+    'refuse upgrades past this many connections (503)',
+    integer('--max-connections'),
+  )
+  .option(
+    '--admission-rate <hz>',
+    'admit at most this many upgrades per second (429 past it)',
+    number('--admission-rate'),
+  )
+  .option(
+    '--max-lifetime <time>',
+    'goaway after this connection age (minus jitter)',
+    durationMs('--max-lifetime'),
+    30 * 60_000,
+  )
+  .option(
+    '--lifetime-jitter <time>',
+    'random shortening of each lifetime',
+    durationMs('--lifetime-jitter'),
+    3 * 60_000,
+  )
+  .option(
+    '--goaway-grace <time>',
+    'forced close this long after a goaway',
+    durationMs('--goaway-grace'),
+    10_000,
+  )
+  .option(
+    '--drain-window <time>',
+    'spread a drain (SIGTERM, POST /v1/admin/drain) over this',
+    durationMs('--drain-window'),
+    30_000,
+  )
+  .addOption(
+    new Option('--slow-consumer <policy>', 'past the send buffer bound')
+      .choices(['drop', 'disconnect'])
+      .default('drop'),
+  )
+  .option(
+    '--push-rate <hz>',
+    'direct pushes per second one device may receive (429 past it)',
+    number('--push-rate'),
+    100,
+  )
+  .option(
+    '--d2d-rate <hz>',
+    'device-to-device messages per second one device may send',
+    number('--d2d-rate'),
+    10,
+  )
+  .option('--d2d-allow <a=b,c>', 'let account a message accounts b and c (repeatable)', collect)
+  .option('--max-rooms <n>', 'rooms one connection may join', integer('--max-rooms'), 100)
+  .option('--room-history <n>', 'messages kept per room', integer('--room-history'), 100)
   .action(async (opts: Record<string, unknown>) => {
     if (typeof opts.secret !== 'string' || opts.secret === '') {
       throw new PushbenchError('PB_USAGE', 'serve needs --secret (or PUSHBENCH_SECRET)');
@@ -241,7 +301,21 @@ program
     if (port < 0 || port > 65535) {
       throw new PushbenchError('PB_USAGE', `--port must be 0-65535, got ${port}`);
     }
-    const { node, address } = await startNode({
+    for (const flag of ['pushRate', 'd2dRate', 'admissionRate'] as const) {
+      const v = opts[flag] as number | undefined;
+      if (v !== undefined && v <= 0)
+        throw new PushbenchError(
+          'PB_USAGE',
+          `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be > 0, got ${v}`,
+        );
+    }
+    let d2dAllow: Map<string, Set<string>>;
+    try {
+      d2dAllow = parseD2dAllow((opts.d2dAllow as string[] | undefined) ?? []);
+    } catch (err) {
+      throw new PushbenchError('PB_USAGE', (err as Error).message);
+    }
+    const { node, address, backends } = await startNode({
       host: opts.host as string,
       port,
       secret: opts.secret,
@@ -250,17 +324,51 @@ program
       heartbeatIntervalMs: opts.heartbeatInterval as number,
       heartbeatTimeoutMs: opts.heartbeatTimeout as number,
       maxBodyBytes: opts.maxBody as number,
+      redisUrl: opts.redis as string | undefined,
+      join: opts.join as string | undefined,
+      redisPrefix: opts.redisPrefix as string | undefined,
+      ...(opts.maxConnections !== undefined && { maxConnections: opts.maxConnections as number }),
+      ...(opts.admissionRate !== undefined && {
+        admissionRatePerSec: opts.admissionRate as number,
+      }),
+      maxLifetimeMs: opts.maxLifetime as number,
+      lifetimeJitterMs: opts.lifetimeJitter as number,
+      goawayGraceMs: opts.goawayGrace as number,
+      drainWindowMs: opts.drainWindow as number,
+      slowConsumer: opts.slowConsumer as 'drop' | 'disconnect',
+      pushRatePerSec: opts.pushRate as number,
+      d2dRatePerSec: opts.d2dRate as number,
+      d2dAllow,
+      maxRoomsPerConnection: opts.maxRooms as number,
+      roomHistoryLength: opts.roomHistory as number,
     });
     process.stdout.write(`listening ${address.wsUrl} ${address.httpUrl}\n`);
     await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
+      let stopping = false;
+      const stopNow = () => {
+        if (stopping) return;
+        stopping = true;
         void node.stop().then(resolve);
       };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      // SIGTERM drains gracefully (a second SIGTERM, or SIGINT, stops at once).
+      const onTerm = () => {
+        if (!node.healthy()) return stopNow();
+        node.drain(undefined);
+        void node.drained().then(stopNow);
+      };
+      process.on('SIGTERM', onTerm);
+      process.on('SIGINT', stopNow);
+      // POST /v1/admin/drain ends the process the same way once drained.
+      const poll = setInterval(() => {
+        if (!node.healthy()) {
+          clearInterval(poll);
+          void node.drained().then(stopNow);
+        }
+      }, 200);
+      poll.unref();
     });
+    await backends.registry.close();
+    await backends.broker.close();
     process.exitCode = ExitCode.Pass;
   });
 

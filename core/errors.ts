@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'PB_PORT_IN_USE'
   | 'PB_LIMIT'
   | 'PB_SERVER_START'
+  | 'PB_BACKEND_UNREACHABLE'
   | 'PB_WORKER_FAILED'
   | 'PB_INTERNAL';
 
@@ -26,6 +27,7 @@ const exitCodeOf: Record<ErrorCode, ExitCodeValue> = {
   PB_PORT_IN_USE: ExitCode.Usage,
   PB_LIMIT: ExitCode.Usage,
   PB_SERVER_START: ExitCode.Internal,
+  PB_BACKEND_UNREACHABLE: ExitCode.Usage,
   PB_WORKER_FAILED: ExitCode.Internal,
   PB_INTERNAL: ExitCode.Internal,
 };

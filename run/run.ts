@@ -62,7 +62,7 @@ function timestamp(d: Date): string {
 
 async function fetchServerCounts(node: NodeProcess): Promise<ServerCounts> {
   try {
-    const res = await fetch(`${node.httpUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(`${node.httpUrl}/metrics.json`, { signal: AbortSignal.timeout(2000) });
     return (await res.json()) as ServerCounts;
   } catch (err) {
     return { nodeId: node.nodeId, error: `metrics unavailable: ${(err as Error).message}` };

@@ -1,14 +1,31 @@
 import type { WebSocket } from 'ws';
+import type { TokenBucket } from './rate-limit.js';
 
-/** One device's live connection on this node. */
+/** One device's live connection on this node, and everything the node tracks about it. */
 export interface DeviceConnection {
   readonly ws: WebSocket;
   readonly deviceId: string;
   readonly accountId: string;
+  /** Unique per upgrade, cluster-wide: the registry's compare-and-delete key. */
+  readonly connId: string;
   /** Host-monotonic ms of the last pong or frame received; the heartbeat sweep reads it. */
   lastSeenMs: number;
   /** Host-monotonic ms when the upgrade completed. */
   readonly connectedAtMs: number;
+  /** When the connection's lifetime ends and it is told to go away (host ms; Infinity: never). */
+  lifetimeEndMs: number;
+  /** When a connection told to go away is closed if it has not left (0: not told). */
+  forceCloseAtMs: number;
+  /** The close code used at `forceCloseAtMs`. */
+  forceCloseCode: number;
+  /** Rooms this connection is subscribed to (created on first subscribe). */
+  rooms: Set<string> | undefined;
+  /** Whether it asked for its account's presence events. */
+  presence: boolean;
+  /** Device-to-device send allowance (created on first d2d). */
+  d2dBucket: TokenBucket | undefined;
+  /** Direct-push allowance of this device (created on first push). */
+  pushBucket: TokenBucket | undefined;
 }
 
 /**

@@ -1,5 +1,4 @@
 import type { DeviceConnection } from './connections.js';
-import type { NodeMetrics } from './metrics.js';
 
 /** Heartbeat settings, in milliseconds. */
 export interface HeartbeatOptions {
@@ -11,16 +10,27 @@ export interface HeartbeatOptions {
   tickMs?: number;
 }
 
+/** What the sweep asks the node to do with a connection. */
+export interface SweepActions {
+  /** The connection stopped answering pings: terminate it. */
+  silent(conn: DeviceConnection): void;
+  /** Its lifetime is over: tell it to go away (the node sets `forceCloseAtMs`). */
+  lifetimeOver(conn: DeviceConnection): void;
+  /** It was told to go away and has not left: close it. */
+  overstayed(conn: DeviceConnection): void;
+  /** Healthy: ping it. */
+  ping(conn: DeviceConnection): void;
+}
+
 /**
- * The heartbeat: one timer, not one per connection. Connections are spread
- * round-robin over `intervalMs / tickMs` buckets and each tick sweeps one
- * bucket, so pings go out evenly over the interval instead of as one burst to
- * every device (a burst of 2,000 pings stalled pushes by ~30-90 ms on a 2-core
- * box). A sweep pings live connections and terminates those whose last pong is
- * older than the timeout. `terminate()` rather than `close()`: a peer that
- * stopped answering pings will not answer a close frame either.
+ * The lifecycle sweep: one timer, not one per connection. Connections are
+ * spread round-robin over `intervalMs / tickMs` buckets and each tick visits
+ * one bucket, so pings go out evenly over the interval instead of as one burst
+ * (a burst of 2,000 pings stalled pushes by ~30-90 ms on a 2-core box). Each
+ * visit checks, in order: silence past the timeout, a goaway deadline passed,
+ * the connection's lifetime over; otherwise it pings.
  */
-export class HeartbeatSweep {
+export class LifecycleSweep {
   private timer: NodeJS.Timeout | undefined;
   private readonly buckets: Set<DeviceConnection>[];
   private readonly tickMs: number;
@@ -29,8 +39,8 @@ export class HeartbeatSweep {
   private readonly bucketOf = new WeakMap<DeviceConnection, Set<DeviceConnection>>();
 
   constructor(
-    private readonly metrics: NodeMetrics,
     private readonly options: HeartbeatOptions,
+    private readonly actions: SweepActions,
     private readonly nowMs: () => number,
   ) {
     this.tickMs = Math.min(options.tickMs ?? 100, options.intervalMs);
@@ -50,7 +60,7 @@ export class HeartbeatSweep {
     this.timer = undefined;
   }
 
-  /** Puts a new connection under heartbeat. */
+  /** Puts a new connection under the sweep. */
   add(conn: DeviceConnection): void {
     const bucket = this.buckets[this.nextAssign++ % this.buckets.length];
     if (!bucket) return;
@@ -64,12 +74,22 @@ export class HeartbeatSweep {
     this.bucketOf.delete(conn);
   }
 
-  /** Sweeps the next bucket. */
-  tick(): void {
+  /** Every connection under the sweep, with the bucket it sits in (for refresh batches). */
+  *bucketsInOrder(): Generator<Set<DeviceConnection>> {
+    yield* this.buckets;
+  }
+
+  /** Sweeps the next bucket; returns it so the caller can batch per-bucket work (registry refresh). */
+  tick(): Set<DeviceConnection> | undefined {
     const bucket = this.buckets[this.nextBucket];
     this.nextBucket = (this.nextBucket + 1) % this.buckets.length;
     if (bucket) this.sweepBucket(bucket);
+    this.onTick?.(bucket);
+    return bucket;
   }
+
+  /** Called after each tick with the bucket just swept. */
+  onTick: ((bucket: Set<DeviceConnection> | undefined) => void) | undefined;
 
   /** Sweeps every bucket now (tests use it instead of waiting a whole interval). */
   sweepAll(): void {
@@ -80,11 +100,15 @@ export class HeartbeatSweep {
     const now = this.nowMs();
     for (const conn of bucket) {
       if (now - conn.lastSeenMs > this.options.timeoutMs) {
-        this.metrics.heartbeatTimeouts++;
         this.remove(conn);
-        conn.ws.terminate();
-      } else if (conn.ws.readyState === conn.ws.OPEN) {
-        conn.ws.ping();
+        this.actions.silent(conn);
+      } else if (conn.forceCloseAtMs > 0 && now >= conn.forceCloseAtMs) {
+        this.remove(conn);
+        this.actions.overstayed(conn);
+      } else if (conn.forceCloseAtMs === 0 && now >= conn.lifetimeEndMs) {
+        this.actions.lifetimeOver(conn);
+      } else {
+        this.actions.ping(conn);
       }
     }
   }

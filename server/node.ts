@@ -1,12 +1,30 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { PushbenchError } from '../core/errors.js';
+import type { Broker } from './broker.js';
+import { MemoryBroker } from './broker-memory.js';
+import { NodeLink, type NodeReply, type NodeRequest, NodeUnreachableError } from './cluster.js';
 import { ConnectionTable, type DeviceConnection } from './connections.js';
-import { HeartbeatSweep } from './lifecycle.js';
+import { type D2dOutcome, d2dAllowed, TargetCache } from './d2d.js';
+import { Hub } from './hub.js';
+import { LifecycleSweep } from './lifecycle.js';
 import { NodeMetrics } from './metrics.js';
-import { CloseCode, encodePushFrame, parseDeviceFrame } from './protocol.js';
-import { createPushApi, type PushOutcome } from './push-api.js';
+import {
+  CloseCode,
+  type DeviceFrame,
+  encodeD2dFrame,
+  encodeFrame,
+  encodePushFrame,
+  parseDeviceFrame,
+} from './protocol.js';
+import { createPushApi, type NodeApi, type PushOutcome } from './push-api.js';
+import { type QueueBody, QueueProcessor } from './queue-processor.js';
+import { TokenBucket } from './rate-limit.js';
+import type { PushRegistry } from './registry.js';
+import { RoomHub } from './rooms.js';
 import { type DeviceClaims, verifyToken } from './token.js';
 
 /** Settings of one reference node; {@link nodeDefaults} fills what is left out. */
@@ -19,22 +37,64 @@ export interface NodeOptions {
   secret: string;
   /** Bearer key for the HTTP API. Required. */
   apiKey: string;
-  /** Name of this node in metrics and generated message ids. Default `node-1`. */
+  /** Name of this node, unique in the cluster. Default `node-1`. */
   nodeId: string;
-  /** Heartbeat sweep (and ping) period. Default 10 s. */
+  /** Heartbeat: every connection is pinged once per interval. Default 10 s. */
   heartbeatIntervalMs: number;
   /** Silence after which a connection is closed. Default 30 s. */
   heartbeatTimeoutMs: number;
+  /** Push Registry TTL; refreshed every heartbeat interval while connected. Default 3 intervals. */
+  registryTtlMs: number;
   /** Largest HTTP body. Default 64 KiB. */
   maxBodyBytes: number;
   /** Largest frame a device may send. Default 16 KiB. */
   maxFrameBytes: number;
-  /** Bound on one connection's unsent bytes; pushes past it are refused (503) and counted. Default 1 MiB. */
+  /** Bound on one connection's unsent bytes. Default 1 MiB. */
   maxBufferedBytes: number;
+  /** What happens past that bound: `drop` the message (counted) or `disconnect` (4008). Default drop. */
+  slowConsumer: 'drop' | 'disconnect';
+  /** Maximum connection lifetime before a goaway. Default 30 min. */
+  maxLifetimeMs: number;
+  /** Each connection's lifetime is shortened by a random 0..jitter so reconnects spread. Default 3 min. */
+  lifetimeJitterMs: number;
+  /** Time between a goaway and the forced close. Default 10 s. */
+  goawayGraceMs: number;
+  /** A drain spreads goaways over this window. Default 30 s. */
+  drainWindowMs: number;
+  /** Connections closed at most per drain step (100 ms). Default 500. */
+  drainBatch: number;
+  /** Connections this node accepts; more get HTTP 503 at the upgrade. Default unlimited. */
+  maxConnections: number;
+  /** Upgrades admitted per second (token bucket); more get HTTP 429. Default unlimited. */
+  admissionRatePerSec: number;
+  /** Direct pushes per second one device may receive (burst 2x); more get 429. Default 100. */
+  pushRatePerSec: number;
+  /** Device-to-device messages per second one device may send (burst 2x). Default 10. */
+  d2dRatePerSec: number;
+  /** Accounts whose devices may message another account's devices: from -> allowed targets. */
+  d2dAllow: ReadonlyMap<string, ReadonlySet<string>>;
+  /** How long a d2d target lookup is cached. Default 5 s. */
+  d2dCacheTtlMs: number;
+  /** Rooms one connection may join. Default 100. */
+  maxRoomsPerConnection: number;
+  /** Messages kept per room. Default 100. */
+  roomHistoryLength: number;
+  /** An idle room's history expires after this. Default 1 h. */
+  roomHistoryTtlMs: number;
+  /** Default and maximum `?ack=1` wait. Defaults 5 s and 60 s. */
+  ackTimeoutMs: number;
+  maxAckTimeoutMs: number;
+  /** How long a node waits for another node's answer. Default 2 s. */
+  nodeRequestTimeoutMs: number;
+  /** Indirect push: attempts before dead-lettering, retry delay. Defaults 5, 2 s. */
+  queueMaxAttempts: number;
+  queueRetryAfterMs: number;
+  /** Device ids per batch push and messages per queue request. Default 1000. */
+  maxBatch: number;
 }
 
 /** Defaults for every optional node setting. */
-export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey'> = {
+export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey' | 'registryTtlMs'> = {
   host: '127.0.0.1',
   port: 0,
   nodeId: 'node-1',
@@ -43,7 +103,34 @@ export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey'> = {
   maxBodyBytes: 64 * 1024,
   maxFrameBytes: 16 * 1024,
   maxBufferedBytes: 1024 * 1024,
+  slowConsumer: 'drop',
+  maxLifetimeMs: 30 * 60_000,
+  lifetimeJitterMs: 3 * 60_000,
+  goawayGraceMs: 10_000,
+  drainWindowMs: 30_000,
+  drainBatch: 500,
+  maxConnections: Number.POSITIVE_INFINITY,
+  admissionRatePerSec: Number.POSITIVE_INFINITY,
+  pushRatePerSec: 100,
+  d2dRatePerSec: 10,
+  d2dAllow: new Map(),
+  d2dCacheTtlMs: 5000,
+  maxRoomsPerConnection: 100,
+  roomHistoryLength: 100,
+  roomHistoryTtlMs: 3_600_000,
+  ackTimeoutMs: 5000,
+  maxAckTimeoutMs: 60_000,
+  nodeRequestTimeoutMs: 2000,
+  queueMaxAttempts: 5,
+  queueRetryAfterMs: 2000,
+  maxBatch: 1000,
 };
+
+/** What a node shares with its cluster. Both default to in-memory (a cluster of one process). */
+export interface NodeBackends {
+  registry: PushRegistry;
+  broker: Broker;
+}
 
 /** Where a started node listens. */
 export interface NodeAddress {
@@ -56,17 +143,23 @@ export interface NodeAddress {
 }
 
 const kConn = Symbol('pushbench.connection');
-type TaggedSocket = WebSocket & { [kConn]?: DeviceConnection; [kNode]?: PushNode };
 const kNode = Symbol('pushbench.node');
+type TaggedSocket = WebSocket & { [kConn]?: DeviceConnection; [kNode]?: PushNode };
 
 function monoMs(): number {
   return performance.now();
 }
 
-function refuseUpgrade(socket: Duplex, status: number, reason: string, error: string): void {
+function refuseUpgrade(
+  socket: Duplex,
+  status: number,
+  reason: string,
+  error: string,
+  extraHeaders = '',
+): void {
   const body = JSON.stringify({ error });
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${extraHeaders}` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
@@ -75,24 +168,7 @@ function refuseUpgrade(socket: Duplex, status: number, reason: string, error: st
 function onMessage(this: TaggedSocket, data: RawData, isBinary: boolean): void {
   const conn = this[kConn];
   const node = this[kNode];
-  if (!conn || !node) return;
-  conn.lastSeenMs = monoMs();
-  if (isBinary) {
-    node.metrics.badFrames++;
-    this.close(CloseCode.UnsupportedData, 'binary frames are not part of the protocol');
-    return;
-  }
-  const parsed = parseDeviceFrame(data.toString());
-  if (!parsed.ok) {
-    node.metrics.badFrames++;
-    this.close(CloseCode.PolicyViolation, parsed.error);
-    return;
-  }
-  switch (parsed.frame.type) {
-    case 'ack':
-      node.metrics.acks++;
-      break;
-  }
+  if (conn && node) node.onDeviceMessage(conn, data, isBinary);
 }
 
 function onPong(this: TaggedSocket): void {
@@ -100,48 +176,69 @@ function onPong(this: TaggedSocket): void {
   if (conn) conn.lastSeenMs = monoMs();
 }
 
-function onError(this: TaggedSocket): void {
+function onError(this: TaggedSocket, err: Error & { code?: string }): void {
   // ws reports frame-level violations (unmasked frame, bad UTF-8, oversize) here and
   // has already sent the matching close code (1002/1007/1009); we only count them.
   // Without a listener the error would crash the node for every other device.
-  const node = this[kNode];
-  if (node) node.metrics.badFrames++;
+  this[kNode]?.metrics.inc('pushbench_bad_frames_total', { kind: err.code ?? 'ws_error' });
 }
 
-function onClose(this: TaggedSocket): void {
+function onClose(this: TaggedSocket, code: number): void {
   const conn = this[kConn];
   const node = this[kNode];
-  if (!conn || !node) return;
-  node.metrics.disconnectsTotal++;
-  node.heartbeat.remove(conn);
-  node.connections.deleteIfCurrent(conn);
-  node.metrics.connections = node.connections.size;
+  if (conn && node) node.onDeviceClose(conn, code);
 }
 
 /**
  * One reference push node: WebSocket endpoint for devices, HTTP API for
- * services, heartbeat sweep. It stands alone; the harness runs it as a separate
- * process and talks to it only over its sockets.
+ * services, and the lifecycle sweep. It names its collaborators: the Push
+ * Registry (which node holds which device), the broker (node-to-node requests,
+ * room fan-out and history, presence, the indirect queue), the room hub, the
+ * d2d target cache and the queue processor. It stands alone; the harness runs
+ * it as a separate process and talks to it only over its sockets.
  */
-export class PushNode {
-  /** Counters served on `GET /metrics`. */
+export class PushNode implements NodeApi {
+  /** Counters, gauges and histograms served on `/metrics`. */
   readonly metrics = new NodeMetrics();
   /** Devices connected to this node. */
   readonly connections = new ConnectionTable();
-  private readonly options: NodeOptions;
+  readonly options: NodeOptions;
   private readonly http: Server;
   private readonly wss: WebSocketServer;
-  /** The heartbeat sweep (internal; shared handlers reach it). */
-  readonly heartbeat: HeartbeatSweep;
+  /** The lifecycle sweep (heartbeats, lifetimes, registry refresh). */
+  readonly sweep: LifecycleSweep;
+  private readonly registry: PushRegistry;
+  private readonly broker: Broker;
+  private readonly link: NodeLink;
+  readonly rooms: RoomHub;
+  private readonly targets: TargetCache;
+  readonly queue: QueueProcessor;
+  private readonly admission: TokenBucket | undefined;
+  private readonly pendingAcks = new Map<string, (acked: boolean) => void>();
+  private readonly presenceSubscribers = new Map<string, Set<DeviceConnection>>();
+  private readonly lag = monitorEventLoopDelay({ resolution: 10 });
+  private lagTimer: NodeJS.Timeout | undefined;
   private messageSeq = 0;
+  private connSeq = 0;
+  private readonly instance = randomBytes(4).toString('hex');
   private readonly startedAtMs = Date.now();
+  private draining: { done: Promise<void>; resolve: () => void } | undefined;
+  /** Serves this node's in-memory registry and broker to nodes that `--join` it. */
+  private hub: Hub | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'>) {
-    this.options = { ...nodeDefaults, ...options };
+  constructor(
+    options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'>,
+    backends: NodeBackends,
+  ) {
+    const heartbeatIntervalMs = options.heartbeatIntervalMs ?? nodeDefaults.heartbeatIntervalMs;
+    this.options = { ...nodeDefaults, registryTtlMs: 3 * heartbeatIntervalMs, ...options };
     if (!this.options.secret)
       throw new PushbenchError('PB_USAGE', 'the node needs a token secret (--secret)');
     if (!this.options.apiKey)
       throw new PushbenchError('PB_USAGE', 'the node needs an API key (--api-key)');
+    this.registry = backends.registry;
+    this.broker = backends.broker;
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -150,19 +247,88 @@ export class PushNode {
       maxPayload: this.options.maxFrameBytes,
     });
     this.http = createServer(
-      createPushApi(this, { apiKey: this.options.apiKey, maxBodyBytes: this.options.maxBodyBytes }),
+      createPushApi(this, {
+        apiKey: this.options.apiKey,
+        maxBodyBytes: this.options.maxBodyBytes,
+        maxBatch: this.options.maxBatch,
+        ackTimeoutMs: this.options.ackTimeoutMs,
+        maxAckTimeoutMs: this.options.maxAckTimeoutMs,
+      }),
     );
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.onUpgrade(req, socket, head),
     );
-    this.heartbeat = new HeartbeatSweep(
-      this.metrics,
+    this.sweep = new LifecycleSweep(
       { intervalMs: this.options.heartbeatIntervalMs, timeoutMs: this.options.heartbeatTimeoutMs },
+      {
+        silent: (conn) => {
+          conn.ws.terminate();
+          this.metrics.inc('pushbench_disconnects_total', { reason: 'heartbeat_timeout' });
+        },
+        lifetimeOver: (conn) => this.goaway(conn, 'lifetime', CloseCode.Lifetime),
+        overstayed: (conn) => conn.ws.close(conn.forceCloseCode, 'go away'),
+        ping: (conn) => {
+          if (conn.ws.readyState === WebSocket.OPEN) conn.ws.ping();
+        },
+      },
       monoMs,
     );
+    // Each tick refreshes the registry TTL of the bucket it just swept: one batched
+    // call per tick, every connection once per heartbeat interval.
+    this.sweep.onTick = (bucket) => {
+      if (!bucket || bucket.size === 0) return;
+      const items = [...bucket].map((c) => ({ deviceId: c.deviceId, connId: c.connId }));
+      this.registry.refresh(items, this.options.registryTtlMs).then(
+        (result) => {
+          for (const stale of result.stale) void this.repairEntry(stale.deviceId, stale.connId);
+        },
+        () =>
+          this.metrics.inc('pushbench_messages_total', {
+            path: 'registry',
+            outcome: 'refresh_failed',
+          }),
+      );
+    };
+    this.link = new NodeLink(this.broker, this.options.nodeId, (req) => this.onNodeRequest(req));
+    this.rooms = new RoomHub(
+      this.broker,
+      {
+        maxRoomsPerConnection: this.options.maxRoomsPerConnection,
+        historyLength: this.options.roomHistoryLength,
+        historyTtlMs: this.options.roomHistoryTtlMs,
+      },
+      (conn, frame) => {
+        this.sendTo(conn, frame);
+      },
+      (_room, recipients) =>
+        this.metrics.inc(
+          'pushbench_messages_total',
+          { path: 'room', outcome: 'delivered' },
+          recipients,
+        ),
+    );
+    this.targets = new TargetCache(this.registry, this.options.d2dCacheTtlMs, monoMs);
+    this.queue = new QueueProcessor(
+      this.broker,
+      this.options.nodeId,
+      async (deviceId, id, payloadJson) =>
+        (await this.route(deviceId, id, payloadJson, false, 0)).outcome,
+      {
+        maxAttempts: this.options.queueMaxAttempts,
+        retryAfterMs: this.options.queueRetryAfterMs,
+        batch: 100,
+      },
+    );
+    if (Number.isFinite(this.options.admissionRatePerSec)) {
+      this.admission = new TokenBucket(
+        this.options.admissionRatePerSec,
+        Math.max(1, this.options.admissionRatePerSec),
+        monoMs(),
+      );
+    }
   }
 
-  /** Binds the port and starts the heartbeat; rejects with `PB_PORT_IN_USE` if taken. */
+  /** Binds the port, joins the cluster and starts the sweep; rejects with `PB_PORT_IN_USE` if taken. */
   async start(): Promise<NodeAddress> {
     const { host, port } = this.options;
     await new Promise<void>((resolve, reject) => {
@@ -188,7 +354,18 @@ export class PushNode {
     });
     const address = this.http.address();
     if (address === null || typeof address === 'string') throw new Error('no TCP address');
-    this.heartbeat.start();
+    await this.link.start();
+    this.queue.start();
+    this.sweep.start();
+    this.lag.enable();
+    this.lagTimer = setInterval(() => {
+      this.metrics.set(
+        'pushbench_event_loop_lag_seconds',
+        Math.max(0, this.lag.percentile(99) / 1e9 - 0.01),
+      );
+      this.lag.reset();
+    }, 10_000);
+    this.lagTimer.unref();
     const shownHost = host.includes(':') ? `[${host}]` : host;
     return {
       host,
@@ -198,9 +375,13 @@ export class PushNode {
     };
   }
 
-  /** Closes every device with 1001 (going away), then the listener. */
+  /** Closes every device with 1001 (going away), leaves the cluster and closes the listener. */
   async stop(): Promise<void> {
-    this.heartbeat.stop();
+    this.sweep.stop();
+    if (this.drainTimer) clearInterval(this.drainTimer);
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    this.lag.disable();
+    await this.queue.stop();
     for (const conn of this.connections.values())
       conn.ws.close(CloseCode.GoingAway, 'node stopping');
     this.http.closeIdleConnections();
@@ -212,73 +393,172 @@ export class PushNode {
         this.http.closeAllConnections();
       }, 2000).unref();
     });
+    this.hub?.close();
+    await this.link.stop();
   }
 
-  /** Runs one heartbeat pass now (tests use it instead of waiting). */
-  sweepHeartbeats(): void {
-    this.heartbeat.sweepAll();
-  }
-
-  /** Facts for `GET /metrics`. */
-  describe(): Record<string, unknown> {
-    return { nodeId: this.options.nodeId, uptimeMs: Date.now() - this.startedAtMs };
-  }
-
-  /** Writes a push to a device connected here. */
-  deliver(
-    deviceId: string,
-    messageId: string | undefined,
-    payloadJson: string,
-  ): Promise<{ outcome: PushOutcome; id: string }> {
-    const id = messageId ?? `${this.options.nodeId}-${++this.messageSeq}`;
-    const conn = this.connections.get(deviceId);
-    if (!conn || conn.ws.readyState !== WebSocket.OPEN) {
-      this.metrics.pushesNotConnected++;
-      return Promise.resolve({ outcome: 'not_connected', id });
-    }
-    // ws.send never blocks, so a slow device would grow our memory without bound.
-    if (conn.ws.bufferedAmount > this.options.maxBufferedBytes) {
-      this.metrics.pushesDropped++;
-      return Promise.resolve({ outcome: 'overloaded', id });
-    }
-    return new Promise((resolve) => {
-      conn.ws.send(encodePushFrame(id, payloadJson), (err) => {
-        if (err) {
-          this.metrics.pushesNotConnected++;
-          resolve({ outcome: 'not_connected', id });
-        } else {
-          this.metrics.pushesDelivered++;
-          resolve({ outcome: 'delivered', id });
-        }
-      });
+  /**
+   * Drains the node: `/healthz` turns 503, new upgrades are refused, and every
+   * connection gets a goaway at a random moment in the window, then a close
+   * after the goaway grace; at most `drainBatch` per 100 ms step. Resolves (the
+   * returned `done`) when no connection is left.
+   */
+  drain(windowMs: number | undefined): {
+    alreadyDraining: boolean;
+    connections: number;
+    windowMs: number;
+  } {
+    const window = windowMs ?? this.options.drainWindowMs;
+    const connections = this.connections.size;
+    if (this.draining) return { alreadyDraining: true, connections, windowMs: window };
+    let resolve = () => {};
+    const done = new Promise<void>((r) => {
+      resolve = r;
     });
+    this.draining = { done, resolve };
+    const start = monoMs();
+    // A random moment in the window for each connection, handled in time order.
+    const schedule = [...this.connections.values()]
+      .map((conn) => ({ conn, atMs: start + Math.random() * window }))
+      .sort((a, b) => a.atMs - b.atMs);
+    let next = 0;
+    const step = () => {
+      const now = monoMs();
+      let sent = 0;
+      while (next < schedule.length && sent < this.options.drainBatch) {
+        const item = schedule[next];
+        if (!item || item.atMs > now) break;
+        next++;
+        if (item.conn.ws.readyState === WebSocket.OPEN && item.conn.forceCloseAtMs === 0) {
+          this.goaway(item.conn, 'drain', CloseCode.GoingAway);
+          sent++;
+        }
+      }
+      if (this.connections.size === 0) {
+        if (this.drainTimer) clearInterval(this.drainTimer);
+        this.drainTimer = undefined;
+        resolve();
+      }
+    };
+    this.drainTimer = setInterval(step, 100);
+    step();
+    return { alreadyDraining: false, connections, windowMs: window };
   }
+
+  /** Resolves when a drain has closed every connection (immediately when not draining). */
+  drained(): Promise<void> {
+    return this.draining?.done ?? Promise.resolve();
+  }
+
+  /** False while draining. */
+  healthy(): boolean {
+    return this.draining === undefined;
+  }
+
+  /** Runs every lifecycle check now (tests use it instead of waiting). */
+  sweepHeartbeats(): void {
+    this.sweep.sweepAll();
+  }
+
+  prometheus(): string {
+    this.metrics.set('pushbench_connections', this.connections.size);
+    return this.metrics.toPrometheus({ node: this.options.nodeId });
+  }
+
+  /** The harness reads these: `connections` and `nodeId` first. */
+  metricsJson(): Record<string, unknown> {
+    return {
+      nodeId: this.options.nodeId,
+      uptimeMs: Date.now() - this.startedAtMs,
+      connections: this.connections.size,
+      draining: this.draining !== undefined,
+      d2dCache: { hits: this.targets.hits, misses: this.targets.misses },
+      queue: this.queue.counts,
+      metrics: this.metrics.toJSON(),
+    };
+  }
+
+  countResponse(status: number): void {
+    this.metrics.inc('pushbench_http_responses_total', { status });
+  }
+
+  // --- devices ------------------------------------------------------------------------
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://node');
+    const refuse = (status: number, reason: string, error: string, headers = '') => {
+      this.metrics.inc('pushbench_upgrades_refused_total', { status, reason: error });
+      refuseUpgrade(socket, status, reason, error, headers);
+    };
+    if (url.pathname === '/internal/hub') {
+      this.onHubUpgrade(req, socket, head, refuse);
+      return;
+    }
     if (url.pathname !== '/ws') {
-      NodeMetrics.bump(this.metrics.upgradesRefused, 404);
-      refuseUpgrade(socket, 404, 'Not Found', 'no_such_route');
+      refuse(404, 'Not Found', 'no_such_route');
+      return;
+    }
+    if (this.draining) {
+      refuse(503, 'Service Unavailable', 'draining', 'Retry-After: 1\r\n');
+      return;
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      refuse(503, 'Service Unavailable', 'node_full', 'Retry-After: 1\r\n');
       return;
     }
     const check = verifyToken(url.searchParams.get('token'), this.options.secret);
     if (!check.ok) {
-      NodeMetrics.bump(this.metrics.upgradesRefused, 401);
-      refuseUpgrade(socket, 401, 'Unauthorized', `token_${check.problem}`);
+      refuse(401, 'Unauthorized', `token_${check.problem}`);
+      return;
+    }
+    if (this.admission && !this.admission.take(monoMs())) {
+      const wait = Math.max(1, Math.ceil(this.admission.waitMs(monoMs()) / 1000));
+      refuse(429, 'Too Many Requests', 'admission_rate', `Retry-After: ${wait}\r\n`);
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, check.claims));
   }
 
+  private onHubUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    refuse: (status: number, reason: string, error: string) => void,
+  ): void {
+    const header = req.headers.authorization ?? '';
+    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+    const expected = Buffer.from(this.options.apiKey);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      refuse(401, 'Unauthorized', 'unauthorized');
+      return;
+    }
+    if (!(this.broker instanceof MemoryBroker)) {
+      // With Redis the nodes already share everything; there is nothing to join.
+      refuse(404, 'Not Found', 'no_hub_with_redis');
+      return;
+    }
+    this.hub ??= new Hub(this.registry, new MemoryBroker({ shareWith: this.broker }));
+    this.hub.handleUpgrade(req, socket, head);
+  }
+
   private onConnection(ws: WebSocket, claims: DeviceClaims): void {
     const now = monoMs();
+    const jitter = Math.random() * this.options.lifetimeJitterMs;
     const conn: DeviceConnection = {
       ws,
       deviceId: claims.deviceId,
       accountId: claims.accountId,
+      connId: `${this.options.nodeId}.${this.instance}.${++this.connSeq}`,
       lastSeenMs: now,
       connectedAtMs: now,
+      lifetimeEndMs: now + Math.max(0, this.options.maxLifetimeMs - jitter),
+      forceCloseAtMs: 0,
+      forceCloseCode: CloseCode.GoingAway,
+      rooms: undefined,
+      presence: false,
+      d2dBucket: undefined,
+      pushBucket: undefined,
     };
     const tagged = ws as TaggedSocket;
     tagged[kConn] = conn;
@@ -287,22 +567,588 @@ export class PushNode {
     ws.on('pong', onPong);
     ws.on('error', onError);
     ws.on('close', onClose);
-    this.metrics.connectsTotal++;
-    this.heartbeat.add(conn);
+    this.metrics.inc('pushbench_connects_total');
+    this.sweep.add(conn);
     const previous = this.connections.put(conn);
-    if (previous) {
-      this.metrics.replaced++;
-      previous.ws.close(CloseCode.Replaced, 'replaced by a newer connection');
-    }
-    this.metrics.connections = this.connections.size;
+    if (previous) this.replace(previous);
+    this.registry
+      .register(
+        conn.deviceId,
+        {
+          nodeId: this.options.nodeId,
+          connId: conn.connId,
+          accountId: conn.accountId,
+          connectedAtMs: Date.now(),
+        },
+        this.options.registryTtlMs,
+      )
+      .then((replaced) => {
+        // The same device connected elsewhere before: tell that node to close the old socket.
+        if (replaced && replaced.nodeId !== this.options.nodeId) {
+          this.link
+            .request(
+              replaced.nodeId,
+              { t: 'replace', deviceId: conn.deviceId, connId: replaced.connId },
+              this.options.nodeRequestTimeoutMs,
+            )
+            .catch(() => {});
+        }
+      })
+      .catch(() =>
+        this.metrics.inc('pushbench_messages_total', {
+          path: 'registry',
+          outcome: 'register_failed',
+        }),
+      );
+    this.publishPresence(conn, 'online');
   }
+
+  /**
+   * A refresh found this connection's registry entry gone or pointing elsewhere.
+   * Gone (expired during a registry outage): register it again. Pointing to a
+   * newer connection of the device: this one was replaced and nobody told us.
+   */
+  private async repairEntry(deviceId: string, connId: string): Promise<void> {
+    const conn = this.connections.get(deviceId);
+    if (!conn || conn.connId !== connId) return;
+    const entry = await this.registry.lookup(deviceId).catch(() => null);
+    if (entry === null) return;
+    if (entry === undefined) {
+      this.metrics.inc('pushbench_messages_total', { path: 'registry', outcome: 're_registered' });
+      await this.registry
+        .register(
+          deviceId,
+          {
+            nodeId: this.options.nodeId,
+            connId,
+            accountId: conn.accountId,
+            connectedAtMs: Date.now(),
+          },
+          this.options.registryTtlMs,
+        )
+        .catch(() => {});
+    } else if (entry.connId !== connId) {
+      this.replace(conn);
+    }
+  }
+
+  private replace(previous: DeviceConnection): void {
+    this.metrics.inc('pushbench_disconnects_total', { reason: 'replaced' });
+    this.sendTo(previous, encodeFrame({ type: 'goaway', reason: 'replaced', reconnectAfterMs: 0 }));
+    previous.ws.close(CloseCode.Replaced, 'replaced by a newer connection');
+  }
+
+  /** Called for every frame a device sends. */
+  onDeviceMessage(conn: DeviceConnection, data: RawData, isBinary: boolean): void {
+    conn.lastSeenMs = monoMs();
+    if (isBinary) {
+      this.metrics.inc('pushbench_bad_frames_total', { kind: 'binary' });
+      conn.ws.close(CloseCode.UnsupportedData, 'binary frames are not part of the protocol');
+      return;
+    }
+    const parsed = parseDeviceFrame(data.toString());
+    if (!parsed.ok) {
+      if (parsed.kind === 'violation') {
+        this.metrics.inc('pushbench_bad_frames_total', { kind: 'not_a_frame' });
+        conn.ws.close(CloseCode.PolicyViolation, parsed.error);
+      } else {
+        this.metrics.inc('pushbench_bad_frames_total', { kind: parsed.code });
+        this.sendTo(
+          conn,
+          encodeFrame({ type: 'error', code: parsed.code, message: parsed.error, ref: parsed.ref }),
+        );
+      }
+      return;
+    }
+    this.handleFrame(conn, parsed.frame).catch((err: unknown) => {
+      const ref = 'ref' in parsed.frame ? parsed.frame.ref : undefined;
+      this.sendTo(
+        conn,
+        encodeFrame({ type: 'error', code: 'unavailable', message: (err as Error).message, ref }),
+      );
+    });
+  }
+
+  private async handleFrame(conn: DeviceConnection, frame: DeviceFrame): Promise<void> {
+    switch (frame.type) {
+      case 'ack': {
+        this.metrics.inc('pushbench_acks_total');
+        const waiter = this.pendingAcks.get(`${conn.deviceId}\n${frame.id}`);
+        waiter?.(true);
+        return;
+      }
+      case 'd2d': {
+        const started = monoMs();
+        const outcome = await this.d2d(conn, frame.to, frame.id, frame.payloadJson);
+        this.sendTo(
+          conn,
+          encodeFrame({ type: 'd2d_status', id: frame.id, to: frame.to, status: outcome }),
+        );
+        this.metrics.inc('pushbench_messages_total', { path: 'd2d', outcome });
+        this.metrics.observe('pushbench_d2d_seconds', (monoMs() - started) / 1000);
+        return;
+      }
+      case 'subscribe': {
+        const r = await this.rooms.subscribe(conn, frame.room, frame.dump, frame.since);
+        if (!r.ok) {
+          this.metrics.inc('pushbench_bad_frames_total', { kind: r.code });
+          this.sendTo(
+            conn,
+            encodeFrame({ type: 'error', code: r.code, message: r.error, ref: frame.ref }),
+          );
+          return;
+        }
+        const h = r.history;
+        this.sendTo(
+          conn,
+          encodeFrame({
+            type: 'subscribed',
+            room: frame.room,
+            ref: frame.ref,
+            ...(h && {
+              epoch: h.epoch,
+              offset: h.offset,
+              complete: h.complete,
+              messages: h.messages.map((m) => ({
+                offset: m.offset,
+                message: JSON.parse(m.data) as unknown,
+              })),
+            }),
+            ...(r.recovered !== undefined && { recovered: r.recovered }),
+          }),
+        );
+        return;
+      }
+      case 'unsubscribe':
+        this.rooms.unsubscribe(conn, frame.room);
+        this.sendTo(conn, encodeFrame({ type: 'unsubscribed', room: frame.room, ref: frame.ref }));
+        return;
+      case 'devices': {
+        const devices = await this.accountDevices(conn.accountId);
+        this.sendTo(
+          conn,
+          encodeFrame({ type: 'devices', account: conn.accountId, ref: frame.ref, devices }),
+        );
+        return;
+      }
+      case 'presence':
+        await this.setPresence(conn, frame.subscribe);
+        this.sendTo(
+          conn,
+          encodeFrame({ type: 'presence', subscribed: frame.subscribe, ref: frame.ref }),
+        );
+        return;
+    }
+  }
+
+  /** Called when a device's socket closes, for any reason. */
+  onDeviceClose(conn: DeviceConnection, code: number): void {
+    this.sweep.remove(conn);
+    this.rooms.leaveAll(conn);
+    if (conn.presence) this.presenceSubscribers.get(conn.accountId)?.delete(conn);
+    const current = this.connections.deleteIfCurrent(conn);
+    if (code !== CloseCode.Replaced) {
+      this.metrics.inc('pushbench_disconnects_total', { reason: `close_${code}` });
+    }
+    // Compare-and-delete: if the device already reconnected (here or elsewhere), its
+    // newer entry stays.
+    this.registry.unregister(conn.deviceId, conn.connId).catch(() => {});
+    if (current) this.publishPresence(conn, 'offline');
+    if (this.draining && this.connections.size === 0) this.draining.resolve();
+  }
+
+  /** Writes a frame, applying the slow-consumer policy; returns whether it was written. */
+  private sendTo(
+    conn: DeviceConnection,
+    frame: string,
+    onWritten?: (err?: Error) => void,
+  ): boolean {
+    if (conn.ws.readyState !== WebSocket.OPEN) return false;
+    // ws.send never blocks, so a slow device would grow our memory without bound.
+    if (conn.ws.bufferedAmount > this.options.maxBufferedBytes) {
+      const action = this.options.slowConsumer;
+      this.metrics.inc('pushbench_slow_consumer_total', { action });
+      if (action === 'disconnect') conn.ws.close(CloseCode.SlowConsumer, 'slow consumer');
+      return false;
+    }
+    conn.ws.send(frame, onWritten);
+    return true;
+  }
+
+  private goaway(conn: DeviceConnection, reason: 'lifetime' | 'drain', closeCode: number): void {
+    const reconnectAfterMs =
+      reason === 'drain'
+        ? Math.round(Math.random() * 1000)
+        : Math.round(Math.random() * Math.min(this.options.goawayGraceMs, 5000));
+    conn.forceCloseAtMs = monoMs() + this.options.goawayGraceMs;
+    conn.forceCloseCode = closeCode;
+    this.sendTo(conn, encodeFrame({ type: 'goaway', reason, reconnectAfterMs }));
+    if (reason === 'drain') {
+      // A drain cannot wait a whole grace per connection: close after the goaway is out.
+      conn.ws.close(closeCode, 'draining');
+    }
+  }
+
+  // --- routing ------------------------------------------------------------------------
+
+  /** Delivers to a device connected here. */
+  private deliverLocal(
+    conn: DeviceConnection,
+    id: string,
+    payloadJson: string,
+    wantAck: boolean,
+    ackTimeoutMs: number,
+  ): Promise<PushOutcome> {
+    const now = monoMs();
+    conn.pushBucket ??= new TokenBucket(
+      this.options.pushRatePerSec,
+      2 * this.options.pushRatePerSec,
+      now,
+    );
+    if (!conn.pushBucket.take(now)) return Promise.resolve('rate_limited');
+    return new Promise((resolve) => {
+      let acked: ((ok: boolean) => void) | undefined;
+      const key = `${conn.deviceId}\n${id}`;
+      if (wantAck) {
+        // Registered before the write so an ack racing the write callback is not lost.
+        const timer = setTimeout(() => acked?.(false), ackTimeoutMs);
+        acked = (ok) => {
+          clearTimeout(timer);
+          this.pendingAcks.delete(key);
+          resolve(ok ? 'acked' : 'no_ack');
+        };
+        this.pendingAcks.set(key, acked);
+      }
+      const written = this.sendTo(conn, encodePushFrame(id, payloadJson), (err) => {
+        if (err) {
+          acked?.(false);
+          resolve('not_connected');
+          return;
+        }
+        this.metrics.observe('pushbench_push_write_seconds', (monoMs() - now) / 1000);
+        if (!wantAck) resolve('delivered');
+      });
+      if (!written) {
+        if (acked) {
+          this.pendingAcks.delete(key);
+        }
+        resolve(conn.ws.readyState === WebSocket.OPEN ? 'overloaded' : 'not_connected');
+      }
+    });
+  }
+
+  /**
+   * Routes one push: locally when the device is here, else through the
+   * registry to the holding node (a node-to-node request), else not_connected.
+   */
+  async route(
+    deviceId: string,
+    id: string,
+    payloadJson: string,
+    wantAck: boolean,
+    ackTimeoutMs: number,
+  ): Promise<{ outcome: PushOutcome; id: string }> {
+    const local = this.connections.get(deviceId);
+    if (local)
+      return {
+        outcome: await this.deliverLocal(local, id, payloadJson, wantAck, ackTimeoutMs),
+        id,
+      };
+    let entry: Awaited<ReturnType<PushRegistry['lookup']>>;
+    try {
+      entry = await this.registry.lookup(deviceId);
+    } catch {
+      return { outcome: 'unavailable', id };
+    }
+    if (!entry || entry.nodeId === this.options.nodeId) return { outcome: 'not_connected', id };
+    try {
+      const reply = await this.link.request(
+        entry.nodeId,
+        { t: 'push', deviceId, id, payloadJson, wantAck, ackTimeoutMs },
+        this.options.nodeRequestTimeoutMs + (wantAck ? ackTimeoutMs : 0),
+      );
+      return { outcome: reply.outcome as PushOutcome, id };
+    } catch (err) {
+      return {
+        outcome: err instanceof NodeUnreachableError ? 'node_unreachable' : 'unavailable',
+        id,
+      };
+    }
+  }
+
+  async pushDirect(
+    deviceId: string,
+    messageId: string | undefined,
+    payloadJson: string,
+    ack: { wait: boolean; timeoutMs: number },
+  ): Promise<{ outcome: PushOutcome; id: string }> {
+    const id = messageId ?? `${this.options.nodeId}-${++this.messageSeq}`;
+    const r = await this.route(deviceId, id, payloadJson, ack.wait, ack.timeoutMs);
+    this.metrics.inc('pushbench_messages_total', { path: 'direct', outcome: r.outcome });
+    return r;
+  }
+
+  async enqueue(messages: readonly QueueBody[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const m of messages) {
+      ids.push(
+        await this.broker.enqueue(
+          JSON.stringify({
+            device: m.device,
+            id: m.id,
+            payload: JSON.parse(m.payloadJson) as unknown,
+          }),
+        ),
+      );
+    }
+    this.metrics.inc(
+      'pushbench_messages_total',
+      { path: 'queue', outcome: 'queued' },
+      messages.length,
+    );
+    const depth = await this.broker.queueDepth().catch(() => undefined);
+    if (depth) {
+      this.metrics.set('pushbench_queue_depth', depth.pending);
+      this.metrics.set('pushbench_dead_letters', depth.deadLetters);
+    }
+    return ids;
+  }
+
+  publishRoom(room: string, messageJson: string): Promise<{ offset: number; epoch: string }> {
+    this.metrics.inc('pushbench_messages_total', { path: 'room', outcome: 'published' });
+    return this.rooms.publish(room, messageJson);
+  }
+
+  async accountDevices(
+    accountId: string,
+  ): Promise<{ deviceId: string; nodeId: string; connectedAtMs: number }[]> {
+    const list = await this.registry.accountDevices(accountId);
+    return list
+      .map((d) => ({
+        deviceId: d.deviceId,
+        nodeId: d.entry.nodeId,
+        connectedAtMs: d.entry.connectedAtMs,
+      }))
+      .sort((a, b) => a.deviceId.localeCompare(b.deviceId));
+  }
+
+  private async d2d(
+    conn: DeviceConnection,
+    to: string,
+    id: string,
+    payloadJson: string,
+  ): Promise<D2dOutcome> {
+    const now = monoMs();
+    conn.d2dBucket ??= new TokenBucket(
+      this.options.d2dRatePerSec,
+      2 * this.options.d2dRatePerSec,
+      now,
+    );
+    if (!conn.d2dBucket.take(now)) return 'rate_limited';
+    const hitsBefore = this.targets.hits;
+    let entry: Awaited<ReturnType<PushRegistry['lookup']>>;
+    try {
+      entry = await this.targets.lookup(to);
+    } catch {
+      return 'unavailable';
+    }
+    this.metrics.inc('pushbench_d2d_cache_total', {
+      result: this.targets.hits > hitsBefore ? 'hit' : 'miss',
+    });
+    if (!entry) return 'not_connected';
+    if (!d2dAllowed(conn.accountId, entry.accountId, this.options.d2dAllow)) return 'forbidden';
+    const frame = { deviceId: to, from: conn.deviceId, id, payloadJson };
+    let outcome: string;
+    if (entry.nodeId === this.options.nodeId) {
+      outcome = this.deliverD2dLocal(frame);
+    } else {
+      try {
+        outcome = (
+          await this.link.request(
+            entry.nodeId,
+            { t: 'd2d', ...frame },
+            this.options.nodeRequestTimeoutMs,
+          )
+        ).outcome;
+      } catch {
+        outcome = 'not_connected';
+      }
+    }
+    // The cached location was wrong (the device moved or left): forget it.
+    if (outcome !== 'delivered') this.targets.invalidate(to);
+    return outcome === 'delivered' ? 'delivered' : 'not_connected';
+  }
+
+  private deliverD2dLocal(f: {
+    deviceId: string;
+    from: string;
+    id: string;
+    payloadJson: string;
+  }): string {
+    const target = this.connections.get(f.deviceId);
+    if (!target) return 'not_connected';
+    return this.sendTo(target, encodeD2dFrame(f.from, f.id, f.payloadJson))
+      ? 'delivered'
+      : 'overloaded';
+  }
+
+  private async onNodeRequest(req: NodeRequest): Promise<NodeReply> {
+    switch (req.t) {
+      case 'push': {
+        const conn = this.connections.get(req.deviceId);
+        if (!conn) return { outcome: 'not_connected' };
+        return {
+          outcome: await this.deliverLocal(
+            conn,
+            req.id,
+            req.payloadJson,
+            req.wantAck,
+            req.ackTimeoutMs,
+          ),
+        };
+      }
+      case 'd2d':
+        return { outcome: this.deliverD2dLocal(req) };
+      case 'replace': {
+        const conn = this.connections.get(req.deviceId);
+        if (conn && conn.connId === req.connId) this.replace(conn);
+        return { outcome: 'ok' };
+      }
+    }
+  }
+
+  // --- presence -----------------------------------------------------------------------
+
+  private presenceChannel(accountId: string): string {
+    return `presence:${accountId}`;
+  }
+
+  private async setPresence(conn: DeviceConnection, on: boolean): Promise<void> {
+    let set = this.presenceSubscribers.get(conn.accountId);
+    if (on) {
+      conn.presence = true;
+      if (!set) {
+        set = new Set();
+        this.presenceSubscribers.set(conn.accountId, set);
+        await this.broker.subscribe(this.presenceChannel(conn.accountId), (data) =>
+          this.onPresence(conn.accountId, data),
+        );
+      }
+      set.add(conn);
+    } else {
+      conn.presence = false;
+      set?.delete(conn);
+    }
+  }
+
+  private publishPresence(conn: DeviceConnection, status: 'online' | 'offline'): void {
+    const event = JSON.stringify({ device: conn.deviceId, status, node: this.options.nodeId });
+    this.broker.publish(this.presenceChannel(conn.accountId), event).catch(() => {});
+  }
+
+  private onPresence(accountId: string, data: string): void {
+    const set = this.presenceSubscribers.get(accountId);
+    if (!set || set.size === 0) return;
+    let event: { device?: unknown; status?: unknown; node?: unknown };
+    try {
+      event = JSON.parse(data) as typeof event;
+    } catch {
+      return;
+    }
+    const frame = encodeFrame({
+      type: 'presence',
+      device: event.device,
+      status: event.status,
+      node: event.node,
+    });
+    for (const conn of set) if (conn.deviceId !== event.device) this.sendTo(conn, frame);
+  }
+}
+
+/** Where a node's registry and broker live. */
+export interface BackendChoice {
+  /** Share through Redis (`redis://host:port`): a real cluster. */
+  redisUrl?: string | undefined;
+  /** Join a local cluster through another node's hub (`http://host:port` of that node). */
+  join?: string | undefined;
+  /** Prefix of every Redis key and channel (default `pushbench:`), so clusters can share a Redis. */
+  redisPrefix?: string | undefined;
 }
 
 /** Starts a node and resolves with it and its address; the caller stops it. */
 export async function startNode(
-  options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'>,
-): Promise<{ node: PushNode; address: NodeAddress }> {
-  const node = new PushNode(options);
-  const address = await node.start();
-  return { node, address };
+  options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'> & BackendChoice,
+  backends?: NodeBackends,
+): Promise<{ node: PushNode; address: NodeAddress; backends: NodeBackends }> {
+  const shared = backends ?? (await createBackends(options, options.apiKey));
+  const node = new PushNode(options, shared);
+  try {
+    const address = await node.start();
+    return { node, address, backends: shared };
+  } catch (err) {
+    if (!backends) {
+      await shared.registry.close();
+      await shared.broker.close();
+    }
+    throw err;
+  }
+}
+
+/**
+ * The backends a node uses: Redis ones with `redisUrl`; a hub client with
+ * `join` (the other node's registry and broker, over one WebSocket); else
+ * in-memory ones, which this node can share with joiners through its hub.
+ */
+export async function createBackends(
+  choice: BackendChoice = {},
+  apiKey = '',
+): Promise<NodeBackends> {
+  if (choice.redisUrl && choice.join) {
+    throw new PushbenchError('PB_USAGE', 'use either --redis or --join, not both');
+  }
+  if (choice.join) {
+    let url: URL;
+    try {
+      url = new URL('/internal/hub', choice.join);
+    } catch {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `--join needs the http://host:port of a node, got "${choice.join}"`,
+      );
+    }
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const { HubClient } = await import('./hub-client.js');
+    let client: Awaited<ReturnType<typeof HubClient.connect>>;
+    try {
+      client = await HubClient.connect(url.href, apiKey);
+    } catch (err) {
+      throw new PushbenchError('PB_BACKEND_UNREACHABLE', (err as Error).message);
+    }
+    return { registry: client, broker: client };
+  }
+  const { createRegistry } = await import('./registry.js');
+  const { createBroker } = await import('./broker-factory.js');
+  let registry: PushRegistry;
+  try {
+    registry = await createRegistry(
+      choice.redisUrl,
+      choice.redisPrefix ? { keyPrefix: choice.redisPrefix } : {},
+    );
+  } catch (err) {
+    if (err instanceof PushbenchError) throw err;
+    throw new PushbenchError('PB_BACKEND_UNREACHABLE', (err as Error).message);
+  }
+  try {
+    return {
+      registry,
+      broker: await createBroker(
+        choice.redisUrl,
+        choice.redisPrefix ? { keyPrefix: choice.redisPrefix } : {},
+      ),
+    };
+  } catch (err) {
+    await registry.close();
+    if (err instanceof PushbenchError) throw err;
+    throw new PushbenchError('PB_BACKEND_UNREACHABLE', (err as Error).message);
+  }
 }

@@ -94,7 +94,18 @@ describe('pushbench serve', () => {
   it('prints its listening line, pushes to a ws client holding a token from `pushbench token`, and exits 0 on SIGTERM', async () => {
     const server = execa(
       process.execPath,
-      [...BIN, 'serve', '--port', '0', '--secret', 'sec', '--api-key', 'key'],
+      [
+        ...BIN,
+        'serve',
+        '--port',
+        '0',
+        '--secret',
+        'sec',
+        '--api-key',
+        'key',
+        '--drain-window',
+        '200ms',
+      ],
       {
         reject: false,
       },

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type NodeAddress, PushNode } from '../../server/node.js';
+import { type NodeAddress, type NodeBackends, PushNode, startNode } from '../../server/node.js';
 import { signToken } from '../../server/token.js';
 
 const SECRET = 'test-secret';
@@ -10,19 +10,29 @@ const KEY = 'test-key';
 
 let node: PushNode;
 let addr: NodeAddress;
+let backends: NodeBackends;
 
-beforeEach(async () => {
-  node = new PushNode({
+async function boot(options: Partial<PushNode['options']> = {}): Promise<void> {
+  const started = await startNode({
     secret: SECRET,
     apiKey: KEY,
     heartbeatIntervalMs: 60_000,
     heartbeatTimeoutMs: 120_000,
+    ...options,
   });
-  addr = await node.start();
+  node = started.node;
+  addr = started.address;
+  backends = started.backends;
+}
+
+beforeEach(async () => {
+  await boot();
 });
 
 afterEach(async () => {
   await node.stop();
+  await backends.registry.close();
+  await backends.broker.close();
 });
 
 function token(deviceId: string, expiresAtSec = Date.now() / 1000 + 3600): string {
@@ -76,7 +86,7 @@ describe('device upgrade', () => {
       expect(res.statusCode).toBe(401);
       res.destroy();
     }
-    expect(node.metrics.upgradesRefused['401']).toBe(4);
+    expect(node.metrics.total('pushbench_upgrades_refused_total')).toBe(4);
   });
 });
 
@@ -128,15 +138,21 @@ describe('direct push API', () => {
     expect(res).toMatchObject({ status: 413, json: { error: 'body_too_large' } });
   });
 
-  it('serves /healthz and /metrics, and 404/405 elsewhere', async () => {
+  it('serves /healthz, Prometheus /metrics and /metrics.json, and 404/405 elsewhere', async () => {
     expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(200);
-    const metrics = (await (await fetch(`${addr.httpUrl}/metrics`)).json()) as Record<
+    const metrics = (await (await fetch(`${addr.httpUrl}/metrics.json`)).json()) as Record<
       string,
       unknown
     >;
     expect(metrics).toMatchObject({ nodeId: 'node-1', connections: 0 });
+    const prom = await (await fetch(`${addr.httpUrl}/metrics`)).text();
+    expect(prom).toMatch(/^# HELP pushbench_connections /m);
+    expect(prom).toMatch(/^# TYPE pushbench_d2d_seconds histogram$/m);
+    expect(prom).toMatch(/^pushbench_connections\{node="node-1"\} 0$/m);
     expect((await fetch(`${addr.httpUrl}/nowhere`)).status).toBe(404);
-    expect((await fetch(`${addr.httpUrl}/v1/push/d1`)).status).toBe(405);
+    expect((await fetch(`${addr.httpUrl}/v1/push/d1`)).status).toBe(401);
+    const authed = { headers: { authorization: `Bearer ${KEY}` } };
+    expect((await fetch(`${addr.httpUrl}/v1/push/d1`, authed)).status).toBe(405);
   });
 });
 
@@ -150,14 +166,18 @@ describe('bad device frames', () => {
     const got = nextMessage(good);
     expect((await push('good', { payload: 'still here' })).status).toBe(200);
     expect((await got).payload).toBe('still here');
-    expect(node.metrics.badFrames).toBe(1);
+    expect(node.metrics.total('pushbench_bad_frames_total')).toBe(1);
     good.close();
   });
 
-  it('closes with 1008 for an unknown frame type and 1003 for binary frames', async () => {
+  it('answers an unknown frame type with an error frame and keeps the connection; closes 1008 without a type, 1003 for binary', async () => {
     const a = await device('a');
+    const reply = nextMessage(a);
+    a.send(JSON.stringify({ type: 'launch-missiles', ref: 'r1' }));
+    expect(await reply).toMatchObject({ type: 'error', code: 'unknown_type', ref: 'r1' });
+    expect(a.readyState).toBe(WebSocket.OPEN);
     const closedA = closeOf(a);
-    a.send(JSON.stringify({ type: 'launch-missiles' }));
+    a.send(JSON.stringify({ kind: 'no type' }));
     expect(await closedA).toBe(1008);
     const b = await device('b');
     const closedB = closeOf(b);
@@ -195,22 +215,17 @@ describe('bad device frames', () => {
   it('counts acks from devices', async () => {
     const ws = await device('d1');
     ws.send(JSON.stringify({ type: 'ack', id: 'm-1' }));
-    ws.send(JSON.stringify({ type: 'ping-me' }));
-    await closeOf(ws);
-    expect(node.metrics.acks).toBe(1);
+    const closed = closeOf(ws);
+    ws.send('not json');
+    await closed;
+    expect(node.metrics.get('pushbench_acks_total')).toBe(1);
   });
 });
 
 describe('connection lifecycle', () => {
   it('drops a device whose pongs stop, and keeps one that answers', async () => {
     await node.stop();
-    node = new PushNode({
-      secret: SECRET,
-      apiKey: KEY,
-      heartbeatIntervalMs: 60_000,
-      heartbeatTimeoutMs: 50,
-    });
-    addr = await node.start();
+    await boot({ heartbeatTimeoutMs: 50 });
     const silent = new WebSocket(`${addr.wsUrl}?token=${token('silent')}`, { autoPong: false });
     await once(silent, 'open');
     const alive = await device('alive');
@@ -221,7 +236,9 @@ describe('connection lifecycle', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     await closed;
-    expect(node.metrics.heartbeatTimeouts).toBe(1);
+    expect(node.metrics.get('pushbench_disconnects_total', { reason: 'heartbeat_timeout' })).toBe(
+      1,
+    );
     expect(node.connections.get('alive')).toBeDefined();
     alive.close();
   });
@@ -236,12 +253,12 @@ describe('connection lifecycle', () => {
     const got = nextMessage(second);
     expect((await push('dup', { payload: 2 })).status).toBe(200);
     expect((await got).payload).toBe(2);
-    expect(node.metrics.replaced).toBe(1);
+    expect(node.metrics.get('pushbench_disconnects_total', { reason: 'replaced' })).toBe(1);
     second.close();
   });
 
   it('refuses to start on a port in use with PB_PORT_IN_USE', async () => {
-    const other = new PushNode({ secret: SECRET, apiKey: KEY, port: addr.port });
+    const other = new PushNode({ secret: SECRET, apiKey: KEY, port: addr.port }, backends);
     await expect(other.start()).rejects.toMatchObject({ code: 'PB_PORT_IN_USE' });
   });
 });
