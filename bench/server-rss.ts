@@ -1,0 +1,102 @@
+/**
+ * Measures a reference node's memory per idle connection: starts `pushbench
+ * serve` as its own process, reads its RSS from /proc, opens N device
+ * connections from this process (paced, through the lean client), lets them
+ * idle, reads RSS again, and prints the difference per connection. Figures are
+ * from /proc, not from the node's own counters.
+ *
+ *   npx tsx bench/server-rss.ts [connections=15000] [ratePerSec=3000]
+ */
+import { readFileSync } from 'node:fs';
+import { monoNowUs } from '../core/clock.js';
+import {
+  WsClientConnection,
+  type WsClientSink,
+  type WsCloseInfo,
+} from '../loadgen/ws-client/connection.js';
+import { signToken } from '../server/token.js';
+import { startNodeProcess } from '../topology/supervisor.js';
+
+const total = Number(process.argv[2] ?? 15_000);
+const rate = Number(process.argv[3] ?? 3000);
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+function slabKb(): number {
+  const m = /Slab:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  const secret = 'bench-secret';
+  const node = await startNodeProcess({
+    nodeId: 'rss',
+    secret,
+    apiKey: 'bench-key',
+    heartbeatIntervalMs: 30_000,
+    heartbeatTimeoutMs: 90_000,
+  });
+  await sleep(1500);
+  const before = rssKb(node.pid);
+  const slabBefore = slabKb();
+  let open = 0;
+  let failed = 0;
+  const sink: WsClientSink = {
+    onOpen: () => {
+      open++;
+    },
+    onText: () => {},
+    onClose: (_c, info: WsCloseInfo) => {
+      if (info.opened) open--;
+      else failed++;
+    },
+  };
+  const conns: WsClientConnection[] = [];
+  const startUs = monoNowUs();
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  for (let i = 0; i < total; i++) {
+    // Paced, not a burst: a burst raises heap high-water marks and overstates memory.
+    const due = startUs + (i * 1e6) / rate;
+    const wait = (due - monoNowUs()) / 1000;
+    if (wait > 1) await sleep(wait);
+    const c = new WsClientConnection(sink, i);
+    const token = signToken(
+      { deviceId: `d${i}`, accountId: `a${i % 100}`, expiresAtSec: exp },
+      secret,
+    );
+    // Spread source addresses so ephemeral ports never run out.
+    c.connect({
+      host: node.host,
+      port: node.port,
+      path: `/ws?token=${token}`,
+      localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`,
+    });
+    conns.push(c);
+  }
+  while (open + failed < total) await sleep(100);
+  // Idle for a while so the node's GC settles.
+  await sleep(8000);
+  const after = rssKb(node.pid);
+  const slabAfter = slabKb();
+  const held = open;
+  const perConnKb = (after - before) / Math.max(1, held);
+  const metrics = (await (await fetch(`${node.httpUrl}/metrics.json`)).json()) as {
+    connections: number;
+  };
+  console.log(
+    `node RSS before ${before} kB, after ${after} kB with ${held} connections held (node counts ${metrics.connections}, ${failed} failed)`,
+  );
+  console.log(`node RSS per idle connection: ${perConnKb.toFixed(2)} kB`);
+  console.log(
+    `kernel slab grew ${slabAfter - slabBefore} kB (${((slabAfter - slabBefore) / Math.max(1, held)).toFixed(2)} kB per connection, both ends, whole machine)`,
+  );
+  for (const c of conns) c.destroy();
+  await node.stop();
+}
+
+await main();
