@@ -231,6 +231,11 @@ program
     30_000,
   )
   .option('--max-body <bytes>', 'largest push body', integer('--max-body'), 64 * 1024)
+  .option(
+    '--join <url>',
+    'join a local cluster: http://host:port of a node started without --redis',
+  )
+  .option('--redis-prefix <prefix>', 'prefix of every Redis key and channel (default pushbench:)')
   .addOption(
     new Option('--redis <url>', 'share registry, rooms and queue through Redis (a cluster)').env(
       'PUSHBENCH_REDIS',

@@ -46,6 +46,52 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
   it('token with a bad device id', () =>
     expectUsageError(['token', '--secret', 's', '--device', 'a b', '--account', 'a'], /--device/));
 
+  it('serve with an unreachable Redis', () =>
+    expectUsageError(
+      [
+        'serve',
+        '--port',
+        '0',
+        '--secret',
+        's',
+        '--api-key',
+        'k',
+        '--redis',
+        'redis://127.0.0.1:6390',
+      ],
+      /cannot reach Redis at redis:\/\/127\.0\.0\.1:6390/,
+    ));
+  it('serve joining a hub that is not there', () =>
+    expectUsageError(
+      ['serve', '--port', '0', '--secret', 's', '--api-key', 'k', '--join', 'http://127.0.0.1:9'],
+      /cannot reach the cluster hub/,
+    ));
+  it('serve with both --redis and --join', () =>
+    expectUsageError(
+      [
+        'serve',
+        '--secret',
+        's',
+        '--api-key',
+        'k',
+        '--redis',
+        'redis://127.0.0.1:6379',
+        '--join',
+        'http://127.0.0.1:9',
+      ],
+      /either --redis or --join/,
+    ));
+  it('serve with a bad slow-consumer policy', () =>
+    expectUsageError(
+      ['serve', '--secret', 's', '--api-key', 'k', '--slow-consumer', 'panic'],
+      /slow-consumer/,
+    ));
+  it('serve with a bad d2d allow-list', () =>
+    expectUsageError(
+      ['serve', '--secret', 's', '--api-key', 'k', '--d2d-allow', 'nope'],
+      /--d2d-allow needs/,
+    ));
+
   it('a scenario file with several problems lists them all', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-'));
     const file = join(dir, 'bad.json');

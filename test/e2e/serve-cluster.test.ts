@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { signToken } from '../../server/token.js';
+
+/**
+ * Three real `pushbench serve` processes, driven only through their sockets by
+ * plain `ws` clients: once sharing a Redis, once as a local cluster joined
+ * through the first node's hub (no external service).
+ */
+
+const SECRET = 'serve-secret';
+const KEY = 'serve-key';
+const BIN = ['--import', 'tsx', 'bin/pushbench.ts'];
+
+interface Proc {
+  child: ResultPromise;
+  ws: string;
+  http: string;
+}
+
+async function serve(args: string[]): Promise<Proc> {
+  const child = execa(
+    process.execPath,
+    [
+      ...BIN,
+      'serve',
+      '--port',
+      '0',
+      '--secret',
+      SECRET,
+      '--api-key',
+      KEY,
+      '--drain-window',
+      '300ms',
+      ...args,
+    ],
+    { reject: false, buffer: false, stdout: 'pipe', stderr: 'pipe' },
+  );
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0] ?? '');
+    });
+    void child.then(() => reject(new Error(`serve exited: ${err}`)));
+  });
+  const m = /^listening (\S+) (\S+)$/.exec(line);
+  if (!m?.[1] || !m[2]) throw new Error(`bad listening line: ${line}`);
+  return { child, ws: m[1], http: m[2] };
+}
+
+function device(node: Proc, deviceId: string, accountId = 'acme') {
+  const tok = signToken({ deviceId, accountId, expiresAtSec: Date.now() / 1000 + 600 }, SECRET);
+  const ws = new WebSocket(`${node.ws}?token=${tok}`);
+  const frames: Record<string, unknown>[] = [];
+  ws.on('message', (d) => frames.push(JSON.parse(String(d)) as Record<string, unknown>));
+  ws.on('error', () => {});
+  const next = async (match: (f: Record<string, unknown>) => boolean, timeoutMs = 5000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = frames.findIndex(match);
+      if (i >= 0) return frames.splice(i, 1)[0]!;
+      if (Date.now() > deadline)
+        throw new Error(`no frame; have ${JSON.stringify(frames).slice(0, 300)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { ws, next, opened: once(ws, 'open') };
+}
+
+async function post(node: Proc, path: string, body: unknown, method = 'POST') {
+  const res = await fetch(`${node.http}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${KEY}` },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+async function until(cond: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
+describe.each([
+  ['sharing a Redis', 'redis'],
+  ['joined through the hub (no external service)', 'join'],
+] as const)('three pushbench serve processes %s', (_label, mode) => {
+  const nodes: Proc[] = [];
+
+  beforeAll(async () => {
+    const prefix = `pbe2e:${randomBytes(4).toString('hex')}:`;
+    const first = await serve(
+      mode === 'redis'
+        ? ['--node-id', 'n1', '--redis', 'redis://127.0.0.1:6379', '--redis-prefix', prefix]
+        : ['--node-id', 'n1'],
+    );
+    nodes.push(first);
+    for (const id of ['n2', 'n3']) {
+      nodes.push(
+        await serve(
+          mode === 'redis'
+            ? ['--node-id', id, '--redis', 'redis://127.0.0.1:6379', '--redis-prefix', prefix]
+            : ['--node-id', id, '--join', first.http],
+        ),
+      );
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const n of [...nodes].reverse()) n.child.kill('SIGINT');
+    await Promise.all(nodes.map((n) => n.child));
+  });
+
+  it('pushes through one node to a device on another, d2d across nodes, rooms with dump', async () => {
+    const [n1, n2, n3] = nodes as [Proc, Proc, Proc];
+    const a = device(n2, 'alice');
+    const b = device(n3, 'bob');
+    const e = device(n1, 'eve', 'other');
+    await Promise.all([a.opened, b.opened, e.opened]);
+    await until(async () => (await post(n1, '/v1/push/alice', { payload: 0 })).status === 200);
+    expect(await post(n1, '/v1/push/alice', { payload: { hi: 1 }, id: 'p1' })).toMatchObject({
+      status: 200,
+      json: { status: 'delivered' },
+    });
+    expect(await a.next((f) => f.id === 'p1')).toMatchObject({ type: 'push', payload: { hi: 1 } });
+
+    a.ws.send(JSON.stringify({ type: 'd2d', to: 'bob', id: 'd1', payload: 'hey' }));
+    expect(await a.next((f) => f.type === 'd2d_status')).toMatchObject({ status: 'delivered' });
+    expect(await b.next((f) => f.type === 'd2d')).toMatchObject({ from: 'alice', payload: 'hey' });
+    a.ws.send(JSON.stringify({ type: 'd2d', to: 'eve', id: 'd2', payload: 'no' }));
+    expect(await a.next((f) => f.type === 'd2d_status')).toMatchObject({ status: 'forbidden' });
+
+    b.ws.send(JSON.stringify({ type: 'subscribe', room: 'news' }));
+    await b.next((f) => f.type === 'subscribed');
+    const pub = await post(n1, '/v1/rooms/news/messages', { payload: 'headline' }, 'PUT');
+    expect(pub.status).toBe(200);
+    expect(await b.next((f) => f.type === 'room')).toMatchObject({
+      room: 'news',
+      offset: pub.json.offset,
+    });
+    a.ws.send(JSON.stringify({ type: 'subscribe', room: 'news', dump: true }));
+    const dump = await a.next((f) => f.type === 'subscribed');
+    expect((dump.messages as unknown[]).length).toBeGreaterThan(0);
+    for (const d of [a, b, e]) d.ws.close();
+  });
+
+  it('drains a node on SIGTERM: goaway, close 1001, exit 0, while the others keep serving', async () => {
+    const [n1, , n3] = nodes as [Proc, Proc, Proc];
+    const d = device(n3, 'leaving');
+    await d.opened;
+    const closed = once(d.ws, 'close');
+    n3.child.kill('SIGTERM');
+    expect(await d.next((f) => f.type === 'goaway')).toMatchObject({ reason: 'drain' });
+    const [code] = await closed;
+    expect(code).toBe(1001);
+    expect((await n3.child).exitCode).toBe(0);
+    expect((await fetch(`${n1.http}/healthz`)).status).toBe(200);
+  });
+});
