@@ -1,9 +1,9 @@
-import type { WebSocket } from 'ws';
 import type { TokenBucket } from './rate-limit.js';
+import type { LeanWebSocket } from './ws-server.js';
 
 /** One device's live connection on this node, and everything the node tracks about it. */
 export interface DeviceConnection {
-  readonly ws: WebSocket;
+  readonly ws: LeanWebSocket<DeviceConnection>;
   readonly deviceId: string;
   readonly accountId: string;
   /** Unique per upgrade, cluster-wide: the registry's compare-and-delete key. */

@@ -2,7 +2,6 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { PushbenchError } from '../core/errors.js';
 import type { Broker } from './broker.js';
 import { MemoryBroker } from './broker-memory.js';
@@ -26,6 +25,7 @@ import { TokenBucket } from './rate-limit.js';
 import type { PushRegistry } from './registry.js';
 import { RoomHub } from './rooms.js';
 import { type DeviceClaims, verifyToken } from './token.js';
+import { LeanWebSocket, LeanWebSocketServer, type LeanWebSocketSink } from './ws-server.js';
 
 /** Settings of one reference node; {@link nodeDefaults} fills what is left out. */
 export interface NodeOptions {
@@ -142,9 +142,8 @@ export interface NodeAddress {
   httpUrl: string;
 }
 
-const kConn = Symbol('pushbench.connection');
-const kNode = Symbol('pushbench.node');
-type TaggedSocket = WebSocket & { [kConn]?: DeviceConnection; [kNode]?: PushNode };
+/** A device's WebSocket, with its `DeviceConnection` as owner once the upgrade is done. */
+type DeviceSocket = LeanWebSocket<DeviceConnection>;
 
 function monoMs(): number {
   return performance.now();
@@ -164,29 +163,29 @@ function refuseUpgrade(
   );
 }
 
-// Shared handlers: one function per event for every connection, not a closure each.
-function onMessage(this: TaggedSocket, data: RawData, isBinary: boolean): void {
-  const conn = this[kConn];
-  const node = this[kNode];
-  if (conn && node) node.onDeviceMessage(conn, data, isBinary);
+/** Guards an upgrade socket until it is refused or handed to the WebSocket server. */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
-function onPong(this: TaggedSocket): void {
-  const conn = this[kConn];
-  if (conn) conn.lastSeenMs = monoMs();
-}
-
-function onError(this: TaggedSocket, err: Error & { code?: string }): void {
-  // ws reports frame-level violations (unmasked frame, bad UTF-8, oversize) here and
-  // has already sent the matching close code (1002/1007/1009); we only count them.
-  // Without a listener the error would crash the node for every other device.
-  this[kNode]?.metrics.inc('pushbench_bad_frames_total', { kind: err.code ?? 'ws_error' });
-}
-
-function onClose(this: TaggedSocket, code: number): void {
-  const conn = this[kConn];
-  const node = this[kNode];
-  if (conn && node) node.onDeviceClose(conn, code);
+/** The node's sink for device sockets: one object per node, not a closure per connection. */
+function deviceSocketSink(node: PushNode): LeanWebSocketSink<DeviceConnection> {
+  return {
+    onMessage(ws: DeviceSocket, data: Buffer, isBinary: boolean): void {
+      if (ws.owner) node.onDeviceMessage(ws.owner, data, isBinary);
+    },
+    onPong(ws: DeviceSocket): void {
+      if (ws.owner) ws.owner.lastSeenMs = monoMs();
+    },
+    onError(_ws: DeviceSocket, err): void {
+      // Frame-level violations (unmasked frame, bad UTF-8, oversize): the socket has
+      // already sent the matching close code (1002/1007/1009); we only count them.
+      node.metrics.inc('pushbench_bad_frames_total', { kind: err.code });
+    },
+    onClose(ws: DeviceSocket, code: number): void {
+      if (ws.owner) node.onDeviceClose(ws.owner, code);
+    },
+  };
 }
 
 /**
@@ -204,7 +203,7 @@ export class PushNode implements NodeApi {
   readonly connections = new ConnectionTable();
   readonly options: NodeOptions;
   private readonly http: Server;
-  private readonly wss: WebSocketServer;
+  private readonly wss: LeanWebSocketServer<DeviceConnection>;
   /** The lifecycle sweep (heartbeats, lifetimes, registry refresh). */
   readonly sweep: LifecycleSweep;
   private readonly registry: PushRegistry;
@@ -239,12 +238,10 @@ export class PushNode implements NodeApi {
       throw new PushbenchError('PB_USAGE', 'the node needs an API key (--api-key)');
     this.registry = backends.registry;
     this.broker = backends.broker;
-    this.wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      // Per-message deflate costs tens of KB per connection at scale: off.
-      perMessageDeflate: false,
-      maxPayload: this.options.maxFrameBytes,
+    // The lean server never negotiates per-message deflate, which would cost tens
+    // of KB per connection at scale, and keeps no per-connection timer.
+    this.wss = new LeanWebSocketServer(deviceSocketSink(this), {
+      maxMessageBytes: this.options.maxFrameBytes,
     });
     this.http = createServer(
       createPushApi(this, {
@@ -268,7 +265,7 @@ export class PushNode implements NodeApi {
         lifetimeOver: (conn) => this.goaway(conn, 'lifetime', CloseCode.Lifetime),
         overstayed: (conn) => conn.ws.close(conn.forceCloseCode, 'go away'),
         ping: (conn) => {
-          if (conn.ws.readyState === WebSocket.OPEN) conn.ws.ping();
+          if (conn.ws.readyState === LeanWebSocket.OPEN) conn.ws.ping();
         },
       },
       monoMs,
@@ -429,7 +426,7 @@ export class PushNode implements NodeApi {
         const item = schedule[next];
         if (!item || item.atMs > now) break;
         next++;
-        if (item.conn.ws.readyState === WebSocket.OPEN && item.conn.forceCloseAtMs === 0) {
+        if (item.conn.ws.readyState === LeanWebSocket.OPEN && item.conn.forceCloseAtMs === 0) {
           this.goaway(item.conn, 'drain', CloseCode.GoingAway);
           sent++;
         }
@@ -485,7 +482,7 @@ export class PushNode implements NodeApi {
   // --- devices ------------------------------------------------------------------------
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const url = new URL(req.url ?? '/', 'http://node');
     const refuse = (status: number, reason: string, error: string, headers = '') => {
       this.metrics.inc('pushbench_upgrades_refused_total', { status, reason: error });
@@ -517,6 +514,8 @@ export class PushNode implements NodeApi {
       refuse(429, 'Too Many Requests', 'admission_rate', `Retry-After: ${wait}\r\n`);
       return;
     }
+    // The WebSocket server attaches its own error listener; one is enough per socket.
+    socket.off('error', destroyOnError);
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, check.claims));
   }
 
@@ -542,7 +541,7 @@ export class PushNode implements NodeApi {
     this.hub.handleUpgrade(req, socket, head);
   }
 
-  private onConnection(ws: WebSocket, claims: DeviceClaims): void {
+  private onConnection(ws: DeviceSocket, claims: DeviceClaims): void {
     const now = monoMs();
     const jitter = Math.random() * this.options.lifetimeJitterMs;
     const conn: DeviceConnection = {
@@ -560,13 +559,7 @@ export class PushNode implements NodeApi {
       d2dBucket: undefined,
       pushBucket: undefined,
     };
-    const tagged = ws as TaggedSocket;
-    tagged[kConn] = conn;
-    tagged[kNode] = this;
-    ws.on('message', onMessage);
-    ws.on('pong', onPong);
-    ws.on('error', onError);
-    ws.on('close', onClose);
+    ws.owner = conn;
     this.metrics.inc('pushbench_connects_total');
     this.sweep.add(conn);
     const previous = this.connections.put(conn);
@@ -639,7 +632,7 @@ export class PushNode implements NodeApi {
   }
 
   /** Called for every frame a device sends. */
-  onDeviceMessage(conn: DeviceConnection, data: RawData, isBinary: boolean): void {
+  onDeviceMessage(conn: DeviceConnection, data: Buffer, isBinary: boolean): void {
     conn.lastSeenMs = monoMs();
     if (isBinary) {
       this.metrics.inc('pushbench_bad_frames_total', { kind: 'binary' });
@@ -761,14 +754,19 @@ export class PushNode implements NodeApi {
   private sendTo(
     conn: DeviceConnection,
     frame: string,
-    onWritten?: (err?: Error) => void,
+    onWritten?: (err?: Error | null) => void,
   ): boolean {
-    if (conn.ws.readyState !== WebSocket.OPEN) return false;
+    if (conn.ws.readyState !== LeanWebSocket.OPEN) return false;
     // ws.send never blocks, so a slow device would grow our memory without bound.
     if (conn.ws.bufferedAmount > this.options.maxBufferedBytes) {
       const action = this.options.slowConsumer;
       this.metrics.inc('pushbench_slow_consumer_total', { action });
-      if (action === 'disconnect') conn.ws.close(CloseCode.SlowConsumer, 'slow consumer');
+      if (action === 'disconnect') {
+        // A close frame would queue behind the full buffer and never be read:
+        // drop the connection now (the client sees 1006; it is counted here).
+        this.metrics.inc('pushbench_disconnects_total', { reason: 'slow_consumer' });
+        conn.ws.terminate();
+      }
       return false;
     }
     conn.ws.send(frame, onWritten);
@@ -821,18 +819,23 @@ export class PushNode implements NodeApi {
       }
       const written = this.sendTo(conn, encodePushFrame(id, payloadJson), (err) => {
         if (err) {
+          // The socket failed before taking the frame (it closed under us).
           acked?.(false);
           resolve('not_connected');
           return;
         }
         this.metrics.observe('pushbench_push_write_seconds', (monoMs() - now) / 1000);
-        if (!wantAck) resolve('delivered');
       });
       if (!written) {
         if (acked) {
           this.pendingAcks.delete(key);
         }
-        resolve(conn.ws.readyState === WebSocket.OPEN ? 'overloaded' : 'not_connected');
+        resolve(conn.ws.readyState === LeanWebSocket.OPEN ? 'overloaded' : 'not_connected');
+      } else if (!wantAck) {
+        // "Delivered" means written into the device's socket, not flushed by the
+        // kernel: a device that stops reading must not hold the caller's request
+        // open; its growing buffer trips the slow-consumer bound instead.
+        resolve('delivered');
       }
     });
   }

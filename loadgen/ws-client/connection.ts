@@ -19,8 +19,8 @@ import {
   expectedAccept,
   makeHandshakeKey,
   Opcode,
-} from './frame.js';
-import { type FrameHandler, FrameParser, type WsProtocolError } from './parser.js';
+} from '../../core/ws/frame.js';
+import { type FrameHandler, FrameParser, type WsProtocolError } from '../../core/ws/parser.js';
 
 /** What a connection reports to its owner; one sink object serves thousands of connections. */
 export interface WsClientSink {

@@ -4,25 +4,25 @@ import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
-  WsClientConnection,
-  type WsClientSink,
-  type WsCloseInfo,
-  type WsConnectOptions,
-} from '../../loadgen/ws-client/connection.js';
-import {
   encodeClosePayload,
   encodeFrame,
   expectedAccept,
   isValidCloseCode,
   makeHandshakeKey,
   Opcode,
-} from '../../loadgen/ws-client/frame.js';
+} from '../../core/ws/frame.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   type FrameHandler,
   FrameParser,
   type WsProtocolError,
-} from '../../loadgen/ws-client/parser.js';
+} from '../../core/ws/parser.js';
+import {
+  WsClientConnection,
+  type WsClientSink,
+  type WsCloseInfo,
+  type WsConnectOptions,
+} from '../../loadgen/ws-client/connection.js';
 
 // ---------------------------------------------------------------------------
 // Helpers

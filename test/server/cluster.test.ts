@@ -462,4 +462,56 @@ describe('lifetime, caps and admission', () => {
       await backends.broker.close();
     }
   });
+
+  it.each(['drop', 'disconnect'] as const)(
+    'bounds a slow consumer send buffer (%s): never unbounded memory',
+    async (policy) => {
+      const { node, address, backends } = await startNode({
+        ...nodeOptions,
+        maxBufferedBytes: 256 * 1024,
+        pushRatePerSec: 1_000_000,
+        slowConsumer: policy,
+      });
+      const { connect } = await import('node:net');
+      const sock = connect(address.port, address.host);
+      sock.on('error', () => {});
+      try {
+        await once(sock, 'connect');
+        const token = signToken(
+          { deviceId: 'slow', accountId: 'a', expiresAtSec: Date.now() / 1000 + 60 },
+          SECRET,
+        );
+        sock.write(
+          `GET /ws?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        );
+        await once(sock, 'data');
+        // The device stops reading: the kernel buffers fill, then the node's own.
+        sock.pause();
+        const payload = 'x'.repeat(60_000);
+        const statuses = new Set<number>();
+        for (let i = 0; i < 3000 && !statuses.has(503) && !statuses.has(404); i++) {
+          const r = await api(address, 'POST', '/v1/push/slow', { payload });
+          statuses.add(r.status);
+        }
+        if (policy === 'drop') {
+          expect(statuses).toContain(503);
+          expect(
+            node.metrics.get('pushbench_slow_consumer_total', { action: 'drop' }),
+          ).toBeGreaterThan(0);
+          expect(node.connections.size).toBe(1);
+        } else {
+          expect(
+            node.metrics.get('pushbench_slow_consumer_total', { action: 'disconnect' }),
+          ).toBeGreaterThan(0);
+          await until(() => node.connections.size === 0);
+        }
+      } finally {
+        sock.destroy();
+        await node.stop();
+        await backends.registry.close();
+        await backends.broker.close();
+      }
+    },
+  );
 });

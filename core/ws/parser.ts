@@ -1,10 +1,12 @@
 /**
- * The incoming-frame parser of the lean client: a state machine fed socket chunks
- * that may split anywhere, down to one byte at a time. It checks every rule a
- * client must enforce on server frames and reassembles fragmented messages.
+ * The incoming-frame parser of the lean client and the lean server socket: a
+ * state machine fed socket chunks that may split anywhere, down to one byte at a
+ * time. It checks every rule its side must enforce on the peer's frames (a
+ * client rejects masked frames, a server requires them) and reassembles
+ * fragmented messages.
  */
 import { isUtf8 } from 'node:buffer';
-import { isValidCloseCode, MAX_CONTROL_PAYLOAD_BYTES, Opcode } from './frame.js';
+import { applyMask, isValidCloseCode, MAX_CONTROL_PAYLOAD_BYTES, Opcode } from './frame.js';
 
 /** The largest message {@link FrameParser} accepts unless told otherwise: 16 MiB. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -26,14 +28,15 @@ export type WsProtocolErrorCode =
   | 'WS_ERR_EXPECTED_CONTINUATION'
   | 'WS_ERR_EXPECTED_FIN'
   | 'WS_ERR_UNEXPECTED_MASK'
+  | 'WS_ERR_EXPECTED_MASK'
   | 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH'
   | 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
   | 'WS_ERR_INVALID_UTF8'
   | 'WS_ERR_INVALID_CLOSE_CODE';
 
 /**
- * A frame from the server broke RFC 6455 or our limits; `closeCode` is the code
- * the client must close with (1002, 1007 or 1009). It is a `RangeError` because
+ * A frame from the peer broke RFC 6455 or our limits; `closeCode` is the code
+ * to close with (1002, 1007 or 1009). It is a `RangeError` because
  * the peer sent a value outside what the protocol allows, as in `ws`.
  */
 export class WsProtocolError extends RangeError {
@@ -54,11 +57,30 @@ export class WsProtocolError extends RangeError {
  * What a parser reports, as plain methods taking the owner first so that one
  * handler object serves every connection of a process (no closure per socket).
  * Buffers passed to a handler may be views into the socket's chunk: copy them to
- * keep them past the call.
+ * keep them past the call. Text messages arrive either decoded
+ * ({@link DecodedTextHandler}) or as their validated bytes ({@link TextBytesHandler}),
+ * whichever of the two methods the handler has.
  */
-export interface FrameHandler<TOwner> {
+export type FrameHandler<TOwner> = FrameEventHandler<TOwner> &
+  (DecodedTextHandler<TOwner> | TextBytesHandler<TOwner>);
+
+/** A handler that takes text messages as strings (the client: its owner wants text). */
+export interface DecodedTextHandler<TOwner> {
   /** A whole text message, validated as UTF-8 and decoded. */
   onText(owner: TOwner, text: string): void;
+}
+
+/**
+ * A handler that takes text messages as bytes (the server: its sink hands `Buffer`s
+ * on, as `ws` does, and decodes later or never), which saves decoding twice.
+ */
+export interface TextBytesHandler<TOwner> {
+  /** A whole text message as bytes already validated as UTF-8. */
+  onTextBytes(owner: TOwner, data: Buffer): void;
+}
+
+/** The events every {@link FrameHandler} takes, whatever its text form. */
+export interface FrameEventHandler<TOwner> {
   /** A whole binary message. */
   onBinary(owner: TOwner, data: Buffer): void;
   /** A ping; the payload must be echoed in a pong. */
@@ -71,10 +93,19 @@ export interface FrameHandler<TOwner> {
   onError(owner: TOwner, err: WsProtocolError): void;
 }
 
+/**
+ * Which end of the connection the parser serves. A `client` parses server
+ * frames, which must not be masked; a `server` parses client frames, which must
+ * be (RFC 6455 §5.1), and unmasks their payloads in place.
+ */
+export type ParserRole = 'client' | 'server';
+
 /** Options for {@link FrameParser}. */
 export interface FrameParserOptions {
   /** Largest message (all fragments together) accepted before failing with 1009; default 16 MiB. */
   maxMessageBytes?: number;
+  /** The side this parser is on; default `client`. */
+  role?: ParserRole;
 }
 
 // Parser states, named as in ws's receiver.js. Each header state consumes one byte
@@ -89,26 +120,35 @@ const PAYLOAD_LENGTH_EXTENDED = 2;
 const PAYLOAD = 3;
 /** Stopped after a close frame, a violation or {@link FrameParser.stop}; input is ignored. */
 const DONE = 4;
+/** Collecting the 4 bytes of a client frame's masking key (server role only). */
+const MASK_KEY = 5;
 
 type ParserState =
   | typeof FRAME_START
   | typeof PAYLOAD_LENGTH_7
   | typeof PAYLOAD_LENGTH_EXTENDED
+  | typeof MASK_KEY
   | typeof PAYLOAD
   | typeof DONE;
 
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Incremental parser of server-to-client frames for one connection. State is a
- * handful of numbers; a payload buffer is allocated only when a frame's payload
- * arrives split across chunks, and a fragment list only while a fragmented
- * message is in flight.
+ * Incremental parser of one connection's incoming frames. State is a handful of
+ * numbers; a payload buffer is allocated only when a frame's payload arrives
+ * split across chunks, and a fragment list only while a fragmented message is in
+ * flight.
+ *
+ * In the server role payloads are unmasked in place, in the chunk passed to
+ * {@link feed}: the caller must own that chunk (a socket's 'data' chunk or an
+ * upgrade's `head` is) and must not read it afterwards.
  */
 export class FrameParser<TOwner> {
   private readonly handler: FrameHandler<TOwner>;
   private readonly owner: TOwner;
   private readonly maxMessageBytes: number;
+  /** Server role: frames must be masked. */
+  private readonly expectMask: boolean;
 
   private state: ParserState = FRAME_START;
   /** FIN bit of the frame being parsed. */
@@ -117,8 +157,10 @@ export class FrameParser<TOwner> {
   private opcode = 0;
   /** Payload length of the frame being parsed, accumulated byte by byte when extended. */
   private payloadLength = 0;
-  /** Extended-length bytes still expected. */
+  /** Extended-length or mask-key bytes still expected. */
   private lengthBytesLeft = 0;
+  /** The frame's masking key, its 4 bytes as one big-endian int32 (server role). */
+  private maskKey = 0;
   /** The payload so far, when it arrived split across chunks; `null` otherwise. */
   private partial: Buffer | null = null;
   /** Bytes of {@link partial} filled. */
@@ -137,9 +179,14 @@ export class FrameParser<TOwner> {
         `FrameParser: maxMessageBytes must be a positive integer, got ${maxMessageBytes}`,
       );
     }
+    const role = opts.role ?? 'client';
+    if (role !== 'client' && role !== 'server') {
+      throw new TypeError(`FrameParser: role must be 'client' or 'server', got ${String(role)}`);
+    }
     this.handler = handler;
     this.owner = owner;
     this.maxMessageBytes = maxMessageBytes;
+    this.expectMask = role === 'server';
   }
 
   /** True once the parser has stopped (close frame, violation or {@link stop}). */
@@ -165,6 +212,10 @@ export class FrameParser<TOwner> {
           break;
         case PAYLOAD_LENGTH_EXTENDED:
           this.readLengthByte(chunk[offset]!);
+          offset++;
+          break;
+        case MASK_KEY:
+          this.readMaskByte(chunk[offset]!);
           offset++;
           break;
         case PAYLOAD:
@@ -195,9 +246,15 @@ export class FrameParser<TOwner> {
   }
 
   private readSecondByte(byte: number): void {
-    // A client must fail the connection on a masked server frame (§5.1).
-    if ((byte & 0x80) !== 0) {
-      this.fail(protocolError('WS_ERR_UNEXPECTED_MASK', 'server frame is masked'));
+    // A server must fail the connection on an unmasked client frame, a client on a
+    // masked server frame (§5.1).
+    const masked = (byte & 0x80) !== 0;
+    if (masked !== this.expectMask) {
+      this.fail(
+        masked
+          ? protocolError('WS_ERR_UNEXPECTED_MASK', 'server frame is masked')
+          : protocolError('WS_ERR_EXPECTED_MASK', 'client frame is not masked'),
+      );
       return;
     }
     const length7 = byte & 0x7f;
@@ -229,9 +286,28 @@ export class FrameParser<TOwner> {
     else if (--this.lengthBytesLeft === 0) this.headerComplete();
   }
 
+  private readMaskByte(byte: number): void {
+    // Kept a signed 32-bit integer (a Smi): were the field ever to hold a number
+    // above 2^31, V8 would box it in a heap number, for every parser.
+    this.maskKey = (this.maskKey << 8) | byte;
+    if (--this.lengthBytesLeft === 0) this.payloadStart();
+  }
+
+  /** The length is known: checks it, then expects the mask key (server) or the payload. */
   private headerComplete(): void {
-    if (this.opcode < Opcode.Close && this.exceedsMessageCap()) this.failTooBig();
-    else if (this.payloadLength === 0) this.frameComplete(EMPTY);
+    if (this.opcode < Opcode.Close && this.exceedsMessageCap()) {
+      this.failTooBig();
+    } else if (this.expectMask) {
+      this.maskKey = 0;
+      this.lengthBytesLeft = 4;
+      this.state = MASK_KEY;
+    } else {
+      this.payloadStart();
+    }
+  }
+
+  private payloadStart(): void {
+    if (this.payloadLength === 0) this.frameComplete(EMPTY);
     else this.state = PAYLOAD;
   }
 
@@ -242,6 +318,8 @@ export class FrameParser<TOwner> {
       // The common case: the whole payload is in this chunk; hand out a view, no copy.
       if (available >= this.payloadLength) {
         const end = offset + this.payloadLength;
+        // Unmasked in place: the caller owns the chunk (see the class comment).
+        if (this.expectMask) applyMask(chunk, offset, this.payloadLength, this.maskKey);
         this.frameComplete(chunk.subarray(offset, end));
         return end;
       }
@@ -254,6 +332,7 @@ export class FrameParser<TOwner> {
     if (this.partialFilled === this.payloadLength) {
       const payload = this.partial;
       this.partial = null;
+      if (this.expectMask) applyMask(payload, 0, payload.length, this.maskKey);
       this.frameComplete(payload);
     }
     return offset + take;
@@ -289,8 +368,9 @@ export class FrameParser<TOwner> {
 
     if (messageOpcode === Opcode.Text) {
       // Validated whole, not per fragment: a code point may straddle two fragments.
-      if (isUtf8(message)) this.handler.onText(this.owner, message.toString('utf8'));
-      else this.fail(invalidUtf8('text message is not UTF-8'));
+      if (!isUtf8(message)) this.fail(invalidUtf8('text message is not UTF-8'));
+      else if ('onTextBytes' in this.handler) this.handler.onTextBytes(this.owner, message);
+      else this.handler.onText(this.owner, message.toString('utf8'));
     } else {
       this.handler.onBinary(this.owner, message);
     }

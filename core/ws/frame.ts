@@ -1,9 +1,11 @@
 /**
- * RFC 6455 frame encoding and handshake helpers for the lean device-side client.
- * Everything here is a pure function of its arguments, except that mask keys and
- * handshake keys are drawn from a shared pool of CSPRNG bytes.
+ * RFC 6455 frame encoding, masking and handshake helpers shared by the lean
+ * device-side client (`loadgen/ws-client/`) and the lean server socket
+ * (`server/ws-server.ts`). It sits in `core/` because the server may not import
+ * `loadgen/`. Everything here is a pure function of its arguments, except that
+ * mask keys and handshake keys are drawn from a shared pool of CSPRNG bytes.
  */
-import { createHash, randomFillSync } from 'node:crypto';
+import { hash, randomFillSync } from 'node:crypto';
 
 /** The frame opcodes of RFC 6455 §5.2; no extension defines others here. */
 export const Opcode = {
@@ -54,7 +56,7 @@ export interface EncodeFrameOptions {
   /**
    * The 4-byte masking key. Omitted or `undefined`: a fresh random key from the
    * pool (what a client must do). `null`: the frame is not masked, as a server
-   * sends it (used by tests and fake servers).
+   * must send it.
    */
   maskKey?: Buffer | null;
 }
@@ -113,23 +115,23 @@ export function encodeFrame(
   if (masked) {
     if (maskKey === undefined) takeRandomBytes(frame, maskOffset, 4);
     else maskKey.copy(frame, maskOffset);
-    applyMask(frame, payloadOffset, payloadBytes, frame, maskOffset);
+    applyMask(frame, payloadOffset, payloadBytes, frame.readUInt32BE(maskOffset));
   }
   return frame;
 }
 
-/** XORs `length` bytes of `buf` from `offset` with the 4-byte key at `key[keyOffset]`, in place. */
-function applyMask(
-  buf: Buffer,
-  offset: number,
-  length: number,
-  key: Buffer,
-  keyOffset: number,
-): void {
-  const k0 = key[keyOffset]!;
-  const k1 = key[keyOffset + 1]!;
-  const k2 = key[keyOffset + 2]!;
-  const k3 = key[keyOffset + 3]!;
+/**
+ * XORs `length` bytes of `buf` from `offset`, in place, with a masking key given
+ * as the big-endian 32-bit value of its 4 bytes, signed or unsigned (only the low
+ * 32 bits are read) (RFC 6455 §5.3). Masking and
+ * unmasking are the same operation. The key is a number rather than a buffer so
+ * that a parser can collect it byte by byte into a field without allocating.
+ */
+export function applyMask(buf: Buffer, offset: number, length: number, key: number): void {
+  const k0 = (key >>> 24) & 0xff;
+  const k1 = (key >>> 16) & 0xff;
+  const k2 = (key >>> 8) & 0xff;
+  const k3 = key & 0xff;
   const end = offset + length;
   let i = offset;
   // Four bytes per turn so the key index needs no `% 4` in the loop.
@@ -192,7 +194,6 @@ export function makeHandshakeKey(): string {
 
 /** The `Sec-WebSocket-Accept` value a server must answer to `key`: base64(sha1(key + GUID)). */
 export function expectedAccept(key: string): string {
-  return createHash('sha1')
-    .update(key + HANDSHAKE_GUID)
-    .digest('base64');
+  // One-shot hash (Node >= 20.12): no Hash object per handshake for the GC to finalize.
+  return hash('sha1', key + HANDSHAKE_GUID, 'base64');
 }
