@@ -59,7 +59,18 @@ async function main(): Promise<void> {
   const conns: WsClientConnection[] = [];
   const startUs = monoNowUs();
   const exp = Math.floor(Date.now() / 1000) + 3600;
+  // RSS is also read at a third of the way, so the slope between the two readings
+  // excludes fixed costs (V8's young generation grows ~25 MB while connecting).
+  const mark = Math.floor(total / 3);
+  let atMark = 0;
+  let heldAtMark = 0;
   for (let i = 0; i < total; i++) {
+    if (i === mark) {
+      while (open + failed < mark) await sleep(50);
+      await sleep(3000);
+      atMark = rssKb(node.pid);
+      heldAtMark = open;
+    }
     // Paced, not a burst: a burst raises heap high-water marks and overstates memory.
     const due = startUs + (i * 1e6) / rate;
     const wait = (due - monoNowUs()) / 1000;
@@ -91,7 +102,12 @@ async function main(): Promise<void> {
   console.log(
     `node RSS before ${before} kB, after ${after} kB with ${held} connections held (node counts ${metrics.connections}, ${failed} failed)`,
   );
-  console.log(`node RSS per idle connection: ${perConnKb.toFixed(2)} kB`);
+  console.log(
+    `node RSS per idle connection: ${perConnKb.toFixed(2)} kB (all connections over the idle baseline)`,
+  );
+  console.log(
+    `node RSS slope ${heldAtMark} -> ${held} connections: ${((after - atMark) / Math.max(1, held - heldAtMark)).toFixed(2)} kB per connection`,
+  );
   console.log(
     `kernel slab grew ${slabAfter - slabBefore} kB (${((slabAfter - slabBefore) / Math.max(1, held)).toFixed(2)} kB per connection, both ends, whole machine)`,
   );
