@@ -24,6 +24,8 @@ export interface DeviceConnection {
   presence: boolean;
   /** Device-to-device send allowance (created on first d2d). */
   d2dBucket: TokenBucket | undefined;
+  /** Which lifecycle-sweep bucket holds it (-1: none). */
+  sweepBucket: number;
   /** Direct-push allowance of this device (created on first push). */
   pushBucket: TokenBucket | undefined;
 }

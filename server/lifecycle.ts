@@ -36,7 +36,6 @@ export class LifecycleSweep {
   private readonly tickMs: number;
   private nextBucket = 0;
   private nextAssign = 0;
-  private readonly bucketOf = new WeakMap<DeviceConnection, Set<DeviceConnection>>();
 
   constructor(
     private readonly options: HeartbeatOptions,
@@ -62,16 +61,17 @@ export class LifecycleSweep {
 
   /** Puts a new connection under the sweep. */
   add(conn: DeviceConnection): void {
-    const bucket = this.buckets[this.nextAssign++ % this.buckets.length];
-    if (!bucket) return;
-    bucket.add(conn);
-    this.bucketOf.set(conn, bucket);
+    // The bucket index lives on the connection: a WeakMap entry per connection
+    // costs more memory than the number.
+    const index = this.nextAssign++ % this.buckets.length;
+    conn.sweepBucket = index;
+    this.buckets[index]?.add(conn);
   }
 
   /** Takes a closed connection out. */
   remove(conn: DeviceConnection): void {
-    this.bucketOf.get(conn)?.delete(conn);
-    this.bucketOf.delete(conn);
+    if (conn.sweepBucket >= 0) this.buckets[conn.sweepBucket]?.delete(conn);
+    conn.sweepBucket = -1;
   }
 
   /** Every connection under the sweep, with the bucket it sits in (for refresh batches). */

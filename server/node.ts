@@ -558,6 +558,7 @@ export class PushNode implements NodeApi {
       presence: false,
       d2dBucket: undefined,
       pushBucket: undefined,
+      sweepBucket: -1,
     };
     ws.owner = conn;
     this.metrics.inc('pushbench_connects_total');
