@@ -10,6 +10,7 @@ import {
 } from './broker.js';
 import {
   brokerDefaults,
+  type CreateBrokerOptions,
   checkAppendOptions,
   checkConsumeOptions,
   checkInteger,
@@ -17,25 +18,14 @@ import {
   redactUrl,
 } from './broker-factory.js';
 
-/** Settings of a {@link RedisBroker}; defaults come from `brokerDefaults`. */
-export interface RedisBrokerOptions {
+/**
+ * Settings of a {@link RedisBroker}: the factory's options (documented there,
+ * defaults in `brokerDefaults`) less the memory-only clock, plus the URL.
+ */
+export type RedisBrokerOptions = Omit<CreateBrokerOptions, 'nowMs'> & {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
   url: string;
-  /** Prefix of every key and channel. Default `pushbench:`. */
-  keyPrefix?: string;
-  /** A command with no reply after this long fails with {@link BrokerUnavailableError}. Default 2000 ms. */
-  commandTimeoutMs?: number;
-  /** How long to wait for a TCP connection. Default 2000 ms. */
-  connectTimeoutMs?: number;
-  /** Consumer group of the queue stream. Default `processors`. */
-  queueGroup?: string;
-  /** How long a room with no message in its epoch lives after its last `history()` read. Default 300,000 ms. */
-  emptyRoomTtlMs?: number;
-  /** `XADD … MAXLEN ~` bound of the queue stream. Default 1,000,000. */
-  maxQueueLength?: number;
-  /** Dead letters kept (`LTRIM`). Default 10,000. */
-  maxDeadLetters?: number;
-}
+};
 
 /** A Lua script run by EVALSHA, falling back to EVAL once when Redis lacks it. */
 interface LuaScript {

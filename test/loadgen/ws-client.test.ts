@@ -23,6 +23,7 @@ import {
   type WsCloseInfo,
   type WsConnectOptions,
 } from '../../loadgen/ws-client/connection.js';
+import { EventLog } from '../helpers/event-log.js';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -33,14 +34,9 @@ type SinkEvent =
   | { kind: 'text'; text: string }
   | { kind: 'binary'; data: Buffer }
   | { kind: 'close'; info: WsCloseInfo };
-type SinkEventKind = SinkEvent['kind'];
-type EventOf<K extends SinkEventKind> = Extract<SinkEvent, { kind: K }>;
 
 /** A sink that records every callback and lets a test await the next one of a kind. */
-class RecordingSink implements WsClientSink {
-  readonly events: SinkEvent[] = [];
-  private readonly taken = new Map<SinkEventKind, number>();
-  private readonly waiters: { kind: SinkEventKind; resolve: (e: SinkEvent) => void }[] = [];
+class RecordingSink extends EventLog<SinkEvent> implements WsClientSink {
   /** Runs inside onClose, like an owner that reconnects from its callback. */
   onCloseHook: ((conn: WsClientConnection) => void) | null = null;
 
@@ -56,29 +52,6 @@ class RecordingSink implements WsClientSink {
   onClose(conn: WsClientConnection, info: WsCloseInfo): void {
     this.push({ kind: 'close', info });
     this.onCloseHook?.(conn);
-  }
-
-  count(kind: SinkEventKind): number {
-    return this.events.filter((e) => e.kind === kind).length;
-  }
-
-  /** Resolves with the next not-yet-taken event of `kind`, recorded already or to come. */
-  next<K extends SinkEventKind>(kind: K): Promise<EventOf<K>> {
-    const index = this.taken.get(kind) ?? 0;
-    this.taken.set(kind, index + 1);
-    const existing = this.events.filter((e) => e.kind === kind)[index];
-    if (existing !== undefined) return Promise.resolve(existing as EventOf<K>);
-    return new Promise((resolve) => {
-      this.waiters.push({ kind, resolve: resolve as (e: SinkEvent) => void });
-    });
-  }
-
-  private push(event: SinkEvent): void {
-    this.events.push(event);
-    const i = this.waiters.findIndex((w) => w.kind === event.kind);
-    if (i === -1) return;
-    const [waiter] = this.waiters.splice(i, 1);
-    waiter?.resolve(event);
   }
 }
 

@@ -1,69 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import type { LoadResult } from '../../loadgen/coordinator.js';
 import {
   compareReports,
   renderComparisonMarkdown,
   renderComparisonText,
 } from '../../reports/compare.js';
-import { parseGates } from '../../reports/gates.js';
-import { createLatencyHistogram, recordUs } from '../../reports/histogram.js';
-import { Bitset, reconcileLedger } from '../../reports/ledger.js';
 import { renderJunit } from '../../reports/outputs/junit.js';
 import { renderMarkdown } from '../../reports/outputs/markdown.js';
-import { buildReport, type Report, summarizeSkew } from '../../reports/report.js';
-import { validateScenario } from '../../scenarios/schema.js';
-
-const scenario = validateScenario(
-  { name: 'out', devices: { count: 10 }, duration: '10s' },
-  { cores: 2 },
-);
+import { type Report, summarizeSkew } from '../../reports/report.js';
+import { fakeLoad, fakeReport } from '../helpers/report-fixture.js';
 
 function makeReport(opts: { pushUs: number; lost?: number; gates: string[] }): Report {
-  const accepted = new Bitset();
-  const delivered = new Bitset();
-  for (let i = 0; i < 1000; i++) accepted.add(i);
-  for (let i = opts.lost ?? 0; i < 1000; i++) delivered.add(i);
-  const push = createLatencyHistogram();
-  for (let i = 0; i < 1000 - (opts.lost ?? 0); i++) recordUs(push, opts.pushUs);
-  const load: LoadResult = {
-    connections: {
-      requested: 10,
-      established: 10,
-      heldAtEnd: 10,
-      failed: 0,
-      failuresByReason: {},
-      closesByCode: {},
-    },
-    ledger: reconcileLedger(
-      { sent: 1000, accepted, rejectedByStatus: {} },
-      { delivered, late: new Bitset(), duplicates: 0 },
-    ),
-    histograms: { push, connect: createLatencyHistogram(), api: createLatencyHistogram() },
-    timeline: [],
-    generator: { valid: true, reasons: [], workers: [], skippedSends: 0 },
-    badFrames: 0,
-    intervals: [],
-    markers: [],
-    unaddressed: 0,
-    marks: { startUs: 0, publishStartUs: 0, publishEndUs: 0, endUs: 0 },
-  };
-  return buildReport(load, {
-    scenario,
-    gates: parseGates(opts.gates),
-    startedAt: new Date(0),
-    wallTimeMs: 12_000,
-    version: 'test',
-    machine: {
-      cores: 2,
-      cpuModel: 'x',
-      memoryBytes: 2 ** 34,
-      node: 'v20',
-      platform: 'linux',
-      arch: 'x64',
-      openFilesLimit: 20000,
-    },
-    server: [],
-  });
+  return fakeReport(
+    fakeLoad({ accepted: 1000, lost: opts.lost, pushUs: opts.pushUs }),
+    opts.gates,
+    [],
+  );
 }
 
 describe('JUnit output', () => {

@@ -1,78 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import type { LoadResult } from '../../loadgen/coordinator.js';
-import { parseGates } from '../../reports/gates.js';
-import { createLatencyHistogram, recordUs } from '../../reports/histogram.js';
-import { Bitset, reconcileLedger } from '../../reports/ledger.js';
 import { colourFor, renderSummary } from '../../reports/outputs/text.js';
-import { buildReport } from '../../reports/report.js';
-import { validateScenario } from '../../scenarios/schema.js';
+import { fakeLoad, fakeReport } from '../helpers/report-fixture.js';
 
-const scenario = validateScenario(
-  { name: 't', devices: { count: 10 }, duration: '1s' },
-  { cores: 2 },
-);
-
-function load(opts: {
-  delivered: number;
-  accepted: number;
-  valid?: boolean;
-  pushUs?: number;
-}): LoadResult {
-  const accepted = new Bitset();
-  const delivered = new Bitset();
-  for (let i = 0; i < opts.accepted; i++) accepted.add(i);
-  for (let i = 0; i < opts.delivered; i++) delivered.add(i);
-  const push = createLatencyHistogram();
-  for (let i = 0; i < opts.delivered; i++) recordUs(push, opts.pushUs ?? 2000);
-  return {
-    connections: {
-      requested: 10,
-      established: 10,
-      heldAtEnd: 10,
-      failed: 0,
-      failuresByReason: {},
-      closesByCode: {},
-    },
-    ledger: reconcileLedger(
-      { sent: opts.accepted, accepted, rejectedByStatus: {} },
-      { delivered, late: new Bitset(), duplicates: 0 },
-    ),
-    histograms: { push, connect: createLatencyHistogram(), api: createLatencyHistogram() },
-    timeline: [],
-    generator: {
-      valid: opts.valid ?? true,
-      reasons:
-        opts.valid === false ? ['devices-0: event-loop delay p99 reached 80ms (limit 50ms)'] : [],
-      workers: [],
-      skippedSends: 0,
-    },
-    badFrames: 0,
-    intervals: [],
-    markers: [],
-    unaddressed: 0,
-    marks: { startUs: 0, publishStartUs: 0, publishEndUs: 0, endUs: 0 },
-  };
-}
-
-function report(l: LoadResult, gates: string[]) {
-  return buildReport(l, {
-    scenario,
-    gates: parseGates(gates),
-    startedAt: new Date(0),
-    wallTimeMs: 1000,
-    version: 'test',
-    machine: {
-      cores: 2,
-      cpuModel: 'x',
-      memoryBytes: 1,
-      node: 'v20',
-      platform: 'linux',
-      arch: 'x64',
-      openFilesLimit: 20000,
-    },
-    server: [{ connections: 10 }],
+const load = (o: { accepted: number; delivered: number; valid?: boolean; pushUs?: number }) =>
+  fakeLoad({
+    accepted: o.accepted,
+    lost: o.accepted - o.delivered,
+    pushUs: o.pushUs,
+    valid: o.valid,
   });
-}
+const report = fakeReport;
 
 describe('report verdicts and exit codes', () => {
   it('passes (exit 0) when every gate passes', () => {

@@ -13,6 +13,7 @@ import {
   type LeanWebSocketSink,
   WsNotOpenError,
 } from '../../server/ws-server.js';
+import { EventLog } from '../helpers/event-log.js';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -27,15 +28,9 @@ type SinkEvent =
   | { kind: 'pong'; ws: Lean }
   | { kind: 'error'; ws: Lean; code: string; closeCode: number }
   | { kind: 'close'; ws: Lean; code: number };
-type Kind = SinkEvent['kind'];
-type EventOf<K extends Kind> = Extract<SinkEvent, { kind: K }>;
 
 /** Records every sink call, in order, and lets a test await the next one of a kind. */
-class RecordingSink implements LeanWebSocketSink<Owner> {
-  readonly events: SinkEvent[] = [];
-  private readonly taken = new Map<Kind, number>();
-  private readonly waiters: { kind: Kind; resolve: (e: SinkEvent) => void }[] = [];
-
+class RecordingSink extends EventLog<SinkEvent> implements LeanWebSocketSink<Owner> {
   onMessage(ws: Lean, data: Buffer, isBinary: boolean): void {
     this.push({ kind: 'message', ws, data: Buffer.from(data), isBinary, owner: ws.owner?.name });
   }
@@ -50,33 +45,6 @@ class RecordingSink implements LeanWebSocketSink<Owner> {
   }
   opened(ws: Lean): void {
     this.push({ kind: 'open', ws });
-  }
-
-  kinds(): Kind[] {
-    return this.events.map((e) => e.kind);
-  }
-
-  count(kind: Kind): number {
-    return this.events.filter((e) => e.kind === kind).length;
-  }
-
-  /** Resolves with the next not-yet-taken event of `kind`, recorded already or to come. */
-  next<K extends Kind>(kind: K): Promise<EventOf<K>> {
-    const index = this.taken.get(kind) ?? 0;
-    this.taken.set(kind, index + 1);
-    const existing = this.events.filter((e) => e.kind === kind)[index];
-    if (existing !== undefined) return Promise.resolve(existing as EventOf<K>);
-    return new Promise((resolve) => {
-      this.waiters.push({ kind, resolve: resolve as (e: SinkEvent) => void });
-    });
-  }
-
-  private push(event: SinkEvent): void {
-    this.events.push(event);
-    const i = this.waiters.findIndex((w) => w.kind === event.kind);
-    if (i === -1) return;
-    const [waiter] = this.waiters.splice(i, 1);
-    waiter?.resolve(event);
   }
 }
 
