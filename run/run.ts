@@ -92,8 +92,8 @@ export async function run(
     nodeId: 'node-1',
     secret,
     apiKey,
-    heartbeatIntervalMs: scenario.topology.heartbeatIntervalMs,
-    heartbeatTimeoutMs: scenario.topology.heartbeatTimeoutMs,
+    heartbeatIntervalMs: scenario.topology.regions[0]!.profile.heartbeatIntervalMs,
+    heartbeatTimeoutMs: scenario.topology.regions[0]!.profile.heartbeatTimeoutMs,
   });
   listener.notice?.(`node-1 listening on ${node.wsUrl} (pid ${node.pid})`);
   const server: ServerCounts[] = [];

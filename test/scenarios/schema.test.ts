@@ -50,10 +50,103 @@ describe('scenario validation', () => {
     expect(problemsOf({ name: 'x' })).toEqual(['devices: is required', 'duration: is required']);
   });
 
-  it('refuses clusters until they are supported rather than silently running one node', () => {
-    expect(
-      problemsOf({ name: 'x', devices: { count: 1 }, duration: 1, topology: { nodes: 3 } }),
-    ).toEqual(['topology.nodes: clusters are not supported yet; use 1, got 3']);
+  it('expands topology.nodes to one region of nodes behind a balancer', () => {
+    const s = validateScenario(
+      { name: 'x', devices: { count: 1 }, duration: 1, topology: { nodes: 3 } },
+      ctx,
+    );
+    expect(s.topology.regions).toHaveLength(1);
+    expect(s.topology.regions[0]).toMatchObject({ name: 'local', nodes: 3 });
+    expect(s.topology.balanced).toBe(true);
+    const single = validateScenario({ name: 'x', devices: { count: 1 }, duration: 1 }, ctx);
+    expect(single.topology.balanced).toBe(false);
+  });
+
+  it('validates regions, profiles, balancers, reconnect policies and the timeline with paths', () => {
+    const problems = problemsOf({
+      name: 'x',
+      devices: { count: 10, reconnect: 'sometimes:1s', regions: { mars: 1 } },
+      duration: 1,
+      topology: {
+        regions: [
+          { name: 'eu', nodes: 2, balancer: 'fastest' },
+          { name: 'us', nodes: 0, profile: 'huge' },
+        ],
+        profiles: { small: { capacity: -1, overload: 'explode' } },
+      },
+      timeline: [
+        { at: '5s', action: 'kill-node', node: 'eu-3' },
+        { at: '1s', action: 'scale-up', region: 'eu', nodes: 1 },
+        { at: '6s', action: 'kill-node', node: 'eu-3' },
+        { at: 'soon', action: 'latency', region: 'eu' },
+        { at: '2s', action: 'teleport' },
+        { at: '2s', action: 'blackhole', region: 'eu', node: 'eu-1' },
+      ],
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'topology.regions[1].nodes: must be >= 1, got 0',
+        expect.stringMatching(/^topology\.regions\[0\]\.balancer: must be one of round-robin/),
+        expect.stringMatching(/^topology\.regions\[1\]\.profile: unknown profile "huge"/),
+        'topology.profiles.small.capacity: must be >= 1, got -1',
+        expect.stringMatching(/^topology\.profiles\.small\.overload: must be refuse/),
+        expect.stringMatching(/^devices\.reconnect: must be one of immediate/),
+        expect.stringMatching(/^devices\.regions\.mars: no such region/),
+        expect.stringMatching(/^timeline\[4\]\.action: must be one of/),
+        expect.stringMatching(/^timeline\[3\]\.at: must be a duration/),
+        expect.stringMatching(/^timeline\[3\]\.delay: is required/),
+        'timeline[5]: needs exactly one of node or region',
+      ]),
+    );
+    // eu-3 exists from the scale-up at 1s on; sorted by time, the kill at 5s is valid.
+    expect(problems.filter((x) => x.includes('eu-3'))).toEqual([]);
+  });
+
+  it('parses a full chaos scenario', () => {
+    const s = validateScenario(
+      {
+        name: 'x',
+        devices: { count: 9, reconnect: 'decorrelated-jitter:200ms:5s', regions: { eu: 2, us: 1 } },
+        duration: '10s',
+        topology: {
+          regions: [
+            { name: 'eu', nodes: 2, profile: 'small' },
+            { name: 'us', nodes: 1, balancer: { algorithm: 'least-connections', slowStart: '5s' } },
+          ],
+          profiles: { small: { capacity: 100, overload: 'crash' } },
+          routing: 'health',
+        },
+        timeline: [
+          { at: '3s', action: 'latency', region: 'us', delay: '200ms', jitter: '20ms', for: '2s' },
+          { at: '1s', action: 'connect', devices: 5, rate: 50 },
+        ],
+      },
+      ctx,
+    );
+    expect(s.devices.reconnect).toEqual({
+      policy: 'decorrelated-jitter',
+      baseMs: 200,
+      capMs: 5000,
+      maxAttempts: 0,
+    });
+    expect(s.devices.regions).toEqual([
+      { region: 'eu', first: 0, count: 6 },
+      { region: 'us', first: 6, count: 3 },
+    ]);
+    expect(s.devices.reserve).toBe(5);
+    expect(s.topology.regions[0]?.profile).toMatchObject({ capacity: 100, overload: 'crash' });
+    expect(s.topology.regions[1]?.balancer).toMatchObject({
+      algorithm: 'least-connections',
+      slowStartMs: 5000,
+    });
+    expect(s.topology.routing.mode).toBe('health');
+    expect(s.timeline.map((t) => t.action)).toEqual(['connect', 'latency']);
+    expect(s.timeline[1]).toMatchObject({
+      scope: { region: 'us' },
+      delayMs: 200,
+      jitterMs: 20,
+      forMs: 2000,
+    });
   });
 });
 
@@ -108,7 +201,7 @@ describe('--set and --matrix', () => {
     const s = await loadScenario('smoke', { set });
     expect(s.devices.connectTimeoutMs).toBe(5000);
     expect(s.devices.count).toBe(12);
-    expect(s.topology.heartbeatIntervalMs).toBe(2000);
+    expect(s.topology.regions[0]?.profile.heartbeatIntervalMs).toBe(2000);
     expect(s.traffic.direct.rateHz).toBe(3);
   });
 
