@@ -243,8 +243,13 @@ program
   )
   .option(
     '--max-connections <n>',
-    'refuse upgrades past this many connections (503)',
+    'capacity: connections this node holds (see --overload)',
     integer('--max-connections'),
+  )
+  .addOption(
+    new Option('--overload <mode>', 'at capacity: refuse upgrades (503), turn unhealthy, or crash')
+      .choices(['refuse', 'unhealthy', 'crash'])
+      .default('refuse'),
   )
   .option(
     '--admission-rate <hz>',
@@ -333,6 +338,14 @@ program
       join: opts.join as string | undefined,
       redisPrefix: opts.redisPrefix as string | undefined,
       ...(opts.maxConnections !== undefined && { maxConnections: opts.maxConnections as number }),
+      overload: opts.overload as 'refuse' | 'unhealthy' | 'crash',
+      onOverloadCrash: (connections) => {
+        // Falling over is the point: exit at once, sockets die with the process.
+        process.stderr.write(
+          `node ${opts.nodeId as string} over capacity (${connections} > ${opts.maxConnections as number}): falling over\n`,
+        );
+        process.exit(70);
+      },
       ...(opts.admissionRate !== undefined && {
         admissionRatePerSec: opts.admissionRate as number,
       }),

@@ -63,8 +63,17 @@ export interface NodeOptions {
   drainWindowMs: number;
   /** Connections closed at most per drain step (100 ms). Default 500. */
   drainBatch: number;
-  /** Connections this node accepts; more get HTTP 503 at the upgrade. Default unlimited. */
+  /** Connections this node holds well (its capacity). Default unlimited. */
   maxConnections: number;
+  /**
+   * What happens at capacity: `refuse` upgrades with 503 (default); turn
+   * `unhealthy` (`/healthz` 503 so balancers stop sending, upgrades still
+   * accepted); or `crash` past it (the node falls over, as an overloaded
+   * process does; `onOverloadCrash` is called and the process should exit).
+   */
+  overload: 'refuse' | 'unhealthy' | 'crash';
+  /** Called once when `overload: 'crash'` and a connection goes past capacity. */
+  onOverloadCrash?: (connections: number) => void;
   /** Upgrades admitted per second (token bucket); more get HTTP 429. Default unlimited. */
   admissionRatePerSec: number;
   /** Direct pushes per second one device may receive (burst 2x); more get 429. Default 100. */
@@ -110,6 +119,7 @@ export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey' | 'registryTtlM
   drainWindowMs: 30_000,
   drainBatch: 500,
   maxConnections: Number.POSITIVE_INFINITY,
+  overload: 'refuse',
   admissionRatePerSec: Number.POSITIVE_INFINITY,
   pushRatePerSec: 100,
   d2dRatePerSec: 10,
@@ -221,6 +231,7 @@ export class PushNode implements NodeApi {
   private connSeq = 0;
   private readonly instance = randomBytes(4).toString('hex');
   private readonly startedAtMs = Date.now();
+  private crashed = false;
   private draining: { done: Promise<void>; resolve: () => void } | undefined;
   /** Serves this node's in-memory registry and broker to nodes that `--join` it. */
   private hub: Hub | undefined;
@@ -447,9 +458,13 @@ export class PushNode implements NodeApi {
     return this.draining?.done ?? Promise.resolve();
   }
 
-  /** False while draining. */
+  /** False while draining, and at capacity when overload is `unhealthy`. */
   healthy(): boolean {
-    return this.draining === undefined;
+    if (this.draining !== undefined) return false;
+    return !(
+      this.options.overload === 'unhealthy' &&
+      this.connections.size >= this.options.maxConnections
+    );
   }
 
   /** Runs every lifecycle check now (tests use it instead of waiting). */
@@ -500,7 +515,10 @@ export class PushNode implements NodeApi {
       refuse(503, 'Service Unavailable', 'draining', 'Retry-After: 1\r\n');
       return;
     }
-    if (this.connections.size >= this.options.maxConnections) {
+    if (
+      this.options.overload === 'refuse' &&
+      this.connections.size >= this.options.maxConnections
+    ) {
       refuse(503, 'Service Unavailable', 'node_full', 'Retry-After: 1\r\n');
       return;
     }
@@ -565,6 +583,14 @@ export class PushNode implements NodeApi {
     this.sweep.add(conn);
     const previous = this.connections.put(conn);
     if (previous) this.replace(previous);
+    if (
+      this.options.overload === 'crash' &&
+      this.connections.size > this.options.maxConnections &&
+      !this.crashed
+    ) {
+      this.crashed = true;
+      this.options.onOverloadCrash?.(this.connections.size);
+    }
     this.registry
       .register(
         conn.deviceId,

@@ -262,3 +262,35 @@ describe('connection lifecycle', () => {
     await expect(other.start()).rejects.toMatchObject({ code: 'PB_PORT_IN_USE' });
   });
 });
+
+describe('capacity and overload', () => {
+  it('unhealthy: health checks fail at capacity while upgrades are still accepted', async () => {
+    await node.stop();
+    await boot({ maxConnections: 2, overload: 'unhealthy' });
+    const a = await device('cap-a');
+    expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(200);
+    const b = await device('cap-b');
+    const c = await device('cap-c');
+    expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(503);
+    c.close();
+    b.close();
+    await once(b, 'close');
+    await once(c, 'close');
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(200);
+    a.close();
+  });
+
+  it('crash: going past capacity calls onOverloadCrash once', async () => {
+    await node.stop();
+    const calls: number[] = [];
+    await boot({ maxConnections: 1, overload: 'crash', onOverloadCrash: (n) => calls.push(n) });
+    const a = await device('crash-a');
+    expect(calls).toEqual([]);
+    const b = await device('crash-b');
+    const c = await device('crash-c');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls).toEqual([2]);
+    for (const ws of [a, b, c]) ws.close();
+  });
+});
