@@ -12,6 +12,27 @@ export interface NodeProcessOptions {
   heartbeatTimeoutMs: number;
   /** How long to wait for the `listening` line. Default 15 s. */
   startTimeoutMs?: number;
+  /** Join the embedded cluster of the node at this http:// URL. */
+  join?: string;
+  /** Share registry and broker through this Redis. */
+  redisUrl?: string;
+  redisPrefix?: string;
+  /** Capacity and what happens at it (see `pushbench serve --overload`). */
+  maxConnections?: number;
+  overload?: 'refuse' | 'unhealthy' | 'crash';
+  drainWindowMs?: number;
+  maxLifetimeMs?: number;
+  admissionRateHz?: number;
+  /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
+  extraArgs?: string[];
+}
+
+/** How a node process ended. */
+export interface NodeExit {
+  exitCode: number | undefined;
+  signal: string | undefined;
+  /** The last stderr line, when there was one. */
+  lastError: string;
 }
 
 /** A running reference node in its own process. */
@@ -22,8 +43,25 @@ export interface NodeProcess {
   httpUrl: string;
   host: string;
   port: number;
+  /** Resolves when the process has exited, for whatever reason. */
+  readonly exited: Promise<NodeExit>;
   /** Sends SIGTERM and waits for exit (SIGKILL after `graceMs`). */
-  stop(graceMs?: number): Promise<{ exitCode: number | undefined; signal: string | undefined }>;
+  stop(graceMs?: number): Promise<NodeExit>;
+  /** Sends a signal now (a real `kill`), without waiting. */
+  signal(sig: 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT'): void;
+}
+
+function optionalArgs(o: NodeProcessOptions): string[] {
+  const args: string[] = [];
+  if (o.join) args.push('--join', o.join);
+  if (o.redisUrl) args.push('--redis', o.redisUrl);
+  if (o.redisPrefix) args.push('--redis-prefix', o.redisPrefix);
+  if (o.maxConnections !== undefined) args.push('--max-connections', String(o.maxConnections));
+  if (o.overload) args.push('--overload', o.overload);
+  if (o.drainWindowMs !== undefined) args.push('--drain-window', `${o.drainWindowMs}ms`);
+  if (o.maxLifetimeMs !== undefined) args.push('--max-lifetime', `${o.maxLifetimeMs}ms`);
+  if (o.admissionRateHz !== undefined) args.push('--admission-rate', String(o.admissionRateHz));
+  return [...args, ...(o.extraArgs ?? [])];
 }
 
 const LISTENING = /^listening (ws:\/\/\S+) (http:\/\/\S+)$/m;
@@ -51,6 +89,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
       `${options.heartbeatIntervalMs}ms`,
       '--heartbeat-timeout',
       `${options.heartbeatTimeoutMs}ms`,
+      ...optionalArgs(options),
     ],
     {
       // Secrets go through the environment, not argv, so `ps` does not show them.
@@ -67,9 +106,10 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
-  const exited = child.then((r) => ({
+  const exited: Promise<NodeExit> = child.then((r) => ({
     exitCode: r.exitCode,
     signal: r.signal,
+    lastError: stderr.trim().split('\n').pop() ?? '',
   }));
   const urls = await new Promise<{ wsUrl: string; httpUrl: string }>((resolve, reject) => {
     let out = '';
@@ -107,6 +147,10 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     ...urls,
     host: url.hostname,
     port: Number(url.port),
+    exited,
+    signal(sig) {
+      child.kill(sig);
+    },
     async stop(graceMs = 5000) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
