@@ -47,6 +47,28 @@ export interface GateInputs {
   connections: { requested: number; established: number; heldAtEnd: number };
   /** Per-node connection skew (max/mean over nodes), worst sample and last sample. */
   skew?: { max: number | null; final: number | null };
+  /** Reconnect storm figures (reports/storm.ts); times in seconds. */
+  storm?: {
+    losses: number;
+    peakAttemptsPerSec: number;
+    attemptsPerDevice: number | null;
+    notBack: number;
+    lossToBack: { p50: number | null; p99: number | null; p100: number | null };
+  };
+  /** Per-fault figures by label; times in seconds from the fault. */
+  faults?: Array<{
+    label: string;
+    affected: number;
+    peakAttemptsPerSec: number;
+    lostMessages: number;
+    attemptsPerDevice: number | null;
+    reconnected: { p50: number | null; p99: number | null; p100: number | null };
+    skewSettledAfterS?: number | null;
+  }>;
+  /** Per-region figures: nodes that fell over on their own, skew over the region's nodes. */
+  regions?: Record<string, { crashed: number; skew: { max: number | null; final: number | null } }>;
+  /** Nodes that fell over on their own during the run. */
+  crashed?: number;
 }
 
 /** A comparison operator a gate may use. */
@@ -58,7 +80,7 @@ export interface Gate {
   metric: string;
   op: GateOp;
   threshold: number;
-  kind: 'percent' | 'duration' | 'ratio';
+  kind: 'percent' | 'duration' | 'ratio' | 'count';
 }
 
 /** The outcome of a gate: `inconclusive` when the run cannot tell (too few samples, no data). */
@@ -105,7 +127,7 @@ interface GateMetric {
   /** Canonical name, as it appears in {@link Gate.metric}. */
   name: string;
   aliases?: readonly string[];
-  kind: 'percent' | 'duration' | 'ratio';
+  kind: 'percent' | 'duration' | 'ratio' | 'count';
   /**
    * True when the value is a success proportion estimated from counted trials: `>=` and
    * `>` gates on it are decided by a confidence bound, not the point estimate.
@@ -180,13 +202,159 @@ const metricsByName: ReadonlyMap<string, GateMetric> = new Map(
   METRICS.flatMap((m) => [m.name, ...(m.aliases ?? [])].map((name) => [name, m] as const)),
 );
 
+function seconds(v: number | null | undefined, missing: string): MetricReading {
+  return v === null || v === undefined ? { value: null, missing } : { value: v * 1000 };
+}
+
+/** Run-wide storm metrics: `storm.<field>`. */
+const STORM_METRICS: Record<string, Omit<GateMetric, 'name'>> = {
+  losses: {
+    kind: 'count',
+    read: ({ storm }) =>
+      storm ? { value: storm.losses } : { value: null, missing: 'no storm data' },
+  },
+  peak: {
+    kind: 'count',
+    read: ({ storm }) =>
+      storm ? { value: storm.peakAttemptsPerSec } : { value: null, missing: 'no storm data' },
+  },
+  attemptsPerDevice: {
+    kind: 'ratio',
+    read: ({ storm }) =>
+      storm?.attemptsPerDevice == null
+        ? { value: null, missing: 'no losses' }
+        : { value: storm.attemptsPerDevice },
+  },
+  notBack: {
+    kind: 'count',
+    read: ({ storm }) =>
+      storm ? { value: storm.notBack } : { value: null, missing: 'no storm data' },
+  },
+  t50: {
+    kind: 'duration',
+    read: ({ storm }) => seconds(storm?.lossToBack.p50, 'no losses, or too few back'),
+  },
+  t99: {
+    kind: 'duration',
+    read: ({ storm }) => seconds(storm?.lossToBack.p99, 'no losses, or too few back'),
+  },
+  t100: {
+    kind: 'duration',
+    read: ({ storm }) => seconds(storm?.lossToBack.p100, 'no losses, or some never back'),
+  },
+};
+
+type FaultFigures = NonNullable<GateInputs['faults']>[number];
+/** Per-fault metrics: `fault(<label>).<field>`. */
+const FAULT_FIELDS: Record<
+  string,
+  { kind: Gate['kind']; read: (f: FaultFigures) => MetricReading }
+> = {
+  affected: { kind: 'count', read: (f) => ({ value: f.affected }) },
+  peak: { kind: 'count', read: (f) => ({ value: f.peakAttemptsPerSec }) },
+  lost: { kind: 'count', read: (f) => ({ value: f.lostMessages }) },
+  attemptsPerDevice: {
+    kind: 'ratio',
+    read: (f) =>
+      f.attemptsPerDevice === null
+        ? { value: null, missing: 'no devices affected' }
+        : { value: f.attemptsPerDevice },
+  },
+  t50: { kind: 'duration', read: (f) => seconds(f.reconnected.p50, 'too few devices back') },
+  t99: { kind: 'duration', read: (f) => seconds(f.reconnected.p99, 'too few devices back') },
+  t100: { kind: 'duration', read: (f) => seconds(f.reconnected.p100, 'some devices never back') },
+  // Never settling is the worst answer, not a missing one: it reads as infinity.
+  skewSettled: {
+    kind: 'duration',
+    read: (f) =>
+      f.skewSettledAfterS === undefined
+        ? { value: null, missing: 'not a scale-up' }
+        : {
+            value:
+              f.skewSettledAfterS === null ? Number.POSITIVE_INFINITY : f.skewSettledAfterS * 1000,
+          },
+  },
+};
+
+const REGION = '[a-z][a-z0-9-]{0,23}';
+
+/**
+ * Finds a metric by name: the fixed table, then the families whose names carry
+ * a parameter — `<stat>(<series>@<region>)`, `storm.<field>`, `nodes.crashed[@region]`,
+ * `skew.max@<region>`, `fault(<label>).<field>`.
+ */
+function findMetric(name: string): GateMetric | undefined {
+  const fixed = metricsByName.get(name);
+  if (fixed) return fixed;
+  let m = new RegExp(`^([\\w.]+)\\((\\w+)@(${REGION})\\)$`).exec(name);
+  if (m) {
+    const base = metricsByName.get(`${m[1]}(${m[2]})`);
+    if (!base) return undefined;
+    const key = `${m[2]}@${m[3]}`;
+    return {
+      name,
+      kind: 'duration',
+      read(inputs) {
+        const summary = inputs.latency[key];
+        if (!summary || summary.count === 0) return { value: null, missing: 'no samples' };
+        return { value: summary[base.name.slice(0, base.name.indexOf('(')) as LatencyStat] };
+      },
+    };
+  }
+  m = /^storm\.(\w+)$/.exec(name);
+  if (m?.[1] && STORM_METRICS[m[1]]) return { name, ...STORM_METRICS[m[1]]! };
+  m = new RegExp(`^nodes\\.crashed(?:@(${REGION}))?$`).exec(name);
+  if (m) {
+    const region = m[1];
+    return {
+      name,
+      kind: 'count',
+      read: ({ crashed, regions }) => {
+        if (region === undefined) return { value: crashed ?? 0 };
+        const r = regions?.[region];
+        return r ? { value: r.crashed } : { value: null, missing: `no region ${region}` };
+      },
+    };
+  }
+  m = new RegExp(`^skew\\.(max|final)@(${REGION})$`).exec(name);
+  if (m) {
+    const [, which = 'max', region = ''] = m;
+    return {
+      name,
+      kind: 'ratio',
+      read: ({ regions }) => {
+        const v = regions?.[region]?.skew[which as 'max' | 'final'];
+        return v == null ? { value: null, missing: 'no per-node samples' } : { value: v };
+      },
+    };
+  }
+  m = /^fault\(([^()\s]+)\)\.(\w+)$/.exec(name);
+  if (m?.[2] && FAULT_FIELDS[m[2]]) {
+    const [, label = '', field = ''] = m;
+    const def = FAULT_FIELDS[field]!;
+    return {
+      name,
+      kind: def.kind,
+      read: ({ faults }) => {
+        const f = faults?.find((x) => x.label === label);
+        return f ? def.read(f) : { value: null, missing: `no fault labelled ${label} fired` };
+      },
+    };
+  }
+  return undefined;
+}
+
 /** The metric names a gate may use, latency ones folded into one `<stat>(<series>)` pattern. */
 export function describeGateMetrics(): string {
   const plain = METRICS.filter((m) => !m.name.includes('(')).map((m) => m.name);
   const aliasesOf = (stat: string): string[] =>
     Object.keys(LATENCY_STAT_ALIASES).filter((alias) => LATENCY_STAT_ALIASES[alias] === stat);
   const stats = LATENCY_STATS.flatMap((stat) => [stat, ...aliasesOf(stat)]).join('|');
-  return `${plain.join(', ')}, <stat>(<series>) with stat ${stats} and series ${LATENCY_SERIES.join('|')}`;
+  return (
+    `${plain.join(', ')}, <stat>(<series>) with stat ${stats} and series ${LATENCY_SERIES.join('|')} ` +
+    `(optionally <series>@<region>), storm.${Object.keys(STORM_METRICS).join('|')}, ` +
+    `nodes.crashed[@<region>], skew.max|final@<region>, fault(<label>).${Object.keys(FAULT_FIELDS).join('|')}`
+  );
 }
 
 const OPS: readonly GateOp[] = ['<', '<=', '>', '>='];
@@ -232,8 +400,8 @@ function parseThreshold(text: string, metric: GateMetric): number | string {
     if (value > 1) return `${text} is not a fraction in [0, 1]; write ${text}% for a percentage`;
     return value;
   }
-  if (metric.kind === 'ratio') {
-    if (unit !== '') return `${metric.name} is a plain ratio such as 1.5, not a "${unit}" value`;
+  if (metric.kind === 'ratio' || metric.kind === 'count') {
+    if (unit !== '') return `${metric.name} is a plain number such as 1.5, not a "${unit}" value`;
     return value;
   }
   if (unit === '') return value;
@@ -253,7 +421,7 @@ function parseGateOrProblem(expr: string): Gate | string {
   if (!isGateOp(op)) return `${quoted}: bad operator "${op}"; use <, <=, > or >=`;
   const metricName = text.slice(0, opMatch.index).replace(/\s+/g, '');
   if (metricName === '') return `${quoted}: missing metric before "${op}"`;
-  const metric = metricsByName.get(metricName);
+  const metric = findMetric(metricName);
   if (!metric) return `${quoted}: ${unknownMetricProblem(metricName)}`;
   const threshold = parseThreshold(text.slice(opMatch.index + op.length).trim(), metric);
   if (typeof threshold === 'string') return `${quoted}: ${threshold}`;
@@ -328,6 +496,7 @@ function formatThresholdMs(ms: number): string {
 function formatValue(kind: Gate['kind'], value: number, forThreshold: boolean): string {
   if (kind === 'percent') return formatPercent(value);
   if (kind === 'ratio') return forThreshold ? String(clean(value)) : value.toFixed(2);
+  if (kind === 'count') return String(clean(value));
   return forThreshold ? formatThresholdMs(value) : formatMs(value);
 }
 
@@ -408,7 +577,7 @@ function evaluateStatistical(
  * statistical gates only. Throws `PB_BAD_GATE` if the gate names a metric not in the table.
  */
 export function evaluateGate(gate: Gate, inputs: GateInputs, confidence = 0.95): GateResult {
-  const metric = metricsByName.get(gate.metric);
+  const metric = findMetric(gate.metric);
   if (!metric) {
     throw new PushbenchError(
       'PB_BAD_GATE',

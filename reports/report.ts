@@ -5,6 +5,9 @@ import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
 import { encodeHistogram, type LatencySummary, summarize } from './histogram.js';
 import type { DeliveryLedger } from './ledger.js';
+import { type SkewSummary, summarizeSkew } from './skew.js';
+
+export { type SkewSummary, skewOf, summarizeSkew } from './skew.js';
 
 /** A run's overall outcome, worst first: invalid > fail > inconclusive > pass. */
 export type Verdict = 'pass' | 'fail' | 'inconclusive' | 'invalid';
@@ -76,41 +79,6 @@ export interface Report {
   histograms: Record<string, string>;
   server: ServerCounts[];
   machine: MachineFacts;
-}
-
-/** How unevenly connections spread over nodes: max/mean of per-node counts at each sample. */
-export interface SkewSummary {
-  /** Worst sample, or null without samples. */
-  max: number | null;
-  /** Last sample with connections, or null. */
-  final: number | null;
-  /** Nodes seen in the samples. */
-  nodes: string[];
-}
-
-/** Skew of one sample: the fullest node over the mean; null when nothing is connected. */
-export function skewOf(counts: Record<string, number>): number | null {
-  const values = Object.values(counts);
-  if (values.length === 0) return null;
-  const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  return mean > 0 ? Math.max(...values) / mean : null;
-}
-
-/** Summarises skew over a timeline's node samples. */
-export function summarizeSkew(timeline: readonly TimelinePoint[]): SkewSummary {
-  let max: number | null = null;
-  let final: number | null = null;
-  const nodes = new Set<string>();
-  for (const point of timeline) {
-    if (!point.nodes) continue;
-    for (const n of Object.keys(point.nodes)) nodes.add(n);
-    const skew = skewOf(point.nodes);
-    if (skew === null) continue;
-    max = max === null ? skew : Math.max(max, skew);
-    final = skew;
-  }
-  const round = (x: number | null) => (x === null ? null : Math.round(x * 1000) / 1000);
-  return { max: round(max), final: round(final), nodes: [...nodes].sort() };
 }
 
 /** Inputs of {@link buildReport} besides the load result. */

@@ -303,6 +303,83 @@ describe('reconnect and skew gates', () => {
       actualText: '2.00',
     });
     expect(evaluateGate(g, inputs).verdict).toBe('inconclusive');
-    expect(() => parseGate('skew.max < 1.5ms')).toThrow(/plain ratio/);
+    expect(() => parseGate('skew.max < 1.5ms')).toThrow(/plain number/);
+  });
+});
+
+describe('chaos gates', () => {
+  const inputs = {
+    delivery: { accepted: 0, delivered: 0, lost: 0 },
+    latency: {
+      'push@eu': {
+        count: 10,
+        p50: 1,
+        p75: 2,
+        p90: 3,
+        p99: 250,
+        p999: 300,
+        max: 300,
+        min: 1,
+        mean: 20,
+      },
+    },
+    connections: { requested: 10, established: 10, heldAtEnd: 10 },
+    storm: {
+      losses: 1000,
+      peakAttemptsPerSec: 800,
+      attemptsPerDevice: 1.4,
+      notBack: 0,
+      lossToBack: { p50: 0.5, p99: 2.5, p100: 3 },
+    },
+    faults: [
+      {
+        label: 'kill',
+        affected: 1000,
+        peakAttemptsPerSec: 800,
+        lostMessages: 3,
+        attemptsPerDevice: 1.4,
+        reconnected: { p50: 0.6, p99: 2.6, p100: null },
+      },
+      {
+        label: 'grow',
+        affected: 0,
+        peakAttemptsPerSec: 0,
+        lostMessages: 0,
+        attemptsPerDevice: null,
+        reconnected: { p50: null, p99: null, p100: null },
+        skewSettledAfterS: null,
+      },
+    ],
+    regions: {
+      rr: { crashed: 3, skew: { max: 2.5, final: 1.1 } },
+      lc: { crashed: 0, skew: { max: 1.3, final: 1 } },
+    },
+    crashed: 3,
+  };
+  const verdict = (expr: string) => evaluateGate(parseGate(expr), inputs as never).verdict;
+
+  it('reads region-tagged latency, storm, crashed nodes and per-fault figures', () => {
+    expect(verdict('p99(push@eu) > 200ms')).toBe('pass');
+    expect(verdict('p99(push@us) < 1s')).toBe('inconclusive');
+    expect(verdict('storm.losses >= 900')).toBe('pass');
+    expect(verdict('storm.t99 < 2s')).toBe('fail');
+    expect(verdict('storm.peak < 1000')).toBe('pass');
+    expect(verdict('nodes.crashed@rr >= 1')).toBe('pass');
+    expect(verdict('nodes.crashed@lc < 1')).toBe('pass');
+    expect(verdict('nodes.crashed < 1')).toBe('fail');
+    expect(verdict('skew.max@rr < 2')).toBe('fail');
+    expect(verdict('fault(kill).affected >= 1000')).toBe('pass');
+    expect(verdict('fault(kill).t100 < 10s')).toBe('inconclusive');
+    expect(verdict('fault(kill).lost <= 3')).toBe('pass');
+    // A scale-up whose skew never settled fails a settle gate rather than being inconclusive.
+    expect(verdict('fault(grow).skewSettled < 30s')).toBe('fail');
+    expect(verdict('fault(nope).peak < 5')).toBe('inconclusive');
+  });
+
+  it('refuses malformed chaos metrics before the run', () => {
+    expect(() => parseGate('storm.bogus < 5')).toThrow(/unknown metric "storm.bogus"/);
+    expect(() => parseGate('fault(kill).speed < 5')).toThrow(/unknown metric/);
+    expect(() => parseGate('p99(bogus@eu) < 5ms')).toThrow(/unknown metric/);
+    expect(() => parseGate('storm.peak < 5ms')).toThrow(/plain number/);
   });
 });

@@ -1,0 +1,223 @@
+/**
+ * Reconnect storms and skew, summarised from what the run recorded: every
+ * connection loss with the time the device was back (`drops`), the per-second
+ * timeline, and the faults applied. Pure functions: report.ts calls them.
+ */
+import { skewOf } from './skew.js';
+
+/** A fault or scripted action, as the report carries it (topology/chaos.ts FaultRecord). */
+export interface FaultLike {
+  label: string;
+  action: string;
+  target: string;
+  /** Seconds since the fleet started. */
+  t: number;
+  tEnd: number | null;
+  fired: boolean;
+}
+
+/** The timeline fields this module reads. */
+export interface StormPoint {
+  t: number;
+  connectAttempts: number;
+  reconnectAttempts?: number;
+  losses?: number;
+  nodes?: Record<string, number>;
+}
+
+/** Times from a fault (or a loss) until a share of the affected devices was connected again, in seconds. */
+export interface ReconnectTimes {
+  p50: number | null;
+  p99: number | null;
+  /** Null while some device never came back. */
+  p100: number | null;
+}
+
+/** The herd one fault caused. */
+export interface FaultImpact extends FaultLike {
+  /** Connections lost that this fault is the latest explanation for. */
+  affected: number;
+  /** Of those, devices never connected again before the run ended. */
+  notBack: number;
+  /** Reconnect attempts those devices made (a device back on its first attempt made 1). */
+  attempts: number;
+  attemptsPerDevice: number | null;
+  /** Seconds from the fault's start until 50/99/100 % of affected devices were back. */
+  reconnected: ReconnectTimes;
+  /** Peak connect attempts per second between this fault and the next. */
+  peakAttemptsPerSec: number;
+  /** Accepted messages that were never delivered, scheduled between this fault and the next. */
+  lostMessages: number;
+  /** For scale-up: seconds from the fault until per-node skew fell below 1.2 (null: never). */
+  skewSettledAfterS?: number | null;
+}
+
+/** Run-wide storm figures. */
+export interface StormSummary {
+  /** Connections lost during the run (not counting deliberate periodic reconnects). */
+  losses: number;
+  /** Reconnect attempts after losses. */
+  reconnectAttempts: number;
+  /** Attempts per lost connection (amplification); null without losses. */
+  attemptsPerDevice: number | null;
+  /** Highest connect attempts in one second after the initial ramp, and when. */
+  peakAttemptsPerSec: number;
+  peakAtS: number | null;
+  /** Time from each loss to that device being back (s). */
+  lossToBack: ReconnectTimes;
+  /** Devices that never came back. */
+  notBack: number;
+}
+
+/** Which faults explain connection losses (scaling up or adding devices does not drop anyone). */
+const DISRUPTIVE = new Set([
+  'kill-node',
+  'stop-node',
+  'scale-down',
+  'latency',
+  'blackhole',
+  'reset',
+  'conntrack-limit',
+  'admission-rate',
+  'crash',
+]);
+
+function quantileSorted(sorted: readonly number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[idx] ?? null;
+}
+
+function round2(x: number | null): number | null {
+  return x === null ? null : Math.round(x * 100) / 100;
+}
+
+function times(backs: number[], notBack: number): ReconnectTimes {
+  const sorted = [...backs].sort((a, b) => a - b);
+  const n = sorted.length + notBack;
+  const at = (q: number) => {
+    // A share that includes devices never back has no time.
+    const need = Math.ceil(q * n);
+    return need > sorted.length ? null : round2(sorted[Math.max(0, need - 1)] ?? null);
+  };
+  return {
+    p50: at(0.5),
+    p99: at(0.99),
+    p100: notBack > 0 ? null : round2(quantileSorted(sorted, 1)),
+  };
+}
+
+/** Drops as triples [lossAtS, backAtS (−1: never), attempts]. */
+export type DropTriples = ArrayLike<number>;
+
+/** Run-wide storm summary; `rampEndS` excludes the initial connect ramp from the peak. */
+export function summarizeStorm(
+  drops: DropTriples,
+  timeline: readonly StormPoint[],
+  rampEndS: number,
+): StormSummary {
+  const backs: number[] = [];
+  let notBack = 0;
+  let attempts = 0;
+  for (let i = 0; i + 2 < drops.length; i += 3) {
+    const loss = drops[i]!;
+    const back = drops[i + 1]!;
+    attempts += drops[i + 2]!;
+    if (back < 0) notBack++;
+    else backs.push(back - loss);
+  }
+  const losses = drops.length / 3;
+  let peak = 0;
+  let peakAt: number | null = null;
+  for (const p of timeline) {
+    if (p.t <= rampEndS) continue;
+    if (p.connectAttempts > peak) {
+      peak = p.connectAttempts;
+      peakAt = p.t;
+    }
+  }
+  return {
+    losses,
+    reconnectAttempts: attempts,
+    attemptsPerDevice: losses > 0 ? round2(attempts / losses) : null,
+    peakAttemptsPerSec: peak,
+    peakAtS: peakAt,
+    lossToBack: times(backs, notBack),
+    notBack,
+  };
+}
+
+/**
+ * Attributes each loss, and each lost message, to the latest disruptive fault
+ * that started at or before it, and summarises the herd per fault.
+ * `lostAtS` are the scheduled send times (s since start) of lost messages.
+ */
+export function faultImpacts(
+  faults: readonly FaultLike[],
+  drops: DropTriples,
+  timeline: readonly StormPoint[],
+  lostAtS: readonly number[],
+): FaultImpact[] {
+  const fired = faults.filter((f) => f.fired).sort((a, b) => a.t - b.t);
+  const disruptive = fired.filter((f) => DISRUPTIVE.has(f.action));
+  const owner = (t: number): FaultLike | undefined => {
+    let found: FaultLike | undefined;
+    for (const f of disruptive) if (f.t <= t + 1e-9) found = f;
+    return found;
+  };
+  const acc = new Map<
+    FaultLike,
+    { backs: number[]; notBack: number; attempts: number; lost: number }
+  >();
+  for (const f of disruptive) acc.set(f, { backs: [], notBack: 0, attempts: 0, lost: 0 });
+  for (let i = 0; i + 2 < drops.length; i += 3) {
+    const f = owner(drops[i]!);
+    const a = f && acc.get(f);
+    if (!a || !f) continue;
+    const back = drops[i + 1]!;
+    a.attempts += drops[i + 2]!;
+    if (back < 0) a.notBack++;
+    else a.backs.push(back - f.t);
+  }
+  for (const t of lostAtS) {
+    const f = owner(t);
+    const a = f && acc.get(f);
+    if (a) a.lost++;
+  }
+  return fired.map((f) => {
+    const a = acc.get(f);
+    const next = fired.find((g) => g.t > f.t && DISRUPTIVE.has(g.action));
+    let peak = 0;
+    for (const p of timeline) {
+      if (p.t > f.t && (next === undefined || p.t <= next.t + 1))
+        peak = Math.max(peak, p.connectAttempts);
+    }
+    const affected = a ? a.backs.length + a.notBack : 0;
+    const impact: FaultImpact = {
+      ...f,
+      affected,
+      notBack: a?.notBack ?? 0,
+      attempts: a?.attempts ?? 0,
+      attemptsPerDevice: a && affected > 0 ? round2(a.attempts / affected) : null,
+      reconnected: a ? times(a.backs, a.notBack) : { p50: null, p99: null, p100: null },
+      peakAttemptsPerSec: DISRUPTIVE.has(f.action) ? peak : 0,
+      lostMessages: a?.lost ?? 0,
+    };
+    if (f.action === 'scale-up') impact.skewSettledAfterS = skewSettledAfter(timeline, f.t, 1.2);
+    return impact;
+  });
+}
+
+/** Seconds from `t` until the first sample whose per-node skew is below `threshold`; null if never. */
+export function skewSettledAfter(
+  timeline: readonly StormPoint[],
+  t: number,
+  threshold: number,
+): number | null {
+  for (const p of timeline) {
+    if (p.t < t || !p.nodes) continue;
+    const s = skewOf(p.nodes);
+    if (s !== null && s < threshold) return round2(p.t - t);
+  }
+  return null;
+}
