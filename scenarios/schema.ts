@@ -300,7 +300,11 @@ export interface Scenario {
     connectRateHz: number;
     connectTimeoutMs: number;
     accounts: number;
-    /** Home region of each contiguous block of global device indices (`connect` actions' devices follow on). */
+    /**
+     * Home region of each contiguous block of global device indices: the
+     * initial devices split by share, then the `connect` actions' devices
+     * (indices from `count` on) split the same way.
+     */
     regions: Array<{ region: string; first: number; count: number }>;
     reconnect: ReconnectPolicy;
     /** Devices reconnect on their own every `everyMs` minus up to `staggerMs`; null = never. */
@@ -781,7 +785,11 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
       connectRateHz,
       connectTimeoutMs,
       accounts,
-      regions: splitByShare(count, shares),
+      // Devices opened later by `connect` actions follow on after the initial ones, split the same way.
+      regions: [
+        ...splitByShare(count, shares),
+        ...splitByShare(reserve, shares).map((b) => ({ ...b, first: b.first + count })),
+      ].filter((b) => b.count > 0),
       reconnect,
       periodicReconnect,
       heartbeatTimeoutMs,

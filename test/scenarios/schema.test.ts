@@ -132,6 +132,9 @@ describe('scenario validation', () => {
     expect(s.devices.regions).toEqual([
       { region: 'eu', first: 0, count: 6 },
       { region: 'us', first: 6, count: 3 },
+      // The 5 devices of the connect action, split by the same shares.
+      { region: 'eu', first: 9, count: 3 },
+      { region: 'us', first: 12, count: 2 },
     ]);
     expect(s.devices.reserve).toBe(5);
     expect(s.topology.regions[0]?.profile).toMatchObject({ capacity: 100, overload: 'crash' });

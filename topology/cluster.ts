@@ -1,0 +1,363 @@
+import { PushbenchError } from '../core/errors.js';
+import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
+import { nodeId as nodeIdOf } from '../scenarios/timeline.js';
+import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
+import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
+import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
+
+/** Where one block of devices connects, and from which source addresses. */
+export interface DeviceRoute {
+  region: string;
+  /** Global index of the block's first device, and how many. */
+  first: number;
+  count: number;
+  host: string;
+  port: number;
+  path: string;
+  localAddresses: string[];
+}
+
+/** Why a node is not (or no longer) running. */
+export type NodeState = 'up' | 'killed' | 'stopping' | 'stopped' | 'crashed';
+
+/** One node of the cluster over its whole life (restarts keep the id). */
+export interface ClusterNode {
+  nodeId: string;
+  region: string;
+  state: NodeState;
+  pid: number;
+  httpUrl: string;
+  /** Every process that ran under this id: pid, how it ended. */
+  lives: Array<{ pid: number; exit?: NodeExit }>;
+}
+
+/** What the cluster reports when something happens that nobody scripted (a node falls over). */
+export interface ClusterEvents {
+  /** A node process exited without being told to (crash, overload). */
+  unexpectedExit?: (node: ClusterNode, exit: NodeExit) => void;
+}
+
+/** Secrets the nodes and the harness share. */
+export interface ClusterSecrets {
+  secret: string;
+  apiKey: string;
+}
+
+/** Source addresses of region `k`'s devices: 8 per region, so ports never run out. */
+export function regionAddresses(k: number): string[] {
+  return Array.from({ length: 8 }, (_, j) => `127.0.${10 + k}.${1 + j}`);
+}
+
+/**
+ * The system under test as processes: reference nodes grouped in regions,
+ * sharing a registry and broker (an embedded hub process, or Redis), and — when
+ * the scenario needs balancers or faults — the network fabric process in front
+ * of them. Every node is a real child process; kills are real signals.
+ */
+export class Cluster {
+  private readonly nodes = new Map<string, ClusterNode>();
+  private readonly procs = new Map<string, NodeProcess>();
+  private readonly nextIndex = new Map<string, number>();
+  private hub: NodeProcess | undefined;
+  private network: NetworkHandle | undefined;
+  private addresses: Awaited<ReturnType<NetworkHandle['addresses']>> | undefined;
+  private stopping = false;
+
+  private constructor(
+    private readonly scenario: Scenario,
+    private readonly secrets: ClusterSecrets,
+    private readonly events: ClusterEvents,
+  ) {}
+
+  /** Starts hub, nodes and network; on any failure stops what started and rethrows. */
+  static async start(
+    scenario: Scenario,
+    secrets: ClusterSecrets,
+    events: ClusterEvents = {},
+  ): Promise<Cluster> {
+    const cluster = new Cluster(scenario, secrets, events);
+    try {
+      await cluster.boot();
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  private region(name: string): RegionTopology {
+    const r = this.scenario.topology.regions.find((x) => x.name === name);
+    if (!r) throw new PushbenchError('PB_INTERNAL', `no region ${name}`);
+    return r;
+  }
+
+  private async boot(): Promise<void> {
+    const { topology } = this.scenario;
+    const total = topology.regions.reduce((a, r) => a + r.nodes, 0);
+    const growing = this.scenario.timeline.some((t) => t.action === 'scale-up');
+    // Nodes share state through Redis when configured, else through a hub process
+    // that holds no devices (so killing any node never takes the cluster's state with it).
+    if (!topology.redisUrl && (total > 1 || growing)) {
+      this.hub = await startNodeProcess({
+        nodeId: 'hub',
+        ...this.secrets,
+        heartbeatIntervalMs: 10_000,
+        heartbeatTimeoutMs: 30_000,
+      });
+    }
+    const starts: Promise<void>[] = [];
+    for (const r of topology.regions) {
+      this.nextIndex.set(r.name, r.nodes + 1);
+      for (let n = 1; n <= r.nodes; n++) starts.push(this.startNode(r.name, nodeIdOf(r.name, n)));
+    }
+    await Promise.all(starts);
+    if (topology.balanced) {
+      const spec: NetworkSpec = {
+        host: '127.0.0.1',
+        seed: this.scenario.seed,
+        regions: topology.regions.map((r) => ({
+          name: r.name,
+          algorithm: r.balancer.algorithm,
+          slowStartMs: r.balancer.slowStartMs,
+          health: r.balancer.health,
+          backends: [...this.nodes.values()]
+            .filter((n) => n.region === r.name)
+            .map((n) => this.backendOf(n.nodeId)),
+        })),
+      };
+      if (topology.regions.length > 1) {
+        const homeByAddress: Record<string, string> = {};
+        topology.regions.forEach((r, k) => {
+          for (const a of regionAddresses(k)) homeByAddress[a] = r.name;
+        });
+        spec.global = { mode: topology.routing.mode, health: topology.routing.health, homeByAddress };
+      }
+      this.network = await startNetworkProcess(spec);
+      this.addresses = await this.network.addresses();
+    }
+  }
+
+  private backendOf(nodeId: string): { nodeId: string; host: string; port: number } {
+    const p = this.procs.get(nodeId);
+    if (!p) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is not running`);
+    return { nodeId, host: p.host, port: p.port };
+  }
+
+  private async startNode(region: string, nodeId: string): Promise<void> {
+    const profile = this.region(region).profile;
+    const proc = await startNodeProcess({
+      nodeId,
+      ...this.secrets,
+      heartbeatIntervalMs: profile.heartbeatIntervalMs,
+      heartbeatTimeoutMs: profile.heartbeatTimeoutMs,
+      drainWindowMs: profile.drainWindowMs,
+      ...(this.scenario.topology.redisUrl
+        ? { redisUrl: this.scenario.topology.redisUrl, redisPrefix: `pushbench:${process.pid}:` }
+        : this.hub
+          ? { join: this.hub.httpUrl }
+          : {}),
+      ...(profile.capacity !== null && {
+        maxConnections: profile.capacity,
+        overload: profile.overload,
+      }),
+      ...(profile.maxLifetimeMs !== null && { maxLifetimeMs: profile.maxLifetimeMs }),
+      ...(profile.admissionRateHz !== null && { admissionRateHz: profile.admissionRateHz }),
+      // d2d and pushes are the harness's load, not abuse: lift the per-device limits.
+      extraArgs: ['--d2d-rate', '1000', '--push-rate', '10000'],
+    });
+    this.procs.set(nodeId, proc);
+    const existing = this.nodes.get(nodeId);
+    const node: ClusterNode = existing ?? {
+      nodeId,
+      region,
+      state: 'up',
+      pid: proc.pid,
+      httpUrl: proc.httpUrl,
+      lives: [],
+    };
+    node.state = 'up';
+    node.pid = proc.pid;
+    node.httpUrl = proc.httpUrl;
+    const life: { pid: number; exit?: NodeExit } = { pid: proc.pid };
+    node.lives.push(life);
+    this.nodes.set(nodeId, node);
+    void proc.exited.then((exit) => {
+      life.exit = exit;
+      if (this.procs.get(nodeId) === proc) this.procs.delete(nodeId);
+      if (node.state === 'up' && !this.stopping) {
+        node.state = 'crashed';
+        this.events.unexpectedExit?.(node, exit);
+      } else if (node.state === 'stopping') {
+        node.state = 'stopped';
+      }
+    });
+  }
+
+  /** Where each region's devices connect (the global entry, a region balancer, or the one node). */
+  deviceRoutes(blocks: Scenario['devices']['regions']): DeviceRoute[] {
+    const { regions } = this.scenario.topology;
+    const addresses = this.addresses;
+    return blocks.map((b) => {
+      const k = regions.findIndex((r) => r.name === b.region);
+      let host: string;
+      let port: number;
+      if (addresses) {
+        const entry = addresses.global ?? addresses.regions[b.region];
+        if (!entry) throw new PushbenchError('PB_INTERNAL', `no balancer for region ${b.region}`);
+        host = entry.host;
+        port = entry.port;
+      } else {
+        const only = this.procs.values().next().value as NodeProcess;
+        host = only.host;
+        port = only.port;
+      }
+      return {
+        region: b.region,
+        first: b.first,
+        count: b.count,
+        host,
+        port,
+        path: '/ws',
+        localAddresses: regionAddresses(Math.max(0, k)),
+      };
+    });
+  }
+
+  /** HTTP API URLs of the nodes that are up, for the publisher. */
+  apiUrls(): string[] {
+    return [...this.nodes.values()].filter((n) => n.state === 'up').map((n) => n.httpUrl);
+  }
+
+  /** Every node, for the report. */
+  describe(): ClusterNode[] {
+    return [...this.nodes.values()];
+  }
+
+  /** Network pid and hub pid, for the report. */
+  infrastructure(): { hubPid?: number; networkPid?: number } {
+    return {
+      ...(this.hub && { hubPid: this.hub.pid }),
+      ...(this.network && { networkPid: this.network.pid }),
+    };
+  }
+
+  private requireUp(nodeId: string): NodeProcess {
+    const p = this.procs.get(nodeId);
+    if (!p) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is not running`);
+    return p;
+  }
+
+  /** SIGKILL: the process dies at once and its sockets close. The balancer finds out by health checks. */
+  async kill(nodeId: string): Promise<void> {
+    const p = this.requireUp(nodeId);
+    const node = this.nodes.get(nodeId)!;
+    node.state = 'killed';
+    p.signal('SIGKILL');
+    await p.exited;
+  }
+
+  /** SIGTERM: the node drains gracefully (health check fails, goaways over its drain window), then exits. */
+  async stopNode(nodeId: string): Promise<void> {
+    const p = this.requireUp(nodeId);
+    this.nodes.get(nodeId)!.state = 'stopping';
+    p.signal('SIGTERM');
+    // Not awaited: a drain lasts its window; the timeline goes on meanwhile.
+  }
+
+  /** Starts a node again under the same id (a new process on a new port) and puts it behind its balancer. */
+  async restart(nodeId: string): Promise<void> {
+    const node = this.nodes.get(nodeId);
+    if (!node) throw new PushbenchError('PB_INTERNAL', `no node ${nodeId}`);
+    if (this.procs.has(nodeId)) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is still running`);
+    await this.startNode(node.region, nodeId);
+    await this.network?.addBackend(node.region, this.backendOf(nodeId));
+  }
+
+  /** Adds `count` nodes to a region; the balancer takes them after their first health check. */
+  async scaleUp(region: string, count: number): Promise<string[]> {
+    const first = this.nextIndex.get(region) ?? 1;
+    this.nextIndex.set(region, first + count);
+    const ids = Array.from({ length: count }, (_, i) => nodeIdOf(region, first + i));
+    await Promise.all(ids.map((id) => this.startNode(region, id)));
+    for (const id of ids) await this.network?.addBackend(region, this.backendOf(id));
+    return ids;
+  }
+
+  /** Removes the `count` newest running nodes of a region: out of rotation, then drained (SIGTERM) or killed. */
+  async scaleDown(region: string, count: number, graceful: boolean): Promise<string[]> {
+    const victims = [...this.nodes.values()]
+      .filter((n) => n.region === region && n.state === 'up')
+      .slice(-count)
+      .map((n) => n.nodeId);
+    for (const id of victims) {
+      await this.network?.removeBackend(region, id);
+      if (graceful) await this.stopNode(id);
+      else await this.kill(id);
+    }
+    return victims;
+  }
+
+  /** Puts a fault on the network; throws when the topology has no network. */
+  async applyFault(fault: NetworkFault): Promise<string> {
+    if (!this.network) {
+      throw new PushbenchError('PB_INTERNAL', `${fault.kind} needs the network fabric, and this run has none`);
+    }
+    return this.network.applyFault(fault);
+  }
+
+  async clearFault(id: string): Promise<void> {
+    await this.network?.clearFault(id);
+  }
+
+  async clearScope(scope: FaultScope): Promise<void> {
+    await this.network?.clearScope(scope);
+  }
+
+  /** Connections each running node reports holding (its own /metrics.json). */
+  async sampleNodes(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    await Promise.all(
+      [...this.nodes.values()]
+        .filter((n) => n.state === 'up' || n.state === 'stopping')
+        .map(async (n) => {
+          try {
+            const res = await fetch(`${n.httpUrl}/metrics.json`, { signal: AbortSignal.timeout(800) });
+            const body = (await res.json()) as { connections?: number };
+            if (typeof body.connections === 'number') out[n.nodeId] = body.connections;
+          } catch {
+            // A node that does not answer has no count this second.
+          }
+        }),
+    );
+    return out;
+  }
+
+  /** The balancers' view (per backend connections, health), when there is a network. */
+  async sampleNetwork(): Promise<NetworkSample | undefined> {
+    return this.network?.sample();
+  }
+
+  /** Final counts of every running node, for the report. */
+  async nodeMetrics(): Promise<Array<Record<string, unknown>>> {
+    return Promise.all(
+      [...this.nodes.values()]
+        .filter((n) => n.state === 'up' || n.state === 'stopping')
+        .map(async (n) => {
+          try {
+            const res = await fetch(`${n.httpUrl}/metrics.json`, { signal: AbortSignal.timeout(2000) });
+            return (await res.json()) as Record<string, unknown>;
+          } catch (err) {
+            return { nodeId: n.nodeId, error: `metrics unavailable: ${(err as Error).message}` };
+          }
+        }),
+    );
+  }
+
+  /** Stops everything: network first (so nothing reconnects through it), then nodes, then the hub. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.network?.stop().catch(() => {});
+    await Promise.all([...this.procs.values()].map((p) => p.stop(3000)));
+    await this.hub?.stop(3000);
+  }
+}
