@@ -248,9 +248,15 @@ type FaultFigures = NonNullable<GateInputs['faults']>[number];
 /** Per-fault metrics: `fault(<label>).<field>`. */
 const FAULT_FIELDS: Record<
   string,
-  { kind: Gate['kind']; read: (f: FaultFigures) => MetricReading }
+  { kind: Gate['kind']; read: (f: FaultFigures, inputs: GateInputs) => MetricReading }
 > = {
   affected: { kind: 'count', read: (f) => ({ value: f.affected }) },
+  /** Affected devices as a share of the devices requested. */
+  share: {
+    kind: 'percent',
+    read: (f, { connections }) =>
+      ratio(f.affected, connections.requested, 'no connections requested'),
+  },
   peak: { kind: 'count', read: (f) => ({ value: f.peakAttemptsPerSec }) },
   lost: { kind: 'count', read: (f) => ({ value: f.lostMessages }) },
   attemptsPerDevice: {
@@ -335,9 +341,9 @@ function findMetric(name: string): GateMetric | undefined {
     return {
       name,
       kind: def.kind,
-      read: ({ faults }) => {
-        const f = faults?.find((x) => x.label === label);
-        return f ? def.read(f) : { value: null, missing: `no fault labelled ${label} fired` };
+      read: (inputs) => {
+        const f = inputs.faults?.find((x) => x.label === label);
+        return f ? def.read(f, inputs) : { value: null, missing: `no fault labelled ${label} fired` };
       },
     };
   }

@@ -59,6 +59,26 @@ export class Bitset {
     return n;
   }
 
+  /** A new set holding the members of this set that are also in `other`. */
+  and(other: Bitset): Bitset {
+    const len = Math.min(this.bits.length, other.bits.length);
+    const out = new Uint8Array(Math.max(len, 1));
+    for (let i = 0; i < len; i++) out[i] = (this.bits[i] ?? 0) & (other.bits[i] ?? 0);
+    return new Bitset(out);
+  }
+
+  /** Calls `fn` for each member, in increasing order. */
+  forEach(fn: (i: number) => void): void {
+    for (let byte = 0; byte < this.bits.length; byte++) {
+      let b = this.bits[byte] ?? 0;
+      while (b) {
+        const low = b & -b;
+        fn(byte * 8 + (31 - Math.clz32(low)));
+        b ^= low;
+      }
+    }
+  }
+
   /** The raw bytes, for postMessage. */
   toBytes(): Uint8Array {
     return this.bits;
@@ -123,6 +143,84 @@ export function reconcileLedger(pub: PublisherCounts, dev: DeviceCounts): Delive
     duplicates: dev.duplicates,
     late: pub.accepted.countAnd(dev.late),
     unconfirmed: dev.delivered.count() - delivered,
+    rate: accepted === 0 ? 1 : delivered / accepted,
+  };
+}
+
+/**
+ * The publisher's side of a fan-out ledger (room messages): message `r` was
+ * accepted once but owes `fanOut(r)` deliveries, one per member.
+ */
+export interface FanOutPublisherCounts {
+  /** Messages issued. */
+  sent: Bitset;
+  /** Messages accepted. */
+  accepted: Bitset;
+  /** Rejected messages by status (counted in messages, not deliveries). */
+  rejectedByStatus: Record<string, number>;
+  /** Deliveries message `r` owes (its room's member count). */
+  fanOut(r: number): number;
+}
+
+/** The devices' side of a fan-out ledger: distinct members reached per message, summed over workers. */
+export interface FanOutDeviceCounts {
+  /** `delivered[r]`: members that got message r (first time) before the deadline. */
+  delivered: Uint32Array;
+  /** `late[r]`: members that first got message r after the deadline. */
+  late: Uint32Array;
+  duplicates: number;
+}
+
+/**
+ * Joins a fan-out ledger in units of deliveries (message x member): `sent`,
+ * `accepted` and `rejected` are what the messages owe, so `delivered + lost ==
+ * accepted` and `accepted + rejected == sent` hold as for {@link reconcileLedger}.
+ * `rejectedByStatus` is also in deliveries (a rejected message owes nobody, but
+ * counting what it would have owed keeps the two invariants).
+ */
+export function reconcileFanOut(
+  pub: FanOutPublisherCounts,
+  dev: FanOutDeviceCounts,
+): DeliveryLedger {
+  let sent = 0;
+  let accepted = 0;
+  let delivered = 0;
+  let late = 0;
+  let unconfirmed = 0;
+  pub.sent.forEach((r) => {
+    const owed = pub.fanOut(r);
+    sent += owed;
+    const got = dev.delivered[r] ?? 0;
+    if (pub.accepted.has(r)) {
+      accepted += owed;
+      delivered += Math.min(got, owed);
+      late += Math.min(dev.late[r] ?? 0, owed - Math.min(got, owed));
+    } else {
+      unconfirmed += got;
+    }
+  });
+  const rejected = sent - accepted;
+  const rejectedMessages = Object.values(pub.rejectedByStatus).reduce((a, b) => a + b, 0);
+  // Spread the rejected deliveries over the statuses in proportion to messages.
+  const rejectedByStatus: Record<string, number> = {};
+  let left = rejected;
+  const statuses = Object.entries(pub.rejectedByStatus);
+  statuses.forEach(([status, n], k) => {
+    const share =
+      k === statuses.length - 1 ? left : Math.round((rejected * n) / Math.max(1, rejectedMessages));
+    rejectedByStatus[status] = share;
+    left -= share;
+  });
+  return {
+    sent,
+    accepted,
+    delivered,
+    lost: accepted - delivered,
+    rejected,
+    rejectedByStatus,
+    duplicates: dev.duplicates,
+    late,
+    unconfirmed,
     rate: accepted === 0 ? 1 : delivered / accepted,
   };
 }

@@ -1,11 +1,24 @@
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
-import type { LoadResult, RunMarker, TimelinePoint, WorkerHealth } from '../loadgen/coordinator.js';
+import {
+  type LoadResult,
+  RUN_SERIES,
+  type RunMarker,
+  type TimelinePoint,
+  type WorkerHealth,
+} from '../loadgen/coordinator.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
 import { encodeHistogram, type LatencySummary, summarize } from './histogram.js';
 import type { DeliveryLedger } from './ledger.js';
 import { type SkewSummary, summarizeSkew } from './skew.js';
+import {
+  type FaultImpact,
+  type FaultLike,
+  faultImpacts,
+  type StormSummary,
+  summarizeStorm,
+} from './storm.js';
 
 export { type SkewSummary, skewOf, summarizeSkew } from './skew.js';
 
@@ -62,7 +75,13 @@ export interface Report {
   };
   /** The ledger, plus `unaddressed`: scheduled messages not sent because no device was connected. */
   delivery: DeliveryLedger & { unaddressed: number };
-  latency: { push: LatencySummary; connect: LatencySummary; api: LatencySummary };
+  /** The ledger of each traffic kind; `delivery` is their sum (room deliveries count message x member). */
+  deliveryByKind?: Record<'direct' | 'indirect' | 'room' | 'd2d', DeliveryLedger>;
+  /** Summaries of every latency series with samples (`push`, `connect`, `api` always; `reconnect`, `room`, `d2d`, `push@<region>` when recorded). */
+  latency: { push: LatencySummary; connect: LatencySummary; api: LatencySummary } & Record<
+    string,
+    LatencySummary
+  >;
   gates: GateResult[];
   generator: {
     valid: boolean;
@@ -79,6 +98,38 @@ export interface Report {
   histograms: Record<string, string>;
   server: ServerCounts[];
   machine: MachineFacts;
+  /** The reconnect storm over the whole run. */
+  storm: StormSummary;
+  /** Every timeline action and unscripted crash, with the herd each caused and messages lost in it. */
+  faults: FaultImpact[];
+  /** Per-region figures: nodes that fell over on their own, skew over the region's nodes. */
+  regions: Record<string, { crashed: number; skew: SkewSummary }>;
+  /** The processes of the system under test and the balancers' view over time. */
+  topology: TopologyReport;
+}
+
+/** The system under test as it ran. */
+export interface TopologyReport {
+  /** Every node over its life (restarts keep the id), with how each process ended. */
+  nodes: Array<{
+    nodeId: string;
+    region: string;
+    state: string;
+    lives: Array<{
+      pid: number;
+      exit?: { exitCode: number | undefined; signal: string | undefined; lastError: string };
+    }>;
+  }>;
+  hubPid?: number;
+  networkPid?: number;
+  /** One sample per second of the balancers: per-backend connections and health. */
+  balancer: Array<{
+    t: number;
+    backends: Record<
+      string,
+      { connections: number; healthy: boolean; inRotation: boolean; conntrackHeld: number }
+    >;
+  }>;
 }
 
 /** Inputs of {@link buildReport} besides the load result. */
@@ -90,21 +141,84 @@ export interface ReportContext {
   version: string;
   machine: MachineFacts;
   server: ServerCounts[];
+  /** What the chaos director did (topology/chaos.ts FaultRecord). */
+  faults?: FaultLike[];
+  topology?: TopologyReport;
+  /** Scheduled send times (s since start) of messages accepted and never delivered. */
+  lostAtS?: number[];
 }
 
 /** Assembles the report, evaluates the gates and decides the verdict. */
-export function buildReport(load: LoadResult, ctx: ReportContext): Report {
-  const latency = {
-    push: summarize(load.histograms.push!),
-    connect: summarize(load.histograms.connect!),
-    api: summarize(load.histograms.api!),
+/** Sums ledgers: counts add, statuses add by key, the rate is recomputed. */
+export function sumLedgers(ledgers: readonly DeliveryLedger[]): DeliveryLedger {
+  const out: DeliveryLedger = {
+    sent: 0,
+    accepted: 0,
+    delivered: 0,
+    lost: 0,
+    rejected: 0,
+    rejectedByStatus: {},
+    duplicates: 0,
+    late: 0,
+    unconfirmed: 0,
+    rate: 1,
   };
+  for (const l of ledgers) {
+    out.sent += l.sent;
+    out.accepted += l.accepted;
+    out.delivered += l.delivered;
+    out.lost += l.lost;
+    out.rejected += l.rejected;
+    out.duplicates += l.duplicates;
+    out.late += l.late;
+    out.unconfirmed += l.unconfirmed;
+    for (const [k, v] of Object.entries(l.rejectedByStatus)) {
+      out.rejectedByStatus[k] = (out.rejectedByStatus[k] ?? 0) + v;
+    }
+  }
+  out.rate = out.accepted === 0 ? 1 : out.delivered / out.accepted;
+  return out;
+}
+
+export function buildReport(load: LoadResult, ctx: ReportContext): Report {
+  // Direct and indirect pushes are load.ledger; rooms and d2d add their own.
+  const delivery = load.traffic
+    ? sumLedgers([load.ledger, load.traffic.room, load.traffic.d2d])
+    : load.ledger;
+  const latency = {} as Report['latency'];
+  for (const [series, h] of Object.entries(load.histograms)) {
+    if (h.totalCount > 0 || RUN_SERIES.includes(series as (typeof RUN_SERIES)[number])) {
+      latency[series] = summarize(h);
+    }
+  }
   const skew = summarizeSkew(load.timeline);
+  const faultRecords = ctx.faults ?? [];
+  const rampEnd = load.markers.find((m) => m.kind === 'phase' && m.label === 'publishing')?.t ?? 0;
+  const storm = summarizeStorm(load.drops, load.timeline, rampEnd);
+  const faults = faultImpacts(faultRecords, load.drops, load.timeline, ctx.lostAtS ?? []);
+  const regions: Report['regions'] = {};
+  for (const r of ctx.scenario.topology.regions) {
+    const prefix = `${r.name}-`;
+    const own = load.timeline.map((p) => ({
+      nodes:
+        p.nodes &&
+        Object.fromEntries(Object.entries(p.nodes).filter(([id]) => id.startsWith(prefix))),
+    }));
+    regions[r.name] = {
+      crashed: faultRecords.filter((f) => f.action === 'crash' && f.target.startsWith(prefix))
+        .length,
+      skew: summarizeSkew(own),
+    };
+  }
   const gates = evaluateGates(ctx.gates, {
-    delivery: load.ledger,
+    delivery,
     latency,
     connections: load.connections,
     skew,
+    storm,
+    faults,
+    regions,
+    crashed: faultRecords.filter((f) => f.action === 'crash').length,
   });
   const verdict: Verdict = load.generator.valid ? worstVerdict(gates) : 'invalid';
   const heldAtServer = ctx.server.reduce<number | null>((sum, s) => {
@@ -122,17 +236,39 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     verdict,
     exitCode: exitCodeOfVerdict[verdict],
     devices: { ...load.connections, heldAtServer: ctx.server.length > 0 ? heldAtServer : null },
-    delivery: { ...load.ledger, unaddressed: load.unaddressed },
+    delivery: { ...delivery, unaddressed: load.unaddressed },
+    ...(load.traffic && {
+      deliveryByKind: {
+        direct: load.traffic.direct,
+        indirect: load.traffic.indirect,
+        room: load.traffic.room,
+        d2d: load.traffic.d2d,
+      },
+    }),
     latency,
     gates,
     generator: load.generator,
     timeline: load.timeline,
-    markers: load.markers,
+    markers: [
+      ...load.markers,
+      ...faultRecords
+        .filter((f) => f.fired)
+        .map((f) => ({
+          t: f.t,
+          kind: 'fault' as const,
+          label: f.label,
+          ...(f.tEnd !== null && f.tEnd !== f.t && { tEnd: f.tEnd }),
+        })),
+    ].sort((a, b) => a.t - b.t),
     skew,
     histograms: Object.fromEntries(
       Object.entries(load.histograms).map(([k, h]) => [k, encodeHistogram(h)]),
     ),
     server: ctx.server,
     machine: ctx.machine,
+    storm,
+    faults,
+    regions,
+    topology: ctx.topology ?? { nodes: [], balancer: [] },
   };
 }

@@ -14,6 +14,8 @@ export interface FaultLike {
   t: number;
   tEnd: number | null;
   fired: boolean;
+  /** Set when the action could not be carried out. */
+  error?: string;
 }
 
 /** The timeline fields this module reads. */

@@ -4,14 +4,21 @@ import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
 import { machineFacts, openFilesLimit } from '../core/machine.js';
 import { version } from '../core/version.js';
-import { Coordinator } from '../loadgen/coordinator.js';
+import { Coordinator, type LoadResult } from '../loadgen/coordinator.js';
 import { parseGates } from '../reports/gates.js';
 import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
 import type { RunListener } from '../reports/outputs/progress.js';
-import { buildReport, type Report, type ServerCounts } from '../reports/report.js';
+import {
+  buildReport,
+  type Report,
+  type ServerCounts,
+  type TopologyReport,
+} from '../reports/report.js';
 import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
 import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
-import { type NodeProcess, startNodeProcess } from '../topology/supervisor.js';
+import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
+import { Cluster } from '../topology/cluster.js';
+import type { NetworkSample } from '../topology/network/types.js';
 
 /** Options of {@link run}; every scenario override is optional. */
 export interface RunOptions extends ScenarioOverrides, OutputRequest {
@@ -36,21 +43,39 @@ export interface RunResult {
 const FD_OVERHEAD = 200;
 
 /**
- * Checks, before anything starts, that one process can hold the fleet's
- * sockets. Until multi-process placement lands, devices share one process and
- * the node another, so each needs `devices + overhead` descriptors.
+ * Checks, before anything starts, that each process can hold its sockets:
+ * the load generator holds one per device (all its threads share one process),
+ * the network fabric two per device (both sides of each relayed connection).
  */
 export function preflight(scenario: Scenario, limit: number | null = openFilesLimit()): void {
   if (limit === null) return;
-  const needed = scenario.devices.count + FD_OVERHEAD;
-  if (needed > limit) {
-    throw new PushbenchError(
-      'PB_LIMIT',
-      `${scenario.devices.count} devices need about ${needed} open files in one process but the limit ` +
-        `(RLIMIT_NOFILE) is ${limit}; raise it with \`ulimit -n ${needed}\`, or run at most ` +
-        `${limit - FD_OVERHEAD} devices (spreading a fleet over processes is not built yet)`,
-    );
+  const devices = scenario.devices.count + scenario.devices.reserve;
+  const needs: Array<[string, number]> = [['the load generator', devices + FD_OVERHEAD]];
+  if (scenario.topology.balanced) needs.push(['the network fabric', 2 * devices + FD_OVERHEAD]);
+  for (const [who, needed] of needs) {
+    if (needed > limit) {
+      throw new PushbenchError(
+        'PB_LIMIT',
+        `${devices} devices need about ${needed} open files in ${who}'s process but the limit ` +
+          `(RLIMIT_NOFILE) is ${limit}; raise it with \`ulimit -n ${needed}\`, or run fewer devices ` +
+          `(spreading a fleet over processes is not built yet)`,
+      );
+    }
   }
+}
+
+/** One second of the balancers' view, keyed by node. */
+function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'][number] {
+  const backends: TopologyReport['balancer'][number]['backends'] = {};
+  for (const b of net.backends) {
+    backends[b.nodeId] = {
+      connections: b.connections,
+      healthy: b.healthy,
+      inRotation: b.inRotation,
+      conntrackHeld: b.conntrackHeld,
+    };
+  }
+  return { t: Math.round(t * 10) / 10, backends };
 }
 
 function timestamp(d: Date): string {
@@ -60,20 +85,13 @@ function timestamp(d: Date): string {
     .replace(/\.\d+Z$/, 'Z');
 }
 
-async function fetchServerCounts(node: NodeProcess): Promise<ServerCounts> {
-  try {
-    const res = await fetch(`${node.httpUrl}/metrics.json`, { signal: AbortSignal.timeout(2000) });
-    return (await res.json()) as ServerCounts;
-  } catch (err) {
-    return { nodeId: node.nodeId, error: `metrics unavailable: ${(err as Error).message}` };
-  }
-}
-
 /**
- * Runs a scenario end to end: validates it and its gates, starts the reference
- * node as a separate process, drives the device fleet and publisher, stops the
- * node, and returns the report (also written as report.json). Never sets the
- * process exit code: the report carries `exitCode` for the caller to use.
+ * Runs a scenario end to end: validates it and its gates, starts the cluster
+ * (node processes, and the network fabric when there are balancers or faults),
+ * drives the device fleet and publishers while the chaos director plays the
+ * timeline, stops everything, and returns the report (also written as
+ * report.json). Never sets the process exit code: the report carries
+ * `exitCode` for the caller to use.
  */
 export async function run(
   ref: string | ScenarioInput,
@@ -85,42 +103,58 @@ export async function run(
   const listener = options.listener ?? {};
   const startedAt = new Date();
   const t0 = performance.now();
-  const secret = randomBytes(24).toString('base64url');
-  const apiKey = randomBytes(24).toString('base64url');
+  const secrets = {
+    secret: randomBytes(24).toString('base64url'),
+    apiKey: randomBytes(24).toString('base64url'),
+  };
 
-  const node = await startNodeProcess({
-    nodeId: 'node-1',
-    secret,
-    apiKey,
-    heartbeatIntervalMs: scenario.topology.regions[0]!.profile.heartbeatIntervalMs,
-    heartbeatTimeoutMs: scenario.topology.regions[0]!.profile.heartbeatTimeoutMs,
+  let director: ChaosDirector | undefined;
+  const cluster = await Cluster.start(scenario, secrets, {
+    unexpectedExit: (node, exit) => {
+      const how = exit.signal ?? `code ${exit.exitCode}`;
+      listener.notice?.(`${node.nodeId} exited on its own (${how}) ${exit.lastError}`.trim());
+      director?.noteCrash(node.nodeId, exit.lastError);
+    },
   });
-  listener.notice?.(`node-1 listening on ${node.wsUrl} (pid ${node.pid})`);
+  const nodes = cluster.describe();
+  listener.notice?.(
+    `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})`,
+  );
   const server: ServerCounts[] = [];
-  let load: Awaited<ReturnType<Coordinator['run']>>;
+  const balancer: TopologyReport['balancer'] = [];
+  let load: LoadResult;
+  let faults: FaultRecord[] = [];
   try {
     const coordinator = new Coordinator({
       scenario,
-      target: { host: node.host, port: node.port, path: '/ws' },
-      httpUrl: node.httpUrl,
-      secret,
-      apiKey,
+      routes: cluster.deviceRoutes(scenario.devices.regions),
+      httpUrls: cluster.apiUrls(),
+      secret: secrets.secret,
+      apiKey: secrets.apiKey,
       beforeClose: async () => {
-        server.push(await fetchServerCounts(node));
+        server.push(...(await cluster.nodeMetrics()));
       },
       sampleNodes: async () => {
-        const counts = await fetchServerCounts(node);
-        return typeof counts.connections === 'number' ? { [node.nodeId]: counts.connections } : {};
+        const [counts, net] = await Promise.all([
+          cluster.sampleNodes(),
+          cluster.sampleNetwork().catch(() => undefined),
+        ]);
+        if (net) balancer.push(balancerPoint(coordinator.elapsedS(), net));
+        return counts;
       },
     });
+    director = new ChaosDirector(scenario.timeline, cluster, coordinator, (record) => {
+      listener.notice?.(`t=${record.t}s ${record.label}`);
+    });
+    const chaos = director;
+    coordinator.on('started', (startUs) => chaos.start(startUs));
     if (listener.phase) coordinator.on('phase', (p) => listener.phase?.(p));
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));
     load = await coordinator.run();
+    faults = chaos.stop();
   } finally {
-    const exit = await node.stop();
-    if (exit.exitCode !== 0 && exit.exitCode !== undefined) {
-      listener.notice?.(`node-1 exited with code ${exit.exitCode}`);
-    }
+    director?.stop();
+    await cluster.stop();
   }
 
   const report = buildReport(load, {
@@ -131,6 +165,8 @@ export async function run(
     version,
     machine: machineFacts(),
     server,
+    faults,
+    topology: { nodes: cluster.describe(), ...cluster.infrastructure(), balancer },
   });
   let reportPath: string | undefined;
   let files: string[] = [];

@@ -14,6 +14,7 @@ import type { TimelinePoint } from '../../loadgen/coordinator.js';
 import type { GateVerdict } from '../gates.js';
 import { decodeHistogram, type LatencySummary, percentileDistribution } from '../histogram.js';
 import { type Report, skewOf, type Verdict } from '../report.js';
+import type { FaultImpact } from '../storm.js';
 
 /** Options of {@link renderHtml}; reserved for comparing runs, which is not built yet. */
 export interface HtmlOptions {
@@ -222,12 +223,14 @@ export function timelineCharts(report: Report): ChartSpec[] {
     {
       ...base,
       name: 'connection-events',
-      title: 'Connect attempts, failures and disconnects per second',
+      title: 'Connect attempts, failures, disconnects, reconnect attempts and losses per second',
       yAxes: [{ scale: 'y', unit: 'rate', label: 'per second' }],
       series: [
         rate('connect attempts', '#2563eb', (p) => p.connectAttempts),
         rate('connect failures', '#dc2626', (p) => p.connectFailures),
         rate('disconnects', '#d97706', (p) => p.disconnects),
+        rate('reconnect attempts', '#7c3aed', (p) => p.reconnectAttempts ?? 0),
+        rate('connections lost', '#111827', (p) => p.losses ?? 0),
       ],
     },
     {
@@ -474,67 +477,77 @@ function summarySection(report: Report): string {
 </section>`;
 }
 
-type Scalar = string | number | boolean | null;
-
-/** One row of `report.faults`, a field later versions add; read defensively, never invented. */
-interface FaultRow {
-  label: string;
-  t: number | null;
-  lost: number | null;
-  extra: Record<string, Scalar>;
-}
-
-function faultsOf(report: Report): FaultRow[] | null {
-  const raw: unknown = (report as unknown as Record<string, unknown>).faults;
-  if (!Array.isArray(raw)) return null;
-  return raw.map((item: unknown, i): FaultRow => {
-    const o: Record<string, unknown> = typeof item === 'object' && item !== null ? { ...item } : {};
-    const extra: Record<string, Scalar> = {};
-    for (const [k, v] of Object.entries(o)) {
-      if (k === 'label' || k === 't' || k === 'lost') continue;
-      extra[k] =
-        v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
-          ? v
-          : (JSON.stringify(v) ?? String(v));
-    }
-    return {
-      label: typeof o.label === 'string' ? o.label : `fault ${i + 1}`,
-      t: typeof o.t === 'number' ? o.t : null,
-      lost: typeof o.lost === 'number' ? o.lost : null,
-      extra,
-    };
-  });
-}
-
-function scalarText(v: Scalar | undefined): string {
-  if (v === undefined || v === null) return '–';
-  return typeof v === 'number' ? v.toLocaleString('en-US') : String(v);
+function seconds(v: number | null | undefined): string {
+  return v === null || v === undefined ? '–' : `${v.toFixed(2)} s`;
 }
 
 function faultsSection(report: Report): string {
-  const faults = faultsOf(report);
+  // Reports written before faults existed have none; read defensively.
+  const faults: FaultImpact[] = Array.isArray(report.faults) ? report.faults : [];
   const l = report.delivery;
+  const storm = report.storm;
+  const overall = `Overall ${escapeHtml(formatCount(l.lost))} of ${escapeHtml(
+    formatCount(l.accepted),
+  )} accepted messages were lost (${escapeHtml(formatCount(l.late))} of them late), ${escapeHtml(
+    formatCount(l.rejected),
+  )} were rejected.`;
+  const stormText = storm
+    ? `<p>Connections lost: ${escapeHtml(formatCount(storm.losses))}; reconnect attempts ${escapeHtml(
+        formatCount(storm.reconnectAttempts),
+      )} (${escapeHtml(storm.attemptsPerDevice === null ? '–' : storm.attemptsPerDevice.toFixed(2))} per loss); peak ${escapeHtml(
+        formatCount(storm.peakAttemptsPerSec),
+      )} connect attempts/s${storm.peakAtS === null ? '' : ` at ${escapeHtml(seconds(storm.peakAtS))}`}; back after a loss: p50 ${escapeHtml(
+        seconds(storm.lossToBack.p50),
+      )}, p99 ${escapeHtml(seconds(storm.lossToBack.p99))}, all ${escapeHtml(
+        seconds(storm.lossToBack.p100),
+      )}; never back: ${escapeHtml(formatCount(storm.notBack))}.</p>`
+    : '';
   let body: string;
-  if (faults === null || faults.length === 0) {
-    body = `<p>This run had no fault events. Overall ${escapeHtml(formatCount(l.lost))} of ${escapeHtml(
-      formatCount(l.accepted),
-    )} accepted messages were lost (${escapeHtml(formatCount(l.late))} of them late), ${escapeHtml(
-      formatCount(l.rejected),
-    )} were rejected.</p>`;
+  if (faults.length === 0) {
+    body = `<p>This run had no fault events. ${overall}</p>${stormText}`;
   } else {
-    const extraKeys = [...new Set(faults.flatMap((f) => Object.keys(f.extra)))];
-    body = table(
-      ['fault', ...['t', 'lost', ...extraKeys].map((text) => ({ text, className: 'num' }))],
-      faults.map((f) => [
-        f.label,
-        { text: f.t === null ? '–' : `${f.t.toFixed(2)} s`, className: 'num' },
-        { text: scalarText(f.lost), className: f.lost ? 'num bad' : 'num' },
-        ...extraKeys.map((k) => ({ text: scalarText(f.extra[k]), className: 'num' })),
-      ]),
-      { className: 'faults' },
-    );
+    const num = (text: string, bad = false): Cell => ({ text, className: bad ? 'num bad' : 'num' });
+    body =
+      table(
+        [
+          'fault',
+          'target',
+          ...[
+            'at',
+            'until',
+            'devices affected',
+            'never back',
+            'attempts / device',
+            'peak attempts/s',
+            '50 % back',
+            '99 % back',
+            '100 % back',
+            'messages lost',
+          ].map((text) => ({ text, className: 'num' })),
+          'note',
+        ],
+        faults.map((f) => [
+          f.label,
+          f.target,
+          num(f.fired ? seconds(f.t) : 'not reached'),
+          num(f.tEnd === null ? '–' : seconds(f.tEnd)),
+          num(formatCount(f.affected)),
+          num(formatCount(f.notBack), f.notBack > 0),
+          num(f.attemptsPerDevice === null ? '–' : f.attemptsPerDevice.toFixed(2)),
+          num(formatCount(f.peakAttemptsPerSec)),
+          num(seconds(f.reconnected.p50)),
+          num(seconds(f.reconnected.p99)),
+          num(seconds(f.reconnected.p100)),
+          num(formatCount(f.lostMessages), f.lostMessages > 0),
+          f.error ??
+            (f.skewSettledAfterS !== undefined
+              ? `skew < 1.2 after ${f.skewSettledAfterS === null ? 'never' : seconds(f.skewSettledAfterS)}`
+              : ''),
+        ]),
+        { className: 'faults' },
+      ) + `<p>${overall}</p>${stormText}`;
   }
-  return `<section id="faults" class="card"><h2>Losses per fault</h2>${body}</section>`;
+  return `<section id="faults" class="card"><h2>Faults, reconnect storms and losses</h2>${body}</section>`;
 }
 
 function skewSection(report: Report, chart: ChartLookup): string {

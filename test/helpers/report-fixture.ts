@@ -29,6 +29,14 @@ export function fakeLoad(run: FakeRun): LoadResult {
   for (let i = lost; i < run.accepted; i++) delivered.add(i);
   const push = createLatencyHistogram();
   for (let i = lost; i < run.accepted; i++) recordUs(push, run.pushUs ?? 2000);
+  const ledger = reconcileLedger(
+    { sent: run.accepted, accepted, rejectedByStatus: {} },
+    { delivered, late: new Bitset(), duplicates: 0 },
+  );
+  const empty = reconcileLedger(
+    { sent: 0, accepted: new Bitset(), rejectedByStatus: {} },
+    { delivered: new Bitset(), late: new Bitset(), duplicates: 0 },
+  );
   return {
     connections: {
       requested: 10,
@@ -37,11 +45,23 @@ export function fakeLoad(run: FakeRun): LoadResult {
       failed: 0,
       failuresByReason: {},
       closesByCode: {},
+      lossesByCause: {},
     },
-    ledger: reconcileLedger(
-      { sent: run.accepted, accepted, rejectedByStatus: {} },
-      { delivered, late: new Bitset(), duplicates: 0 },
-    ),
+    drops: new Float64Array(0),
+    gaveUp: 0,
+    ledger,
+    traffic: {
+      direct: ledger,
+      indirect: empty,
+      room: { ...empty, recovered: 0, resyncs: 0, expected: 0, messages: { sent: 0, accepted: 0 } },
+      d2d: { ...empty, notSent: 0, statuses: {} },
+      combined: {
+        accepted: ledger.accepted,
+        delivered: ledger.delivered,
+        lost: ledger.lost,
+        rate: ledger.rate,
+      },
+    },
     histograms: { push, connect: createLatencyHistogram(), api: createLatencyHistogram() },
     timeline: [],
     generator: {

@@ -22,9 +22,29 @@ import {
   timelineCharts,
 } from '../../reports/outputs/html.js';
 import type { Report } from '../../reports/report.js';
+import type { FaultImpact } from '../../reports/storm.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import { ensureChromium } from '../setup/chromium.js';
 
+
+/** A fault row as report.ts builds it. */
+function fault(label: string, t: number, lost: number): FaultImpact {
+  return {
+    label,
+    action: 'kill-node',
+    target: 'node-1',
+    t,
+    tEnd: null,
+    fired: true,
+    affected: 93,
+    notBack: 0,
+    attempts: 120,
+    attemptsPerDevice: 1.29,
+    reconnected: { p50: 0.4, p99: 1.9, p100: 2.2 },
+    peakAttemptsPerSec: 80,
+    lostMessages: lost,
+  };
+}
 const hostile = '</script><img src=x onerror=alert(1)>';
 
 /** The few DOM shapes the in-page checks touch: the project compiles without lib.dom. */
@@ -59,6 +79,12 @@ function fixtureReport(): Report {
     connectAttempts: t === 1 ? 100 : 0,
     connectFailures: 0,
     disconnects: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    losses: 0,
+    periodic: 0,
+    failuresByReason: {},
+    traffic: {},
     sent: 50,
     accepted: 50,
     received: p50 === null ? 0 : 50,
@@ -137,6 +163,18 @@ function fixtureReport(): Report {
       arch: 'x64',
       openFilesLimit: 1024,
     },
+    storm: {
+      losses: 0,
+      reconnectAttempts: 0,
+      attemptsPerDevice: null,
+      peakAttemptsPerSec: 0,
+      peakAtS: null,
+      lossToBack: { p50: null, p99: null, p100: null },
+      notBack: 0,
+    },
+    faults: [],
+    regions: {},
+    topology: { nodes: [], balancer: [] },
   };
 }
 
@@ -230,12 +268,12 @@ describe('HTML escaping', () => {
     expect(renderHtml(report)).toContain('This run had no fault events');
     const withFaults = {
       ...report,
-      faults: [{ label: `kill node-1 ${hostile}`, t: 2.5, lost: 7, reconnected: 93 }],
+      faults: [fault(`kill node-1 ${hostile}`, 2.5, 7)],
     };
     const html = renderHtml(withFaults);
     expect(html).not.toContain('This run had no fault events');
     expect(html).toContain(`kill node-1 ${escapeHtml(hostile)}`);
-    expect(html).toContain('>reconnected</th>');
+    expect(html).toContain('>99 % back</th>');
     expect(html).not.toContain('<img');
   });
 });
@@ -379,7 +417,7 @@ describe('report.html in headless Chromium', () => {
   });
 
   it('draws a hand-built report with gaps, an empty series, faults and hostile text', async () => {
-    const withFaults = { ...fixtureReport(), faults: [{ label: hostile, t: 2, lost: 50 }] };
+    const withFaults = { ...fixtureReport(), faults: [fault(hostile, 2, 50)] };
     const { page, errors, dialogs } = await open(renderHtml(withFaults), 'fixture.html');
     expect(errors).toEqual([]);
     expect(dialogs).toEqual([]);

@@ -1,0 +1,38 @@
+import { defineScenario } from '../schema.js';
+
+/**
+ * Pubby's dominoes, with both balancers side by side in one run: region `rr`
+ * balances round-robin, region `lc` least-connections. Each starts with 5
+ * nodes that fall over past 300 connections, filled to 80 %. Both regions add
+ * 5 nodes, then more devices arrive. Round-robin keeps sending the old, full
+ * nodes their share, they crash, their devices pile onto the rest: a cascade.
+ * Least-connections sends the newcomers to the new nodes and nothing falls.
+ */
+export default defineScenario({
+  name: 'balancer-scale-up',
+  description:
+    'capacity-limited nodes, scale 5 -> 10, more devices: round-robin cascades, least-connections does not',
+  topology: {
+    regions: [
+      { name: 'rr', nodes: 5, profile: 'small', balancer: 'round-robin' },
+      { name: 'lc', nodes: 5, profile: 'small', balancer: 'least-connections' },
+    ],
+    balancer: { health: { interval: '500ms', timeout: '500ms', fall: 2, rise: 1 } },
+    profiles: { small: { capacity: 300, overload: 'crash' } },
+  },
+  devices: {
+    count: 2400,
+    connectRate: 600,
+    regions: { rr: 1, lc: 1 },
+    reconnect: 'full-jitter:500ms:5s',
+    connectTimeout: '5s',
+  },
+  traffic: { direct: { rate: 100 } },
+  timeline: [
+    { at: '6s', action: 'scale-up', region: 'rr', nodes: 5, label: 'grow-rr' },
+    { at: '6s', action: 'scale-up', region: 'lc', nodes: 5, label: 'grow-lc' },
+    { at: '10s', action: 'connect', devices: 2400, rate: 600 },
+  ],
+  duration: '20s',
+  gates: ['nodes.crashed@rr >= 1', 'nodes.crashed@lc < 1', 'skew.final@lc < 1.5'],
+});

@@ -1,0 +1,33 @@
+import { defineScenario } from '../schema.js';
+
+/**
+ * Pushy's thundering herd: four nodes share the fleet; one is killed with
+ * SIGKILL and every device it held reconnects through the balancer to the
+ * other three. The gates fail if the kill did not drop about a quarter of the
+ * fleet, or if the herd was not absorbed (devices back, fleet held).
+ */
+export default defineScenario({
+  name: 'node-kill',
+  description:
+    '4 nodes behind a least-connections balancer; kill one; measure the herd and its absorption',
+  topology: {
+    nodes: 4,
+    balancer: { algorithm: 'least-connections', health: { interval: '500ms', timeout: '500ms' } },
+  },
+  devices: {
+    count: 4000,
+    connectRate: 1000,
+    reconnect: 'full-jitter:500ms:5s',
+    connectTimeout: '5s',
+  },
+  traffic: { direct: { rate: 500 } },
+  timeline: [{ at: '10s', action: 'kill-node', node: 'local-2', label: 'kill' }],
+  duration: '20s',
+  gates: [
+    'fault(kill).share >= 20%',
+    'fault(kill).t99 < 10s',
+    'storm.notBack < 1',
+    'connections.held >= 99.9%',
+    'delivery >= 99%',
+  ],
+});
