@@ -129,6 +129,10 @@ export interface TopologyReport {
       string,
       { connections: number; healthy: boolean; inRotation: boolean; conntrackHeld: number }
     >;
+    /** With a global entry: devices routed so far, home region -> region it was sent to. */
+    routed?: Record<string, Record<string, number>>;
+    /** With a global entry: each region's health as the global checks see it. */
+    regionsHealthy?: Record<string, boolean>;
   }>;
 }
 

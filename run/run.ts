@@ -75,7 +75,11 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
       conntrackHeld: b.conntrackHeld,
     };
   }
-  return { t: Math.round(t * 10) / 10, backends };
+  return {
+    t: Math.round(t * 10) / 10,
+    backends,
+    ...(net.global && { routed: net.global.routed, regionsHealthy: net.global.healthy }),
+  };
 }
 
 function timestamp(d: Date): string {

@@ -1,0 +1,580 @@
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { monoNowUs } from '../../core/clock.js';
+import { PushbenchError } from '../../core/errors.js';
+import { startNetworkProcess } from '../../topology/network/handle.js';
+import { Network } from '../../topology/network/network.js';
+import type {
+  BackendSpec,
+  HealthCheckSpec,
+  NetworkSample,
+  NetworkSpec,
+  RegionSpec,
+} from '../../topology/network/types.js';
+
+const HOST = '127.0.0.1';
+/** Checks slow enough not to matter, for tests that are not about health. */
+const QUIET_HEALTH: HealthCheckSpec = { intervalMs: 5000, timeoutMs: 1000, fall: 2, rise: 2 };
+
+/**
+ * A stand-in for a reference node: answers `GET /healthz` with its current
+ * status, echoes every other connection, and remembers when bytes arrived.
+ */
+interface FakeNode {
+  nodeId: string;
+  port: number;
+  status: number;
+  /** Echo connections currently open on the node. */
+  sockets: Set<Socket>;
+  /** Host time (ms) at which each echoed chunk arrived. */
+  arrivalsMs: number[];
+  bytesIn: number;
+  spec(): BackendSpec;
+  close(): Promise<void>;
+}
+
+const servers: Server[] = [];
+const networks: Network[] = [];
+const clients: Socket[] = [];
+
+function nowMs(): number {
+  return monoNowUs() / 1000;
+}
+
+async function fakeNode(nodeId: string): Promise<FakeNode> {
+  const node: FakeNode = {
+    nodeId,
+    port: 0,
+    status: 200,
+    sockets: new Set(),
+    arrivalsMs: [],
+    bytesIn: 0,
+    spec: () => ({ nodeId, host: HOST, port: node.port }),
+    close: async () => {
+      for (const s of all) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  const all = new Set<Socket>();
+  const server = createServer((socket) => {
+    all.add(socket);
+    socket.on('close', () => all.delete(socket));
+    socket.on('error', () => {});
+    let first = true;
+    socket.on('data', (chunk: Buffer) => {
+      if (first && chunk.toString('latin1').startsWith('GET /healthz')) {
+        socket.end(`HTTP/1.1 ${node.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        return;
+      }
+      if (first) node.sockets.add(socket);
+      first = false;
+      node.arrivalsMs.push(nowMs());
+      node.bytesIn += chunk.length;
+      socket.write(chunk);
+    });
+    socket.on('close', () => node.sockets.delete(socket));
+  });
+  servers.push(server);
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  const address = server.address();
+  node.port = typeof address === 'object' && address ? address.port : 0;
+  return node;
+}
+
+function region(name: string, backends: FakeNode[], over: Partial<RegionSpec> = {}): RegionSpec {
+  return {
+    name,
+    algorithm: 'round-robin',
+    slowStartMs: 0,
+    health: QUIET_HEALTH,
+    backends: backends.map((b) => b.spec()),
+    ...over,
+  };
+}
+
+async function startNetwork(spec: Omit<NetworkSpec, 'host' | 'seed'>): Promise<Network> {
+  const network = await Network.start({ host: HOST, seed: 7, ...spec });
+  networks.push(network);
+  return network;
+}
+
+/** Connects to a listener (optionally from a given source address); resolves once connected. */
+async function dial(port: number, localAddress?: string): Promise<Socket> {
+  const socket = connect({ host: HOST, port, ...(localAddress ? { localAddress } : {}) });
+  clients.push(socket);
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Everything a socket receives, and whether it ended or closed. */
+function watch(socket: Socket): { data: string; ended: boolean; closed: boolean; error?: string } {
+  const seen: { data: string; ended: boolean; closed: boolean; error?: string } = {
+    data: '',
+    ended: false,
+    closed: false,
+  };
+  socket.on('data', (c: Buffer) => {
+    seen.data += c.toString();
+  });
+  socket.on('end', () => {
+    seen.ended = true;
+  });
+  socket.on('close', () => {
+    seen.closed = true;
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    seen.error = err.code ?? err.message;
+  });
+  return seen;
+}
+
+/** Sends `text` and resolves with the host time (ms) its echo completed. */
+async function echo(socket: Socket, text: string): Promise<number> {
+  let got = '';
+  const done = new Promise<number>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      got += c.toString();
+      if (got.includes(text)) {
+        socket.off('data', onData);
+        resolve(nowMs());
+      }
+    };
+    socket.on('data', onData);
+    socket.once('close', () => reject(new Error(`closed before echo of ${text}`)));
+  });
+  socket.write(text);
+  return done;
+}
+
+/** Polls `check` until it holds (these are cross-process/periodic states, not events). */
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs}ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Lets `ms` pass: used only to show that something does NOT happen. */
+function quiet(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function backend(sample: NetworkSample, nodeId: string) {
+  const b = sample.backends.find((x) => x.nodeId === nodeId);
+  if (!b) throw new Error(`no backend ${nodeId} in sample`);
+  return b;
+}
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  for (const n of networks.splice(0)) await n.stop();
+  for (const s of servers.splice(0)) {
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+});
+
+describe('network links', () => {
+  it('delays both directions of an existing connection by the injected latency', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({ regions: [region('eu', [n1])] });
+    const port = network.addresses().regions.eu!.port;
+    const socket = await dial(port);
+    // Baseline round trip on the same connection.
+    const base: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = nowMs();
+      base.push((await echo(socket, `b${i};`)) - t0);
+    }
+    const baseMs = Math.min(...base);
+    network.applyFault({ kind: 'latency', scope: { nodeId: 'n1' }, delayMs: 100, jitterMs: 0 });
+    const up: number[] = [];
+    const down: number[] = [];
+    const extra: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = nowMs();
+      const before = n1.arrivalsMs.length;
+      const t2 = await echo(socket, `d${i};`);
+      const t1 = n1.arrivalsMs[before]!;
+      up.push(t1 - t0);
+      down.push(t2 - t1);
+      extra.push(t2 - t0 - baseMs);
+    }
+    console.log(
+      `latency 100ms/link: up ${up.map((x) => x.toFixed(1))} down ${down.map((x) => x.toFixed(1))} extra rtt ${extra.map((x) => x.toFixed(1))} (base ${baseMs.toFixed(2)})`,
+    );
+    for (const x of up) expect(x).toBeGreaterThanOrEqual(80);
+    for (const x of up) expect(x).toBeLessThanOrEqual(120);
+    for (const x of down) expect(x).toBeGreaterThanOrEqual(80);
+    for (const x of down) expect(x).toBeLessThanOrEqual(120);
+    for (const x of extra) expect(Math.abs(x - 200)).toBeLessThanOrEqual(40);
+  });
+
+  it('keeps bytes in order under jitter', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({ regions: [region('eu', [n1])] });
+    const socket = await dial(network.addresses().regions.eu!.port);
+    network.applyFault({ kind: 'latency', scope: { region: 'eu' }, delayMs: 20, jitterMs: 20 });
+    const seen = watch(socket);
+    let sent = '';
+    for (let i = 0; i < 50; i++) {
+      sent += `${i},`;
+      socket.write(`${i},`);
+      await quiet(1);
+    }
+    await until(() => seen.data.length === sent.length);
+    expect(seen.data).toBe(sent);
+  });
+
+  it('blackholes both directions without closing, then lets bytes and a held-back FIN through on heal', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({ regions: [region('eu', [n1])] });
+    const port = network.addresses().regions.eu!.port;
+    const a = await dial(port);
+    const b = await dial(port);
+    await echo(a, 'hello');
+    await echo(b, 'hello');
+    const id = network.applyFault({ kind: 'blackhole', scope: { nodeId: 'n1' } });
+    const seenA = watch(a);
+    const seenB = watch(b);
+    const inBefore = n1.bytesIn;
+    a.write('lost-up');
+    for (const s of n1.sockets) s.write('lost-down');
+    // The node closes b's connection: the FIN must not cross the partition.
+    const [nodeSideB] = [...n1.sockets].slice(-1);
+    nodeSideB!.end();
+    await quiet(400);
+    expect(n1.bytesIn).toBe(inBefore);
+    expect(seenA).toEqual({ data: '', ended: false, closed: false });
+    expect(seenB).toEqual({ data: '', ended: false, closed: false });
+    expect(a.destroyed).toBe(false);
+    network.clearFault(id);
+    await echo(a, 'again');
+    await until(() => seenB.ended);
+    expect(seenA.data).toBe('again');
+  });
+});
+
+describe('fault scopes', () => {
+  it('applies a region fault to a backend added later, and heals it with clearScope', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const network = await startNetwork({ regions: [region('eu', [n1])] });
+    network.applyFault({ kind: 'blackhole', scope: { region: 'eu' } });
+    network.removeBackend('eu', 'n1');
+    network.addBackend('eu', n2.spec(), { assumeHealthy: true });
+    const socket = await dial(network.addresses().regions.eu!.port);
+    const seen = watch(socket);
+    socket.write('partitioned');
+    await quiet(200);
+    expect(n2.bytesIn).toBe(0);
+    expect(n1.bytesIn).toBe(0);
+    expect(seen).toEqual({ data: '', ended: false, closed: false });
+    expect(() => network.applyFault({ kind: 'blackhole', scope: { region: 'mars' } })).toThrow(
+      PushbenchError,
+    );
+    network.clearScope({ region: 'eu' });
+    await echo(socket, 'healed');
+    expect(n2.bytesIn).toBe('healed'.length);
+    expect(backend(network.sample(), 'n1').inRotation).toBe(false);
+  });
+});
+
+describe('conntrack limit', () => {
+  it('holds a connection over the table, keeps established ones flowing, admits it at a SYN retry when room frees', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      synRetriesS: [0.3, 0.6],
+    });
+    const port = network.addresses().regions.eu!.port;
+    const c1 = await dial(port);
+    const c2 = await dial(port);
+    await echo(c1, 'one');
+    await echo(c2, 'two');
+    network.applyFault({ kind: 'conntrack-limit', scope: { region: 'eu' }, table: 2 });
+    const t0 = nowMs();
+    const c3 = await dial(port);
+    const seen3 = watch(c3);
+    c3.write('three');
+    await echo(c1, 'one-again');
+    await echo(c2, 'two-again');
+    await quiet(100);
+    expect(seen3).toEqual({ data: '', ended: false, closed: false });
+    expect(backend(network.sample(), 'n1').conntrackHeld).toBe(1);
+    c1.end();
+    await until(() => network.sample().backends[0]!.connections === 1);
+    await until(() => seen3.data === 'three');
+    const admittedAfterMs = nowMs() - t0;
+    console.log(`conntrack: held connection answered after ${admittedAfterMs.toFixed(0)}ms`);
+    expect(admittedAfterMs).toBeGreaterThanOrEqual(290);
+    const s = backend(network.sample(), 'n1');
+    expect(s.connections).toBe(2);
+    expect(s.conntrackHeld).toBe(0);
+  });
+
+  it('drops a held connection silently after the last retry when the table stays full', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      synRetriesS: [0.2, 0.4],
+    });
+    const port = network.addresses().regions.eu!.port;
+    const c1 = await dial(port);
+    await echo(c1, 'one');
+    network.applyFault({ kind: 'conntrack-limit', scope: { nodeId: 'n1' }, table: 1 });
+    const t0 = nowMs();
+    const c2 = await dial(port);
+    const seen = watch(c2);
+    c2.write('never');
+    await once(c2, 'close');
+    const droppedAfterMs = nowMs() - t0;
+    expect(droppedAfterMs).toBeGreaterThanOrEqual(390);
+    expect(seen.data).toBe('');
+    expect(n1.bytesIn).toBe(3);
+    const s = backend(network.sample(), 'n1');
+    expect(s.conntrackTimedOut).toBe(1);
+    expect(s.conntrackHeld).toBe(0);
+    expect(s.connections).toBe(1);
+  });
+});
+
+describe('balancing on a scale-up', () => {
+  it('round-robin spreads new connections evenly; least-connections sends them all to the new nodes', async () => {
+    const nodes: FakeNode[] = [];
+    for (let i = 0; i < 10; i++) nodes.push(await fakeNode(`n${i}`));
+    const regionOf = (name: string, algorithm: RegionSpec['algorithm']): RegionSpec => ({
+      ...region(name, []),
+      algorithm,
+      backends: nodes.slice(0, 5).map((n) => ({ ...n.spec(), nodeId: `${name}-${n.nodeId}` })),
+    });
+    const network = await startNetwork({
+      regions: [regionOf('rr', 'round-robin'), regionOf('lc', 'least-connections')],
+    });
+    const addresses = network.addresses();
+    const counts = (name: string) =>
+      network
+        .sample()
+        .backends.filter((b) => b.region === name)
+        .map((b) => b.connections);
+    const total = (name: string) => counts(name).reduce((a, b) => a + b, 0);
+    for (const name of ['rr', 'lc']) {
+      const port = addresses.regions[name]!.port;
+      await Promise.all(Array.from({ length: 100 }, () => dial(port)));
+      await until(() => total(name) === 100);
+      expect(counts(name)).toEqual([20, 20, 20, 20, 20]);
+      for (const n of nodes.slice(5)) {
+        network.addBackend(
+          name,
+          { ...n.spec(), nodeId: `${name}-${n.nodeId}` },
+          { assumeHealthy: true },
+        );
+      }
+      await Promise.all(Array.from({ length: 50 }, () => dial(port)));
+      await until(() => total(name) === 150);
+    }
+    console.log(`scale-up 5->10: rr ${counts('rr')} lc ${counts('lc')}`);
+    expect(counts('rr')).toEqual([25, 25, 25, 25, 25, 5, 5, 5, 5, 5]);
+    expect(counts('lc')).toEqual([20, 20, 20, 20, 20, 10, 10, 10, 10, 10]);
+  });
+
+  it('ramps a backend added after start from weight 0 towards 1 under slow start', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const network = await startNetwork({
+      regions: [region('eu', [n1], { slowStartMs: 2000, algorithm: 'random' })],
+    });
+    network.addBackend('eu', n2.spec(), { assumeHealthy: true });
+    const port = network.addresses().regions.eu!.port;
+    await Promise.all(Array.from({ length: 40 }, () => dial(port)));
+    await until(() => network.sample().regions.eu!.connections === 40);
+    const s = network.sample();
+    expect(backend(s, 'n1').weight).toBe(1);
+    expect(backend(s, 'n2').weight).toBeLessThan(0.5);
+    // At a weight under 0.5 the newcomer gets well under half (expected ~ w/(1+w)).
+    expect(backend(s, 'n2').connections).toBeLessThan(backend(s, 'n1').connections / 2);
+  });
+});
+
+describe('health checks', () => {
+  it('takes a 503 backend out after fall checks, back after rise, drops a killed one, and closes clients when none is left', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const fast: HealthCheckSpec = { intervalMs: 40, timeoutMs: 200, fall: 2, rise: 3 };
+    const network = await startNetwork({ regions: [region('eu', [n1, n2], { health: fast })] });
+    const port = network.addresses().regions.eu!.port;
+    expect(backend(network.sample(), 'n1').inRotation).toBe(true);
+    n1.status = 503;
+    await until(() => !backend(network.sample(), 'n1').inRotation);
+    // Every new connection now goes to n2.
+    const before = backend(network.sample(), 'n2').accepted;
+    await Promise.all(Array.from({ length: 4 }, () => dial(port)));
+    await until(() => backend(network.sample(), 'n2').accepted === before + 4);
+    expect(backend(network.sample(), 'n1').healthy).toBe(false);
+    n1.status = 200;
+    await until(() => backend(network.sample(), 'n1').inRotation);
+    await n2.close();
+    await until(() => !backend(network.sample(), 'n2').inRotation);
+    n1.status = 503;
+    await until(() => !backend(network.sample(), 'n1').inRotation);
+    const orphan = await dial(port);
+    const seen = watch(orphan);
+    await until(() => seen.closed, 1000);
+    expect(seen.data).toBe('');
+    expect(network.sample().regions.eu!.noBackend).toBe(1);
+  });
+
+  it('fails checks through a blackholed link and passes a restarted node at its new address', async () => {
+    const n1 = await fakeNode('n1');
+    const fast: HealthCheckSpec = { intervalMs: 40, timeoutMs: 150, fall: 2, rise: 1 };
+    const network = await startNetwork({ regions: [region('eu', [n1], { health: fast })] });
+    const id = network.applyFault({ kind: 'blackhole', scope: { nodeId: 'n1' } });
+    await until(() => !backend(network.sample(), 'n1').inRotation);
+    network.clearFault(id);
+    await until(() => backend(network.sample(), 'n1').inRotation);
+    const restarted = await fakeNode('n1');
+    await n1.close();
+    network.addBackend('eu', restarted.spec());
+    expect(backend(network.sample(), 'n1').inRotation).toBe(false);
+    await until(() => backend(network.sample(), 'n1').inRotation);
+    const socket = await dial(network.addresses().regions.eu!.port);
+    await echo(socket, 'hi');
+    expect(restarted.bytesIn).toBe(2);
+  });
+});
+
+describe('reset and admission', () => {
+  it('resets every connection through a node at once', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const network = await startNetwork({ regions: [region('eu', [n1, n2])] });
+    const port = network.addresses().regions.eu!.port;
+    const sockets = await Promise.all(Array.from({ length: 6 }, () => dial(port)));
+    await Promise.all(sockets.map((s, i) => echo(s, `s${i}`)));
+    const seen = sockets.map(watch);
+    network.applyFault({ kind: 'reset', scope: { nodeId: 'n1' } });
+    await until(() => seen.filter((s) => s.closed).length === 3);
+    await quiet(50);
+    expect(seen.filter((s) => s.closed)).toHaveLength(3);
+    for (const s of seen.filter((x) => x.closed)) expect(s.error).toBe('ECONNRESET');
+    const sample = network.sample();
+    expect(sample.regions.eu!.resets).toBe(3);
+    expect(backend(sample, 'n1').connections).toBe(0);
+    expect(backend(sample, 'n2').connections).toBe(3);
+  });
+
+  it('resets connections over the admission rate', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({ regions: [region('eu', [n1])] });
+    const port = network.addresses().regions.eu!.port;
+    network.applyFault({
+      kind: 'admission-rate',
+      scope: { region: 'eu' },
+      ratePerSec: 0.5,
+      burst: 2,
+    });
+    const sockets = await Promise.all(Array.from({ length: 5 }, () => dial(port)));
+    const seen = sockets.map(watch);
+    await until(() => network.sample().regions.eu!.admissionRejected === 3);
+    await until(() => seen.filter((s) => s.closed).length === 3);
+    for (const s of seen.filter((x) => x.closed)) expect(s.error).toBe('ECONNRESET');
+    const open = sockets.filter((_, i) => !seen[i]!.closed);
+    expect(open).toHaveLength(2);
+    for (const s of open) await echo(s, 'ok');
+  });
+});
+
+describe('global entry', () => {
+  const homes = { '127.0.0.2': 'eu', '127.0.0.3': 'us' };
+
+  it('in latency mode sends devices home even when home is slow', async () => {
+    const e1 = await fakeNode('e1');
+    const u1 = await fakeNode('u1');
+    const network = await startNetwork({
+      regions: [region('eu', [e1]), region('us', [u1])],
+      global: {
+        mode: 'latency',
+        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
+        homeByAddress: homes,
+      },
+    });
+    network.applyFault({ kind: 'latency', scope: { region: 'eu' }, delayMs: 300, jitterMs: 0 });
+    const port = network.addresses().global!.port;
+    const eu = await dial(port, '127.0.0.2');
+    const us = await dial(port, '127.0.0.3');
+    await Promise.all([echo(eu, 'e'), echo(us, 'u')]);
+    expect(network.sample().global!.routed).toEqual({ eu: { eu: 1 }, us: { us: 1 } });
+    expect(e1.bytesIn).toBe(1);
+  });
+
+  it('in health mode moves devices off a region whose checks time out', async () => {
+    const e1 = await fakeNode('e1');
+    const u1 = await fakeNode('u1');
+    const network = await startNetwork({
+      regions: [region('eu', [e1]), region('us', [u1])],
+      global: {
+        mode: 'health',
+        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
+        homeByAddress: homes,
+      },
+    });
+    const port = network.addresses().global!.port;
+    const before = await dial(port, '127.0.0.2');
+    await echo(before, 'x');
+    network.applyFault({ kind: 'latency', scope: { region: 'eu' }, delayMs: 300, jitterMs: 0 });
+    await until(() => network.sample().global!.healthy.eu === false);
+    // The region's own balancer (timeout 1 s) still has its node in rotation.
+    expect(backend(network.sample(), 'e1').inRotation).toBe(true);
+    const after = await dial(port, '127.0.0.2');
+    await echo(after, 'y');
+    expect(network.sample().global!.routed).toEqual({ eu: { eu: 1, us: 1 } });
+    expect(u1.bytesIn).toBe(1);
+  });
+});
+
+describe('network process', () => {
+  it('starts, answers sample, applies a fault and stops', async () => {
+    const n1 = await fakeNode('n1');
+    const handle = await startNetworkProcess({
+      host: HOST,
+      seed: 1,
+      regions: [region('eu', [n1])],
+    });
+    try {
+      expect(handle.pid).toBeGreaterThan(0);
+      const addresses = await handle.addresses();
+      const socket = await dial(addresses.regions.eu!.port);
+      await echo(socket, 'via-process');
+      const sample = await handle.sample();
+      expect(backend(sample, 'n1')).toMatchObject({ connections: 1, inRotation: true });
+      const seen = watch(socket);
+      const id = await handle.applyFault({ kind: 'reset', scope: { nodeId: 'n1' } });
+      expect(typeof id).toBe('string');
+      await until(() => seen.closed);
+      expect(seen.error).toBe('ECONNRESET');
+      expect((await handle.sample()).regions.eu!.resets).toBe(1);
+      await expect(
+        handle.applyFault({ kind: 'blackhole', scope: { nodeId: 'nope' } }),
+      ).rejects.toThrow(/unknown node "nope"/);
+    } finally {
+      await handle.stop();
+    }
+    await expect(handle.sample()).rejects.toBeInstanceOf(PushbenchError);
+  });
+
+  it('rejects a bad spec with one line', async () => {
+    const err = await startNetworkProcess({
+      host: HOST,
+      seed: 1,
+      regions: [{ ...region('eu', []), algorithm: 'fastest' as 'random' }],
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PushbenchError);
+    const pe = err as PushbenchError;
+    expect(pe.code).toBe('PB_INTERNAL');
+    expect(pe.message).not.toContain('\n');
+    expect(pe.message).toMatch(/algorithm must be one of/);
+  });
+});

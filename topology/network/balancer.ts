@@ -1,0 +1,469 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { monoNowUs } from '../../core/clock.js';
+import { PushbenchError } from '../../core/errors.js';
+import type { Rng } from '../../core/rng.js';
+import type { TokenBucket } from '../../server/rate-limit.js';
+import { HealthState, probeHealthz } from './health.js';
+import { TimeHeap } from './heap.js';
+import { type Link, resetSocket } from './link.js';
+import type { BackendSample, BackendSpec, BalancerAlgorithm, HealthCheckSpec } from './types.js';
+
+/** Selection weight floor: a backend at the very start of its slow start is still comparable. */
+const MIN_WEIGHT = 0.05;
+/** Bytes a held connection may send before it is admitted (its upgrade request); then it is paused. */
+const HELD_BUFFER_BYTES = 64 * 1024;
+
+function nowMs(): number {
+  return monoNowUs() / 1000;
+}
+
+/** Settings of one region balancer. */
+export interface RegionBalancerOptions {
+  name: string;
+  host: string;
+  algorithm: BalancerAlgorithm;
+  slowStartMs: number;
+  health: HealthCheckSpec;
+  /** Seconds after arrival at which a held connection is re-checked. */
+  synRetriesS: readonly number[];
+  rng: Rng;
+}
+
+/**
+ * The faults on one node that are not about its link's bytes: the network
+ * sets them from its fault table.
+ */
+export interface NodeAdmission {
+  /** Conntrack table size, or null for unlimited. */
+  conntrackTable: number | null;
+  /** Token buckets a new connection to this node must pass (node-scoped admission-rate faults). */
+  buckets: TokenBucket[];
+}
+
+/** A connection waiting for a conntrack entry: accepted, never answered. */
+interface Held {
+  socket: Socket;
+  backend: Backend;
+  arrivalMs: number;
+  /** Index in the retry offsets of the next re-check. */
+  retry: number;
+  chunks: Buffer[];
+  bytes: number;
+  gone: boolean;
+  /** Removes the holding listeners. */
+  detach: () => void;
+}
+
+/** One node behind a region balancer. */
+export class Backend {
+  host: string;
+  port: number;
+  /** Connections assigned since it was added. */
+  accepted = 0;
+  removed = false;
+  /** When its slow-start ramp began, or null when it has none (or it has not entered rotation yet). */
+  rampFromMs: number | null = null;
+  /** Whether it ramps when it enters rotation (added after the balancer started). */
+  readonly rampsOnEntry: boolean;
+  readonly health: HealthState;
+  readonly held = new Set<Held>();
+  conntrackTimedOut = 0;
+  /** Smooth weighted round-robin state. */
+  currentWeight = 0;
+
+  constructor(
+    readonly nodeId: string,
+    spec: BackendSpec,
+    readonly link: Link,
+    readonly admission: NodeAdmission,
+    rampsOnEntry: boolean,
+    assumeHealthy: boolean,
+  ) {
+    this.host = spec.host;
+    this.port = spec.port;
+    this.rampsOnEntry = rampsOnEntry;
+    this.health = new HealthState(assumeHealthy, !assumeHealthy);
+  }
+
+  /** Established proxied connections: its conntrack entries. */
+  get connections(): number {
+    return this.link.relays.size;
+  }
+
+  get inRotation(): boolean {
+    return !this.removed && this.health.healthy;
+  }
+
+  /** Slow-start weight in [0, 1] at `atMs`. */
+  weight(atMs: number, slowStartMs: number): number {
+    if (this.rampFromMs === null || slowStartMs <= 0) return 1;
+    return Math.min(1, Math.max(0, (atMs - this.rampFromMs) / slowStartMs));
+  }
+}
+
+/**
+ * One region's L4 TCP balancer: accepts devices, picks a backend per new
+ * connection, health-checks its backends, and applies conntrack and admission
+ * faults before relaying bytes over the backend's {@link Link}.
+ */
+export class RegionBalancer {
+  /** Counters since start. */
+  noBackend = 0;
+  admissionRejected = 0;
+  resets = 0;
+  /** Region-scoped admission-rate buckets; every new connection must pass each. */
+  regionBuckets: TokenBucket[] = [];
+  private readonly backends = new Map<string, Backend>();
+  private readonly server: Server;
+  private readonly heldQueue = new TimeHeap<Held>();
+  private heldTimer: NodeJS.Timeout | undefined;
+  private heldTimerAtMs = Number.POSITIVE_INFINITY;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private started = false;
+  private closed = false;
+
+  constructor(readonly options: RegionBalancerOptions) {
+    // Half-open sockets: a device's FIN is relayed on its own, not turned into a full close.
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
+      this.handleConnection(socket),
+    );
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** Listens on host:port (0 = ephemeral) and resolves with the bound port. */
+  listen(port = 0): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new PushbenchError(
+            err.code === 'EADDRINUSE' ? 'PB_PORT_IN_USE' : 'PB_INTERNAL',
+            `region ${this.name}: cannot listen on ${this.options.host}:${port}: ${err.message}`,
+          ),
+        ),
+      );
+      this.server.listen(port, this.options.host, () => {
+        const address = this.server.address();
+        resolve(typeof address === 'object' && address ? address.port : port);
+      });
+    });
+  }
+
+  /** Runs a first round of checks, then starts the periodic ones; later backends ramp in. */
+  async start(): Promise<void> {
+    await this.checkAll();
+    this.started = true;
+    this.healthTimer = setInterval(() => void this.checkAll(), this.options.health.intervalMs);
+  }
+
+  /**
+   * Adds a backend, or gives an existing node id its new address (a restart):
+   * its health starts over, pending unless `assumeHealthy`.
+   */
+  addBackend(
+    spec: BackendSpec,
+    link: (nodeId: string) => { link: Link; admission: NodeAdmission },
+    assumeHealthy: boolean,
+  ): Backend {
+    const existing = this.backends.get(spec.nodeId);
+    if (existing) {
+      existing.host = spec.host;
+      existing.port = spec.port;
+      existing.removed = false;
+      existing.health.restart(assumeHealthy);
+      existing.rampFromMs = null;
+      this.enteredRotation(existing);
+      return existing;
+    }
+    const parts = link(spec.nodeId);
+    const backend = new Backend(
+      spec.nodeId,
+      spec,
+      parts.link,
+      parts.admission,
+      this.started,
+      assumeHealthy,
+    );
+    this.backends.set(spec.nodeId, backend);
+    this.enteredRotation(backend);
+    return backend;
+  }
+
+  /** Takes a backend out of rotation now; its connections keep flowing until they close. */
+  removeBackend(nodeId: string): void {
+    const backend = this.backends.get(nodeId);
+    if (!backend) return;
+    backend.removed = true;
+    // Held connections were aimed at a node that is gone; they vanish like their SYNs.
+    for (const held of backend.held) this.dropHeld(held);
+  }
+
+  /** Every backend, removed ones included while they exist. */
+  list(): Backend[] {
+    return [...this.backends.values()];
+  }
+
+  /** Looks up a backend by node id. */
+  get(nodeId: string): Backend | undefined {
+    return this.backends.get(nodeId);
+  }
+
+  /** A backend in rotation picked at random, for a probe through this region; none when empty. */
+  probeTarget(): Backend | undefined {
+    const candidates = this.list().filter((b) => b.inRotation);
+    return candidates[this.options.rng.int(candidates.length)];
+  }
+
+  /** Takes one new device connection: admission, backend choice, conntrack, then relay. */
+  handleConnection(socket: Socket): void {
+    const atMs = nowMs();
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    for (const bucket of this.regionBuckets) {
+      if (!bucket.take(atMs)) {
+        this.admissionRejected++;
+        resetSocket(socket);
+        return;
+      }
+    }
+    const backend = this.pick(atMs);
+    if (!backend) {
+      this.noBackend++;
+      socket.destroy();
+      return;
+    }
+    for (const bucket of backend.admission.buckets) {
+      if (!bucket.take(atMs)) {
+        this.admissionRejected++;
+        resetSocket(socket);
+        return;
+      }
+    }
+    backend.accepted++;
+    if (this.hasRoom(backend)) this.admit(socket, backend, []);
+    else this.hold(socket, backend, atMs);
+  }
+
+  /** Health-checks every backend not already being checked. */
+  async checkAll(): Promise<void> {
+    const spec = this.options.health;
+    const checks: Promise<void>[] = [];
+    for (const backend of this.backends.values()) {
+      if (backend.health.checking) continue;
+      backend.health.checking = true;
+      checks.push(
+        probeHealthz(backend.host, backend.port, backend.link, spec.timeoutMs).then((ok) => {
+          backend.health.checking = false;
+          if (this.closed) return;
+          if (backend.health.record(ok, spec) && backend.health.healthy) {
+            this.enteredRotation(backend);
+          }
+        }),
+      );
+    }
+    await Promise.all(checks);
+  }
+
+  /** Resets every connection through `backend`; returns how many. */
+  reset(backend: Backend): number {
+    const n = backend.link.resetAll();
+    this.resets += n;
+    return n;
+  }
+
+  /** One backend's sample. */
+  sampleBackend(backend: Backend, atMs: number): BackendSample {
+    return {
+      nodeId: backend.nodeId,
+      region: this.name,
+      connections: backend.connections,
+      accepted: backend.accepted,
+      healthy: backend.health.healthy,
+      inRotation: backend.inRotation,
+      weight: backend.weight(atMs, this.options.slowStartMs),
+      conntrackHeld: backend.held.size,
+      conntrackTimedOut: backend.conntrackTimedOut,
+    };
+  }
+
+  /** Stops listening, checking and holding, and drops every connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    if (this.heldTimer) clearTimeout(this.heldTimer);
+    for (const backend of this.backends.values()) {
+      for (const held of backend.held) this.dropHeld(held);
+      backend.link.close();
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private enteredRotation(backend: Backend): void {
+    if (
+      backend.inRotation &&
+      backend.rampsOnEntry &&
+      backend.rampFromMs === null &&
+      this.options.slowStartMs > 0
+    ) {
+      backend.rampFromMs = nowMs();
+    }
+  }
+
+  private pick(atMs: number): Backend | undefined {
+    const candidates: Backend[] = [];
+    for (const backend of this.backends.values()) if (backend.inRotation) candidates.push(backend);
+    if (candidates.length === 0) return undefined;
+    const slowStartMs = this.options.slowStartMs;
+    const weight = (b: Backend) => Math.max(MIN_WEIGHT, b.weight(atMs, slowStartMs));
+    // Least-loaded by connections per unit of weight; held connections count (the balancer has them).
+    const load = (b: Backend) => (b.connections + b.held.size) / weight(b);
+    switch (this.options.algorithm) {
+      case 'round-robin': {
+        // Smooth weighted round-robin (as nginx): with equal weights, plain rotation in order.
+        let total = 0;
+        let best: Backend | undefined;
+        for (const b of candidates) {
+          const w = weight(b);
+          total += w;
+          b.currentWeight += w;
+          if (!best || b.currentWeight > best.currentWeight) best = b;
+        }
+        best!.currentWeight -= total;
+        return best;
+      }
+      case 'least-connections': {
+        let best = candidates[0]!;
+        for (const b of candidates) if (load(b) < load(best)) best = b;
+        return best;
+      }
+      case 'random': {
+        let total = 0;
+        for (const b of candidates) total += weight(b);
+        let r = this.options.rng.next() * total;
+        for (const b of candidates) {
+          r -= weight(b);
+          if (r < 0) return b;
+        }
+        return candidates[candidates.length - 1];
+      }
+      case 'power-of-two': {
+        const rng = this.options.rng;
+        const a = candidates[rng.int(candidates.length)]!;
+        if (candidates.length === 1) return a;
+        let i = rng.int(candidates.length - 1);
+        if (candidates[i] === a) i = candidates.length - 1;
+        const b = candidates[i]!;
+        return load(b) < load(a) ? b : a;
+      }
+    }
+  }
+
+  private hasRoom(backend: Backend): boolean {
+    const table = backend.admission.conntrackTable;
+    return table === null || backend.connections < table;
+  }
+
+  /** Connects to the node and relays; a refused connection closes the device's socket. */
+  private admit(socket: Socket, backend: Backend, early: Buffer[]): void {
+    const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    node.setNoDelay(true);
+    socket.setNoDelay(true);
+    const relay = backend.link.relay(socket, node);
+    for (const chunk of early) relay.fromClient(chunk);
+    socket.resume();
+  }
+
+  /**
+   * Holds a connection the node's conntrack table has no room for: no answer,
+   * no close. Its bytes are read into a small buffer only so that a device
+   * giving up (FIN) is noticed; they are forwarded if it is admitted.
+   */
+  private hold(socket: Socket, backend: Backend, atMs: number): void {
+    const held: Held = {
+      socket,
+      backend,
+      arrivalMs: atMs,
+      retry: 0,
+      chunks: [],
+      bytes: 0,
+      gone: false,
+      detach: () => {},
+    };
+    backend.held.add(held);
+    const onData = (chunk: Buffer) => {
+      held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      if (held.bytes > HELD_BUFFER_BYTES) socket.pause();
+    };
+    const onGone = () => this.dropHeld(held);
+    socket.on('data', onData);
+    socket.on('end', onGone);
+    socket.on('close', onGone);
+    socket.on('error', () => {});
+    held.detach = () => {
+      socket.off('data', onData);
+      socket.off('end', onGone);
+      socket.off('close', onGone);
+    };
+    this.scheduleHeld(held);
+  }
+
+  private scheduleHeld(held: Held): void {
+    const offsetS = this.options.synRetriesS[held.retry];
+    if (offsetS === undefined) {
+      held.backend.conntrackTimedOut++;
+      this.dropHeld(held);
+      return;
+    }
+    const atMs = held.arrivalMs + offsetS * 1000;
+    this.heldQueue.push(atMs, held);
+    if (atMs < this.heldTimerAtMs) this.armHeld(atMs);
+  }
+
+  private armHeld(atMs: number): void {
+    if (this.heldTimer) clearTimeout(this.heldTimer);
+    this.heldTimerAtMs = atMs;
+    this.heldTimer = setTimeout(() => this.retryHeld(), Math.max(0, atMs - nowMs()));
+  }
+
+  /** The SYN retries that are due: admit where there is room, else wait for the next offset. */
+  private retryHeld(): void {
+    this.heldTimer = undefined;
+    this.heldTimerAtMs = Number.POSITIVE_INFINITY;
+    const now = nowMs() + 0.5;
+    for (;;) {
+      const at = this.heldQueue.peekAtMs();
+      if (at === undefined) return;
+      if (at > now) {
+        this.armHeld(at);
+        return;
+      }
+      const held = this.heldQueue.pop()!;
+      if (held.gone) continue;
+      if (!held.backend.removed && this.hasRoom(held.backend)) {
+        this.release(held);
+        this.admit(held.socket, held.backend, held.chunks);
+      } else {
+        held.retry++;
+        this.scheduleHeld(held);
+      }
+    }
+  }
+
+  /** Stops holding: the connection is admitted or dropped. */
+  private release(held: Held): void {
+    held.gone = true;
+    held.backend.held.delete(held);
+    held.detach();
+  }
+
+  private dropHeld(held: Held): void {
+    if (held.gone) return;
+    this.release(held);
+    held.socket.destroy();
+  }
+}
