@@ -13,6 +13,7 @@ import { Bitset, type DeliveryLedger, reconcileLedger } from '../reports/ledger.
 import type { Scenario } from '../scenarios/schema.js';
 import type {
   DeviceFinal,
+  DeviceRoute,
   DeviceWorkerData,
   FromWorker,
   PublisherFinal,
@@ -22,6 +23,12 @@ import type {
   WsTarget,
 } from './messages.js';
 import { intervalSaturation, runSaturation } from './self-check.js';
+import {
+  deviceTrafficConfig,
+  mergeTraffic,
+  publisherTraffic,
+  type TrafficResult,
+} from './traffic/ledgers.js';
 
 /** How long after each interval's end the coordinator waits for the workers' reports. */
 const FLUSH_LAG_MS = 250;
@@ -29,13 +36,20 @@ const FLUSH_LAG_MS = 250;
 /** What the load generator needs to know about the system under test. */
 export interface LoadPlan {
   scenario: Scenario;
-  target: WsTarget;
-  httpUrl: string;
+  /**
+   * Where each block of global device indices connects; together they must
+   * cover [0, devices.count + devices.reserve). Give this or `target`.
+   */
+  routes?: DeviceRoute[];
+  /** One-route shorthand: every device connects here, binding `localAddresses`. Ignored when `routes` is given. */
+  target?: WsTarget;
+  /** API base URLs the publisher spreads its requests over (`setApiTargets` changes them). */
+  httpUrls: string[];
   secret: string;
   apiKey: string;
   /** Interval of worker reports and of the timeline. Default 1000 ms. */
   reportIntervalMs?: number;
-  /** Source addresses for device sockets; empty lets the kernel choose. */
+  /** Source addresses for device sockets with `target`; empty lets the kernel choose. */
   localAddresses?: string[];
   /** Called after the delivery deadline and before devices close (e.g. to read server counts). */
   beforeClose?: () => Promise<void>;
@@ -52,6 +66,18 @@ export interface TimelinePoint {
   connectAttempts: number;
   connectFailures: number;
   disconnects: number;
+  /** Attempts that were not a device's first connect. */
+  reconnectAttempts: number;
+  /** Reconnect attempts that opened. */
+  reconnects: number;
+  /** Connections lost (periodic reconnects excluded). */
+  losses: number;
+  /** Periodic (own-initiative) reconnects. */
+  periodic: number;
+  /** Failed attempts this interval by reason (`refused`, `timeout`, `http_503`, ...). */
+  failuresByReason: Record<string, number>;
+  /** Device traffic counters this interval (`roomReceived`, `d2dSent`, ...). */
+  traffic: Record<string, number>;
   sent: number;
   accepted: number;
   received: number;
@@ -77,15 +103,33 @@ export interface WorkerHealth extends SelfCheck {
 /** Everything the load generator measured. */
 export interface LoadResult {
   connections: {
+    /** Initial devices plus the reserve devices `connectMore` actually asked for. */
     requested: number;
+    /** Devices that were open at least once. */
     established: number;
     heldAtEnd: number;
+    /** Devices never open during the run (requested - established). */
     failed: number;
+    /** Failed attempts (first connects and reconnects) by reason. */
     failuresByReason: Record<string, number>;
     closesByCode: Record<string, number>;
+    /** Connection losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
+    lossesByCause: Record<string, number>;
   };
+  /**
+   * One triple per connection loss, all workers: [lost at, open again at,
+   * attempts], times in seconds since the fleet started; -1 = never back.
+   */
+  drops: Float64Array;
+  /** Devices that stopped reconnecting (`maxAttempts` reached, or a terminal close code). */
+  gaveUp: number;
   ledger: DeliveryLedger;
-  /** Merged histograms by series: `push`, `connect`, `api`. */
+  /** Per-kind ledgers (direct, indirect, room, d2d, combined). */
+  traffic: TrafficResult;
+  /**
+   * Merged histograms by series: `push`, `connect`, `api`, and whatever else
+   * the workers record (`reconnect`, `push@<region>`, `room`, `d2d`, ...).
+   */
   histograms: Record<string, LatencyHistogram>;
   timeline: TimelinePoint[];
   generator: { valid: boolean; reasons: string[]; workers: WorkerHealth[]; skippedSends: number };
@@ -97,6 +141,8 @@ export interface LoadResult {
   intervals: IntervalHistograms[];
   /** Phase changes on the run's time axis. */
   markers: RunMarker[];
+  /** Scheduled send times (s since start) of accepted direct/indirect pushes never delivered. */
+  lostAtS: number[];
   /** Host-monotonic µs when the fleet started and when publishing started/ended. */
   marks: { startUs: number; publishStartUs: number; publishEndUs: number; endUs: number };
 }
@@ -106,6 +152,12 @@ interface Accumulator {
   connectAttempts: number;
   connectFailures: number;
   disconnects: number;
+  reconnectAttempts: number;
+  reconnects: number;
+  losses: number;
+  periodic: number;
+  failuresByReason: Record<string, number>;
+  traffic: Record<string, number>;
   sent: number;
   accepted: number;
   received: number;
@@ -126,12 +178,18 @@ export interface IntervalHistograms {
   histograms: Record<string, LatencyHistogram>;
 }
 
-/** A labelled instant on the run's time axis (phase changes now; faults later). */
+/** A labelled instant (or span) on the run's time axis: a phase change or a fault. */
 export interface RunMarker {
   /** Seconds since the fleet started. */
   t: number;
-  kind: 'phase';
+  kind: 'phase' | 'fault';
   label: string;
+  /** End of a fault that lasts, seconds since the fleet started. */
+  tEnd?: number;
+  /** The timeline action (`kill-node`, `blackhole`, ...). */
+  action?: string;
+  /** What it hit (a node id, a region). */
+  target?: string;
 }
 
 /**
@@ -143,6 +201,8 @@ export interface RunMarker {
 export class Coordinator extends EventEmitter<{
   phase: [RunPhase];
   interval: [TimelinePoint];
+  /** The fleet's start time is fixed: host-monotonic µs, the timeline's t = 0. */
+  started: [number];
 }> {
   private readonly histograms: Record<string, LatencyHistogram> = {
     push: createLatencyHistogram(),
@@ -159,8 +219,17 @@ export class Coordinator extends EventEmitter<{
   private startUs = 0;
   private totalAccepted = 0;
   private totalReceived = 0;
+  /** Device worker threads, in worker index order, once spawned. */
+  private deviceThreads: Worker[] = [];
+  private publisherThread: Worker | undefined;
+  /** Reserve devices each device worker has not opened yet. */
+  private reserveLeft: number[] = [];
+  /** Reserve devices `connectMore` asked for (capped by the reserve). */
+  private requestedMore = 0;
+  /** connectMore calls made before the fleet started. */
+  private readonly pendingMore: Array<{ count: number; rateHz: number }> = [];
 
-  constructor(private readonly plan: LoadPlan) {
+  constructor(private plan: LoadPlan) {
     super();
   }
 
@@ -170,6 +239,12 @@ export class Coordinator extends EventEmitter<{
       connectAttempts: 0,
       connectFailures: 0,
       disconnects: 0,
+      reconnectAttempts: 0,
+      reconnects: 0,
+      losses: 0,
+      periodic: 0,
+      failuresByReason: {},
+      traffic: {},
       sent: 0,
       accepted: 0,
       received: 0,
@@ -182,10 +257,85 @@ export class Coordinator extends EventEmitter<{
   private setPhase(phase: RunPhase): void {
     this.phase = phase;
     if (this.startUs > 0) {
-      const t = Math.max(0, Math.round((monoNowUs() - this.startUs) / 1e4) / 100);
-      this.markers.push({ t, kind: 'phase', label: phase });
+      this.markers.push({
+        t: Math.round(this.elapsedS() * 100) / 100,
+        kind: 'phase',
+        label: phase,
+      });
     }
     this.emit('phase', phase);
+  }
+
+  /** Seconds since the fleet started (0 before it has). */
+  elapsedS(): number {
+    return this.startUs > 0 ? Math.max(0, (monoNowUs() - this.startUs) / 1e6) : 0;
+  }
+
+  /** Adds a marker (a fault, usually) to the run's time axis. */
+  mark(marker: RunMarker): void {
+    this.markers.push(marker);
+  }
+
+  /**
+   * Opens `count` more devices from the scenario's reserve, open-loop at
+   * `rateHz` in total, split evenly over the device workers. Asks for no more
+   * than the reserve has left; called before the fleet starts, it waits for the start.
+   */
+  connectMore(count: number, rateHz: number): void {
+    if (this.startUs === 0 || this.deviceThreads.length === 0) {
+      this.pendingMore.push({ count, rateHz });
+      return;
+    }
+    if (this.phase === 'closing' || this.phase === 'done') return;
+    const workers = this.deviceThreads.length;
+    const want = Math.max(0, Math.floor(count));
+    // Never before the fleet's own start: the reserve follows the initial ramp's clock.
+    const atUs = Math.max(monoNowUs() + 10_000, this.startUs);
+    let left = want;
+    for (let i = 0; i < workers && left > 0; i++) {
+      // Even split; the first (want mod workers) workers take one more.
+      const share = Math.floor(want / workers) + (i < want % workers ? 1 : 0);
+      const n = Math.min(share, this.reserveLeft[i] ?? 0, left);
+      if (n <= 0) continue;
+      this.reserveLeft[i] = (this.reserveLeft[i] ?? 0) - n;
+      this.requestedMore += n;
+      left -= n;
+      this.deviceThreads[i]!.postMessage({
+        type: 'connect-more',
+        count: n,
+        rateHz: want > 0 ? (rateHz * n) / want : rateHz,
+        atUs,
+      } satisfies ToWorker);
+    }
+  }
+
+  /** Points the publisher at these API base URLs from now on (nodes come and go during chaos). */
+  setApiTargets(urls: string[]): void {
+    this.plan = { ...this.plan, httpUrls: [...urls] };
+    this.publisherThread?.postMessage({ type: 'api-targets', urls: [...urls] } satisfies ToWorker);
+  }
+
+  /** The plan's routes, or one route from the `target` shorthand. */
+  private routes(): DeviceRoute[] {
+    if (this.plan.routes !== undefined) return this.plan.routes;
+    const { scenario, target, localAddresses } = this.plan;
+    if (target === undefined) {
+      throw new PushbenchError(
+        'PB_INTERNAL',
+        'LoadPlan has neither routes nor target; give the coordinator where devices connect',
+      );
+    }
+    return [
+      {
+        region: scenario.topology.regions[0]?.name ?? 'default',
+        first: 0,
+        count: scenario.devices.count + scenario.devices.reserve,
+        host: target.host,
+        port: target.port,
+        path: target.path,
+        localAddresses: localAddresses ?? [],
+      },
+    ];
   }
 
   private noteSelf(worker: string, self: SelfCheck): void {
@@ -217,6 +367,12 @@ export class Coordinator extends EventEmitter<{
       connectAttempts: a.connectAttempts,
       connectFailures: a.connectFailures,
       disconnects: a.disconnects,
+      reconnectAttempts: a.reconnectAttempts,
+      reconnects: a.reconnects,
+      losses: a.losses,
+      periodic: a.periodic,
+      failuresByReason: a.failuresByReason,
+      traffic: a.traffic,
       sent: a.sent,
       accepted: a.accepted,
       received: a.received,
@@ -238,12 +394,12 @@ export class Coordinator extends EventEmitter<{
     this.emit('interval', point);
   }
 
-  /** Merges a worker's snapshot into the run total and the current interval. */
+  /** Merges a worker's snapshot into the run total and the current interval, creating the series on first sight. */
   private mergeInto(series: string, snapshot: string): void {
-    const total = this.histograms[series];
-    if (total) mergeSnapshot(total, snapshot);
-    const interval = this.acc.histograms[series];
-    if (interval) mergeSnapshot(interval, snapshot);
+    this.histograms[series] ??= createLatencyHistogram();
+    mergeSnapshot(this.histograms[series], snapshot);
+    this.acc.histograms[series] ??= createLatencyHistogram();
+    mergeSnapshot(this.acc.histograms[series], snapshot);
   }
 
   /** Runs the load to completion. Rejects with `PB_WORKER_FAILED` if a worker dies. */
@@ -257,7 +413,6 @@ export class Coordinator extends EventEmitter<{
     const established: Int32Array[] = [];
     let rampsDone = 0;
     let ready = 0;
-    let failed = 0;
 
     let fail: (err: Error) => void = () => {};
     const failed$ = new Promise<never>((_, reject) => {
@@ -281,7 +436,6 @@ export class Coordinator extends EventEmitter<{
           break;
         case 'ramp-done':
           rampsDone++;
-          failed += msg.failed;
           established.push(msg.established);
           break;
         case 'device-interval':
@@ -289,6 +443,12 @@ export class Coordinator extends EventEmitter<{
           this.acc.connectAttempts += msg.connectAttempts;
           this.acc.connectFailures += msg.connectFailures;
           this.acc.disconnects += msg.disconnects;
+          this.acc.reconnectAttempts += msg.reconnectAttempts;
+          this.acc.reconnects += msg.reconnects;
+          this.acc.losses += msg.losses;
+          this.acc.periodic += msg.periodic;
+          addCounts(this.acc.failuresByReason, msg.failuresByReason);
+          addCounts(this.acc.traffic, msg.trafficCounters);
           this.acc.received += msg.received;
           this.totalReceived += msg.received;
           for (const [series, snap] of Object.entries(msg.histograms)) this.mergeInto(series, snap);
@@ -333,42 +493,55 @@ export class Coordinator extends EventEmitter<{
       return worker;
     };
 
-    const per = Math.floor(scenario.devices.count / deviceWorkers);
-    const extra = scenario.devices.count % deviceWorkers;
+    const { count: initial, reserve } = scenario.devices;
+    const routes = this.routes();
+    const traffic = deviceTrafficConfig(scenario);
     const deviceThreads: Worker[] = [];
     let first = 0;
+    let reserveFirst = initial;
     for (let i = 0; i < deviceWorkers; i++) {
-      const count = per + (i < extra ? 1 : 0);
+      const count = evenShare(initial, deviceWorkers, i);
+      const reserveCount = evenShare(reserve, deviceWorkers, i);
       deviceThreads.push(
         spawn(`device worker ${i}`, {
           role: 'devices',
           workerIndex: i,
           firstDevice: first,
           deviceCount: count,
-          target: this.plan.target,
+          reserveFirst,
+          reserveCount,
+          // Every route, not just this worker's: the set of regions decides the `push@` series.
+          routes,
           secret: this.plan.secret,
           tokenTtlSec: 24 * 3600,
           accounts: scenario.devices.accounts,
-          connectRateHz: (scenario.devices.connectRateHz * count) / scenario.devices.count,
+          connectRateHz: (scenario.devices.connectRateHz * count) / initial,
           connectTimeoutMs: scenario.devices.connectTimeoutMs,
           reportIntervalMs,
-          localAddresses: this.plan.localAddresses ?? [],
+          reconnect: scenario.devices.reconnect,
+          periodicReconnect: scenario.devices.periodicReconnect,
+          heartbeatTimeoutMs: scenario.devices.heartbeatTimeoutMs,
+          // One stream per worker: the scenario's seed replays every worker's choices.
+          seed: (scenario.seed + Math.imul(i + 1, 0x9e3779b1)) >>> 0,
+          traffic,
         }),
       );
+      this.reserveLeft.push(reserveCount);
       first += count;
+      reserveFirst += reserveCount;
     }
+    this.deviceThreads = deviceThreads;
     const publisher = spawn('publisher', {
       role: 'publisher',
-      httpUrl: this.plan.httpUrl,
+      httpUrls: this.plan.httpUrls,
       apiKey: this.plan.apiKey,
-      rateHz: scenario.traffic.direct.rateHz,
-      durationMs: scenario.durationMs,
-      payloadBytes: scenario.traffic.direct.payloadBytes,
+      ...publisherTraffic(scenario),
       maxInFlight: 10_000,
       requestTimeoutMs: 10_000,
       reportIntervalMs,
       seed: scenario.seed,
     });
+    this.publisherThread = publisher;
     const send = (w: Worker, msg: ToWorker) => w.postMessage(msg);
 
     let stopTicker: () => void = () => {};
@@ -379,9 +552,11 @@ export class Coordinator extends EventEmitter<{
       // Give every thread its start time on the shared host clock.
       this.startUs = monoNowUs() + 50_000;
       this.intervalStartUs = this.startUs;
+      this.emit('started', this.startUs);
       this.setPhase('connecting');
       for (const w of deviceThreads)
         send(w, { type: 'start', atUs: this.startUs, gridUs: this.startUs });
+      for (const more of this.pendingMore.splice(0)) this.connectMore(more.count, more.rateHz);
       // Flush a little after each grid point so the workers' reports for it have arrived.
       stopTicker = everyOnGrid(
         this.startUs,
@@ -395,6 +570,7 @@ export class Coordinator extends EventEmitter<{
       const targets = Int32Array.from(established.flatMap((a) => Array.from(a)));
       const publishStartUs = monoNowUs() + 10_000;
       send(publisher, { type: 'start', atUs: publishStartUs, gridUs: this.startUs, targets });
+      for (const w of deviceThreads) send(w, { type: 'publishing', atUs: publishStartUs });
       await until(() => publisherFinal !== undefined);
       const publishEndUs = monoNowUs();
 
@@ -419,7 +595,7 @@ export class Coordinator extends EventEmitter<{
       this.flushInterval();
       this.setPhase('done');
 
-      return this.result(finals, publisherFinal!, failed, {
+      return this.result(finals, publisherFinal!, {
         startUs: this.startUs,
         publishStartUs,
         publishEndUs,
@@ -432,10 +608,33 @@ export class Coordinator extends EventEmitter<{
     }
   }
 
+  /**
+   * Scheduled send times (s since start) of direct and indirect pushes that
+   * were accepted and never delivered, so losses can be laid against faults.
+   * Each kind's n-th message was due at publish start + n / rate.
+   */
+  private lostPushTimes(pub: PublisherFinal, delivered: Bitset, publishStartUs: number): number[] {
+    const out: number[] = [];
+    const { traffic } = this.plan.scenario;
+    for (const kind of ['direct', 'indirect'] as const) {
+      const k = pub.kinds[kind];
+      const rate = traffic[kind].rateHz;
+      if (!k || rate <= 0) continue;
+      const accepted = new Bitset(k.accepted);
+      let n = 0;
+      new Bitset(k.seqs).forEach((seq) => {
+        if (accepted.has(seq) && !delivered.has(seq)) {
+          out.push(Math.round((publishStartUs + (n * 1e6) / rate - this.startUs) / 1e4) / 100);
+        }
+        n++;
+      });
+    }
+    return out.sort((a, b) => a - b);
+  }
+
   private result(
     finals: DeviceFinal[],
     pub: PublisherFinal,
-    failed: number,
     marks: LoadResult['marks'],
   ): LoadResult {
     const delivered = new Bitset();
@@ -443,22 +642,33 @@ export class Coordinator extends EventEmitter<{
     let duplicates = 0;
     let heldAtEnd = 0;
     let established = 0;
+    let requested = 0;
     let badFrames = 0;
+    let gaveUp = 0;
     const failuresByReason: Record<string, number> = {};
     const closesByCode: Record<string, number> = {};
+    const lossesByCause: Record<string, number> = {};
     const workers: WorkerHealth[] = [];
+    const drops = new Float64Array(finals.reduce((n, f) => n + f.drops.length, 0));
+    let d = 0;
     for (const f of finals.sort((a, b) => a.workerIndex - b.workerIndex)) {
       delivered.addAll(new Bitset(f.delivered));
       late.addAll(new Bitset(f.late));
       duplicates += f.duplicates;
       heldAtEnd += f.heldAtEnd;
       established += f.established;
+      requested += f.requested;
       badFrames += f.badFrames;
-      for (const [k, v] of Object.entries(f.connectFailuresByReason)) {
-        failuresByReason[k] = (failuresByReason[k] ?? 0) + v;
+      gaveUp += f.gaveUp;
+      addCounts(failuresByReason, f.connectFailuresByReason);
+      addCounts(closesByCode, f.closesByCode);
+      addCounts(lossesByCause, f.lossesByCause);
+      for (let i = 0; i + 2 < f.drops.length; i += 3) {
+        const back = f.drops[i + 1]!;
+        drops[d++] = (f.drops[i]! - this.startUs) / 1e6;
+        drops[d++] = back > 0 ? (back - this.startUs) / 1e6 : -1;
+        drops[d++] = f.drops[i + 2]!;
       }
-      for (const [k, v] of Object.entries(f.closesByCode))
-        closesByCode[k] = (closesByCode[k] ?? 0) + v;
       workers.push({ worker: `devices-${f.workerIndex}`, ...f.self });
     }
     workers.push({ worker: 'publisher', ...pub.self });
@@ -472,15 +682,20 @@ export class Coordinator extends EventEmitter<{
       { delivered, late, duplicates },
     );
     return {
+      lostAtS: this.lostPushTimes(pub, delivered, marks.publishStartUs),
       connections: {
-        requested: this.plan.scenario.devices.count,
+        requested,
         established,
         heldAtEnd,
-        failed,
+        failed: requested - established,
         failuresByReason,
         closesByCode,
+        lossesByCause,
       },
+      drops,
+      gaveUp,
       ledger,
+      traffic: mergeTraffic(finals, pub),
       histograms: this.histograms,
       timeline: this.timeline,
       generator: {
@@ -496,4 +711,14 @@ export class Coordinator extends EventEmitter<{
       marks,
     };
   }
+}
+
+/** Adds `from`'s counts into `into`. */
+function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Worker i's share of `total` split over `workers`: the first (total mod workers) take one more. */
+function evenShare(total: number, workers: number, i: number): number {
+  return Math.floor(total / workers) + (i < total % workers ? 1 : 0);
 }

@@ -1,5 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
+import { PushbenchError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
 import {
   createLatencyHistogram,
   encodeHistogram,
@@ -7,16 +9,42 @@ import {
   recordUs,
 } from '../reports/histogram.js';
 import { Bitset } from '../reports/ledger.js';
+import { retryableCloseCodes } from '../server/protocol.js';
 import { signToken } from '../server/token.js';
-import type { DeviceWorkerData, FromWorker, ToWorker } from './messages.js';
-import { readPushFrame } from './push-frame.js';
+import type { DeviceRoute, DeviceWorkerData, FromWorker, ToWorker } from './messages.js';
+import { nextDelayMs } from './reconnect.js';
 import { SelfMonitor } from './self-check.js';
+import type { DeviceChannel, DeviceTraffic } from './traffic/device-traffic.js';
+import { createDeviceTraffic } from './traffic/index.js';
 import { WsClientConnection, type WsClientSink, type WsCloseInfo } from './ws-client/connection.js';
 
-/** How often connect timeouts and close timeouts are swept. */
+/** How often connect, close and heartbeat timeouts are swept. */
 const SWEEP_INTERVAL_MS = 100;
 /** A close handshake not finished within this is cut. */
 const CLOSE_TIMEOUT_US = 2_000_000;
+
+/** What a device is doing between connection attempts (the connection object knows the rest). */
+enum Mode {
+  /** Not asked to connect yet (a reserve device, or the ramp has not reached it). */
+  Unstarted = 0,
+  /** An attempt is in progress, or the connection is open or closing. */
+  Active = 1,
+  /** Waiting in the due queue for its next attempt. */
+  Waiting = 2,
+  /** Stopped trying: `maxAttempts` reached or a terminal close code. */
+  GaveUp = 3,
+}
+
+/** Why the fleet itself ended an open connection; decides how the close is counted. */
+enum OwnClose {
+  None = 0,
+  /** Periodic reconnect: not a loss, reconnect at once. */
+  Periodic = 1,
+  /** Nothing received for `heartbeatTimeoutMs`. */
+  Heartbeat = 2,
+  /** A goaway under the server-hint policy. */
+  Goaway = 3,
+}
 
 /** The device id and account id of global device index `i`. */
 export function deviceIdentity(
@@ -26,26 +54,153 @@ export function deviceIdentity(
   return { deviceId: `d${i}`, accountId: `a${i % accounts}` };
 }
 
+/** Where a device worker's reports go: a worker's parent port, or a test's collector. */
+export interface ReportPort {
+  postMessage(msg: FromWorker): void;
+}
+
+/**
+ * The worker's one timer structure: a binary min-heap of (due time, device)
+ * with lazy deletion. Each device has at most one live entry; rescheduling bumps
+ * the device's generation, and entries of an older generation are skipped.
+ */
+class DueQueue {
+  private readonly atUs: number[] = [];
+  private readonly keys: number[] = [];
+  private readonly gens: number[] = [];
+
+  get size(): number {
+    return this.atUs.length;
+  }
+
+  /** Due time of the earliest entry, or Infinity. */
+  peekUs(): number {
+    return this.atUs[0] ?? Number.POSITIVE_INFINITY;
+  }
+
+  push(atUs: number, key: number, gen: number): void {
+    const { atUs: t, keys, gens } = this;
+    let i = t.length;
+    t.push(atUs);
+    keys.push(key);
+    gens.push(gen);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (t[parent]! <= atUs) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  /** Removes the earliest entry into `out` (avoids allocating a tuple per pop). */
+  pop(out: { atUs: number; key: number; gen: number }): void {
+    const { atUs: t, keys, gens } = this;
+    out.atUs = t[0]!;
+    out.key = keys[0]!;
+    out.gen = gens[0]!;
+    const lastT = t.pop()!;
+    const lastK = keys.pop()!;
+    const lastG = gens.pop()!;
+    const n = t.length;
+    if (n === 0) return;
+    t[0] = lastT;
+    keys[0] = lastK;
+    gens[0] = lastG;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < n && t[l]! < t[m]!) m = l;
+      if (r < n && t[r]! < t[m]!) m = r;
+      if (m === i) break;
+      this.swap(i, m);
+      i = m;
+    }
+  }
+
+  clear(): void {
+    this.atUs.length = this.keys.length = this.gens.length = 0;
+  }
+
+  private swap(a: number, b: number): void {
+    const { atUs: t, keys, gens } = this;
+    [t[a], t[b]] = [t[b]!, t[a]!];
+    [keys[a], keys[b]] = [keys[b]!, keys[a]!];
+    [gens[a], gens[b]] = [gens[b]!, gens[a]!];
+  }
+}
+
+/** An open-loop run of first attempts: local devices [next, end), one every `intervalUs` from `startUs`. */
+interface Ramp {
+  first: number;
+  next: number;
+  end: number;
+  startUs: number;
+  intervalUs: number;
+}
+
 /**
  * One worker's share of the device fleet: opens connections open-loop at a
- * fixed rate, records connect and push latency, de-duplicates pushes by message
+ * fixed rate, keeps them open (reconnecting by the scenario's policy after a
+ * loss or a failed attempt, dropping silent ones, reconnecting periodically),
+ * records connect, reconnect and push latency, de-duplicates pushes by message
  * number, and reports encoded histograms each interval. Devices are plain
- * connection objects; the fleet is the one sink for all of them.
+ * connection objects plus typed arrays of per-device state; the fleet is the one
+ * sink for all of them, and one due queue swept by one timer drives every
+ * reconnect and periodic close.
  */
-export class Fleet implements WsClientSink {
+export class Fleet implements WsClientSink, DeviceChannel {
   private readonly conns: WsClientConnection[] = [];
-  private readonly push: LatencyHistogram = createLatencyHistogram();
-  private readonly connect: LatencyHistogram = createLatencyHistogram();
+  /** Series → histogram of this interval; `push@<region>` only with several regions. */
+  private readonly hists = new Map<string, LatencyHistogram>();
+  private readonly push: LatencyHistogram;
+  private readonly connect: LatencyHistogram;
+  private readonly reconnect: LatencyHistogram;
+  /** Per route: its region's push histogram, or null with a single region. */
+  /** Per route: `push@`, `connect@`, `reconnect@<region>` series, when there are several regions. */
+  private readonly regionPush: Array<LatencyHistogram | null>;
+  private readonly regionConnect: Array<LatencyHistogram | null>;
+  private readonly regionReconnect: Array<LatencyHistogram | null>;
   private readonly delivered = new Bitset();
   private readonly late = new Bitset();
   private readonly self = new SelfMonitor();
-  private readonly intervalUs: number;
-  private startUs = 0;
-  private nextIndex = 0;
-  private pending = 0;
+  private readonly rng: Rng;
+  private readonly traffic: DeviceTraffic | null;
+
+  // Per local device.
+  private readonly route: Uint16Array;
+  private readonly mode: Uint8Array;
+  private readonly ownClose: Uint8Array;
+  /** 1 until the device's first attempt has resolved. */
+  private readonly firstPending: Uint8Array;
+  private readonly everOpened: Uint8Array;
+  /** Attempts made since the loss (or since the failed first attempt). */
+  private readonly tries: Int32Array;
+  private readonly prevDelayMs: Float64Array;
+  /** When the current attempt was due: its ramp slot or the end of its delay. */
+  private readonly dueUs: Float64Array;
+  /** The goaway's `reconnectAfterMs` for the coming loss; -1 = none. */
+  private readonly hintMs: Float64Array;
+  /** Offset in `drops` of the device's open loss; -1 = none. */
+  private readonly dropAt: Int32Array;
+  private readonly gen: Uint32Array;
+
+  private readonly queue = new DueQueue();
+  private readonly popped = { atUs: 0, key: 0, gen: 0 };
+  private readonly ramps: Ramp[] = [];
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAtUs = Number.POSITIVE_INFINITY;
+  /** Next reserve device (local index) a `connect-more` opens. */
+  private nextReserve: number;
+
+  /** [lostAtUs, backAtUs, attempts] per loss. */
+  private drops: number[] = [];
+  private initialUnresolved: number;
   private open = 0;
   private established = 0;
-  private failed = 0;
+  private failedFirst = 0;
+  private gaveUp = 0;
   private pastDeadline = false;
   private finishing = false;
   private rampReported = false;
@@ -53,22 +208,74 @@ export class Fleet implements WsClientSink {
   private badFrames = 0;
   private readonly failuresByReason: Record<string, number> = {};
   private readonly closesByCode: Record<string, number> = {};
+  private readonly lossesByCause: Record<string, number> = {};
   // Interval counters, reset at each report.
   private iAttempts = 0;
   private iOk = 0;
   private iFailures = 0;
   private iDisconnects = 0;
   private iReceived = 0;
-  private connectTimer: NodeJS.Timeout | undefined;
+  private iReconnectAttempts = 0;
+  private iReconnects = 0;
+  private iLosses = 0;
+  private iPeriodic = 0;
+  private iFailuresByReason: Record<string, number> = {};
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopReports: (() => void) | undefined;
 
   constructor(
     private readonly data: DeviceWorkerData,
-    private readonly port: MessagePort,
+    private readonly port: ReportPort,
+    traffic: DeviceTraffic | null = null,
   ) {
-    this.intervalUs = 1e6 / data.connectRateHz;
-    for (let k = 0; k < data.deviceCount; k++) this.conns.push(new WsClientConnection(this, k));
+    const n = data.deviceCount + data.reserveCount;
+    for (let k = 0; k < n; k++) this.conns.push(new WsClientConnection(this, k));
+    this.route = new Uint16Array(n);
+    this.mode = new Uint8Array(n);
+    this.ownClose = new Uint8Array(n);
+    this.firstPending = new Uint8Array(n);
+    this.everOpened = new Uint8Array(n);
+    this.tries = new Int32Array(n);
+    this.prevDelayMs = new Float64Array(n);
+    this.dueUs = new Float64Array(n);
+    this.hintMs = new Float64Array(n).fill(-1);
+    this.dropAt = new Int32Array(n).fill(-1);
+    this.gen = new Uint32Array(n);
+    this.nextReserve = data.deviceCount;
+    this.initialUnresolved = data.deviceCount;
+    this.rng = new Rng(data.seed);
+    this.traffic = traffic;
+
+    for (let k = 0; k < n; k++) this.route[k] = routeIndexOf(data.routes, this.globalIndex(k));
+    this.push = this.series('push');
+    this.connect = this.series('connect');
+    this.reconnect = this.series('reconnect');
+    const regions = new Set(data.routes.map((r) => r.region));
+    const regional = (prefix: string) =>
+      data.routes.map((r) => (regions.size > 1 ? this.series(`${prefix}@${r.region}`) : null));
+    this.regionPush = regional('push');
+    this.regionConnect = regional('connect');
+    this.regionReconnect = regional('reconnect');
+  }
+
+  private series(name: string): LatencyHistogram {
+    let h = this.hists.get(name);
+    if (!h) {
+      h = createLatencyHistogram();
+      this.hists.set(name, h);
+    }
+    return h;
+  }
+
+  /** Devices open right now. */
+  get openDevices(): number {
+    return this.open;
+  }
+
+  /** Global device index of local device `k` (see {@link DeviceWorkerData} for the scheme). */
+  globalIndex(k: number): number {
+    const { firstDevice, deviceCount, reserveFirst } = this.data;
+    return k < deviceCount ? firstDevice + k : reserveFirst + (k - deviceCount);
   }
 
   /** Handles one coordinator message. */
@@ -77,8 +284,15 @@ export class Fleet implements WsClientSink {
       case 'start':
         this.start(msg.atUs, msg.gridUs);
         break;
+      case 'connect-more':
+        this.connectMore(msg.count, msg.rateHz, msg.atUs);
+        break;
+      case 'publishing':
+        this.traffic?.start(msg.atUs, this);
+        break;
       case 'deadline':
         this.pastDeadline = true;
+        this.traffic?.stop();
         // Close the measured part of the run: what follows is teardown.
         this.stopReports?.();
         this.stopReports = undefined;
@@ -87,7 +301,22 @@ export class Fleet implements WsClientSink {
       case 'finish':
         this.finish();
         break;
+      case 'api-targets':
+        // Publisher only.
+        break;
     }
+  }
+
+  // DeviceChannel, for the traffic module.
+
+  /** Writes one text frame to local device `local`; false if it is not open. */
+  send(local: number, text: string): boolean {
+    return this.conns[local]?.sendText(text) ?? false;
+  }
+
+  /** Whether local device `local` is open right now. */
+  isOpen(local: number): boolean {
+    return this.conns[local]?.state === 'open';
   }
 
   private post(msg: FromWorker): void {
@@ -95,76 +324,199 @@ export class Fleet implements WsClientSink {
   }
 
   private start(atUs: number, gridUs: number): void {
-    this.startUs = atUs;
-    this.scheduleConnects();
+    const { deviceCount, connectRateHz } = this.data;
+    this.addRamp(0, deviceCount, atUs, connectRateHz);
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.stopReports = everyOnGrid(gridUs, this.data.reportIntervalMs, () => this.report());
+    this.maybeRampDone();
   }
 
-  /** Scheduled start time of local device `k`, host-monotonic µs. */
-  private scheduledUs(k: number): number {
-    return this.startUs + k * this.intervalUs;
+  private connectMore(count: number, rateHz: number, atUs: number): void {
+    if (this.finishing) return;
+    const end = Math.min(this.conns.length, this.nextReserve + Math.max(0, Math.floor(count)));
+    this.addRamp(this.nextReserve, end, atUs, rateHz);
+    this.nextReserve = end;
   }
 
-  /** Starts every attempt that is due; open-loop: never waits for earlier attempts. */
-  private scheduleConnects(): void {
-    this.connectTimer = undefined;
+  private addRamp(first: number, end: number, startUs: number, rateHz: number): void {
+    if (end <= first) return;
+    for (let k = first; k < end; k++) this.firstPending[k] = 1;
+    this.ramps.push({
+      first,
+      next: first,
+      end,
+      startUs,
+      intervalUs: rateHz > 0 ? 1e6 / rateHz : 0,
+    });
+    this.pump();
+  }
+
+  /** Puts device `k` in the due queue for `atUs`, replacing any earlier entry. */
+  private schedule(k: number, atUs: number): void {
+    const gen = (this.gen[k]! + 1) >>> 0;
+    this.gen[k] = gen;
+    this.queue.push(atUs, k, gen);
+    if (atUs < this.wakeAtUs) this.arm(atUs);
+  }
+
+  /** Sets the one wake-up timer for `atUs`. */
+  private arm(atUs: number): void {
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAtUs = atUs;
+    const waitMs = Math.max(0, (atUs - monoNowUs()) / 1000);
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wakeAtUs = Number.POSITIVE_INFINITY;
+      this.pump();
+    }, waitMs);
+  }
+
+  /**
+   * Starts everything that is due (ramp slots, reconnect attempts, periodic
+   * closes) and re-arms the timer for the next thing. Open-loop: an attempt
+   * starts at its slot whether or not earlier ones have finished.
+   */
+  private pump(): void {
+    if (this.finishing) return;
     const now = monoNowUs();
-    const { target, secret, tokenTtlSec, accounts, firstDevice, localAddresses } = this.data;
+    let nextUs = Number.POSITIVE_INFINITY;
+    for (const ramp of this.ramps) {
+      while (ramp.next < ramp.end) {
+        const slotUs = ramp.startUs + (ramp.next - ramp.first) * ramp.intervalUs;
+        if (slotUs > now) {
+          nextUs = Math.min(nextUs, slotUs);
+          break;
+        }
+        this.attempt(ramp.next++, slotUs);
+      }
+    }
+    if (this.ramps.some((r) => r.next >= r.end)) {
+      const live = this.ramps.filter((r) => r.next < r.end);
+      this.ramps.length = 0;
+      this.ramps.push(...live);
+    }
+    const e = this.popped;
+    while (this.queue.size > 0 && this.queue.peekUs() <= now) {
+      this.queue.pop(e);
+      if (e.gen !== this.gen[e.key]) continue;
+      this.due(e.key, e.atUs);
+    }
+    nextUs = Math.min(nextUs, this.queue.peekUs());
+    if (nextUs < Number.POSITIVE_INFINITY && nextUs < this.wakeAtUs) this.arm(nextUs);
+    this.maybeRampDone();
+  }
+
+  /** A due-queue entry of device `k` fired: its next attempt, or its periodic close. */
+  private due(k: number, dueUs: number): void {
+    const conn = this.conns[k]!;
+    if (this.mode[k] === Mode.Waiting) {
+      this.tries[k]!++;
+      this.attempt(k, dueUs);
+    } else if (conn.state === 'open') {
+      this.ownClose[k] = OwnClose.Periodic;
+      conn.close(1000, 'periodic reconnect');
+    }
+  }
+
+  /** Starts an attempt of device `k`, due at `dueUs` (what its connect latency counts from). */
+  private attempt(k: number, dueUs: number): void {
+    const conn = this.conns[k]!;
+    const global = this.globalIndex(k);
+    const route = this.data.routes[this.route[k]!]!;
+    const { secret, tokenTtlSec, accounts } = this.data;
     const expiresAtSec = Math.floor(Date.now() / 1000) + tokenTtlSec;
-    while (this.nextIndex < this.conns.length && this.scheduledUs(this.nextIndex) <= now) {
-      const k = this.nextIndex++;
-      const conn = this.conns[k];
-      if (!conn) continue;
-      const global = firstDevice + k;
-      const token = signToken({ ...deviceIdentity(global, accounts), expiresAtSec }, secret);
-      this.pending++;
-      this.iAttempts++;
-      conn.connect({
-        host: target.host,
-        port: target.port,
-        path: `${target.path}?token=${token}`,
-        localAddress:
-          localAddresses.length > 0 ? localAddresses[global % localAddresses.length] : undefined,
-      });
+    const token = signToken({ ...deviceIdentity(global, accounts), expiresAtSec }, secret);
+    const addrs = route.localAddresses;
+    this.mode[k] = Mode.Active;
+    this.dueUs[k] = dueUs;
+    this.iAttempts++;
+    if (this.firstPending[k] === 0) this.iReconnectAttempts++;
+    const d = this.dropAt[k]!;
+    if (d >= 0) this.drops[d + 2]!++;
+    conn.connect({
+      host: route.host,
+      port: route.port,
+      path: `${route.path}?token=${token}`,
+      localAddress: addrs.length > 0 ? addrs[global % addrs.length] : undefined,
+    });
+  }
+
+  /** After a loss or a failed attempt: the next attempt by policy, or give up. */
+  private retry(k: number, nowUs: number): void {
+    const policy = this.data.reconnect;
+    const next = this.tries[k]! + 1;
+    const hint = this.hintMs[k]!;
+    this.hintMs[k] = -1;
+    if (policy.maxAttempts > 0 && next > policy.maxAttempts) {
+      this.giveUp(k);
+      return;
     }
-    if (this.nextIndex < this.conns.length) {
-      const waitMs = Math.max(1, (this.scheduledUs(this.nextIndex) - now) / 1000);
-      this.connectTimer = setTimeout(() => this.scheduleConnects(), waitMs);
-    } else {
-      this.maybeRampDone();
-    }
+    const delayMs = nextDelayMs(
+      policy,
+      next,
+      this.prevDelayMs[k]!,
+      this.rng,
+      hint >= 0 && next === 1 ? hint : undefined,
+    );
+    this.prevDelayMs[k] = delayMs;
+    this.mode[k] = Mode.Waiting;
+    this.schedule(k, nowUs + delayMs * 1000);
+  }
+
+  private giveUp(k: number): void {
+    this.mode[k] = Mode.GaveUp;
+    this.gaveUp++;
   }
 
   private maybeRampDone(): void {
-    if (this.rampReported || this.nextIndex < this.conns.length || this.pending > 0) return;
+    if (this.rampReported || this.initialUnresolved > 0) return;
     this.rampReported = true;
     const established: number[] = [];
     for (const conn of this.conns) {
-      if (conn.state === 'open') established.push(this.data.firstDevice + conn.id);
+      if (conn.state === 'open') established.push(this.globalIndex(conn.id));
     }
     this.post({
       type: 'ramp-done',
       workerIndex: this.data.workerIndex,
       established: Int32Array.from(established),
-      failed: this.failed,
+      failed: this.failedFirst,
     });
   }
 
   private sweep(): void {
     const now = monoNowUs();
     const timeoutUs = this.data.connectTimeoutMs * 1000;
+    const silentUs =
+      this.data.heartbeatTimeoutMs === null || this.finishing
+        ? Number.POSITIVE_INFINITY
+        : this.data.heartbeatTimeoutMs * 1000;
     for (const conn of this.conns) {
-      if (conn.state === 'connecting' || conn.state === 'closing') {
-        conn.expireIfStale(now, timeoutUs, CLOSE_TIMEOUT_US);
+      switch (conn.state) {
+        case 'connecting':
+        case 'closing':
+          conn.expireIfStale(now, timeoutUs, CLOSE_TIMEOUT_US);
+          break;
+        case 'open':
+          if (now - conn.lastReceiveUs >= silentUs) {
+            this.ownClose[conn.id] = OwnClose.Heartbeat;
+            // No close frame: the server is not answering, a handshake would only wait.
+            conn.destroy();
+          }
+          break;
+        default:
+          break;
       }
     }
   }
 
   private takeHistograms(): Record<string, string> {
-    const out = { push: encodeHistogram(this.push), connect: encodeHistogram(this.connect) };
-    this.push.reset();
-    this.connect.reset();
+    const out: Record<string, string> = {};
+    for (const [name, h] of this.hists) {
+      if (h.totalCount === 0) continue;
+      out[name] = encodeHistogram(h);
+      h.reset();
+    }
+    if (this.traffic) Object.assign(out, this.traffic.takeHistograms());
     return out;
   }
 
@@ -179,17 +531,27 @@ export class Fleet implements WsClientSink {
       connectFailures: this.iFailures,
       disconnects: this.iDisconnects,
       received: this.iReceived,
+      reconnectAttempts: this.iReconnectAttempts,
+      reconnects: this.iReconnects,
+      losses: this.iLosses,
+      periodic: this.iPeriodic,
+      failuresByReason: this.iFailuresByReason,
+      trafficCounters: this.traffic?.takeCounters() ?? {},
       histograms: this.takeHistograms(),
       self: this.self.interval(),
     });
     this.iAttempts = this.iOk = this.iFailures = this.iDisconnects = this.iReceived = 0;
+    this.iReconnectAttempts = this.iReconnects = this.iLosses = this.iPeriodic = 0;
+    this.iFailuresByReason = {};
   }
 
   private finish(): void {
-    if (this.connectTimer) clearTimeout(this.connectTimer);
-    this.nextIndex = this.conns.length;
-    this.stopReports?.();
     this.finishing = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.queue.clear();
+    this.ramps.length = 0;
+    this.stopReports?.();
     const heldAtEnd = this.open;
     for (const conn of this.conns) {
       if (conn.state === 'open') conn.close(1000, 'run finished');
@@ -206,9 +568,15 @@ export class Fleet implements WsClientSink {
         duplicates: this.duplicates,
         heldAtEnd,
         established: this.established,
+        // Local indices below nextReserve are the initial share plus the reserve opened.
+        requested: this.nextReserve,
         connectFailuresByReason: this.failuresByReason,
         closesByCode: this.closesByCode,
+        lossesByCause: this.lossesByCause,
+        drops: Float64Array.from(this.drops),
+        gaveUp: this.gaveUp,
         badFrames: this.badFrames,
+        traffic: this.traffic?.final() ?? null,
         self: this.self.total(),
       });
     };
@@ -222,25 +590,92 @@ export class Fleet implements WsClientSink {
   }
 
   onOpen(conn: WsClientConnection): void {
-    const latencyUs = monoNowUs() - this.scheduledUs(conn.id);
-    recordUs(this.connect, latencyUs);
-    this.pending--;
+    const k = conn.id;
+    const now = monoNowUs();
+    recordUs(this.connect, now - this.dueUs[k]!);
+    const regionalConnect = this.regionConnect[this.route[k]!];
+    if (regionalConnect) recordUs(regionalConnect, now - this.dueUs[k]!);
     this.open++;
-    this.established++;
     this.iOk++;
-    if (this.finishing) conn.close(1000, 'run finished');
+    if (this.everOpened[k] === 0) {
+      this.everOpened[k] = 1;
+      this.established++;
+    }
+    if (this.firstPending[k] === 1) {
+      this.firstPending[k] = 0;
+      if (k < this.data.deviceCount) this.initialUnresolved--;
+    } else {
+      this.iReconnects++;
+    }
+    const d = this.dropAt[k]!;
+    if (d >= 0) {
+      this.drops[d + 1] = now;
+      recordUs(this.reconnect, now - this.drops[d]!);
+      const regionalReconnect = this.regionReconnect[this.route[k]!];
+      if (regionalReconnect) recordUs(regionalReconnect, now - this.drops[d]!);
+      this.dropAt[k] = -1;
+    }
+    this.tries[k] = 0;
+    this.prevDelayMs[k] = this.data.reconnect.baseMs;
+    this.hintMs[k] = -1;
+    this.ownClose[k] = OwnClose.None;
+    if (this.finishing) {
+      conn.close(1000, 'run finished');
+      return;
+    }
+    const periodic = this.data.periodicReconnect;
+    if (periodic !== null) {
+      const afterMs = Math.max(0, periodic.everyMs - this.rng.next() * periodic.staggerMs);
+      this.schedule(k, now + afterMs * 1000);
+    }
+    if (k < this.data.deviceCount) this.traffic?.onOpen(k);
     this.maybeRampDone();
   }
 
-  onText(_conn: WsClientConnection, text: string): void {
+  onText(conn: WsClientConnection, text: string): void {
     const now = monoNowUs();
-    const push = readPushFrame(text);
-    if (!push) {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      this.badFrames++;
+      return;
+    }
+    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
+      this.badFrames++;
+      return;
+    }
+    const f = frame as { type?: unknown } & Record<string, unknown>;
+    switch (f.type) {
+      case 'push':
+        this.onPush(conn.id, f.payload, now);
+        return;
+      case 'goaway':
+        this.onGoaway(conn, f.reconnectAfterMs);
+        return;
+      default:
+        if (
+          typeof f.type !== 'string' ||
+          this.traffic === null ||
+          conn.id >= this.data.deviceCount ||
+          !this.traffic.onFrame(conn.id, f as { type: string } & Record<string, unknown>, now)
+        ) {
+          this.badFrames++;
+        }
+    }
+  }
+
+  private onPush(k: number, payload: unknown, nowUs: number): void {
+    if (typeof payload !== 'object' || payload === null) {
+      this.badFrames++;
+      return;
+    }
+    const { seq, t } = payload as { seq?: unknown; t?: unknown };
+    if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0 || typeof t !== 'number') {
       this.badFrames++;
       return;
     }
     this.iReceived++;
-    const { seq, sentAtUs } = push;
     if (this.delivered.has(seq) || this.late.has(seq)) {
       this.duplicates++;
       return;
@@ -251,31 +686,108 @@ export class Fleet implements WsClientSink {
     }
     this.delivered.add(seq);
     // Latency from the publisher's *scheduled* send time (open model).
-    recordUs(this.push, now - sentAtUs);
+    recordUs(this.push, nowUs - t);
+    const regional = this.regionPush[this.route[k]!];
+    if (regional) recordUs(regional, nowUs - t);
   }
 
-  onClose(_conn: WsClientConnection, info: WsCloseInfo): void {
+  /**
+   * The server will close this connection soon. Under server-hint the device
+   * leaves now and comes back after the hint; other policies wait for the
+   * server's close and then follow their own delays.
+   */
+  private onGoaway(conn: WsClientConnection, reconnectAfterMs: unknown): void {
+    const k = conn.id;
+    this.hintMs[k] =
+      typeof reconnectAfterMs === 'number' && reconnectAfterMs >= 0 ? reconnectAfterMs : 0;
+    if (this.data.reconnect.policy === 'server-hint' && conn.state === 'open' && !this.finishing) {
+      this.ownClose[k] = OwnClose.Goaway;
+      conn.close(1000, 'goaway');
+    }
+  }
+
+  onClose(conn: WsClientConnection, info: WsCloseInfo): void {
+    const k = conn.id;
+    const now = monoNowUs();
+    // Drops any periodic close still queued for this connection.
+    this.gen[k] = (this.gen[k]! + 1) >>> 0;
     if (!info.opened) {
-      this.pending--;
-      this.failed++;
       this.iFailures++;
       const reason =
         info.failure === 'http_status' ? `http_${info.httpStatus}` : (info.failure ?? 'error');
       this.failuresByReason[reason] = (this.failuresByReason[reason] ?? 0) + 1;
+      this.iFailuresByReason[reason] = (this.iFailuresByReason[reason] ?? 0) + 1;
+      if (this.firstPending[k] === 1) {
+        this.firstPending[k] = 0;
+        if (k < this.data.deviceCount) {
+          this.initialUnresolved--;
+          this.failedFirst++;
+        }
+      }
+      if (!this.finishing) this.retry(k, now);
       this.maybeRampDone();
       return;
     }
     this.open--;
-    if (!this.finishing) {
-      this.iDisconnects++;
-      this.closesByCode[info.code] = (this.closesByCode[info.code] ?? 0) + 1;
+    const own = this.ownClose[k]!;
+    this.ownClose[k] = OwnClose.None;
+    if (this.finishing) return;
+    this.iDisconnects++;
+    this.closesByCode[info.code] = (this.closesByCode[info.code] ?? 0) + 1;
+    if (k < this.data.deviceCount) this.traffic?.onClose(k);
+    this.tries[k] = 0;
+    this.prevDelayMs[k] = this.data.reconnect.baseMs;
+    if (own === OwnClose.Periodic) {
+      // Not a loss: the device chose to leave and comes back at once.
+      this.iPeriodic++;
+      this.mode[k] = Mode.Waiting;
+      this.schedule(k, now);
+      return;
     }
+    this.iLosses++;
+    const cause =
+      own === OwnClose.Heartbeat
+        ? 'heartbeat_timeout'
+        : own === OwnClose.Goaway || this.hintMs[k]! >= 0
+          ? 'goaway'
+          : `code_${info.code}`;
+    this.lossesByCause[cause] = (this.lossesByCause[cause] ?? 0) + 1;
+    this.dropAt[k] = this.drops.length;
+    this.drops.push(now, 0, 0);
+    if (own === OwnClose.None && !retryableCloseCodes.has(info.code)) {
+      // A terminal close code (protocol violation, replaced): retrying would repeat it.
+      this.giveUp(k);
+      return;
+    }
+    this.retry(k, now);
   }
 }
 
 /** Runs a device worker on `port` until `finish` has been answered. */
 export function runFleet(data: DeviceWorkerData, port: MessagePort): void {
-  const fleet = new Fleet(data, port);
+  const traffic =
+    data.traffic === null || data.traffic === undefined
+      ? null
+      : createDeviceTraffic(data.traffic, {
+          workerIndex: data.workerIndex,
+          firstDevice: data.firstDevice,
+          deviceCount: data.deviceCount,
+          accounts: data.accounts,
+          seed: data.seed,
+        });
+  const fleet = new Fleet(data, port, traffic);
   port.on('message', (msg: ToWorker) => fleet.handle(msg));
   port.postMessage({ type: 'ready', role: 'devices' } satisfies FromWorker);
+}
+
+/** The route holding global index `g`; throws `PB_INTERNAL` when the coordinator left a gap. */
+function routeIndexOf(routes: DeviceRoute[], g: number): number {
+  for (let r = 0; r < routes.length; r++) {
+    const route = routes[r]!;
+    if (g >= route.first && g < route.first + route.count) return r;
+  }
+  throw new PushbenchError(
+    'PB_INTERNAL',
+    `device ${g} is in no route (routes cover ${routes.map((r) => `[${r.first}, ${r.first + r.count})`).join(' ') || 'nothing'}); the coordinator must route every device`,
+  );
 }

@@ -4,6 +4,8 @@
  * travel only as encoded snapshots; ledgers travel as bitsets, once, at the end.
  */
 
+import type { ReconnectPolicy } from '../scenarios/schema.js';
+
 /** Where devices connect. */
 export interface WsTarget {
   host: string;
@@ -11,34 +13,85 @@ export interface WsTarget {
   path: string;
 }
 
-/** Start-up data of a device worker. */
+/** Where one block of devices connects: global device indices [first, first + count). */
+export interface DeviceRoute {
+  /** Home region of these devices; names the `push@<region>` series. */
+  region: string;
+  first: number;
+  count: number;
+  /** The region's balancer, or the global entry, or a node. */
+  host: string;
+  port: number;
+  /** Upgrade path, e.g. `/ws`; the token is appended as `?token=`. */
+  path: string;
+  /** Source addresses; device i binds `localAddresses[i % length]`; empty lets the kernel choose. */
+  localAddresses: string[];
+}
+
+/**
+ * Start-up data of a device worker.
+ *
+ * Device numbering: a worker owns two contiguous blocks of global indices, its
+ * share of the initial fleet [firstDevice, firstDevice + deviceCount) and its
+ * share of the reserve [reserveFirst, reserveFirst + reserveCount), where the
+ * reserve blocks of all workers tile [devices.count, devices.count + reserve).
+ * So the initial fleet is always 0..count-1 (what `devices.regions` and the
+ * publisher's targets refer to) and `connect` actions' devices follow on.
+ * Local index k < deviceCount is global firstDevice + k; a larger k is
+ * reserveFirst + (k - deviceCount).
+ */
 export interface DeviceWorkerData {
   role: 'devices';
   workerIndex: number;
-  /** Global index of this worker's first device; it owns [firstDevice, firstDevice + deviceCount). */
+  /** Global index of this worker's first initial device. */
   firstDevice: number;
+  /** Devices this worker opens at the start. */
   deviceCount: number;
-  target: WsTarget;
+  /** Global index of this worker's first reserve device. */
+  reserveFirst: number;
+  /** Devices this worker opens only when told (`connect-more`). */
+  reserveCount: number;
+  /** Where each global index connects; every device of this worker is in exactly one route. */
+  routes: DeviceRoute[];
   /** Token secret of the nodes, so the worker signs its devices' tokens itself. */
   secret: string;
   tokenTtlSec: number;
   accounts: number;
-  /** This worker's share of the connect rate. */
+  /** This worker's share of the initial connect rate. */
   connectRateHz: number;
   connectTimeoutMs: number;
   reportIntervalMs: number;
-  /** Source addresses to spread connections over; empty means let the kernel choose. */
-  localAddresses: string[];
+  /** How a device waits before each attempt after a loss or a failed attempt. */
+  reconnect: ReconnectPolicy;
+  /** Devices reconnect on their own every `everyMs` minus up to `staggerMs`; null = never. */
+  periodicReconnect: { everyMs: number; staggerMs: number } | null;
+  /** An open connection that receives nothing (not even a ping) this long is dropped; null = never. */
+  heartbeatTimeoutMs: number | null;
+  /** Seed of this worker's random choices (already mixed with the worker index). */
+  seed: number;
+  /** Opaque settings of the device traffic module (`deviceTrafficConfig`); null = no traffic. */
+  traffic: unknown;
 }
 
 /** Start-up data of the publisher worker. */
 export interface PublisherWorkerData {
   role: 'publisher';
-  httpUrl: string;
+  /** API base URLs (`http://host:port`); requests go round-robin over them. */
+  httpUrls: string[];
   apiKey: string;
+  /** Direct pushes per second (`POST /v1/push/{device}`). */
   rateHz: number;
   durationMs: number;
+  /** Padding of direct pushes, bytes. */
   payloadBytes: number;
+  /** Indirect pushes through the queue (`POST /v1/queue`); absent or rate 0 = off. */
+  indirect?: { rateHz: number; payloadBytes: number };
+  /**
+   * Room messages (`PUT /v1/rooms/r{k}/messages`, k round-robin over `count`); absent or
+   * rate 0 = off. `perDevice` and `devices` (the fleet's room membership, see
+   * loadgen/traffic/rooms.ts) are passed through to the final for the room ledger.
+   */
+  rooms?: RoomLayout & { rateHz: number; payloadBytes: number };
   /** Requests in flight beyond this are not sent: the generator is saturated. */
   maxInFlight: number;
   /** A request unanswered this long counts as `no_answer`. */
@@ -57,10 +110,16 @@ export type ToWorker =
    * time; report on the interval grid that begins at `gridUs`.
    */
   | { type: 'start'; atUs: number; gridUs: number; targets?: Int32Array }
-  /** Devices: arrivals from now on are late, not delivered. */
+  /** Devices: arrivals from now on are late, not delivered; device traffic stops. */
   | { type: 'deadline' }
   /** Close every connection and send `final`. */
-  | { type: 'finish' };
+  | { type: 'finish' }
+  /** Devices: open the next `count` reserve devices, open-loop at `rateHz`, from `atUs`. */
+  | { type: 'connect-more'; count: number; rateHz: number; atUs: number }
+  /** Devices: the publisher starts at `atUs`; device traffic (d2d) starts with it. */
+  | { type: 'publishing'; atUs: number }
+  /** Publisher: the API base URLs to use from now on (nodes die and get added during chaos). */
+  | { type: 'api-targets'; urls: string[] };
 
 /** The generator's view of its own health over one interval. */
 export interface SelfCheck {
@@ -79,12 +138,26 @@ export interface DeviceInterval {
   atUs: number;
   /** Devices open right now. */
   open: number;
+  /** Every attempt started, first connects and reconnects. */
   connectAttempts: number;
   connectsOk: number;
   connectFailures: number;
+  /** Opened connections that ended, for any reason but the run finishing (periodic ones too). */
   disconnects: number;
   received: number;
-  /** Encoded histograms of this interval only, keyed by series (`push`, `connect`). */
+  /** Attempts that were not a device's first connect. */
+  reconnectAttempts: number;
+  /** Reconnect attempts that opened. */
+  reconnects: number;
+  /** Connections lost (not periodic closes), as the devices saw it. */
+  losses: number;
+  /** Periodic (own-initiative) reconnect closes. */
+  periodic: number;
+  /** Failed attempts of this interval by reason (`refused`, `timeout`, `http_503`, ...). */
+  failuresByReason: Record<string, number>;
+  /** Device traffic counters of this interval (messages received per kind). */
+  trafficCounters: Record<string, number>;
+  /** Encoded histograms of this interval only, keyed by series (`push`, `connect`, `reconnect`, `push@eu`, `room`, ...). */
   histograms: Record<string, string>;
   self: SelfCheck;
 }
@@ -100,12 +173,26 @@ export interface DeviceFinal {
   duplicates: number;
   /** Devices open just before `finish`. */
   heldAtEnd: number;
+  /** Devices that were open at least once. */
   established: number;
+  /** Devices that were asked to connect (initial share plus reserve opened). */
+  requested: number;
   connectFailuresByReason: Record<string, number>;
   /** Connections that closed during the run, by close code. */
   closesByCode: Record<string, number>;
+  /** Losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
+  lossesByCause: Record<string, number>;
+  /**
+   * One triple per loss (periodic closes excluded): [lost at, open again at
+   * (0 = never), attempts made], times in host-monotonic µs.
+   */
+  drops: Float64Array;
+  /** Devices that stopped trying: `maxAttempts` reached or a terminal close code. */
+  gaveUp: number;
   /** Frames that were not pushes we could read. */
   badFrames: number;
+  /** The device traffic module's end-of-run ledgers (`DeviceTraffic.final()`); null without traffic. */
+  traffic: unknown;
   self: SelfCheck;
 }
 
@@ -113,22 +200,54 @@ export interface DeviceFinal {
 export interface PublisherInterval {
   type: 'publisher-interval';
   atUs: number;
+  /** Push requests (direct + indirect) this interval; room PUTs are in `byKind` only. */
   sent: number;
   accepted: number;
   rejected: number;
   inFlight: number;
   /** Worst delay of an actual send behind its schedule, in ms, this interval. */
   scheduleLagMaxMs: number;
+  /** The same counts split by kind (`direct`, `indirect`, `room`). */
+  byKind: Record<PublishKind, { sent: number; accepted: number; rejected: number }>;
   histograms: Record<string, string>;
   self: SelfCheck;
+}
+
+/** Rooms `r0..r{count-1}`; devices `0..devices-1` each join `perDevice` of them. */
+export interface RoomLayout {
+  count: number;
+  perDevice: number;
+  devices: number;
+}
+
+/** What the publisher sends: direct and indirect pushes share one seq space; room messages have their own. */
+export type PublishKind = 'direct' | 'indirect' | 'room';
+
+/** The publisher's ledger side for one kind of message. */
+export interface PublishedKind {
+  /** Requests issued. */
+  sent: number;
+  /** Bitset (see reports/ledger.ts `Bitset`) of the seqs of this kind that were sent. */
+  seqs: Uint8Array;
+  /** Bitset of the seqs of this kind the API accepted (200 direct, 202/200 queue, 200 room). */
+  accepted: Uint8Array;
+  /** Other answers by status, plus `no_answer` / `refused` / `no_api_target` for requests that got none. */
+  rejectedByStatus: Record<string, number>;
 }
 
 /** The publisher's end-of-run report, after its last request resolved. */
 export interface PublisherFinal {
   type: 'publisher-final';
+  /** Push requests (direct + indirect; one seq space) issued. */
   sent: number;
+  /** Bitset of accepted push seqs (direct + indirect). */
   accepted: Uint8Array;
+  /** Rejected push requests (direct + indirect) by status. */
   rejectedByStatus: Record<string, number>;
+  /** Per kind; `room` seqs are room message numbers, message r went to room `r{r mod roomCount}`. */
+  kinds: Record<PublishKind, PublishedKind>;
+  /** How room messages were spread and who the members are (count 0 when rooms are off). */
+  roomLayout: RoomLayout;
   /** Sends skipped because `maxInFlight` requests were outstanding. */
   skipped: number;
   /** Scheduled messages not sent because no device was connected to address them. */

@@ -343,7 +343,9 @@ function findMetric(name: string): GateMetric | undefined {
       kind: def.kind,
       read: (inputs) => {
         const f = inputs.faults?.find((x) => x.label === label);
-        return f ? def.read(f, inputs) : { value: null, missing: `no fault labelled ${label} fired` };
+        return f
+          ? def.read(f, inputs)
+          : { value: null, missing: `no fault labelled ${label} fired` };
       },
     };
   }

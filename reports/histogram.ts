@@ -294,3 +294,26 @@ export function parseHistogramLog(text: string, source = 'histogram log'): Histo
 export function formatPercentileDistributionMs(h: LatencyHistogram): string {
   return h.outputPercentileDistribution(5, 1000);
 }
+
+interface ValuesIterator {
+  reset(): void;
+  hasNext(): boolean;
+  next(): { valueIteratedTo: number; countAtValueIteratedTo: number };
+}
+
+/**
+ * Every distinct recorded value (µs, at the histogram's resolution) with its
+ * count, lowest first, for checks that care where samples fall rather than
+ * which percentile they are (e.g. connects admitted at SYN retry times).
+ */
+export function recordedValues(h: LatencyHistogram): Array<{ valueUs: number; count: number }> {
+  const it = (h as unknown as { recordedValuesIterator?: ValuesIterator }).recordedValuesIterator;
+  if (!it) throw new PushbenchError('PB_INTERNAL', 'histogram has no recorded-values iterator');
+  it.reset();
+  const out: Array<{ valueUs: number; count: number }> = [];
+  while (it.hasNext()) {
+    const v = it.next();
+    out.push({ valueUs: v.valueIteratedTo, count: v.countAtValueIteratedTo });
+  }
+  return out;
+}

@@ -201,16 +201,14 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
   const storm = summarizeStorm(load.drops, load.timeline, rampEnd);
   const faults = faultImpacts(faultRecords, load.drops, load.timeline, ctx.lostAtS ?? []);
   const regions: Report['regions'] = {};
+  const regionOf = new Map((ctx.topology?.nodes ?? []).map((n) => [n.nodeId, n.region]));
   for (const r of ctx.scenario.topology.regions) {
-    const prefix = `${r.name}-`;
+    const inRegion = (id: string) => regionOf.get(id) === r.name;
     const own = load.timeline.map((p) => ({
-      nodes:
-        p.nodes &&
-        Object.fromEntries(Object.entries(p.nodes).filter(([id]) => id.startsWith(prefix))),
+      nodes: p.nodes && Object.fromEntries(Object.entries(p.nodes).filter(([id]) => inRegion(id))),
     }));
     regions[r.name] = {
-      crashed: faultRecords.filter((f) => f.action === 'crash' && f.target.startsWith(prefix))
-        .length,
+      crashed: faultRecords.filter((f) => f.action === 'crash' && inRegion(f.target)).length,
       skew: summarizeSkew(own),
     };
   }

@@ -170,6 +170,7 @@ export async function run(
     machine: machineFacts(),
     server,
     faults,
+    lostAtS: load.lostAtS,
     topology: { nodes: cluster.describe(), ...cluster.infrastructure(), balancer },
   });
   let reportPath: string | undefined;

@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import Module, { register } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { extname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PushbenchError } from '../core/errors.js';
 import { builtinScenarios } from './builtin/index.js';
 import { type Scenario, type ScenarioInput, validateScenario } from './schema.js';
@@ -120,6 +122,10 @@ async function loadFile(ref: string): Promise<unknown> {
       `scenario file ${ref}: use .json, .js, .mjs or .ts`,
     );
   }
+  if (!existsSync(path)) {
+    throw new PushbenchError('PB_UNKNOWN_SCENARIO', `scenario file ${ref} does not exist`);
+  }
+  registerSelfResolution();
   let mod: Record<string, unknown>;
   try {
     if (ext === '.ts' || ext === '.mts') {
@@ -130,16 +136,15 @@ async function loadFile(ref: string): Promise<unknown> {
       mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'ENOENT') {
-      throw new PushbenchError('PB_UNKNOWN_SCENARIO', `scenario file ${ref} does not exist`);
-    }
     throw new PushbenchError(
       'PB_BAD_SCENARIO',
       `scenario file ${ref} failed to load: ${(err as Error).message.split('\n')[0]}`,
     );
   }
-  const value = mod.default ?? mod.scenario;
+  let value = mod.default ?? mod.scenario;
+  // A .ts file outside an ES-module package is compiled as CommonJS: its
+  // `export default` arrives as `module.exports.default`.
+  if (isRecord(value) && !('name' in value) && isRecord(value.default)) value = value.default;
   if (value === undefined) {
     throw new PushbenchError(
       'PB_BAD_SCENARIO',
@@ -147,6 +152,56 @@ async function loadFile(ref: string): Promise<unknown> {
     );
   }
   return value;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
+let selfResolution = false;
+
+/**
+ * Lets scenario files anywhere `import { defineScenario } from 'pushbench'`:
+ * where Node cannot resolve `pushbench` from the file's folder (it is not
+ * installed there), a resolve hook answers with define.ts, the part of the
+ * API a scenario needs (it has no runtime imports, so it loads the same as
+ * ES module or CommonJS). The hook
+ * is a data: URL so it needs no file of its own, and keeps the parent's query
+ * (tsx's namespace) so TypeScript sources stay compiled on the fly.
+ */
+function registerSelfResolution(): void {
+  if (selfResolution) return;
+  selfResolution = true;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const index = [join(here, 'define.js'), join(here, 'define.ts')].find((f) => existsSync(f));
+  if (!index) return;
+  const hook = `
+    const self = ${JSON.stringify(pathToFileURL(index).href)};
+    export async function resolve(specifier, context, next) {
+      if (specifier !== 'pushbench') return next(specifier, context);
+      try {
+        return await next(specifier, context);
+      } catch (err) {
+        if (err && err.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+        const query = context.parentURL ? new URL(context.parentURL).search : '';
+        return { url: self + query, shortCircuit: true };
+      }
+    }`;
+  register(`data:text/javascript,${encodeURIComponent(hook)}`);
+  // A .ts file outside an ES-module package is compiled to CommonJS, whose
+  // require() does not consult ESM hooks (Node 20): answer it the same way.
+  const cjs = Module as unknown as {
+    _resolveFilename: (request: string, ...rest: unknown[]) => string;
+  };
+  const original = cjs._resolveFilename;
+  cjs._resolveFilename = function (this: unknown, request: string, ...rest: unknown[]) {
+    try {
+      return original.call(this, request, ...rest);
+    } catch (err) {
+      if (request === 'pushbench') return index;
+      throw err;
+    }
+  };
 }
 
 function applyOverrides(input: unknown, o: ScenarioOverrides): unknown {

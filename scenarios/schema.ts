@@ -331,10 +331,7 @@ export interface Scenario {
   seed: number;
 }
 
-/** Declares a scenario with type checking; the value is validated when it is run. */
-export function defineScenario(input: ScenarioInput): ScenarioInput {
-  return input;
-}
+export { defineScenario } from './define.js';
 
 /** Facts about the machine that defaults depend on. */
 export interface ValidationContext {

@@ -462,8 +462,7 @@ export class PushNode implements NodeApi {
   healthy(): boolean {
     if (this.draining !== undefined) return false;
     return !(
-      this.options.overload === 'unhealthy' &&
-      this.connections.size >= this.options.maxConnections
+      this.options.overload === 'unhealthy' && this.connections.size >= this.options.maxConnections
     );
   }
 

@@ -36,7 +36,9 @@ function scopeTarget(scope: FaultScope): string {
 }
 
 function sameScope(a: FaultScope, b: FaultScope): boolean {
-  return 'nodeId' in a ? 'nodeId' in b && a.nodeId === b.nodeId : 'region' in b && a.region === b.region;
+  return 'nodeId' in a
+    ? 'nodeId' in b && a.nodeId === b.nodeId
+    : 'region' in b && a.region === b.region;
 }
 
 /** The network fault an action puts on the fabric, if it is one. */
@@ -159,11 +161,14 @@ export class ChaosDirector {
       case 'stop-node':
         await this.cluster.stopNode(action.node);
         return;
+      case 'scale-up':
+        // Nodes take a while to boot; the record ends when they are behind the balancer.
+        record.nodes = await this.cluster.scaleUp(action.region, action.nodes);
+        record.tEnd = this.nowS();
+        return;
       case 'restart-node':
         await this.cluster.restart(action.node);
-        return;
-      case 'scale-up':
-        record.nodes = await this.cluster.scaleUp(action.region, action.nodes);
+        record.tEnd = this.nowS();
         return;
       case 'scale-down':
         record.nodes = await this.cluster.scaleDown(action.region, action.nodes, action.graceful);

@@ -130,7 +130,11 @@ export class Cluster {
         topology.regions.forEach((r, k) => {
           for (const a of regionAddresses(k)) homeByAddress[a] = r.name;
         });
-        spec.global = { mode: topology.routing.mode, health: topology.routing.health, homeByAddress };
+        spec.global = {
+          mode: topology.routing.mode,
+          health: topology.routing.health,
+          homeByAddress,
+        };
       }
       this.network = await startNetworkProcess(spec);
       this.addresses = await this.network.addresses();
@@ -268,7 +272,8 @@ export class Cluster {
   async restart(nodeId: string): Promise<void> {
     const node = this.nodes.get(nodeId);
     if (!node) throw new PushbenchError('PB_INTERNAL', `no node ${nodeId}`);
-    if (this.procs.has(nodeId)) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is still running`);
+    if (this.procs.has(nodeId))
+      throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is still running`);
     await this.startNode(node.region, nodeId);
     await this.network?.addBackend(node.region, this.backendOf(nodeId));
   }
@@ -300,7 +305,10 @@ export class Cluster {
   /** Puts a fault on the network; throws when the topology has no network. */
   async applyFault(fault: NetworkFault): Promise<string> {
     if (!this.network) {
-      throw new PushbenchError('PB_INTERNAL', `${fault.kind} needs the network fabric, and this run has none`);
+      throw new PushbenchError(
+        'PB_INTERNAL',
+        `${fault.kind} needs the network fabric, and this run has none`,
+      );
     }
     return this.network.applyFault(fault);
   }
@@ -321,7 +329,9 @@ export class Cluster {
         .filter((n) => n.state === 'up' || n.state === 'stopping')
         .map(async (n) => {
           try {
-            const res = await fetch(`${n.httpUrl}/metrics.json`, { signal: AbortSignal.timeout(800) });
+            const res = await fetch(`${n.httpUrl}/metrics.json`, {
+              signal: AbortSignal.timeout(800),
+            });
             const body = (await res.json()) as { connections?: number };
             if (typeof body.connections === 'number') out[n.nodeId] = body.connections;
           } catch {
@@ -344,7 +354,9 @@ export class Cluster {
         .filter((n) => n.state === 'up' || n.state === 'stopping')
         .map(async (n) => {
           try {
-            const res = await fetch(`${n.httpUrl}/metrics.json`, { signal: AbortSignal.timeout(2000) });
+            const res = await fetch(`${n.httpUrl}/metrics.json`, {
+              signal: AbortSignal.timeout(2000),
+            });
             return (await res.json()) as Record<string, unknown>;
           } catch (err) {
             return { nodeId: n.nodeId, error: `metrics unavailable: ${(err as Error).message}` };

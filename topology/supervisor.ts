@@ -59,7 +59,11 @@ function optionalArgs(o: NodeProcessOptions): string[] {
   if (o.maxConnections !== undefined) args.push('--max-connections', String(o.maxConnections));
   if (o.overload) args.push('--overload', o.overload);
   if (o.drainWindowMs !== undefined) args.push('--drain-window', `${o.drainWindowMs}ms`);
-  if (o.maxLifetimeMs !== undefined) args.push('--max-lifetime', `${o.maxLifetimeMs}ms`);
+  if (o.maxLifetimeMs !== undefined) {
+    // The node's default jitter (3 min) would swallow short lifetimes: keep it to a tenth.
+    args.push('--max-lifetime', `${o.maxLifetimeMs}ms`);
+    args.push('--lifetime-jitter', `${Math.round(Math.min(180_000, o.maxLifetimeMs / 10))}ms`);
+  }
   if (o.admissionRateHz !== undefined) args.push('--admission-rate', String(o.admissionRateHz));
   return [...args, ...(o.extraArgs ?? [])];
 }

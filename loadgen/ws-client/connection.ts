@@ -101,6 +101,11 @@ export class WsClientConnection {
   state: WsClientState = 'idle';
   /** Host monotonic µs when connect() was called / when the close started (for the owner's sweep). */
   startedUs = 0;
+  /**
+   * Host monotonic µs when bytes last arrived (any frame, ping included) or the
+   * attempt started; the owner's sweep reads it to notice a silent server.
+   */
+  lastReceiveUs = 0;
 
   private readonly sink: WsClientSink;
   private socket: OwnedSocket | null = null;
@@ -155,6 +160,7 @@ export class WsClientConnection {
 
     this.state = 'connecting';
     this.startedUs = monoNowUs();
+    this.lastReceiveUs = this.startedUs;
     this.accept = expectedAccept(key);
     this.maxMessageBytes = opts.maxMessageBytes;
     this.head = null;
@@ -233,6 +239,7 @@ export class WsClientConnection {
 
   /** @internal Bytes read from the socket; only the shared socket handler calls this. */
   receive(chunk: Buffer): void {
+    this.lastReceiveUs = monoNowUs();
     if (this.state === 'connecting') this.receiveHandshake(chunk);
     else this.parser?.feed(chunk);
   }

@@ -23,7 +23,8 @@ import {
 export const HDR_LOG_FILE = 'latency.hlog';
 
 /** Series names become file names (`<series>.hgrm`) and log tags, so they keep to this. */
-const SERIES_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+// '@' separates a series from its region (`push@eu`); it is safe in file names and log tags.
+const SERIES_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._@-]*$/;
 
 /** What {@link readHdrLog} found in an interval log. */
 export interface HdrLogContents {
@@ -151,7 +152,7 @@ export async function writeHdrOutputs(
   if (bad.length > 0) {
     throw new PushbenchError(
       'PB_USAGE',
-      `latency series ${bad.map((s) => JSON.stringify(s)).join(', ')} cannot name HdrHistogram files; use letters, digits, '.', '_' and '-' only`,
+      `latency series ${bad.map((s) => JSON.stringify(s)).join(', ')} cannot name HdrHistogram files; use letters, digits, '.', '_', '@' and '-' only`,
       bad,
     );
   }

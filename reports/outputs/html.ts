@@ -507,45 +507,44 @@ function faultsSection(report: Report): string {
     body = `<p>This run had no fault events. ${overall}</p>${stormText}`;
   } else {
     const num = (text: string, bad = false): Cell => ({ text, className: bad ? 'num bad' : 'num' });
-    body =
-      table(
-        [
-          'fault',
-          'target',
-          ...[
-            'at',
-            'until',
-            'devices affected',
-            'never back',
-            'attempts / device',
-            'peak attempts/s',
-            '50 % back',
-            '99 % back',
-            '100 % back',
-            'messages lost',
-          ].map((text) => ({ text, className: 'num' })),
-          'note',
-        ],
-        faults.map((f) => [
-          f.label,
-          f.target,
-          num(f.fired ? seconds(f.t) : 'not reached'),
-          num(f.tEnd === null ? '–' : seconds(f.tEnd)),
-          num(formatCount(f.affected)),
-          num(formatCount(f.notBack), f.notBack > 0),
-          num(f.attemptsPerDevice === null ? '–' : f.attemptsPerDevice.toFixed(2)),
-          num(formatCount(f.peakAttemptsPerSec)),
-          num(seconds(f.reconnected.p50)),
-          num(seconds(f.reconnected.p99)),
-          num(seconds(f.reconnected.p100)),
-          num(formatCount(f.lostMessages), f.lostMessages > 0),
-          f.error ??
-            (f.skewSettledAfterS !== undefined
-              ? `skew < 1.2 after ${f.skewSettledAfterS === null ? 'never' : seconds(f.skewSettledAfterS)}`
-              : ''),
-        ]),
-        { className: 'faults' },
-      ) + `<p>${overall}</p>${stormText}`;
+    body = `${table(
+      [
+        'fault',
+        'target',
+        ...[
+          'at',
+          'until',
+          'devices affected',
+          'never back',
+          'attempts / device',
+          'peak attempts/s',
+          '50 % back',
+          '99 % back',
+          '100 % back',
+          'messages lost',
+        ].map((text) => ({ text, className: 'num' })),
+        'note',
+      ],
+      faults.map((f) => [
+        f.label,
+        f.target,
+        num(f.fired ? seconds(f.t) : 'not reached'),
+        num(f.tEnd === null ? '–' : seconds(f.tEnd)),
+        num(formatCount(f.affected)),
+        num(formatCount(f.notBack), f.notBack > 0),
+        num(f.attemptsPerDevice === null ? '–' : f.attemptsPerDevice.toFixed(2)),
+        num(formatCount(f.peakAttemptsPerSec)),
+        num(seconds(f.reconnected.p50)),
+        num(seconds(f.reconnected.p99)),
+        num(seconds(f.reconnected.p100)),
+        num(formatCount(f.lostMessages), f.lostMessages > 0),
+        f.error ??
+          (f.skewSettledAfterS !== undefined
+            ? `skew < 1.2 after ${f.skewSettledAfterS === null ? 'never' : seconds(f.skewSettledAfterS)}`
+            : ''),
+      ]),
+      { className: 'faults' },
+    )}<p>${overall}</p>${stormText}`;
   }
   return `<section id="faults" class="card"><h2>Faults, reconnect storms and losses</h2>${body}</section>`;
 }

@@ -4,7 +4,8 @@ import { defineScenario } from '../schema.js';
  * Pubby's dominoes, with both balancers side by side in one run: region `rr`
  * balances round-robin, region `lc` least-connections. Each starts with 5
  * nodes that fall over past 300 connections, filled to 80 %. Both regions add
- * 5 nodes, then more devices arrive. Round-robin keeps sending the old, full
+ * 5 nodes (booting takes a few seconds; the scale-up's marker ends when they
+ * are behind the balancer), then more devices arrive. Round-robin keeps sending the old, full
  * nodes their share, they crash, their devices pile onto the rest: a cascade.
  * Least-connections sends the newcomers to the new nodes and nothing falls.
  */
@@ -31,8 +32,8 @@ export default defineScenario({
   timeline: [
     { at: '6s', action: 'scale-up', region: 'rr', nodes: 5, label: 'grow-rr' },
     { at: '6s', action: 'scale-up', region: 'lc', nodes: 5, label: 'grow-lc' },
-    { at: '10s', action: 'connect', devices: 2400, rate: 600 },
+    { at: '16s', action: 'connect', devices: 2400, rate: 600 },
   ],
-  duration: '20s',
+  duration: '24s',
   gates: ['nodes.crashed@rr >= 1', 'nodes.crashed@lc < 1', 'skew.final@lc < 1.5'],
 });

@@ -11,7 +11,9 @@ export default defineScenario({
   description:
     'device-to-device pairs on different nodes; median and p99 with a cold vs warm target cache',
   topology: { nodes: 2 },
-  devices: { count: 1000, connectRate: 1000 },
+  // An odd number of accounts puts d2d partners (i and i + accounts) on different nodes
+  // of a round-robin pair.
+  devices: { count: 1000, connectRate: 1000, accounts: 101 },
   traffic: { direct: { rate: 0 }, d2d: { rate: 500 } },
   duration: '15s',
   gates: ['p50(d2d) < 5ms', 'p99(d2d) < 25ms', 'delivery >= 99.9%'],

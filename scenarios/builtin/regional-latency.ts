@@ -4,7 +4,7 @@ import { defineScenario } from '../schema.js';
  * Two regions; 200 ms is added to every link of `us` at 8 s. With the default
  * latency-based routing the global entry keeps sending `us` devices home: p99
  * there jumps by the delay and nothing fails over (Pubby: latency-based
- * routing does not see a slow service). Run with `--set topology.routing=health`
+ * routing does not see a slow service). Run with `--set topology.routing.mode=health`
  * and the global health checks (300 ms timeout) see it: devices that reconnect
  * (every 6 s here) go to `eu`.
  */

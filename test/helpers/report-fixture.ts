@@ -48,6 +48,7 @@ export function fakeLoad(run: FakeRun): LoadResult {
       lossesByCause: {},
     },
     drops: new Float64Array(0),
+    lostAtS: [],
     gaveUp: 0,
     ledger,
     traffic: {

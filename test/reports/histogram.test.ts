@@ -4,6 +4,7 @@ import {
   decodeHistogram,
   encodeHistogram,
   mergeSnapshot,
+  recordedValues,
   recordUs,
   summarize,
 } from '../../reports/histogram.js';
@@ -44,5 +45,16 @@ describe('histogram snapshots', () => {
     recordUs(h, -5);
     expect(h.totalCount).toBe(1);
     expect(h.maxValue).toBe(0);
+  });
+});
+
+describe('recorded values', () => {
+  it('lists each distinct value with its count, lowest first', () => {
+    const h = createLatencyHistogram();
+    for (const v of [1000, 1000, 2_000_000, 5]) recordUs(h, v);
+    const values = recordedValues(decodeHistogram(encodeHistogram(h)));
+    expect(values.map((v) => v.count)).toEqual([1, 2, 1]);
+    expect(values[0]?.valueUs).toBe(5);
+    expect(Math.abs((values[2]?.valueUs ?? 0) - 2_000_000)).toBeLessThan(2_000_000 / 1000);
   });
 });

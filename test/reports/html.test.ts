@@ -26,7 +26,6 @@ import type { FaultImpact } from '../../reports/storm.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import { ensureChromium } from '../setup/chromium.js';
 
-
 /** A fault row as report.ts builds it. */
 function fault(label: string, t: number, lost: number): FaultImpact {
   return {

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
 import { loadScenario } from '../../scenarios/load.js';
@@ -232,5 +235,42 @@ describe('--set and --matrix', () => {
     expect(() => parseMatrixAxis('devices=10')).toThrow(/at least two values/);
     expect(() => parseMatrixAxis('=1,2')).toThrow(/field=value1,value2/);
     expect(() => parseMatrixAxis('a..b=1,2')).toThrow(/bad field path/);
+  });
+});
+
+describe('scenario files written outside the project', () => {
+  const body = `import { defineScenario } from 'pushbench';
+export default defineScenario({
+  name: 'outside',
+  topology: { regions: [{ name: 'eu', nodes: 2 }] },
+  devices: { count: 10 },
+  timeline: [{ at: '1s', action: 'kill-node', node: 'eu-1' }],
+  duration: '2s',
+});
+`;
+  for (const type of ['commonjs', 'module']) {
+    it(`load a .ts file importing 'pushbench' where it is not installed (${type} package)`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'pb-outside-'));
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ type }));
+      writeFileSync(join(dir, 'kill.ts'), body);
+      const s = await loadScenario(join(dir, 'kill.ts'));
+      expect(s.name).toBe('outside');
+      expect(s.timeline[0]).toMatchObject({ action: 'kill-node', node: 'eu-1' });
+    });
+  }
+
+  it('says which file is missing, and which import failed, apart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-outside-'));
+    await expect(loadScenario(join(dir, 'nope.ts'))).rejects.toMatchObject({
+      code: 'PB_UNKNOWN_SCENARIO',
+    });
+    writeFileSync(
+      join(dir, 'broken.ts'),
+      "import x from 'no-such-package-here';\nexport default x;\n",
+    );
+    await expect(loadScenario(join(dir, 'broken.ts'))).rejects.toMatchObject({
+      code: 'PB_BAD_SCENARIO',
+      message: expect.stringMatching(/failed to load: .*no-such-package-here/),
+    });
   });
 });

@@ -1,0 +1,154 @@
+/**
+ * The built-in chaos scenarios in reduced form (fewer devices, earlier faults,
+ * shorter runs), each checked against what its fault should have caused, from
+ * the report's timelines, per-fault summaries and the processes' exits.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { run } from '../../index.js';
+import { decodeHistogram, recordedValues } from '../../reports/histogram.js';
+import type { Report } from '../../reports/report.js';
+import type { RunOptions } from '../../run/run.js';
+
+async function reduced(name: string, options: RunOptions): Promise<Report> {
+  const { report } = await run(name, {
+    workers: 2,
+    outDir: mkdtempSync(join(tmpdir(), `pb-${name}-`)),
+    ...options,
+  });
+  return report;
+}
+
+function nodeOf(report: Report, id: string) {
+  const node = report.topology.nodes.find((n) => n.nodeId === id);
+  if (!node) throw new Error(`no node ${id} in the report`);
+  return node;
+}
+
+/** The balancer's sample closest before `t`. */
+function sampleBefore(report: Report, t: number) {
+  const before = report.topology.balancer.filter((s) => s.t <= t);
+  const last = before.at(-1);
+  if (!last) throw new Error(`no balancer sample before ${t}s`);
+  return last;
+}
+
+describe('built-in chaos scenarios, reduced', () => {
+  it('node-kill: the killed node is SIGKILLed and all its devices reconnect to the others', async () => {
+    const report = await reduced('node-kill', {
+      devices: 800,
+      connectRate: 800,
+      rate: 200,
+      duration: '6s',
+      set: { 'timeline[0].at': '3s' },
+    });
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(kill?.fired).toBe(true);
+    expect(nodeOf(report, 'local-2').lives[0]?.exit?.signal).toBe('SIGKILL');
+    // Every device the balancer had on local-2 just before the kill was lost and came back.
+    const held = sampleBefore(report, kill!.t).backends['local-2']?.connections ?? 0;
+    expect(held).toBeGreaterThan(150);
+    expect(kill!.affected).toBe(held);
+    expect(kill!.notBack).toBe(0);
+    expect(kill!.reconnected.p100).not.toBeNull();
+    // ... onto the surviving nodes, which end up holding the whole fleet.
+    const last = report.timeline.filter((p) => p.phase === 'publishing' && p.nodes).at(-1);
+    expect(last?.nodes?.['local-2']).toBeUndefined();
+    expect(Object.values(last?.nodes ?? {}).reduce((a, b) => a + b, 0)).toBe(800);
+    expect(report.latency.reconnect?.count).toBe(held);
+    expect(report.storm.peakAttemptsPerSec).toBeGreaterThanOrEqual(held / 5);
+    expect(report.markers.some((m) => m.kind === 'fault' && m.label === 'kill')).toBe(true);
+    expect(report.exitCode).toBe(0);
+  });
+
+  it('balancer-scale-up: round-robin cascades after a scale-up, least-connections does not', async () => {
+    const report = await reduced('balancer-scale-up', {
+      devices: 800,
+      connectRate: 800,
+      rate: 50,
+      duration: '12s',
+      set: {
+        'topology.profiles.small.capacity': 100,
+        'timeline[0].at': '2s',
+        'timeline[1].at': '2s',
+        'timeline[2].at': '9s',
+        'timeline[2].devices': 800,
+        'timeline[2].rate': 800,
+      },
+    });
+    // The new nodes were behind their balancers before the newcomers arrived.
+    for (const grow of report.faults.filter((f) => f.action === 'scale-up')) {
+      expect(grow.tEnd).not.toBeNull();
+      expect(grow.tEnd!).toBeLessThan(9);
+    }
+    expect(report.regions.rr?.crashed).toBeGreaterThanOrEqual(1);
+    expect(report.regions.lc?.crashed).toBe(0);
+    const crashes = report.faults.filter((f) => f.action === 'crash');
+    expect(crashes.every((c) => c.target.startsWith('rr-'))).toBe(true);
+    // A crashed node really exited on its own with the overload exit code.
+    const crashed = nodeOf(report, crashes[0]!.target);
+    expect(crashed.lives[0]?.exit?.exitCode).toBe(70);
+    // Least-connections filled the new nodes: no lc node went past its capacity.
+    for (const s of report.topology.balancer) {
+      for (const [id, b] of Object.entries(s.backends)) {
+        if (id.startsWith('lc-')) expect(b.connections).toBeLessThanOrEqual(100);
+      }
+    }
+    expect(report.gates.every((g) => g.verdict === 'pass')).toBe(true);
+  });
+
+  it('regional-latency: +200 ms shows in one region only, and latency routing does not fail over', async () => {
+    const report = await reduced('regional-latency', {
+      devices: 400,
+      rate: 200,
+      duration: '7s',
+      set: { 'timeline[0].at': '3s' },
+    });
+    const us = report.latency['push@us'];
+    const eu = report.latency['push@eu'];
+    expect(us?.p99).toBeGreaterThanOrEqual(200);
+    expect(us?.p99).toBeLessThan(400);
+    expect(eu?.p99).toBeLessThan(100);
+    const routed = report.topology.balancer.at(-1)?.routed;
+    expect(routed?.us?.eu ?? 0).toBe(0);
+  });
+
+  it('regional-latency with health-checked routing: us devices that reconnect go to eu', async () => {
+    const report = await reduced('regional-latency', {
+      devices: 400,
+      rate: 200,
+      duration: '8s',
+      set: { 'timeline[0].at': '2s', 'topology.routing.mode': 'health' },
+    });
+    const last = report.topology.balancer.at(-1);
+    expect(last?.regionsHealthy?.us).toBe(false);
+    expect(last?.routed?.us?.eu ?? 0).toBeGreaterThan(20);
+  });
+
+  it('conntrack-limit: over the table, connects hang until a SYN retry time; without it they do not', async () => {
+    const report = await reduced('conntrack-limit', {
+      devices: 400,
+      connectRate: 200,
+      rate: 50,
+      duration: '4s',
+      set: { 'timeline[0].table': 50, 'timeline[0].for': '3s' },
+    });
+    const tight = decodeHistogram(report.histograms['connect@tight']!);
+    const roomy = report.latency['connect@roomy'];
+    expect(report.latency['connect@tight']?.p99).toBeGreaterThanOrEqual(900);
+    expect(roomy?.p99).toBeLessThan(500);
+    // Every hung connect was let in at one of the kernel's SYN retry offsets.
+    const offsets = [1, 2, 3, 4, 5, 7, 11];
+    let hung = 0;
+    for (const { valueUs, count } of recordedValues(tight)) {
+      if (valueUs < 500_000) continue;
+      hung += count;
+      const s = valueUs / 1e6;
+      expect(offsets.some((o) => Math.abs(s - o) < 0.25)).toBe(true);
+    }
+    expect(hung).toBeGreaterThan(0);
+    expect(report.devices.heldAtEnd).toBe(400);
+  });
+});
