@@ -205,6 +205,7 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
   for (const r of ctx.scenario.topology.regions) {
     const inRegion = (id: string) => regionOf.get(id) === r.name;
     const own = load.timeline.map((p) => ({
+      phase: p.phase,
       nodes: p.nodes && Object.fromEntries(Object.entries(p.nodes).filter(([id]) => inRegion(id))),
     }));
     regions[r.name] = {

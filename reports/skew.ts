@@ -2,7 +2,7 @@
 export interface SkewSummary {
   /** Worst sample, or null without samples. */
   max: number | null;
-  /** Last sample with connections, or null. */
+  /** Last sample with connections before the fleet closed, or null. */
   final: number | null;
   /** Nodes seen in the samples. */
   nodes: string[];
@@ -16,15 +16,19 @@ export function skewOf(counts: Record<string, number>): number | null {
   return mean > 0 ? Math.max(...values) / mean : null;
 }
 
-/** Summarises skew over a timeline's node samples. */
+/**
+ * Summarises skew over a timeline's node samples. Samples taken while the
+ * fleet closes (phase `closing`/`done`) are left out: devices leaving say
+ * nothing about how the balancer spread them.
+ */
 export function summarizeSkew(
-  timeline: readonly { nodes?: Record<string, number> }[],
+  timeline: readonly { nodes?: Record<string, number>; phase?: string }[],
 ): SkewSummary {
   let max: number | null = null;
   let final: number | null = null;
   const nodes = new Set<string>();
   for (const point of timeline) {
-    if (!point.nodes) continue;
+    if (!point.nodes || point.phase === 'closing' || point.phase === 'done') continue;
     for (const n of Object.keys(point.nodes)) nodes.add(n);
     const skew = skewOf(point.nodes);
     if (skew === null) continue;
