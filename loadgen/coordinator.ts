@@ -572,6 +572,17 @@ export class Coordinator extends EventEmitter<{
       send(publisher, { type: 'start', atUs: publishStartUs, gridUs: this.startUs, targets });
       for (const w of deviceThreads) send(w, { type: 'publishing', atUs: publishStartUs });
       await until(() => publisherFinal !== undefined);
+      // Devices send d2d messages on their own schedule: publishing lasts the
+      // whole duration even when the publisher itself had nothing to send.
+      const scheduledEndUs = publishStartUs + scenario.durationMs * 1000;
+      while (monoNowUs() < scheduledEndUs) {
+        await Promise.race([
+          new Promise<void>((r) =>
+            setTimeout(r, Math.min(100, (scheduledEndUs - monoNowUs()) / 1000)),
+          ),
+          failed$,
+        ]);
+      }
       const publishEndUs = monoNowUs();
 
       // Wait until every accepted message has arrived, or the delivery deadline.

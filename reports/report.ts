@@ -70,6 +70,8 @@ export interface Report {
     failed: number;
     failuresByReason: Record<string, number>;
     closesByCode: Record<string, number>;
+    /** Connection losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
+    lossesByCause: Record<string, number>;
     /** Connections the server itself counted just before the fleet closed. */
     heldAtServer: number | null;
   };

@@ -16,6 +16,8 @@ export interface FaultLike {
   fired: boolean;
   /** Set when the action could not be carried out. */
   error?: string;
+  /** Nodes it started or stopped (scale-up/down). */
+  nodes?: string[];
 }
 
 /** The timeline fields this module reads. */
@@ -188,10 +190,11 @@ export function faultImpacts(
   }
   return fired.map((f) => {
     const a = acc.get(f);
+    // The peak of the intervals that end after this fault and no later than the next one starts.
     const next = fired.find((g) => g.t > f.t && DISRUPTIVE.has(g.action));
     let peak = 0;
     for (const p of timeline) {
-      if (p.t > f.t && (next === undefined || p.t <= next.t + 1))
+      if (p.t > f.t && (next === undefined || p.t <= next.t))
         peak = Math.max(peak, p.connectAttempts);
     }
     const affected = a ? a.backs.length + a.notBack : 0;

@@ -155,3 +155,93 @@ describe('built-in chaos scenarios, reduced', () => {
     expect(report.devices.heldAtEnd).toBe(400);
   });
 });
+
+describe('built-in chaos scenarios, reduced (continued)', () => {
+  it('drain: a graceful drain trickles its reconnects, a kill arrives as a herd', async () => {
+    const report = await reduced('drain', {
+      devices: 900,
+      rate: 100,
+      duration: '11s',
+      set: {
+        'timeline[0].at': '3s',
+        'timeline[1].at': '10s',
+        'topology.profiles.default.drainWindow': '3s',
+      },
+    });
+    const drain = report.faults.find((f) => f.label === 'drain');
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(drain?.nodes).toHaveLength(1);
+    expect(kill?.nodes).toHaveLength(1);
+    // The drained node exited by itself after its drain; the other was killed.
+    expect(nodeOf(report, drain!.nodes![0]!).lives[0]?.exit?.exitCode).toBe(0);
+    expect(nodeOf(report, kill!.nodes![0]!).lives[0]?.exit?.signal).toBe('SIGKILL');
+    expect(drain!.affected).toBeGreaterThan(100);
+    expect(kill!.affected).toBeGreaterThan(100);
+    expect(kill!.peakAttemptsPerSec).toBeGreaterThan(drain!.peakAttemptsPerSec);
+    expect(report.storm.notBack).toBe(0);
+    // Drained devices left on goaways (1001), not dropped connections.
+    expect(
+      report.devices.lossesByCause?.goaway ?? report.devices.closesByCode['1001'],
+    ).toBeGreaterThan(0);
+  });
+
+  it('silent-failure: blackholed sockets stay open until heartbeats notice; writes into them are lost', async () => {
+    const report = await reduced('silent-failure', {
+      devices: 450,
+      rate: 150,
+      duration: '9s',
+      set: {
+        'timeline[0].at': '3s',
+        'topology.heartbeatInterval': '1s',
+        'topology.heartbeatTimeout': '3s',
+        'devices.heartbeatTimeout': '2500ms',
+      },
+    });
+    const hole = report.faults.find((f) => f.label === 'blackhole');
+    expect(hole?.affected).toBeGreaterThan(100);
+    expect(hole!.notBack).toBe(0);
+    // Nobody noticed at once: the first devices back needed the heartbeat timeout to give up.
+    expect(hole!.reconnected.p50).toBeGreaterThanOrEqual(2);
+    expect(report.devices.lossesByCause?.heartbeat_timeout).toBeGreaterThan(100);
+    expect(hole!.lostMessages).toBeGreaterThan(0);
+    expect(report.delivery.lost).toBeGreaterThanOrEqual(hole!.lostMessages);
+  });
+
+  it('d2d-latency: device-to-device messages are delivered and timed', async () => {
+    const report = await reduced('d2d-latency', {
+      devices: 202,
+      duration: '4s',
+      set: { 'traffic.d2d.rate': 200 },
+    });
+    const d2d = report.deliveryByKind?.d2d;
+    expect(d2d?.accepted).toBeGreaterThan(500);
+    expect(d2d!.delivered + d2d!.lost).toBe(d2d!.accepted);
+    expect(report.latency.d2d?.count).toBeGreaterThanOrEqual(d2d!.delivered);
+    expect(report.latency.d2d?.p50).toBeGreaterThan(0);
+  });
+
+  it('five-nines: mixed traffic adds up per kind, and a short run is inconclusive, not a pass', async () => {
+    const report = await reduced('five-nines', {
+      devices: 300,
+      duration: '4s',
+      set: {
+        'traffic.direct.rate': 300,
+        'traffic.indirect.rate': 100,
+        'traffic.d2d.rate': 50,
+        'traffic.rooms.rate': 10,
+        deliveryDeadline: '3s',
+      },
+    });
+    const kinds = report.deliveryByKind!;
+    for (const kind of ['direct', 'indirect', 'room', 'd2d'] as const) {
+      const l = kinds[kind];
+      expect(l.accepted, kind).toBeGreaterThan(0);
+      expect(l.delivered + l.lost, kind).toBe(l.accepted);
+    }
+    const sum =
+      kinds.direct.accepted + kinds.indirect.accepted + kinds.room.accepted + kinds.d2d.accepted;
+    expect(report.delivery.accepted).toBe(sum);
+    expect(report.gates.find((g) => g.metric === 'delivery')?.verdict).toBe('inconclusive');
+    expect(report.exitCode).toBe(4);
+  });
+});

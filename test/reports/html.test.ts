@@ -114,6 +114,7 @@ function fixtureReport(): Report {
       failed: 0,
       failuresByReason: {},
       closesByCode: {},
+      lossesByCause: {},
       heldAtServer: 100,
     },
     delivery: {
