@@ -370,7 +370,7 @@ program
       };
       // SIGTERM drains gracefully (a second SIGTERM, or SIGINT, stops at once).
       const onTerm = () => {
-        if (!node.healthy()) return stopNow();
+        if (node.health() === 'draining') return stopNow();
         node.drain(undefined);
         void node.drained().then(stopNow);
       };
@@ -378,7 +378,7 @@ program
       process.on('SIGINT', stopNow);
       // POST /v1/admin/drain ends the process the same way once drained.
       const poll = setInterval(() => {
-        if (!node.healthy()) {
+        if (node.health() === 'draining') {
           clearInterval(poll);
           void node.drained().then(stopNow);
         }

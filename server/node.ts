@@ -458,12 +458,17 @@ export class PushNode implements NodeApi {
     return this.draining?.done ?? Promise.resolve();
   }
 
+  /** `draining`, or `over_capacity` at capacity when overload is `unhealthy`; else `ok`. */
+  health(): 'ok' | 'draining' | 'over_capacity' {
+    if (this.draining !== undefined) return 'draining';
+    const full =
+      this.options.overload === 'unhealthy' && this.connections.size >= this.options.maxConnections;
+    return full ? 'over_capacity' : 'ok';
+  }
+
   /** False while draining, and at capacity when overload is `unhealthy`. */
   healthy(): boolean {
-    if (this.draining !== undefined) return false;
-    return !(
-      this.options.overload === 'unhealthy' && this.connections.size >= this.options.maxConnections
-    );
+    return this.health() === 'ok';
   }
 
   /** Runs every lifecycle check now (tests use it instead of waiting). */

@@ -39,6 +39,8 @@ export interface NodeApi {
   };
   /** False while draining: `/healthz` answers 503 so balancers take the node out. */
   healthy(): boolean;
+  /** Why `/healthz` fails, or `ok`. */
+  health(): 'ok' | 'draining' | 'over_capacity';
   prometheus(): string;
   metricsJson(): Record<string, unknown>;
   countResponse(status: number): void;
@@ -163,8 +165,8 @@ export function createPushApi(
     const path = url.pathname;
     if (path === '/healthz') {
       method(req, 'GET', 'HEAD');
-      if (node.healthy()) send(res, 200, { status: 'ok' });
-      else send(res, 503, { status: 'draining' });
+      const status = node.health();
+      send(res, status === 'ok' ? 200 : 503, { status });
       return;
     }
     if (path === '/metrics') {

@@ -271,7 +271,9 @@ describe('capacity and overload', () => {
     expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(200);
     const b = await device('cap-b');
     const c = await device('cap-c');
-    expect((await fetch(`${addr.httpUrl}/healthz`)).status).toBe(503);
+    const full = await fetch(`${addr.httpUrl}/healthz`);
+    expect(full.status).toBe(503);
+    expect(await full.json()).toEqual({ status: 'over_capacity' });
     c.close();
     b.close();
     await once(b, 'close');
