@@ -115,6 +115,8 @@ export interface LoadResult {
     closesByCode: Record<string, number>;
     /** Connection losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
     lossesByCause: Record<string, number>;
+    /** Devices that were between connections (reconnecting) when the run ended. */
+    reconnectingAtEnd: number;
   };
   /**
    * One triple per connection loss, all workers: [lost at, open again at,
@@ -656,6 +658,7 @@ export class Coordinator extends EventEmitter<{
     let requested = 0;
     let badFrames = 0;
     let gaveUp = 0;
+    let reconnectingAtEnd = 0;
     const failuresByReason: Record<string, number> = {};
     const closesByCode: Record<string, number> = {};
     const lossesByCause: Record<string, number> = {};
@@ -671,6 +674,7 @@ export class Coordinator extends EventEmitter<{
       requested += f.requested;
       badFrames += f.badFrames;
       gaveUp += f.gaveUp;
+      reconnectingAtEnd += f.abandonedAtFinish;
       addCounts(failuresByReason, f.connectFailuresByReason);
       addCounts(closesByCode, f.closesByCode);
       addCounts(lossesByCause, f.lossesByCause);
@@ -702,6 +706,7 @@ export class Coordinator extends EventEmitter<{
         failuresByReason,
         closesByCode,
         lossesByCause,
+        reconnectingAtEnd,
       },
       drops,
       gaveUp,

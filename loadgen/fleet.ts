@@ -571,6 +571,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
         // Local indices below nextReserve are the initial share plus the reserve opened.
         requested: this.nextReserve,
         connectFailuresByReason: this.failuresByReason,
+        abandonedAtFinish: this.abandonedAtFinish,
         closesByCode: this.closesByCode,
         lossesByCause: this.lossesByCause,
         drops: Float64Array.from(this.drops),
@@ -706,12 +707,20 @@ export class Fleet implements WsClientSink, DeviceChannel {
     }
   }
 
+  /** Connect attempts cut short because the run ended (reported with the final counts). */
+  private abandonedAtFinish = 0;
+
   onClose(conn: WsClientConnection, info: WsCloseInfo): void {
     const k = conn.id;
     const now = monoNowUs();
     // Drops any periodic close still queued for this connection.
     this.gen[k] = (this.gen[k]! + 1) >>> 0;
     if (!info.opened) {
+      if (this.finishing) {
+        // Attempts still in flight when the run ends are abandoned, not failed.
+        this.abandonedAtFinish++;
+        return;
+      }
       this.iFailures++;
       const reason =
         info.failure === 'http_status' ? `http_${info.httpStatus}` : (info.failure ?? 'error');

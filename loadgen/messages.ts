@@ -178,6 +178,8 @@ export interface DeviceFinal {
   /** Devices that were asked to connect (initial share plus reserve opened). */
   requested: number;
   connectFailuresByReason: Record<string, number>;
+  /** Connect attempts still in flight at `finish`, abandoned (not counted as failures). */
+  abandonedAtFinish: number;
   /** Connections that closed during the run, by close code. */
   closesByCode: Record<string, number>;
   /** Losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */

@@ -72,6 +72,8 @@ export interface Report {
     closesByCode: Record<string, number>;
     /** Connection losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
     lossesByCause: Record<string, number>;
+    /** Devices whose connect attempt was in flight when the run ended (e.g. a periodic reconnect). */
+    reconnectingAtEnd: number;
     /** Connections the server itself counted just before the fleet closed. */
     heldAtServer: number | null;
   };

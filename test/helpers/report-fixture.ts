@@ -46,6 +46,7 @@ export function fakeLoad(run: FakeRun): LoadResult {
       failuresByReason: {},
       closesByCode: {},
       lossesByCause: {},
+      reconnectingAtEnd: 0,
     },
     drops: new Float64Array(0),
     lostAtS: [],

@@ -115,6 +115,7 @@ function fixtureReport(): Report {
       failuresByReason: {},
       closesByCode: {},
       lossesByCause: {},
+      reconnectingAtEnd: 0,
       heldAtServer: 100,
     },
     delivery: {
