@@ -25,7 +25,16 @@ import { clopperPearsonUpper, requiredTrials } from './stats.js';
 export type { LatencySummary };
 
 /** The latency series a run records, in milliseconds. */
-export const LATENCY_SERIES = ['push', 'connect', 'api', 'd2d', 'room', 'reconnect'] as const;
+export const LATENCY_SERIES = [
+  'push',
+  'connect',
+  'api',
+  'd2d',
+  'd2d_cold',
+  'd2d_warm',
+  'room',
+  'reconnect',
+] as const;
 
 /** One of {@link LATENCY_SERIES}. */
 export type LatencySeries = (typeof LATENCY_SERIES)[number];

@@ -201,8 +201,7 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
   }
   const skew = summarizeSkew(load.timeline);
   const faultRecords = ctx.faults ?? [];
-  const rampEnd = load.markers.find((m) => m.kind === 'phase' && m.label === 'publishing')?.t ?? 0;
-  const storm = summarizeStorm(load.drops, load.timeline, rampEnd);
+  const storm = summarizeStorm(load.drops, load.timeline);
   const faults = faultImpacts(faultRecords, load.drops, load.timeline, ctx.lostAtS ?? []);
   const regions: Report['regions'] = {};
   const regionOf = new Map((ctx.topology?.nodes ?? []).map((n) => [n.nodeId, n.region]));

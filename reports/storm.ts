@@ -23,6 +23,7 @@ export interface FaultLike {
 /** The timeline fields this module reads. */
 export interface StormPoint {
   t: number;
+  /** All connect attempts, first connects included. */
   connectAttempts: number;
   reconnectAttempts?: number;
   losses?: number;
@@ -48,7 +49,7 @@ export interface FaultImpact extends FaultLike {
   attemptsPerDevice: number | null;
   /** Seconds from the fault's start until 50/99/100 % of affected devices were back. */
   reconnected: ReconnectTimes;
-  /** Peak connect attempts per second between this fault and the next. */
+  /** Peak reconnect attempts per second between this fault and the next. */
   peakAttemptsPerSec: number;
   /** Accepted messages that were never delivered, scheduled between this fault and the next. */
   lostMessages: number;
@@ -64,7 +65,7 @@ export interface StormSummary {
   reconnectAttempts: number;
   /** Attempts per lost connection (amplification); null without losses. */
   attemptsPerDevice: number | null;
-  /** Highest connect attempts in one second after the initial ramp, and when. */
+  /** Most reconnect attempts in one interval (1 s), and when. */
   peakAttemptsPerSec: number;
   peakAtS: number | null;
   /** Time from each loss to that device being back (s). */
@@ -114,12 +115,13 @@ function times(backs: number[], notBack: number): ReconnectTimes {
 /** Drops as triples [lossAtS, backAtS (−1: never), attempts]. */
 export type DropTriples = ArrayLike<number>;
 
-/** Run-wide storm summary; `rampEndS` excludes the initial connect ramp from the peak. */
-export function summarizeStorm(
-  drops: DropTriples,
-  timeline: readonly StormPoint[],
-  rampEndS: number,
-): StormSummary {
+/** Reconnect attempts of one interval (first connects are not a storm); old reports: all attempts. */
+function attemptsOf(p: StormPoint): number {
+  return p.reconnectAttempts ?? p.connectAttempts;
+}
+
+/** Run-wide storm summary. */
+export function summarizeStorm(drops: DropTriples, timeline: readonly StormPoint[]): StormSummary {
   const backs: number[] = [];
   let notBack = 0;
   let attempts = 0;
@@ -134,9 +136,9 @@ export function summarizeStorm(
   let peak = 0;
   let peakAt: number | null = null;
   for (const p of timeline) {
-    if (p.t <= rampEndS) continue;
-    if (p.connectAttempts > peak) {
-      peak = p.connectAttempts;
+    const attempts = attemptsOf(p);
+    if (attempts > peak) {
+      peak = attempts;
       peakAt = p.t;
     }
   }
@@ -194,8 +196,7 @@ export function faultImpacts(
     const next = fired.find((g) => g.t > f.t && DISRUPTIVE.has(g.action));
     let peak = 0;
     for (const p of timeline) {
-      if (p.t > f.t && (next === undefined || p.t <= next.t))
-        peak = Math.max(peak, p.connectAttempts);
+      if (p.t > f.t && (next === undefined || p.t <= next.t)) peak = Math.max(peak, attemptsOf(p));
     }
     const affected = a ? a.backs.length + a.notBack : 0;
     const impact: FaultImpact = {

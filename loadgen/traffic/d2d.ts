@@ -81,6 +81,14 @@ export class D2dTraffic {
   private readonly late = new Bitset();
   private readonly statuses: Record<string, number> = {};
   private readonly hist: LatencyHistogram = createLatencyHistogram();
+  /**
+   * The first message a device receives from its partner after it (re)connected
+   * (`d2d_cold`: the sender's node had no cached route to it) apart from the
+   * rest (`d2d_warm`). Each device has one partner, so one flag per device.
+   */
+  private readonly cold: LatencyHistogram = createLatencyHistogram();
+  private readonly warm: LatencyHistogram = createLatencyHistogram();
+  private readonly heard: Uint8Array;
   private channel: DeviceChannel | undefined;
   private timer: NodeJS.Timeout | undefined;
   private startUs = 0;
@@ -115,6 +123,12 @@ export class D2dTraffic {
     this.total =
       rateHz > 0 && this.senders.length > 0 ? Math.floor((s.durationMs / 1000) * rateHz) : 0;
     this.pad = 'x'.repeat(s.payloadBytes);
+    this.heard = new Uint8Array(s.deviceCount);
+  }
+
+  /** Local device `local` lost its connection: the next message to it finds no cached route. */
+  onClose(local: number): void {
+    if (local >= 0 && local < this.heard.length) this.heard[local] = 0;
   }
 
   /** Starts the schedule: message m is due at `atUs + m / rate`. */
@@ -132,7 +146,11 @@ export class D2dTraffic {
   }
 
   /** Handles `d2d` and `d2d_status` frames; false for any other type. */
-  onFrame(frame: { type: string } & Record<string, unknown>, nowUs: number): boolean {
+  onFrame(
+    local: number,
+    frame: { type: string } & Record<string, unknown>,
+    nowUs: number,
+  ): boolean {
     if (frame.type === 'd2d_status') {
       const seq = readSeqId(frame.id);
       const status = typeof frame.status === 'string' ? frame.status : 'unknown';
@@ -166,6 +184,9 @@ export class D2dTraffic {
       this.delivered.add(seq);
       // From the sender's scheduled time (open model), on the host's monotonic clock.
       recordUs(this.hist, nowUs - t);
+      const first = this.heard[local] === 0;
+      if (local >= 0 && local < this.heard.length) this.heard[local] = 1;
+      recordUs(first ? this.cold : this.warm, nowUs - t);
       return true;
     }
     return false;
@@ -178,10 +199,16 @@ export class D2dTraffic {
     return out;
   }
 
-  /** The `d2d` latency snapshot of this interval. */
-  takeHistogram(): string {
-    const out = encodeHistogram(this.hist);
+  /** The `d2d`, `d2d_cold` and `d2d_warm` latency snapshots of this interval. */
+  takeHistograms(): Record<string, string> {
+    const out = {
+      d2d: encodeHistogram(this.hist),
+      d2d_cold: encodeHistogram(this.cold),
+      d2d_warm: encodeHistogram(this.warm),
+    };
     this.hist.reset();
+    this.cold.reset();
+    this.warm.reset();
     return out;
   }
 

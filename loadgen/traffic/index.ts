@@ -124,7 +124,7 @@ class MixedTraffic implements DeviceTraffic {
         return this.rooms?.onFrame(local, frame, nowUs) ?? false;
       case 'd2d':
       case 'd2d_status':
-        return this.d2d?.onFrame(frame, nowUs) ?? false;
+        return this.d2d?.onFrame(local, frame, nowUs) ?? false;
       case 'unsubscribed':
         return true;
       case 'error': {
@@ -137,8 +137,9 @@ class MixedTraffic implements DeviceTraffic {
     }
   }
 
-  onClose(): void {
-    // Nothing to do: resume positions survive the loss; onOpen resubscribes.
+  onClose(local: number): void {
+    // Resume positions survive the loss (onOpen resubscribes); d2d routes to this device go cold.
+    this.d2d?.onClose(local);
   }
 
   stop(): void {
@@ -149,7 +150,7 @@ class MixedTraffic implements DeviceTraffic {
   takeHistograms(): Record<string, string> {
     const out: Record<string, string> = {};
     if (this.rooms) out.room = this.rooms.takeHistogram();
-    if (this.d2d) out.d2d = this.d2d.takeHistogram();
+    if (this.d2d) Object.assign(out, this.d2d.takeHistograms());
     return out;
   }
 

@@ -496,7 +496,7 @@ function faultsSection(report: Report): string {
         formatCount(storm.reconnectAttempts),
       )} (${escapeHtml(storm.attemptsPerDevice === null ? '–' : storm.attemptsPerDevice.toFixed(2))} per loss); peak ${escapeHtml(
         formatCount(storm.peakAttemptsPerSec),
-      )} connect attempts/s${storm.peakAtS === null ? '' : ` at ${escapeHtml(seconds(storm.peakAtS))}`}; back after a loss: p50 ${escapeHtml(
+      )} reconnect attempts/s${storm.peakAtS === null ? '' : ` at ${escapeHtml(seconds(storm.peakAtS))}`}; back after a loss: p50 ${escapeHtml(
         seconds(storm.lossToBack.p50),
       )}, p99 ${escapeHtml(seconds(storm.lossToBack.p99))}, all ${escapeHtml(
         seconds(storm.lossToBack.p100),
@@ -517,7 +517,7 @@ function faultsSection(report: Report): string {
           'devices affected',
           'never back',
           'attempts / device',
-          'peak attempts/s',
+          'peak reconnects/s',
           '50 % back',
           '99 % back',
           '100 % back',
