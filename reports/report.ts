@@ -278,3 +278,12 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     topology: ctx.topology ?? { nodes: [], balancer: [] },
   };
 }
+
+/** Latency series to show, in order: push, connect, api, then every other series with samples. */
+export function latencySeriesOf(report: Pick<Report, 'latency'>): string[] {
+  const known = ['push', 'connect', 'api'];
+  const others = Object.keys(report.latency)
+    .filter((k) => !known.includes(k) && (report.latency[k]?.count ?? 0) > 0)
+    .sort();
+  return [...known, ...others];
+}

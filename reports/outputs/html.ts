@@ -13,7 +13,7 @@ import { formatCount } from '../../core/units.js';
 import type { TimelinePoint } from '../../loadgen/coordinator.js';
 import type { GateVerdict } from '../gates.js';
 import { decodeHistogram, type LatencySummary, percentileDistribution } from '../histogram.js';
-import { type Report, skewOf, type Verdict } from '../report.js';
+import { latencySeriesOf, type Report, skewOf, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';
 
 /** Options of {@link renderHtml}; reserved for comparing runs, which is not built yet. */
@@ -462,7 +462,7 @@ function summarySection(report: Report): string {
   const lat = report.latency;
   const latency = table(
     ['series', 'count', 'min', 'mean', 'p50', 'p75', 'p90', 'p99', 'p99.9', 'max'],
-    [latencyRow('push', lat.push), latencyRow('connect', lat.connect), latencyRow('api', lat.api)],
+    latencySeriesOf(report).map((k) => latencyRow(k, lat[k]!)),
     { className: 'latency' },
   );
   return `<section id="summary">
@@ -472,7 +472,7 @@ function summarySection(report: Report): string {
 <div class="card"><h3>Delivery ledger</h3>${ledger}</div>
 </div>
 <div class="card"><h3>Latency</h3>${latency}
-<p class="muted">push: scheduled send &rarr; device; connect: scheduled attempt &rarr; upgraded; api: scheduled send &rarr; HTTP answer.</p>
+<p class="muted">push: scheduled send &rarr; device; connect: attempt due &rarr; upgraded; api: scheduled send &rarr; HTTP answer; reconnect: connection lost &rarr; open again; room, d2d: scheduled send &rarr; device; <code>@region</code>: devices homed there.</p>
 </div>
 </section>`;
 }

@@ -1,6 +1,6 @@
 import { formatCount, formatMs } from '../../core/units.js';
 import type { LatencySummary } from '../histogram.js';
-import type { Report, Verdict } from '../report.js';
+import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 
 const icon: Record<Verdict, string> = {
   pass: '✅',
@@ -57,9 +57,7 @@ export function renderMarkdown(report: Report): string {
     '',
     '| latency | count | p50 | p90 | p99 | p99.9 | max |',
     '|---|---:|---:|---:|---:|---:|---:|',
-    latencyRow('push', report.latency.push),
-    latencyRow('connect', report.latency.connect),
-    latencyRow('api', report.latency.api),
+    ...latencySeriesOf(report).map((k) => latencyRow(k, report.latency[k]!)),
     '',
     `<sub>${report.machine.cores} cores, ${(report.machine.memoryBytes / 2 ** 30).toFixed(0)} GiB, Node ${report.machine.node}; started ${report.startedAt}; ${formatMs(report.wallTimeMs)} wall</sub>`,
     '',

@@ -2,7 +2,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { Chalk, type ChalkInstance } from 'chalk';
 import { formatCount, formatMs } from '../../core/units.js';
 import type { LatencySummary } from '../histogram.js';
-import type { Report, Verdict } from '../report.js';
+import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 
 /** Whether to colour: never when NO_COLOR is set or the stream is not a terminal. */
 export function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
@@ -120,9 +120,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   out.push(
     table([
       ['latency', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'],
-      latencyRow('push', report.latency.push),
-      latencyRow('connect', report.latency.connect),
-      latencyRow('api', report.latency.api),
+      ...latencySeriesOf(report).map((k) => latencyRow(k, report.latency[k]!)),
     ]),
   );
   out.push(
@@ -130,6 +128,51 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       '  push: scheduled send -> device; connect: scheduled attempt -> upgraded; api: scheduled send -> HTTP answer',
     ),
   );
+  const byKind = report.deliveryByKind;
+  if (byKind && (byKind.indirect.sent > 0 || byKind.room.sent > 0 || byKind.d2d.sent > 0)) {
+    out.push('');
+    out.push(
+      table([
+        ['by kind', 'sent', 'accepted', 'delivered', 'lost', 'rejected'],
+        ...(['direct', 'indirect', 'room', 'd2d'] as const).map((k) => [
+          k,
+          formatCount(byKind[k].sent),
+          formatCount(byKind[k].accepted),
+          formatCount(byKind[k].delivered),
+          byKind[k].lost > 0 ? c.red(formatCount(byKind[k].lost)) : '0',
+          formatCount(byKind[k].rejected),
+        ]),
+      ]),
+    );
+  }
+  const faults = Array.isArray(report.faults) ? report.faults.filter((f) => f.fired) : [];
+  if (faults.length > 0) {
+    const s = (v: number | null) => (v === null ? '-' : `${v.toFixed(2)}s`);
+    out.push('');
+    out.push(
+      table([
+        ['fault', 'at', 'affected', 'peak/s', '50% back', '99% back', 'all back', 'msgs lost'],
+        ...faults.map((f) => [
+          f.label,
+          s(f.t),
+          formatCount(f.affected),
+          formatCount(f.peakAttemptsPerSec),
+          s(f.reconnected.p50),
+          s(f.reconnected.p99),
+          f.notBack > 0 ? c.red(`${f.notBack} never`) : s(f.reconnected.p100),
+          formatCount(f.lostMessages),
+        ]),
+      ]),
+    );
+    const st = report.storm;
+    out.push(
+      c.dim(
+        `  storm: ${formatCount(st.losses)} connections lost, ${formatCount(st.reconnectAttempts)} reconnect attempts ` +
+          `(${st.attemptsPerDevice ?? '-'} per loss), peak ${formatCount(st.peakAttemptsPerSec)}/s, ` +
+          `back p99 ${s(st.lossToBack.p99)}`,
+      ),
+    );
+  }
   if (report.gates.length > 0) {
     out.push('');
     out.push(

@@ -90,7 +90,16 @@ describe('parseGate', () => {
   });
 
   it('knows every latency series', () => {
-    expect(LATENCY_SERIES).toEqual(['push', 'connect', 'api', 'd2d', 'room', 'reconnect']);
+    expect(LATENCY_SERIES).toEqual([
+      'push',
+      'connect',
+      'api',
+      'd2d',
+      'd2d_cold',
+      'd2d_warm',
+      'room',
+      'reconnect',
+    ]);
     for (const series of LATENCY_SERIES) {
       expect(parseGate(`p99(${series}) < 1s`).metric).toBe(`p99(${series})`);
     }
@@ -119,7 +128,7 @@ describe('parseGate', () => {
     expect(err.message).toMatch(problem);
     expect(err.message).toContain(`"${expr.trim()}"`);
     expect(err.message).toContain('known metrics: delivery, connections.held');
-    expect(err.message).toContain('push|connect|api|d2d|room|reconnect');
+    expect(err.message).toContain('push|connect|api|d2d|d2d_cold|d2d_warm|room|reconnect');
     expect(err.message).not.toContain('\n');
   });
 });

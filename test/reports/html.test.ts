@@ -442,4 +442,28 @@ describe('report.html in headless Chromium', () => {
     expect(await page.locator('[data-chart] .uplot canvas').count()).toBe(7);
     await page.close();
   });
+
+  it('draws a real chaos run: a node killed mid-run, its marker, the herd and the faults table', async () => {
+    const { report: chaos } = await run(
+      {
+        name: 'html-kill',
+        topology: { nodes: 2 },
+        devices: { count: 200, reconnect: 'exponential:100ms:1s' },
+        traffic: { direct: { rate: 100 } },
+        timeline: [{ at: '2s', action: 'kill-node', node: 'local-1', label: 'kill' }],
+        duration: '3s',
+      },
+      { workers: 1, write: false },
+    );
+    const { page, errors, requests, url } = await open(renderHtml(chaos), 'chaos.html');
+    expect(errors).toEqual([]);
+    expect(requests.filter((r) => r !== url)).toEqual([]);
+    expect(await page.locator('.faults td').first().textContent()).toBe('kill');
+    expect(await page.locator('#faults').textContent()).toMatch(/Connections lost: \d/);
+    const facts = await chartFacts(page, lineColours(chaos));
+    const events = facts.find((f) => f.name === 'connection-events');
+    expect(events?.series).toBeGreaterThan(0);
+    await page.screenshot({ path: join(artifacts, 'report-chaos.png'), fullPage: true });
+    await page.close();
+  }, 120_000);
 });
