@@ -125,7 +125,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   );
   out.push(
     c.dim(
-      '  push: scheduled send -> device; connect: scheduled attempt -> upgraded; api: scheduled send -> HTTP answer',
+      '  push: scheduled send -> device; connect: attempt due -> upgraded; api: scheduled send -> HTTP answer; reconnect: lost -> open again',
     ),
   );
   const byKind = report.deliveryByKind;
