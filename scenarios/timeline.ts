@@ -37,10 +37,16 @@ export function nodeId(region: string, n: number): string {
   return `${region}-${n}`;
 }
 
+/** The `n` of a node id `<region>-<n>`. */
+export function nodeNumber(id: string): number {
+  return Number(id.slice(id.lastIndexOf('-') + 1));
+}
+
 /**
  * Validates the timeline against the topology, in time order, so a node named
  * by an action exists at that moment (initial nodes and those added by earlier
- * `scale-up`s). Returns actions sorted by time (stable for equal times).
+ * `scale-up`s) and is running for a kill, stop or scale-down (or down, for a
+ * restart). Returns actions sorted by time (stable for equal times).
  */
 export function validateTimeline(
   p: Problems,
@@ -56,6 +62,8 @@ export function validateTimeline(
     return [];
   }
   const known = new Set<string>();
+  /** Nodes killed, stopped or scaled down, with when. */
+  const down = new Map<string, number>();
   const nextNode = new Map<string, number>();
   for (const r of regions) {
     for (let n = 1; n <= r.nodes; n++) known.add(nodeId(r.name, n));
@@ -121,6 +129,21 @@ export function validateTimeline(
       case 'restart-node':
       case 'stop-node': {
         const n = node();
+        if (n !== '') {
+          const stoppedAt = down.get(n);
+          if (kind === 'restart-node') {
+            if (stoppedAt === undefined)
+              p.add(`${path}.node`, `${n} is still running at ${atMs}ms`);
+            down.delete(n);
+          } else if (stoppedAt !== undefined) {
+            p.add(
+              `${path}.node`,
+              `${n} is not running at ${atMs}ms (it went down at ${stoppedAt}ms)`,
+            );
+          } else {
+            down.set(n, atMs);
+          }
+        }
         out.push({ atMs, action: kind, node: n, label: label(`${kind} ${n}`) });
         break;
       }
@@ -148,6 +171,17 @@ export function validateTimeline(
           p.add(`${path}.graceful`, 'must be true or false');
         }
         const graceful = v.graceful !== false;
+        // The cluster removes the highest-numbered running nodes of the region.
+        const running = [...known]
+          .filter((id) => id.startsWith(`${r}-`) && !down.has(id))
+          .sort((a, b) => nodeNumber(a) - nodeNumber(b));
+        if (r !== '' && running.length < nodes) {
+          p.add(
+            `${path}.nodes`,
+            `only ${running.length} nodes of ${r} are running at ${atMs}ms, got ${nodes}`,
+          );
+        }
+        for (const id of running.slice(-nodes)) down.set(id, atMs);
         out.push({
           atMs,
           action: kind,

@@ -1,6 +1,6 @@
 import { PushbenchError } from '../core/errors.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
-import { nodeId as nodeIdOf } from '../scenarios/timeline.js';
+import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/timeline.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
@@ -288,10 +288,11 @@ export class Cluster {
     return ids;
   }
 
-  /** Removes the `count` newest running nodes of a region: out of rotation, then drained (SIGTERM) or killed. */
+  /** Removes the `count` highest-numbered running nodes of a region: out of rotation, then drained (SIGTERM) or killed. */
   async scaleDown(region: string, count: number, graceful: boolean): Promise<string[]> {
     const victims = [...this.nodes.values()]
       .filter((n) => n.region === region && n.state === 'up')
+      .sort((a, b) => nodeNumber(a.nodeId) - nodeNumber(b.nodeId))
       .slice(-count)
       .map((n) => n.nodeId);
     for (const id of victims) {

@@ -101,8 +101,35 @@ describe('scenario validation', () => {
         'timeline[5]: needs exactly one of node or region',
       ]),
     );
-    // eu-3 exists from the scale-up at 1s on; sorted by time, the kill at 5s is valid.
-    expect(problems.filter((x) => x.includes('eu-3'))).toEqual([]);
+    // eu-3 exists from the scale-up at 1s on; sorted by time, the kill at 5s is valid
+    // and the second kill at 6s is not.
+    expect(problems.filter((x) => x.includes('eu-3'))).toEqual([
+      'timeline[2].node: eu-3 is not running at 6000ms (it went down at 5000ms)',
+    ]);
+  });
+
+  it('follows which nodes are running along the timeline', () => {
+    const problems = problemsOf({
+      name: 'x',
+      devices: { count: 1 },
+      duration: 1,
+      topology: { nodes: 3 },
+      timeline: [
+        { at: '1s', action: 'kill-node', node: 'local-1' },
+        { at: '2s', action: 'stop-node', node: 'local-1' },
+        { at: '3s', action: 'restart-node', node: 'local-2' },
+        { at: '4s', action: 'restart-node', node: 'local-1' },
+        { at: '5s', action: 'scale-down', region: 'local', nodes: 1 },
+        { at: '6s', action: 'kill-node', node: 'local-3' },
+        { at: '7s', action: 'scale-down', region: 'local', nodes: 3 },
+      ],
+    });
+    expect(problems).toEqual([
+      'timeline[1].node: local-1 is not running at 2000ms (it went down at 1000ms)',
+      'timeline[2].node: local-2 is still running at 3000ms',
+      'timeline[5].node: local-3 is not running at 6000ms (it went down at 5000ms)',
+      'timeline[6].nodes: only 2 nodes of local are running at 7000ms, got 3',
+    ]);
   });
 
   it('parses a full chaos scenario', () => {
