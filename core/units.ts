@@ -45,3 +45,42 @@ export function formatMs(ms: number): string {
 export function formatCount(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
+
+const BYTE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+};
+
+/** Parses `"256MiB"`, `"1.5GB"`, `"64kb"` or a number of bytes; throws `PB_USAGE` naming `what`. */
+export function parseBytes(input: string | number, what = 'size'): number {
+  if (typeof input === 'number') {
+    if (Number.isFinite(input) && input >= 0) return Math.round(input);
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(input);
+    const unit = BYTE_UNITS[(m?.[2] ?? '').toLowerCase()];
+    if (m?.[1] && unit !== undefined) return Math.round(Number(m[1]) * unit);
+  }
+  throw new PushbenchError(
+    'PB_USAGE',
+    `${what}: expected a size like "256MiB", "1GB" or a number of bytes, got ${JSON.stringify(input)}`,
+  );
+}
+
+/** Formats bytes with a binary unit: `512 B`, `3.2 KiB`, `256 MiB`. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${Math.round(n)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
+}

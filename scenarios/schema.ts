@@ -1,4 +1,5 @@
 import { PushbenchError } from '../core/errors.js';
+import { parseBytes } from '../core/units.js';
 import { checkKeys, type DurationInput, duration, num, Problems, section } from './fields.js';
 import { validateTimeline } from './timeline.js';
 
@@ -41,6 +42,16 @@ export interface NodeProfileInput {
   maxLifetime?: DurationInput;
   /** Upgrades per second a node admits. Default unlimited. */
   admissionRate?: number;
+  /** CPU quota as a fraction of one core (`0.5`), enforced with a cgroup. Default unlimited. */
+  cpu?: number;
+  /** Memory limit (`"256MiB"` or bytes), enforced with a cgroup: over it the kernel OOM-kills the node. */
+  memory?: string | number;
+  /** Connection-tracking table size in front of the node (the network fabric's conntrack emulation). */
+  conntrack?: number;
+  /** Open-file limit of the node process (RLIMIT_NOFILE, set with prlimit; can only be lowered). */
+  openFiles?: number;
+  /** Price per node-hour in any currency, for cost comparisons. */
+  price?: number;
 }
 
 /** A region as written in a scenario. */
@@ -240,6 +251,16 @@ export interface NodeProfile {
   maxLifetimeMs: number | null;
   /** Upgrades per second a node admits; null = unlimited. */
   admissionRateHz: number | null;
+  /** CPU quota in cores (cgroup); null = unlimited. */
+  cpu: number | null;
+  /** Memory limit in bytes (cgroup); null = unlimited. */
+  memoryBytes: number | null;
+  /** Conntrack table size in front of the node; null = none. */
+  conntrack: number | null;
+  /** RLIMIT_NOFILE of the node process; null = inherited. */
+  openFiles: number | null;
+  /** Price per node-hour; null = not given. */
+  price: number | null;
 }
 
 /** One region: its nodes and the balancer in front of them. */
@@ -401,7 +422,27 @@ function profile(
     'drainWindow',
     'maxLifetime',
     'admissionRate',
+    'cpu',
+    'memory',
+    'conntrack',
+    'openFiles',
+    'price',
   ]);
+  let memoryBytes: number | null = null;
+  if (o.memory !== undefined) {
+    try {
+      memoryBytes = parseBytes(o.memory as string | number, `${path}.memory`);
+      if (memoryBytes < 16 * 2 ** 20)
+        p.add(`${path}.memory`, `must be at least 16MiB, got ${JSON.stringify(o.memory)}`);
+    } catch {
+      p.add(
+        `${path}.memory`,
+        `must be a size like "256MiB" or a number of bytes, got ${JSON.stringify(o.memory)}`,
+      );
+    }
+  }
+  const optional = (key: string, rule: { min: number; integer?: boolean; max?: number }) =>
+    o[key] === undefined ? null : num(p, `${path}.${key}`, o[key], undefined, rule);
   let overload: NodeProfile['overload'] = 'refuse';
   if (o.overload !== undefined) {
     if (o.overload === 'refuse' || o.overload === 'unhealthy' || o.overload === 'crash') {
@@ -443,6 +484,11 @@ function profile(
       o.admissionRate === undefined
         ? null
         : num(p, `${path}.admissionRate`, o.admissionRate, undefined, { min: 0.001 }),
+    cpu: optional('cpu', { min: 0.01, max: 1024 }),
+    memoryBytes,
+    conntrack: optional('conntrack', { min: 0, integer: true }),
+    openFiles: optional('openFiles', { min: 64, integer: true }),
+    price: optional('price', { min: 0 }),
   };
 }
 
@@ -772,6 +818,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     regions.length > 1 ||
     regions.some((r) => r.nodes > 1) ||
     timeline.some((t) => t.action !== 'connect') ||
+    regions.some((r) => r.profile.conntrack !== null) ||
     topo.balancer !== undefined;
   return {
     name,

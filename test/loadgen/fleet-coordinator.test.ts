@@ -64,6 +64,11 @@ function scenario(devices: number, reserve: number): Scenario {
     drainWindowMs: 1000,
     maxLifetimeMs: null,
     admissionRateHz: null,
+    cpu: null,
+    memoryBytes: null,
+    conntrack: null,
+    openFiles: null,
+    price: null,
   };
   const half = devices / 2;
   return {
