@@ -2,6 +2,19 @@
  * pushbench's programmatic API. The CLI (bin/pushbench.ts) is built on exactly
  * these exports.
  */
+export {
+  builtinProfiles,
+  loadProfiles,
+  resolveProfile,
+} from './capacity/profiles.js';
+export {
+  type CapacityReport,
+  formatCapacity,
+  formatCapacityComparison,
+  readCapacityReport,
+  writeCapacityReport,
+} from './capacity/report.js';
+export { type CapacityOptions, searchCapacity } from './capacity/search.js';
 export { type ErrorCode, PushbenchError } from './core/errors.js';
 export { ExitCode, type ExitCodeValue } from './core/exit-codes.js';
 export { type MachineFacts, machineFacts } from './core/machine.js';

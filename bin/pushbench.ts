@@ -8,13 +8,17 @@ import {
   colourFor,
   compareReports,
   ExitCode,
+  formatCapacity,
+  formatCapacityComparison,
   isValidId,
   labelOf,
   listBuiltinScenarios,
+  loadProfiles,
   PushbenchError,
   parseAssignment,
   parseD2dAllow,
   parseDurationMs,
+  parseGates,
   parseMatrixAxis,
   progressListener,
   type RunOptions,
@@ -22,11 +26,14 @@ import {
   renderComparisonText,
   renderSummary,
   rerender,
+  resolveProfile,
   run,
   runMatrix,
+  searchCapacity,
   signToken,
   startNode,
   version,
+  writeCapacityReport,
   writeComparison,
 } from '../index.js';
 
@@ -191,6 +198,108 @@ program
       );
       if (!opts.json) process.stdout.write(`comparison: ${files.join(', ')}\n`);
     }
+  });
+
+program
+  .command('capacity')
+  .description(
+    'find what one node of a profile holds within an SLO: connections, msgs/s, memory and CPU per load, herd absorption',
+  )
+  .addOption(
+    new Option('--profile <name>', 'node profile (repeat to compare profiles side by side)')
+      .argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+      .makeOptionMandatory(),
+  )
+  .addOption(
+    new Option('--slo <gate>', 'SLO every step must meet, e.g. "p99(push) < 50ms" (repeatable)')
+      .argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+      .makeOptionMandatory(),
+  )
+  .option(
+    '--profiles <file>',
+    'JSON file of profiles (name -> {cpu, memory, capacity, price, ...})',
+  )
+  .option('--start <n>', 'connections at the first step', integer('--start'), 1000)
+  .option('--factor <x>', 'connections grow by this per step', number('--factor'), 2)
+  .option(
+    '--max-connections <n>',
+    'never go past this many connections',
+    integer('--max-connections'),
+    16_000,
+  )
+  .option(
+    '--rate-per-connection <hz>',
+    'messages per second per connection at each step',
+    number('--rate-per-connection'),
+    0.5,
+  )
+  .option('--step-duration <time>', 'publishing time per step', durationMs('--step-duration'), 8000)
+  .option(
+    '--connect-rate <hz>',
+    'connect rate while filling a step',
+    number('--connect-rate'),
+    2000,
+  )
+  .option('--refine <n>', 'bisection steps after the first failure', integer('--refine'), 2)
+  .option('--no-herd', 'skip the connect (herd) absorption search')
+  .option('--herd-slo <gate>', 'SLO of the herd steps', 'p99(connect) < 1s')
+  .option(
+    '--devices <n>',
+    'with several profiles: nodes and cost for this many devices',
+    integer('--devices'),
+  )
+  .option('--workers <n>', 'device worker threads', integer('--workers'))
+  .option('--out <dir>', 'results folder (default results/capacity-<profile>-<time>)')
+  .option('--json', 'print capacity.json on stdout instead of the summary')
+  .action(async (opts: Record<string, unknown>) => {
+    const profiles = await loadProfiles(opts.profiles as string | undefined);
+    const names = opts.profile as string[];
+    // Refuse every bad profile and SLO before the first step starts.
+    const resolved = names.map((n) => resolveProfile(profiles, n));
+    parseGates([...(opts.slo as string[]), opts.herdSlo as string]);
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z');
+    const reports = [];
+    for (const p of resolved) {
+      const out = (opts.out as string | undefined)
+        ? names.length > 1
+          ? `${opts.out as string}/${p.name}`
+          : (opts.out as string)
+        : `results/capacity-${p.name}-${stamp}`;
+      const report = await searchCapacity({
+        profile: { name: p.name, input: p.input },
+        slo: opts.slo as string[],
+        start: opts.start as number,
+        factor: opts.factor as number,
+        maxConnections: opts.maxConnections as number,
+        ratePerConnection: opts.ratePerConnection as number,
+        stepDurationMs: opts.stepDuration as number,
+        connectRate: opts.connectRate as number,
+        refine: opts.refine as number,
+        herd: opts.herd as boolean,
+        herdSlo: opts.herdSlo as string,
+        ...(opts.workers !== undefined && { workers: opts.workers as number }),
+        outDir: out,
+        notice: opts.json ? () => {} : (line) => process.stderr.write(`${line}\n`),
+      });
+      const files = writeCapacityReport(report, out);
+      reports.push(report);
+      if (!opts.json) {
+        process.stdout.write(`${formatCapacity(report)}\nwrote: ${files.join(', ')}\n\n`);
+      }
+    }
+    if (opts.json) {
+      process.stdout.write(
+        `${JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2)}\n`,
+      );
+    } else if (reports.length > 1) {
+      process.stdout.write(
+        `${formatCapacityComparison(reports, opts.devices as number | undefined)}\n`,
+      );
+    }
+    process.exitCode = reports.every((r) => r.knee !== null) ? ExitCode.Pass : ExitCode.GateFailed;
   });
 
 program

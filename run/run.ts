@@ -18,6 +18,7 @@ import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
 import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster } from '../topology/cluster.js';
+import { type ProcessStats, readProcessStats } from '../topology/process-stats.js';
 import type { NetworkSample } from '../topology/network/types.js';
 
 /** Options of {@link run}; every scenario override is optional. */
@@ -125,6 +126,7 @@ export async function run(
     `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})`,
   );
   const server: ServerCounts[] = [];
+  const atPublish = new Map<number, { stats: ProcessStats; atMs: number }>();
   const balancer: TopologyReport['balancer'] = [];
   let load: LoadResult;
   let faults: FaultRecord[] = [];
@@ -136,7 +138,22 @@ export async function run(
       secret: secrets.secret,
       apiKey: secrets.apiKey,
       beforeClose: async () => {
-        server.push(...(await cluster.nodeMetrics()));
+        const atEnd = Date.now();
+        const metrics = await cluster.nodeMetrics();
+        for (const m of metrics) {
+          const node = cluster.describe().find((n) => n.nodeId === m.nodeId);
+          const now = node ? readProcessStats(node.pid) : undefined;
+          if (!now || !node) continue;
+          const before = atPublish.get(node.pid);
+          m.process = {
+            ...now,
+            ...(before && {
+              publishCpuSeconds: Math.round((now.cpuSeconds - before.stats.cpuSeconds) * 100) / 100,
+              publishSeconds: Math.round(atEnd - before.atMs) / 1000,
+            }),
+          };
+        }
+        server.push(...metrics);
       },
       sampleNodes: async () => {
         const [counts, net] = await Promise.all([
@@ -152,6 +169,14 @@ export async function run(
     });
     const chaos = director;
     coordinator.on('started', (startUs) => chaos.start(startUs));
+    // Each node's CPU time when publishing starts, so the report can say what the load cost.
+    coordinator.on('phase', (phase) => {
+      if (phase !== 'publishing') return;
+      for (const n of cluster.describe()) {
+        const stats = n.state === 'up' ? readProcessStats(n.pid) : undefined;
+        if (stats) atPublish.set(n.pid, { stats, atMs: Date.now() });
+      }
+    });
     if (listener.phase) coordinator.on('phase', (p) => listener.phase?.(p));
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));
     load = await coordinator.run();

@@ -361,6 +361,8 @@ export interface ValidationContext {
 }
 
 const REGION_NAME = /^[a-z][a-z0-9-]{0,23}$/;
+/** Profile names may look like instance types (`c4.large`). */
+const PROFILE_NAME = /^[a-z][a-z0-9._-]{0,31}$/;
 
 function healthCheck(p: Problems, path: string, v: unknown, defaults: HealthCheck): HealthCheck {
   const h = section(p, path, v);
@@ -598,7 +600,12 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
   const profiles = new Map<string, NodeProfile>();
   const profilesIn = section(p, 'topology.profiles', topo.profiles);
   for (const [pname, pv] of Object.entries(profilesIn)) {
-    if (!REGION_NAME.test(pname)) p.add(`topology.profiles.${pname}`, 'name must be a-z 0-9 -');
+    if (!PROFILE_NAME.test(pname)) {
+      p.add(
+        `topology.profiles.${pname}`,
+        'name must be 1-32 characters of a-z 0-9 . _ - starting with a letter',
+      );
+    }
     profiles.set(pname, profile(p, `topology.profiles.${pname}`, pname, pv, heartbeat));
   }
   if (!profiles.has('default')) {

@@ -1,0 +1,78 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadProfiles, resolveProfile } from '../../capacity/profiles.js';
+import { readCapacityReport, writeCapacityReport } from '../../capacity/report.js';
+import { searchCapacity, slope } from '../../capacity/search.js';
+
+describe('capacity search', () => {
+  it('finds the knee of a node that falls over past 1,500 connections, and its herd absorption', async () => {
+    const lines: string[] = [];
+    const report = await searchCapacity({
+      profile: { name: 'tiny', input: { capacity: 1500, overload: 'crash' } },
+      slo: ['p99(push) < 200ms'],
+      start: 500,
+      factor: 2,
+      maxConnections: 2000,
+      stepDurationMs: 2000,
+      connectRate: 2000,
+      refine: 1,
+      herdStart: 1000,
+      herdMax: 2000,
+      workers: 2,
+      notice: (l) => lines.push(l),
+    });
+    // 500 and 1,000 pass, 2,000 crashes the node, the bisection finds 1,500 holds.
+    expect(report.steps.map((s) => [s.connections, s.pass])).toEqual([
+      [500, true],
+      [1000, true],
+      [1500, true],
+      [2000, false],
+    ]);
+    expect(report.steps.at(-1)?.failure).toMatch(/node fell over/);
+    expect(report.knee).toEqual({ connections: 1500, messagesPerSec: 750 });
+    expect(report.limitedBy).toMatch(/node fell over/);
+    expect(report.memoryPerConnectionBytes).not.toBeNull();
+    expect(report.steps[0]?.nodeRssBytes).toBeGreaterThan(10 * 2 ** 20);
+    expect(report.herd.absorptionPerSec).toBeGreaterThanOrEqual(1000);
+    expect(lines.some((l) => l.startsWith('step 1: 500 connections'))).toBe(true);
+
+    const dir = mkdtempSync(join(tmpdir(), 'pb-cap-'));
+    const files = writeCapacityReport(report, dir);
+    expect(readCapacityReport(files[0]!).knee?.connections).toBe(1500);
+    expect(readFileSync(files[1]!, 'utf8')).toContain('data-chart="capacity"');
+  }, 180_000);
+
+  it('refuses a bad profile, SLO or option before any step runs', async () => {
+    const profiles = await loadProfiles();
+    expect(() => resolveProfile(profiles, 'huge')).toThrow(/unknown profile "huge"/);
+    expect(() => resolveProfile({ bad: { memory: 'lots' } }, 'bad')).toThrow(
+      /topology\.profiles\.bad\.memory: must be a size/,
+    );
+    const profile = { name: 'x', input: {} };
+    await expect(searchCapacity({ profile, slo: ['p99(pushes) < 5ms'] })).rejects.toMatchObject({
+      code: 'PB_BAD_GATE',
+    });
+    await expect(searchCapacity({ profile, slo: [] })).rejects.toThrow(/at least one --slo/);
+    await expect(searchCapacity({ profile, slo: ['p99(push) < 5ms'], factor: 1 })).rejects.toThrow(
+      /--factor must be > 1/,
+    );
+  });
+
+  it('reads a capacity report back, refusing anything else with one line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-cap-'));
+    expect(() => readCapacityReport(join(dir, 'nope.json'))).toThrow(/does not exist/);
+  });
+
+  it('fits slopes by least squares', () => {
+    expect(
+      slope([
+        [1000, 50e6],
+        [2000, 54e6],
+        [4000, 62e6],
+      ]),
+    ).toBeCloseTo(4000, 6);
+    expect(slope([[1, 1]])).toBeNull();
+  });
+});
