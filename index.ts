@@ -2,6 +2,13 @@
  * pushbench's programmatic API. The CLI (bin/pushbench.ts) is built on exactly
  * these exports.
  */
+
+export {
+  checkModel,
+  formatModelCheck,
+  type ModelCheck,
+  type ModelCheckOptions,
+} from './capacity/model-check.js';
 export {
   builtinProfiles,
   loadProfiles,

@@ -3,13 +3,16 @@
  * The pushbench command line. It only parses arguments, calls the exported API
  * and sets `process.exitCode`; everything else lives in the library.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
+  checkModel,
   colourFor,
   compareReports,
   ExitCode,
   formatCapacity,
   formatCapacityComparison,
+  formatModelCheck,
   isValidId,
   labelOf,
   listBuiltinScenarios,
@@ -22,6 +25,7 @@ import {
   parseMatrixAxis,
   progressListener,
   type RunOptions,
+  readCapacityReport,
   readReport,
   renderComparisonText,
   renderSummary,
@@ -300,6 +304,53 @@ program
       );
     }
     process.exitCode = reports.every((r) => r.knee !== null) ? ExitCode.Pass : ExitCode.GateFailed;
+  });
+
+program
+  .command('model-check')
+  .description(
+    'run a node kill live and simulate the same herd; print both and their difference (peak reconnects, time to 99 %)',
+  )
+  .option('--nodes <n>', 'nodes', integer('--nodes'), 4)
+  .option('--devices <n>', 'devices', integer('--devices'), 4000)
+  .option('--reconnect <policy:base:cap>', 'device reconnect policy', 'full-jitter:500ms:5s')
+  .addOption(
+    new Option('--balancer <algorithm>', 'balancer algorithm')
+      .choices(['round-robin', 'least-connections', 'random', 'power-of-two'])
+      .default('least-connections'),
+  )
+  .option('--from <capacity.json>', "take the node's herd absorption rate from a capacity report")
+  .option('--workers <n>', 'device worker threads', integer('--workers'))
+  .option('--out <dir>', 'write the live run and model-check.json here')
+  .option('--json', 'print model-check.json on stdout')
+  .action(async (opts: Record<string, unknown>) => {
+    const absorption = opts.from
+      ? (readCapacityReport(opts.from as string).herd.absorptionPerSec ?? undefined)
+      : undefined;
+    const check = await checkModel({
+      nodes: opts.nodes as number,
+      devices: opts.devices as number,
+      reconnect: opts.reconnect as string,
+      balancer: opts.balancer as 'least-connections',
+      ...(absorption !== undefined && { absorptionPerSec: absorption }),
+      ...(opts.workers !== undefined && { workers: opts.workers as number }),
+      ...(opts.out !== undefined && { outDir: `${opts.out as string}/live` }),
+      notice: opts.json ? () => {} : (line) => process.stderr.write(`${line}\n`),
+    });
+    if (opts.out) {
+      mkdirSync(opts.out as string, { recursive: true });
+      writeFileSync(
+        `${opts.out as string}/model-check.json`,
+        `${JSON.stringify(check, null, 2)}\n`,
+      );
+    }
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(check, null, 2)}\n` : `${formatModelCheck(check)}\n`,
+    );
+    process.exitCode =
+      check.worstDifference !== null && check.worstDifference <= 0.15
+        ? ExitCode.Pass
+        : ExitCode.GateFailed;
   });
 
 program

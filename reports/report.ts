@@ -131,7 +131,14 @@ export interface TopologyReport {
     t: number;
     backends: Record<
       string,
-      { connections: number; healthy: boolean; inRotation: boolean; conntrackHeld: number }
+      {
+        connections: number;
+        healthy: boolean;
+        inRotation: boolean;
+        conntrackHeld: number;
+        /** When its health last changed (s since start), when it ever did. */
+        healthChangedAtS?: number;
+      }
     >;
     /** With a global entry: devices routed so far, home region -> region it was sent to. */
     routed?: Record<string, Record<string, number>>;

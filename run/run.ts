@@ -74,6 +74,10 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
       healthy: b.healthy,
       inRotation: b.inRotation,
       conntrackHeld: b.conntrackHeld,
+      // When its health last changed, on the run's time axis.
+      ...(b.healthChangedAtMs !== null && {
+        healthChangedAtS: Math.round((t - (net.atMs - b.healthChangedAtMs) / 1000) * 100) / 100,
+      }),
     };
   }
   return {

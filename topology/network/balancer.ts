@@ -287,6 +287,7 @@ export class RegionBalancer {
       weight: backend.weight(atMs, this.options.slowStartMs),
       conntrackHeld: backend.held.size,
       conntrackTimedOut: backend.conntrackTimedOut,
+      healthChangedAtMs: backend.health.changedAtMs,
     };
   }
 

@@ -55,6 +55,8 @@ export class HealthState {
   private passes = 0;
   /** A check is in flight; the next tick skips this target. */
   checking = false;
+  /** Wall-clock time (`Date.now()`) `healthy` last changed; null = never. */
+  changedAtMs: number | null = null;
 
   constructor(
     public healthy: boolean,
@@ -69,6 +71,7 @@ export class HealthState {
       if (!this.healthy && (this.pending || this.passes >= spec.rise)) {
         this.healthy = true;
         this.pending = false;
+        this.changedAtMs = Date.now();
         return true;
       }
       this.pending = false;
@@ -78,6 +81,7 @@ export class HealthState {
     this.fails++;
     if (this.healthy && this.fails >= spec.fall) {
       this.healthy = false;
+      this.changedAtMs = Date.now();
       return true;
     }
     return false;

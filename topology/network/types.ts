@@ -113,6 +113,8 @@ export interface BackendSample {
   conntrackHeld: number;
   /** Held connections dropped after the last SYN retry, since start. */
   conntrackTimedOut: number;
+  /** Wall-clock time (`Date.now()`) its health last changed; null = never. */
+  healthChangedAtMs: number | null;
 }
 
 /** A cheap picture of the network, taken once per second. Counters are totals since start. */
