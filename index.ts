@@ -10,6 +10,13 @@ export {
   type ModelCheckOptions,
 } from './capacity/model-check.js';
 export {
+  type FleetPlan,
+  formatPlan,
+  type PlanInput,
+  parseReconnectSpec,
+  planFleet,
+} from './capacity/plan.js';
+export {
   builtinProfiles,
   loadProfiles,
   resolveProfile,
@@ -22,6 +29,7 @@ export {
   writeCapacityReport,
 } from './capacity/report.js';
 export { type CapacityOptions, searchCapacity } from './capacity/search.js';
+export { type HerdInput, type HerdResult, simulateHerd } from './capacity/simulate.js';
 export { type ErrorCode, PushbenchError } from './core/errors.js';
 export { ExitCode, type ExitCodeValue } from './core/exit-codes.js';
 export { type MachineFacts, machineFacts } from './core/machine.js';

@@ -13,6 +13,7 @@ import {
   formatCapacity,
   formatCapacityComparison,
   formatModelCheck,
+  formatPlan,
   isValidId,
   labelOf,
   listBuiltinScenarios,
@@ -23,6 +24,8 @@ import {
   parseDurationMs,
   parseGates,
   parseMatrixAxis,
+  parseReconnectSpec,
+  planFleet,
   progressListener,
   type RunOptions,
   readCapacityReport,
@@ -304,6 +307,71 @@ program
       );
     }
     process.exitCode = reports.every((r) => r.knee !== null) ? ExitCode.Pass : ExitCode.GateFailed;
+  });
+
+program
+  .command('plan')
+  .description(
+    'nodes a fleet needs, from a capacity report, and a simulation of the herd when one node or a zone dies',
+  )
+  .requiredOption('--devices <n>', 'devices the fleet must hold', integer('--devices'))
+  .requiredOption('--from <capacity.json>', 'capacity report of the node profile')
+  .option(
+    '--headroom <x>',
+    'plan so the average node holds capacity / headroom',
+    number('--headroom'),
+    2,
+  )
+  .addOption(
+    new Option('--balancer <algorithm>', 'balancer in front of the nodes')
+      .choices(['round-robin', 'least-connections', 'random', 'power-of-two'])
+      .default('least-connections'),
+  )
+  .option('--reconnect <policy:base:cap>', 'device reconnect policy', 'full-jitter:1s:60s')
+  .option('--zone <k>', 'also simulate a zone of k nodes dying', integer('--zone'))
+  .option(
+    '--detect <time>',
+    'until health checks take a dead node out',
+    durationMs('--detect'),
+    2000,
+  )
+  .option(
+    '--absorption <hz>',
+    "override the report's herd absorption (connects/s per node)",
+    number('--absorption'),
+  )
+  .option('--json', 'print the plan as JSON')
+  .action((opts: Record<string, unknown>) => {
+    const report = readCapacityReport(opts.from as string);
+    const absorption = (opts.absorption as number | undefined) ?? report.herd.absorptionPerSec;
+    if (absorption === null || absorption === undefined) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `${opts.from as string} has no herd absorption rate (run capacity without --no-herd, or give --absorption)`,
+      );
+    }
+    const plan = planFleet({
+      devices: opts.devices as number,
+      capacity: {
+        connectionsPerNode: report.knee!.connections,
+        absorptionPerSec: absorption,
+        price: report.price,
+        profile: report.profile,
+      },
+      headroom: opts.headroom as number,
+      balancer: opts.balancer as 'least-connections',
+      reconnect: parseReconnectSpec(opts.reconnect as string),
+      ...(opts.zone !== undefined && { zoneNodes: opts.zone as number }),
+      detectMs: opts.detect as number,
+    });
+    if (opts.json) {
+      // Per-second herd timelines can be long; they stay in the JSON for plotting.
+      process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+    } else {
+      process.stdout.write(`${formatPlan(plan)}\n`);
+    }
+    process.exitCode =
+      plan.nodeLoss.cascade || plan.zoneLoss?.cascade ? ExitCode.GateFailed : ExitCode.Pass;
   });
 
 program
