@@ -119,6 +119,8 @@ export interface TopologyReport {
     nodeId: string;
     region: string;
     state: string;
+    /** The profile's cpu / memory / openFiles limits: enforced or not, how, and why not. */
+    limits?: Array<{ limit: string; value: number; enforced: boolean; how: string; why?: string }>;
     lives: Array<{
       pid: number;
       exit?: { exitCode: number | undefined; signal: string | undefined; lastError: string };

@@ -18,8 +18,8 @@ import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
 import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster } from '../topology/cluster.js';
-import { type ProcessStats, readProcessStats } from '../topology/process-stats.js';
 import type { NetworkSample } from '../topology/network/types.js';
+import { type ProcessStats, readProcessStats } from '../topology/process-stats.js';
 
 /** Options of {@link run}; every scenario override is optional. */
 export interface RunOptions extends ScenarioOverrides, OutputRequest {
@@ -125,6 +125,7 @@ export async function run(
       director?.noteCrash(node.nodeId, exit.lastError);
     },
   });
+  for (const note of cluster.limitNotes()) listener.notice?.(note);
   const nodes = cluster.describe();
   listener.notice?.(
     `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})`,

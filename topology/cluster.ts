@@ -1,6 +1,7 @@
 import { PushbenchError } from '../core/errors.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/timeline.js';
+import type { CgroupUsage, LimitPlan } from './limits.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
@@ -27,8 +28,10 @@ export interface ClusterNode {
   state: NodeState;
   pid: number;
   httpUrl: string;
-  /** Every process that ran under this id: pid, how it ended. */
-  lives: Array<{ pid: number; exit?: NodeExit }>;
+  /** Every process that ran under this id: pid, how it ended, what its cgroups counted (OOM kills). */
+  lives: Array<{ pid: number; exit?: NodeExit; usage?: CgroupUsage }>;
+  /** The profile's cpu/memory/openFiles limits for the current process: enforced or not, and how. */
+  limits: LimitPlan;
 }
 
 /** What the cluster reports when something happens that nobody scripted (a node falls over). */
@@ -62,6 +65,7 @@ export class Cluster {
   private network: NetworkHandle | undefined;
   private addresses: Awaited<ReturnType<NetworkHandle['addresses']>> | undefined;
   private stopping = false;
+  private readonly lifeEnds = new Set<Promise<NodeExit>>();
 
   private constructor(
     private readonly scenario: Scenario,
@@ -138,6 +142,16 @@ export class Cluster {
       }
       this.network = await startNetworkProcess(spec);
       this.addresses = await this.network.addresses();
+      // A profile's conntrack table is the fabric's conntrack emulation, for the whole run.
+      for (const r of topology.regions) {
+        if (r.profile.conntrack !== null) {
+          await this.network.applyFault({
+            kind: 'conntrack-limit',
+            scope: { region: r.name },
+            table: r.profile.conntrack,
+          });
+        }
+      }
     }
   }
 
@@ -168,7 +182,10 @@ export class Cluster {
       ...(profile.admissionRateHz !== null && { admissionRateHz: profile.admissionRateHz }),
       // d2d and pushes are the harness's load, not abuse: lift the per-device limits.
       extraArgs: ['--d2d-rate', '1000', '--push-rate', '10000'],
+      limits: { cpu: profile.cpu, memoryBytes: profile.memoryBytes, openFiles: profile.openFiles },
     });
+    // `exited` resolves after the node's cgroups are removed; stop() waits for every life's.
+    this.lifeEnds.add(proc.exited);
     this.procs.set(nodeId, proc);
     const existing = this.nodes.get(nodeId);
     const node: ClusterNode = existing ?? {
@@ -178,15 +195,18 @@ export class Cluster {
       pid: proc.pid,
       httpUrl: proc.httpUrl,
       lives: [],
+      limits: proc.limits,
     };
     node.state = 'up';
     node.pid = proc.pid;
     node.httpUrl = proc.httpUrl;
-    const life: { pid: number; exit?: NodeExit } = { pid: proc.pid };
+    node.limits = proc.limits;
+    const life: ClusterNode['lives'][number] = { pid: proc.pid };
     node.lives.push(life);
     this.nodes.set(nodeId, node);
     void proc.exited.then((exit) => {
       life.exit = exit;
+      if (proc.cgroupPaths.length > 0) life.usage = proc.usage();
       if (this.procs.get(nodeId) === proc) this.procs.delete(nodeId);
       if (node.state === 'up' && !this.stopping) {
         node.state = 'crashed';
@@ -230,6 +250,23 @@ export class Cluster {
   /** HTTP API URLs of the nodes that are up, for the publisher. */
   apiUrls(): string[] {
     return [...this.nodes.values()].filter((n) => n.state === 'up').map((n) => n.httpUrl);
+  }
+
+  /**
+   * One line per profile limit that is not enforced (deduplicated across a
+   * region's nodes), to print before the run: enforcement is never pretended.
+   */
+  limitNotes(): string[] {
+    const notes = new Set<string>();
+    for (const n of this.nodes.values()) {
+      for (const l of n.limits) {
+        if (!l.enforced)
+          notes.add(
+            `region ${n.region}: ${l.limit} ${l.value} not enforced: ${l.why ?? 'unknown reason'}`,
+          );
+      }
+    }
+    return [...notes];
   }
 
   /** Every node, for the report. */
@@ -371,6 +408,8 @@ export class Cluster {
     this.stopping = true;
     await this.network?.stop().catch(() => {});
     await Promise.all([...this.procs.values()].map((p) => p.stop(3000)));
+    // Nodes that died earlier: their cgroups are removed by the time these resolve.
+    await Promise.all(this.lifeEnds);
     await this.hub?.stop(3000);
   }
 }

@@ -1,6 +1,16 @@
 import { execa, type ResultPromise } from 'execa';
 import { PushbenchError } from '../core/errors.js';
 import { entryBeside } from '../core/runtime.js';
+import {
+  type CgroupUsage,
+  createNodeCgroup,
+  detectLimitSupport,
+  type LimitPlan,
+  type LimitRequest,
+  type LimitSupport,
+  type NodeCgroup,
+  planLimits,
+} from './limits.js';
 
 /** Settings for one node process. */
 export interface NodeProcessOptions {
@@ -25,6 +35,12 @@ export interface NodeProcessOptions {
   admissionRateHz?: number;
   /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
   extraArgs?: string[];
+  /**
+   * CPU quota (cores), memory limit (bytes) and open-file limit of the process,
+   * enforced with a cgroup and prlimit where this machine permits; see
+   * `NodeProcess.limits` for what was. Default: none.
+   */
+  limits?: LimitRequest;
 }
 
 /** How a node process ended. */
@@ -33,6 +49,8 @@ export interface NodeExit {
   signal: string | undefined;
   /** The last stderr line, when there was one. */
   lastError: string;
+  /** Set when the node's cgroups could not be removed after it exited. */
+  cleanupError?: string;
 }
 
 /** A running reference node in its own process. */
@@ -43,7 +61,16 @@ export interface NodeProcess {
   httpUrl: string;
   host: string;
   port: number;
-  /** Resolves when the process has exited, for whatever reason. */
+  /** Each limit asked for, whether it is enforced and how (empty when none was asked for). */
+  readonly limits: LimitPlan;
+  /** The node's cgroup directories (empty without a cgroup limit); gone once `exited` resolves. */
+  readonly cgroupPaths: readonly string[];
+  /**
+   * What the node's cgroups count (memory, OOM kills, throttling, CPU time);
+   * all null without a cgroup. After exit, the last reading before the groups were removed.
+   */
+  usage(): CgroupUsage;
+  /** Resolves when the process has exited, for whatever reason, and its cgroups are removed. */
   readonly exited: Promise<NodeExit>;
   /** Sends SIGTERM and waits for exit (SIGKILL after `graceMs`). */
   stop(graceMs?: number): Promise<NodeExit>;
@@ -70,6 +97,44 @@ function optionalArgs(o: NodeProcessOptions): string[] {
 
 const LISTENING = /^listening (ws:\/\/\S+) (http:\/\/\S+)$/m;
 
+let support: LimitSupport | undefined;
+
+/** What this machine can enforce; probed once per process (it creates and removes a cgroup). */
+export function limitSupport(): LimitSupport {
+  support ??= detectLimitSupport();
+  return support;
+}
+
+/**
+ * The node's cgroups, made before it starts. A failure to create them (the
+ * probe passed, the real group did not) turns the cgroup entries of the plan
+ * into "not enforced" with the reason rather than failing the run.
+ */
+async function limitsFor(
+  nodeId: string,
+  request: LimitRequest | undefined,
+): Promise<{ plan: LimitPlan; cgroup: NodeCgroup }> {
+  const s = limitSupport();
+  const plan = planLimits(request ?? {}, s);
+  try {
+    return {
+      plan,
+      cgroup: await createNodeCgroup(nodeId, plan, {
+        root: s.root,
+        prlimitPath: s.openFiles.prlimitPath,
+      }),
+    };
+  } catch (err) {
+    const why = (err as Error).message;
+    const degraded = plan.map((p) =>
+      p.mechanism === 'cgroup-v1' || p.mechanism === 'cgroup-v2'
+        ? { ...p, enforced: false, how: 'not enforced', mechanism: null, why }
+        : p,
+    );
+    return { plan: degraded, cgroup: await createNodeCgroup(nodeId, degraded) };
+  }
+}
+
 /**
  * Starts `pushbench serve` as a real child process (so later faults are real
  * signals) and resolves once it prints its `listening` line.
@@ -77,44 +142,52 @@ const LISTENING = /^listening (ws:\/\/\S+) (http:\/\/\S+)$/m;
 export async function startNodeProcess(options: NodeProcessOptions): Promise<NodeProcess> {
   const entry = entryBeside(import.meta.url, '../bin/pushbench');
   const host = options.host ?? '127.0.0.1';
-  const child: ResultPromise = execa(
-    process.execPath,
-    [
-      ...entry.execArgv,
-      entry.path,
-      'serve',
-      '--host',
-      host,
-      '--port',
-      '0',
-      '--node-id',
-      options.nodeId,
-      '--heartbeat-interval',
-      `${options.heartbeatIntervalMs}ms`,
-      '--heartbeat-timeout',
-      `${options.heartbeatTimeoutMs}ms`,
-      ...optionalArgs(options),
-    ],
-    {
-      // Secrets go through the environment, not argv, so `ps` does not show them.
-      env: { PUSHBENCH_SECRET: options.secret, PUSHBENCH_API_KEY: options.apiKey },
-      stdin: 'ignore',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      reject: false,
-      cleanup: true,
-      buffer: false,
-    },
-  );
+  const { plan, cgroup } = await limitsFor(options.nodeId, options.limits);
+  // Through the wrapper the node enters its cgroups before its first instruction;
+  // `exec` keeps the pid, so `child.pid` is the node's own.
+  const spawn = cgroup.wrap(process.execPath, [
+    ...entry.execArgv,
+    entry.path,
+    'serve',
+    '--host',
+    host,
+    '--port',
+    '0',
+    '--node-id',
+    options.nodeId,
+    '--heartbeat-interval',
+    `${options.heartbeatIntervalMs}ms`,
+    '--heartbeat-timeout',
+    `${options.heartbeatTimeoutMs}ms`,
+    ...optionalArgs(options),
+  ]);
+  const child: ResultPromise = execa(spawn.command, spawn.args, {
+    // Secrets go through the environment, not argv, so `ps` does not show them.
+    env: { PUSHBENCH_SECRET: options.secret, PUSHBENCH_API_KEY: options.apiKey },
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    reject: false,
+    cleanup: true,
+    buffer: false,
+  });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
-  const exited: Promise<NodeExit> = child.then((r) => ({
-    exitCode: r.exitCode,
-    signal: r.signal,
-    lastError: stderr.trim().split('\n').pop() ?? '',
-  }));
+  const exited: Promise<NodeExit> = child.then(async (r) => {
+    const exit: NodeExit = {
+      exitCode: r.exitCode,
+      signal: r.signal,
+      lastError: stderr.trim().split('\n').pop() ?? '',
+    };
+    try {
+      await cgroup.remove();
+    } catch (err) {
+      exit.cleanupError = (err as Error).message;
+    }
+    return exit;
+  });
   const urls = await new Promise<{ wsUrl: string; httpUrl: string }>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => {
@@ -151,6 +224,9 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     ...urls,
     host: url.hostname,
     port: Number(url.port),
+    limits: plan,
+    cgroupPaths: cgroup.paths,
+    usage: () => cgroup.usage(),
     exited,
     signal(sig) {
       child.kill(sig);
