@@ -434,6 +434,76 @@ function validate(input: HerdInput): string[] {
 }
 
 /**
+ * Nodes that are in the same state, simulated as one: `count` nodes, each
+ * holding `conn` connections with `tokens` of absorption left as of bucket
+ * `refilledAt`. Nodes of a group get the same attempts, so they stay alike
+ * until a balancer must treat them differently (random's noise), when the group
+ * is split; groups that become alike again are merged.
+ */
+interface NodeGroup {
+  count: number;
+  /** Connections held per node. */
+  conn: number;
+  /** Absorption tokens per node, refilled lazily from `refilledAt`. */
+  tokens: number;
+  refilledAt: number;
+  /** Connects per node in the current one-second window (for the per-node peak). */
+  secConnects: number;
+  /** Attempts routed to each node of the group in the current bucket; 0 between buckets. */
+  att: number;
+  /** Sort and merge key: `conn`, `secConnects` and `tokens` on the merge grid (set by `regroup`). */
+  keyConn: number;
+  keySec: number;
+  keyTokens: number;
+}
+
+/**
+ * Groups whose connections, tokens and window connects agree to this grid are
+ * merged: it only absorbs floating-point rounding (water-filling two groups to
+ * one level leaves them a few ulps apart), far below a device.
+ */
+const MERGE_GRID = 1e6;
+/** Random: a group of more nodes than this splits by the normal approximation rather than exactly. */
+const EXACT_SPLIT_NODES = 64;
+/** Random: past this many groups, the closest in load are merged (see `coalesce`). */
+const MAX_RANDOM_GROUPS = 4096;
+/**
+ * E[Z | Z in the j-th eighth of the standard normal]: the per-node values of a
+ * group split in eight equal parts by the normal approximation.
+ */
+const OCTILE_MEANS = [
+  -1.646828, -0.895384, -0.491349, -0.157976, 0.157976, 0.491349, 0.895384, 1.646828,
+] as const;
+
+function copyGroup(g: NodeGroup, count: number, att: number): NodeGroup {
+  return {
+    count,
+    conn: g.conn,
+    tokens: g.tokens,
+    refilledAt: g.refilledAt,
+    secConnects: g.secConnects,
+    att,
+    keyConn: 0,
+    keySec: 0,
+    keyTokens: 0,
+  };
+}
+
+/** Orders groups by load, then window connects, then tokens, all on the merge grid. */
+function compareGroups(a: NodeGroup, b: NodeGroup): number {
+  return a.keyConn - b.keyConn || a.keySec - b.keySec || a.keyTokens - b.keyTokens;
+}
+
+/** Folds `b` into `a`: a count-weighted average (exact when the two agree). */
+function absorbGroup(a: NodeGroup, b: NodeGroup): void {
+  const w = b.count / (a.count + b.count);
+  if (a.conn !== b.conn) a.conn += (b.conn - a.conn) * w;
+  if (a.tokens !== b.tokens) a.tokens += (b.tokens - a.tokens) * w;
+  if (a.secConnects !== b.secConnects) a.secConnects += (b.secConnects - a.secConnects) * w;
+  a.count += b.count;
+}
+
+/**
  * Simulates the reconnect herd after `failedNodes` nodes die at t=0 and returns
  * its reconnect times, peaks, amplification and whether it cascaded. Pure given
  * the input (the seed fixes every random draw) apart from `elapsedMs`. Throws
@@ -461,18 +531,38 @@ export function simulateHerd(input: HerdInput): HerdResult {
   const rng = new Rng(input.seed ?? 1);
   const pickRng = rng.fork(1);
 
-  // Connections held per node.
-  const conn = new Float64Array(N);
-  if (input.loadByNode) conn.set(input.loadByNode);
-  else conn.fill(input.devices / N);
+  // Survivors, grouped by equal load; failed nodes only add their devices to the herd.
+  const loadOf = (i: number): number => input.loadByNode?.[i] ?? input.devices / N;
+  let herd = 0;
+  for (let i = 0; i < k; i++) herd += loadOf(i);
+  const byLoad = new Map<number, number>();
   for (let i = k; i < N; i++) {
-    if (conn[i]! > overloadLimit) {
+    const load = loadOf(i);
+    if (load > overloadLimit) {
       throw new PushbenchError(
         'PB_USAGE',
-        `herd simulation: node ${i} already holds ${conn[i]} connections, over overloadAt ${overloadAt}; plan more nodes or raise overloadAt`,
+        `herd simulation: node ${i} already holds ${load} connections, over overloadAt ${overloadAt}; plan more nodes or raise overloadAt`,
       );
     }
+    byLoad.set(load, (byLoad.get(load) ?? 0) + 1);
   }
+  let groups: NodeGroup[] = [...byLoad]
+    .sort((a, b) => a[0] - b[0])
+    .map(([conn, count]) => ({
+      count,
+      conn,
+      tokens: burst,
+      refilledAt: 0,
+      secConnects: 0,
+      att: 0,
+      keyConn: 0,
+      keySec: 0,
+      keyTokens: 0,
+    }));
+  let liveCount = N - k;
+  const sorted = balancer === 'least-connections' || balancer === 'power-of-two';
+  let regroupAbove = 2 * groups.length + 64;
+  const randomScratch = new RandomScratch(balancer === 'random' ? N - k : 0);
 
   // Delay distributions per class (class c = attempt number c+1).
   const nSat = saturationAttempt(policy, rng);
@@ -491,33 +581,18 @@ export function simulateHerd(input: HerdInput): HerdResult {
   }
   const calendar = new Calendar(classes, ring);
 
-  // Live nodes, by position; least-connections and power-of-two keep them sorted by load.
-  let live = new Int32Array(N - k);
-  for (let i = k; i < N; i++) live[i - k] = i;
-  let liveCount = N - k;
-  const sorted = balancer === 'least-connections' || balancer === 'power-of-two';
-  if (sorted) live.sort((a, b) => conn[a]! - conn[b]!);
-  // Dead nodes still in rotation: a count and the times the balancer notices them, in order.
-  const detectAt: number[] = [];
+  // Dead nodes still in rotation: a count, and when the balancer notices how many, in time order.
+  const detectAtMs: number[] = [];
+  const detectCount: number[] = [];
   let undetected = 0;
-  let herd = 0;
-  for (let i = 0; i < k; i++) {
-    herd += conn[i]!;
-    conn[i] = 0;
-    if (detectMs > 0) {
-      detectAt.push(detectMs);
-      undetected++;
-    }
+  if (detectMs > 0) {
+    detectAtMs.push(detectMs);
+    detectCount.push(k);
+    undetected = k;
   }
   let detectHead = 0;
   calendar.schedule(0, 0, 0, herd, piecesOf(0), dtMs);
 
-  const att = new Float64Array(N); // attempts routed to each live position this bucket
-  // Absorption tokens per node, refilled lazily when the node is next offered attempts.
-  const tokens = new Float64Array(N).fill(burst);
-  const refilledAt = new Float64Array(N);
-  const secConnects = new Float64Array(N);
-  const dying: number[] = [];
   const buckets = Math.ceil(horizonMs / dtMs);
   const cumConnects = new Float64Array(buckets);
   const arrivals = new Float64Array(classes);
@@ -529,6 +604,8 @@ export function simulateHerd(input: HerdInput): HerdResult {
   let cascaded = 0;
   let peakAttempts = 0;
   let peakNodeConnects = 0;
+  /** Most connects per node this second among nodes that have since fallen over. */
+  let deadSecConnects = 0;
   let sec = 0;
   let secAttempts = 0;
   let secConnectsAll = 0;
@@ -537,9 +614,12 @@ export function simulateHerd(input: HerdInput): HerdResult {
   let lastActive = 0;
 
   const flushSecond = () => {
-    let maxNode = 0;
-    for (let i = 0; i < N; i++) if (secConnects[i]! > maxNode) maxNode = secConnects[i]!;
-    secConnects.fill(0);
+    let maxNode = deadSecConnects;
+    for (const g of groups) {
+      if (g.secConnects > maxNode) maxNode = g.secConnects;
+      g.secConnects = 0;
+    }
+    deadSecConnects = 0;
     peakNodeConnects = Math.max(peakNodeConnects, maxNode);
     peakAttempts = Math.max(peakAttempts, secAttempts);
     timeline.push({
@@ -561,10 +641,13 @@ export function simulateHerd(input: HerdInput): HerdResult {
     if (s !== sec) {
       flushSecond();
       sec = s;
+      // A new window zeroes every group's window connects: the best moment to merge.
+      groups = regroup(groups, b, perBucket, burst);
+      regroupAbove = 2 * groups.length + 64;
     }
-    while (detectHead < detectAt.length && detectAt[detectHead]! <= tMs) {
+    while (detectHead < detectAtMs.length && detectAtMs[detectHead]! <= tMs) {
+      undetected -= detectCount[detectHead]!;
       detectHead++;
-      undetected--;
     }
     let total = 0;
     for (let c = 0; c < classes; c++) {
@@ -576,41 +659,39 @@ export function simulateHerd(input: HerdInput): HerdResult {
     if (total > 0) {
       lastActive = b;
       const m = liveCount + undetected;
-      let touched = 0; // live positions 0..touched-1 may hold attempts
       if (m > 0) {
         switch (balancer) {
           case 'round-robin': {
             const share = total / m;
-            att.fill(share, 0, liveCount);
-            touched = liveCount;
+            for (const g of groups) g.att = share;
             break;
           }
           case 'random':
-            touched = routeRandom(total, undetected, liveCount, att, pickRng);
+            routeRandom(total, undetected, liveCount, groups, pickRng, randomScratch);
             break;
           case 'least-connections':
-            touched = routeLeastConnections(total, undetected, live, liveCount, conn, att);
+            routeLeastConnections(total, undetected, groups);
             break;
           case 'power-of-two':
-            touched = routePowerOfTwo(total, undetected, live, liveCount, conn, att);
+            routePowerOfTwo(total, undetected, liveCount, groups);
             break;
         }
       }
       let accepted = 0;
-      for (let pos = 0; pos < touched; pos++) {
-        const a = att[pos]!;
+      let dying = 0;
+      for (const g of groups) {
+        const a = g.att;
         if (a === 0) continue;
-        att[pos] = 0;
-        const node = live[pos]!;
-        const refill = tokens[node]! + (b - refilledAt[node]!) * perBucket;
+        g.att = 0;
+        const refill = g.tokens + (b - g.refilledAt) * perBucket;
         const room = Math.min(refill, burst);
         const got = Math.min(a, room);
-        tokens[node] = room - got;
-        refilledAt[node] = b;
-        conn[node] = conn[node]! + got;
-        secConnects[node] = secConnects[node]! + got;
-        accepted += got;
-        if (conn[node]! > overloadLimit) dying.push(pos);
+        g.tokens = room - got;
+        g.refilledAt = b;
+        g.conn += got;
+        g.secConnects += got;
+        accepted += got * g.count;
+        if (g.conn > overloadLimit) dying++;
       }
       const failed = Math.max(0, total - accepted);
       totalAttempts += total;
@@ -630,29 +711,38 @@ export function simulateHerd(input: HerdInput): HerdResult {
           }
         }
       }
-      if (dying.length > 0) {
+      if (dying > 0) {
         // Cascade: these nodes fall over now; their devices start over at attempt 1.
-        for (const pos of dying) {
-          const node = live[pos]!;
-          const lost = conn[node]!;
-          conn[node] = 0;
-          herd += lost;
-          cascaded++;
-          calendar.schedule(0, b, 1, lost, piecesOf(0), dtMs);
-          if (detectMs > 0) {
-            detectAt.push(tMs + detectMs);
-            undetected++;
+        const kept: NodeGroup[] = [];
+        let fell = 0;
+        for (const g of groups) {
+          if (g.conn <= overloadLimit) {
+            kept.push(g);
+            continue;
           }
+          const lost = g.conn * g.count;
+          herd += lost;
+          fell += g.count;
+          deadSecConnects = Math.max(deadSecConnects, g.secConnects);
+          calendar.schedule(0, b, 1, lost, piecesOf(0), dtMs);
         }
-        const gone = new Set(dying);
-        const kept = new Int32Array(liveCount - dying.length);
-        let w = 0;
-        for (let pos = 0; pos < liveCount; pos++) if (!gone.has(pos)) kept[w++] = live[pos]!;
-        live = kept;
-        liveCount = w;
-        dying.length = 0;
+        groups = kept;
+        liveCount -= fell;
+        cascaded += fell;
+        if (detectMs > 0) {
+          detectAtMs.push(tMs + detectMs);
+          detectCount.push(fell);
+          undetected += fell;
+        }
       }
-      if (sorted) insertionSort(live, liveCount, conn);
+      // Least-connections and power-of-two need load order every bucket; the
+      // others only need alike groups merged now and then (random splits
+      // groups every bucket; merging each time would cost more than it saves).
+      if (sorted || groups.length > regroupAbove) {
+        groups = regroup(groups, b + 1, perBucket, burst);
+        if (balancer === 'random' && groups.length > MAX_RANDOM_GROUPS) groups = coalesce(groups);
+        regroupAbove = 2 * groups.length + 64;
+      }
     }
     cumConnects[b] = totalConnects;
     // Done when (almost) nobody is still scheduled, or when nothing has
@@ -691,119 +781,317 @@ export function simulateHerd(input: HerdInput): HerdResult {
 }
 
 /**
+ * Brings every group's tokens up to bucket `at` (the same lazy refill, so the
+ * figures do not change), restores load order and merges groups that became
+ * alike. A bucket changes the order little, and the built-in sort (a merge of
+ * runs) is linear on nearly sorted input.
+ */
+function regroup(groups: NodeGroup[], at: number, perBucket: number, burst: number): NodeGroup[] {
+  for (const g of groups) {
+    if (g.refilledAt < at) {
+      g.tokens = Math.min(g.tokens + (at - g.refilledAt) * perBucket, burst);
+      g.refilledAt = at;
+    }
+    g.keyConn = Math.round(g.conn * MERGE_GRID);
+    g.keySec = Math.round(g.secConnects * MERGE_GRID);
+    g.keyTokens = Math.round(g.tokens * MERGE_GRID);
+  }
+  groups.sort(compareGroups);
+  let w = 0;
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i]!;
+    const prev = w > 0 ? groups[w - 1]! : undefined;
+    if (prev && compareGroups(prev, g) === 0) absorbGroup(prev, g);
+    else groups[w++] = g;
+  }
+  groups.length = w;
+  return groups;
+}
+
+/**
+ * Random under heavy load on a large fleet: merges neighbours in load order
+ * whose loads differ by less than a tolerance (half a connection, doubled until
+ * at most half of `MAX_RANDOM_GROUPS` groups remain). Loads and tokens are
+ * averaged; window connects keep the larger, so the per-node peak errs high.
+ */
+function coalesce(groups: NodeGroup[]): NodeGroup[] {
+  let tolerance = P2C_TIE_CONNECTIONS;
+  let out = groups;
+  while (out.length > MAX_RANDOM_GROUPS / 2) {
+    const merged: NodeGroup[] = [];
+    for (const g of out) {
+      const prev = merged.at(-1);
+      if (prev && g.conn - prev.conn <= tolerance) {
+        const peak = Math.max(prev.secConnects, g.secConnects);
+        absorbGroup(prev, g);
+        prev.secConnects = peak;
+      } else merged.push(g);
+    }
+    out = merged;
+    tolerance *= 2;
+  }
+  return out;
+}
+
+/** The random balancer's scratch space, reused across buckets. */
+class RandomScratch {
+  /** Whole attempts drawn per live position in this bucket; all 0 between buckets. */
+  readonly hitsAt: Int32Array;
+  /** Positions with hits, in draw order. */
+  touched = new Int32Array(256);
+  /** First live position of each group, and the live count at the end. */
+  starts = new Float64Array(256);
+  /** Whole attempts drawn per group (singletons) or per node of it (split later). */
+  byGroup = new Float64Array(256);
+
+  constructor(liveNodes: number) {
+    this.hitsAt = new Int32Array(liveNodes);
+  }
+
+  /** Makes the per-group arrays hold `groups` groups. */
+  fit(groups: number): void {
+    if (this.starts.length > groups) return;
+    const size = 2 * groups + 1;
+    this.starts = new Float64Array(size);
+    this.byGroup = new Float64Array(size);
+  }
+}
+
+/**
  * Random: a multinomial draw of the bucket's whole attempts over the m nodes in
- * rotation (one draw per attempt when few, sequential binomials when many); the
- * fractional remainder of the fluid count is spread evenly. Returns the number
- * of live positions written.
+ * rotation; the fractional remainder of the fluid count is spread evenly. A
+ * group whose nodes draw different counts splits into one group per count (the
+ * new groups are appended to `groups`).
+ *
+ * - Few attempts (at most 4 per node): one uniform draw per attempt, exact.
+ * - Many: sequential binomials over the dead nodes and then each group (exact
+ *   in distribution), and within a group of more than `EXACT_SPLIT_NODES`
+ *   nodes the normal approximation: the group splits into eight equal parts,
+ *   each taking the mean of its eighth of N(μ, μ(1-1/n)), μ = attempts per
+ *   node. Means and spread are kept; the extreme tail is not drawn (a node's
+ *   share beyond its eighth's mean), so the per-node peak there is a little low
+ *   in that regime (hundreds of thousands of attempts per 10 ms on big fleets).
  */
 function routeRandom(
   total: number,
   dead: number,
   liveCount: number,
-  att: Float64Array,
+  groups: NodeGroup[],
   rng: Rng,
-): number {
+  scratch: RandomScratch,
+): void {
   const m = dead + liveCount;
   const whole = Math.floor(total);
   const even = (total - whole) / m;
-  if (liveCount > 0 && even > 0) att.fill(even, 0, liveCount);
+  const G = groups.length;
   if (whole <= 4 * m) {
+    // Draw positions (dead nodes first, then each group's nodes in order) and
+    // count the attempts each node drew.
+    const { hitsAt } = scratch;
+    if (scratch.touched.length < whole) scratch.touched = new Int32Array(2 * whole);
+    const { touched } = scratch;
+    let t = 0;
     for (let i = 0; i < whole; i++) {
       const r = rng.int(m);
-      if (r >= dead) att[r - dead] = att[r - dead]! + 1;
+      if (r < dead) continue;
+      const p = r - dead;
+      const before = hitsAt[p]!;
+      hitsAt[p] = before + 1;
+      if (before === 0) touched[t++] = p;
     }
-  } else {
-    let left = whole;
-    for (let i = 0; i < m && left > 0; i++) {
-      const x = i === m - 1 ? left : binomial(left, 1 / (m - i), rng);
-      left -= x;
-      if (i >= dead) att[i - dead] = att[i - dead]! + x;
+    scratch.fit(G);
+    const { starts, byGroup } = scratch;
+    let start = 0;
+    for (let i = 0; i < G; i++) {
+      starts[i] = start;
+      byGroup[i] = 0;
+      start += groups[i]!.count;
     }
+    starts[G] = start;
+    // Hit nodes of groups bigger than one, by group: how many drew c attempts.
+    let split: Map<number, number[]> | undefined;
+    for (let j = 0; j < t; j++) {
+      const p = touched[j]!;
+      const c = hitsAt[p]!;
+      hitsAt[p] = 0;
+      let lo = 0;
+      let hi = G - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (starts[mid]! <= p) lo = mid;
+        else hi = mid - 1;
+      }
+      if (groups[lo]!.count === 1) byGroup[lo] = c;
+      else {
+        split ??= new Map();
+        const nodesWith = split.get(lo) ?? [];
+        nodesWith[c] = (nodesWith[c] ?? 0) + 1;
+        split.set(lo, nodesWith);
+      }
+    }
+    for (let i = 0; i < G; i++) {
+      const g = groups[i]!;
+      const nodesWith = split?.get(i);
+      if (nodesWith) splitByCounts(g, nodesWith, even, groups);
+      else g.att = even + byGroup[i]!;
+    }
+    return;
   }
-  return liveCount;
+  let left = whole;
+  let remaining = m;
+  if (dead > 0) {
+    const x = remaining === dead ? left : binomial(left, dead / remaining, rng);
+    left -= x;
+    remaining -= dead;
+  }
+  for (let i = 0; i < G; i++) {
+    const g = groups[i]!;
+    const x = remaining === g.count ? left : binomial(left, g.count / remaining, rng);
+    left -= x;
+    remaining -= g.count;
+    splitGroup(g, x, even, rng, groups);
+  }
+}
+
+/**
+ * Splits `g`: `nodesWith[c]` of its nodes drew c whole attempts and move to new
+ * groups appended to `out`; the rest drew none and stay in `g`.
+ */
+function splitByCounts(g: NodeGroup, nodesWith: number[], even: number, out: NodeGroup[]): void {
+  let hitNodes = 0;
+  for (let c = 1; c < nodesWith.length; c++) {
+    const n = nodesWith[c];
+    if (n === undefined) continue;
+    hitNodes += n;
+    if (hitNodes === g.count) {
+      // Every node drew something: `g` itself takes the last count.
+      g.count = n;
+      g.att = even + c;
+      return;
+    }
+    out.push(copyGroup(g, n, even + c));
+  }
+  g.count -= hitNodes;
+  g.att = even;
+}
+
+/** Spreads `x` whole attempts uniformly at random over the nodes of `g`; split-off groups are appended to `out`. */
+function splitGroup(g: NodeGroup, x: number, even: number, rng: Rng, out: NodeGroup[]): void {
+  const n = g.count;
+  if (n === 1 || x === 0) {
+    g.att = even + x;
+  } else if (x <= 4 * n) {
+    const picks = new Float64Array(x);
+    for (let i = 0; i < x; i++) picks[i] = rng.int(n);
+    picks.sort();
+    const nodesWith: number[] = [];
+    for (let i = 0; i < x; ) {
+      let j = i + 1;
+      while (j < x && picks[j] === picks[i]) j++;
+      nodesWith[j - i] = (nodesWith[j - i] ?? 0) + 1;
+      i = j;
+    }
+    splitByCounts(g, nodesWith, even, out);
+  } else if (n <= EXACT_SPLIT_NODES) {
+    let left = x;
+    for (let i = 0; i < n - 1; i++) {
+      const y = binomial(left, 1 / (n - i), rng);
+      left -= y;
+      out.push(copyGroup(g, 1, even + y));
+    }
+    g.count = 1;
+    g.att = even + left;
+  } else {
+    const mean = x / n;
+    const sd = Math.sqrt(mean * (1 - 1 / n));
+    const parts = OCTILE_MEANS.length;
+    // Equal parts up to rounding; re-centre so the parts still sum to x.
+    const sizes = OCTILE_MEANS.map(
+      (_, j) => Math.round(((j + 1) * n) / parts) - Math.round((j * n) / parts),
+    );
+    let offset = 0;
+    for (let j = 0; j < parts; j++) offset += sizes[j]! * OCTILE_MEANS[j]!;
+    offset /= n;
+    for (let j = 1; j < parts; j++) {
+      const size = sizes[j]!;
+      if (size > 0) out.push(copyGroup(g, size, even + mean + sd * (OCTILE_MEANS[j]! - offset)));
+    }
+    g.count = sizes[0]!;
+    g.att = even + mean + sd * (OCTILE_MEANS[0]! - offset);
+  }
 }
 
 /**
  * Least-connections: water-fills the bucket's attempts into the emptiest nodes
- * (dead undetected ones hold 0) up to a common level. `live` is sorted by load.
- * Returns how many live positions, from the front, received attempts.
+ * (dead undetected ones hold 0) up to a common level; every node of a group
+ * sits at the same load, so groups never split. `groups` is in load order.
  */
-function routeLeastConnections(
-  total: number,
-  dead: number,
-  live: Int32Array,
-  liveCount: number,
-  conn: Float64Array,
-  att: Float64Array,
-): number {
-  const m = dead + liveCount;
+function routeLeastConnections(total: number, dead: number, groups: NodeGroup[]): void {
   // Loads are taken relative to the emptiest node: a bucket's few attempts
   // against 1e8 connections would otherwise vanish in rounding.
-  const floor = dead > 0 ? 0 : conn[live[0]!]!;
-  const excess = (i: number): number => (i < dead ? 0 : conn[live[i - dead]!]! - floor);
+  const floor = dead > 0 ? 0 : groups[0]!.conn;
+  let filledNodes = dead;
   let sum = 0;
-  let filled = 0;
+  let next = 0; // groups filled so far
+  if (dead === 0) {
+    filledNodes = groups[0]!.count;
+    next = 1;
+  }
   let level = 0;
-  for (filled = 1; filled <= m; filled++) {
-    sum += excess(filled - 1);
-    const next = filled < m ? excess(filled) : Number.POSITIVE_INFINITY;
-    if (filled * next - sum >= total) {
-      level = (total + sum) / filled;
+  for (;;) {
+    const g = groups[next];
+    const excess = g ? g.conn - floor : Number.POSITIVE_INFINITY;
+    if (filledNodes * excess - sum >= total || !g) {
+      level = (total + sum) / filledNodes;
       break;
     }
+    filledNodes += g.count;
+    sum += g.count * excess;
+    next++;
   }
-  const liveFilled = Math.max(0, Math.min(filled, m) - dead);
-  for (let pos = 0; pos < liveFilled; pos++) {
-    att[pos] = Math.max(0, level - (conn[live[pos]!]! - floor));
+  for (let i = 0; i < next; i++) {
+    const g = groups[i]!;
+    g.att = Math.max(0, level - (g.conn - floor));
   }
-  return liveFilled;
 }
 
 /**
  * Power-of-two choices in aggregate: the node of load rank r among m gets the
  * expected share 2(m-1-r)/(m(m-1)) of the bucket's attempts (two distinct
- * nodes sampled, the lesser taken); a group of tied nodes
- * (within half a connection) shares its ranks' average. `live` is sorted by load.
+ * nodes sampled, the lesser taken); a run of tied nodes (within half a
+ * connection of the run's first) shares its ranks' average. Dead nodes in
+ * rotation rank first (they hold 0). `groups` is in load order.
  */
 function routePowerOfTwo(
   total: number,
   dead: number,
-  live: Int32Array,
   liveCount: number,
-  conn: Float64Array,
-  att: Float64Array,
-): number {
+  groups: NodeGroup[],
+): void {
   const m = dead + liveCount;
-  const load = (i: number): number => (i < dead ? 0 : conn[live[i - dead]!]!);
   if (m === 1) {
-    if (liveCount === 1) att[0] = total;
-    return liveCount;
+    if (liveCount === 1) groups[0]!.att = total;
+    return;
   }
   const pairs = m * (m - 1);
-  let a = 0;
-  while (a < m) {
-    const first = load(a);
-    let z = a + 1;
-    while (z < m && load(z) - first <= P2C_TIE_CONNECTIONS) z++;
+  // Segments in rank order: the dead (load 0) as one, then each group.
+  const segments = groups.length + (dead > 0 ? 1 : 0);
+  const countOf = (i: number): number =>
+    dead > 0 ? (i === 0 ? dead : groups[i - 1]!.count) : groups[i]!.count;
+  const loadOf = (i: number): number =>
+    dead > 0 ? (i === 0 ? 0 : groups[i - 1]!.conn) : groups[i]!.conn;
+  let seg = 0;
+  let a = 0; // rank of the run's first node
+  while (seg < segments) {
+    const first = loadOf(seg);
+    let end = seg;
+    let z = a;
+    while (end < segments && loadOf(end) - first <= P2C_TIE_CONNECTIONS) z += countOf(end++);
     // Sum over ranks r in [a, z) of 2(m-1-r) = (z-a)(2m-1-a-z); per node (2m-1-a-z).
     const perNode = (total * (2 * m - 1 - a - z)) / pairs;
-    for (let i = Math.max(a, dead); i < z; i++) att[i - dead] = perNode;
+    for (let i = seg; i < end; i++)
+      if (dead === 0 || i > 0) groups[i - (dead > 0 ? 1 : 0)]!.att = perNode;
+    seg = end;
     a = z;
-  }
-  return liveCount;
-}
-
-/** Restores ascending load order after a bucket's small changes (near-sorted input: O(n)). */
-function insertionSort(live: Int32Array, count: number, conn: Float64Array): void {
-  for (let i = 1; i < count; i++) {
-    const node = live[i]!;
-    const v = conn[node]!;
-    let j = i - 1;
-    if (conn[live[j]!]! <= v) continue;
-    while (j >= 0 && conn[live[j]!]! > v) {
-      live[j + 1] = live[j]!;
-      j--;
-    }
-    live[j + 1] = node;
   }
 }

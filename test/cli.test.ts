@@ -43,6 +43,49 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
   it('unknown gate metric', () =>
     expectUsageError(['run', 'smoke', '--gate', 'happiness > 3'], /happiness/));
   it('serve without a secret', () => expectUsageError(['serve', '--api-key', 'k'], /--secret/));
+  it('chaos scenario file with problems listed by path', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-cli-'));
+    const file = join(dir, 'bad.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'bad',
+        devices: { count: 10 },
+        duration: '1s',
+        topology: { regions: [{ name: 'eu', nodes: 0 }] },
+        timeline: [{ at: '1s', action: 'kill-node', node: 'eu-9' }],
+      }),
+    );
+    return expectUsageError(
+      ['run', file],
+      /topology\.regions\[0\]\.nodes: must be >= 1, got 0.*timeline\[0\]\.node: no node "eu-9"/,
+    );
+  });
+  it('capacity with an unknown profile', () =>
+    expectUsageError(
+      ['capacity', '--profile', 'nope', '--slo', 'p99(push) < 5ms'],
+      /unknown profile "nope"/,
+    ));
+  it('capacity with a bad SLO', () =>
+    expectUsageError(['capacity', '--profile', 'small', '--slo', 'p99(pushes) < 5ms'], /pushes/));
+  it('plan from a missing capacity report', () =>
+    expectUsageError(
+      ['plan', '--devices', '10', '--from', '/nope/capacity.json'],
+      /does not exist/,
+    ));
+  it('plan from a file that is not a capacity report', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-cli-'));
+    writeFileSync(join(dir, 'x.json'), '{"kind":"other"}');
+    return expectUsageError(
+      ['plan', '--devices', '10', '--from', join(dir, 'x.json')],
+      /not a pushbench capacity report/,
+    );
+  });
+  it('model-check with a bad reconnect policy', () =>
+    expectUsageError(
+      ['model-check', '--reconnect', 'bogus'],
+      /devices\.reconnect: must be one of/,
+    ));
   it('token with a bad device id', () =>
     expectUsageError(['token', '--secret', 's', '--device', 'a b', '--account', 'a'], /--device/));
 
