@@ -4,9 +4,18 @@
  * each node absorbs a measured number of new connections per second, and a
  * node pushed past `overloadAt` falls over and adds its devices to the herd.
  *
- * Devices are counts in time buckets, never objects: the state is one number
- * per node (connections held) and a calendar of future attempts per attempt
- * number, so 200 million devices over thousands of nodes run in seconds.
+ * Devices are counts in time buckets, never objects, and nodes are groups:
+ * nodes in the same state (connections held, absorption tokens, connects this
+ * second) are one group with a node count, and the state is the groups plus a
+ * calendar of future attempts per attempt number. A group splits only when its
+ * nodes must diverge (random's draws; see `routeRandom`) and alike groups are
+ * merged again, so a fleet of 114,000 evenly loaded nodes is a handful of
+ * groups and 200 million devices on it run in tens of milliseconds. Uneven
+ * `loadByNode` fleets start as one group per distinct load. Least-connections,
+ * power-of-two and round-robin give every node of a group the same attempts,
+ * so their results are those of a node-by-node simulation up to floating-point
+ * rounding; random on up to `RANDOM_PER_NODE_NODES` survivors runs node by node
+ * (same draws, same results), and on bigger fleets is the same in distribution.
  *
  * What is modelled, and how (the approximations are deliberate; each says why):
  *
@@ -31,7 +40,8 @@
  * - **Balancers** split a bucket's attempts over the nodes in rotation (live
  *   nodes plus dead ones the health checks have not noticed yet, `detectMs`):
  *   round-robin evenly; random by a multinomial draw from the seeded Rng
- *   (exact for small counts, normal approximation for large ones);
+ *   (exact for small counts, normal approximation for large ones, and within
+ *   a large group of nodes in eight parts, see `routeRandom`);
  *   least-connections fills the emptiest nodes up to a common level (a dead,
  *   undetected node holds nothing, so it looks emptiest and swallows attempts
  *   first: the least-connections black hole, which the harness's own balancer
@@ -465,6 +475,8 @@ interface NodeGroup {
 const MERGE_GRID = 1e6;
 /** Random: a group of more nodes than this splits by the normal approximation rather than exactly. */
 const EXACT_SPLIT_NODES = 64;
+/** Random: fleets of at most this many survivors are simulated node by node. */
+const RANDOM_PER_NODE_NODES = 4096;
 /** Random: past this many groups, the closest in load are merged (see `coalesce`). */
 const MAX_RANDOM_GROUPS = 4096;
 /**
@@ -546,19 +558,24 @@ export function simulateHerd(input: HerdInput): HerdResult {
     }
     byLoad.set(load, (byLoad.get(load) ?? 0) + 1);
   }
-  let groups: NodeGroup[] = [...byLoad]
-    .sort((a, b) => a[0] - b[0])
-    .map(([conn, count]) => ({
-      count,
-      conn,
-      tokens: burst,
-      refilledAt: 0,
-      secConnects: 0,
-      att: 0,
-      keyConn: 0,
-      keySec: 0,
-      keyTokens: 0,
-    }));
+  const group = (conn: number, count: number): NodeGroup => ({
+    count,
+    conn,
+    tokens: burst,
+    refilledAt: 0,
+    secConnects: 0,
+    att: 0,
+    keyConn: 0,
+    keySec: 0,
+    keyTokens: 0,
+  });
+  // Random on a small fleet keeps one group per node in node order, never
+  // merged: exactly the per-node simulation (same draws, same results), at
+  // about its cost. Bigger fleets group nodes, which random's draws treat alike.
+  const perNode = balancer === 'random' && N - k <= RANDOM_PER_NODE_NODES;
+  let groups: NodeGroup[] = perNode
+    ? Array.from({ length: N - k }, (_, i) => group(loadOf(k + i), 1))
+    : [...byLoad].sort((a, b) => a[0] - b[0]).map(([conn, count]) => group(conn, count));
   let liveCount = N - k;
   const sorted = balancer === 'least-connections' || balancer === 'power-of-two';
   let regroupAbove = 2 * groups.length + 64;
@@ -642,8 +659,10 @@ export function simulateHerd(input: HerdInput): HerdResult {
       flushSecond();
       sec = s;
       // A new window zeroes every group's window connects: the best moment to merge.
-      groups = regroup(groups, b, perBucket, burst);
-      regroupAbove = 2 * groups.length + 64;
+      if (!perNode) {
+        groups = regroup(groups, b, perBucket, burst);
+        regroupAbove = 2 * groups.length + 64;
+      }
     }
     while (detectHead < detectAtMs.length && detectAtMs[detectHead]! <= tMs) {
       undetected -= detectCount[detectHead]!;
@@ -667,7 +686,7 @@ export function simulateHerd(input: HerdInput): HerdResult {
             break;
           }
           case 'random':
-            routeRandom(total, undetected, liveCount, groups, pickRng, randomScratch);
+            routeRandom(total, undetected, liveCount, groups, pickRng, randomScratch, perNode);
             break;
           case 'least-connections':
             routeLeastConnections(total, undetected, groups);
@@ -738,7 +757,7 @@ export function simulateHerd(input: HerdInput): HerdResult {
       // Least-connections and power-of-two need load order every bucket; the
       // others only need alike groups merged now and then (random splits
       // groups every bucket; merging each time would cost more than it saves).
-      if (sorted || groups.length > regroupAbove) {
+      if (sorted || (!perNode && groups.length > regroupAbove)) {
         groups = regroup(groups, b + 1, perBucket, burst);
         if (balancer === 'random' && groups.length > MAX_RANDOM_GROUPS) groups = coalesce(groups);
         regroupAbove = 2 * groups.length + 64;
@@ -879,6 +898,7 @@ function routeRandom(
   groups: NodeGroup[],
   rng: Rng,
   scratch: RandomScratch,
+  perNode: boolean,
 ): void {
   const m = dead + liveCount;
   const whole = Math.floor(total);
@@ -898,6 +918,16 @@ function routeRandom(
       const before = hitsAt[p]!;
       hitsAt[p] = before + 1;
       if (before === 0) touched[t++] = p;
+    }
+    if (G === liveCount) {
+      // One node per group (a small or fully diverged fleet): positions are groups.
+      for (let i = 0; i < G; i++) groups[i]!.att = even;
+      for (let j = 0; j < t; j++) {
+        const p = touched[j]!;
+        groups[p]!.att = even + hitsAt[p]!;
+        hitsAt[p] = 0;
+      }
+      return;
     }
     scratch.fit(G);
     const { starts, byGroup } = scratch;
@@ -939,10 +969,12 @@ function routeRandom(
   }
   let left = whole;
   let remaining = m;
-  if (dead > 0) {
-    const x = remaining === dead ? left : binomial(left, dead / remaining, rng);
+  // One draw per dead node in per-node mode (the per-node simulation's draws), else one for all.
+  for (let d = perNode ? dead : Math.min(dead, 1); d > 0; d--) {
+    const share = perNode ? 1 : dead;
+    const x = remaining === share ? left : binomial(left, share / remaining, rng);
     left -= x;
-    remaining -= dead;
+    remaining -= share;
   }
   for (let i = 0; i < G; i++) {
     const g = groups[i]!;

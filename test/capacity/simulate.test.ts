@@ -330,3 +330,112 @@ describe('simulateHerd: fleet scale', () => {
     }
   });
 });
+
+describe('simulateHerd: node groups', () => {
+  /** 200M devices at 3,500 per node with headroom 2: the plan for a c5-class node. */
+  const planSize = (balancer: HerdInput['balancer'], failedNodes: number): HerdInput => ({
+    nodes: 114_286,
+    devices: 200_000_000,
+    failedNodes,
+    capacity: 3500,
+    absorptionPerSec: 2000,
+    balancer,
+    detectMs: 2000,
+    reconnect: policy('full-jitter', 1000, 60_000),
+  });
+
+  it('simulates a 114,286-node, 200M-device fleet as the per-node simulation did', () => {
+    // Reference figures from the per-node simulation (one Float64Array slot per
+    // node, ~9 s per least-connections run), same inputs.
+    const reference = [
+      ['least-connections', 1, [3220, 9320, 17420], 2231, 2.91],
+      ['least-connections', 10, [3220, 9320, 30380], 22305, 2.91],
+      ['round-robin', 10, [510, 1000, 1850], 17500, 1],
+      ['power-of-two', 10, [510, 1000, 2190], 17501, 1],
+    ] as const;
+    for (const [balancer, failedNodes, [t50, t99, t100], peak, perDevice] of reference) {
+      const r = simulateHerd(planSize(balancer, failedNodes));
+      const label = `${balancer}, ${failedNodes} failed`;
+      expect(r.reconnected, label).toEqual({ t50Ms: t50, t99Ms: t99, t100Ms: t100 });
+      expect(Math.round(r.peakAttemptsPerSec), label).toBe(peak);
+      expect(r.attemptsPerDevice, label).toBeCloseTo(perDevice, 2);
+      expect(r.cascade, label).toBe(false);
+      expect(r.herd, label).toBeCloseTo((failedNodes * 200_000_000) / 114_286, 3);
+    }
+  });
+
+  it('gives the same answer whether nodes start grouped or each alone', () => {
+    // Loads a thousandth of a connection apart put every node in its own group
+    // (the per-node simulation); equal loads put the survivors in one.
+    const loads = Array.from({ length: 3000 }, (_, i) => 1750 + ((i % 7) - 3) * 1e-3);
+    const devices = loads.reduce((a, b) => a + b, 0);
+    const fleet = {
+      nodes: 3000,
+      failedNodes: 10,
+      capacity: 3500,
+      absorptionPerSec: 2000,
+      detectMs: 2000,
+      reconnect: policy('full-jitter', 1000, 60_000),
+    };
+    for (const balancer of [
+      'least-connections',
+      'power-of-two',
+      'round-robin',
+      'random',
+    ] as const) {
+      const grouped = simulateHerd({ ...fleet, balancer, devices: 3000 * 1750 });
+      const alone = simulateHerd({ ...fleet, balancer, devices, loadByNode: loads });
+      expect(alone.reconnected, balancer).toEqual(grouped.reconnected);
+      expect(alone.peakAttemptsPerSec / grouped.peakAttemptsPerSec, balancer).toBeCloseTo(1, 5);
+      expect(alone.attemptsPerDevice, balancer).toBeCloseTo(grouped.attemptsPerDevice, 5);
+      expect(
+        alone.peakConnectsPerSecPerNode / grouped.peakConnectsPerSecPerNode,
+        balancer,
+      ).toBeCloseTo(1, 2);
+    }
+  });
+
+  it('splits an evenly loaded group when random noise pushes some of its nodes over', () => {
+    // 990 survivors at 9,800 of 9,900 take 98 more each on average: round-robin
+    // stays under; random hands some nodes more, they fall, and the cascade runs.
+    const input: HerdInput = {
+      nodes: 1000,
+      devices: 9_800_000,
+      failedNodes: 10,
+      capacity: 9900,
+      absorptionPerSec: 1e6,
+      balancer: 'random',
+      reconnect: policy('full-jitter', 1000, 60_000),
+    };
+    expect(simulateHerd({ ...input, balancer: 'round-robin' }).cascade).toBe(false);
+    const r = simulateHerd(input);
+    expect(r.cascade).toBe(true);
+    expect(r.failedNodes).toBe(990);
+    // Some nodes fell before others: the herd carried the first fallers' load too.
+    expect(r.timeline[0]?.liveNodes).toBeLessThan(990);
+  });
+
+  it('keeps random statistically per-node under heavy load (normal approximation per group)', () => {
+    // 2,000 of 20,000 nodes die with 10,000 devices each: thousands of attempts
+    // per bucket, groups of hundreds of nodes split by the normal approximation.
+    const r = simulateHerd({
+      nodes: 20_000,
+      devices: 200_000_000,
+      failedNodes: 2000,
+      capacity: 1e6,
+      absorptionPerSec: 500,
+      balancer: 'random',
+      detectMs: 1000,
+      reconnect: policy('full-jitter', 100, 2000),
+    });
+    // Per-node simulation, seeds 1-3: t50 1120, t99 3230, t100 4800-4850 ms,
+    // 4.333 attempts per device.
+    expect(r.reconnected.t50Ms).toBe(1120);
+    expect(r.reconnected.t99Ms).toBeGreaterThanOrEqual(3200);
+    expect(r.reconnected.t99Ms).toBeLessThanOrEqual(3260);
+    expect(r.reconnected.t100Ms).toBeGreaterThanOrEqual(4700);
+    expect(r.reconnected.t100Ms).toBeLessThanOrEqual(4950);
+    expect(r.attemptsPerDevice).toBeCloseTo(4.333, 2);
+    expect(r.notBack).toBeLessThan(0.5);
+  });
+});
