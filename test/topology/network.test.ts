@@ -381,6 +381,29 @@ describe('balancing on a scale-up', () => {
     expect(counts('lc')).toEqual([20, 20, 20, 20, 20, 10, 10, 10, 10, 10]);
   });
 
+  it('power-of-two keeps the spread tight and sends most newcomers to the new, empty nodes', async () => {
+    const nodes: FakeNode[] = [];
+    for (let i = 0; i < 6; i++) nodes.push(await fakeNode(`p${i}`));
+    const network = await startNetwork({
+      regions: [{ ...region('p2', nodes.slice(0, 3)), algorithm: 'power-of-two' }],
+    });
+    const port = network.addresses().regions.p2!.port;
+    const counts = () => network.sample().backends.map((b) => b.connections);
+    const total = () => counts().reduce((a, b) => a + b, 0);
+    await Promise.all(Array.from({ length: 60 }, () => dial(port)));
+    await until(() => total() === 60);
+    // The lesser of two choices never lets one node run far ahead of the others.
+    expect(Math.max(...counts()) - Math.min(...counts())).toBeLessThanOrEqual(4);
+    for (const n of nodes.slice(3)) network.addBackend('p2', n.spec(), { assumeHealthy: true });
+    await Promise.all(Array.from({ length: 30 }, () => dial(port)));
+    await until(() => total() === 90);
+    const after = counts();
+    const newcomers = after.slice(3).reduce((a, b) => a + b, 0);
+    // An old node wins only when both choices are old ones (3 of 15 pairs at first): about 24 of 30.
+    expect(newcomers).toBeGreaterThanOrEqual(18);
+    console.log(`power-of-two 3->6: ${after}`);
+  });
+
   it('ramps a backend added after start from weight 0 towards 1 under slow start', async () => {
     const n1 = await fakeNode('n1');
     const n2 = await fakeNode('n2');
@@ -484,6 +507,38 @@ describe('reset and admission', () => {
     const open = sockets.filter((_, i) => !seen[i]!.closed);
     expect(open).toHaveLength(2);
     for (const s of open) await echo(s, 'ok');
+  });
+});
+
+describe('node-scoped admission', () => {
+  it('limits only the connections assigned to that node', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const network = await startNetwork({ regions: [region('eu', [n1, n2])] });
+    const port = network.addresses().regions.eu!.port;
+    network.applyFault({
+      kind: 'admission-rate',
+      scope: { nodeId: 'n1' },
+      ratePerSec: 0.1,
+      burst: 1,
+    });
+    // Round-robin alternates: n1 gets 5 of 10 and admits 1; n2 admits all 5.
+    let reset = 0;
+    for (let i = 0; i < 10; i++) {
+      try {
+        const socket = await dial(port);
+        const seen = watch(socket);
+        await quiet(30);
+        if (seen.closed) reset++;
+      } catch {
+        reset++;
+      }
+    }
+    expect(reset).toBe(4);
+    await until(() => network.sample().regions.eu!.admissionRejected === 4);
+    const s = network.sample();
+    expect(backend(s, 'n2').connections).toBe(5);
+    expect(backend(s, 'n1').connections).toBe(1);
   });
 });
 
