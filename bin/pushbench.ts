@@ -474,6 +474,11 @@ program
     'capacity: connections this node holds (see --overload)',
     integer('--max-connections'),
   )
+  .option(
+    '--seed <n>',
+    "seed of the node's own random choices (jitter), for replayable runs",
+    integer('--seed'),
+  )
   .addOption(
     new Option('--overload <mode>', 'at capacity: refuse upgrades (503), turn unhealthy, or crash')
       .choices(['refuse', 'unhealthy', 'crash'])
@@ -567,6 +572,7 @@ program
       redisPrefix: opts.redisPrefix as string | undefined,
       ...(opts.maxConnections !== undefined && { maxConnections: opts.maxConnections as number }),
       overload: opts.overload as 'refuse' | 'unhealthy' | 'crash',
+      seed: (opts.seed as number | undefined) ?? null,
       onOverloadCrash: (connections) => {
         // Falling over is the point: exit at once, sockets die with the process.
         process.stderr.write(

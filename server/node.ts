@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { PushbenchError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
 import type { Broker } from './broker.js';
 import { MemoryBroker } from './broker-memory.js';
 import { NodeLink, type NodeReply, type NodeRequest, NodeUnreachableError } from './cluster.js';
@@ -63,6 +64,8 @@ export interface NodeOptions {
   drainWindowMs: number;
   /** Connections closed at most per drain step (100 ms). Default 500. */
   drainBatch: number;
+  /** Seed of the node's own random choices (lifetime and goaway jitter, drain order); null = unseeded. */
+  seed: number | null;
   /** Connections this node holds well (its capacity). Default unlimited. */
   maxConnections: number;
   /**
@@ -118,6 +121,7 @@ export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey' | 'registryTtlM
   goawayGraceMs: 10_000,
   drainWindowMs: 30_000,
   drainBatch: 500,
+  seed: null,
   maxConnections: Number.POSITIVE_INFINITY,
   overload: 'refuse',
   admissionRatePerSec: Number.POSITIVE_INFINITY,
@@ -232,6 +236,8 @@ export class PushNode implements NodeApi {
   private readonly instance = randomBytes(4).toString('hex');
   private readonly startedAtMs = Date.now();
   private crashed = false;
+  /** The node's random choices: seeded for replayable runs, else from Math.random's seed. */
+  private readonly random: Rng;
   private draining: { done: Promise<void>; resolve: () => void } | undefined;
   /** Serves this node's in-memory registry and broker to nodes that `--join` it. */
   private hub: Hub | undefined;
@@ -249,6 +255,7 @@ export class PushNode implements NodeApi {
       throw new PushbenchError('PB_USAGE', 'the node needs an API key (--api-key)');
     this.registry = backends.registry;
     this.broker = backends.broker;
+    this.random = new Rng(this.options.seed ?? Math.floor(Math.random() * 2 ** 32));
     // The lean server never negotiates per-message deflate, which would cost tens
     // of KB per connection at scale, and keeps no per-connection timer.
     this.wss = new LeanWebSocketServer(deviceSocketSink(this), {
@@ -427,7 +434,7 @@ export class PushNode implements NodeApi {
     const start = monoMs();
     // A random moment in the window for each connection, handled in time order.
     const schedule = [...this.connections.values()]
-      .map((conn) => ({ conn, atMs: start + Math.random() * window }))
+      .map((conn) => ({ conn, atMs: start + this.random.next() * window }))
       .sort((a, b) => a.atMs - b.atMs);
     let next = 0;
     const step = () => {
@@ -565,7 +572,7 @@ export class PushNode implements NodeApi {
 
   private onConnection(ws: DeviceSocket, claims: DeviceClaims): void {
     const now = monoMs();
-    const jitter = Math.random() * this.options.lifetimeJitterMs;
+    const jitter = this.random.next() * this.options.lifetimeJitterMs;
     const conn: DeviceConnection = {
       ws,
       deviceId: claims.deviceId,
@@ -807,8 +814,8 @@ export class PushNode implements NodeApi {
   private goaway(conn: DeviceConnection, reason: 'lifetime' | 'drain', closeCode: number): void {
     const reconnectAfterMs =
       reason === 'drain'
-        ? Math.round(Math.random() * 1000)
-        : Math.round(Math.random() * Math.min(this.options.goawayGraceMs, 5000));
+        ? Math.round(this.random.next() * 1000)
+        : Math.round(this.random.next() * Math.min(this.options.goawayGraceMs, 5000));
     conn.forceCloseAtMs = monoMs() + this.options.goawayGraceMs;
     conn.forceCloseCode = closeCode;
     this.sendTo(conn, encodeFrame({ type: 'goaway', reason, reconnectAfterMs }));

@@ -65,6 +65,8 @@ export class Cluster {
   private network: NetworkHandle | undefined;
   private addresses: Awaited<ReturnType<NetworkHandle['addresses']>> | undefined;
   private stopping = false;
+  /** Node processes started so far (a seed per life). */
+  private started = 0;
   private readonly lifeEnds = new Set<Promise<NodeExit>>();
 
   private constructor(
@@ -165,6 +167,8 @@ export class Cluster {
     const profile = this.region(region).profile;
     const proc = await startNodeProcess({
       nodeId,
+      // Each node, and each life of it, draws its own replayable jitter.
+      seed: (this.scenario.seed * 1_000_003 + this.started++) >>> 0,
       ...this.secrets,
       heartbeatIntervalMs: profile.heartbeatIntervalMs,
       heartbeatTimeoutMs: profile.heartbeatTimeoutMs,

@@ -33,6 +33,8 @@ export interface NodeProcessOptions {
   drainWindowMs?: number;
   maxLifetimeMs?: number;
   admissionRateHz?: number;
+  /** Seed of the node's own random choices. */
+  seed?: number;
   /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
   extraArgs?: string[];
   /**
@@ -81,6 +83,7 @@ export interface NodeProcess {
 function optionalArgs(o: NodeProcessOptions): string[] {
   const args: string[] = [];
   if (o.join) args.push('--join', o.join);
+  if (o.seed !== undefined) args.push('--seed', String(o.seed));
   if (o.redisUrl) args.push('--redis', o.redisUrl);
   if (o.redisPrefix) args.push('--redis-prefix', o.redisPrefix);
   if (o.maxConnections !== undefined) args.push('--max-connections', String(o.maxConnections));
