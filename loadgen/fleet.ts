@@ -553,6 +553,11 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.ramps.length = 0;
     this.stopReports?.();
     const heldAtEnd = this.open;
+    // Devices waiting out a backoff are between connections too (in-flight attempts
+    // are counted as they are abandoned, in onClose).
+    for (let k = 0; k < this.mode.length; k++) {
+      if (this.mode[k] === Mode.Waiting) this.abandonedAtFinish++;
+    }
     for (const conn of this.conns) {
       if (conn.state === 'open') conn.close(1000, 'run finished');
       else if (conn.state === 'connecting') conn.destroy();

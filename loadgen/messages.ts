@@ -178,7 +178,7 @@ export interface DeviceFinal {
   /** Devices that were asked to connect (initial share plus reserve opened). */
   requested: number;
   connectFailuresByReason: Record<string, number>;
-  /** Connect attempts still in flight at `finish`, abandoned (not counted as failures). */
+  /** Devices between connections at `finish`: attempts in flight (abandoned, not failed) or waiting out a backoff. */
   abandonedAtFinish: number;
   /** Connections that closed during the run, by close code. */
   closesByCode: Record<string, number>;

@@ -138,6 +138,8 @@ export class ChaosDirector {
     };
     this.faults.push(record);
     this.onRecord(record);
+    // The publisher must stop calling a node that is gone, as a real caller would.
+    if (!this.stopped) this.fleet.setApiTargets(this.cluster.apiUrls());
   }
 
   private async fire(action: TimelineAction, record: FaultRecord): Promise<void> {

@@ -151,6 +151,7 @@ export class Cluster {
             kind: 'conntrack-limit',
             scope: { region: r.name },
             table: r.profile.conntrack,
+            standing: true,
           });
         }
       }
@@ -190,6 +191,11 @@ export class Cluster {
     });
     // `exited` resolves after the node's cgroups are removed; stop() waits for every life's.
     this.lifeEnds.add(proc.exited);
+    if (this.stopping) {
+      // The cluster began stopping while this node booted (a late scale-up or restart).
+      await proc.stop(3000);
+      return;
+    }
     this.procs.set(nodeId, proc);
     const existing = this.nodes.get(nodeId);
     const node: ClusterNode = existing ?? {

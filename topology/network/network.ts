@@ -165,11 +165,11 @@ export class Network {
     if (this.faults.delete(id)) this.refresh();
   }
 
-  /** Heals a scope: removes every fault whose scope is exactly this one. */
+  /** Heals a scope: removes every injected fault whose scope is exactly this one (standing ones stay). */
   clearScope(scope: FaultScope): void {
     this.checkScope(scope);
     for (const [id, record] of this.faults) {
-      if (sameScope(record.fault.scope, scope)) this.faults.delete(id);
+      if (sameScope(record.fault.scope, scope) && !record.fault.standing) this.faults.delete(id);
     }
     this.refresh();
   }

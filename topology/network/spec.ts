@@ -223,6 +223,9 @@ export function parseNetworkFault(input: unknown): NetworkFault {
       p.add('fault.kind', `is not a network fault (got ${JSON.stringify(o.kind)})`);
       fault = { kind: 'blackhole', scope: s };
   }
+  if (o.standing !== undefined && typeof o.standing !== 'boolean') {
+    p.add('fault.standing', 'must be true or false');
+  }
   p.throwIfAny('bad network fault');
-  return fault;
+  return o.standing === true ? { ...fault, standing: true } : fault;
 }

@@ -82,15 +82,23 @@ export type FaultScope = { region: string } | { nodeId: string };
 /** A fault on the links between a balancer and its nodes, or on admission to them. */
 export type NetworkFault =
   /** Each chunk, both directions, is delayed by `delayMs ± uniform(jitterMs)`; order is kept. */
-  | { kind: 'latency'; scope: FaultScope; delayMs: number; jitterMs: number }
-  /** Nothing passes either way, closes included; sockets stay open. */
-  | { kind: 'blackhole'; scope: FaultScope }
-  /** Instantaneous: every current connection in scope is reset (RST on both sides). */
-  | { kind: 'reset'; scope: FaultScope }
-  /** Each node in scope keeps at most `table` proxied connections; new ones over it get no answer. */
-  | { kind: 'conntrack-limit'; scope: FaultScope; table: number }
-  /** A token bucket on new connections (region: all of its traffic; node: those assigned to it); over it, reset. */
-  | { kind: 'admission-rate'; scope: FaultScope; ratePerSec: number; burst: number };
+  (
+    | { kind: 'latency'; scope: FaultScope; delayMs: number; jitterMs: number }
+    /** Nothing passes either way, closes included; sockets stay open. */
+    | { kind: 'blackhole'; scope: FaultScope }
+    /** Instantaneous: every current connection in scope is reset (RST on both sides). */
+    | { kind: 'reset'; scope: FaultScope }
+    /** Each node in scope keeps at most `table` proxied connections; new ones over it get no answer. */
+    | { kind: 'conntrack-limit'; scope: FaultScope; table: number }
+    /** A token bucket on new connections (region: all of its traffic; node: those assigned to it); over it, reset. */
+    | { kind: 'admission-rate'; scope: FaultScope; ratePerSec: number; burst: number }
+  ) & {
+    /**
+     * Part of the topology, not an injected fault (a profile's conntrack table):
+     * `clearScope` (a timeline `heal`) leaves it in place.
+     */
+    standing?: boolean;
+  };
 
 /** The kinds of {@link NetworkFault}. */
 export type NetworkFaultKind = NetworkFault['kind'];
