@@ -123,6 +123,8 @@ export interface LoadResult {
    * attempts], times in seconds since the fleet started; -1 = never back.
    */
   drops: Float64Array;
+  /** The node each loss in `drops` happened on ('' when the node never said: no hello). */
+  dropNodes: string[];
   /** Devices that stopped reconnecting (`maxAttempts` reached, or a terminal close code). */
   gaveUp: number;
   ledger: DeliveryLedger;
@@ -665,6 +667,7 @@ export class Coordinator extends EventEmitter<{
     const workers: WorkerHealth[] = [];
     const drops = new Float64Array(finals.reduce((n, f) => n + f.drops.length, 0));
     let d = 0;
+    const dropNodes: string[] = [];
     for (const f of finals.sort((a, b) => a.workerIndex - b.workerIndex)) {
       delivered.addAll(new Bitset(f.delivered));
       late.addAll(new Bitset(f.late));
@@ -678,6 +681,7 @@ export class Coordinator extends EventEmitter<{
       addCounts(failuresByReason, f.connectFailuresByReason);
       addCounts(closesByCode, f.closesByCode);
       addCounts(lossesByCause, f.lossesByCause);
+      for (const n of f.dropNodes) dropNodes.push(n >= 0 ? (f.nodeNames[n] ?? '') : '');
       for (let i = 0; i + 2 < f.drops.length; i += 3) {
         const back = f.drops[i + 1]!;
         drops[d++] = (f.drops[i]! - this.startUs) / 1e6;
@@ -709,6 +713,7 @@ export class Coordinator extends EventEmitter<{
         reconnectingAtEnd,
       },
       drops,
+      dropNodes,
       gaveUp,
       ledger,
       traffic: mergeTraffic(finals, pub),

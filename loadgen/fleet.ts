@@ -196,6 +196,12 @@ export class Fleet implements WsClientSink, DeviceChannel {
 
   /** [lostAtUs, backAtUs, attempts] per loss. */
   private drops: number[] = [];
+  /** The node each loss in `drops` happened on, as an index into `nodeNames` (-1: unknown). */
+  private readonly dropNodes: number[] = [];
+  /** The node each device's current connection is on (from the node's hello), -1 while unknown. */
+  private readonly nodeOf: Int32Array;
+  private readonly nodeNames: string[] = [];
+  private readonly nodeIndexes = new Map<string, number>();
   private initialUnresolved: number;
   private open = 0;
   private established = 0;
@@ -232,6 +238,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
     for (let k = 0; k < n; k++) this.conns.push(new WsClientConnection(this, k));
     this.route = new Uint16Array(n);
     this.mode = new Uint8Array(n);
+    this.nodeOf = new Int32Array(n).fill(-1);
     this.ownClose = new Uint8Array(n);
     this.firstPending = new Uint8Array(n);
     this.everOpened = new Uint8Array(n);
@@ -436,7 +443,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
     conn.connect({
       host: route.host,
       port: route.port,
-      path: `${route.path}?token=${token}`,
+      // hello=1: the node says who it is, so a loss can be laid against the node that lost it.
+      path: `${route.path}?token=${token}&hello=1`,
       localAddress: addrs.length > 0 ? addrs[global % addrs.length] : undefined,
     });
   }
@@ -580,6 +588,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
         closesByCode: this.closesByCode,
         lossesByCause: this.lossesByCause,
         drops: Float64Array.from(this.drops),
+        dropNodes: Int32Array.from(this.dropNodes),
+        nodeNames: this.nodeNames,
         gaveUp: this.gaveUp,
         badFrames: this.badFrames,
         traffic: this.traffic?.final() ?? null,
@@ -638,6 +648,16 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.maybeRampDone();
   }
 
+  private nodeIndex(nodeId: string): number {
+    let i = this.nodeIndexes.get(nodeId);
+    if (i === undefined) {
+      i = this.nodeNames.length;
+      this.nodeNames.push(nodeId);
+      this.nodeIndexes.set(nodeId, i);
+    }
+    return i;
+  }
+
   onText(conn: WsClientConnection, text: string): void {
     const now = monoNowUs();
     let frame: unknown;
@@ -658,6 +678,9 @@ export class Fleet implements WsClientSink, DeviceChannel {
         return;
       case 'goaway':
         this.onGoaway(conn, f.reconnectAfterMs);
+        return;
+      case 'hello':
+        this.nodeOf[conn.id] = typeof f.nodeId === 'string' ? this.nodeIndex(f.nodeId) : -1;
         return;
       default:
         if (
@@ -768,6 +791,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.lossesByCause[cause] = (this.lossesByCause[cause] ?? 0) + 1;
     this.dropAt[k] = this.drops.length;
     this.drops.push(now, 0, 0);
+    this.dropNodes.push(this.nodeOf[k]!);
+    this.nodeOf[k] = -1;
     if (own === OwnClose.None && !retryableCloseCodes.has(info.code)) {
       // A terminal close code (protocol violation, replaced): retrying would repeat it.
       this.giveUp(k);

@@ -189,6 +189,10 @@ export interface DeviceFinal {
    * (0 = never), attempts made], times in host-monotonic µs.
    */
   drops: Float64Array;
+  /** Per loss in `drops`: the node it happened on, as an index into `nodeNames` (-1: unknown). */
+  dropNodes: Int32Array;
+  /** Node ids this worker heard in `hello` frames. */
+  nodeNames: string[];
   /** Devices that stopped trying: `maxAttempts` reached or a terminal close code. */
   gaveUp: number;
   /** Frames that were not pushes we could read. */

@@ -211,9 +211,12 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
   const skew = summarizeSkew(load.timeline);
   const faultRecords = ctx.faults ?? [];
   const storm = summarizeStorm(load.drops, load.timeline);
-  const faults = faultImpacts(faultRecords, load.drops, load.timeline, ctx.lostAtS ?? []);
-  const regions: Report['regions'] = {};
   const regionOf = new Map((ctx.topology?.nodes ?? []).map((n) => [n.nodeId, n.region]));
+  const faults = faultImpacts(faultRecords, load.drops, load.timeline, ctx.lostAtS ?? [], {
+    dropNodes: load.dropNodes,
+    regionOf: (id) => regionOf.get(id),
+  });
+  const regions: Report['regions'] = {};
   for (const r of ctx.scenario.topology.regions) {
     const inRegion = (id: string) => regionOf.get(id) === r.name;
     const own = load.timeline.map((p) => ({

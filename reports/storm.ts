@@ -153,22 +153,48 @@ export function summarizeStorm(drops: DropTriples, timeline: readonly StormPoint
   };
 }
 
+/** What the attribution may know besides times: where each loss happened, and where nodes are. */
+export interface AttributionContext {
+  /** Node each loss in `drops` happened on ('' when unknown), parallel to the triples. */
+  dropNodes?: readonly string[];
+  /** Region of a node id. */
+  regionOf?: (nodeId: string) => string | undefined;
+}
+
+/** The nodes a fault hit, when that can be known from its record. */
+function nodesHit(f: FaultLike, regionOf?: (nodeId: string) => string | undefined) {
+  if (f.action === 'scale-down') return (id: string) => f.nodes?.includes(id) ?? false;
+  if (f.target.startsWith('region ')) {
+    const region = f.target.slice('region '.length);
+    return regionOf ? (id: string) => regionOf(id) === region : undefined;
+  }
+  return (id: string) => id === f.target;
+}
+
 /**
- * Attributes each loss, and each lost message, to the latest disruptive fault
- * that started at or before it, and summarises the herd per fault.
- * `lostAtS` are the scheduled send times (s since start) of lost messages.
+ * Attributes each loss to the latest disruptive fault that started at or
+ * before it and hit the node the device was on (when the device heard which
+ * node it was on); a loss on an unknown node goes to the latest disruptive
+ * fault at all. Lost messages (by scheduled send time) go to the latest
+ * disruptive fault. Then summarises the herd per fault.
  */
 export function faultImpacts(
   faults: readonly FaultLike[],
   drops: DropTriples,
   timeline: readonly StormPoint[],
   lostAtS: readonly number[],
+  ctx: AttributionContext = {},
 ): FaultImpact[] {
   const fired = faults.filter((f) => f.fired).sort((a, b) => a.t - b.t);
   const disruptive = fired.filter((f) => DISRUPTIVE.has(f.action));
-  const owner = (t: number): FaultLike | undefined => {
+  const hits = new Map(disruptive.map((f) => [f, nodesHit(f, ctx.regionOf)]));
+  const owner = (t: number, node = ''): FaultLike | undefined => {
     let found: FaultLike | undefined;
-    for (const f of disruptive) if (f.t <= t + 1e-9) found = f;
+    for (const f of disruptive) {
+      if (f.t > t + 1e-9) break;
+      const hit = hits.get(f);
+      if (node === '' || hit === undefined || hit(node)) found = f;
+    }
     return found;
   };
   const acc = new Map<
@@ -176,8 +202,8 @@ export function faultImpacts(
     { backs: number[]; notBack: number; attempts: number; lost: number }
   >();
   for (const f of disruptive) acc.set(f, { backs: [], notBack: 0, attempts: 0, lost: 0 });
-  for (let i = 0; i + 2 < drops.length; i += 3) {
-    const f = owner(drops[i]!);
+  for (let i = 0, k = 0; i + 2 < drops.length; i += 3, k++) {
+    const f = owner(drops[i]!, ctx.dropNodes?.[k] ?? '');
     const a = f && acc.get(f);
     if (!a || !f) continue;
     const back = drops[i + 1]!;
@@ -209,9 +235,35 @@ export function faultImpacts(
       peakAttemptsPerSec: DISRUPTIVE.has(f.action) ? peak : 0,
       lostMessages: a?.lost ?? 0,
     };
-    if (f.action === 'scale-up') impact.skewSettledAfterS = skewSettledAfter(timeline, f.t, 1.2);
+    if (f.action === 'scale-up')
+      impact.skewSettledAfterS = scaleUpSettled(f, timeline, ctx.regionOf);
     return impact;
   });
+}
+
+/**
+ * Seconds from the moment a scale-up's nodes were behind the balancer (its
+ * `tEnd`) until the per-node skew of its region first fell below 1.2, counting
+ * only samples in which every new node reports; null if it never did.
+ */
+function scaleUpSettled(
+  f: FaultLike,
+  timeline: readonly StormPoint[],
+  regionOf?: (nodeId: string) => string | undefined,
+): number | null {
+  const start = f.tEnd ?? f.t;
+  const region = f.target.startsWith('region ') ? f.target.slice('region '.length) : undefined;
+  const inRegion = (id: string) => !region || !regionOf || regionOf(id) === region;
+  const own = timeline
+    .filter(
+      (p) => p.t >= start && p.nodes && (f.nodes ?? []).every((id) => p.nodes![id] !== undefined),
+    )
+    .map((p) => ({
+      ...p,
+      nodes: Object.fromEntries(Object.entries(p.nodes!).filter(([id]) => inRegion(id))),
+    }));
+  const settled = skewSettledAfter(own, start, 1.2);
+  return settled;
 }
 
 /** Seconds from `t` until the first sample whose per-node skew is below `threshold`; null if never. */

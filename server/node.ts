@@ -545,7 +545,8 @@ export class PushNode implements NodeApi {
     }
     // The WebSocket server attaches its own error listener; one is enough per socket.
     socket.off('error', destroyOnError);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, check.claims));
+    const hello = url.searchParams.get('hello') === '1';
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, check.claims, hello));
   }
 
   private onHubUpgrade(
@@ -570,7 +571,7 @@ export class PushNode implements NodeApi {
     this.hub.handleUpgrade(req, socket, head);
   }
 
-  private onConnection(ws: DeviceSocket, claims: DeviceClaims): void {
+  private onConnection(ws: DeviceSocket, claims: DeviceClaims, hello = false): void {
     const now = monoMs();
     const jitter = this.random.next() * this.options.lifetimeJitterMs;
     const conn: DeviceConnection = {
@@ -601,6 +602,11 @@ export class PushNode implements NodeApi {
     ) {
       this.crashed = true;
       this.options.onOverloadCrash?.(this.connections.size);
+    }
+    // Asked for with `?hello=1`: which node and connection this is (a client behind a
+    // balancer cannot otherwise tell, e.g. to attribute its losses to the node that died).
+    if (hello) {
+      this.sendTo(conn, encodeFrame({ type: 'hello', nodeId: this.options.nodeId, connId: conn.connId }));
     }
     this.registry
       .register(

@@ -49,6 +49,7 @@ export function fakeLoad(run: FakeRun): LoadResult {
       reconnectingAtEnd: 0,
     },
     drops: new Float64Array(0),
+    dropNodes: [],
     lostAtS: [],
     gaveUp: 0,
     ledger,
