@@ -153,6 +153,9 @@ export function summarizeStorm(drops: DropTriples, timeline: readonly StormPoint
   };
 }
 
+/** How long after its sockets died a node's crash may be noticed (exit observed, cgroup removed). */
+const CRASH_NOTICE_S = 1;
+
 /** What the attribution may know besides times: where each loss happened, and where nodes are. */
 export interface AttributionContext {
   /** Node each loss in `drops` happened on ('' when unknown), parallel to the triples. */
@@ -191,9 +194,14 @@ export function faultImpacts(
   const owner = (t: number, node = ''): FaultLike | undefined => {
     let found: FaultLike | undefined;
     for (const f of disruptive) {
-      if (f.t > t + 1e-9) break;
       const hit = hits.get(f);
-      if (node === '' || hit === undefined || hit(node)) found = f;
+      const onNode = node !== '' && hit !== undefined && hit(node);
+      // A crash is recorded when its exit is noticed, a moment after the sockets died.
+      const slack = onNode && f.action === 'crash' ? CRASH_NOTICE_S : 1e-9;
+      if (f.t > t + slack) continue;
+      if (node === '' || hit === undefined || onNode) {
+        if (!found || f.t >= found.t) found = f;
+      }
     }
     return found;
   };
@@ -218,8 +226,9 @@ export function faultImpacts(
   }
   return fired.map((f) => {
     const a = acc.get(f);
-    // The peak of the intervals that end after this fault and no later than the next one starts.
-    const next = fired.find((g) => g.t > f.t && DISRUPTIVE.has(g.action));
+    // The peak of the intervals that end after this fault and no later than the next
+    // one starts; faults within the same second (a cascade) share one window.
+    const next = fired.find((g) => g.t >= f.t + 1 && DISRUPTIVE.has(g.action));
     let peak = 0;
     for (const p of timeline) {
       if (p.t > f.t && (next === undefined || p.t <= next.t)) peak = Math.max(peak, attemptsOf(p));

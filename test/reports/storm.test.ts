@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type FaultLike, faultImpacts, summarizeStorm } from '../../reports/storm.js';
+import {
+  type FaultLike,
+  faultImpacts,
+  type StormPoint,
+  summarizeStorm,
+} from '../../reports/storm.js';
 
 const fault = (
   label: string,
@@ -51,7 +56,7 @@ describe('laying losses against faults', () => {
 
   it('measures a scale-up from when its nodes joined, over its region, with every new node present', () => {
     const grow = fault('grow', 'scale-up', 'region r', 2, { tEnd: 4, nodes: ['r-3', 'r-4'] });
-    const timeline = [
+    const timeline: StormPoint[] = [
       // Before the new nodes report, the old ones look even: that is not settling.
       { t: 3, connectAttempts: 0, nodes: { 'r-1': 100, 'r-2': 100 } },
       { t: 5, connectAttempts: 0, nodes: { 'r-1': 100, 'r-2': 100, 'r-3': 0, 'r-4': 0, 'x-1': 5 } },
