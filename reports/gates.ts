@@ -642,3 +642,33 @@ export function worstVerdict(results: readonly GateResult[]): GateVerdict {
   }
   return worst;
 }
+
+/**
+ * Checks that gates naming a fault label or a region name ones the scenario
+ * has, so a typo fails before the run (exit 2) instead of ending inconclusive.
+ * Throws `PB_BAD_GATE` with one line per bad gate.
+ */
+export function checkGateTargets(
+  gates: readonly Gate[],
+  known: { labels: readonly string[]; regions: readonly string[] },
+): void {
+  const problems: string[] = [];
+  for (const g of gates) {
+    const label = /^fault\(([^()\s]+)\)\./.exec(g.metric)?.[1];
+    if (label !== undefined && !known.labels.includes(label)) {
+      const usable = known.labels.filter((l) => /^[^()\s<>=!]+$/.test(l));
+      problems.push(
+        `gate "${g.expr}": no timeline action is labelled "${label}" (labels a gate can name: ${usable.join(', ') || 'none; give actions a label without spaces'})`,
+      );
+    }
+    const region = /@([a-z][a-z0-9-]*)\)?$/.exec(g.metric)?.[1];
+    if (region !== undefined && !known.regions.includes(region)) {
+      problems.push(
+        `gate "${g.expr}": no region "${region}" (regions: ${known.regions.join(', ')})`,
+      );
+    }
+  }
+  if (problems.length > 0) {
+    throw new PushbenchError('PB_BAD_GATE', problems.join('; '), problems);
+  }
+}

@@ -5,7 +5,7 @@ import { PushbenchError } from '../core/errors.js';
 import { machineFacts, openFilesLimit } from '../core/machine.js';
 import { version } from '../core/version.js';
 import { Coordinator, type LoadResult } from '../loadgen/coordinator.js';
-import { parseGates } from '../reports/gates.js';
+import { checkGateTargets, parseGates } from '../reports/gates.js';
 import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
 import type { RunListener } from '../reports/outputs/progress.js';
 import {
@@ -108,6 +108,10 @@ export async function run(
 ): Promise<RunResult> {
   const scenario = await loadScenario(ref, options);
   const gates = parseGates(scenario.gates);
+  checkGateTargets(gates, {
+    labels: scenario.timeline.map((t) => t.label),
+    regions: scenario.topology.regions.map((r) => r.name),
+  });
   preflight(scenario);
   const listener = options.listener ?? {};
   const startedAt = new Date();

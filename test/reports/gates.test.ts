@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
 import {
+  checkGateTargets,
   evaluateGate,
   evaluateGates,
   type Gate,
@@ -390,5 +391,20 @@ describe('chaos gates', () => {
     expect(() => parseGate('fault(kill).speed < 5')).toThrow(/unknown metric/);
     expect(() => parseGate('p99(bogus@eu) < 5ms')).toThrow(/unknown metric/);
     expect(() => parseGate('storm.peak < 5ms')).toThrow(/plain number/);
+  });
+});
+
+describe('gates naming faults and regions', () => {
+  it('refuses a label or region the scenario does not have, before the run', () => {
+    const known = { labels: ['kill', 'kill-node local-2'], regions: ['eu', 'us'] };
+    expect(() =>
+      checkGateTargets(parseGates(['fault(kill).t99 < 5s', 'p99(push@us) < 1s']), known),
+    ).not.toThrow();
+    expect(() => checkGateTargets(parseGates(['fault(kil).t99 < 5s']), known)).toThrow(
+      /no timeline action is labelled "kil" \(labels a gate can name: kill\)/,
+    );
+    expect(() => checkGateTargets(parseGates(['nodes.crashed@mars < 1']), known)).toThrow(
+      /no region "mars" \(regions: eu, us\)/,
+    );
   });
 });
