@@ -606,7 +606,10 @@ export class PushNode implements NodeApi {
     // Asked for with `?hello=1`: which node and connection this is (a client behind a
     // balancer cannot otherwise tell, e.g. to attribute its losses to the node that died).
     if (hello) {
-      this.sendTo(conn, encodeFrame({ type: 'hello', nodeId: this.options.nodeId, connId: conn.connId }));
+      this.sendTo(
+        conn,
+        encodeFrame({ type: 'hello', nodeId: this.options.nodeId, connId: conn.connId }),
+      );
     }
     this.registry
       .register(
