@@ -1,4 +1,5 @@
 import { PushbenchError } from '../core/errors.js';
+import type { DeviceRoute } from '../loadgen/messages.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/timeline.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
@@ -6,17 +7,7 @@ import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
 
-/** Where one block of devices connects, and from which source addresses. */
-export interface DeviceRoute {
-  region: string;
-  /** Global index of the block's first device, and how many. */
-  first: number;
-  count: number;
-  host: string;
-  port: number;
-  path: string;
-  localAddresses: string[];
-}
+export type { DeviceRoute } from '../loadgen/messages.js';
 
 /** Why a node is not (or no longer) running. */
 export type NodeState = 'up' | 'killed' | 'stopping' | 'stopped' | 'crashed';

@@ -7,29 +7,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Coordinator, type TimelinePoint } from '../../loadgen/coordinator.js';
 import type { DeviceRoute } from '../../loadgen/messages.js';
 import type { Scenario } from '../../scenarios/schema.js';
-import {
-  type NodeAddress,
-  type NodeBackends,
-  type NodeOptions,
-  type PushNode,
-  startNode,
-} from '../../server/node.js';
+import type { NodeAddress, NodeBackends, NodeOptions, PushNode } from '../../server/node.js';
+import { startTestNode, TEST_API_KEY, TEST_SECRET } from '../helpers/node.js';
 
-const SECRET = 'coordinator-test-secret';
-const KEY = 'coordinator-test-key';
+const SECRET = TEST_SECRET;
+const KEY = TEST_API_KEY;
 
 let node: PushNode | undefined;
 let addr: NodeAddress;
 let backends: NodeBackends;
 
 async function boot(options: Partial<NodeOptions> = {}): Promise<void> {
-  const started = await startNode({
-    secret: SECRET,
-    apiKey: KEY,
-    heartbeatIntervalMs: 60_000,
-    heartbeatTimeoutMs: 120_000,
-    ...options,
-  });
+  const started = await startTestNode(options);
   node = started.node;
   addr = started.address;
   backends = started.backends;

@@ -23,9 +23,10 @@ import {
   startNode,
 } from '../../server/node.js';
 import { signToken } from '../../server/token.js';
+import { startTestNode, TEST_API_KEY, TEST_SECRET } from '../helpers/node.js';
 
-const SECRET = 'traffic-secret';
-const KEY = 'traffic-key';
+const SECRET = TEST_SECRET;
+const KEY = TEST_API_KEY;
 
 let node: PushNode | undefined;
 let backends: NodeBackends | undefined;
@@ -33,12 +34,7 @@ let addr: NodeAddress;
 const fleets: Devices[] = [];
 
 async function boot(): Promise<void> {
-  const started = await startNode({
-    secret: SECRET,
-    apiKey: KEY,
-    heartbeatIntervalMs: 60_000,
-    heartbeatTimeoutMs: 120_000,
-  });
+  const started = await startTestNode();
   node = started.node;
   backends = started.backends;
   addr = started.address;

@@ -2,24 +2,19 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type NodeAddress, type NodeBackends, PushNode, startNode } from '../../server/node.js';
+import { type NodeAddress, type NodeBackends, PushNode } from '../../server/node.js';
 import { signToken } from '../../server/token.js';
+import { startTestNode, TEST_API_KEY, TEST_SECRET } from '../helpers/node.js';
 
-const SECRET = 'test-secret';
-const KEY = 'test-key';
+const SECRET = TEST_SECRET;
+const KEY = TEST_API_KEY;
 
 let node: PushNode;
 let addr: NodeAddress;
 let backends: NodeBackends;
 
 async function boot(options: Partial<PushNode['options']> = {}): Promise<void> {
-  const started = await startNode({
-    secret: SECRET,
-    apiKey: KEY,
-    heartbeatIntervalMs: 60_000,
-    heartbeatTimeoutMs: 120_000,
-    ...options,
-  });
+  const started = await startTestNode(options);
   node = started.node;
   addr = started.address;
   backends = started.backends;
