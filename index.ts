@@ -75,6 +75,7 @@ export {
   validateScenario,
 } from './scenarios/schema.js';
 export { parseD2dAllow } from './server/d2d.js';
+export { attachWorker, runPrimary, workerPlace } from './server/multi-process.js';
 export {
   createBackends,
   type NodeAddress,

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
+  attachWorker,
   checkModel,
   colourFor,
   compareReports,
@@ -36,10 +37,12 @@ import {
   resolveProfile,
   run,
   runMatrix,
+  runPrimary,
   searchCapacity,
   signToken,
   startNode,
   version,
+  workerPlace,
   writeCapacityReport,
   writeComparison,
 } from '../index.js';
@@ -460,6 +463,12 @@ program
   )
   .option('--max-body <bytes>', 'largest push body', integer('--max-body'), 64 * 1024)
   .option(
+    '--processes <n>',
+    "worker processes sharing the port (a node past one process's open-file limit)",
+    integer('--processes'),
+    1,
+  )
+  .option(
     '--join <url>',
     'join a local cluster: http://host:port of a node started without --redis',
   )
@@ -558,19 +567,55 @@ program
     } catch (err) {
       throw new PushbenchError('PB_USAGE', (err as Error).message);
     }
+    const processes = opts.processes as number;
+    if (processes < 1 || processes > 256) {
+      throw new PushbenchError('PB_USAGE', `--processes must be 1-256, got ${processes}`);
+    }
+    const nodeId = opts.nodeId as string;
+    const place = workerPlace();
+    if (processes > 1 && place === undefined) {
+      // The primary: a hub for its workers unless they share Redis or another node's hub.
+      let hub: Awaited<ReturnType<typeof startNode>> | undefined;
+      if (opts.redis === undefined && opts.join === undefined) {
+        hub = await startNode({
+          host: '127.0.0.1',
+          port: 0,
+          secret: opts.secret,
+          apiKey: opts.apiKey,
+          nodeId: `${nodeId}.hub`,
+        });
+      }
+      process.exitCode = await runPrimary({
+        nodeId,
+        processes,
+        join: hub?.address.httpUrl ?? (opts.join as string | undefined),
+        onListening: (a) => process.stdout.write(`listening ${a.wsUrl} ${a.httpUrl}\n`),
+      });
+      if (hub) {
+        await hub.node.stop();
+        await hub.backends.registry.close();
+        await hub.backends.broker.close();
+      }
+      return;
+    }
+    const capacity = opts.maxConnections as number | undefined;
     const { node, address, backends } = await startNode({
       host: opts.host as string,
       port,
       secret: opts.secret,
       apiKey: opts.apiKey,
-      nodeId: opts.nodeId as string,
+      nodeId: place ? `${nodeId}.p${place.index}` : nodeId,
+      ...(place && { publicNodeId: nodeId }),
       heartbeatIntervalMs: opts.heartbeatInterval as number,
       heartbeatTimeoutMs: opts.heartbeatTimeout as number,
       maxBodyBytes: opts.maxBody as number,
       redisUrl: opts.redis as string | undefined,
-      join: opts.join as string | undefined,
+      join: place ? place.join : (opts.join as string | undefined),
       redisPrefix: opts.redisPrefix as string | undefined,
-      ...(opts.maxConnections !== undefined && { maxConnections: opts.maxConnections as number }),
+      // A multi-process node's capacity is shared evenly by its processes.
+      ...(capacity !== undefined && {
+        maxConnections: place ? Math.ceil(capacity / processes) : capacity,
+      }),
       overload: opts.overload as 'refuse' | 'unhealthy' | 'crash',
       seed: (opts.seed as number | undefined) ?? null,
       onOverloadCrash: (connections) => {
@@ -594,7 +639,8 @@ program
       maxRoomsPerConnection: opts.maxRooms as number,
       roomHistoryLength: opts.roomHistory as number,
     });
-    process.stdout.write(`listening ${address.wsUrl} ${address.httpUrl}\n`);
+    if (place) attachWorker(node, place.index, address);
+    else process.stdout.write(`listening ${address.wsUrl} ${address.httpUrl}\n`);
     await new Promise<void>((resolve) => {
       let stopping = false;
       const stopNow = () => {
@@ -622,6 +668,7 @@ program
     await backends.registry.close();
     await backends.broker.close();
     process.exitCode = ExitCode.Pass;
+    if (place) process.disconnect?.();
   });
 
 program

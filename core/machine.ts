@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 
 /** Facts about the machine a run happened on; every report carries them. */
 export interface MachineFacts {
@@ -23,6 +24,32 @@ export function openFilesLimit(): number | null {
   } catch {
     return null;
   }
+}
+
+/** Ephemeral ports the kernel hands out per source address (`ip_local_port_range`); null elsewhere. */
+export function ephemeralPorts(): number | null {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return lo !== undefined && hi !== undefined && hi >= lo ? hi - lo + 1 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What one process of this machine may use, read now: files, heap, ports. */
+export function processLimits(): {
+  openFiles: number | null;
+  heapBytes: number;
+  ephemeralPorts: number | null;
+} {
+  return {
+    openFiles: openFilesLimit(),
+    heapBytes: getHeapStatistics().heap_size_limit,
+    ephemeralPorts: ephemeralPorts(),
+  };
 }
 
 /** Reads this machine's facts. */

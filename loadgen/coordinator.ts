@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
+import { processLimits } from '../core/machine.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import {
   createLatencyHistogram,
@@ -22,6 +23,8 @@ import type {
   ToWorker,
   WsTarget,
 } from './messages.js';
+import { type Placement, placeFleet } from './placement.js';
+import { LoadAgent, type ShardHandle } from './remote-shards.js';
 import { intervalSaturation, runSaturation } from './self-check.js';
 import {
   deviceTrafficConfig,
@@ -55,6 +58,8 @@ export interface LoadPlan {
   beforeClose?: () => Promise<void>;
   /** Reads each node's connection count; called once per interval for the timeline. */
   sampleNodes?: () => Promise<Record<string, number>>;
+  /** Where the shards go (see placement.ts); default: placed for this process's limits. */
+  placement?: Placement;
 }
 
 /** One second (one report interval) of the run, as the coordinator saw it. */
@@ -136,7 +141,14 @@ export interface LoadResult {
    */
   histograms: Record<string, LatencyHistogram>;
   timeline: TimelinePoint[];
-  generator: { valid: boolean; reasons: string[]; workers: WorkerHealth[]; skippedSends: number };
+  generator: {
+    valid: boolean;
+    reasons: string[];
+    workers: WorkerHealth[];
+    skippedSends: number;
+    /** How the fleet was spread over processes and threads, and why. */
+    placement: PlacementSummary;
+  };
   /** Scheduled messages never sent because no device was connected when publishing began. */
   unaddressed: number;
   /** Frames devices received that were not readable pushes. */
@@ -224,7 +236,11 @@ export class Coordinator extends EventEmitter<{
   private totalAccepted = 0;
   private totalReceived = 0;
   /** Device worker threads, in worker index order, once spawned. */
-  private deviceThreads: Worker[] = [];
+  private deviceThreads: ShardHandle[] = [];
+  /** Load agent processes holding shards, when the fleet is placed over several. */
+  private readonly agents: LoadAgent[] = [];
+  /** Where the fleet's shards were placed, once `run` has decided. */
+  placement: Placement | undefined;
   private publisherThread: Worker | undefined;
   /** Reserve devices each device worker has not opened yet. */
   private reserveLeft: number[] = [];
@@ -411,7 +427,7 @@ export class Coordinator extends EventEmitter<{
     const { scenario } = this.plan;
     const reportIntervalMs = this.plan.reportIntervalMs ?? 1000;
     const deviceWorkers = Math.max(1, Math.min(scenario.workers, scenario.devices.count));
-    const workers: Worker[] = [];
+    const workers: ShardHandle[] = [];
     const finals: DeviceFinal[] = [];
     let publisherFinal: PublisherFinal | undefined;
     const established: Int32Array[] = [];
@@ -482,8 +498,7 @@ export class Coordinator extends EventEmitter<{
       wake();
     };
 
-    const spawn = (name: string, data: DeviceWorkerData | PublisherWorkerData): Worker => {
-      const worker = startWorkerBeside(import.meta.url, './worker', data);
+    const watch = <W extends ShardHandle>(name: string, worker: W): W => {
       worker.on('message', (msg: FromWorker) => onMessage(name, msg));
       worker.on('error', (err) =>
         fail(new PushbenchError('PB_WORKER_FAILED', `${name} crashed: ${err.message}`)),
@@ -496,44 +511,77 @@ export class Coordinator extends EventEmitter<{
       workers.push(worker);
       return worker;
     };
+    const spawn = (name: string, data: DeviceWorkerData | PublisherWorkerData): Worker =>
+      watch(name, startWorkerBeside(import.meta.url, './worker', data));
 
     const { count: initial, reserve } = scenario.devices;
-    const routes = this.routes();
-    const traffic = deviceTrafficConfig(scenario);
-    const deviceThreads: Worker[] = [];
-    let first = 0;
-    let reserveFirst = initial;
-    for (let i = 0; i < deviceWorkers; i++) {
-      const count = evenShare(initial, deviceWorkers, i);
-      const reserveCount = evenShare(reserve, deviceWorkers, i);
-      deviceThreads.push(
-        spawn(`device worker ${i}`, {
-          role: 'devices',
-          workerIndex: i,
-          firstDevice: first,
-          deviceCount: count,
-          reserveFirst,
-          reserveCount,
-          // Every route, not just this worker's: the set of regions decides the `push@` series.
-          routes,
-          secret: this.plan.secret,
-          tokenTtlSec: 24 * 3600,
-          accounts: scenario.devices.accounts,
-          connectRateHz: (scenario.devices.connectRateHz * count) / initial,
-          connectTimeoutMs: scenario.devices.connectTimeoutMs,
-          reportIntervalMs,
-          reconnect: scenario.devices.reconnect,
-          periodicReconnect: scenario.devices.periodicReconnect,
-          heartbeatTimeoutMs: scenario.devices.heartbeatTimeoutMs,
-          // One stream per worker: the scenario's seed replays every worker's choices.
-          seed: (scenario.seed + Math.imul(i + 1, 0x9e3779b1)) >>> 0,
-          traffic,
-        }),
+    const placement =
+      this.plan.placement ??
+      placeFleet(
+        {
+          devices: initial,
+          reserve,
+          threads: deviceWorkers,
+          routes: this.routes(),
+          ...(scenario.placement.devicesPerProcess !== null && {
+            maxDevicesPerProcess: scenario.placement.devicesPerProcess,
+          }),
+          ...(scenario.placement.sourceAddresses !== null && {
+            addressPool: scenario.placement.sourceAddresses,
+          }),
+        },
+        processLimits(),
       );
-      this.reserveLeft.push(reserveCount);
-      first += count;
-      reserveFirst += reserveCount;
+    this.placement = placement;
+    const traffic = deviceTrafficConfig(scenario);
+    const shardData = placement.shards.map(
+      (shard): DeviceWorkerData => ({
+        role: 'devices',
+        workerIndex: shard.index,
+        firstDevice: shard.firstDevice,
+        deviceCount: shard.deviceCount,
+        reserveFirst: shard.reserveFirst,
+        reserveCount: shard.reserveCount,
+        // Every route, not just this shard's: the set of regions decides the `push@` series.
+        routes: placement.routes,
+        secret: this.plan.secret,
+        tokenTtlSec: 24 * 3600,
+        accounts: scenario.devices.accounts,
+        connectRateHz:
+          initial > 0 ? (scenario.devices.connectRateHz * shard.deviceCount) / initial : 0,
+        connectTimeoutMs: scenario.devices.connectTimeoutMs,
+        reportIntervalMs,
+        reconnect: scenario.devices.reconnect,
+        periodicReconnect: scenario.devices.periodicReconnect,
+        heartbeatTimeoutMs: scenario.devices.heartbeatTimeoutMs,
+        // One stream per shard: the scenario's seed replays every shard's choices.
+        seed: (scenario.seed + Math.imul(shard.index + 1, 0x9e3779b1)) >>> 0,
+        traffic,
+      }),
+    );
+    const deviceThreads: ShardHandle[] = [];
+    if (placement.processes === 1) {
+      for (const data of shardData) {
+        deviceThreads.push(
+          watch(
+            `device worker ${data.workerIndex}`,
+            startWorkerBeside(import.meta.url, './worker', data),
+          ),
+        );
+      }
+    } else {
+      for (let p = 0; p < placement.processes; p++) {
+        const agent = new LoadAgent(
+          p,
+          shardData.filter((_, i) => placement.shards[i]!.process === p),
+        );
+        this.agents.push(agent);
+        for (const handle of agent.handles()) {
+          deviceThreads.push(watch(`device shard ${handle.shard} (agent ${p})`, handle));
+        }
+      }
     }
+    for (const shard of placement.shards) this.reserveLeft.push(shard.reserveCount);
     this.deviceThreads = deviceThreads;
     const publisher = spawn('publisher', {
       role: 'publisher',
@@ -546,7 +594,7 @@ export class Coordinator extends EventEmitter<{
       seed: scenario.seed,
     });
     this.publisherThread = publisher;
-    const send = (w: Worker, msg: ToWorker) => w.postMessage(msg);
+    const send = (w: ShardHandle, msg: ToWorker) => w.postMessage(msg);
 
     let stopTicker: () => void = () => {};
     try {
@@ -724,6 +772,7 @@ export class Coordinator extends EventEmitter<{
         reasons: [...this.reasons],
         workers,
         skippedSends: pub.skipped,
+        placement: summarizePlacement(this.placement!, this.agents),
       },
       unaddressed: pub.noTarget,
       badFrames,
@@ -734,12 +783,39 @@ export class Coordinator extends EventEmitter<{
   }
 }
 
+/** Where the fleet ran, for the report. */
+export interface PlacementSummary {
+  processes: number;
+  threadsPerProcess: number;
+  /** Devices (initial + reserve) per process, in process order. */
+  devicesByProcess: number[];
+  /** Agent process ids (empty when the fleet ran in the coordinator's process). */
+  agentPids: number[];
+  /** Source addresses each route's devices bound, by region (empty: the kernel chose). */
+  sourceAddresses: Record<string, string[]>;
+  reasons: string[];
+}
+
+function summarizePlacement(placement: Placement, agents: LoadAgent[]): PlacementSummary {
+  const devicesByProcess = new Array<number>(placement.processes).fill(0);
+  for (const s of placement.shards) devicesByProcess[s.process]! += s.deviceCount + s.reserveCount;
+  const sourceAddresses: Record<string, string[]> = {};
+  for (const r of placement.routes) {
+    sourceAddresses[r.region] = [
+      ...new Set([...(sourceAddresses[r.region] ?? []), ...r.localAddresses]),
+    ];
+  }
+  return {
+    processes: placement.processes,
+    threadsPerProcess: placement.threadsPerProcess,
+    devicesByProcess,
+    agentPids: agents.flatMap((a) => (a.pid === undefined ? [] : [a.pid])),
+    sourceAddresses,
+    reasons: placement.reasons,
+  };
+}
+
 /** Adds `from`'s counts into `into`. */
 function addCounts(into: Record<string, number>, from: Record<string, number>): void {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
-}
-
-/** Worker i's share of `total` split over `workers`: the first (total mod workers) take one more. */
-function evenShare(total: number, workers: number, i: number): number {
-  return Math.floor(total / workers) + (i < total % workers ? 1 : 0);
 }

@@ -1,4 +1,3 @@
-import type { MessagePort } from 'node:worker_threads';
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
@@ -11,7 +10,7 @@ import {
 import { Bitset } from '../reports/ledger.js';
 import { retryableCloseCodes } from '../server/protocol.js';
 import { signToken } from '../server/token.js';
-import type { DeviceRoute, DeviceWorkerData, FromWorker, ToWorker } from './messages.js';
+import type { DeviceRoute, DeviceWorkerData, FromWorker, ShardLink, ToWorker } from './messages.js';
 import { nextDelayMs } from './reconnect.js';
 import { SelfMonitor } from './self-check.js';
 import type { DeviceChannel, DeviceTraffic } from './traffic/device-traffic.js';
@@ -803,7 +802,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
 }
 
 /** Runs a device worker on `port` until `finish` has been answered. */
-export function runFleet(data: DeviceWorkerData, port: MessagePort): void {
+export function runFleet(data: DeviceWorkerData, port: ShardLink): void {
   const traffic =
     data.traffic === null || data.traffic === undefined
       ? null

@@ -272,3 +272,27 @@ export type FromWorker =
   | PublisherInterval
   | PublisherFinal
   | { type: 'fatal'; message: string };
+
+/**
+ * A device shard's side of its link to the coordinator: a worker thread's
+ * `parentPort`, or an agent process's IPC channel when the shard runs on the
+ * agent's main thread (loadgen/agent.ts).
+ */
+export interface ShardLink {
+  postMessage(msg: FromWorker): void;
+  on(event: 'message', listener: (msg: ToWorker) => void): unknown;
+}
+
+/** Coordinator -> load agent process (loadgen/agent.ts), over IPC with advanced serialization. */
+export type ToAgent =
+  /** Start these device shards: inline on the agent's main thread when there is one, else as threads. */
+  | { type: 'spawn'; shards: DeviceWorkerData[] }
+  /** Relay to shard `shard` (its worker index). */
+  | { type: 'to-shard'; shard: number; msg: ToWorker };
+
+/** Load agent process -> coordinator. */
+export type FromAgent =
+  | { type: 'from-shard'; shard: number; msg: FromWorker }
+  /** A shard's thread failed or exited (inline shards fail the whole agent instead). */
+  | { type: 'shard-error'; shard: number; message: string }
+  | { type: 'shard-exit'; shard: number; code: number };

@@ -2,6 +2,7 @@ import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
 import {
   type LoadResult,
+  type PlacementSummary,
   RUN_SERIES,
   type RunMarker,
   type TimelinePoint,
@@ -92,6 +93,8 @@ export interface Report {
     reasons: string[];
     workers: WorkerHealth[];
     skippedSends: number;
+    /** How the fleet was spread over processes (absent in reports from before placement). */
+    placement?: PlacementSummary;
   };
   timeline: TimelinePoint[];
   /** Labelled instants on the timeline (phase changes; faults once they exist). */

@@ -188,6 +188,17 @@ export interface ScenarioInput {
   deliveryDeadline?: DurationInput;
   /** Device worker threads. Default: one per core. */
   workers?: number;
+  /**
+   * Where the fleet lives. By default one process unless RLIMIT_NOFILE
+   * requires more; source addresses spread over 127.1.x.y when one address
+   * would run out of ephemeral ports.
+   */
+  placement?: {
+    /** Never more devices than this in one load-generator process (forces several processes). */
+    devicesPerProcess?: number;
+    /** Source addresses to spread devices over instead of 127.1.0.1, 127.1.0.2, ... */
+    sourceAddresses?: string[];
+  };
   /** Gate expressions, e.g. `delivery >= 99.9%`, `p99(push) < 50ms`. */
   gates?: string[];
   /** Seed for every random choice in the run. Default 1. */
@@ -348,6 +359,7 @@ export interface Scenario {
   durationMs: number;
   deliveryDeadlineMs: number;
   workers: number;
+  placement: { devicesPerProcess: number | null; sourceAddresses: string[] | null };
   gates: string[];
   seed: number;
 }
@@ -568,6 +580,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     'duration',
     'deliveryDeadline',
     'workers',
+    'placement',
     'gates',
     'seed',
   ]);
@@ -808,6 +821,31 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     max: 256,
   });
   const seed = num(p, 'seed', root.seed, 1, { min: 0, integer: true });
+  const pl = section(p, 'placement', root.placement);
+  checkKeys(p, 'placement', pl, ['devicesPerProcess', 'sourceAddresses']);
+  const placement: Scenario['placement'] = {
+    devicesPerProcess:
+      pl.devicesPerProcess === undefined
+        ? null
+        : num(p, 'placement.devicesPerProcess', pl.devicesPerProcess, 1, { min: 1, integer: true }),
+    sourceAddresses: null,
+  };
+  if (pl.sourceAddresses !== undefined) {
+    const list = pl.sourceAddresses;
+    const bad = Array.isArray(list)
+      ? list.filter(
+          (a) => typeof a !== 'string' || !/^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(a),
+        )
+      : [list];
+    if (!Array.isArray(list) || list.length === 0 || bad.length > 0) {
+      p.add(
+        'placement.sourceAddresses',
+        `must be a non-empty list of loopback addresses (127.x.y.z), got ${JSON.stringify(bad.length > 0 ? bad[0] : list)}`,
+      );
+    } else {
+      placement.sourceAddresses = list as string[];
+    }
+  }
   let gates: string[] = [];
   if (root.gates !== undefined) {
     if (!Array.isArray(root.gates) || !root.gates.every((g) => typeof g === 'string')) {
@@ -851,6 +889,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     durationMs,
     deliveryDeadlineMs,
     workers,
+    placement,
     gates,
     seed,
   };

@@ -40,6 +40,12 @@ export interface NodeOptions {
   apiKey: string;
   /** Name of this node, unique in the cluster. Default `node-1`. */
   nodeId: string;
+  /**
+   * The name devices and the harness see (hello frame, /metrics.json), when
+   * this process is one of a multi-process node whose processes are `nodeId`s
+   * of their own. Default: `nodeId`.
+   */
+  publicNodeId?: string;
   /** Heartbeat: every connection is pinged once per interval. Default 10 s. */
   heartbeatIntervalMs: number;
   /** Silence after which a connection is closed. Default 30 s. */
@@ -235,6 +241,8 @@ export class PushNode implements NodeApi {
   private connSeq = 0;
   private readonly instance = randomBytes(4).toString('hex');
   private readonly startedAtMs = Date.now();
+  /** Every process's connection count, in a multi-process node (see server/multi-process.ts). */
+  private processCounts: { perProcess: number[]; index: number } | undefined;
   private crashed = false;
   /** The node's random choices: seeded for replayable runs, else from Math.random's seed. */
   private readonly random: Rng;
@@ -488,12 +496,38 @@ export class PushNode implements NodeApi {
     return this.metrics.toPrometheus({ node: this.options.nodeId });
   }
 
+  /** Devices this process holds now. */
+  connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * In a multi-process node: every process's connection count (this one's at
+   * `index`), so /metrics.json can answer for the whole node.
+   */
+  setProcessCounts(perProcess: number[], index: number): void {
+    this.processCounts = { perProcess, index };
+  }
+
   /** The harness reads these: `connections` and `nodeId` first. */
   metricsJson(): Record<string, unknown> {
+    const multi = this.processCounts;
     return {
-      nodeId: this.options.nodeId,
+      nodeId: this.options.publicNodeId ?? this.options.nodeId,
       uptimeMs: Date.now() - this.startedAtMs,
-      connections: this.connections.size,
+      connections: multi
+        ? multi.perProcess.reduce((a, b) => a + b, 0) -
+          (multi.perProcess[multi.index] ?? 0) +
+          this.connections.size
+        : this.connections.size,
+      ...(multi && {
+        process: {
+          index: multi.index,
+          processNodeId: this.options.nodeId,
+          connections: this.connections.size,
+          perProcess: multi.perProcess,
+        },
+      }),
       draining: this.draining !== undefined,
       d2dCache: { hits: this.targets.hits, misses: this.targets.misses },
       queue: this.queue.counts,
@@ -608,7 +642,11 @@ export class PushNode implements NodeApi {
     if (hello) {
       this.sendTo(
         conn,
-        encodeFrame({ type: 'hello', nodeId: this.options.nodeId, connId: conn.connId }),
+        encodeFrame({
+          type: 'hello',
+          nodeId: this.options.publicNodeId ?? this.options.nodeId,
+          connId: conn.connId,
+        }),
       );
     }
     this.registry

@@ -98,6 +98,7 @@ function scenario(devices: number, reserve: number): Scenario {
     durationMs: 1500,
     deliveryDeadlineMs: 2000,
     workers: 2,
+    placement: { devicesPerProcess: null, sourceAddresses: null },
     gates: [],
     seed: 3,
   };

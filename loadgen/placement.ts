@@ -1,0 +1,181 @@
+/**
+ * Where a fleet's devices live: how many load-generator processes, how many
+ * worker threads in each, which global device indices each thread (a shard)
+ * owns, and which source addresses each route's devices bind so that no
+ * source address runs out of ephemeral ports. A pure function of the fleet's
+ * size and the limits read at start (RLIMIT_NOFILE, heap limit, port range),
+ * so every decision is testable for given limits.
+ */
+import type { DeviceRoute } from './messages.js';
+
+/** File descriptors a load-generator process needs beyond its device sockets (stdio, epoll, pipes, HTTP). */
+export const PROCESS_FD_OVERHEAD = 200;
+
+/** Heap a device costs in a worker (connection state, buffers, timers), bytes; a planning figure. */
+export const HEAP_BYTES_PER_DEVICE = 2048;
+
+/** Share of a source address's ephemeral ports the fleet plans to use (the rest stays for everyone else). */
+export const PORT_HEADROOM = 0.8;
+
+/** What the machine allows one process, read at start (core/machine.ts). */
+export interface ProcessLimits {
+  /** RLIMIT_NOFILE soft limit; null when it cannot be read (then one process is assumed to suffice). */
+  openFiles: number | null;
+  /** V8 heap limit of one thread, bytes (`v8.getHeapStatistics().heap_size_limit`). */
+  heapBytes: number;
+  /** Ephemeral ports per source address (`ip_local_port_range`); null when unknown. */
+  ephemeralPorts: number | null;
+}
+
+/** What to place. */
+export interface PlacementRequest {
+  /** Devices opened at the start. */
+  devices: number;
+  /** Devices held back for `connect` actions; they need sockets too. */
+  reserve: number;
+  /** Worker threads asked for in all (the scenario's `workers`). */
+  threads: number;
+  /** Where each block of global device indices connects. */
+  routes: DeviceRoute[];
+  /**
+   * Source addresses to spread a route over when its devices would exhaust
+   * one address's ports and the route names none. Default: 127.1.0.1, 127.1.0.2, ...
+   */
+  addressPool?: string[];
+  /** Never put more than this many devices in one process (lower than the file limit allows). */
+  maxDevicesPerProcess?: number;
+}
+
+/** One shard: a worker thread's blocks of global device indices (see DeviceWorkerData). */
+export interface Shard {
+  /** Shard index across all processes: the worker index. */
+  index: number;
+  /** Process that runs it: 0 = the coordinator's own process when `processes` is 1, else agent `process`. */
+  process: number;
+  firstDevice: number;
+  deviceCount: number;
+  reserveFirst: number;
+  reserveCount: number;
+}
+
+/** The decision, with the reasons behind it. */
+export interface Placement {
+  /** Load-generator processes that hold devices (1 = the coordinator's own). */
+  processes: number;
+  threadsPerProcess: number;
+  shards: Shard[];
+  /** The routes, with source addresses added where one address would run out of ports. */
+  routes: DeviceRoute[];
+  /** Most devices one process may hold under the limits. */
+  devicesPerProcess: number;
+  /** Why the fleet is split as it is, in words. */
+  reasons: string[];
+}
+
+/** 127.1.0.1, 127.1.0.2, ... 127.1.0.254, 127.1.1.1, ...: n loopback addresses outside those regions use. */
+export function loopbackPool(n: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; out.length < n; i++) {
+    out.push(`127.1.${Math.floor(i / 254)}.${(i % 254) + 1}`);
+  }
+  return out;
+}
+
+/** Worker i's share of `total` over `parts`: the first (total mod parts) take one more. */
+export function evenShare(total: number, parts: number, i: number): number {
+  return Math.floor(total / parts) + (i < total % parts ? 1 : 0);
+}
+
+/**
+ * Places a fleet. Processes are added when the devices exceed what one process
+ * may hold: its open-file limit less {@link PROCESS_FD_OVERHEAD}, or its
+ * threads' heap at {@link HEAP_BYTES_PER_DEVICE}. Threads are spread evenly
+ * (at least one per process); devices and reserve evenly over all shards.
+ * A route without source addresses whose devices exceed {@link PORT_HEADROOM}
+ * of one address's ports gets enough addresses from the pool; a route that
+ * names its addresses keeps them (they may mean something, e.g. a region).
+ */
+export function placeFleet(req: PlacementRequest, limits: ProcessLimits): Placement {
+  const total = req.devices + req.reserve;
+  const reasons: string[] = [];
+  const byFiles =
+    limits.openFiles === null || !Number.isFinite(limits.openFiles)
+      ? Number.POSITIVE_INFINITY
+      : Math.max(1, limits.openFiles - PROCESS_FD_OVERHEAD);
+  const askedThreads = Math.max(1, Math.floor(req.threads));
+  // The heap bound is per thread; a first guess of threads per process is what was asked.
+  const byHeapPerThread = Math.max(1, Math.floor(limits.heapBytes / HEAP_BYTES_PER_DEVICE));
+  const cap = Math.min(byFiles, req.maxDevicesPerProcess ?? Number.POSITIVE_INFINITY);
+  let processes = Math.max(1, Math.ceil(total / cap));
+  let threadsPerProcess = Math.max(1, Math.ceil(askedThreads / processes));
+  // Too many devices for the threads' heaps: more threads (one process holds them all if files allow).
+  while (Math.ceil(total / (processes * threadsPerProcess)) > byHeapPerThread) threadsPerProcess++;
+  const devicesPerProcess = Math.min(cap, byHeapPerThread * threadsPerProcess);
+  processes = Math.max(processes, Math.ceil(total / devicesPerProcess));
+  if (processes > 1) {
+    if (byFiles <= cap && total > byFiles) {
+      reasons.push(
+        `${fmt(total)} devices need ${fmt(total + PROCESS_FD_OVERHEAD)} open files but one process may open ${fmt(limits.openFiles ?? 0)} (RLIMIT_NOFILE): ${processes} processes of up to ${fmt(devicesPerProcess)} devices`,
+      );
+    } else if (req.maxDevicesPerProcess !== undefined && total > req.maxDevicesPerProcess) {
+      reasons.push(
+        `at most ${fmt(req.maxDevicesPerProcess)} devices per process were asked for: ${processes} processes`,
+      );
+    } else {
+      reasons.push(`the threads' heaps hold ${fmt(devicesPerProcess)} devices per process`);
+    }
+  }
+  const shardsTotal = processes * threadsPerProcess;
+  const shards: Shard[] = [];
+  let first = 0;
+  let reserveFirst = req.devices;
+  for (let i = 0; i < shardsTotal; i++) {
+    const deviceCount = evenShare(req.devices, shardsTotal, i);
+    const reserveCount = evenShare(req.reserve, shardsTotal, i);
+    shards.push({
+      index: i,
+      process: Math.floor(i / threadsPerProcess),
+      firstDevice: first,
+      deviceCount,
+      reserveFirst,
+      reserveCount,
+    });
+    first += deviceCount;
+    reserveFirst += reserveCount;
+  }
+  const routes = spreadAddresses(req, limits, reasons);
+  return { processes, threadsPerProcess, shards, routes, devicesPerProcess, reasons };
+}
+
+/** Adds source addresses to routes that would exhaust one address's ephemeral ports. */
+function spreadAddresses(
+  req: PlacementRequest,
+  limits: ProcessLimits,
+  reasons: string[],
+): DeviceRoute[] {
+  if (limits.ephemeralPorts === null) return req.routes;
+  const perAddress = Math.max(1, Math.floor(limits.ephemeralPorts * PORT_HEADROOM));
+  const needed = req.routes.map((r) =>
+    r.localAddresses.length === 0 && r.count > perAddress ? Math.ceil(r.count / perAddress) : 0,
+  );
+  const pool = req.addressPool ?? loopbackPool(needed.reduce((a, b) => a + b, 0));
+  let next = 0;
+  return req.routes.map((route, i) => {
+    const n = needed[i]!;
+    if (n === 0) return route;
+    const addrs = pool.slice(next, next + n);
+    next += n;
+    if (addrs.length < n) {
+      // Too short a pool: use what there is; preflight says the route is short of ports.
+      return { ...route, localAddresses: addrs };
+    }
+    reasons.push(
+      `${fmt(route.count)} devices of ${route.region} to ${route.host}:${route.port} exceed one source address's ${fmt(perAddress)} usable ports: spread over ${n} addresses ${addrs[0]}..${addrs[n - 1]}`,
+    );
+    return { ...route, localAddresses: addrs };
+  });
+}
+
+function fmt(n: number): string {
+  return n.toLocaleString('en-US');
+}
