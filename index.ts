@@ -32,7 +32,7 @@ export { type CapacityOptions, searchCapacity } from './capacity/search.js';
 export { type HerdInput, type HerdResult, simulateHerd } from './capacity/simulate.js';
 export { type ErrorCode, PushbenchError } from './core/errors.js';
 export { ExitCode, type ExitCodeValue } from './core/exit-codes.js';
-export { type MachineFacts, machineFacts } from './core/machine.js';
+export { type MachineFacts, machineFacts, processLimits } from './core/machine.js';
 export { formatMs, parseDurationMs } from './core/units.js';
 export { version } from './core/version.js';
 export type { LoadResult, RunPhase, TimelinePoint } from './loadgen/coordinator.js';
@@ -60,8 +60,14 @@ export { progressListener, type RunListener } from './reports/outputs/progress.j
 export { colourFor, renderSummary } from './reports/outputs/text.js';
 export type { Report, Verdict } from './reports/report.js';
 export { type MatrixAxis, type MatrixResult, parseMatrixAxis, runMatrix } from './run/matrix.js';
+export {
+  checkRun,
+  formatPreflight,
+  machineLimits,
+  type PreflightResult,
+} from './run/preflight.js';
 export { rerender } from './run/rerender.js';
-export { preflight, type RunOptions, type RunResult, run } from './run/run.js';
+export { type RunOptions, type RunResult, run } from './run/run.js';
 export {
   listBuiltinScenarios,
   loadScenario,
@@ -87,3 +93,4 @@ export {
 } from './server/node.js';
 export { CloseCode, retryableCloseCodes } from './server/protocol.js';
 export { type DeviceClaims, isValidId, signToken, verifyToken } from './server/token.js';
+export { plannedRoutes } from './topology/cluster.js';

@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import {
   attachWorker,
   checkModel,
+  checkRun,
   colourFor,
   compareReports,
   ExitCode,
@@ -15,10 +16,13 @@ import {
   formatCapacityComparison,
   formatModelCheck,
   formatPlan,
+  formatPreflight,
   isValidId,
   labelOf,
   listBuiltinScenarios,
   loadProfiles,
+  loadScenario,
+  machineLimits,
   PushbenchError,
   parseAssignment,
   parseD2dAllow,
@@ -27,6 +31,8 @@ import {
   parseMatrixAxis,
   parseReconnectSpec,
   planFleet,
+  plannedRoutes,
+  processLimits,
   progressListener,
   type RunOptions,
   readCapacityReport,
@@ -118,8 +124,24 @@ program
   .option('--junit <file>', 'write a JUnit XML file, one testcase per gate')
   .option('--summary <file>', 'write a Markdown summary (for a CI job summary)')
   .option('--json', 'print report.json on stdout instead of the summary')
+  .option(
+    '--preflight',
+    'only check what the run needs (files, ports, memory) against this machine and print where it would be placed',
+  )
   .action(async (scenario: string, opts: Record<string, unknown>) => {
     const json = opts.json === true;
+    if (opts.preflight === true) {
+      const s = await loadScenario(scenario, {
+        devices: opts.devices as number | undefined,
+        workers: opts.workers as number | undefined,
+        connectRate: opts.connectRate as number | undefined,
+        set: Object.fromEntries(((opts.set as string[] | undefined) ?? []).map(parseAssignment)),
+      });
+      const checked = checkRun(s, plannedRoutes(s), machineLimits(processLimits()));
+      process.stdout.write(`${formatPreflight(s, checked)}\n`);
+      process.exitCode = checked.problems.length === 0 ? ExitCode.Pass : ExitCode.Usage;
+      return;
+    }
     const options: RunOptions = {
       devices: opts.devices as number | undefined,
       rate: opts.rate as number | undefined,

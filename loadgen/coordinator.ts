@@ -67,7 +67,12 @@ export interface TimelinePoint {
   /** Seconds since the fleet started connecting. */
   t: number;
   phase: RunPhase;
+  /** Devices held open now, as the load generator counts them. */
   open: number;
+  /** Devices asked to connect so far (first attempts started, cumulative). */
+  requested: number;
+  /** Devices open at least once so far (cumulative). */
+  established: number;
   connectAttempts: number;
   connectFailures: number;
   disconnects: number;
@@ -148,6 +153,11 @@ export interface LoadResult {
     skippedSends: number;
     /** How the fleet was spread over processes and threads, and why. */
     placement: PlacementSummary;
+    /**
+     * The load generator's processes (coordinator and agents) as /proc saw
+     * them just before the fleet closed, all devices still held; set by the caller.
+     */
+    resources?: { processes: number; rssBytes: number; cpuSeconds: number };
   };
   /** Scheduled messages never sent because no device was connected when publishing began. */
   unaddressed: number;
@@ -165,6 +175,8 @@ export interface LoadResult {
 
 interface Accumulator {
   open: Map<number, number>;
+  /** Per worker: devices open at least once so far. */
+  established: Map<number, number>;
   connectAttempts: number;
   connectFailures: number;
   disconnects: number;
@@ -230,11 +242,16 @@ export class Coordinator extends EventEmitter<{
   private readonly markers: RunMarker[] = [];
   private intervalStartUs = 0;
   private readonly reasons = new Set<string>();
+  /** Per worker: its worst interval's lag and the reason it gives. */
+  private readonly worstLag = new Map<string, number>();
+  private readonly lagReasons = new Map<string, string>();
   private acc: Accumulator = this.freshAccumulator();
   private phase: RunPhase = 'connecting';
   private startUs = 0;
   private totalAccepted = 0;
   private totalReceived = 0;
+  /** First connect attempts so far, all workers. */
+  private requestedSoFar = 0;
   /** Device worker threads, in worker index order, once spawned. */
   private deviceThreads: ShardHandle[] = [];
   /** Load agent processes holding shards, when the fleet is placed over several. */
@@ -256,6 +273,7 @@ export class Coordinator extends EventEmitter<{
   private freshAccumulator(): Accumulator {
     return {
       open: this.acc?.open ?? new Map(),
+      established: this.acc?.established ?? new Map(),
       connectAttempts: 0,
       connectFailures: 0,
       disconnects: 0,
@@ -284,6 +302,11 @@ export class Coordinator extends EventEmitter<{
       });
     }
     this.emit('phase', phase);
+  }
+
+  /** Process ids of the load generator: this process and its agents. */
+  loadPids(): number[] {
+    return [process.pid, ...this.agents.flatMap((a) => (a.pid === undefined ? [] : [a.pid]))];
   }
 
   /** Seconds since the fleet started (0 before it has). */
@@ -362,7 +385,11 @@ export class Coordinator extends EventEmitter<{
     this.acc.maxElu = Math.max(this.acc.maxElu, self.elu);
     this.acc.maxLagP99Ms = Math.max(this.acc.maxLagP99Ms, self.lagP99Ms);
     const reason = intervalSaturation(worker, self);
-    if (reason) this.reasons.add(reason);
+    // One reason per worker: its worst interval.
+    if (reason && self.lagP99Ms > (this.worstLag.get(worker) ?? 0)) {
+      this.worstLag.set(worker, self.lagP99Ms);
+      this.lagReasons.set(worker, reason);
+    }
   }
 
   private flushInterval(): void {
@@ -380,10 +407,15 @@ export class Coordinator extends EventEmitter<{
     this.intervalStartUs = nowUs;
     let open = 0;
     for (const n of a.open.values()) open += n;
+    let established = 0;
+    for (const n of a.established.values()) established += n;
+    this.requestedSoFar += a.connectAttempts - a.reconnectAttempts;
     const point: TimelinePoint = {
       t: Math.round((monoNowUs() - this.startUs - FLUSH_LAG_MS * 1000) / 1e5) / 10,
       phase: this.phase,
       open,
+      requested: this.requestedSoFar,
+      established,
       connectAttempts: a.connectAttempts,
       connectFailures: a.connectFailures,
       disconnects: a.disconnects,
@@ -460,6 +492,7 @@ export class Coordinator extends EventEmitter<{
           break;
         case 'device-interval':
           this.acc.open.set(msg.workerIndex, msg.open);
+          this.acc.established.set(msg.workerIndex, msg.established);
           this.acc.connectAttempts += msg.connectAttempts;
           this.acc.connectFailures += msg.connectFailures;
           this.acc.disconnects += msg.disconnects;
@@ -533,7 +566,7 @@ export class Coordinator extends EventEmitter<{
         processLimits(),
       );
     this.placement = placement;
-    const traffic = deviceTrafficConfig(scenario);
+    const traffic = deviceTrafficConfig(scenario, placement.shards.length);
     const shardData = placement.shards.map(
       (shard): DeviceWorkerData => ({
         role: 'devices',
@@ -768,8 +801,8 @@ export class Coordinator extends EventEmitter<{
       histograms: this.histograms,
       timeline: this.timeline,
       generator: {
-        valid: this.reasons.size === 0,
-        reasons: [...this.reasons],
+        valid: this.reasons.size === 0 && this.lagReasons.size === 0,
+        reasons: [...this.lagReasons.values(), ...this.reasons],
         workers,
         skippedSends: pub.skipped,
         placement: summarizePlacement(this.placement!, this.agents),

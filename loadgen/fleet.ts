@@ -533,6 +533,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       workerIndex: this.data.workerIndex,
       atUs: monoNowUs(),
       open: this.open,
+      established: this.established,
       connectAttempts: this.iAttempts,
       connectsOk: this.iOk,
       connectFailures: this.iFailures,

@@ -129,6 +129,12 @@ export interface SelfCheck {
   lagP99Ms: number;
   /** Event-loop delay max in ms. */
   lagMaxMs: number;
+  /**
+   * CPU time of the thread's whole process as a share of one core (1 = one
+   * core busy). With a low `elu`, a high lag means the thread was starved of
+   * CPU by other processes rather than busy itself; either way its timings are late.
+   */
+  processCpu?: number;
 }
 
 /** One device worker's interval report. */
@@ -138,6 +144,8 @@ export interface DeviceInterval {
   atUs: number;
   /** Devices open right now. */
   open: number;
+  /** Devices that have been open at least once, so far. */
+  established: number;
   /** Every attempt started, first connects and reconnects. */
   connectAttempts: number;
   connectsOk: number;

@@ -12,7 +12,12 @@ export const saturationLimits = {
 /** Why one interval of one worker makes the result invalid, or undefined if it does not. */
 export function intervalSaturation(worker: string, self: SelfCheck): string | undefined {
   if (self.lagP99Ms <= saturationLimits.maxLagP99Ms) return undefined;
-  return `${worker}: event-loop delay p99 reached ${self.lagP99Ms.toFixed(0)}ms (limit ${saturationLimits.maxLagP99Ms}ms)`;
+  // A thread that was mostly idle yet late was waiting for a core other processes held.
+  const why =
+    self.elu < 0.5
+      ? `; the thread was busy ${(self.elu * 100).toFixed(0)}%, so it waited for CPU`
+      : '';
+  return `${worker}: event-loop delay p99 reached ${self.lagP99Ms.toFixed(0)}ms (limit ${saturationLimits.maxLagP99Ms}ms${why})`;
 }
 
 /** Why a finished run's generator is invalid: threads busy past the limit, or sends the publisher skipped. */
@@ -55,6 +60,10 @@ export class SelfMonitor {
   private readonly startElu: EventLoopUtilization;
   private worstLagP99Ms = 0;
   private worstLagMaxMs = 0;
+  private readonly startCpu = process.cpuUsage();
+  private intervalCpu = this.startCpu;
+  private readonly startMs = performance.now();
+  private intervalMs = this.startMs;
 
   constructor() {
     this.delay.enable();
@@ -62,16 +71,26 @@ export class SelfMonitor {
     this.intervalElu = this.startElu;
   }
 
+  /** CPU time of the whole process since `since`, as a share of one core over `sinceMs`. */
+  private cpuShare(since: NodeJS.CpuUsage, sinceMs: number): number {
+    const d = process.cpuUsage(since);
+    const wallUs = (performance.now() - sinceMs) * 1000;
+    return wallUs > 0 ? Math.round(((d.user + d.system) / wallUs) * 1000) / 1000 : 0;
+  }
+
   /** Health since the previous call; resets the interval. */
   interval(): SelfCheck {
     const elu = performance.eventLoopUtilization(this.intervalElu).utilization;
     this.intervalElu = performance.eventLoopUtilization();
+    const processCpu = this.cpuShare(this.intervalCpu, this.intervalMs);
+    this.intervalCpu = process.cpuUsage();
+    this.intervalMs = performance.now();
     const lagP99Ms = this.delay.count > 0 ? lateBy(this.delay.percentile(99)) : 0;
     const lagMaxMs = this.delay.count > 0 ? lateBy(this.delay.max) : 0;
     this.delay.reset();
     this.worstLagP99Ms = Math.max(this.worstLagP99Ms, lagP99Ms);
     this.worstLagMaxMs = Math.max(this.worstLagMaxMs, lagMaxMs);
-    return { elu, lagP99Ms, lagMaxMs };
+    return { elu, lagP99Ms, lagMaxMs, processCpu };
   }
 
   /**
@@ -82,6 +101,11 @@ export class SelfMonitor {
   total(): SelfCheck {
     const elu = performance.eventLoopUtilization(this.startElu).utilization;
     this.delay.disable();
-    return { elu, lagP99Ms: this.worstLagP99Ms, lagMaxMs: this.worstLagMaxMs };
+    return {
+      elu,
+      lagP99Ms: this.worstLagP99Ms,
+      lagMaxMs: this.worstLagMaxMs,
+      processCpu: this.cpuShare(this.startCpu, this.startMs),
+    };
   }
 }

@@ -53,7 +53,13 @@ export interface GateInputs {
   delivery: { accepted: number; delivered: number; lost: number };
   /** Keyed by series name (see {@link LATENCY_SERIES}); a series with no data may be absent. */
   latency: Partial<Record<string, LatencySummary>>;
-  connections: { requested: number; established: number; heldAtEnd: number };
+  connections: {
+    requested: number;
+    established: number;
+    heldAtEnd: number;
+    /** What the nodes themselves counted just before the fleet closed; null when unread. */
+    heldAtServer?: number | null;
+  };
   /** Per-node connection skew (max/mean over nodes), worst sample and last sample. */
   skew?: { max: number | null; final: number | null };
   /** Reconnect storm figures (reports/storm.ts); times in seconds. */
@@ -186,6 +192,14 @@ const METRICS: readonly GateMetric[] = [
     name: 'connections.held',
     kind: 'percent',
     read: ({ connections: c }) => ratio(c.heldAtEnd, c.requested, 'no connections requested'),
+  },
+  {
+    name: 'connections.heldAtServer',
+    kind: 'percent',
+    read: ({ connections: c }) =>
+      c.heldAtServer == null
+        ? { value: null, missing: "the nodes' counts were not read" }
+        : ratio(c.heldAtServer, c.requested, 'no connections requested'),
   },
   {
     name: 'connections.established',

@@ -95,6 +95,8 @@ export interface Report {
     skippedSends: number;
     /** How the fleet was spread over processes (absent in reports from before placement). */
     placement?: PlacementSummary;
+    /** The load generator's processes from /proc just before the fleet closed. */
+    resources?: { processes: number; rssBytes: number; cpuSeconds: number };
   };
   timeline: TimelinePoint[];
   /** Labelled instants on the timeline (phase changes; faults once they exist). */
@@ -231,10 +233,17 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
       skew: summarizeSkew(own),
     };
   }
+  const heldAtServer = ctx.server.reduce<number | null>((sum, s) => {
+    const n = typeof s.connections === 'number' ? s.connections : null;
+    return n === null || sum === null ? null : sum + n;
+  }, 0);
   const gates = evaluateGates(ctx.gates, {
     delivery,
     latency,
-    connections: load.connections,
+    connections: {
+      ...load.connections,
+      heldAtServer: ctx.server.length > 0 ? heldAtServer : null,
+    },
     skew,
     storm,
     faults,
@@ -242,10 +251,6 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     crashed: faultRecords.filter((f) => f.action === 'crash').length,
   });
   const verdict: Verdict = load.generator.valid ? worstVerdict(gates) : 'invalid';
-  const heldAtServer = ctx.server.reduce<number | null>((sum, s) => {
-    const n = typeof s.connections === 'number' ? s.connections : null;
-    return n === null || sum === null ? null : sum + n;
-  }, 0);
   return {
     schemaVersion: 1,
     tool: { name: 'pushbench', version: ctx.version },

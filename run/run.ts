@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
-import { machineFacts, openFilesLimit } from '../core/machine.js';
+import { machineFacts, processLimits } from '../core/machine.js';
 import { version } from '../core/version.js';
 import { Coordinator, type LoadResult } from '../loadgen/coordinator.js';
 import { checkGateTargets, parseGates } from '../reports/gates.js';
@@ -17,9 +17,14 @@ import {
 import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
 import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
-import { Cluster } from '../topology/cluster.js';
+import { Cluster, plannedRoutes } from '../topology/cluster.js';
 import type { NetworkSample } from '../topology/network/types.js';
-import { type ProcessStats, readProcessStats } from '../topology/process-stats.js';
+import {
+  type ProcessStats,
+  readProcessStats,
+  readProcessTreeStats,
+} from '../topology/process-stats.js';
+import { checkRun, describePreflight, machineLimits, refuseIfCapped } from './preflight.js';
 
 /** Options of {@link run}; every scenario override is optional. */
 export interface RunOptions extends ScenarioOverrides, OutputRequest {
@@ -38,31 +43,6 @@ export interface RunResult {
   reportPath: string | undefined;
   /** Every file written. */
   files: string[];
-}
-
-/** File descriptors a process needs beyond its sockets (stdio, epoll, pipes, libs). */
-const FD_OVERHEAD = 200;
-
-/**
- * Checks, before anything starts, that each process can hold its sockets:
- * the load generator holds one per device (all its threads share one process),
- * the network fabric two per device (both sides of each relayed connection).
- */
-export function preflight(scenario: Scenario, limit: number | null = openFilesLimit()): void {
-  if (limit === null) return;
-  const devices = scenario.devices.count + scenario.devices.reserve;
-  const needs: Array<[string, number]> = [['the load generator', devices + FD_OVERHEAD]];
-  if (scenario.topology.balanced) needs.push(['the network fabric', 2 * devices + FD_OVERHEAD]);
-  for (const [who, needed] of needs) {
-    if (needed > limit) {
-      throw new PushbenchError(
-        'PB_LIMIT',
-        `${devices} devices need about ${needed} open files in ${who}'s process but the limit ` +
-          `(RLIMIT_NOFILE) is ${limit}; raise it with \`ulimit -n ${needed}\`, or run fewer devices ` +
-          `(spreading a fleet over processes is not built yet)`,
-      );
-    }
-  }
 }
 
 /** One second of the balancers' view, keyed by node. */
@@ -85,6 +65,21 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
     backends,
     ...(net.global && { routed: net.global.routed, regionsHealthy: net.global.healthy }),
   };
+}
+
+/** RSS and CPU summed over these processes (/proc). */
+function sumStats(pids: number[]): { processes: number; rssBytes: number; cpuSeconds: number } {
+  let rssBytes = 0;
+  let cpuSeconds = 0;
+  let processes = 0;
+  for (const pid of pids) {
+    const s = readProcessStats(pid);
+    if (!s) continue;
+    rssBytes += s.rssBytes;
+    cpuSeconds += s.cpuSeconds;
+    processes++;
+  }
+  return { processes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
 }
 
 function timestamp(d: Date): string {
@@ -112,8 +107,11 @@ export async function run(
     labels: scenario.timeline.map((t) => t.label),
     regions: scenario.topology.regions.map((r) => r.name),
   });
-  preflight(scenario);
   const listener = options.listener ?? {};
+  const limits = machineLimits(processLimits());
+  const checked = checkRun(scenario, plannedRoutes(scenario), limits);
+  refuseIfCapped(scenario, checked);
+  listener.notice?.(describePreflight(scenario, checked));
   const startedAt = new Date();
   const t0 = performance.now();
   const secrets = {
@@ -138,6 +136,7 @@ export async function run(
   const atPublish = new Map<number, { stats: ProcessStats; atMs: number }>();
   const balancer: TopologyReport['balancer'] = [];
   let load: LoadResult;
+  let loadResources: LoadResult['generator']['resources'];
   let faults: FaultRecord[] = [];
   try {
     const coordinator = new Coordinator({
@@ -148,10 +147,11 @@ export async function run(
       apiKey: secrets.apiKey,
       beforeClose: async () => {
         const atEnd = Date.now();
+        loadResources = sumStats(coordinator.loadPids());
         const metrics = await cluster.nodeMetrics();
         for (const m of metrics) {
           const node = cluster.describe().find((n) => n.nodeId === m.nodeId);
-          const now = node ? readProcessStats(node.pid) : undefined;
+          const now = node ? readProcessTreeStats(node.pid) : undefined;
           if (!now || !node) continue;
           const before = atPublish.get(node.pid);
           m.process = {
@@ -182,13 +182,14 @@ export async function run(
     coordinator.on('phase', (phase) => {
       if (phase !== 'publishing') return;
       for (const n of cluster.describe()) {
-        const stats = n.state === 'up' ? readProcessStats(n.pid) : undefined;
+        const stats = n.state === 'up' ? readProcessTreeStats(n.pid) : undefined;
         if (stats) atPublish.set(n.pid, { stats, atMs: Date.now() });
       }
     });
     if (listener.phase) coordinator.on('phase', (p) => listener.phase?.(p));
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));
     load = await coordinator.run();
+    if (loadResources) load.generator.resources = loadResources;
     faults = chaos.stop();
   } finally {
     director?.stop();

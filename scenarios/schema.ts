@@ -50,6 +50,12 @@ export interface NodeProfileInput {
   conntrack?: number;
   /** Open-file limit of the node process (RLIMIT_NOFILE, set with prlimit; can only be lowered). */
   openFiles?: number;
+  /**
+   * Worker processes of each node, sharing its port (`serve --processes`), so a
+   * node holds more connections than one process's open-file limit. Default:
+   * as many as the node's expected connections need under RLIMIT_NOFILE.
+   */
+  processes?: number;
   /** Price per node-hour in any currency, for cost comparisons. */
   price?: number;
 }
@@ -270,6 +276,8 @@ export interface NodeProfile {
   conntrack: number | null;
   /** RLIMIT_NOFILE of the node process; null = inherited. */
   openFiles: number | null;
+  /** Worker processes per node; null = as the expected connections need. */
+  processes: number | null;
   /** Price per node-hour; null = not given. */
   price: number | null;
 }
@@ -440,6 +448,7 @@ function profile(
     'memory',
     'conntrack',
     'openFiles',
+    'processes',
     'price',
   ]);
   let memoryBytes: number | null = null;
@@ -502,6 +511,7 @@ function profile(
     memoryBytes,
     conntrack: optional('conntrack', { min: 0, integer: true }),
     openFiles: optional('openFiles', { min: 64, integer: true }),
+    processes: optional('processes', { min: 1, integer: true, max: 256 }),
     price: optional('price', { min: 0 }),
   };
 }

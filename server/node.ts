@@ -520,11 +520,11 @@ export class PushNode implements NodeApi {
           (multi.perProcess[multi.index] ?? 0) +
           this.connections.size
         : this.connections.size,
+      // Which of the node's processes answered, and every process's count.
       ...(multi && {
-        process: {
+        processes: {
+          answeredBy: this.options.nodeId,
           index: multi.index,
-          processNodeId: this.options.nodeId,
-          connections: this.connections.size,
           perProcess: multi.perProcess,
         },
       }),

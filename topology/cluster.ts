@@ -1,10 +1,13 @@
 import { PushbenchError } from '../core/errors.js';
+import { ephemeralPorts, openFilesLimit } from '../core/machine.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
+import { PORT_HEADROOM } from '../loadgen/placement.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/timeline.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
+import { expectedConnectionsPerNode, nodeProcesses } from './node-placement.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
 
 export type { DeviceRoute } from '../loadgen/messages.js';
@@ -37,9 +40,45 @@ export interface ClusterSecrets {
   apiKey: string;
 }
 
-/** Source addresses of region `k`'s devices: 8 per region, so ports never run out. */
-export function regionAddresses(k: number): string[] {
-  return Array.from({ length: 8 }, (_, j) => `127.0.${10 + k}.${1 + j}`);
+/**
+ * Source addresses of region `k`'s devices, 127.0.(10+k).1 up: at least 8,
+ * and enough that none uses more than {@link PORT_HEADROOM} of its ephemeral
+ * ports (at most 254). The global entry tells regions apart by them.
+ */
+export function regionAddresses(k: number, devices = 0, ports = ephemeralPorts()): string[] {
+  const perAddress = Math.max(1, Math.floor((ports ?? 28_232) * PORT_HEADROOM));
+  const n = Math.min(254, Math.max(8, Math.ceil(devices / perAddress)));
+  return Array.from({ length: n }, (_, j) => `127.0.${10 + k}.${1 + j}`);
+}
+
+/**
+ * Where each block of devices will connect, before the cluster exists (host
+ * and port not yet known): for preflight's port and placement checks.
+ */
+export function plannedRoutes(scenario: Scenario): DeviceRoute[] {
+  const { regions } = scenario.topology;
+  return scenario.devices.regions.map((b) => ({
+    region: b.region,
+    first: b.first,
+    count: b.count,
+    host: '127.0.0.1',
+    port: 0,
+    path: '/ws',
+    localAddresses: regionAddresses(
+      Math.max(
+        0,
+        regions.findIndex((r) => r.name === b.region),
+      ),
+      regionDevices(scenario, b.region),
+    ),
+  }));
+}
+
+/** Devices (initial and reserve) whose home is `region`. */
+function regionDevices(scenario: Scenario, region: string): number {
+  return scenario.devices.regions
+    .filter((b) => b.region === region)
+    .reduce((a, b) => a + b.count, 0);
 }
 
 /**
@@ -125,7 +164,8 @@ export class Cluster {
       if (topology.regions.length > 1) {
         const homeByAddress: Record<string, string> = {};
         topology.regions.forEach((r, k) => {
-          for (const a of regionAddresses(k)) homeByAddress[a] = r.name;
+          for (const a of regionAddresses(k, regionDevices(this.scenario, r.name)))
+            homeByAddress[a] = r.name;
         });
         spec.global = {
           mode: topology.routing.mode,
@@ -159,6 +199,11 @@ export class Cluster {
     const profile = this.region(region).profile;
     const proc = await startNodeProcess({
       nodeId,
+      processes: nodeProcesses(
+        profile,
+        expectedConnectionsPerNode(this.scenario, region),
+        openFilesLimit(),
+      ),
       // Each node, and each life of it, draws its own replayable jitter.
       seed: (this.scenario.seed * 1_000_003 + this.started++) >>> 0,
       ...this.secrets,
@@ -243,7 +288,7 @@ export class Cluster {
         host,
         port,
         path: '/ws',
-        localAddresses: regionAddresses(Math.max(0, k)),
+        localAddresses: regionAddresses(Math.max(0, k), regionDevices(this.scenario, b.region)),
       };
     });
   }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** What /proc says about one process right now. */
 export interface ProcessStats {
@@ -33,4 +33,54 @@ export function readProcessStats(pid: number): ProcessStats | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Ids of `pid`'s descendants (children, their children, ...), from /proc's parent links. */
+export function descendantsOf(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const out: number[] = [];
+  const stack = [...(children.get(pid) ?? [])];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    out.push(p);
+    stack.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/** RSS and CPU summed over a process and all its descendants, with how many processes that was. */
+export function readProcessTreeStats(
+  pid: number,
+): (ProcessStats & { processes: number }) | undefined {
+  const root = readProcessStats(pid);
+  if (!root) return undefined;
+  let rssBytes = root.rssBytes;
+  let cpuSeconds = root.cpuSeconds;
+  let processes = 1;
+  for (const child of descendantsOf(pid)) {
+    const s = readProcessStats(child);
+    if (!s) continue;
+    rssBytes += s.rssBytes;
+    cpuSeconds += s.cpuSeconds;
+    processes++;
+  }
+  return { pid, rssBytes, cpuSeconds, processes };
 }

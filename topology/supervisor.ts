@@ -35,6 +35,8 @@ export interface NodeProcessOptions {
   admissionRateHz?: number;
   /** Seed of the node's own random choices. */
   seed?: number;
+  /** Worker processes sharing the node's port (`serve --processes`). Default 1. */
+  processes?: number;
   /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
   extraArgs?: string[];
   /**
@@ -83,6 +85,7 @@ export interface NodeProcess {
 function optionalArgs(o: NodeProcessOptions): string[] {
   const args: string[] = [];
   if (o.join) args.push('--join', o.join);
+  if (o.processes !== undefined && o.processes > 1) args.push('--processes', String(o.processes));
   if (o.seed !== undefined) args.push('--seed', String(o.seed));
   if (o.redisUrl) args.push('--redis', o.redisUrl);
   if (o.redisPrefix) args.push('--redis-prefix', o.redisPrefix);

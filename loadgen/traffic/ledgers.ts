@@ -56,11 +56,11 @@ export interface TrafficResult {
 }
 
 /** The device workers' traffic config (see config.ts for each field). */
-export function deviceTrafficConfig(scenario: Scenario): TrafficConfig {
+export function deviceTrafficConfig(scenario: Scenario, shards = scenario.workers): TrafficConfig {
   return {
     devices: scenario.devices.count,
     accounts: scenario.devices.accounts,
-    workerStride: Math.max(1, scenario.workers),
+    workerStride: Math.max(1, shards),
     durationMs: scenario.durationMs,
     seed: scenario.seed,
     rooms: { ...scenario.traffic.rooms },

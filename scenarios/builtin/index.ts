@@ -4,6 +4,7 @@ import conntrackLimit from './conntrack-limit.js';
 import d2dLatency from './d2d-latency.js';
 import drain from './drain.js';
 import fiveNines from './five-nines.js';
+import hold from './hold.js';
 import nodeKill from './node-kill.js';
 import regionalLatency from './regional-latency.js';
 import silentFailure from './silent-failure.js';
@@ -20,4 +21,5 @@ export const builtinScenarios: Readonly<Record<string, ScenarioInput>> = {
   'silent-failure': silentFailure,
   'd2d-latency': d2dLatency,
   'five-nines': fiveNines,
+  hold,
 };

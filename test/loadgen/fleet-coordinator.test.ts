@@ -57,6 +57,7 @@ function scenario(devices: number, reserve: number): Scenario {
     memoryBytes: null,
     conntrack: null,
     openFiles: null,
+    processes: null,
     price: null,
   };
   const half = devices / 2;

@@ -75,6 +75,8 @@ function fixtureReport(): Report {
     t,
     phase: 'publishing' as const,
     open: 100,
+    requested: 100,
+    established: 100,
     connectAttempts: t === 1 ? 100 : 0,
     connectFailures: 0,
     disconnects: 0,

@@ -208,18 +208,6 @@ describe('loading scenarios', () => {
   });
 });
 
-describe('preflight', () => {
-  it('refuses a fleet larger than the open-file limit, saying what caps it and how to lift it', async () => {
-    const { preflight } = await import('../../run/run.js');
-    const s = validateScenario({ name: 'big', devices: { count: 25_000 }, duration: 1 }, ctx);
-    expect(() => preflight(s, 20_000)).toThrowError(
-      /25000 devices need about 25200 open files.*limit \(RLIMIT_NOFILE\) is 20000.*ulimit -n 25200/,
-    );
-    expect(() => preflight(s, 30_000)).not.toThrow();
-    expect(() => preflight(s, null)).not.toThrow();
-  });
-});
-
 describe('--set and --matrix', () => {
   it('sets any field by path and parses values as JSON when they parse', async () => {
     const { parseAssignment } = await import('../../scenarios/load.js');

@@ -1,0 +1,272 @@
+/**
+ * Preflight: before anything starts, what a run needs (sockets, open files,
+ * ephemeral ports, memory) against what this machine allows, with where the
+ * fleet and the nodes will be placed. Anything that would cap the run halfway
+ * is refused up front with what caps it and how to lift it.
+ */
+import { readFileSync } from 'node:fs';
+import { PushbenchError } from '../core/errors.js';
+import { formatBytes, formatCount } from '../core/units.js';
+import type { DeviceRoute } from '../loadgen/messages.js';
+import {
+  type Placement,
+  PORT_HEADROOM,
+  PROCESS_FD_OVERHEAD,
+  type ProcessLimits,
+  placeFleet,
+} from '../loadgen/placement.js';
+import type { Scenario } from '../scenarios/schema.js';
+import {
+  expectedConnectionsPerNode,
+  NODE_FD_OVERHEAD,
+  nodeProcesses,
+} from '../topology/node-placement.js';
+
+/**
+ * Machine memory one held connection costs, all told, for planning: load
+ * generator (~2.5 KB), node (~4 KB), kernel socket buffers and slab of both
+ * ends (~10 KB), with room for buffers in flight. A planning figure, not a
+ * measurement: `npm run bench` measures the real ones.
+ */
+export const BYTES_PER_CONNECTION = 24 * 1024;
+
+/** Memory of one idle Node process (load agent or node worker), for planning. */
+export const BYTES_PER_PROCESS = 64 * 2 ** 20;
+
+/** What the machine allows, read at start. */
+export interface MachineLimits extends ProcessLimits {
+  /** MemAvailable, bytes; null when unknown. */
+  memoryAvailableBytes: number | null;
+  /** System-wide open files still free (fs.file-max - allocated); null when unknown. */
+  systemFilesFree: number | null;
+}
+
+/** One line of the preflight table. */
+export interface PreflightCheck {
+  /** What is needed, e.g. `open files, load generator`. */
+  what: string;
+  need: number;
+  allowed: number | null;
+  ok: boolean;
+  /** Said when it is not ok: what caps the run and how to lift it. */
+  lift?: string;
+}
+
+/** The preflight's result: placements and every check. */
+export interface PreflightResult {
+  placement: Placement;
+  /** Worker processes per node, by region. */
+  nodeProcesses: Record<string, number>;
+  checks: PreflightCheck[];
+  /** The checks that failed. Empty when the run can go. */
+  problems: PreflightCheck[];
+}
+
+function readMeminfoAvailable(): number | null {
+  try {
+    const m = /^MemAvailable:\s+(\d+)\s+kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    return m?.[1] ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+function readSystemFilesFree(): number | null {
+  try {
+    const [allocated, , max] = readFileSync('/proc/sys/fs/file-nr', 'utf8').trim().split(/\s+/);
+    return Number(max) - Number(allocated);
+  } catch {
+    return null;
+  }
+}
+
+/** Reads the machine's limits now. */
+export function machineLimits(process: ProcessLimits): MachineLimits {
+  return {
+    ...process,
+    memoryAvailableBytes: readMeminfoAvailable(),
+    systemFilesFree: readSystemFilesFree(),
+  };
+}
+
+/**
+ * Checks a run against the limits. `routes` are where devices connect (the
+ * cluster's `deviceRoutes`, or a stand-in with the same blocks before the
+ * cluster exists). Pure: every figure comes from the arguments.
+ */
+export function checkRun(
+  scenario: Scenario,
+  routes: DeviceRoute[],
+  limits: MachineLimits,
+): PreflightResult {
+  const { count, reserve } = scenario.devices;
+  const devices = count + reserve;
+  const placement = placeFleet(
+    {
+      devices: count,
+      reserve,
+      threads: Math.max(1, Math.min(scenario.workers, count)),
+      routes,
+      ...(scenario.placement.devicesPerProcess !== null && {
+        maxDevicesPerProcess: scenario.placement.devicesPerProcess,
+      }),
+      ...(scenario.placement.sourceAddresses !== null && {
+        addressPool: scenario.placement.sourceAddresses,
+      }),
+    },
+    limits,
+  );
+  const checks: PreflightCheck[] = [];
+  const files = limits.openFiles;
+  const ulimit = (n: number) => `raise it with \`ulimit -n ${n}\` where the hard limit allows`;
+
+  // Load generator: each process holds its devices' sockets.
+  const devicesByProcess = new Array<number>(placement.processes).fill(0);
+  for (const s of placement.shards) devicesByProcess[s.process]! += s.deviceCount + s.reserveCount;
+  const busiest = Math.max(0, ...devicesByProcess);
+  checks.push({
+    what: `open files, busiest load-generator process (of ${placement.processes})`,
+    need: busiest + PROCESS_FD_OVERHEAD,
+    allowed: files,
+    ok: files === null || busiest + PROCESS_FD_OVERHEAD <= files,
+  });
+
+  // The network fabric relays every device's connection in one process: two sockets each.
+  if (scenario.topology.balanced) {
+    const need = 2 * devices + PROCESS_FD_OVERHEAD;
+    const ok = files === null || need <= files;
+    checks.push({
+      what: 'open files, network fabric (balancers, faults; 2 sockets per device)',
+      need,
+      allowed: files,
+      ok,
+      ...(!ok && {
+        lift: `the fabric is one process: ${ulimit(need)}, or run at most ${formatCount(Math.floor(((files ?? 0) - PROCESS_FD_OVERHEAD) / 2))} devices, or drop balancers and faults (one node per region, no timeline) so devices connect to nodes directly`,
+      }),
+    });
+  }
+
+  // Nodes: processes enough for their expected connections.
+  const procs: Record<string, number> = {};
+  for (const region of scenario.topology.regions) {
+    const expected = expectedConnectionsPerNode(scenario, region.name);
+    const n = nodeProcesses(region.profile, expected, files);
+    procs[region.name] = n;
+    if (region.profile.openFiles !== null) continue; // a profile's file limit is the experiment
+    const need = Math.ceil(expected / n) + NODE_FD_OVERHEAD;
+    const ok = files === null || need <= files;
+    checks.push({
+      what: `open files, busiest process of a ${region.name} node (${n} process${n === 1 ? '' : 'es'}, ~${formatCount(expected)} connections)`,
+      need,
+      allowed: files,
+      ok,
+      ...(!ok && {
+        lift: `give the region's profile \`processes: ${Math.ceil(expected / Math.max(1, (files ?? 0) - NODE_FD_OVERHEAD))}\` (or leave it out to choose automatically), or ${ulimit(need)}`,
+      }),
+    });
+  }
+
+  // Ephemeral ports: per source address of each route.
+  if (limits.ephemeralPorts !== null) {
+    const usable = Math.floor(limits.ephemeralPorts * PORT_HEADROOM);
+    for (const route of placement.routes) {
+      const addresses = Math.max(1, route.localAddresses.length);
+      const need = Math.ceil(route.count / addresses);
+      const ok = need <= usable;
+      checks.push({
+        what: `ephemeral ports per source address, ${route.region} (${addresses} address${addresses === 1 ? '' : 'es'})`,
+        need,
+        allowed: usable,
+        ok,
+        ...(!ok && {
+          lift:
+            route.localAddresses.length > 0
+              ? `this route's ${addresses} source addresses are fixed (they identify the region to the global entry): run at most ${formatCount(usable * addresses)} devices in ${route.region}`
+              : `list more addresses in \`placement.sourceAddresses\`, or widen net.ipv4.ip_local_port_range`,
+        }),
+      });
+    }
+  }
+
+  // Memory, all told: sockets of both ends, processes.
+  const nodeProcs = scenario.topology.regions.reduce((a, r) => a + r.nodes * procs[r.name]!, 0);
+  const processMemory =
+    (placement.processes + nodeProcs + (scenario.topology.balanced ? 1 : 0)) * BYTES_PER_PROCESS;
+  const memoryNeed = devices * BYTES_PER_CONNECTION + processMemory;
+  const memOk = limits.memoryAvailableBytes === null || memoryNeed <= limits.memoryAvailableBytes;
+  checks.push({
+    what: `memory, all processes and kernel sockets (~${formatBytes(BYTES_PER_CONNECTION)} per device)`,
+    need: memoryNeed,
+    allowed: limits.memoryAvailableBytes,
+    ok: memOk,
+    ...(!memOk && {
+      lift: `run at most ${formatCount(Math.max(0, Math.floor(((limits.memoryAvailableBytes ?? 0) - processMemory) / BYTES_PER_CONNECTION)))} devices here, or free memory`,
+    }),
+  });
+
+  // System-wide file table: both ends of every connection, twice more through the fabric.
+  const systemNeed = devices * (scenario.topology.balanced ? 4 : 2);
+  const sysOk = limits.systemFilesFree === null || systemNeed <= limits.systemFilesFree;
+  checks.push({
+    what: 'open files, system-wide (fs.file-max)',
+    need: systemNeed,
+    allowed: limits.systemFilesFree,
+    ok: sysOk,
+    ...(!sysOk && { lift: `raise fs.file-max (sysctl -w fs.file-max=${systemNeed * 2})` }),
+  });
+
+  return {
+    placement,
+    nodeProcesses: procs,
+    checks,
+    problems: checks.filter((c) => !c.ok),
+  };
+}
+
+/** One line: where the fleet and nodes go and what the run needs. */
+export function describePreflight(scenario: Scenario, r: PreflightResult): string {
+  const p = r.placement;
+  const devices = scenario.devices.count + scenario.devices.reserve;
+  const nodes = Object.entries(r.nodeProcesses)
+    .filter(([, n]) => n > 1)
+    .map(([region, n]) => `${region} nodes ${n} processes each`);
+  const memory = r.checks.find((c) => c.what.startsWith('memory'));
+  const addresses = p.routes.reduce((a, x) => a + x.localAddresses.length, 0);
+  return [
+    `preflight: ${formatCount(devices)} devices on ${p.processes} load process${p.processes === 1 ? '' : 'es'} × ${p.threadsPerProcess} thread${p.threadsPerProcess === 1 ? '' : 's'}`,
+    ...nodes,
+    ...(addresses > 0 ? [`${addresses} source addresses`] : []),
+    ...(memory
+      ? [
+          `memory ~${formatBytes(memory.need)}${memory.allowed !== null ? ` of ${formatBytes(memory.allowed)} available` : ''}`,
+        ]
+      : []),
+    ...p.reasons.map((x) => `(${x})`),
+  ].join('; ');
+}
+
+/** The full table, for `--preflight`. */
+export function formatPreflight(scenario: Scenario, r: PreflightResult): string {
+  const fmt = (c: PreflightCheck, n: number | null) =>
+    n === null ? 'unknown' : c.what.startsWith('memory') ? formatBytes(n) : formatCount(n);
+  const lines = [describePreflight(scenario, r), ''];
+  const width = Math.max(...r.checks.map((c) => c.what.length));
+  for (const c of r.checks) {
+    lines.push(
+      `${c.ok ? 'ok  ' : 'FAIL'} ${c.what.padEnd(width)}  need ${fmt(c, c.need).padStart(10)}  allowed ${fmt(c, c.allowed).padStart(10)}`,
+    );
+    if (c.lift) lines.push(`     -> ${c.lift}`);
+  }
+  return lines.join('\n');
+}
+
+/** Throws `PB_LIMIT` naming what caps the run and how to lift it, when anything does. */
+export function refuseIfCapped(scenario: Scenario, r: PreflightResult): void {
+  if (r.problems.length === 0) return;
+  const devices = formatCount(scenario.devices.count + scenario.devices.reserve);
+  const parts = r.problems.map(
+    (c) =>
+      `${c.what} needs ${c.what.startsWith('memory') ? formatBytes(c.need) : formatCount(c.need)} but ${c.allowed === null ? '?' : c.what.startsWith('memory') ? formatBytes(c.allowed) : formatCount(c.allowed)} are allowed: ${c.lift ?? 'lower the load'}`,
+  );
+  throw new PushbenchError('PB_LIMIT', `${devices} devices will not fit: ${parts.join('; ')}`);
+}

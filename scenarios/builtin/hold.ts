@@ -1,0 +1,23 @@
+import { defineScenario } from '../schema.js';
+
+/**
+ * Scale: ramp to N devices on one node, hold them, and check that both ends
+ * count every one held. Past one process's open-file limit the fleet spreads
+ * over load agent processes and the node over worker processes sharing its
+ * port (see `pushbench run hold --devices 250000 --preflight`).
+ */
+export default defineScenario({
+  name: 'hold',
+  description:
+    'ramp to 20,000 devices on one node (--devices N), hold 30 s, both ends count all held',
+  topology: { nodes: 1 },
+  devices: { count: 20_000, connectRate: 5000, connectTimeout: '30s', accounts: 1000 },
+  duration: '30s',
+  deliveryDeadline: '1s',
+  gates: [
+    'connections.established >= 100%',
+    'connections.held >= 100%',
+    'connections.heldAtServer >= 100%',
+    'p99(connect) < 1s',
+  ],
+});

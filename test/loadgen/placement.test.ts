@@ -1,0 +1,163 @@
+import { describe, expect, it } from 'vitest';
+import type { DeviceRoute } from '../../loadgen/messages.js';
+import {
+  loopbackPool,
+  PROCESS_FD_OVERHEAD,
+  type ProcessLimits,
+  placeFleet,
+} from '../../loadgen/placement.js';
+import { nodeProcesses } from '../../topology/node-placement.js';
+
+const GiB = 2 ** 30;
+const limits = (
+  openFiles: number | null,
+  ephemeralPorts: number | null = 28_232,
+): ProcessLimits => ({
+  openFiles,
+  heapBytes: 4 * GiB,
+  ephemeralPorts,
+});
+const route = (count: number, localAddresses: string[] = [], first = 0): DeviceRoute => ({
+  region: 'local',
+  first,
+  count,
+  host: '127.0.0.1',
+  port: 9000,
+  path: '/ws',
+  localAddresses,
+});
+
+describe('placeFleet', () => {
+  it('keeps a fleet that fits one process in the coordinator, one shard per thread', () => {
+    const p = placeFleet(
+      { devices: 2000, reserve: 0, threads: 2, routes: [route(2000)] },
+      limits(20_000),
+    );
+    expect(p.processes).toBe(1);
+    expect(p.threadsPerProcess).toBe(2);
+    expect(p.shards.map((s) => [s.process, s.firstDevice, s.deviceCount])).toEqual([
+      [0, 0, 1000],
+      [0, 1000, 1000],
+    ]);
+    expect(p.reasons).toEqual([]);
+  });
+
+  it('adds processes when the devices exceed RLIMIT_NOFILE less the overhead, and says so', () => {
+    const p = placeFleet(
+      { devices: 250_000, reserve: 0, threads: 2, routes: [route(250_000)] },
+      limits(20_000),
+    );
+    // 19,800 devices per process: ceil(250,000 / 19,800) = 13.
+    expect(p.devicesPerProcess).toBe(20_000 - PROCESS_FD_OVERHEAD);
+    expect(p.processes).toBe(13);
+    expect(p.threadsPerProcess).toBe(1);
+    const perProcess = new Array(13).fill(0);
+    for (const s of p.shards) perProcess[s.process] += s.deviceCount;
+    expect(perProcess.reduce((a, b) => a + b, 0)).toBe(250_000);
+    expect(Math.max(...perProcess)).toBeLessThanOrEqual(19_800);
+    expect(p.reasons[0]).toMatch(
+      /250,000 devices need 250,200 open files.*20,000 \(RLIMIT_NOFILE\).*13 processes/,
+    );
+  });
+
+  it('reads the limit it is given: a raised limit needs fewer processes, an unknown one none', () => {
+    const req = { devices: 250_000, reserve: 0, threads: 2, routes: [route(250_000)] };
+    expect(placeFleet(req, limits(1_048_576)).processes).toBe(1);
+    expect(placeFleet(req, limits(65_536)).processes).toBe(4);
+    expect(placeFleet(req, limits(null)).processes).toBe(1);
+  });
+
+  it('counts the reserve as sockets and tiles both blocks over the shards', () => {
+    const p = placeFleet(
+      { devices: 30_000, reserve: 10_000, threads: 4, routes: [route(40_000)] },
+      limits(20_000),
+    );
+    expect(p.processes).toBe(3);
+    expect(p.threadsPerProcess).toBe(2);
+    const initial = p.shards.map((s) => [s.firstDevice, s.deviceCount]);
+    let next = 0;
+    for (const [first, count] of initial) {
+      expect(first).toBe(next);
+      next += count!;
+    }
+    expect(next).toBe(30_000);
+    let reserveNext = 30_000;
+    for (const s of p.shards) {
+      expect(s.reserveFirst).toBe(reserveNext);
+      reserveNext += s.reserveCount;
+    }
+    expect(reserveNext).toBe(40_000);
+  });
+
+  it('honours a per-process cap below the file limit', () => {
+    const p = placeFleet(
+      { devices: 1500, reserve: 0, threads: 2, routes: [route(1500)], maxDevicesPerProcess: 500 },
+      limits(20_000),
+    );
+    expect(p.processes).toBe(3);
+    expect(p.shards.map((s) => s.process)).toEqual([0, 1, 2]);
+    expect(p.reasons[0]).toMatch(/at most 500 devices per process/);
+  });
+
+  it("adds threads when one thread's heap could not hold its devices", () => {
+    const p = placeFleet(
+      { devices: 100_000, reserve: 0, threads: 1, routes: [route(100_000)] },
+      { openFiles: null, heapBytes: 64 * 2 ** 20, ephemeralPorts: null },
+    );
+    // 64 MiB / 2 KiB = 32,768 devices per thread.
+    expect(p.processes).toBe(1);
+    expect(p.threadsPerProcess).toBe(4);
+  });
+
+  it('spreads a route over source addresses when one address would run out of ports', () => {
+    const p = placeFleet(
+      { devices: 100_000, reserve: 0, threads: 2, routes: [route(100_000)] },
+      limits(20_000),
+    );
+    // 28,232 ports, 80% usable = 22,585 per address: 5 addresses.
+    expect(p.routes[0]!.localAddresses).toEqual(loopbackPool(5));
+    expect(p.routes[0]!.localAddresses[0]).toBe('127.1.0.1');
+    expect(
+      p.reasons.some((r) => /spread over 5 addresses 127\.1\.0\.1\.\.127\.1\.0\.5/.test(r)),
+    ).toBe(true);
+  });
+
+  it('leaves small routes and routes with their own addresses alone, and takes a configured pool', () => {
+    const own = ['127.0.10.1', '127.0.10.2'];
+    const p = placeFleet(
+      {
+        devices: 60_000,
+        reserve: 0,
+        threads: 2,
+        routes: [route(1000), route(9000, own, 1000), route(50_000, [], 10_000)],
+        addressPool: ['127.9.9.1', '127.9.9.2', '127.9.9.3'],
+      },
+      limits(100_000),
+    );
+    expect(p.routes[0]!.localAddresses).toEqual([]);
+    expect(p.routes[1]!.localAddresses).toEqual(own);
+    expect(p.routes[2]!.localAddresses).toEqual(['127.9.9.1', '127.9.9.2', '127.9.9.3']);
+  });
+
+  it('numbers the pool past 254 hosts into the next /24', () => {
+    const pool = loopbackPool(256);
+    expect(pool[253]).toBe('127.1.0.254');
+    expect(pool[254]).toBe('127.1.1.1');
+  });
+});
+
+describe('nodeProcesses', () => {
+  const none = { processes: null, openFiles: null };
+  it('gives a node enough processes for its connections at 90% of the file limit', () => {
+    expect(nodeProcesses(none, 2000, 20_000)).toBe(1);
+    // (20,000 - 200) * 0.9 = 17,820 per process.
+    expect(nodeProcesses(none, 17_820, 20_000)).toBe(1);
+    expect(nodeProcesses(none, 17_821, 20_000)).toBe(2);
+    expect(nodeProcesses(none, 250_000, 20_000)).toBe(15);
+  });
+  it("takes the profile's processes, and keeps one process when the profile sets openFiles", () => {
+    expect(nodeProcesses({ processes: 4, openFiles: null }, 10, 20_000)).toBe(4);
+    expect(nodeProcesses({ processes: null, openFiles: 500 }, 250_000, 20_000)).toBe(1);
+    expect(nodeProcesses(none, 250_000, null)).toBe(1);
+  });
+});

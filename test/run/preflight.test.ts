@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { PushbenchError } from '../../core/errors.js';
+import {
+  checkRun,
+  describePreflight,
+  formatPreflight,
+  type MachineLimits,
+  refuseIfCapped,
+} from '../../run/preflight.js';
+import { type ScenarioInput, validateScenario } from '../../scenarios/schema.js';
+import { plannedRoutes } from '../../topology/cluster.js';
+
+const GiB = 2 ** 30;
+const machine = (over: Partial<MachineLimits> = {}): MachineLimits => ({
+  openFiles: 20_000,
+  heapBytes: 4 * GiB,
+  ephemeralPorts: 28_232,
+  memoryAvailableBytes: 22 * GiB,
+  systemFilesFree: 2_400_000,
+  ...over,
+});
+const scenario = (input: Partial<ScenarioInput>) =>
+  validateScenario({ name: 'p', duration: 1, ...input } as ScenarioInput, { cores: 2 });
+const check = (input: Partial<ScenarioInput>, over: Partial<MachineLimits> = {}) => {
+  const s = scenario(input);
+  return { s, r: checkRun(s, plannedRoutes(s), machine(over)) };
+};
+
+describe('preflight', () => {
+  it('places 250,000 devices on 13 load processes and a 15-process node, and lets the run go', () => {
+    const { s, r } = check({ devices: { count: 250_000 } });
+    expect(r.problems).toEqual([]);
+    expect(r.placement.processes).toBe(13);
+    expect(r.nodeProcesses).toEqual({ local: 15 });
+    // 250,000 over 8+ region addresses at 22,585 usable ports each: 12 addresses.
+    expect(plannedRoutes(s)[0]!.localAddresses).toHaveLength(12);
+    expect(describePreflight(s, r)).toMatch(
+      /^preflight: 250,000 devices on 13 load processes × 1 thread; local nodes 15 processes each; 12 source addresses; memory ~[\d.]+ GiB of 22\.0 GiB available/,
+    );
+    expect(() => refuseIfCapped(s, r)).not.toThrow();
+  });
+
+  it('refuses what memory cannot hold, saying how many devices would fit', () => {
+    const { s, r } = check({ devices: { count: 1_000_000 } });
+    expect(r.problems.map((p) => p.what)).toEqual([
+      'memory, all processes and kernel sockets (~24.0 KiB per device)',
+    ]);
+    expect(() => refuseIfCapped(s, r)).toThrowError(
+      /1,000,000 devices will not fit: memory.*needs [\d.]+ GiB but 22\.0 GiB are allowed: run at most [\d,]+ devices here, or free memory/,
+    );
+    expect(formatPreflight(s, r)).toMatch(/FAIL memory.*\n {5}-> run at most/);
+  });
+
+  it('names the network fabric as the cap of a balanced run and how to lift it', () => {
+    const { s, r } = check({ topology: { nodes: 2 }, devices: { count: 12_000 } });
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]!.what).toMatch(/network fabric/);
+    try {
+      refuseIfCapped(s, r);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(PushbenchError);
+      expect((err as PushbenchError).code).toBe('PB_LIMIT');
+      expect((err as Error).message).toMatch(
+        /12,000 devices will not fit: open files, network fabric.* needs 24,200 but 20,000 are allowed: the fabric is one process: raise it with `ulimit -n 24200` where the hard limit allows, or run at most 9,900 devices, or drop balancers and faults/,
+      );
+    }
+    // The same run with a raised limit goes.
+    expect(
+      check({ topology: { nodes: 2 }, devices: { count: 12_000 } }, { openFiles: 65_536 }).r
+        .problems,
+    ).toEqual([]);
+  });
+
+  it('refuses a node profile whose explicit processes cannot hold its share', () => {
+    const { r } = check({
+      topology: { nodes: 1, profiles: { default: { processes: 1 } } },
+      devices: { count: 30_000 },
+    });
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]!.lift).toMatch(/profile `processes: 2`/);
+  });
+
+  it('refuses a route whose fixed source addresses run out of ports', () => {
+    // 100 ports per address: 80 usable; 254 region addresses at most hold 20,320 devices.
+    const { s, r } = check({ devices: { count: 30_000 } }, { ephemeralPorts: 100 });
+    const routes = plannedRoutes(s);
+    expect(routes[0]!.localAddresses).toHaveLength(8); // planned with this machine's real port range
+    expect(r.problems.map((p) => p.what)).toEqual([
+      'ephemeral ports per source address, local (8 addresses)',
+    ]);
+    expect(r.problems[0]!.lift).toMatch(/run at most 640 devices in local/);
+  });
+
+  it('counts the system-wide file table', () => {
+    const { r } = check({ devices: { count: 50_000 } }, { systemFilesFree: 60_000 });
+    expect(r.problems.map((p) => p.what)).toEqual(['open files, system-wide (fs.file-max)']);
+    expect(r.problems[0]!.lift).toBe('raise fs.file-max (sysctl -w fs.file-max=200000)');
+  });
+});
