@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { PushbenchError } from '../core/errors.js';
 import { machineFacts, processLimits } from '../core/machine.js';
 import { version } from '../core/version.js';
 import { Coordinator, type LoadResult } from '../loadgen/coordinator.js';
@@ -15,7 +14,7 @@ import {
   type TopologyReport,
 } from '../reports/report.js';
 import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
-import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
+import type { ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster, plannedRoutes } from '../topology/cluster.js';
 import type { NetworkSample } from '../topology/network/types.js';
