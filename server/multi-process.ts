@@ -58,7 +58,7 @@ export function workerPlace(): { index: number; join: string | undefined } | und
  * worker has exited.
  */
 export function runPrimary(opts: PrimaryOptions): Promise<number> {
-  cluster.schedulingPolicy = cluster.SCHED_RR;
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const counts = new Array<number>(opts.processes).fill(0);
   const workers: Worker[] = [];
   let listening = 0;

@@ -370,7 +370,9 @@ export class PushNode implements NodeApi {
         }
       };
       this.http.once('error', onListenError);
-      this.http.listen(port, host, () => {
+      // A deep accept queue (the kernel caps it at net.core.somaxconn): a connect
+      // burst waits for accept() instead of overflowing into resets.
+      this.http.listen({ port, host, backlog: 65_535 }, () => {
         this.http.off('error', onListenError);
         resolve();
       });
