@@ -21,6 +21,8 @@ import { WsClientConnection, type WsClientSink, type WsCloseInfo } from './ws-cl
 const SWEEP_INTERVAL_MS = 100;
 /** A close handshake not finished within this is cut. */
 const CLOSE_TIMEOUT_US = 2_000_000;
+/** Longest run of attempts one `pump` makes before yielding to I/O, µs. */
+const PUMP_SLICE_US = 5000;
 
 /** What a device is doing between connection attempts (the connection object knows the rest). */
 enum Mode {
@@ -190,6 +192,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
   private readonly ramps: Ramp[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAtUs = Number.POSITIVE_INFINITY;
+  /** A catch-up slice of `pump` is queued (setImmediate). */
+  private pumpSoon = false;
   /** Next reserve device (local index) a `connect-more` opens. */
   private nextReserve: number;
 
@@ -367,6 +371,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
 
   /** Sets the one wake-up timer for `atUs`. */
   private arm(atUs: number): void {
+    // A catch-up slice is already queued; it re-arms when it is done.
+    if (this.pumpSoon) return;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeAtUs = atUs;
     const waitMs = Math.max(0, (atUs - monoNowUs()) / 1000);
@@ -384,13 +390,22 @@ export class Fleet implements WsClientSink, DeviceChannel {
    */
   private pump(): void {
     if (this.finishing) return;
+    this.pumpSoon = false;
     const now = monoNowUs();
+    // A late thread catches up in slices so reports, I/O and timers keep running;
+    // each attempt still counts its latency from its own slot.
+    const budgetEndUs = now + PUMP_SLICE_US;
     let nextUs = Number.POSITIVE_INFINITY;
+    let more = false;
     for (const ramp of this.ramps) {
       while (ramp.next < ramp.end) {
         const slotUs = ramp.startUs + (ramp.next - ramp.first) * ramp.intervalUs;
         if (slotUs > now) {
           nextUs = Math.min(nextUs, slotUs);
+          break;
+        }
+        if (monoNowUs() > budgetEndUs) {
+          more = true;
           break;
         }
         this.attempt(ramp.next++, slotUs);
@@ -402,13 +417,22 @@ export class Fleet implements WsClientSink, DeviceChannel {
       this.ramps.push(...live);
     }
     const e = this.popped;
-    while (this.queue.size > 0 && this.queue.peekUs() <= now) {
+    while (!more && this.queue.size > 0 && this.queue.peekUs() <= now) {
+      if (monoNowUs() > budgetEndUs) {
+        more = true;
+        break;
+      }
       this.queue.pop(e);
       if (e.gen !== this.gen[e.key]) continue;
       this.due(e.key, e.atUs);
     }
-    nextUs = Math.min(nextUs, this.queue.peekUs());
-    if (nextUs < Number.POSITIVE_INFINITY && nextUs < this.wakeAtUs) this.arm(nextUs);
+    if (more) {
+      this.pumpSoon = true;
+      setImmediate(() => this.pump());
+    } else {
+      nextUs = Math.min(nextUs, this.queue.peekUs());
+      if (nextUs < Number.POSITIVE_INFINITY && nextUs < this.wakeAtUs) this.arm(nextUs);
+    }
     this.maybeRampDone();
   }
 
