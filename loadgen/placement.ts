@@ -14,8 +14,22 @@ export const PROCESS_FD_OVERHEAD = 200;
 /** Heap a device costs in a worker (connection state, buffers, timers), bytes; a planning figure. */
 export const HEAP_BYTES_PER_DEVICE = 2048;
 
-/** Share of a source address's ephemeral ports the fleet plans to use (the rest stays for everyone else). */
+/** Share of a source address's ephemeral ports the fleet may use at most (the rest stays for everyone else). */
 export const PORT_HEADROOM = 0.8;
+
+/**
+ * Devices a bound source address is planned for. `bind(address, 0)` gets
+ * slower as the address's ports fill (the kernel searches for a free port
+ * under a lock; measured here: at ~8,000 bound ports per address, bind took
+ * 30 % of both cores and 250,000 connects stalled near 95,000), so spread wide.
+ */
+export const DEVICES_PER_ADDRESS = 2048;
+
+/** Source addresses `devices` bound sockets should spread over, for `ports` ephemeral ports each. */
+export function addressesFor(devices: number, ports: number | null): number {
+  const ceiling = Math.max(1, Math.floor((ports ?? 28_232) * PORT_HEADROOM));
+  return Math.max(Math.ceil(devices / DEVICES_PER_ADDRESS), Math.ceil(devices / ceiling));
+}
 
 /** What the machine allows one process, read at start (core/machine.ts). */
 export interface ProcessLimits {
@@ -155,8 +169,12 @@ function spreadAddresses(
 ): DeviceRoute[] {
   if (limits.ephemeralPorts === null) return req.routes;
   const perAddress = Math.max(1, Math.floor(limits.ephemeralPorts * PORT_HEADROOM));
+  // Unbound sockets (no address) get their port from connect(), per destination: cheap
+  // up to the ceiling. Past it they must bind, and then spread wide.
   const needed = req.routes.map((r) =>
-    r.localAddresses.length === 0 && r.count > perAddress ? Math.ceil(r.count / perAddress) : 0,
+    r.localAddresses.length === 0 && r.count > perAddress
+      ? addressesFor(r.count, limits.ephemeralPorts)
+      : 0,
   );
   const pool = req.addressPool ?? loopbackPool(needed.reduce((a, b) => a + b, 0));
   let next = 0;
@@ -170,7 +188,7 @@ function spreadAddresses(
       return { ...route, localAddresses: addrs };
     }
     reasons.push(
-      `${fmt(route.count)} devices of ${route.region} to ${route.host}:${route.port} exceed one source address's ${fmt(perAddress)} usable ports: spread over ${n} addresses ${addrs[0]}..${addrs[n - 1]}`,
+      `${fmt(route.count)} devices of ${route.region} to ${route.host}:${route.port} exceed one source address's ${fmt(perAddress)} usable ports: spread over ${n} addresses ${addrs[0]}..${addrs[n - 1]} (about ${fmt(DEVICES_PER_ADDRESS)} each)`,
     );
     return { ...route, localAddresses: addrs };
   });

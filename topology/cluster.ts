@@ -1,7 +1,7 @@
 import { PushbenchError } from '../core/errors.js';
 import { ephemeralPorts, openFilesLimit } from '../core/machine.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
-import { PORT_HEADROOM } from '../loadgen/placement.js';
+import { addressesFor } from '../loadgen/placement.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/timeline.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
@@ -42,12 +42,11 @@ export interface ClusterSecrets {
 
 /**
  * Source addresses of region `k`'s devices, 127.0.(10+k).1 up: at least 8,
- * and enough that none uses more than {@link PORT_HEADROOM} of its ephemeral
- * ports (at most 254). The global entry tells regions apart by them.
+ * and enough that each is lightly used (placement.ts `addressesFor`; at most
+ * 254). The global entry tells regions apart by them.
  */
 export function regionAddresses(k: number, devices = 0, ports = ephemeralPorts()): string[] {
-  const perAddress = Math.max(1, Math.floor((ports ?? 28_232) * PORT_HEADROOM));
-  const n = Math.min(254, Math.max(8, Math.ceil(devices / perAddress)));
+  const n = Math.min(254, Math.max(8, addressesFor(devices, ports)));
   return Array.from({ length: n }, (_, j) => `127.0.${10 + k}.${1 + j}`);
 }
 

@@ -114,11 +114,13 @@ describe('placeFleet', () => {
       { devices: 100_000, reserve: 0, threads: 2, routes: [route(100_000)] },
       limits(20_000),
     );
-    // 28,232 ports, 80% usable = 22,585 per address: 5 addresses.
-    expect(p.routes[0]!.localAddresses).toEqual(loopbackPool(5));
+    // Past 22,585 (80% of 28,232 ports) the sockets must bind; bound, about 2,048 per address: 49.
+    expect(p.routes[0]!.localAddresses).toEqual(loopbackPool(49));
     expect(p.routes[0]!.localAddresses[0]).toBe('127.1.0.1');
     expect(
-      p.reasons.some((r) => /spread over 5 addresses 127\.1\.0\.1\.\.127\.1\.0\.5/.test(r)),
+      p.reasons.some((r) =>
+        /spread over 49 addresses 127\.1\.0\.1\.\.127\.1\.0\.49 \(about 2,048 each\)/.test(r),
+      ),
     ).toBe(true);
   });
 
@@ -130,13 +132,16 @@ describe('placeFleet', () => {
         reserve: 0,
         threads: 2,
         routes: [route(1000), route(9000, own, 1000), route(50_000, [], 10_000)],
-        addressPool: ['127.9.9.1', '127.9.9.2', '127.9.9.3'],
+        addressPool: Array.from({ length: 30 }, (_, i) => `127.9.9.${i + 1}`),
       },
       limits(100_000),
     );
     expect(p.routes[0]!.localAddresses).toEqual([]);
     expect(p.routes[1]!.localAddresses).toEqual(own);
-    expect(p.routes[2]!.localAddresses).toEqual(['127.9.9.1', '127.9.9.2', '127.9.9.3']);
+    // 50,000 bound sockets at about 2,048 per address: 25 from the pool.
+    expect(p.routes[2]!.localAddresses).toEqual(
+      Array.from({ length: 25 }, (_, i) => `127.9.9.${i + 1}`),
+    );
   });
 
   it('numbers the pool past 254 hosts into the next /24', () => {
