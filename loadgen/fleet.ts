@@ -817,8 +817,10 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.drops.push(now, 0, 0);
     this.dropNodes.push(this.nodeOf[k]!);
     this.nodeOf[k] = -1;
-    if (own === OwnClose.None && !retryableCloseCodes.has(info.code)) {
-      // A terminal close code (protocol violation, replaced): retrying would repeat it.
+    // 4001 "replaced": a device of this fleet never opens two connections at once, so the
+    // newer one was its own attempt that timed out here but that the node admitted late.
+    if (own === OwnClose.None && !retryableCloseCodes.has(info.code) && info.code !== 4001) {
+      // A terminal close code (protocol violation, bad frame): retrying would repeat it.
       this.giveUp(k);
       return;
     }

@@ -10,7 +10,9 @@ export default defineScenario({
   name: 'hold',
   description:
     'ramp to 20,000 devices on one node (--devices N), hold 30 s, both ends count all held',
-  topology: { nodes: 1 },
+  // Heartbeats every 30 s: at the node's default 10 s, 250,000 idle devices cost 25,000
+  // pings and pongs a second, most of this box's two cores.
+  topology: { nodes: 1, heartbeatInterval: '30s', heartbeatTimeout: '90s' },
   devices: { count: 20_000, connectRate: 5000, connectTimeout: '30s', accounts: 1000 },
   duration: '30s',
   deliveryDeadline: '1s',
