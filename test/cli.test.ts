@@ -129,6 +129,26 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
       ['serve', '--secret', 's', '--api-key', 'k', '--slow-consumer', 'panic'],
       /slow-consumer/,
     ));
+  it('serve with zero processes', () =>
+    expectUsageError(
+      ['serve', '--secret', 's', '--api-key', 'k', '--processes', '0'],
+      /--processes must be 1-256, got 0/,
+    ));
+  it('a run too big for this machine is refused before anything starts, saying what caps it', () =>
+    expectUsageError(
+      ['run', 'hold', '--devices', '5000000'],
+      /5,000,000 devices will not fit: memory.*run at most [\d,]+ devices here/,
+    ));
+  it("a balanced run past the fabric's open files names the fabric and how to lift it", () =>
+    expectUsageError(
+      ['run', 'node-kill', '--devices', '15000'],
+      /network fabric.*needs 30,200 but [\d,]+ are allowed: the fabric is one process/,
+    ));
+  it('source addresses outside 127.0.0.0/8', () =>
+    expectUsageError(
+      ['run', 'hold', '--set', 'placement.sourceAddresses=["10.0.0.1"]'],
+      /placement\.sourceAddresses: must be a non-empty list of loopback addresses.*"10\.0\.0\.1"/,
+    ));
   it('serve with a bad d2d allow-list', () =>
     expectUsageError(
       ['serve', '--secret', 's', '--api-key', 'k', '--d2d-allow', 'nope'],
@@ -296,5 +316,17 @@ describe('pushbench run', () => {
     expect(report.scenario).toBe('smoke');
     expect(report.devices.requested).toBe(20);
     expect(r.exitCode).toBe(report.exitCode);
+  });
+});
+
+describe('pushbench run --preflight', () => {
+  it('prints where a 250,000-device hold would go and what it needs, and exits 0', async () => {
+    const r = await cli('run', 'hold', '--devices', '250000', '--preflight');
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /^preflight: 250,000 devices on \d+ load processes × 1 thread; local nodes \d+ processes each; 123 source addresses/,
+    );
+    expect(r.stdout).toMatch(/^ok {3}open files, busiest load-generator process/m);
+    expect(r.stdout).toMatch(/^ok {3}memory, all processes and kernel sockets/m);
   });
 });
