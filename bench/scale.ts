@@ -363,6 +363,17 @@ export function formatScale(runs: ScaleRun[]): string {
   return lines.join('\n');
 }
 
+/** `20000:5,10000:20` -> fan-out runs of (devices, publishes/s). */
+export function parseFanout(spec: string): ScaleOptions['fanout'] {
+  return spec
+    .split(',')
+    .filter(Boolean)
+    .map((pair) => {
+      const [devices, rate] = pair.split(':').map(Number);
+      return { devices: devices!, rate: rate! };
+    });
+}
+
 function list(v: string | undefined, fallback: number[]): number[] {
   return v === undefined ? fallback : v.split(',').filter(Boolean).map(Number);
 }
@@ -382,13 +393,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     holds: list(values.holds, [50_000, 100_000, 250_000]),
     rate: Number(values.rate),
     holdSeconds: Number(values['hold-seconds']),
-    fanout: (values.fanout ?? '')
-      .split(',')
-      .filter(Boolean)
-      .map((p) => {
-        const [devices, rate] = p.split(':').map(Number);
-        return { devices: devices!, rate: rate! };
-      }),
+    fanout: parseFanout(values.fanout ?? ''),
     probe: Number(values.probe),
     log: (l) => process.stderr.write(`${l}\n`),
   });

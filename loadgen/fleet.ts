@@ -335,6 +335,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
 
   private start(atUs: number, gridUs: number): void {
     const { deviceCount, connectRateHz } = this.data;
+    this.traffic?.connecting(this);
     this.addRamp(0, deviceCount, atUs, connectRateHz);
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.stopReports = everyOnGrid(gridUs, this.data.reportIntervalMs, () => this.report());

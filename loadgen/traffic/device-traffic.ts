@@ -16,6 +16,12 @@ export interface DeviceChannel {
 
 /** Device-side traffic of one worker. */
 export interface DeviceTraffic {
+  /**
+   * The fleet starts connecting: devices join their rooms as each opens, so a
+   * large fleet's subscribes follow its connect ramp instead of arriving all at
+   * once when publishing starts.
+   */
+  connecting(channel: DeviceChannel): void;
   /** Publishing starts at `atUs` (host-monotonic µs); schedules (d2d) begin then. */
   start(atUs: number, channel: DeviceChannel): void;
   /** Local device `local` has just (re)opened: rejoin rooms, resume offsets. */

@@ -4,7 +4,8 @@
  * (rooms.ts) and d2d senders/receivers (d2d.ts). With both off the hooks do
  * nothing and cost nothing.
  *
- * Hook contract for the fleet: `start` when publishing starts; `onOpen` after
+ * Hook contract for the fleet: `connecting` when the fleet starts connecting (rooms are
+ * joined from then on); `start` when publishing starts; `onOpen` after
  * every (re)open; `onFrame` for every frame type other than `push`/`goaway`;
  * `onClose` on every loss; `stop` when the coordinator's `deadline` arrives
  * (the d2d schedule ends by itself after the scenario duration, so `stop` only
@@ -76,6 +77,7 @@ export function createDeviceTraffic(config: unknown, ctx: TrafficContext): Devic
 /** Traffic when rooms and d2d are off: every hook returns at once. */
 class NoTraffic implements DeviceTraffic {
   constructor(private readonly workerIndex: number) {}
+  connecting(): void {}
   start(): void {}
   onOpen(): void {}
   onFrame(): boolean {
@@ -103,6 +105,10 @@ class MixedTraffic implements DeviceTraffic {
     private readonly rooms: RoomTraffic | undefined,
     private readonly d2d: D2dTraffic | undefined,
   ) {}
+
+  connecting(channel: DeviceChannel): void {
+    this.rooms?.attach(channel);
+  }
 
   start(atUs: number, channel: DeviceChannel): void {
     this.rooms?.attach(channel);
