@@ -959,7 +959,7 @@ async function measureTool(
             `pushbench generator marked its result invalid: ${String(result.generatorReasons)}`,
           );
         notes.push(
-          'its devices join room r0 only when publishing starts (subscribe with dump), alongside the first publishes of its own publisher thread',
+          'its devices join room r0 as they connect (subscribe with dump); its own publisher thread publishes from the publishing phase on',
         );
       } else {
         fanout = await driverFanout(server, run, heldNow, opts.fanoutRateHz, opts.fanoutSeconds);
