@@ -7,10 +7,10 @@ import { readCapacityReport, writeCapacityReport } from '../../capacity/report.j
 import { searchCapacity, slope } from '../../capacity/search.js';
 
 describe('capacity search', () => {
-  it('finds the knee of a node that falls over past 1,500 connections, and its herd absorption', async () => {
+  it('finds the knee of a node that falls over past 1,600 connections, and its herd absorption', async () => {
     const lines: string[] = [];
     const report = await searchCapacity({
-      profile: { name: 'tiny', input: { capacity: 1500, overload: 'crash' } },
+      profile: { name: 'tiny', input: { capacity: 1600, overload: 'crash' } },
       slo: ['p99(push) < 200ms'],
       start: 500,
       factor: 2,
@@ -23,7 +23,8 @@ describe('capacity search', () => {
       workers: 2,
       notice: (l) => lines.push(l),
     });
-    // 500 and 1,000 pass, 2,000 crashes the node, the bisection finds 1,500 holds.
+    // 500 and 1,000 pass, 2,000 crashes the node, the bisection finds 1,500 holds (100 spare:
+    // an attempt the client gave up on that the node admitted late must not tip it over).
     expect(report.steps.map((s) => [s.connections, s.pass])).toEqual([
       [500, true],
       [1000, true],
