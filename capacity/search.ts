@@ -90,13 +90,22 @@ function nodeProcessOf(report: Report): { rssBytes?: number; cores?: number } {
   };
 }
 
+const GENERATOR_SATURATED = 'generator saturated';
+
+/** A step that failed because the load generator, not the node, was the limit. */
+function generatorLimited(step: { pass: boolean; failure?: string } | undefined): boolean {
+  return step !== undefined && !step.pass && (step.failure ?? '').startsWith(GENERATOR_SATURATED);
+}
+
 /** Why a step did not pass, in one line; '' when it passed. */
 function failureOf(report: Report): string {
-  if (!report.generator.valid) {
-    return `generator saturated (${report.generator.reasons[0] ?? 'see report'}): the node was not the limit`;
-  }
+  // A node that fell over is a fact of the node whatever the generator's health:
+  // the generator's lag can inflate latencies, never crash a node.
   const crashed = report.faults.filter((f) => f.action === 'crash');
   if (crashed.length > 0) return `node fell over: ${crashed[0]?.error ?? crashed[0]?.label}`;
+  if (!report.generator.valid) {
+    return `${GENERATOR_SATURATED} (${report.generator.reasons[0] ?? 'see report'}): the node was not the limit`;
+  }
   const bad = report.gates.filter((g) => g.verdict !== 'pass');
   return bad.map((g) => `${g.expr}: ${g.detail}`).join('; ');
 }
@@ -228,7 +237,7 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
     connections = Math.min(o.maxConnections, Math.round(connections * o.factor));
   }
   // Bisect between the last pass and the first failure (unless the generator was the limit).
-  if (firstFail?.generatorValid !== false) {
+  if (!generatorLimited(firstFail)) {
     let lo = lastPass?.connections ?? 0;
     let hi = firstFail?.connections;
     for (let i = 0; hi !== undefined && i < o.refine && hi - lo > Math.max(50, hi * 0.05); i++) {
@@ -240,7 +249,7 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
         if (!lastPass || step.connections > lastPass.connections) lastPass = step;
       } else {
         hi = mid;
-        if (step.generatorValid === false) break;
+        if (generatorLimited(step)) break;
       }
     }
   }
@@ -316,7 +325,7 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
       ? 'the first step failed'
       : firstFail === undefined
         ? `--max-connections ${o.maxConnections} reached without breaking the SLO (a lower bound)`
-        : firstFail.generatorValid === false
+        : generatorLimited(firstFail)
           ? 'the load generator saturated first (the knee is a lower bound)'
           : (firstFail.failure ?? 'SLO');
   return {

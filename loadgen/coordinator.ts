@@ -25,7 +25,7 @@ import type {
 } from './messages.js';
 import { type Placement, placeFleet } from './placement.js';
 import { LoadAgent, type ShardHandle } from './remote-shards.js';
-import { intervalSaturation, runSaturation } from './self-check.js';
+import { intervalSaturation, lagSaturation, runSaturation } from './self-check.js';
 import {
   deviceTrafficConfig,
   mergeTraffic,
@@ -148,7 +148,10 @@ export interface LoadResult {
   timeline: TimelinePoint[];
   generator: {
     valid: boolean;
+    /** Why the result is invalid; empty when valid. */
     reasons: string[];
+    /** Lag the generator had that did not reach enough samples to invalidate the result. */
+    warnings: string[];
     workers: WorkerHealth[];
     skippedSends: number;
     /** How the fleet was spread over processes and threads, and why. */
@@ -193,6 +196,12 @@ interface Accumulator {
   histograms: Record<string, LatencyHistogram>;
   maxElu: number;
   maxLagP99Ms: number;
+  /** Latency samples merged this interval (base series only, not `<series>@<region>` copies). */
+  samples: number;
+  /** Of those, samples a device worker recorded while its own event loop lagged past the limit. */
+  lateSamples: number;
+  /** The publisher lagged this interval: every sample of it may carry the publisher's delay. */
+  publisherLate: boolean;
 }
 
 /** The latency series every run records. */
@@ -245,6 +254,11 @@ export class Coordinator extends EventEmitter<{
   /** Per worker: its worst interval's lag and the reason it gives. */
   private readonly worstLag = new Map<string, number>();
   private readonly lagReasons = new Map<string, string>();
+  /** Worker intervals that lagged past the limit, all workers. */
+  private lateIntervals = 0;
+  /** Latency samples of the whole run, and those recorded while the generator lagged. */
+  private samplesAll = 0;
+  private samplesLate = 0;
   private acc: Accumulator = this.freshAccumulator();
   private phase: RunPhase = 'connecting';
   private startUs = 0;
@@ -289,6 +303,9 @@ export class Coordinator extends EventEmitter<{
       histograms: Object.fromEntries(RUN_SERIES.map((k) => [k, createLatencyHistogram()])),
       maxElu: 0,
       maxLagP99Ms: 0,
+      samples: 0,
+      lateSamples: 0,
+      publisherLate: false,
     };
   }
 
@@ -381,19 +398,25 @@ export class Coordinator extends EventEmitter<{
     ];
   }
 
-  private noteSelf(worker: string, self: SelfCheck): void {
+  /** Records a worker's interval health; true when that interval lagged past the limit. */
+  private noteSelf(worker: string, self: SelfCheck): boolean {
     this.acc.maxElu = Math.max(this.acc.maxElu, self.elu);
     this.acc.maxLagP99Ms = Math.max(this.acc.maxLagP99Ms, self.lagP99Ms);
     const reason = intervalSaturation(worker, self);
+    if (reason === undefined) return false;
+    this.lateIntervals++;
     // One reason per worker: its worst interval.
-    if (reason && self.lagP99Ms > (this.worstLag.get(worker) ?? 0)) {
+    if (self.lagP99Ms > (this.worstLag.get(worker) ?? 0)) {
       this.worstLag.set(worker, self.lagP99Ms);
       this.lagReasons.set(worker, reason);
     }
+    return true;
   }
 
   private flushInterval(): void {
     const a = this.acc;
+    this.samplesAll += a.samples;
+    this.samplesLate += a.publisherLate ? a.samples : a.lateSamples;
     const pushH = a.histograms.push!;
     const connectH = a.histograms.connect!;
     const push = pushH.totalCount > 0 ? summarize(pushH) : null;
@@ -447,11 +470,21 @@ export class Coordinator extends EventEmitter<{
   }
 
   /** Merges a worker's snapshot into the run total and the current interval, creating the series on first sight. */
-  private mergeInto(series: string, snapshot: string): void {
+  private mergeInto(series: string, snapshot: string): number {
     this.histograms[series] ??= createLatencyHistogram();
-    mergeSnapshot(this.histograms[series], snapshot);
+    const count = mergeSnapshot(this.histograms[series], snapshot);
     this.acc.histograms[series] ??= createLatencyHistogram();
     mergeSnapshot(this.acc.histograms[series], snapshot);
+    // `push@eu` repeats samples of `push`: count each sample once.
+    return series.includes('@') ? 0 : count;
+  }
+
+  /** Merges a worker's interval histograms; the number of samples they hold. */
+  private mergeAll(histograms: Record<string, string>): number {
+    let samples = 0;
+    for (const [series, snap] of Object.entries(histograms))
+      samples += this.mergeInto(series, snap);
+    return samples;
   }
 
   /** Runs the load to completion. Rejects with `PB_WORKER_FAILED` if a worker dies. */
@@ -504,22 +537,25 @@ export class Coordinator extends EventEmitter<{
           addCounts(this.acc.traffic, msg.trafficCounters);
           this.acc.received += msg.received;
           this.totalReceived += msg.received;
-          for (const [series, snap] of Object.entries(msg.histograms)) this.mergeInto(series, snap);
-          this.noteSelf(name, msg.self);
+          {
+            const samples = this.mergeAll(msg.histograms);
+            this.acc.samples += samples;
+            if (this.noteSelf(name, msg.self)) this.acc.lateSamples += samples;
+          }
           break;
         case 'device-final':
-          for (const [series, snap] of Object.entries(msg.histograms)) this.mergeInto(series, snap);
+          this.samplesAll += this.mergeAll(msg.histograms);
           finals.push(msg);
           break;
         case 'publisher-interval':
           this.acc.sent += msg.sent;
           this.acc.accepted += msg.accepted;
           this.totalAccepted += msg.accepted;
-          for (const [series, snap] of Object.entries(msg.histograms)) this.mergeInto(series, snap);
-          this.noteSelf(name, msg.self);
+          this.acc.samples += this.mergeAll(msg.histograms);
+          if (this.noteSelf(name, msg.self)) this.acc.publisherLate = true;
           break;
         case 'publisher-final':
-          for (const [series, snap] of Object.entries(msg.histograms)) this.mergeInto(series, snap);
+          this.samplesAll += this.mergeAll(msg.histograms);
           publisherFinal = msg;
           break;
         case 'fatal':
@@ -773,6 +809,15 @@ export class Coordinator extends EventEmitter<{
     }
     workers.push({ worker: 'publisher', ...pub.self });
     for (const reason of runSaturation(workers, pub.skipped)) this.reasons.add(reason);
+    // The samples of the interval in progress were merged but never flushed.
+    this.samplesAll += this.acc.samples;
+    this.samplesLate += this.acc.publisherLate ? this.acc.samples : this.acc.lateSamples;
+    const lag = lagSaturation({
+      lateIntervals: this.lateIntervals,
+      samples: this.samplesAll,
+      lateSamples: this.samplesLate,
+      worst: [...this.lagReasons.values()],
+    });
     const ledger = reconcileLedger(
       {
         sent: pub.sent,
@@ -801,8 +846,9 @@ export class Coordinator extends EventEmitter<{
       histograms: this.histograms,
       timeline: this.timeline,
       generator: {
-        valid: this.reasons.size === 0 && this.lagReasons.size === 0,
-        reasons: [...this.lagReasons.values(), ...this.reasons],
+        valid: this.reasons.size === 0 && lag.reasons.length === 0,
+        reasons: [...lag.reasons, ...this.reasons],
+        warnings: lag.warnings,
         workers,
         skippedSends: pub.skipped,
         placement: summarizePlacement(this.placement!, this.agents),

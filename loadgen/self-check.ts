@@ -7,7 +7,55 @@ export const saturationLimits = {
   maxLagP99Ms: 50,
   /** Event-loop utilisation of any worker over the whole run. */
   maxUtilization: 0.9,
+  /**
+   * Share of the run's latency samples recorded in lagging intervals. Below 1 %
+   * the lagging samples cannot move p99 or any lower percentile above what the
+   * rest of the samples show (at most they are the top 1 %); above it they can.
+   */
+  maxLateSampleShare: 0.01,
 } as const;
+
+/** What the lagging intervals of a run amount to. */
+export interface LagTally {
+  /** Worker intervals whose event-loop delay p99 passed the limit. */
+  lateIntervals: number;
+  /** Latency samples of the run, each counted once. */
+  samples: number;
+  /** Samples recorded by a lagging device thread, or in an interval the publisher lagged. */
+  lateSamples: number;
+  /** Each lagging worker's worst interval, as {@link intervalSaturation} words it. */
+  worst: string[];
+}
+
+/**
+ * Whether a run's lag invalidates it. A lagging interval inflates the samples
+ * recorded in it, so the run is invalid when those samples are more than
+ * {@link saturationLimits.maxLateSampleShare} of all; a blip below that (one
+ * stalled second on a shared machine) is reported as a warning instead,
+ * because p99 and below are then the server's figures, not the generator's.
+ */
+export function lagSaturation(t: LagTally): { reasons: string[]; warnings: string[] } {
+  if (t.lateIntervals === 0) return { reasons: [], warnings: [] };
+  const share = t.samples > 0 ? t.lateSamples / t.samples : 0;
+  const pct = (share * 100).toFixed(share < 0.1 ? 2 : 1);
+  const limit = saturationLimits.maxLateSampleShare * 100;
+  if (share > saturationLimits.maxLateSampleShare) {
+    return {
+      reasons: [
+        ...t.worst,
+        `${pct}% of latency samples (${t.lateSamples} of ${t.samples}) were recorded while the generator lagged (limit ${limit}%)`,
+      ],
+      warnings: [],
+    };
+  }
+  return {
+    reasons: [],
+    warnings: [
+      ...t.worst,
+      `${t.lateIntervals} lagging worker interval(s) held ${pct}% of latency samples (${t.lateSamples} of ${t.samples}; limit ${limit}%): percentiles up to p99 stand, the maximum may be the generator's`,
+    ],
+  };
+}
 
 /** Why one interval of one worker makes the result invalid, or undefined if it does not. */
 export function intervalSaturation(worker: string, self: SelfCheck): string | undefined {

@@ -90,7 +90,10 @@ export interface Report {
   gates: GateResult[];
   generator: {
     valid: boolean;
+    /** Why the result is invalid; empty when valid. */
     reasons: string[];
+    /** Generator lag that reached too few samples to invalidate the result (absent in older reports). */
+    warnings?: string[];
     workers: WorkerHealth[];
     skippedSends: number;
     /** How the fleet was spread over processes (absent in reports from before placement). */

@@ -576,9 +576,11 @@ function generatorSection(report: Report, chart: ChartLookup): string {
     { text: formatMsFixed(w.lagP99Ms), className: 'num' },
     { text: formatMsFixed(w.lagMaxMs), className: 'num' },
   ]);
-  const reasons = g.valid
-    ? ''
-    : `<ul class="reasons">${g.reasons.map((r) => `<li>${escapeHtml(r)}</li>`).join('')}</ul>`;
+  const listed = g.valid ? (g.warnings ?? []) : g.reasons;
+  const reasons =
+    listed.length === 0
+      ? ''
+      : `${g.valid ? '<p class="muted">Lag that stayed under the limit:</p>' : ''}<ul class="reasons">${listed.map((r) => `<li>${escapeHtml(r)}</li>`).join('')}</ul>`;
   const workers =
     rows.length === 0
       ? '<p class="muted">No per-worker figures were reported.</p>'

@@ -36,6 +36,10 @@ export function renderMarkdown(report: Report): string {
     out.push('> **Result invalid**: the load generator saturated.');
     for (const r of report.generator.reasons) out.push(`> - ${cell(r)}`);
     out.push('');
+  } else if ((report.generator.warnings ?? []).length > 0) {
+    out.push('> The load generator lagged, too briefly to invalidate the result:');
+    for (const r of report.generator.warnings ?? []) out.push(`> - ${cell(r)}`);
+    out.push('');
   }
   if (report.gates.length > 0) {
     out.push('| gate | actual | verdict | detail |', '|---|---|---|---|');

@@ -191,6 +191,10 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
     out.push('');
     out.push(c.magenta('generator saturated, results invalid:'));
     for (const r of report.generator.reasons) out.push(c.magenta(`  - ${r}`));
+  } else if ((report.generator.warnings ?? []).length > 0) {
+    out.push('');
+    out.push(c.dim('generator lagged, result stands:'));
+    for (const r of report.generator.warnings ?? []) out.push(c.dim(`  - ${r}`));
   }
   out.push('');
   out.push(

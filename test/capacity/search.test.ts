@@ -36,7 +36,15 @@ describe('capacity search', () => {
     expect(report.limitedBy).toMatch(/node fell over/);
     expect(report.memoryPerConnectionBytes).not.toBeNull();
     expect(report.steps[0]?.nodeRssBytes).toBeGreaterThan(10 * 2 ** 20);
-    expect(report.herd.absorptionPerSec).toBeGreaterThanOrEqual(1000);
+    // The herd's first step (1,000/s) is absorbed, unless the load generator itself was the
+    // limit on this shared machine: then the herd is reported as limited by it, not the node.
+    const firstHerd = report.herd.steps[0];
+    expect(firstHerd).toBeDefined();
+    if (firstHerd?.failure?.startsWith('generator saturated')) {
+      expect(report.herd.limitedBy).toMatch(/^generator saturated/);
+    } else {
+      expect(report.herd.absorptionPerSec).toBeGreaterThanOrEqual(1000);
+    }
     expect(lines.some((l) => l.startsWith('step 1: 500 connections'))).toBe(true);
 
     const dir = mkdtempSync(join(tmpdir(), 'pb-cap-'));

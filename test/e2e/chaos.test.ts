@@ -71,13 +71,14 @@ describe('built-in chaos scenarios, reduced', () => {
       devices: 800,
       connectRate: 800,
       rate: 50,
-      duration: '18s',
+      duration: '26s',
       set: {
         'topology.profiles.small.capacity': 100,
         'timeline[0].at': '2s',
         'timeline[1].at': '2s',
-        // Late enough for ten nodes booting at once from TypeScript sources on 2 cores (6-9 s here).
-        'timeline[2].at': '14s',
+        // Late enough for ten nodes booting at once from TypeScript sources on 2 shared
+        // cores: 6 s on a quiet machine here, 14 s seen in a loaded CI run.
+        'timeline[2].at': '22s',
         'timeline[2].devices': 800,
         'timeline[2].rate': 800,
       },
@@ -85,7 +86,7 @@ describe('built-in chaos scenarios, reduced', () => {
     // The new nodes were behind their balancers before the newcomers arrived.
     for (const grow of report.faults.filter((f) => f.action === 'scale-up')) {
       expect(grow.tEnd).not.toBeNull();
-      expect(grow.tEnd!).toBeLessThan(14);
+      expect(grow.tEnd!).toBeLessThan(22);
     }
     expect(report.regions.rr?.crashed).toBeGreaterThanOrEqual(1);
     expect(report.regions.lc?.crashed).toBe(0);

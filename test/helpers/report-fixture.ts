@@ -71,6 +71,7 @@ export function fakeLoad(run: FakeRun): LoadResult {
       valid: run.valid ?? true,
       reasons:
         run.valid === false ? ['devices-0: event-loop delay p99 reached 80ms (limit 50ms)'] : [],
+      warnings: [],
       workers: [],
       skippedSends: 0,
       placement: {

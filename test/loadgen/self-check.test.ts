@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   intervalSaturation,
+  lagSaturation,
   runSaturation,
   SelfMonitor,
   saturationLimits,
@@ -18,6 +19,28 @@ describe('generator self-check', () => {
         lagMaxMs: 90,
       }),
     ).toMatch(/^devices-0: event-loop delay p99 reached 51ms \(limit 50ms\)$/);
+  });
+
+  it('invalidates a run only when lagging intervals hold more than 1% of its samples', () => {
+    const worst = ['devices-0: event-loop delay p99 reached 80ms (limit 50ms)'];
+    expect(lagSaturation({ lateIntervals: 0, samples: 1000, lateSamples: 0, worst: [] })).toEqual({
+      reasons: [],
+      warnings: [],
+    });
+    // One stalled second holding 9 of 1,000 samples: they cannot move p99.
+    const blip = lagSaturation({ lateIntervals: 1, samples: 1000, lateSamples: 9, worst });
+    expect(blip.reasons).toEqual([]);
+    expect(blip.warnings[0]).toBe(worst[0]);
+    expect(blip.warnings[1]).toMatch(
+      /^1 lagging worker interval\(s\) held 0\.90% of latency samples/,
+    );
+    // 11 of 1,000 can be the whole top 1 %: p99 would be the generator's.
+    const sat = lagSaturation({ lateIntervals: 2, samples: 1000, lateSamples: 11, worst });
+    expect(sat.warnings).toEqual([]);
+    expect(sat.reasons).toEqual([
+      worst[0],
+      '1.10% of latency samples (11 of 1000) were recorded while the generator lagged (limit 1%)',
+    ]);
   });
 
   it('marks a run with a thread busy past the limit or skipped sends', () => {

@@ -194,7 +194,7 @@ describe('network links', () => {
     const up: number[] = [];
     const down: number[] = [];
     const extra: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const t0 = nowMs();
       const before = n1.arrivalsMs.length;
       const t2 = await echo(socket, `d${i};`);
@@ -206,11 +206,13 @@ describe('network links', () => {
     console.log(
       `latency 100ms/link: up ${up.map((x) => x.toFixed(1))} down ${down.map((x) => x.toFixed(1))} extra rtt ${extra.map((x) => x.toFixed(1))} (base ${baseMs.toFixed(2)})`,
     );
-    for (const x of up) expect(x).toBeGreaterThanOrEqual(80);
-    for (const x of up) expect(x).toBeLessThanOrEqual(120);
-    for (const x of down) expect(x).toBeGreaterThanOrEqual(80);
-    for (const x of down) expect(x).toBeLessThanOrEqual(120);
-    for (const x of extra) expect(Math.abs(x - 200)).toBeLessThanOrEqual(40);
+    // Never sooner than injected; a stall of this shared machine can only make one
+    // sample later, so the upper bounds are on the median of five.
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    for (const x of [...up, ...down]) expect(x).toBeGreaterThanOrEqual(95);
+    expect(median(up)).toBeLessThanOrEqual(125);
+    expect(median(down)).toBeLessThanOrEqual(125);
+    expect(Math.abs(median(extra) - 200)).toBeLessThanOrEqual(40);
   });
 
   it('keeps bytes in order under jitter', async () => {
