@@ -840,7 +840,7 @@ export class PushNode implements NodeApi {
   /** Writes a frame, applying the slow-consumer policy; returns whether it was written. */
   private sendTo(
     conn: DeviceConnection,
-    frame: string,
+    frame: string | Buffer,
     onWritten?: (err?: Error | null) => void,
   ): boolean {
     if (conn.ws.readyState !== LeanWebSocket.OPEN) return false;
@@ -856,7 +856,9 @@ export class PushNode implements NodeApi {
       }
       return false;
     }
-    conn.ws.send(frame, onWritten);
+    // A buffer is a frame a fan-out encoded once for all its recipients.
+    if (typeof frame === 'string') conn.ws.send(frame, onWritten);
+    else conn.ws.sendEncoded(frame, onWritten);
     return true;
   }
 

@@ -1,6 +1,7 @@
 import type { Broker, RoomHistory } from './broker.js';
 import type { DeviceConnection } from './connections.js';
 import { encodeRoomFrame, type RoomPosition } from './protocol.js';
+import { encodeTextFrame } from './ws-server.js';
 
 /** Room settings. */
 export interface RoomOptions {
@@ -20,8 +21,8 @@ export type SubscribeResult =
 /**
  * Rooms (Pubby): any number of subscriptions per connection up to a cap; a
  * publish appends to the room's bounded history (offset + epoch) and fans out
- * to every node through the broker; each node frames a message once and writes
- * that same string to all its local subscribers.
+ * to every node through the broker; each node encodes a message once, as a
+ * WebSocket frame, and writes that same buffer to all its local subscribers.
  */
 export class RoomHub {
   private readonly local = new Map<string, Set<DeviceConnection>>();
@@ -29,7 +30,8 @@ export class RoomHub {
   constructor(
     private readonly broker: Broker,
     private readonly options: RoomOptions,
-    private readonly send: (conn: DeviceConnection, frame: string) => void,
+    /** Sends a protocol frame: a string, or a buffer from `encodeTextFrame` for fan-out. */
+    private readonly send: (conn: DeviceConnection, frame: string | Buffer) => void,
     private readonly onFanOut: (room: string, recipients: number) => void,
   ) {}
 
@@ -112,8 +114,8 @@ export class RoomHub {
     if (first < 0 || second < 0) return;
     const offset = Number(data.slice(0, first));
     const epoch = data.slice(first + 1, second);
-    // Framed once; the same string goes to every local subscriber.
-    const frame = encodeRoomFrame(room, offset, epoch, data.slice(second + 1));
+    // Framed and WebSocket-encoded once; the same buffer goes to every local subscriber.
+    const frame = encodeTextFrame(encodeRoomFrame(room, offset, epoch, data.slice(second + 1)));
     for (const conn of members) this.send(conn, frame);
     this.onFanOut(room, members.size);
   }

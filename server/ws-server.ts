@@ -76,6 +76,11 @@ const MAX_CLOSE_REASON_BYTES = 123;
 const UNMASKED = { maskKey: null } as const;
 /** Our pings carry no payload, so one frame serves every connection. It is never mutated. */
 const PING_FRAME = encodeFrame(Opcode.Ping, Buffer.alloc(0), UNMASKED);
+
+/** A text message encoded once as a server-to-client frame, for {@link LeanWebSocket.sendEncoded}. */
+export function encodeTextFrame(text: string): Buffer {
+  return encodeFrame(Opcode.Text, text, UNMASKED);
+}
 /** The empty close frame that answers a close frame without a code. */
 const EMPTY_CLOSE_FRAME = encodeFrame(Opcode.Close, Buffer.alloc(0), UNMASKED);
 /** A `Sec-WebSocket-Key` is 16 bytes in base64: 22 characters and `==` (RFC 6455 §4.1). */
@@ -290,6 +295,20 @@ export class LeanWebSocket<TOwner = unknown> {
       return;
     }
     this.socket.write(encodeFrame(Opcode.Text, text, UNMASKED), cb);
+  }
+
+  /**
+   * Sends one message already encoded as a server-to-client frame by
+   * {@link encodeTextFrame}. A fan-out encodes its frame once and hands the
+   * same buffer to every connection: no per-connection UTF-8 encoding or copy
+   * (the buffer must not be modified afterwards). Otherwise as {@link send}.
+   */
+  sendEncoded(frame: Buffer, cb?: (err?: Error | null) => void): void {
+    if (this.state !== OPEN) {
+      if (cb !== undefined) process.nextTick(cb, new WsNotOpenError(this.state));
+      return;
+    }
+    this.socket.write(frame, cb);
   }
 
   /** Sends an empty ping if open; the answer is reported by {@link LeanWebSocketSink.onPong}. */
