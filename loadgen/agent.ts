@@ -51,7 +51,7 @@ function runInline(data: DeviceWorkerData): void {
 
 function runThread(data: DeviceWorkerData): void {
   const shard = data.workerIndex;
-  const worker = startWorkerBeside(import.meta.url, './worker', data);
+  const worker = startWorkerBeside(import.meta.url, './worker', data, { leanHeap: true });
   worker.on('message', (msg: FromWorker) => send({ type: 'from-shard', shard, msg }));
   worker.on('error', (err) => send({ type: 'shard-error', shard, message: err.message }));
   worker.on('exit', (code) => send({ type: 'shard-exit', shard, code }));

@@ -634,7 +634,7 @@ export class Coordinator extends EventEmitter<{
         deviceThreads.push(
           watch(
             `device worker ${data.workerIndex}`,
-            startWorkerBeside(import.meta.url, './worker', data),
+            startWorkerBeside(import.meta.url, './worker', data, { leanHeap: true }),
           ),
         );
       }

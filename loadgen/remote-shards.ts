@@ -48,7 +48,7 @@ export class LoadAgent {
     readonly index: number,
     shards: DeviceWorkerData[],
   ) {
-    const entry = entryBeside(import.meta.url, './agent');
+    const entry = entryBeside(import.meta.url, './agent', { leanHeap: true });
     this.child = fork(entry.path, [], {
       execArgv: entry.execArgv,
       serialization: 'advanced',

@@ -5,6 +5,7 @@
  * is refused up front with what caps it and how to lift it.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { PushbenchError } from '../core/errors.js';
 import { formatBytes, formatCount } from '../core/units.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
@@ -33,12 +34,39 @@ export const BYTES_PER_CONNECTION = 24 * 1024;
 /** Memory of one idle Node process (load agent or node worker), for planning. */
 export const BYTES_PER_PROCESS = 64 * 2 ** 20;
 
+/**
+ * CPU one device connect costs at both ends together (load agent and node,
+ * user and kernel), in microseconds, for planning. `bench/connect-cost.ts`
+ * measures it; here it read 300-400 µs (2-core KVM guest, Node 20), so a
+ * 2-core box tops out near 5,000-6,000 connects/s with both ends on it.
+ */
+export const CPU_US_PER_CONNECT = 350;
+
+/** CPU of one heartbeat (the node's ping, the device's pong), both ends, µs, for planning (`bench/connect-cost.ts`). */
+export const CPU_US_PER_HEARTBEAT = 30;
+
+/**
+ * CPU of one delivered message at both ends (the node's write, the device's
+ * read, parse, dedupe and latency record), µs, for planning: `npm run bench`
+ * measured ~10 µs at the node and ~12 µs in the fleet per room message.
+ */
+export const CPU_US_PER_MESSAGE = 22;
+
+/**
+ * Share of the cores a run may plan to use before the preflight warns: the
+ * generator needs slack, or its event-loop delay turns into measured latency
+ * and the self-check marks the run invalid.
+ */
+export const CPU_PLAN_SHARE = 0.7;
+
 /** What the machine allows, read at start. */
 export interface MachineLimits extends ProcessLimits {
   /** MemAvailable, bytes; null when unknown. */
   memoryAvailableBytes: number | null;
   /** System-wide open files still free (fs.file-max - allocated); null when unknown. */
   systemFilesFree: number | null;
+  /** Cores this process may use (`os.availableParallelism()`); null when unknown. */
+  cores: number | null;
 }
 
 /** One line of the preflight table. */
@@ -50,6 +78,10 @@ export interface PreflightCheck {
   ok: boolean;
   /** Said when it is not ok: what caps the run and how to lift it. */
   lift?: string;
+  /** How `need` and `allowed` read; default a count. */
+  unit?: 'count' | 'bytes' | 'cores';
+  /** An estimate: when not ok the run still goes, with this check as a warning. */
+  estimate?: boolean;
 }
 
 /** The preflight's result: placements and every check. */
@@ -60,6 +92,8 @@ export interface PreflightResult {
   checks: PreflightCheck[];
   /** The checks that failed. Empty when the run can go. */
   problems: PreflightCheck[];
+  /** Estimates that did not fit (CPU): the run goes, but will likely be saturated. */
+  warnings: PreflightCheck[];
 }
 
 function readMeminfoAvailable(): number | null {
@@ -86,6 +120,7 @@ export function machineLimits(process: ProcessLimits): MachineLimits {
     ...process,
     memoryAvailableBytes: readMeminfoAvailable(),
     systemFilesFree: readSystemFilesFree(),
+    cores: availableParallelism(),
   };
 }
 
@@ -196,6 +231,7 @@ export function checkRun(
   const memOk = limits.memoryAvailableBytes === null || memoryNeed <= limits.memoryAvailableBytes;
   checks.push({
     what: `memory, all processes and kernel sockets (~${formatBytes(BYTES_PER_CONNECTION)} per device)`,
+    unit: 'bytes',
     need: memoryNeed,
     allowed: limits.memoryAvailableBytes,
     ok: memOk,
@@ -215,11 +251,61 @@ export function checkRun(
     ...(!sysOk && { lift: `raise fs.file-max (sysctl -w fs.file-max=${systemNeed * 2})` }),
   });
 
+  const cpu = cpuCheck(scenario, limits.cores);
+  if (cpu) checks.push(cpu);
+
   return {
     placement,
     nodeProcesses: procs,
     checks,
-    problems: checks.filter((c) => !c.ok),
+    problems: checks.filter((c) => !c.ok && !c.estimate),
+    warnings: checks.filter((c) => !c.ok && c.estimate),
+  };
+}
+
+/** Delivered messages per second the scenario's traffic asks for, at full strength. */
+function messagesPerSecond(scenario: Scenario): number {
+  const t = scenario.traffic;
+  const devices = scenario.devices.count + scenario.devices.reserve;
+  const perRoom = t.rooms.count > 0 ? (devices * t.rooms.perDevice) / t.rooms.count : 0;
+  return t.direct.rateHz + t.indirect.rateHz + t.d2d.rateHz + t.rooms.rateHz * perRoom;
+}
+
+/**
+ * The CPU the run's busiest moment asks of this machine, both ends together:
+ * the fleet connecting at its rate while the devices already held take their
+ * heartbeats and the traffic flows. An estimate from the planning figures
+ * above; the run goes whatever it says, but when it exceeds
+ * {@link CPU_PLAN_SHARE} of the cores the result will likely be saturated, and
+ * saying so before the run beats an INVALID verdict after it.
+ */
+function cpuCheck(scenario: Scenario, cores: number | null): PreflightCheck | undefined {
+  if (cores === null) return undefined;
+  const devices = scenario.devices.count + scenario.devices.reserve;
+  const heartbeatMs = Math.min(
+    ...scenario.topology.regions.map((r) => r.profile.heartbeatIntervalMs),
+  );
+  const connectHz = scenario.devices.connectRateHz;
+  const heartbeatHz = (devices * 1000) / heartbeatMs;
+  const messageHz = messagesPerSecond(scenario);
+  const steadyCores = (heartbeatHz * CPU_US_PER_HEARTBEAT + messageHz * CPU_US_PER_MESSAGE) / 1e6;
+  const need = (connectHz * CPU_US_PER_CONNECT) / 1e6 + steadyCores;
+  const allowed = cores * CPU_PLAN_SHARE;
+  const ok = need <= allowed;
+  const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / CPU_US_PER_CONNECT / 100) * 100;
+  return {
+    what: `cpu estimate, both ends (${formatCount(connectHz)} connects/s, ${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
+    unit: 'cores',
+    estimate: true,
+    need,
+    allowed,
+    ok,
+    ...(!ok && {
+      lift:
+        fitHz >= 100
+          ? `expect a saturated generator (an INVALID result); lower --connect-rate to about ${formatCount(fitHz)}, or run the nodes on another machine`
+          : `expect a saturated generator (an INVALID result): heartbeats and traffic alone exceed it; lengthen topology.heartbeatInterval, lower the traffic, or use fewer devices`,
+    }),
   };
 }
 
@@ -247,13 +333,12 @@ export function describePreflight(scenario: Scenario, r: PreflightResult): strin
 
 /** The full table, for `--preflight`. */
 export function formatPreflight(scenario: Scenario, r: PreflightResult): string {
-  const fmt = (c: PreflightCheck, n: number | null) =>
-    n === null ? 'unknown' : c.what.startsWith('memory') ? formatBytes(n) : formatCount(n);
+  const fmt = (c: PreflightCheck, n: number | null) => formatNeed(c, n);
   const lines = [describePreflight(scenario, r), ''];
   const width = Math.max(...r.checks.map((c) => c.what.length));
   for (const c of r.checks) {
     lines.push(
-      `${c.ok ? 'ok  ' : 'FAIL'} ${c.what.padEnd(width)}  need ${fmt(c, c.need).padStart(10)}  allowed ${fmt(c, c.allowed).padStart(10)}`,
+      `${c.ok ? 'ok  ' : c.estimate ? 'WARN' : 'FAIL'} ${c.what.padEnd(width)}  need ${fmt(c, c.need).padStart(10)}  allowed ${fmt(c, c.allowed).padStart(10)}`,
     );
     if (c.lift) lines.push(`     -> ${c.lift}`);
   }
@@ -266,7 +351,27 @@ export function refuseIfCapped(scenario: Scenario, r: PreflightResult): void {
   const devices = formatCount(scenario.devices.count + scenario.devices.reserve);
   const parts = r.problems.map(
     (c) =>
-      `${c.what} needs ${c.what.startsWith('memory') ? formatBytes(c.need) : formatCount(c.need)} but ${c.allowed === null ? '?' : c.what.startsWith('memory') ? formatBytes(c.allowed) : formatCount(c.allowed)} are allowed: ${c.lift ?? 'lower the load'}`,
+      `${c.what} needs ${formatNeed(c, c.need)} but ${c.allowed === null ? '?' : formatNeed(c, c.allowed)} are allowed: ${c.lift ?? 'lower the load'}`,
   );
   throw new PushbenchError('PB_LIMIT', `${devices} devices will not fit: ${parts.join('; ')}`);
+}
+
+/** One line per estimate that did not fit, for the run's notices and its report. */
+export function preflightWarnings(r: PreflightResult): string[] {
+  return r.warnings.map((c) =>
+    `preflight warning: ${c.what} needs ~${formatNeed(c, c.need)} cores, ${formatNeed(c, c.allowed)} fit: ${c.lift ?? ''}`.trim(),
+  );
+}
+
+/** A check's figure in its unit. */
+function formatNeed(c: PreflightCheck, n: number | null): string {
+  if (n === null) return 'unknown';
+  switch (c.unit ?? 'count') {
+    case 'bytes':
+      return formatBytes(n);
+    case 'cores':
+      return n.toFixed(2);
+    case 'count':
+      return formatCount(n);
+  }
 }

@@ -23,7 +23,13 @@ import {
   readProcessStats,
   readProcessTreeStats,
 } from '../topology/process-stats.js';
-import { checkRun, describePreflight, machineLimits, refuseIfCapped } from './preflight.js';
+import {
+  checkRun,
+  describePreflight,
+  machineLimits,
+  preflightWarnings,
+  refuseIfCapped,
+} from './preflight.js';
 
 /** Options of {@link run}; every scenario override is optional. */
 export interface RunOptions extends ScenarioOverrides, OutputRequest {
@@ -111,6 +117,8 @@ export async function run(
   const checked = checkRun(scenario, plannedRoutes(scenario), limits);
   refuseIfCapped(scenario, checked);
   listener.notice?.(describePreflight(scenario, checked));
+  const cpuWarnings = preflightWarnings(checked);
+  for (const w of cpuWarnings) listener.notice?.(w);
   const startedAt = new Date();
   const t0 = performance.now();
   const secrets = {
@@ -189,6 +197,9 @@ export async function run(
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));
     load = await coordinator.run();
     if (loadResources) load.generator.resources = loadResources;
+    // What the preflight foresaw stands beside the generator's own verdict.
+    if (load.generator.valid) load.generator.warnings.push(...cpuWarnings);
+    else load.generator.reasons.push(...cpuWarnings);
     faults = chaos.stop();
   } finally {
     director?.stop();

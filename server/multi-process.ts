@@ -20,6 +20,7 @@
  * SIGKILL of the primary closes the workers' IPC channel and they exit at once.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { LEAN_HEAP_FLAGS } from '../core/runtime.js';
 import type { PushNode } from './node.js';
 
 /** Worker -> primary, and back. */
@@ -59,6 +60,9 @@ export function workerPlace(): { index: number; join: string | undefined } | und
  */
 export function runPrimary(opts: PrimaryOptions): Promise<number> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // The worker processes hold the connections: their young generation is capped
+  // (LEAN_HEAP_FLAGS), whatever flags the primary was started with.
+  cluster.setupPrimary({ execArgv: [...new Set([...process.execArgv, ...LEAN_HEAP_FLAGS])] });
   const counts = new Array<number>(opts.processes).fill(0);
   const workers: Worker[] = [];
   let listening = 0;

@@ -146,7 +146,7 @@ async function limitsFor(
  * signals) and resolves once it prints its `listening` line.
  */
 export async function startNodeProcess(options: NodeProcessOptions): Promise<NodeProcess> {
-  const entry = entryBeside(import.meta.url, '../bin/pushbench');
+  const entry = entryBeside(import.meta.url, '../bin/pushbench', { leanHeap: true });
   const host = options.host ?? '127.0.0.1';
   const { plan, cgroup } = await limitsFor(options.nodeId, options.limits);
   // Through the wrapper the node enters its cgroups before its first instruction;

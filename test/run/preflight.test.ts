@@ -5,6 +5,7 @@ import {
   describePreflight,
   formatPreflight,
   type MachineLimits,
+  preflightWarnings,
   refuseIfCapped,
 } from '../../run/preflight.js';
 import { type ScenarioInput, validateScenario } from '../../scenarios/schema.js';
@@ -17,6 +18,7 @@ const machine = (over: Partial<MachineLimits> = {}): MachineLimits => ({
   ephemeralPorts: 28_232,
   memoryAvailableBytes: 22 * GiB,
   systemFilesFree: 2_400_000,
+  cores: 2,
   ...over,
 });
 const scenario = (input: Partial<ScenarioInput>) =>
@@ -38,6 +40,39 @@ describe('preflight', () => {
       /^preflight: 250,000 devices on 13 load processes × 1 thread; local nodes 15 processes each; 123 source addresses; memory ~[\d.]+ GiB of 22\.0 GiB available/,
     );
     expect(() => refuseIfCapped(s, r)).not.toThrow();
+  });
+
+  it('warns, without refusing, when connects and heartbeats need more CPU than the cores give', () => {
+    const input = {
+      topology: { nodes: 1, heartbeatInterval: '30s' },
+      devices: { count: 250_000, connectRate: 5000 },
+    } as const;
+    const { s, r } = check(input);
+    expect(r.problems).toEqual([]);
+    expect(() => refuseIfCapped(s, r)).not.toThrow();
+    expect(r.warnings).toHaveLength(1);
+    // 5,000 connects/s x 350 us + 8,333 heartbeats/s x 30 us = 2.0 cores; 70% of 2 is 1.4.
+    expect(r.warnings[0]!.need).toBeCloseTo(2.0, 1);
+    expect(r.warnings[0]!.allowed).toBeCloseTo(1.4, 5);
+    expect(preflightWarnings(r)[0]).toMatch(
+      /^preflight warning: cpu estimate, both ends \(5,000 connects\/s, 8,333 heartbeats\/s, 100 msgs\/s; 70% of 2 cores\) needs ~2\.00 cores, 1\.40 fit: expect a saturated generator \(an INVALID result\); lower --connect-rate to about 3,200/,
+    );
+    expect(formatPreflight(s, r)).toMatch(/\nWARN cpu estimate/);
+    // The same run at a rate that fits, on four cores, or where cores are unknown: no warning.
+    expect(check({ ...input, devices: { count: 250_000, connectRate: 3000 } }).r.warnings).toEqual(
+      [],
+    );
+    expect(check(input, { cores: 4 }).r.warnings).toEqual([]);
+    expect(check(input, { cores: null }).r.checks.some((c) => c.unit === 'cores')).toBe(false);
+  });
+
+  it('counts room fan-out as deliveries: every member of a room gets each publish', () => {
+    const { r } = check({
+      devices: { count: 20_000, connectRate: 100 },
+      traffic: { direct: { rate: 0 }, rooms: { count: 1, perDevice: 1, rate: 10 } },
+    });
+    expect(r.warnings[0]?.what).toMatch(/200,000 msgs\/s/);
+    expect(preflightWarnings(r)[0]).toMatch(/heartbeats and traffic alone exceed it/);
   });
 
   it('refuses what memory cannot hold, saying how many devices would fit', () => {

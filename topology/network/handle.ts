@@ -46,7 +46,7 @@ type Args<Op extends NetworkOp> = Extract<NetworkRequest, { op: Op }>['args'];
  * port in use); each request rejects the same way on failure or after 10 s.
  */
 export async function startNetworkProcess(spec: NetworkSpec): Promise<NetworkHandle> {
-  const entry = entryBeside(import.meta.url, './process');
+  const entry = entryBeside(import.meta.url, './process', { leanHeap: true });
   const child = execa(process.execPath, [...entry.execArgv, entry.path], {
     env: { PUSHBENCH_NETWORK_SPEC: JSON.stringify(spec) },
     stdin: 'ignore',
