@@ -37,13 +37,16 @@ export const BYTES_PER_PROCESS = 64 * 2 ** 20;
 /**
  * CPU one device connect costs at both ends together (load agent and node,
  * user and kernel), in microseconds, for planning. `bench/connect-cost.ts`
- * measures it; here it read 300-400 µs (2-core KVM guest, Node 20), so a
- * 2-core box tops out near 5,000-6,000 connects/s with both ends on it.
+ * measures it; here it read 300-500 µs (2-core KVM guest, Node 20), so a
+ * 2-core box tops out near 4,000-6,000 connects/s with both ends on it.
  */
-export const CPU_US_PER_CONNECT = 350;
+export const CPU_US_PER_CONNECT = 400;
 
-/** CPU of one heartbeat (the node's ping, the device's pong), both ends, µs, for planning (`bench/connect-cost.ts`). */
-export const CPU_US_PER_HEARTBEAT = 30;
+/**
+ * CPU of one heartbeat (the node's ping, the device's pong), both ends, µs,
+ * for planning: `bench/connect-cost.ts` read 47-58 µs here.
+ */
+export const CPU_US_PER_HEARTBEAT = 50;
 
 /**
  * CPU of one delivered message at both ends (the node's write, the device's
