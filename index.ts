@@ -92,5 +92,6 @@ export {
   startNode,
 } from './server/node.js';
 export { CloseCode, retryableCloseCodes } from './server/protocol.js';
+export { type ServeNodeOptions, type ServeOptions, serve } from './server/serve.js';
 export { type DeviceClaims, isValidId, signToken, verifyToken } from './server/token.js';
 export { plannedRoutes } from './topology/cluster.js';

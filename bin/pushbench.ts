@@ -6,7 +6,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
-  attachWorker,
   checkModel,
   checkRun,
   colourFor,
@@ -43,12 +42,10 @@ import {
   resolveProfile,
   run,
   runMatrix,
-  runPrimary,
   searchCapacity,
+  serve,
   signToken,
-  startNode,
   version,
-  workerPlace,
   writeCapacityReport,
   writeComparison,
 } from '../index.js';
@@ -583,9 +580,9 @@ program
           `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be > 0, got ${v}`,
         );
     }
-    let d2dAllow: Map<string, Set<string>>;
+    const d2dAllow = (opts.d2dAllow as string[] | undefined) ?? [];
     try {
-      d2dAllow = parseD2dAllow((opts.d2dAllow as string[] | undefined) ?? []);
+      parseD2dAllow(d2dAllow);
     } catch (err) {
       throw new PushbenchError('PB_USAGE', (err as Error).message);
     }
@@ -593,104 +590,43 @@ program
     if (processes < 1 || processes > 256) {
       throw new PushbenchError('PB_USAGE', `--processes must be 1-256, got ${processes}`);
     }
-    const nodeId = opts.nodeId as string;
-    const place = workerPlace();
-    if (processes > 1 && place === undefined) {
-      // The primary: a hub for its workers unless they share Redis or another node's hub.
-      let hub: Awaited<ReturnType<typeof startNode>> | undefined;
-      if (opts.redis === undefined && opts.join === undefined) {
-        hub = await startNode({
-          host: '127.0.0.1',
-          port: 0,
+    process.exitCode = await serve(
+      {
+        processes,
+        node: {
+          host: opts.host as string,
+          port,
           secret: opts.secret,
           apiKey: opts.apiKey,
-          nodeId: `${nodeId}.hub`,
-        });
-      }
-      process.exitCode = await runPrimary({
-        nodeId,
-        processes,
-        join: hub?.address.httpUrl ?? (opts.join as string | undefined),
-        onListening: (a) => process.stdout.write(`listening ${a.wsUrl} ${a.httpUrl}\n`),
-      });
-      if (hub) {
-        await hub.node.stop();
-        await hub.backends.registry.close();
-        await hub.backends.broker.close();
-      }
-      return;
-    }
-    const capacity = opts.maxConnections as number | undefined;
-    const { node, address, backends } = await startNode({
-      host: opts.host as string,
-      port,
-      secret: opts.secret,
-      apiKey: opts.apiKey,
-      nodeId: place ? `${nodeId}.p${place.index}` : nodeId,
-      ...(place && { publicNodeId: nodeId }),
-      heartbeatIntervalMs: opts.heartbeatInterval as number,
-      heartbeatTimeoutMs: opts.heartbeatTimeout as number,
-      maxBodyBytes: opts.maxBody as number,
-      redisUrl: opts.redis as string | undefined,
-      join: place ? place.join : (opts.join as string | undefined),
-      redisPrefix: opts.redisPrefix as string | undefined,
-      // A multi-process node's capacity is shared evenly by its processes.
-      ...(capacity !== undefined && {
-        maxConnections: place ? Math.ceil(capacity / processes) : capacity,
-      }),
-      overload: opts.overload as 'refuse' | 'unhealthy' | 'crash',
-      seed: (opts.seed as number | undefined) ?? null,
-      onOverloadCrash: (connections) => {
-        // Falling over is the point: exit at once, sockets die with the process.
-        process.stderr.write(
-          `node ${opts.nodeId as string} over capacity (${connections} > ${opts.maxConnections as number}): falling over\n`,
-        );
-        process.exit(70);
+          nodeId: opts.nodeId as string,
+          heartbeatIntervalMs: opts.heartbeatInterval as number,
+          heartbeatTimeoutMs: opts.heartbeatTimeout as number,
+          maxBodyBytes: opts.maxBody as number,
+          redisUrl: opts.redis as string | undefined,
+          join: opts.join as string | undefined,
+          redisPrefix: opts.redisPrefix as string | undefined,
+          ...(opts.maxConnections !== undefined && {
+            maxConnections: opts.maxConnections as number,
+          }),
+          overload: opts.overload as 'refuse' | 'unhealthy' | 'crash',
+          seed: (opts.seed as number | undefined) ?? null,
+          ...(opts.admissionRate !== undefined && {
+            admissionRatePerSec: opts.admissionRate as number,
+          }),
+          maxLifetimeMs: opts.maxLifetime as number,
+          lifetimeJitterMs: opts.lifetimeJitter as number,
+          goawayGraceMs: opts.goawayGrace as number,
+          drainWindowMs: opts.drainWindow as number,
+          slowConsumer: opts.slowConsumer as 'drop' | 'disconnect',
+          pushRatePerSec: opts.pushRate as number,
+          d2dRatePerSec: opts.d2dRate as number,
+          d2dAllow,
+          maxRoomsPerConnection: opts.maxRooms as number,
+          roomHistoryLength: opts.roomHistory as number,
+        },
       },
-      ...(opts.admissionRate !== undefined && {
-        admissionRatePerSec: opts.admissionRate as number,
-      }),
-      maxLifetimeMs: opts.maxLifetime as number,
-      lifetimeJitterMs: opts.lifetimeJitter as number,
-      goawayGraceMs: opts.goawayGrace as number,
-      drainWindowMs: opts.drainWindow as number,
-      slowConsumer: opts.slowConsumer as 'drop' | 'disconnect',
-      pushRatePerSec: opts.pushRate as number,
-      d2dRatePerSec: opts.d2dRate as number,
-      d2dAllow,
-      maxRoomsPerConnection: opts.maxRooms as number,
-      roomHistoryLength: opts.roomHistory as number,
-    });
-    if (place) attachWorker(node, place.index, address);
-    else process.stdout.write(`listening ${address.wsUrl} ${address.httpUrl}\n`);
-    await new Promise<void>((resolve) => {
-      let stopping = false;
-      const stopNow = () => {
-        if (stopping) return;
-        stopping = true;
-        void node.stop().then(resolve);
-      };
-      // SIGTERM drains gracefully (a second SIGTERM, or SIGINT, stops at once).
-      const onTerm = () => {
-        if (node.health() === 'draining') return stopNow();
-        node.drain(undefined);
-        void node.drained().then(stopNow);
-      };
-      process.on('SIGTERM', onTerm);
-      process.on('SIGINT', stopNow);
-      // POST /v1/admin/drain ends the process the same way once drained.
-      const poll = setInterval(() => {
-        if (node.health() === 'draining') {
-          clearInterval(poll);
-          void node.drained().then(stopNow);
-        }
-      }, 200);
-      poll.unref();
-    });
-    await backends.registry.close();
-    await backends.broker.close();
-    process.exitCode = ExitCode.Pass;
-    if (place) process.disconnect?.();
+      (line) => process.stdout.write(`${line}\n`),
+    );
   });
 
 program

@@ -20,7 +20,6 @@
  * SIGKILL of the primary closes the workers' IPC channel and they exit at once.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { LEAN_HEAP_FLAGS } from '../core/runtime.js';
 import type { PushNode } from './node.js';
 
 /** Worker -> primary, and back. */
@@ -36,6 +35,11 @@ export interface PrimaryOptions {
   processes: number;
   /** The join URL workers use: the primary's own hub, another node's, or none with Redis. */
   join: string | undefined;
+  /** The module each worker process runs, and its Node flags. */
+  exec: string;
+  execArgv: string[];
+  /** Added to each worker's environment (its settings). */
+  env: Record<string, string>;
   /** Called once every worker listens, with the node's address. */
   onListening: (address: { wsUrl: string; httpUrl: string }) => void;
 }
@@ -60,9 +64,7 @@ export function workerPlace(): { index: number; join: string | undefined } | und
  */
 export function runPrimary(opts: PrimaryOptions): Promise<number> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  // The worker processes hold the connections: their young generation is capped
-  // (LEAN_HEAP_FLAGS), whatever flags the primary was started with.
-  cluster.setupPrimary({ execArgv: [...new Set([...process.execArgv, ...LEAN_HEAP_FLAGS])] });
+  cluster.setupPrimary({ exec: opts.exec, execArgv: opts.execArgv, args: [] });
   const counts = new Array<number>(opts.processes).fill(0);
   const workers: Worker[] = [];
   let listening = 0;
@@ -78,7 +80,11 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
   return new Promise((resolve) => {
     let alive = opts.processes;
     for (let i = 0; i < opts.processes; i++) {
-      const worker = cluster.fork({ [ENV_INDEX]: String(i), [ENV_JOIN]: opts.join ?? '' });
+      const worker = cluster.fork({
+        ...opts.env,
+        [ENV_INDEX]: String(i),
+        [ENV_JOIN]: opts.join ?? '',
+      });
       workers.push(worker);
       worker.on('message', (msg: ToPrimary) => {
         switch (msg.pb) {

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { signToken } from '../../server/token.js';
+import { descendantsOf } from '../../topology/process-stats.js';
 
 /**
  * Three real `pushbench serve` processes, driven only through their sockets by
@@ -167,4 +169,42 @@ describe.each([
     expect((await n3.child).exitCode).toBe(0);
     expect((await fetch(`${n1.http}/healthz`)).status).toBe(200);
   });
+});
+
+describe('pushbench serve --processes 2, started by hand', () => {
+  it('runs its workers from the server-only entry with a capped young generation, serves devices on both, and drains on SIGTERM', async () => {
+    const node = await serve(['--node-id', 'multi', '--processes', '2']);
+    const pid = node.child.pid!;
+    const workers = descendantsOf(pid).map((p) =>
+      readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean),
+    );
+    const workerArgs = workers.filter((argv) => argv.some((a) => /serve-worker\.[jt]s$/.test(a)));
+    expect(workerArgs).toHaveLength(2);
+    for (const argv of workerArgs) {
+      expect(argv).toContain('--max-semi-space-size=2');
+      // No flags of the command line: the settings travel in the environment.
+      expect(argv).not.toContain('--secret');
+    }
+    // Devices land on both processes (the kernel hands out accepts); a push reaches each.
+    const devices = Array.from({ length: 8 }, (_, i) => device(node, `m${i}`));
+    await Promise.all(devices.map((d) => d.opened));
+    await until(async () => {
+      const m = (await (await fetch(`${node.http}/metrics.json`)).json()) as {
+        connections: number;
+      };
+      return m.connections === 8;
+    });
+    for (let i = 0; i < devices.length; i++) {
+      expect(await post(node, `/v1/push/m${i}`, { payload: i, id: `x${i}` })).toMatchObject({
+        status: 200,
+        json: { status: 'delivered' },
+      });
+      expect(await devices[i]!.next((f) => f.id === `x${i}`)).toMatchObject({ payload: i });
+    }
+    const closed = devices.map((d) => once(d.ws, 'close'));
+    node.child.kill('SIGTERM');
+    const codes = (await Promise.all(closed)).map(([code]) => code);
+    expect(codes).toEqual(new Array(8).fill(1001));
+    expect((await node.child).exitCode).toBe(0);
+  }, 60_000);
 });
