@@ -6,7 +6,7 @@ import {
   type QueuedMessage,
   type RoomHistory,
 } from './broker.js';
-import type { hubMethods } from './hub.js';
+import { type hubMethods, Outbox } from './hub.js';
 import {
   type PushRegistry,
   type RefreshItem,
@@ -33,6 +33,11 @@ export class HubClient implements PushRegistry, Broker {
   >();
   private readonly handlers = new Map<string, Set<ChannelHandler>>();
   private closed = false;
+  /** Requests of this turn of the event loop, sent as one frame (see hub.ts). */
+  private readonly outbox = new Outbox((frame) => {
+    // Closed since: onClose has already rejected these requests.
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(frame);
+  });
 
   private constructor(
     private readonly url: string,
@@ -102,7 +107,19 @@ export class HubClient implements PushRegistry, Broker {
   }
 
   private onMessage(text: string): void {
-    let msg: {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (Array.isArray(parsed)) for (const one of parsed) this.onOne(one);
+    else this.onOne(parsed);
+  }
+
+  private onOne(parsed: unknown): void {
+    if (typeof parsed !== 'object' || parsed === null) return;
+    const msg = parsed as {
       id?: number;
       result?: unknown;
       error?: string;
@@ -110,11 +127,6 @@ export class HubClient implements PushRegistry, Broker {
       channel?: string;
       data?: string;
     };
-    try {
-      msg = JSON.parse(text) as typeof msg;
-    } catch {
-      return;
-    }
     if (typeof msg.channel === 'string' && typeof msg.data === 'string') {
       for (const h of this.handlers.get(msg.channel) ?? []) h(msg.data);
       return;
@@ -162,7 +174,7 @@ export class HubClient implements PushRegistry, Broker {
           reject(e);
         },
       });
-      ws.send(JSON.stringify({ id, target, method, args }));
+      this.outbox.push(JSON.stringify({ id, target, method, args }));
     });
   }
 
