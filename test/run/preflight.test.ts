@@ -51,18 +51,18 @@ describe('preflight', () => {
     expect(r.problems).toEqual([]);
     expect(() => refuseIfCapped(s, r)).not.toThrow();
     expect(r.warnings).toHaveLength(1);
-    // 5,000 connects/s x 400 us + 8,333 heartbeats/s x 50 us + 100 pushes/s x 22 us = 2.42 cores; 70% of 2 is 1.4.
-    expect(r.warnings[0]!.need).toBeCloseTo(2.42, 2);
+    // 5,000 connects/s x 600 us + 8,333 heartbeats/s x 50 us + 100 pushes/s x 22 us = 3.42 cores; 70% of 2 is 1.4.
+    expect(r.warnings[0]!.need).toBeCloseTo(3.42, 2);
     expect(r.warnings[0]!.allowed).toBeCloseTo(1.4, 5);
     expect(preflightWarnings(r)[0]).toMatch(
-      /^preflight warning: cpu estimate, both ends \(5,000 connects\/s, 8,333 heartbeats\/s, 100 msgs\/s; 70% of 2 cores\) needs ~2\.42 cores, 1\.40 fit: expect a saturated generator \(an INVALID result\); lower --connect-rate to about 2,400/,
+      /^preflight warning: cpu estimate, both ends \(5,000 connects\/s, 8,333 heartbeats\/s, 100 msgs\/s; 70% of 2 cores\) needs ~3\.42 cores, 1\.40 fit: expect a saturated generator \(an INVALID result\); lower --connect-rate to about 1,600/,
     );
     expect(formatPreflight(s, r)).toMatch(/\nWARN cpu estimate/);
-    // The same run at a rate that fits, on four cores, or where cores are unknown: no warning.
-    expect(check({ ...input, devices: { count: 250_000, connectRate: 2000 } }).r.warnings).toEqual(
+    // The same run at a rate that fits, on eight cores, or where cores are unknown: no warning.
+    expect(check({ ...input, devices: { count: 250_000, connectRate: 1000 } }).r.warnings).toEqual(
       [],
     );
-    expect(check(input, { cores: 4 }).r.warnings).toEqual([]);
+    expect(check(input, { cores: 8 }).r.warnings).toEqual([]);
     expect(check(input, { cores: null }).r.checks.some((c) => c.unit === 'cores')).toBe(false);
   });
 
