@@ -120,7 +120,8 @@ function sample(runPid: number, t: number, base: { slab: number }): Sample {
     if (cmd.includes('loadgen/agent')) {
       loadRss += s.rssBytes;
       loadCpu += s.cpuSeconds;
-    } else if (cmd.includes(' serve ')) {
+    } else if (cmd.includes(' serve ') || cmd.includes('server/serve-worker')) {
+      // The node: its primary (`pushbench serve`) and its worker processes.
       nodeRss += s.rssBytes;
       nodeCpu += s.cpuSeconds;
     }

@@ -328,5 +328,19 @@ describe('pushbench run --preflight', () => {
     );
     expect(r.stdout).toMatch(/^ok {3}open files, busiest load-generator process/m);
     expect(r.stdout).toMatch(/^ok {3}memory, all processes and kernel sockets/m);
+    // 2,000 connects/s and 8,333 heartbeats/s are more CPU than two cores give: a warning, not a refusal.
+    expect(r.stdout).toMatch(/^WARN cpu estimate, both ends \(2,000 connects\/s/m);
+    expect(r.stdout).toMatch(/lower --connect-rate to about 1,[0-9]00/);
+    const slower = await cli(
+      'run',
+      'hold',
+      '--devices',
+      '250000',
+      '--connect-rate',
+      '1000',
+      '--preflight',
+    );
+    expect(slower.exitCode, slower.stderr).toBe(0);
+    expect(slower.stdout).toMatch(/^ok {3}cpu estimate/m);
   });
 });
