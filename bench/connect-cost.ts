@@ -13,13 +13,9 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { monoNowUs } from '../core/clock.js';
-import {
-  WsClientConnection,
-  type WsClientSink,
-  type WsCloseInfo,
-} from '../loadgen/ws-client/connection.js';
-import { signToken } from '../server/token.js';
+import type { WsClientConnection } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
+import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
 
 const total = Number(process.argv[2] ?? 15_000);
 const holdSeconds = Number(process.argv[3] ?? 6);
@@ -41,32 +37,17 @@ function selfCpuSeconds(): number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  const secret = 'bench-secret';
   const node = await startNodeProcess({
     nodeId: 'cost',
-    secret,
+    secret: BENCH_SECRET,
     apiKey: 'bench-key',
     heartbeatIntervalMs: 1000,
     heartbeatTimeoutMs: 30_000,
   });
   await sleep(1000);
-  let open = 0;
-  let failed = 0;
-  const sink: WsClientSink = {
-    onOpen: () => {
-      open++;
-    },
-    onText: () => {},
-    onClose: (_c, info: WsCloseInfo) => {
-      if (info.opened) open--;
-      else failed++;
-    },
-  };
-  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const { sink, counts } = countingSink();
   // Signed up front: token signing is the publisher's business, not a connect's.
-  const tokens = Array.from({ length: total }, (_, i) =>
-    signToken({ deviceId: `d${i}`, accountId: `a${i % 100}`, expiresAtSec: exp }, secret),
-  );
+  const tokens = Array.from({ length: total }, (_, i) => deviceToken(i));
   const conns: WsClientConnection[] = [];
   const node0 = cpuSeconds(node.pid);
   const self0 = selfCpuSeconds();
@@ -75,19 +56,13 @@ async function main(): Promise<void> {
   await new Promise<void>((resolve) => {
     const tick = () => {
       let n = 0;
-      while (i < total && n < 200 && i - open - failed < IN_FLIGHT) {
-        const c = new WsClientConnection(sink, i);
-        c.connect({
-          host: node.host,
-          port: node.port,
-          path: `/ws?token=${tokens[i]}`,
-          localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`,
-        });
+      while (i < total && n < 200 && i - counts.open - counts.failed < IN_FLIGHT) {
+        const c = connectDevice(sink, i, node, tokens[i]!);
         conns.push(c);
         i++;
         n++;
       }
-      if (open + failed >= total) resolve();
+      if (counts.open + counts.failed >= total) resolve();
       else setImmediate(tick);
     };
     tick();
@@ -95,9 +70,9 @@ async function main(): Promise<void> {
   const connectS = (monoNowUs() - t0) / 1e6;
   const nodeConnect = cpuSeconds(node.pid) - node0;
   const selfConnect = selfCpuSeconds() - self0;
-  const perConn = (s: number) => (s * 1e6) / Math.max(1, open);
+  const perConn = (s: number) => (s * 1e6) / Math.max(1, counts.open);
   console.log(
-    `connect: ${open} open, ${failed} failed in ${connectS.toFixed(2)} s (${(open / connectS).toFixed(0)}/s, both ends on ${availableParallelism()} cores)`,
+    `connect: ${counts.open} open, ${counts.failed} failed in ${connectS.toFixed(2)} s (${(counts.open / connectS).toFixed(0)}/s, both ends on ${availableParallelism()} cores)`,
   );
   console.log(
     `connect CPU per connection: node ${perConn(nodeConnect).toFixed(0)} us, client ${perConn(selfConnect).toFixed(0)} us, both ${perConn(nodeConnect + selfConnect).toFixed(0)} us`,
@@ -110,12 +85,12 @@ async function main(): Promise<void> {
   const h0 = monoNowUs();
   await sleep(holdSeconds * 1000);
   const heldS = (monoNowUs() - h0) / 1e6;
-  const beats = open * heldS;
+  const beats = counts.open * heldS;
   const nodeHold = cpuSeconds(node.pid) - node1;
   const selfHold = selfCpuSeconds() - self1;
   const perBeat = (s: number) => (s * 1e6) / Math.max(1, beats);
   console.log(
-    `heartbeat CPU (ping + pong): node ${perBeat(nodeHold).toFixed(1)} us, client ${perBeat(selfHold).toFixed(1)} us, both ${perBeat(nodeHold + selfHold).toFixed(1)} us (${open} connections, 1 s interval, ${heldS.toFixed(1)} s)`,
+    `heartbeat CPU (ping + pong): node ${perBeat(nodeHold).toFixed(1)} us, client ${perBeat(selfHold).toFixed(1)} us, both ${perBeat(nodeHold + selfHold).toFixed(1)} us (${counts.open} connections, 1 s interval, ${heldS.toFixed(1)} s)`,
   );
   for (const c of conns) c.destroy();
   await node.stop();

@@ -9,13 +9,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { monoNowUs } from '../core/clock.js';
-import {
-  WsClientConnection,
-  type WsClientSink,
-  type WsCloseInfo,
-} from '../loadgen/ws-client/connection.js';
-import { signToken } from '../server/token.js';
+import type { WsClientConnection } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
+import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
 
 const total = Number(process.argv[2] ?? 15_000);
 const rate = Number(process.argv[3] ?? 3000);
@@ -33,10 +29,9 @@ function slabKb(): number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  const secret = 'bench-secret';
   const node = await startNodeProcess({
     nodeId: 'rss',
-    secret,
+    secret: BENCH_SECRET,
     apiKey: 'bench-key',
     heartbeatIntervalMs: 30_000,
     heartbeatTimeoutMs: 90_000,
@@ -44,21 +39,9 @@ async function main(): Promise<void> {
   await sleep(1500);
   const before = rssKb(node.pid);
   const slabBefore = slabKb();
-  let open = 0;
-  let failed = 0;
-  const sink: WsClientSink = {
-    onOpen: () => {
-      open++;
-    },
-    onText: () => {},
-    onClose: (_c, info: WsCloseInfo) => {
-      if (info.opened) open--;
-      else failed++;
-    },
-  };
+  const { sink, counts } = countingSink();
   const conns: WsClientConnection[] = [];
   const startUs = monoNowUs();
-  const exp = Math.floor(Date.now() / 1000) + 3600;
   // RSS is also read at a third of the way, so the slope between the two readings
   // excludes fixed costs (V8's young generation grows ~25 MB while connecting).
   const mark = Math.floor(total / 3);
@@ -66,41 +49,30 @@ async function main(): Promise<void> {
   let heldAtMark = 0;
   for (let i = 0; i < total; i++) {
     if (i === mark) {
-      while (open + failed < mark) await sleep(50);
+      while (counts.open + counts.failed < mark) await sleep(50);
       await sleep(3000);
       atMark = rssKb(node.pid);
-      heldAtMark = open;
+      heldAtMark = counts.open;
     }
     // Paced, not a burst: a burst raises heap high-water marks and overstates memory.
     const due = startUs + (i * 1e6) / rate;
     const wait = (due - monoNowUs()) / 1000;
     if (wait > 1) await sleep(wait);
-    const c = new WsClientConnection(sink, i);
-    const token = signToken(
-      { deviceId: `d${i}`, accountId: `a${i % 100}`, expiresAtSec: exp },
-      secret,
-    );
-    // Spread source addresses so ephemeral ports never run out.
-    c.connect({
-      host: node.host,
-      port: node.port,
-      path: `/ws?token=${token}`,
-      localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`,
-    });
+    const c = connectDevice(sink, i, node, deviceToken(i));
     conns.push(c);
   }
-  while (open + failed < total) await sleep(100);
+  while (counts.open + counts.failed < total) await sleep(100);
   // Idle for a while so the node's GC settles.
   await sleep(8000);
   const after = rssKb(node.pid);
   const slabAfter = slabKb();
-  const held = open;
+  const held = counts.open;
   const perConnKb = (after - before) / Math.max(1, held);
   const metrics = (await (await fetch(`${node.httpUrl}/metrics.json`)).json()) as {
     connections: number;
   };
   console.log(
-    `node RSS before ${before} kB, after ${after} kB with ${held} connections held (node counts ${metrics.connections}, ${failed} failed)`,
+    `node RSS before ${before} kB, after ${after} kB with ${held} connections held (node counts ${metrics.connections}, ${counts.failed} failed)`,
   );
   console.log(
     `node RSS per idle connection: ${perConnKb.toFixed(2)} kB (all connections over the idle baseline)`,

@@ -1,0 +1,62 @@
+/**
+ * What the node benchmarks (`server-rss.ts`, `connect-cost.ts`) share: device
+ * connections through the lean client, counted by one sink, with tokens and
+ * source addresses made the same way.
+ */
+import {
+  WsClientConnection,
+  type WsClientSink,
+  type WsCloseInfo,
+} from '../loadgen/ws-client/connection.js';
+import { signToken } from '../server/token.js';
+
+/** The HMAC secret the benchmarks start their node with. */
+export const BENCH_SECRET = 'bench-secret';
+
+/** Connections open now and attempts that never opened, kept by {@link countingSink}. */
+export interface Counts {
+  open: number;
+  failed: number;
+}
+
+/** One sink for every connection that only counts opens, closes and failed attempts. */
+export function countingSink(): { sink: WsClientSink; counts: Counts } {
+  const counts: Counts = { open: 0, failed: 0 };
+  const sink: WsClientSink = {
+    onOpen: () => {
+      counts.open++;
+    },
+    onText: () => {},
+    onClose: (_c, info: WsCloseInfo) => {
+      if (info.opened) counts.open--;
+      else counts.failed++;
+    },
+  };
+  return { sink, counts };
+}
+
+/** Device `i`'s token, valid for an hour; 100 accounts. */
+export function deviceToken(i: number, secret = BENCH_SECRET): string {
+  const expiresAtSec = Math.floor(Date.now() / 1000) + 3600;
+  return signToken({ deviceId: `d${i}`, accountId: `a${i % 100}`, expiresAtSec }, secret);
+}
+
+/**
+ * Starts device `i`'s connection to `node`. Source addresses spread over
+ * 127.0.1-200.1-250 so ephemeral ports never run out.
+ */
+export function connectDevice(
+  sink: WsClientSink,
+  i: number,
+  node: { host: string; port: number },
+  token: string,
+): WsClientConnection {
+  const c = new WsClientConnection(sink, i);
+  c.connect({
+    host: node.host,
+    port: node.port,
+    path: `/ws?token=${token}`,
+    localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`,
+  });
+  return c;
+}
