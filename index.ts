@@ -52,8 +52,8 @@ export {
   parseGate,
   parseGates,
 } from './reports/gates.js';
-export type { LatencySummary } from './reports/histogram.js';
-export type { DeliveryLedger } from './reports/ledger.js';
+export type { LatencySummary } from './core/measure/histogram.js';
+export type { DeliveryLedger } from './core/measure/ledger.js';
 export { writeComparison } from './reports/outputs/comparison.js';
 export { type OutputRequest, writeOutputs } from './reports/outputs/index.js';
 export { progressListener, type RunListener } from './reports/outputs/progress.js';

@@ -9,8 +9,8 @@ import {
   type LatencyHistogram,
   mergeSnapshot,
   summarize,
-} from '../reports/histogram.js';
-import { Bitset, type DeliveryLedger, reconcileLedger } from '../reports/ledger.js';
+} from '../core/measure/histogram.js';
+import { Bitset, type DeliveryLedger, reconcileLedger } from '../core/measure/ledger.js';
 import type { Scenario } from '../scenarios/schema.js';
 import type {
   DeviceFinal,

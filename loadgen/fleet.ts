@@ -6,8 +6,8 @@ import {
   encodeHistogram,
   type LatencyHistogram,
   recordUs,
-} from '../reports/histogram.js';
-import { Bitset } from '../reports/ledger.js';
+} from '../core/measure/histogram.js';
+import { Bitset } from '../core/measure/ledger.js';
 import { retryableCloseCodes } from '../server/protocol.js';
 import { signToken } from '../server/token.js';
 import type { DeviceRoute, DeviceWorkerData, FromWorker, ShardLink, ToWorker } from './messages.js';

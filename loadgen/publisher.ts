@@ -7,8 +7,8 @@ import {
   encodeHistogram,
   type LatencyHistogram,
   recordUs,
-} from '../reports/histogram.js';
-import { Bitset } from '../reports/ledger.js';
+} from '../core/measure/histogram.js';
+import { Bitset } from '../core/measure/ledger.js';
 import type {
   FromWorker,
   PublishedKind,

@@ -19,7 +19,7 @@
 
 import { PushbenchError } from '../core/errors.js';
 import { formatCount, formatMs, parseDurationMs } from '../core/units.js';
-import type { LatencySummary } from './histogram.js';
+import type { LatencySummary } from '../core/measure/histogram.js';
 import { clopperPearsonUpper, requiredTrials } from './stats.js';
 
 export type { LatencySummary };

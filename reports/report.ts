@@ -10,8 +10,8 @@ import {
 } from '../loadgen/coordinator.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
-import { encodeHistogram, type LatencySummary, summarize } from './histogram.js';
-import type { DeliveryLedger } from './ledger.js';
+import { encodeHistogram, type LatencySummary, summarize } from '../core/measure/histogram.js';
+import type { DeliveryLedger } from '../core/measure/ledger.js';
 import { type SkewSummary, summarizeSkew } from './skew.js';
 import {
   type FaultImpact,

@@ -16,7 +16,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Coordinator } from '../../loadgen/coordinator.js';
-import { summarize } from '../../reports/histogram.js';
+import { summarize } from '../../core/measure/histogram.js';
 import { loadScenario } from '../../scenarios/load.js';
 
 const { values } = parseArgs({

@@ -22,8 +22,8 @@ import {
   encodeHistogram,
   type LatencyHistogram,
   recordUs,
-} from '../../reports/histogram.js';
-import { Bitset } from '../../reports/ledger.js';
+} from '../../core/measure/histogram.js';
+import { Bitset } from '../../core/measure/ledger.js';
 import type { DeviceChannel } from './device-traffic.js';
 
 /** The partner of global device `i`, or -1 when its account has no other device. */

@@ -20,7 +20,7 @@ import {
   type DeliveryLedger,
   reconcileFanOut,
   reconcileLedger,
-} from '../../reports/ledger.js';
+} from '../../core/measure/ledger.js';
 import type { Scenario } from '../../scenarios/schema.js';
 import type {
   PublishedKind,

@@ -18,7 +18,7 @@ import {
   encodeHistogram,
   type LatencyHistogram,
   recordUs,
-} from '../../reports/histogram.js';
+} from '../../core/measure/histogram.js';
 import type { DeviceChannel } from './device-traffic.js';
 
 /** Room index -> room name. */

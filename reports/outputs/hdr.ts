@@ -17,7 +17,7 @@ import {
   type LatencyHistogram,
   parseHistogramLog,
   type TaggedIntervalHistogram,
-} from '../histogram.js';
+} from '../../core/measure/histogram.js';
 
 /** The interval log's file name inside a results folder. */
 export const HDR_LOG_FILE = 'latency.hlog';

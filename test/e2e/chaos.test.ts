@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
-import { decodeHistogram, recordedValues } from '../../reports/histogram.js';
+import { decodeHistogram, recordedValues } from '../../core/measure/histogram.js';
 import type { Report } from '../../reports/report.js';
 import type { RunOptions } from '../../run/run.js';
 

@@ -17,7 +17,7 @@ import type {
   DeviceWorkerData,
   FromWorker,
 } from '../../loadgen/messages.js';
-import { decodeHistogram } from '../../reports/histogram.js';
+import { decodeHistogram } from '../../core/measure/histogram.js';
 import { verifyToken } from '../../server/token.js';
 
 const SECRET = 'fleet-test-secret';

@@ -3,7 +3,7 @@ import type { PublisherFinal } from '../../loadgen/messages.js';
 import { createDeviceTraffic, type TrafficFinal } from '../../loadgen/traffic/index.js';
 import { mergeTraffic } from '../../loadgen/traffic/ledgers.js';
 import { roomMembers, roomOf } from '../../loadgen/traffic/rooms.js';
-import { Bitset, reconcileFanOut } from '../../reports/ledger.js';
+import { Bitset, reconcileFanOut } from '../../core/measure/ledger.js';
 
 function bits(...members: number[]): Bitset {
   const b = new Bitset();

@@ -14,7 +14,7 @@ import {
   mergeTraffic,
   publisherTraffic,
 } from '../../loadgen/traffic/ledgers.js';
-import { Bitset } from '../../reports/ledger.js';
+import { Bitset } from '../../core/measure/ledger.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import {
   type NodeAddress,

@@ -10,7 +10,7 @@ import {
   createLatencyHistogram,
   type LatencyHistogram,
   recordUs,
-} from '../../reports/histogram.js';
+} from '../../core/measure/histogram.js';
 import { readHdrLog, writeHdrLog, writeHdrOutputs, writeHgrm } from '../../reports/outputs/hdr.js';
 
 const START_MS_EPOCH = 1_700_000_000_123;

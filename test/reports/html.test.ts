@@ -10,7 +10,7 @@ import {
   encodeHistogram,
   percentileDistribution,
   recordUs,
-} from '../../reports/histogram.js';
+} from '../../core/measure/histogram.js';
 import {
   escapeHtml,
   formatPercentile,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Bitset, reconcileLedger } from '../../reports/ledger.js';
+import { Bitset, reconcileLedger } from '../../../core/measure/ledger.js';
 
 function bits(...members: number[]): Bitset {
   const b = new Bitset();

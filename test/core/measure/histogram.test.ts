@@ -7,7 +7,7 @@ import {
   recordedValues,
   recordUs,
   summarize,
-} from '../../reports/histogram.js';
+} from '../../../core/measure/histogram.js';
 
 describe('histogram snapshots', () => {
   it('merging encoded snapshots equals recording everything in one histogram', () => {

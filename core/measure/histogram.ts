@@ -6,7 +6,7 @@
 
 import type { Histogram } from 'hdr-histogram-js';
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
-import { PushbenchError } from '../core/errors.js';
+import { PushbenchError } from '../errors.js';
 
 /** A latency histogram in microseconds. */
 export type LatencyHistogram = Histogram;
