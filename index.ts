@@ -33,6 +33,8 @@ export { type HerdInput, type HerdResult, simulateHerd } from './capacity/simula
 export { type ErrorCode, PushbenchError } from './core/errors.js';
 export { ExitCode, type ExitCodeValue } from './core/exit-codes.js';
 export { type MachineFacts, machineFacts, processLimits } from './core/machine.js';
+export type { LatencySummary } from './core/measure/histogram.js';
+export type { DeliveryLedger } from './core/measure/ledger.js';
 export { formatMs, parseDurationMs } from './core/units.js';
 export { version } from './core/version.js';
 export type { LoadResult, RunPhase, TimelinePoint } from './loadgen/coordinator.js';
@@ -52,8 +54,6 @@ export {
   parseGate,
   parseGates,
 } from './reports/gates.js';
-export type { LatencySummary } from './core/measure/histogram.js';
-export type { DeliveryLedger } from './core/measure/ledger.js';
 export { writeComparison } from './reports/outputs/comparison.js';
 export { type OutputRequest, writeOutputs } from './reports/outputs/index.js';
 export { progressListener, type RunListener } from './reports/outputs/progress.js';

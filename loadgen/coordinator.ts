@@ -3,7 +3,6 @@ import type { Worker } from 'node:worker_threads';
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
 import { processLimits } from '../core/machine.js';
-import { startWorkerBeside } from '../core/runtime.js';
 import {
   createLatencyHistogram,
   type LatencyHistogram,
@@ -11,6 +10,7 @@ import {
   summarize,
 } from '../core/measure/histogram.js';
 import { Bitset, type DeliveryLedger, reconcileLedger } from '../core/measure/ledger.js';
+import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
 import type {
   DeviceFinal,

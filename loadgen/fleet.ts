@@ -1,6 +1,5 @@
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
 import {
   createLatencyHistogram,
   encodeHistogram,
@@ -8,6 +7,7 @@ import {
   recordUs,
 } from '../core/measure/histogram.js';
 import { Bitset } from '../core/measure/ledger.js';
+import { Rng } from '../core/rng.js';
 import { retryableCloseCodes } from '../server/protocol.js';
 import { signToken } from '../server/token.js';
 import type { DeviceRoute, DeviceWorkerData, FromWorker, ShardLink, ToWorker } from './messages.js';

@@ -1,7 +1,6 @@
 import { Agent, request } from 'node:http';
 import type { MessagePort } from 'node:worker_threads';
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
-import { Rng } from '../core/rng.js';
 import {
   createLatencyHistogram,
   encodeHistogram,
@@ -9,6 +8,7 @@ import {
   recordUs,
 } from '../core/measure/histogram.js';
 import { Bitset } from '../core/measure/ledger.js';
+import { Rng } from '../core/rng.js';
 import type {
   FromWorker,
   PublishedKind,

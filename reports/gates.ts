@@ -18,8 +18,8 @@
  */
 
 import { PushbenchError } from '../core/errors.js';
-import { formatCount, formatMs, parseDurationMs } from '../core/units.js';
 import type { LatencySummary } from '../core/measure/histogram.js';
+import { formatCount, formatMs, parseDurationMs } from '../core/units.js';
 import { clopperPearsonUpper, requiredTrials } from './stats.js';
 
 export type { LatencySummary };

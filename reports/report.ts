@@ -1,5 +1,7 @@
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
+import { encodeHistogram, type LatencySummary, summarize } from '../core/measure/histogram.js';
+import type { DeliveryLedger } from '../core/measure/ledger.js';
 import {
   type LoadResult,
   type PlacementSummary,
@@ -10,8 +12,6 @@ import {
 } from '../loadgen/coordinator.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
-import { encodeHistogram, type LatencySummary, summarize } from '../core/measure/histogram.js';
-import type { DeliveryLedger } from '../core/measure/ledger.js';
 import { type SkewSummary, summarizeSkew } from './skew.js';
 import {
   type FaultImpact,

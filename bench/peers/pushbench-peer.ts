@@ -15,8 +15,8 @@
  *     --secret S --api-key K --connections 15000 --rate 1000 --fanout-rate 10 --fanout-seconds 10
  */
 import { parseArgs } from 'node:util';
-import { Coordinator } from '../../loadgen/coordinator.js';
 import { summarize } from '../../core/measure/histogram.js';
+import { Coordinator } from '../../loadgen/coordinator.js';
 import { loadScenario } from '../../scenarios/load.js';
 
 const { values } = parseArgs({

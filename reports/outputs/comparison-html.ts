@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { type Comparison, comparisonCells } from '../compare.js';
 import { decodeHistogram, percentileDistribution } from '../../core/measure/histogram.js';
+import { type Comparison, comparisonCells } from '../compare.js';
 import type { Report } from '../report.js';
 import { escapeHtml, jsonForScript, percentileTickLabel, percentileToX } from './html.js';
 

@@ -9,7 +9,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { PushbenchError } from '../../core/errors.js';
-import type { IntervalHistograms } from '../../loadgen/coordinator.js';
 import {
   createLatencyHistogram,
   formatHistogramLog,
@@ -18,6 +17,7 @@ import {
   parseHistogramLog,
   type TaggedIntervalHistogram,
 } from '../../core/measure/histogram.js';
+import type { IntervalHistograms } from '../../loadgen/coordinator.js';
 
 /** The interval log's file name inside a results folder. */
 export const HDR_LOG_FILE = 'latency.hlog';

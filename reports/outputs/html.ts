@@ -9,10 +9,14 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { PushbenchError } from '../../core/errors.js';
+import {
+  decodeHistogram,
+  type LatencySummary,
+  percentileDistribution,
+} from '../../core/measure/histogram.js';
 import { formatCount } from '../../core/units.js';
 import type { TimelinePoint } from '../../loadgen/coordinator.js';
 import type { GateVerdict } from '../gates.js';
-import { decodeHistogram, type LatencySummary, percentileDistribution } from '../../core/measure/histogram.js';
 import { latencySeriesOf, type Report, skewOf, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';
 

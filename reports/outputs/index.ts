@@ -1,8 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Chalk } from 'chalk';
-import type { IntervalHistograms } from '../../loadgen/coordinator.js';
 import { decodeHistogram, type LatencyHistogram } from '../../core/measure/histogram.js';
+import type { IntervalHistograms } from '../../loadgen/coordinator.js';
 import type { Report } from '../report.js';
 import { writeHdrOutputs } from './hdr.js';
 import { renderHtml } from './html.js';

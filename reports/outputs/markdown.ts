@@ -1,5 +1,5 @@
-import { formatCount, formatMs } from '../../core/units.js';
 import type { LatencySummary } from '../../core/measure/histogram.js';
+import { formatCount, formatMs } from '../../core/units.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 
 const icon: Record<Verdict, string> = {

@@ -1,7 +1,7 @@
 import { stripVTControlCharacters } from 'node:util';
 import { Chalk, type ChalkInstance } from 'chalk';
-import { formatCount, formatMs } from '../../core/units.js';
 import type { LatencySummary } from '../../core/measure/histogram.js';
+import { formatCount, formatMs } from '../../core/units.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 
 /** Whether to colour: never when NO_COLOR is set or the stream is not a terminal. */

@@ -7,8 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run } from '../../index.js';
 import { decodeHistogram, recordedValues } from '../../core/measure/histogram.js';
+import { run } from '../../index.js';
 import type { Report } from '../../reports/report.js';
 import type { RunOptions } from '../../run/run.js';
 

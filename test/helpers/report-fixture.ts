@@ -1,7 +1,7 @@
-import type { LoadResult } from '../../loadgen/coordinator.js';
-import { parseGates } from '../../reports/gates.js';
 import { createLatencyHistogram, recordUs } from '../../core/measure/histogram.js';
 import { Bitset, reconcileLedger } from '../../core/measure/ledger.js';
+import type { LoadResult } from '../../loadgen/coordinator.js';
+import { parseGates } from '../../reports/gates.js';
 import { buildReport, type Report } from '../../reports/report.js';
 import { validateScenario } from '../../scenarios/schema.js';
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { monoNowUs } from '../../core/clock.js';
+import { decodeHistogram } from '../../core/measure/histogram.js';
 import { Fleet } from '../../loadgen/fleet.js';
 import type {
   DeviceFinal,
@@ -17,7 +18,6 @@ import type {
   DeviceWorkerData,
   FromWorker,
 } from '../../loadgen/messages.js';
-import { decodeHistogram } from '../../core/measure/histogram.js';
 import { verifyToken } from '../../server/token.js';
 
 const SECRET = 'fleet-test-secret';

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { Bitset, reconcileFanOut } from '../../core/measure/ledger.js';
 import type { PublisherFinal } from '../../loadgen/messages.js';
 import { createDeviceTraffic, type TrafficFinal } from '../../loadgen/traffic/index.js';
 import { mergeTraffic } from '../../loadgen/traffic/ledgers.js';
 import { roomMembers, roomOf } from '../../loadgen/traffic/rooms.js';
-import { Bitset, reconcileFanOut } from '../../core/measure/ledger.js';
 
 function bits(...members: number[]): Bitset {
   const b = new Bitset();

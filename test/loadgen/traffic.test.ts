@@ -3,6 +3,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { monoNowUs } from '../../core/clock.js';
+import { Bitset } from '../../core/measure/ledger.js';
 import type { FromWorker, PublisherFinal, PublisherWorkerData } from '../../loadgen/messages.js';
 import { Publisher } from '../../loadgen/publisher.js';
 import { readPushFrame } from '../../loadgen/push-frame.js';
@@ -14,7 +15,6 @@ import {
   mergeTraffic,
   publisherTraffic,
 } from '../../loadgen/traffic/ledgers.js';
-import { Bitset } from '../../core/measure/ledger.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import {
   type NodeAddress,

@@ -5,12 +5,12 @@ import { execa } from 'execa';
 import type { Histogram } from 'hdr-histogram-js';
 import { HistogramLogReader, listTags } from 'hdr-histogram-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IntervalHistograms } from '../../loadgen/coordinator.js';
 import {
   createLatencyHistogram,
   type LatencyHistogram,
   recordUs,
 } from '../../core/measure/histogram.js';
+import type { IntervalHistograms } from '../../loadgen/coordinator.js';
 import { readHdrLog, writeHdrLog, writeHdrOutputs, writeHgrm } from '../../reports/outputs/hdr.js';
 
 const START_MS_EPOCH = 1_700_000_000_123;

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../index.js';
 import {
   createLatencyHistogram,
   encodeHistogram,
   percentileDistribution,
   recordUs,
 } from '../../core/measure/histogram.js';
+import { run } from '../../index.js';
 import {
   escapeHtml,
   formatPercentile,
