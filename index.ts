@@ -35,9 +35,9 @@ export { ExitCode, type ExitCodeValue } from './core/exit-codes.js';
 export { type MachineFacts, machineFacts, processLimits } from './core/machine.js';
 export type { LatencySummary } from './core/measure/histogram.js';
 export type { DeliveryLedger } from './core/measure/ledger.js';
+export type { LoadResult, RunPhase, TimelinePoint } from './core/result.js';
 export { formatMs, parseDurationMs } from './core/units.js';
 export { version } from './core/version.js';
-export type { LoadResult, RunPhase, TimelinePoint } from './loadgen/coordinator.js';
 export {
   type Comparison,
   compareReports,

@@ -608,8 +608,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
         established: this.established,
         // Local indices below nextReserve are the initial share plus the reserve opened.
         requested: this.nextReserve,
-        connectFailuresByReason: this.failuresByReason,
-        abandonedAtFinish: this.abandonedAtFinish,
+        failuresByReason: this.failuresByReason,
+        reconnectingAtEnd: this.abandonedAtFinish,
         closesByCode: this.closesByCode,
         lossesByCause: this.lossesByCause,
         drops: Float64Array.from(this.drops),

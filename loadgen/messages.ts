@@ -4,6 +4,7 @@
  * travel only as encoded snapshots; ledgers travel as bitsets, once, at the end.
  */
 
+import type { ConnectionEvents, ConnectionTotals, SelfCheck } from '../core/result.js';
 import type { ReconnectPolicy } from '../scenarios/schema.js';
 
 /** Where devices connect. */
@@ -121,24 +122,8 @@ export type ToWorker =
   /** Publisher: the API base URLs to use from now on (nodes die and get added during chaos). */
   | { type: 'api-targets'; urls: string[] };
 
-/** The generator's view of its own health over one interval. */
-export interface SelfCheck {
-  /** Event-loop utilisation of the thread, 0..1. */
-  elu: number;
-  /** Event-loop delay p99 in ms. */
-  lagP99Ms: number;
-  /** Event-loop delay max in ms. */
-  lagMaxMs: number;
-  /**
-   * CPU time of the thread's whole process as a share of one core (1 = one
-   * core busy). With a low `elu`, a high lag means the thread was starved of
-   * CPU by other processes rather than busy itself; either way its timings are late.
-   */
-  processCpu?: number;
-}
-
-/** One device worker's interval report. */
-export interface DeviceInterval {
+/** One device worker's interval report: its connection events of the interval, and more. */
+export interface DeviceInterval extends ConnectionEvents {
   type: 'device-interval';
   workerIndex: number;
   atUs: number;
@@ -146,23 +131,8 @@ export interface DeviceInterval {
   open: number;
   /** Devices that have been open at least once, so far. */
   established: number;
-  /** Every attempt started, first connects and reconnects. */
-  connectAttempts: number;
   connectsOk: number;
-  connectFailures: number;
-  /** Opened connections that ended, for any reason but the run finishing (periodic ones too). */
-  disconnects: number;
   received: number;
-  /** Attempts that were not a device's first connect. */
-  reconnectAttempts: number;
-  /** Reconnect attempts that opened. */
-  reconnects: number;
-  /** Connections lost (not periodic closes), as the devices saw it. */
-  losses: number;
-  /** Periodic (own-initiative) reconnect closes. */
-  periodic: number;
-  /** Failed attempts of this interval by reason (`refused`, `timeout`, `http_503`, ...). */
-  failuresByReason: Record<string, number>;
   /** Device traffic counters of this interval (messages received per kind). */
   trafficCounters: Record<string, number>;
   /** Encoded histograms of this interval only, keyed by series (`push`, `connect`, `reconnect`, `push@eu`, `room`, ...). */
@@ -170,8 +140,12 @@ export interface DeviceInterval {
   self: SelfCheck;
 }
 
-/** A device worker's end-of-run report. */
-export interface DeviceFinal {
+/**
+ * A device worker's end-of-run report: its share of the fleet's connection
+ * totals (`requested` counts its initial share plus the reserve it opened;
+ * `failed` is left to the coordinator), its ledger bitsets, and more.
+ */
+export interface DeviceFinal extends Omit<ConnectionTotals, 'failed'> {
   type: 'device-final';
   workerIndex: number;
   /** Histograms recorded since the last interval report. */
@@ -179,19 +153,6 @@ export interface DeviceFinal {
   delivered: Uint8Array;
   late: Uint8Array;
   duplicates: number;
-  /** Devices open just before `finish`. */
-  heldAtEnd: number;
-  /** Devices that were open at least once. */
-  established: number;
-  /** Devices that were asked to connect (initial share plus reserve opened). */
-  requested: number;
-  connectFailuresByReason: Record<string, number>;
-  /** Devices between connections at `finish`: attempts in flight (abandoned, not failed) or waiting out a backoff. */
-  abandonedAtFinish: number;
-  /** Connections that closed during the run, by close code. */
-  closesByCode: Record<string, number>;
-  /** Losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
-  lossesByCause: Record<string, number>;
   /**
    * One triple per loss (periodic closes excluded): [lost at, open again at
    * (0 = never), attempts made], times in host-monotonic µs.
@@ -241,7 +202,7 @@ export type PublishKind = 'direct' | 'indirect' | 'room';
 export interface PublishedKind {
   /** Requests issued. */
   sent: number;
-  /** Bitset (see reports/ledger.ts `Bitset`) of the seqs of this kind that were sent. */
+  /** Bitset (see core/measure/ledger.ts `Bitset`) of the seqs of this kind that were sent. */
   seqs: Uint8Array;
   /** Bitset of the seqs of this kind the API accepted (200 direct, 202/200 queue, 200 room). */
   accepted: Uint8Array;

@@ -6,6 +6,7 @@
  * size and the limits read at start (RLIMIT_NOFILE, heap limit, port range),
  * so every decision is testable for given limits.
  */
+import type { Scenario } from '../scenarios/schema.js';
 import type { DeviceRoute } from './messages.js';
 
 /** File descriptors a load-generator process needs beyond its device sockets (stdio, epoll, pipes, HTTP). */
@@ -159,6 +160,52 @@ export function placeFleet(req: PlacementRequest, limits: ProcessLimits): Placem
   }
   const routes = spreadAddresses(req, limits, reasons);
   return { processes, threadsPerProcess, shards, routes, devicesPerProcess, reasons };
+}
+
+/**
+ * Places a scenario's fleet (its devices, reserve, threads and placement
+ * settings) over `routes`. Preflight calls it once and the run passes the
+ * result to the coordinator, so what was checked is what runs.
+ */
+export function placeScenario(
+  scenario: Scenario,
+  routes: DeviceRoute[],
+  limits: ProcessLimits,
+): Placement {
+  const { count, reserve } = scenario.devices;
+  return placeFleet(
+    {
+      devices: count,
+      reserve,
+      threads: Math.max(1, Math.min(scenario.workers, count)),
+      routes,
+      ...(scenario.placement.devicesPerProcess !== null && {
+        maxDevicesPerProcess: scenario.placement.devicesPerProcess,
+      }),
+      ...(scenario.placement.sourceAddresses !== null && {
+        addressPool: scenario.placement.sourceAddresses,
+      }),
+    },
+    limits,
+  );
+}
+
+/**
+ * The placement with its routes pointed at where devices really connect,
+ * once the cluster exists: each planned route (same block of devices) takes
+ * the live route's host, port and path and keeps the source addresses placed
+ * for it, or the live route's own when none were placed.
+ */
+export function withLiveRoutes(placement: Placement, live: DeviceRoute[]): Placement {
+  const routes = live.map((route) => {
+    const planned = placement.routes.find(
+      (r) => r.first === route.first && r.count === route.count,
+    );
+    return planned === undefined || planned.localAddresses.length === 0
+      ? route
+      : { ...route, localAddresses: planned.localAddresses };
+  });
+  return { ...placement, routes };
 }
 
 /** Adds source addresses to routes that would exhaust one address's ephemeral ports. */

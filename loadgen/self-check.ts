@@ -1,5 +1,5 @@
 import { type EventLoopUtilization, monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { SelfCheck } from './messages.js';
+import type { SelfCheck } from '../core/result.js';
 
 /** Limits past which the generator's own delay would pollute its measurements. */
 export const saturationLimits = {

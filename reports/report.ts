@@ -3,13 +3,14 @@ import type { MachineFacts } from '../core/machine.js';
 import { encodeHistogram, type LatencySummary, summarize } from '../core/measure/histogram.js';
 import type { DeliveryLedger } from '../core/measure/ledger.js';
 import {
+  type ConnectionTotals,
   type LoadResult,
   type PlacementSummary,
   RUN_SERIES,
   type RunMarker,
   type TimelinePoint,
   type WorkerHealth,
-} from '../loadgen/coordinator.js';
+} from '../core/result.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
 import { type SkewSummary, summarizeSkew } from './skew.js';
@@ -64,20 +65,8 @@ export interface Report {
   wallTimeMs: number;
   verdict: Verdict;
   exitCode: ExitCodeValue;
-  devices: {
-    requested: number;
-    established: number;
-    heldAtEnd: number;
-    failed: number;
-    failuresByReason: Record<string, number>;
-    closesByCode: Record<string, number>;
-    /** Connection losses by cause: `heartbeat_timeout`, `goaway`, `code_<close code>`. */
-    lossesByCause: Record<string, number>;
-    /** Devices whose connect attempt was in flight when the run ended (e.g. a periodic reconnect). */
-    reconnectingAtEnd: number;
-    /** Connections the server itself counted just before the fleet closed. */
-    heldAtServer: number | null;
-  };
+  /** The fleet's connections, and what the server itself counted just before the fleet closed. */
+  devices: ConnectionTotals & { heldAtServer: number | null };
   /** The ledger, plus `unaddressed`: scheduled messages not sent because no device was connected. */
   delivery: DeliveryLedger & { unaddressed: number };
   /** The ledger of each traffic kind; `delivery` is their sum (room deliveries count message x member). */

@@ -14,7 +14,7 @@ import {
   PORT_HEADROOM,
   PROCESS_FD_OVERHEAD,
   type ProcessLimits,
-  placeFleet,
+  placeScenario,
 } from '../loadgen/placement.js';
 import type { Scenario } from '../scenarios/schema.js';
 import {
@@ -142,21 +142,7 @@ export function checkRun(
 ): PreflightResult {
   const { count, reserve } = scenario.devices;
   const devices = count + reserve;
-  const placement = placeFleet(
-    {
-      devices: count,
-      reserve,
-      threads: Math.max(1, Math.min(scenario.workers, count)),
-      routes,
-      ...(scenario.placement.devicesPerProcess !== null && {
-        maxDevicesPerProcess: scenario.placement.devicesPerProcess,
-      }),
-      ...(scenario.placement.sourceAddresses !== null && {
-        addressPool: scenario.placement.sourceAddresses,
-      }),
-    },
-    limits,
-  );
+  const placement = placeScenario(scenario, routes, limits);
   const checks: PreflightCheck[] = [];
   const files = limits.openFiles;
   const ulimit = (n: number) => `raise it with \`ulimit -n ${n}\` where the hard limit allows`;

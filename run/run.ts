@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { machineFacts, processLimits } from '../core/machine.js';
+import type { LoadResult } from '../core/result.js';
 import { version } from '../core/version.js';
-import { Coordinator, type LoadResult } from '../loadgen/coordinator.js';
+import { Coordinator } from '../loadgen/coordinator.js';
+import { withLiveRoutes } from '../loadgen/placement.js';
 import { checkGateTargets, parseGates } from '../reports/gates.js';
 import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
 import type { RunListener } from '../reports/outputs/progress.js';
@@ -146,9 +148,12 @@ export async function run(
   let loadResources: LoadResult['generator']['resources'];
   let faults: FaultRecord[] = [];
   try {
+    const routes = cluster.deviceRoutes(scenario.devices.regions);
     const coordinator = new Coordinator({
       scenario,
-      routes: cluster.deviceRoutes(scenario.devices.regions),
+      routes,
+      // What preflight checked is what runs, pointed at the cluster that now exists.
+      placement: withLiveRoutes(checked.placement, routes),
       httpUrls: cluster.apiUrls(),
       secret: secrets.secret,
       apiKey: secrets.apiKey,

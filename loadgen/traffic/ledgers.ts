@@ -21,6 +21,7 @@ import {
   reconcileFanOut,
   reconcileLedger,
 } from '../../core/measure/ledger.js';
+import type { TrafficResult } from '../../core/result.js';
 import type { Scenario } from '../../scenarios/schema.js';
 import type {
   PublishedKind,
@@ -32,28 +33,6 @@ import type { TrafficConfig } from './config.js';
 import type { D2dFinal } from './d2d.js';
 import type { TrafficFinal } from './index.js';
 import { type RoomFinal, roomMembers } from './rooms.js';
-
-/** Per-kind delivery ledgers of a run. */
-export interface TrafficResult {
-  direct: DeliveryLedger;
-  indirect: DeliveryLedger;
-  /**
-   * In deliveries (message x member). `expected` = deliveries the accepted room
-   * messages owe (equal to `accepted`); `recovered` = first arrivals that came
-   * through a resume; `resyncs` = resumes the history could not cover.
-   */
-  room: DeliveryLedger & {
-    recovered: number;
-    resyncs: number;
-    expected: number;
-    /** Room messages (PUTs) sent and accepted. */
-    messages: { sent: number; accepted: number };
-  };
-  /** `notSent`: scheduled while the sender was not connected; `statuses`: `d2d_status` outcomes. */
-  d2d: DeliveryLedger & { notSent: number; statuses: Record<string, number> };
-  /** All four kinds summed (deliveries), for one five-nines figure. */
-  combined: { accepted: number; delivered: number; lost: number; rate: number };
-}
 
 /** The device workers' traffic config (see config.ts for each field). */
 export function deviceTrafficConfig(scenario: Scenario, shards = scenario.workers): TrafficConfig {

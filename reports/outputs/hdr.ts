@@ -17,7 +17,7 @@ import {
   parseHistogramLog,
   type TaggedIntervalHistogram,
 } from '../../core/measure/histogram.js';
-import type { IntervalHistograms } from '../../loadgen/coordinator.js';
+import type { IntervalHistograms } from '../../core/result.js';
 
 /** The interval log's file name inside a results folder. */
 export const HDR_LOG_FILE = 'latency.hlog';

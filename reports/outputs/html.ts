@@ -14,8 +14,8 @@ import {
   type LatencySummary,
   percentileDistribution,
 } from '../../core/measure/histogram.js';
+import type { TimelinePoint } from '../../core/result.js';
 import { formatCount } from '../../core/units.js';
-import type { TimelinePoint } from '../../loadgen/coordinator.js';
 import type { GateVerdict } from '../gates.js';
 import { latencySeriesOf, type Report, skewOf, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';

@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Chalk } from 'chalk';
 import { decodeHistogram, type LatencyHistogram } from '../../core/measure/histogram.js';
-import type { IntervalHistograms } from '../../loadgen/coordinator.js';
+import type { IntervalHistograms } from '../../core/result.js';
 import type { Report } from '../report.js';
 import { writeHdrOutputs } from './hdr.js';
 import { renderHtml } from './html.js';

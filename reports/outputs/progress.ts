@@ -1,5 +1,5 @@
+import type { RunPhase, TimelinePoint } from '../../core/result.js';
 import { formatCount, formatMs } from '../../core/units.js';
-import type { RunPhase, TimelinePoint } from '../../loadgen/coordinator.js';
 
 /** Receives run events; the CLI's progress display is one of these. */
 export interface RunListener {

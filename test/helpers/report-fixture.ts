@@ -1,6 +1,6 @@
 import { createLatencyHistogram, recordUs } from '../../core/measure/histogram.js';
 import { Bitset, reconcileLedger } from '../../core/measure/ledger.js';
-import type { LoadResult } from '../../loadgen/coordinator.js';
+import type { LoadResult } from '../../core/result.js';
 import { parseGates } from '../../reports/gates.js';
 import { buildReport, type Report } from '../../reports/report.js';
 import { validateScenario } from '../../scenarios/schema.js';

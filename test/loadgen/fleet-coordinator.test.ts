@@ -4,7 +4,8 @@
  * merged result (dynamic series, drops, requested counts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Coordinator, type TimelinePoint } from '../../loadgen/coordinator.js';
+import type { TimelinePoint } from '../../core/result.js';
+import { Coordinator } from '../../loadgen/coordinator.js';
 import type { DeviceRoute } from '../../loadgen/messages.js';
 import type { Scenario } from '../../scenarios/schema.js';
 import type { NodeAddress, NodeBackends, NodeOptions, PushNode } from '../../server/node.js';

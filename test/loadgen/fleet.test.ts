@@ -295,7 +295,7 @@ describe('fleet reconnects', () => {
       // Back no sooner than the 4th delay allows: 100 + 200 + 400 + 800 ms.
       expect(backAt - lostAt).toBeGreaterThanOrEqual(1_495_000);
     }
-    expect(final.connectFailuresByReason).toEqual({ refused: 15 });
+    expect(final.failuresByReason).toEqual({ refused: 15 });
     expect(again.opens.every((o) => o.atUs - lostUs >= 1_495_000)).toBe(true);
   });
 
@@ -328,7 +328,7 @@ describe('fleet reconnects', () => {
       // Growing, not fixed at the longest: the first gap is 300 ms shorter than the third.
       expect(gaps[0]).toBeLessThan(gaps[2]!);
     }
-    expect(final.connectFailuresByReason.http_503).toBeGreaterThanOrEqual(12);
+    expect(final.failuresByReason.http_503).toBeGreaterThanOrEqual(12);
     expect(final.established).toBe(3);
     // Failed first connects are not losses.
     expect(final.drops).toHaveLength(0);

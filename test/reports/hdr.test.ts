@@ -10,7 +10,7 @@ import {
   type LatencyHistogram,
   recordUs,
 } from '../../core/measure/histogram.js';
-import type { IntervalHistograms } from '../../loadgen/coordinator.js';
+import type { IntervalHistograms } from '../../core/result.js';
 import { readHdrLog, writeHdrLog, writeHdrOutputs, writeHgrm } from '../../reports/outputs/hdr.js';
 
 const START_MS_EPOCH = 1_700_000_000_123;

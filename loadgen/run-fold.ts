@@ -1,0 +1,272 @@
+/**
+ * The coordinator's fold over its workers' messages. Every report a device
+ * shard or the publisher sends goes through `apply`, which merges its encoded
+ * histograms into the run's totals and into the interval in progress, sums its
+ * counters, and notes the generator's own health. `flush` closes an interval
+ * into one timeline point. Nothing here spawns, waits or fails a run: that is
+ * the coordinator's job; this is arithmetic on messages.
+ */
+import { monoNowUs } from '../core/clock.js';
+import {
+  createLatencyHistogram,
+  type LatencyHistogram,
+  mergeSnapshot,
+  summarize,
+} from '../core/measure/histogram.js';
+import {
+  type ConnectionEvents,
+  type IntervalHistograms,
+  RUN_SERIES,
+  type RunPhase,
+  type SelfCheck,
+  type TimelinePoint,
+} from '../core/result.js';
+import type { DeviceFinal, FromWorker, PublisherFinal } from './messages.js';
+import { intervalSaturation, lagSaturation } from './self-check.js';
+
+/** How long after each interval's end the coordinator flushes it, so the workers' reports for it have arrived. */
+export const FLUSH_LAG_MS = 250;
+
+/** What one report interval has summed so far. */
+interface IntervalSums extends ConnectionEvents {
+  traffic: Record<string, number>;
+  sent: number;
+  accepted: number;
+  received: number;
+  /** This interval's histograms by series (`push`, `connect`, `api`, ...). */
+  histograms: Record<string, LatencyHistogram>;
+  maxElu: number;
+  maxLagP99Ms: number;
+  /** Latency samples merged this interval (base series only, not `<series>@<region>` copies). */
+  samples: number;
+  /** Of those, samples a device worker recorded while its own event loop lagged past the limit. */
+  lateSamples: number;
+  /** The publisher lagged this interval: every sample of it may carry the publisher's delay. */
+  publisherLate: boolean;
+}
+
+function emptyInterval(): IntervalSums {
+  return {
+    connectAttempts: 0,
+    connectFailures: 0,
+    disconnects: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    losses: 0,
+    periodic: 0,
+    failuresByReason: {},
+    traffic: {},
+    sent: 0,
+    accepted: 0,
+    received: 0,
+    histograms: Object.fromEntries(RUN_SERIES.map((k) => [k, createLatencyHistogram()])),
+    maxElu: 0,
+    maxLagP99Ms: 0,
+    samples: 0,
+    lateSamples: 0,
+    publisherLate: false,
+  };
+}
+
+/** A worker message the fold takes; `fatal` is the coordinator's to handle. */
+export type FoldedMessage = Exclude<FromWorker, { type: 'fatal' }>;
+
+/** The run as its workers' messages have told it so far. */
+export class RunFold {
+  /** Run-total histograms by series. */
+  readonly histograms: Record<string, LatencyHistogram> = Object.fromEntries(
+    RUN_SERIES.map((k) => [k, createLatencyHistogram()]),
+  );
+  readonly timeline: TimelinePoint[] = [];
+  readonly intervals: IntervalHistograms[] = [];
+  /** Workers that have loaded and said `ready`. */
+  ready = 0;
+  /** Device shards whose initial ramp has resolved, and the devices each left open. */
+  rampsDone = 0;
+  readonly established: Int32Array[] = [];
+  readonly finals: DeviceFinal[] = [];
+  publisherFinal: PublisherFinal | undefined;
+  totalAccepted = 0;
+  totalReceived = 0;
+
+  private acc = emptyInterval();
+  /** Per shard: devices open now, and devices open at least once so far. */
+  private readonly open = new Map<number, number>();
+  private readonly everOpen = new Map<number, number>();
+  /** First connect attempts so far, all workers. */
+  private requestedSoFar = 0;
+  private startUs = 0;
+  private intervalStartUs = 0;
+  /** Worker intervals that lagged past the limit, all workers. */
+  private lateIntervals = 0;
+  /** Per worker: its worst interval's lag, and the reason it gives. */
+  private readonly worstLag = new Map<string, number>();
+  private readonly lagReasons = new Map<string, string>();
+  /** Latency samples of the whole run, and those recorded while the generator lagged. */
+  private samplesAll = 0;
+  private samplesLate = 0;
+
+  /** Fixes t = 0 of the timeline and the start of the first interval (host-monotonic µs). */
+  begin(startUs: number): void {
+    this.startUs = startUs;
+    this.intervalStartUs = startUs;
+  }
+
+  /** Folds one message from worker `source` (a name used in the generator's reasons). */
+  apply(source: string, msg: FoldedMessage): void {
+    const a = this.acc;
+    switch (msg.type) {
+      case 'ready':
+        this.ready++;
+        break;
+      case 'ramp-done':
+        this.rampsDone++;
+        this.established.push(msg.established);
+        break;
+      case 'device-interval': {
+        this.open.set(msg.workerIndex, msg.open);
+        this.everOpen.set(msg.workerIndex, msg.established);
+        addEvents(a, msg);
+        addCounts(a.traffic, msg.trafficCounters);
+        a.received += msg.received;
+        this.totalReceived += msg.received;
+        const samples = this.mergeAll(msg.histograms);
+        a.samples += samples;
+        if (this.noteSelf(source, msg.self)) a.lateSamples += samples;
+        break;
+      }
+      case 'device-final':
+        this.samplesAll += this.mergeAll(msg.histograms);
+        this.finals.push(msg);
+        break;
+      case 'publisher-interval':
+        a.sent += msg.sent;
+        a.accepted += msg.accepted;
+        this.totalAccepted += msg.accepted;
+        a.samples += this.mergeAll(msg.histograms);
+        if (this.noteSelf(source, msg.self)) a.publisherLate = true;
+        break;
+      case 'publisher-final':
+        this.samplesAll += this.mergeAll(msg.histograms);
+        this.publisherFinal = msg;
+        break;
+      default:
+        msg satisfies never;
+    }
+  }
+
+  /** Closes the interval in progress into a timeline point (also kept in `timeline`). */
+  flush(phase: RunPhase): TimelinePoint {
+    const a = this.acc;
+    this.countSamples(a);
+    const push = a.histograms.push!.totalCount > 0 ? summarize(a.histograms.push!) : null;
+    const connect = a.histograms.connect!.totalCount > 0 ? summarize(a.histograms.connect!) : null;
+    const nowUs = monoNowUs();
+    this.intervals.push({
+      startMs: Math.max(0, (this.intervalStartUs - this.startUs) / 1000),
+      endMs: Math.max(0, (nowUs - this.startUs) / 1000),
+      histograms: a.histograms,
+    });
+    this.intervalStartUs = nowUs;
+    this.requestedSoFar += a.connectAttempts - a.reconnectAttempts;
+    const point: TimelinePoint = {
+      t: Math.round((nowUs - this.startUs - FLUSH_LAG_MS * 1000) / 1e5) / 10,
+      phase,
+      open: sum(this.open),
+      requested: this.requestedSoFar,
+      established: sum(this.everOpen),
+      connectAttempts: a.connectAttempts,
+      connectFailures: a.connectFailures,
+      disconnects: a.disconnects,
+      reconnectAttempts: a.reconnectAttempts,
+      reconnects: a.reconnects,
+      losses: a.losses,
+      periodic: a.periodic,
+      failuresByReason: a.failuresByReason,
+      traffic: a.traffic,
+      sent: a.sent,
+      accepted: a.accepted,
+      received: a.received,
+      pushP50Ms: push?.p50 ?? null,
+      pushP99Ms: push?.p99 ?? null,
+      connectP99Ms: connect?.p99 ?? null,
+      maxElu: Math.round(a.maxElu * 1000) / 1000,
+      maxLagP99Ms: Math.round(a.maxLagP99Ms * 10) / 10,
+    };
+    this.timeline.push(point);
+    this.acc = emptyInterval();
+    return point;
+  }
+
+  /**
+   * The generator's lag over the run: reasons that invalidate it and warnings
+   * that do not. Counts the interval in progress too (merged, never flushed).
+   */
+  lag(): { reasons: string[]; warnings: string[] } {
+    this.countSamples(this.acc);
+    this.acc = { ...emptyInterval(), histograms: this.acc.histograms };
+    return lagSaturation({
+      lateIntervals: this.lateIntervals,
+      samples: this.samplesAll,
+      lateSamples: this.samplesLate,
+      worst: [...this.lagReasons.values()],
+    });
+  }
+
+  private countSamples(a: IntervalSums): void {
+    this.samplesAll += a.samples;
+    this.samplesLate += a.publisherLate ? a.samples : a.lateSamples;
+  }
+
+  /** Records a worker's interval health; true when that interval lagged past the limit. */
+  private noteSelf(worker: string, self: SelfCheck): boolean {
+    this.acc.maxElu = Math.max(this.acc.maxElu, self.elu);
+    this.acc.maxLagP99Ms = Math.max(this.acc.maxLagP99Ms, self.lagP99Ms);
+    const reason = intervalSaturation(worker, self);
+    if (reason === undefined) return false;
+    this.lateIntervals++;
+    // One reason per worker: its worst interval.
+    if (self.lagP99Ms > (this.worstLag.get(worker) ?? 0)) {
+      this.worstLag.set(worker, self.lagP99Ms);
+      this.lagReasons.set(worker, reason);
+    }
+    return true;
+  }
+
+  /** Merges a worker's encoded histograms into the run and the interval; the samples they hold. */
+  private mergeAll(histograms: Record<string, string>): number {
+    let samples = 0;
+    for (const [series, snapshot] of Object.entries(histograms)) {
+      this.histograms[series] ??= createLatencyHistogram();
+      const count = mergeSnapshot(this.histograms[series], snapshot);
+      this.acc.histograms[series] ??= createLatencyHistogram();
+      mergeSnapshot(this.acc.histograms[series], snapshot);
+      // `push@eu` repeats samples of `push`: count each sample once.
+      if (!series.includes('@')) samples += count;
+    }
+    return samples;
+  }
+}
+
+/** Adds one interval's connection events into `into`. */
+export function addEvents(into: ConnectionEvents, from: ConnectionEvents): void {
+  into.connectAttempts += from.connectAttempts;
+  into.connectFailures += from.connectFailures;
+  into.disconnects += from.disconnects;
+  into.reconnectAttempts += from.reconnectAttempts;
+  into.reconnects += from.reconnects;
+  into.losses += from.losses;
+  into.periodic += from.periodic;
+  addCounts(into.failuresByReason, from.failuresByReason);
+}
+
+/** Adds `from`'s counts into `into`. */
+export function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+function sum(m: Map<number, number>): number {
+  let n = 0;
+  for (const v of m.values()) n += v;
+  return n;
+}

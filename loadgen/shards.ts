@@ -1,0 +1,114 @@
+/**
+ * Where a fleet's device shards run. A placement (placement.ts) decides how
+ * many processes and threads; a shard host starts its share and gives the
+ * coordinator one {@link ShardHandle} per shard, so the coordinator drives
+ * every kind alike. Two kinds today: threads in the coordinator's process, and
+ * load-agent processes on this host (remote-shards.ts). An agent on another
+ * host is a third kind behind the same interface: it names its shards, lists
+ * its processes for /proc readings (or none it can read), and relays messages.
+ */
+
+import { startWorkerBeside } from '../core/runtime.js';
+import type { Scenario } from '../scenarios/schema.js';
+import type { DeviceWorkerData } from './messages.js';
+import type { Placement } from './placement.js';
+import { LoadAgent, type ShardHandle } from './remote-shards.js';
+import { deviceTrafficConfig } from './traffic/ledgers.js';
+
+/** One running shard and the name the run's messages and failures use for it. */
+export interface NamedShard {
+  name: string;
+  handle: ShardHandle;
+}
+
+/** A place that runs device shards. */
+export interface ShardHost {
+  /** The shards it runs, in worker index order. */
+  readonly shards: NamedShard[];
+  /** Process ids on this host to read from /proc (empty: the coordinator's own process). */
+  pids(): number[];
+}
+
+/** Settings every shard shares, from the load plan. */
+export interface ShardSettings {
+  scenario: Scenario;
+  secret: string;
+  reportIntervalMs: number;
+}
+
+/** Each shard's start-up data: its blocks of devices and its share of the connect rate. */
+export function shardData(settings: ShardSettings, placement: Placement): DeviceWorkerData[] {
+  const { scenario, secret, reportIntervalMs } = settings;
+  const initial = scenario.devices.count;
+  const traffic = deviceTrafficConfig(scenario, placement.shards.length);
+  return placement.shards.map((shard) => ({
+    role: 'devices',
+    workerIndex: shard.index,
+    firstDevice: shard.firstDevice,
+    deviceCount: shard.deviceCount,
+    reserveFirst: shard.reserveFirst,
+    reserveCount: shard.reserveCount,
+    // Every route, not just this shard's: the set of regions decides the `push@` series.
+    routes: placement.routes,
+    secret,
+    tokenTtlSec: 24 * 3600,
+    accounts: scenario.devices.accounts,
+    connectRateHz: initial > 0 ? (scenario.devices.connectRateHz * shard.deviceCount) / initial : 0,
+    connectTimeoutMs: scenario.devices.connectTimeoutMs,
+    reportIntervalMs,
+    reconnect: scenario.devices.reconnect,
+    periodicReconnect: scenario.devices.periodicReconnect,
+    heartbeatTimeoutMs: scenario.devices.heartbeatTimeoutMs,
+    // One stream per shard: the scenario's seed replays every shard's choices.
+    seed: (scenario.seed + Math.imul(shard.index + 1, 0x9e3779b1)) >>> 0,
+    traffic,
+  }));
+}
+
+/** Starts the placed shards: as threads here when the placement has one process, else one agent per process. */
+export function startShardHosts(placement: Placement, data: DeviceWorkerData[]): ShardHost[] {
+  if (placement.processes === 1) return [new ThreadShards(data)];
+  const hosts: ShardHost[] = [];
+  for (let p = 0; p < placement.processes; p++) {
+    hosts.push(
+      new AgentShards(
+        p,
+        data.filter((_, i) => placement.shards[i]!.process === p),
+      ),
+    );
+  }
+  return hosts;
+}
+
+/** Shards as worker threads of the coordinator's own process. */
+class ThreadShards implements ShardHost {
+  readonly shards: NamedShard[];
+
+  constructor(data: DeviceWorkerData[]) {
+    this.shards = data.map((d) => ({
+      name: `device worker ${d.workerIndex}`,
+      handle: startWorkerBeside(import.meta.url, './worker', d, { leanHeap: true }),
+    }));
+  }
+
+  pids(): number[] {
+    return [];
+  }
+}
+
+/** Shards in a load-agent process on this host. */
+class AgentShards implements ShardHost {
+  readonly shards: NamedShard[];
+  private readonly agent: LoadAgent;
+
+  constructor(index: number, data: DeviceWorkerData[]) {
+    this.agent = new LoadAgent(index, data);
+    this.shards = this.agent
+      .handles()
+      .map((handle) => ({ name: `device shard ${handle.shard} (agent ${index})`, handle }));
+  }
+
+  pids(): number[] {
+    return this.agent.pid === undefined ? [] : [this.agent.pid];
+  }
+}
