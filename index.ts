@@ -38,6 +38,7 @@ export type { DeliveryLedger } from './core/measure/ledger.js';
 export type { LoadResult, RunPhase, TimelinePoint } from './core/result.js';
 export { formatMs, parseDurationMs } from './core/units.js';
 export { version } from './core/version.js';
+export { CloseCode, retryableCloseCodes } from './core/ws/close-codes.js';
 export {
   type Comparison,
   compareReports,
@@ -91,7 +92,6 @@ export {
   PushNode,
   startNode,
 } from './server/node.js';
-export { CloseCode, retryableCloseCodes } from './server/protocol.js';
 export { type ServeNodeOptions, type ServeOptions, serve } from './server/serve.js';
 export { type DeviceClaims, isValidId, signToken, verifyToken } from './server/token.js';
 export { plannedRoutes } from './topology/cluster.js';

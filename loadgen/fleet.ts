@@ -8,7 +8,7 @@ import {
 } from '../core/measure/histogram.js';
 import { Bitset } from '../core/measure/ledger.js';
 import { Rng } from '../core/rng.js';
-import { retryableCloseCodes } from '../server/protocol.js';
+import { retryableCloseCodes } from '../core/ws/close-codes.js';
 import { signToken } from '../server/token.js';
 import type { DeviceRoute, DeviceWorkerData, FromWorker, ShardLink, ToWorker } from './messages.js';
 import { nextDelayMs } from './reconnect.js';

@@ -1,20 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { BrokerUnavailableError } from '../core/errors.js';
 import {
   type Broker,
-  BrokerUnavailableError,
-  type ChannelHandler,
-  type QueuedMessage,
-  type RoomHistory,
-  type RoomMessage,
-} from './broker.js';
-import {
   brokerDefaults,
+  type ChannelHandler,
   checkAppendOptions,
   checkConsumeOptions,
   checkInteger,
   checkSince,
-} from './broker-factory.js';
+  type QueuedMessage,
+  type RoomHistory,
+  type RoomMessage,
+} from './broker.js';
 
 /** Settings of a {@link MemoryBroker}; defaults come from `brokerDefaults`. */
 export interface MemoryBrokerOptions {
@@ -266,6 +264,11 @@ export class MemoryBroker implements Broker {
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.backend = options.shareWith ? options.shareWith.backend : new MemoryBackend(options);
+  }
+
+  /** Another broker over this one's backend, with its own subscriptions (see {@link Broker.share}). */
+  share(): Broker {
+    return new MemoryBroker({ shareWith: this });
   }
 
   async publish(channel: string, data: string): Promise<void> {

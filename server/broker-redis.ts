@@ -1,28 +1,26 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Command, Redis, type RedisOptions } from 'ioredis';
+import { BrokerUnavailableError } from '../core/errors.js';
 import {
   type Broker,
-  BrokerUnavailableError,
-  type ChannelHandler,
-  type QueuedMessage,
-  type RoomHistory,
-  type RoomMessage,
-} from './broker.js';
-import {
+  type BrokerOptions,
   brokerDefaults,
-  type CreateBrokerOptions,
+  type ChannelHandler,
   checkAppendOptions,
   checkConsumeOptions,
   checkInteger,
   checkSince,
-  redactUrl,
-} from './broker-factory.js';
+  type QueuedMessage,
+  type RoomHistory,
+  type RoomMessage,
+} from './broker.js';
+import { redactUrl } from './redis-url.js';
 
 /**
- * Settings of a {@link RedisBroker}: the factory's options (documented there,
- * defaults in `brokerDefaults`) less the memory-only clock, plus the URL.
+ * Settings of a {@link RedisBroker}: the broker's options (documented in
+ * broker.ts, defaults in `brokerDefaults`) less the memory-only clock, plus the URL.
  */
-export type RedisBrokerOptions = Omit<CreateBrokerOptions, 'nowMs'> & {
+export type RedisBrokerOptions = Omit<BrokerOptions, 'nowMs'> & {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
   url: string;
 };

@@ -1,9 +1,11 @@
 /**
  * The broker: what nodes share besides the registry. Pub/sub channels (each
  * node's inbox, room fan-out, presence), bounded room history with offsets and
- * an epoch, and the indirect-push queue. One interface, two backends:
- * `broker-memory.ts` (one process; the default) and `broker-redis.ts`
- * (pub/sub, lists and Streams in Redis, for clusters).
+ * an epoch, and the indirect-push queue. This file holds the interface, the
+ * settings both backends fill from one defaults table, and the argument checks
+ * they share; the backends are `broker-memory.ts` (one process; the default) and
+ * `broker-redis.ts` (pub/sub, lists and Streams in Redis, for clusters), and
+ * `backends.ts` alone picks between them.
  */
 
 /** A message in a room's history. `offset` increases by one per message within an epoch. */
@@ -44,16 +46,10 @@ export interface QueuedMessage {
 /** Receives messages published on a channel. */
 export type ChannelHandler = (data: string) => void;
 
-/** Signals that the broker's backend cannot be reached; callers answer 503. */
-export class BrokerUnavailableError extends Error {
-  readonly code = 'PB_BROKER_UNAVAILABLE';
-  constructor(message: string) {
-    super(message);
-    this.name = 'BrokerUnavailableError';
-  }
-}
-
-/** The shared fabric between nodes. Every method may reject with {@link BrokerUnavailableError}. */
+/**
+ * The shared fabric between nodes. Every method may reject with
+ * `BrokerUnavailableError` (core/errors.ts) when the backend cannot be reached.
+ */
 export interface Broker {
   /** Publishes to every subscriber of `channel` on every node (at most once, best effort). */
   publish(channel: string, data: string): Promise<void>;
@@ -101,4 +97,80 @@ export interface Broker {
   ): Promise<{ id: string; data: string; reason: string; attempts: number }[]>;
 
   close(): Promise<void>;
+
+  /**
+   * Present only on a broker whose state lives in this process (the memory
+   * backend), which other nodes can reach only through this node's hub: another
+   * broker over the same channels, histories and queue, with subscriptions of its
+   * own, so the hub's `unsubscribe` and `close` leave this one's alone.
+   */
+  share?(): Broker;
+}
+
+/**
+ * Settings of a broker; each says which backend reads it and its default
+ * ({@link brokerDefaults}). Zero values are not allowed: every number is a
+ * positive integer.
+ */
+export interface BrokerOptions {
+  /** Redis: prefix of every key and channel name. Default `pushbench:`. */
+  keyPrefix?: string;
+  /** Redis: a command with no reply after this long fails with `BrokerUnavailableError`. Default 2000 ms. */
+  commandTimeoutMs?: number;
+  /** Redis: how long to wait for a TCP connection. Default 2000 ms. */
+  connectTimeoutMs?: number;
+  /** Redis: the consumer group of the indirect-push queue. Default `processors`. */
+  queueGroup?: string;
+  /**
+   * Both: how long a room with no message in its epoch (its epoch was created by a
+   * `history()` read) lives after its last read; an append sets the room's TTL to
+   * the append's own `ttlMs`. Default 300,000 ms.
+   */
+  emptyRoomTtlMs?: number;
+  /** Both: the queue keeps at most about this many messages; the oldest go first. Default 1,000,000. */
+  maxQueueLength?: number;
+  /** Both: dead letters kept, newest first. Default 10,000. */
+  maxDeadLetters?: number;
+  /** Memory: the millisecond clock that room TTLs and queue retries are judged by. Default `performance.now`. */
+  nowMs?: () => number;
+}
+
+/** Defaults for {@link BrokerOptions}, the one table both backends fill from. */
+export const brokerDefaults = {
+  keyPrefix: 'pushbench:',
+  commandTimeoutMs: 2000,
+  connectTimeoutMs: 2000,
+  queueGroup: 'processors',
+  emptyRoomTtlMs: 300_000,
+  maxQueueLength: 1_000_000,
+  maxDeadLetters: 10_000,
+} as const;
+
+/** Throws a `RangeError` unless `value` is an integer >= `min`. */
+export function checkInteger(name: string, value: number, min: number): void {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new RangeError(`${name} must be an integer >= ${min}, got ${value}`);
+  }
+}
+
+/** Checks `appendHistory` options: `maxLength` and `ttlMs` are positive integers. */
+export function checkAppendOptions(opts: { maxLength: number; ttlMs: number }): void {
+  checkInteger('history maxLength', opts.maxLength, 1);
+  checkInteger('history ttlMs', opts.ttlMs, 1);
+}
+
+/** Checks a `history` resume point: a non-negative integer offset. */
+export function checkSince(since: { offset: number; epoch: string } | undefined): void {
+  if (since !== undefined) checkInteger('history since.offset', since.offset, 0);
+}
+
+/** Checks `consume` options: `count` >= 1, `blockMs` and `retryAfterMs` >= 0. */
+export function checkConsumeOptions(
+  consumer: string,
+  opts: { count: number; blockMs: number; retryAfterMs: number },
+): void {
+  if (consumer === '') throw new RangeError('consumer name must not be empty');
+  checkInteger('consume count', opts.count, 1);
+  checkInteger('consume blockMs', opts.blockMs, 0);
+  checkInteger('consume retryAfterMs', opts.retryAfterMs, 0);
 }

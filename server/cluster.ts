@@ -1,3 +1,4 @@
+import { NodeUnreachableError } from '../core/errors.js';
 import type { Broker } from './broker.js';
 
 /** A request one node asks another to carry out for a device it holds. */
@@ -25,15 +26,6 @@ interface Envelope {
   from: string;
   req?: NodeRequest;
   rep?: NodeReply;
-}
-
-/** Thrown when the other node did not answer in time: it is down, partitioned or overloaded. */
-export class NodeUnreachableError extends Error {
-  readonly code = 'PB_NODE_UNREACHABLE';
-  constructor(nodeId: string, timeoutMs: number) {
-    super(`node ${nodeId} did not answer within ${timeoutMs}ms`);
-    this.name = 'NodeUnreachableError';
-  }
 }
 
 /**

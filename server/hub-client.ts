@@ -1,19 +1,14 @@
 import WebSocket from 'ws';
-import {
-  type Broker,
-  BrokerUnavailableError,
-  type ChannelHandler,
-  type QueuedMessage,
-  type RoomHistory,
-} from './broker.js';
+import { BrokerUnavailableError, RegistryUnavailableError } from '../core/errors.js';
+import { CloseCode } from '../core/ws/close-codes.js';
+import type { Broker, ChannelHandler, QueuedMessage, RoomHistory } from './broker.js';
 import { type hubMethods, Outbox } from './hub.js';
-import {
-  type PushRegistry,
-  type RefreshItem,
-  type RefreshResult,
-  type RegisteredDevice,
-  type RegistryEntry,
-  RegistryUnavailableError,
+import type {
+  PushRegistry,
+  RefreshItem,
+  RefreshResult,
+  RegisteredDevice,
+  RegistryEntry,
 } from './registry.js';
 
 type Target = keyof typeof hubMethods;
@@ -262,6 +257,6 @@ export class HubClient implements PushRegistry, Broker {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.ws?.close(1000, 'node stopping');
+    this.ws?.close(CloseCode.Normal, 'node stopping');
   }
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { CloseCode } from '../core/ws/close-codes.js';
 import type { Broker } from './broker.js';
 import type { PushRegistry } from './registry.js';
 
@@ -144,13 +145,13 @@ export class Hub {
 
   /** Closes every client connection. */
   close(): void {
-    for (const ws of this.channelsOf.keys()) ws.close(1001, 'hub stopping');
+    for (const ws of this.channelsOf.keys()) ws.close(CloseCode.GoingAway, 'hub stopping');
   }
 
   private onFrame(ws: WebSocket, data: RawData): void {
     const requests = parseRequests(data);
     if (!requests) {
-      ws.close(1008, 'not a hub request');
+      ws.close(CloseCode.PolicyViolation, 'not a hub request');
       return;
     }
     for (const req of requests) void this.onRequest(ws, req);

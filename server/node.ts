@@ -2,18 +2,18 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { PushbenchError } from '../core/errors.js';
+import { NodeUnreachableError, PushbenchError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
+import { CloseCode } from '../core/ws/close-codes.js';
+import { createBroker, createRegistry } from './backends.js';
 import type { Broker } from './broker.js';
-import { MemoryBroker } from './broker-memory.js';
-import { NodeLink, type NodeReply, type NodeRequest, NodeUnreachableError } from './cluster.js';
+import { NodeLink, type NodeReply, type NodeRequest } from './cluster.js';
 import { ConnectionTable, type DeviceConnection } from './connections.js';
 import { type D2dOutcome, d2dAllowed, TargetCache } from './d2d.js';
 import { Hub } from './hub.js';
 import { LifecycleSweep } from './lifecycle.js';
 import { NodeMetrics } from './metrics.js';
 import {
-  CloseCode,
   type DeviceFrame,
   encodeD2dFrame,
   encodeFrame,
@@ -598,12 +598,16 @@ export class PushNode implements NodeApi {
       refuse(401, 'Unauthorized', 'unauthorized');
       return;
     }
-    if (!(this.broker instanceof MemoryBroker)) {
-      // With Redis the nodes already share everything; there is nothing to join.
-      refuse(404, 'Not Found', 'no_hub_with_redis');
-      return;
+    if (this.hub === undefined) {
+      // Only a broker held in this process can be shared through a hub; with Redis
+      // (or when this node joined another's hub) the nodes already share everything.
+      const shared = this.broker.share?.();
+      if (shared === undefined) {
+        refuse(404, 'Not Found', 'no_hub_with_redis');
+        return;
+      }
+      this.hub = new Hub(this.registry, shared);
     }
-    this.hub ??= new Hub(this.registry, new MemoryBroker({ shareWith: this.broker }));
     this.hub.handleUpgrade(req, socket, head);
   }
 
@@ -1218,8 +1222,6 @@ export async function createBackends(
     }
     return { registry: client, broker: client };
   }
-  const { createRegistry } = await import('./registry.js');
-  const { createBroker } = await import('./broker-factory.js');
   let registry: PushRegistry;
   try {
     registry = await createRegistry(
@@ -1227,8 +1229,7 @@ export async function createBackends(
       choice.redisPrefix ? { keyPrefix: choice.redisPrefix } : {},
     );
   } catch (err) {
-    if (err instanceof PushbenchError) throw err;
-    throw new PushbenchError('PB_BACKEND_UNREACHABLE', (err as Error).message);
+    throw asBackendUnreachable(err);
   }
   try {
     return {
@@ -1240,7 +1241,15 @@ export async function createBackends(
     };
   } catch (err) {
     await registry.close();
-    if (err instanceof PushbenchError) throw err;
-    throw new PushbenchError('PB_BACKEND_UNREACHABLE', (err as Error).message);
+    throw asBackendUnreachable(err);
   }
+}
+
+/**
+ * A factory's rejection as it ends `serve`: a usage error as it is, anything
+ * else (Redis unreachable, too old) as `PB_BACKEND_UNREACHABLE`.
+ */
+function asBackendUnreachable(err: unknown): PushbenchError {
+  if (err instanceof PushbenchError && err.code === 'PB_USAGE') return err;
+  return new PushbenchError('PB_BACKEND_UNREACHABLE', (err as Error).message);
 }

@@ -1,41 +1,9 @@
 /**
  * The device protocol: WebSocket text frames carrying one JSON object each.
  * docs/protocol.md is the human-readable version of this file; keep them in step.
+ * The close codes, which the load generator reads too, are in
+ * core/ws/close-codes.ts.
  */
-
-/**
- * Close codes the server uses. `retryableCloseCodes` says which ones a client
- * should answer by reconnecting (with backoff); the others mean "fix something first".
- */
-export const CloseCode = {
-  /** Normal closure, e.g. the client asked to close. */
-  Normal: 1000,
-  /** The node is draining or shutting down. Reconnect (another node will answer). */
-  GoingAway: 1001,
-  /** Frame-level protocol violation (e.g. an unmasked client frame). Terminal. */
-  ProtocolError: 1002,
-  /** Binary frame: the protocol is JSON text only. Terminal. */
-  UnsupportedData: 1003,
-  /** Text that is not valid UTF-8. Terminal. */
-  InvalidPayload: 1007,
-  /** Text that is not a protocol frame (not JSON, not an object, no type). Terminal. */
-  PolicyViolation: 1008,
-  /** Frame larger than the node accepts. Terminal. */
-  MessageTooBig: 1009,
-  /** The node failed internally. Reconnect. */
-  InternalError: 1011,
-  /** Another connection of the same device replaced this one. Do not reconnect this socket. */
-  Replaced: 4001,
-  /** The connection reached its maximum lifetime (after a goaway). Reconnect: this rebalances nodes. */
-  Lifetime: 4002,
-  /** The device read too slowly and its send buffer overflowed. Reconnect with backoff. */
-  SlowConsumer: 4008,
-} as const;
-
-/** Close codes after which a client should reconnect (1006: dropped without a close frame). */
-export const retryableCloseCodes: ReadonlySet<number> = new Set([
-  1000, 1001, 1006, 1011, 4002, 4008,
-]);
 
 /** Codes of `error` frames: the node refused one request but keeps the connection. */
 export type ErrorCode =

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { RegistryUnavailableError } from '../core/errors.js';
+import { redactUrl } from './redis-url.js';
 import {
   checkTtlMs,
   type PushRegistry,
@@ -7,26 +9,18 @@ import {
   type RefreshResult,
   type RegisteredDevice,
   type RegistryEntry,
-  RegistryUnavailableError,
+  type RegistryOptions,
+  registryDefaults,
 } from './registry.js';
 
-/** Settings of a {@link RedisRegistry}; {@link redisRegistryDefaults} fills what is left out. */
-export interface RedisRegistryOptions {
-  /** `redis://[user:password@]host:port[/db]` or `rediss://…`. Required. */
+/**
+ * Settings of a {@link RedisRegistry}: the registry's options (documented in
+ * registry.ts, defaults in `registryDefaults`) less the memory-only clock, plus
+ * the URL. A key prefix lets one Redis hold several registries (and tests clean up).
+ */
+export type RedisRegistryOptions = Omit<RegistryOptions, 'nowMs'> & {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
   url: string;
-  /** Prefix of every key, so one Redis can hold several registries (and tests can clean up). Default `pushbench:`. */
-  keyPrefix: string;
-  /** A command with no reply after this long fails with {@link RegistryUnavailableError}. Default 2000 ms. */
-  commandTimeoutMs: number;
-  /** How long to wait for the TCP connection. Default 2000 ms. */
-  connectTimeoutMs: number;
-}
-
-/** Defaults for every optional Redis registry setting. */
-export const redisRegistryDefaults: Omit<RedisRegistryOptions, 'url'> = {
-  keyPrefix: 'pushbench:',
-  commandTimeoutMs: 2000,
-  connectTimeoutMs: 2000,
 };
 
 /** Devices per refresh script call: bounds how long one call blocks Redis. */
@@ -159,7 +153,7 @@ export class RedisRegistry implements PushRegistry {
 
   private constructor(redis: Redis, options: RedisRegistryOptions) {
     this.redis = redis;
-    this.prefix = options.keyPrefix;
+    this.prefix = options.keyPrefix ?? registryDefaults.keyPrefix;
     this.shownUrl = redactUrl(options.url);
     // Without a listener ioredis prints every reconnect failure to the console.
     redis.on('error', (err: Error) => {
@@ -175,11 +169,8 @@ export class RedisRegistry implements PushRegistry {
    * {@link RegistryUnavailableError} ("cannot reach Redis at URL: ECONNREFUSED")
    * when Redis does not answer within the connect timeout.
    */
-  static async connect(
-    options: Partial<RedisRegistryOptions> & Pick<RedisRegistryOptions, 'url'>,
-  ): Promise<RedisRegistry> {
-    const settings: RedisRegistryOptions = { ...redisRegistryDefaults, ...options };
-    const redis = new Redis(settings.url, {
+  static async connect(options: RedisRegistryOptions): Promise<RedisRegistry> {
+    const redis = new Redis(options.url, {
       lazyConnect: true,
       // Fail fast instead of queueing while disconnected: a node answers 503
       // now rather than hold a device's upgrade until Redis comes back.
@@ -188,12 +179,12 @@ export class RedisRegistry implements PushRegistry {
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
       // ...and those whose connection is silently dead.
-      commandTimeout: settings.commandTimeoutMs,
-      connectTimeout: settings.connectTimeoutMs,
+      commandTimeout: options.commandTimeoutMs ?? registryDefaults.commandTimeoutMs,
+      connectTimeout: options.connectTimeoutMs ?? registryDefaults.connectTimeoutMs,
       // Keep reconnecting in the background, at most once a second.
       retryStrategy: (times: number) => Math.min(times * 100, 1000),
     });
-    const registry = new RedisRegistry(redis, settings);
+    const registry = new RedisRegistry(redis, options);
     try {
       await redis.connect();
       await redis.ping();
@@ -369,16 +360,6 @@ function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const code = (err as NodeJS.ErrnoException).code;
   return typeof code === 'string' && code !== '' ? code : err.message;
-}
-
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.href;
-  } catch {
-    return url;
-  }
 }
 
 function parseEntry(raw: string, key: string): RegistryEntry {

@@ -1,5 +1,3 @@
-import { PushbenchError } from '../core/errors.js';
-
 /**
  * Where a device is connected: which node, which connection. The registry is
  * shared by every node, so nothing in it may be host-relative: `connectedAtMs`
@@ -45,7 +43,8 @@ export interface RefreshResult {
  * The push registry: device id -> the connection that currently holds it, with
  * a TTL the holding node refreshes while the device stays connected, plus
  * indexes by account and by node. Implementations: `registry-memory.ts` (one
- * process, the default) and `registry-redis.ts` (shared by many nodes).
+ * process, the default) and `registry-redis.ts` (shared by many nodes);
+ * `backends.ts` alone picks between them.
  *
  * Guarantees every implementation keeps (the contract suite checks them):
  * - A device has at most one entry. `register`, `refresh` and `unregister` are
@@ -66,7 +65,7 @@ export interface RefreshResult {
  * Caller obligations: `ttlMs` is a positive integer; the node closes the
  * connection named by the entry `register` returns (on its own node directly,
  * on another node by telling it) — the registry only records who holds what.
- * Runtime backend failures reject with {@link RegistryUnavailableError}.
+ * Runtime backend failures reject with `RegistryUnavailableError` (core/errors.ts).
  */
 export interface PushRegistry {
   /**
@@ -99,27 +98,11 @@ export interface PushRegistry {
   close(): Promise<void>;
 }
 
-/**
- * The registry's backend did not answer (Redis down, unreachable, or too slow).
- * A runtime condition, not a usage error: an HTTP caller maps it to 503 and a
- * node may retry later. Not a `PushbenchError` because it ends no CLI command by
- * itself; `code` is stable all the same.
- */
-export class RegistryUnavailableError extends Error {
-  /** Stable machine-readable code. */
-  readonly code = 'PB_REGISTRY_UNAVAILABLE';
-
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'RegistryUnavailableError';
-  }
-}
-
-/** Settings for {@link createRegistry}; each says which backend reads it. */
-export interface CreateRegistryOptions {
+/** Settings of a registry; each says which backend reads it and its default ({@link registryDefaults}). */
+export interface RegistryOptions {
   /** Redis: prefix of every key. Default `pushbench:`. */
   keyPrefix?: string;
-  /** Redis: a command with no reply after this long fails with {@link RegistryUnavailableError}. Default 2000 ms. */
+  /** Redis: a command with no reply after this long fails with `RegistryUnavailableError`. Default 2000 ms. */
   commandTimeoutMs?: number;
   /** Redis: how long to wait for the TCP connection. Default 2000 ms. */
   connectTimeoutMs?: number;
@@ -127,37 +110,12 @@ export interface CreateRegistryOptions {
   nowMs?: () => number;
 }
 
-/**
- * Opens the registry a node is configured for: in-memory when `url` is
- * undefined, Redis for `redis://` or `rediss://` URLs (it connects and PINGs
- * before resolving). Rejects with `PB_USAGE` for another scheme and with
- * {@link RegistryUnavailableError} ("cannot reach Redis at URL: ECONNREFUSED")
- * when Redis does not answer.
- */
-export async function createRegistry(
-  url?: string,
-  options: CreateRegistryOptions = {},
-): Promise<PushRegistry> {
-  if (url === undefined) {
-    // Loaded on demand so a memory-only node never loads ioredis, and so the
-    // backends can import from this file without a cycle.
-    const { MemoryRegistry } = await import('./registry-memory.js');
-    return new MemoryRegistry(options.nowMs ? { nowMs: options.nowMs } : {});
-  }
-  if (!/^rediss?:\/\//.test(url)) {
-    throw new PushbenchError(
-      'PB_USAGE',
-      `--redis must be a redis:// or rediss:// URL, got '${url}'; e.g. --redis redis://127.0.0.1:6379`,
-    );
-  }
-  const { RedisRegistry } = await import('./registry-redis.js');
-  return RedisRegistry.connect({
-    url,
-    ...(options.keyPrefix !== undefined && { keyPrefix: options.keyPrefix }),
-    ...(options.commandTimeoutMs !== undefined && { commandTimeoutMs: options.commandTimeoutMs }),
-    ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
-  });
-}
+/** Defaults for {@link RegistryOptions}, the one table the backends fill from. */
+export const registryDefaults = {
+  keyPrefix: 'pushbench:',
+  commandTimeoutMs: 2000,
+  connectTimeoutMs: 2000,
+} as const;
 
 /** Throws a `RangeError` unless `ttlMs` is a positive integer (shared by the backends). */
 export function checkTtlMs(ttlMs: number): void {

@@ -14,6 +14,8 @@
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { WsNotOpenError } from '../core/errors.js';
+import { CloseCode } from '../core/ws/close-codes.js';
 import { encodeClosePayload, encodeFrame, expectedAccept, Opcode } from '../core/ws/frame.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -66,10 +68,6 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 
-/** Close code for "the close frame had no payload"; echoed as an empty close frame. */
-const CLOSE_NO_STATUS = 1005;
-/** Close code reported when the connection ended without a close frame. */
-const CLOSE_ABNORMAL = 1006;
 /** The most UTF-8 bytes a close reason may have: a control frame's 125 less the code. */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -89,20 +87,6 @@ const HANDSHAKE_KEY = /^[+/0-9A-Za-z]{22}==$/;
 /** The socket property through which the shared handlers find their connection. */
 const kWebSocket = Symbol('pushbench.leanWebSocket');
 type OwnedSocket = Duplex & { [kWebSocket]?: LeanWebSocket<unknown> | undefined };
-
-/**
- * `send` was called on a connection that is closing or closed; handed to the
- * send callback, as `ws` does, rather than thrown.
- */
-export class WsNotOpenError extends Error {
-  /** Stable machine-readable code. */
-  readonly code = 'WS_ERR_NOT_OPEN';
-
-  constructor(readyState: LeanReadyState) {
-    super(`WebSocket is not open: readyState ${readyState}; check readyState before sending`);
-    this.name = 'WsNotOpenError';
-  }
-}
 
 /**
  * Accepts WebSocket upgrades handed to it by an `http.Server`'s `'upgrade'`
@@ -256,7 +240,7 @@ export class LeanWebSocket<TOwner = unknown> {
    */
   private state: LeanReadyState = OPEN;
   /** The code reported to onClose: from the peer's close frame, else 1006. */
-  private closeCode = CLOSE_ABNORMAL;
+  private closeCode: number = CloseCode.Abnormal;
 
   /** @internal Only {@link LeanWebSocketServer.handleUpgrade} creates connections. */
   constructor(server: LeanWebSocketServer<TOwner>, socket: Duplex) {
@@ -366,7 +350,7 @@ export class LeanWebSocket<TOwner = unknown> {
     if (this.state === OPEN) {
       // Peer-initiated: echo its code (§5.5.1); 1005 means it sent none, so echo none.
       this.sendCloseFrame(
-        code === CLOSE_NO_STATUS
+        code === CloseCode.NoStatus
           ? EMPTY_CLOSE_FRAME
           : encodeFrame(Opcode.Close, encodeClosePayload(code), UNMASKED),
       );

@@ -6,19 +6,11 @@
  * fragmented messages.
  */
 import { isUtf8 } from 'node:buffer';
+import { CloseCode } from './close-codes.js';
 import { applyMask, isValidCloseCode, MAX_CONTROL_PAYLOAD_BYTES, Opcode } from './frame.js';
 
 /** The largest message {@link FrameParser} accepts unless told otherwise: 16 MiB. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
-
-/** Close code for a protocol violation (RFC 6455 §7.4.1). */
-const CLOSE_PROTOCOL_ERROR = 1002;
-/** Close code for a text message or close reason that is not valid UTF-8. */
-const CLOSE_INVALID_PAYLOAD = 1007;
-/** Close code for a message larger than we accept. */
-const CLOSE_MESSAGE_TOO_BIG = 1009;
-/** Close code reported for a close frame without a payload; never sent on the wire. */
-const CLOSE_NO_STATUS = 1005;
 
 /** Stable codes of the violations {@link FrameParser} reports; the names follow `ws`. */
 export type WsProtocolErrorCode =
@@ -387,7 +379,7 @@ export class FrameParser<TOwner> {
   }
 
   private closeFrame(payload: Buffer): void {
-    let code = CLOSE_NO_STATUS;
+    let code: number = CloseCode.NoStatus;
     let reason = '';
     if (payload.length === 1) {
       this.fail(
@@ -429,7 +421,7 @@ export class FrameParser<TOwner> {
     this.fail(
       new WsProtocolError(
         'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
-        CLOSE_MESSAGE_TOO_BIG,
+        CloseCode.MessageTooBig,
         `message exceeds maxMessageBytes ${this.maxMessageBytes}`,
       ),
     );
@@ -485,9 +477,9 @@ function firstByteViolation(byte: number, fragmentOpcode: number): WsProtocolErr
 }
 
 function protocolError(code: WsProtocolErrorCode, message: string): WsProtocolError {
-  return new WsProtocolError(code, CLOSE_PROTOCOL_ERROR, message);
+  return new WsProtocolError(code, CloseCode.ProtocolError, message);
 }
 
 function invalidUtf8(message: string): WsProtocolError {
-  return new WsProtocolError('WS_ERR_INVALID_UTF8', CLOSE_INVALID_PAYLOAD, message);
+  return new WsProtocolError('WS_ERR_INVALID_UTF8', CloseCode.InvalidPayload, message);
 }

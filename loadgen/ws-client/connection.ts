@@ -13,6 +13,7 @@
 import * as net from 'node:net';
 import { monoNowUs } from '../../core/clock.js';
 import { PushbenchError } from '../../core/errors.js';
+import { CloseCode } from '../../core/ws/close-codes.js';
 import {
   encodeClosePayload,
   encodeFrame,
@@ -77,10 +78,6 @@ export interface WsConnectOptions {
   maxMessageBytes?: number;
 }
 
-/** Close code for an abnormal closure: the TCP connection ended without a close frame. */
-const CLOSE_ABNORMAL = 1006;
-/** Close code meaning "the close frame had no payload"; echoed as an empty close frame. */
-const CLOSE_NO_STATUS = 1005;
 /** The most bytes of upgrade response head we buffer before giving up on the server. */
 const MAX_HANDSHAKE_HEAD_BYTES = 16 * 1024;
 const HEAD_TERMINATOR = Buffer.from('\r\n\r\n', 'latin1');
@@ -259,7 +256,7 @@ export class WsClientConnection {
     if (this.state === 'connecting') {
       this.finish({
         opened: false,
-        code: CLOSE_ABNORMAL,
+        code: CloseCode.Abnormal,
         reason: this.failureReason || 'server closed the connection before the upgrade completed',
         failure: this.failure ?? 'reset',
       });
@@ -283,7 +280,7 @@ export class WsClientConnection {
     if (!this.closeSent) {
       // Server-initiated: echo its code (§5.5.1). 1005 means it sent none, so echo none.
       this.closeSent = true;
-      const payload = code === CLOSE_NO_STATUS ? Buffer.alloc(0) : encodeClosePayload(code);
+      const payload = code === CloseCode.NoStatus ? Buffer.alloc(0) : encodeClosePayload(code);
       socket.write(encodeFrame(Opcode.Close, payload));
     }
     if (this.state === 'open') {
@@ -365,7 +362,7 @@ export class WsClientConnection {
   /** Ends a connecting attempt as failed, now. */
   private failConnect(failure: ConnectFailure, reason: string, httpStatus?: number): void {
     this.socket?.destroy();
-    const info: WsCloseInfo = { opened: false, code: CLOSE_ABNORMAL, reason, failure };
+    const info: WsCloseInfo = { opened: false, code: CloseCode.Abnormal, reason, failure };
     if (httpStatus !== undefined) info.httpStatus = httpStatus;
     this.finish(info);
   }
@@ -384,7 +381,7 @@ export class WsClientConnection {
     if (this.closeCode !== 0) {
       this.finish({ opened: true, code: this.closeCode, reason: this.closeReason });
     } else {
-      this.finish({ opened: true, code: CLOSE_ABNORMAL, reason: fallbackReason });
+      this.finish({ opened: true, code: CloseCode.Abnormal, reason: fallbackReason });
     }
   }
 

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PushbenchError } from '../../core/errors.js';
-import { type Broker, BrokerUnavailableError, type QueuedMessage } from '../../server/broker.js';
-import { type CreateBrokerOptions, createBroker } from '../../server/broker-factory.js';
+import { BrokerUnavailableError, PushbenchError } from '../../core/errors.js';
+import { createBroker } from '../../server/backends.js';
+import type { Broker, BrokerOptions, QueuedMessage } from '../../server/broker.js';
 import { MemoryBroker } from '../../server/broker-memory.js';
 import { RedisBroker } from '../../server/broker-redis.js';
 
@@ -29,7 +29,7 @@ interface Pair {
 
 interface Backend {
   name: string;
-  open(options?: CreateBrokerOptions): Promise<Pair>;
+  open(options?: BrokerOptions): Promise<Pair>;
 }
 
 const memory: Backend = {
@@ -57,7 +57,7 @@ const memory: Backend = {
 
 async function connectRedis(
   keyPrefix: string,
-  options: CreateBrokerOptions = {},
+  options: BrokerOptions = {},
   url = redisUrl,
 ): Promise<RedisBroker> {
   try {
@@ -142,7 +142,7 @@ describe.each([memory, redis])('broker contract: $name', (backend) => {
   let pair: Pair;
   let extra: Pair | undefined;
 
-  async function open(options?: CreateBrokerOptions): Promise<Pair> {
+  async function open(options?: BrokerOptions): Promise<Pair> {
     extra = await backend.open(options);
     return extra;
   }

@@ -1,4 +1,6 @@
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { HubClient } from '../../server/hub-client.js';
@@ -79,6 +81,59 @@ describe('cluster hub wire format', () => {
       ws.send(JSON.stringify(bad));
       const [code] = (await once(ws, 'close')) as [number];
       expect(code).toBe(1008);
+    }
+  });
+});
+
+/** The HTTP status and `error` a node answers a hub upgrade with, when it refuses one. */
+async function hubRefusal(url: string): Promise<{ status: number; error: unknown }> {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${KEY}` } });
+  ws.on('error', () => {});
+  const [, res] = (await once(ws, 'unexpected-response')) as [unknown, IncomingMessage];
+  let body = '';
+  for await (const chunk of res) body += String(chunk);
+  return { status: res.statusCode ?? 0, error: (JSON.parse(body) as { error?: unknown }).error };
+}
+
+describe('which node serves a hub', () => {
+  it('serves one only when its broker lives in its own process', async () => {
+    const redisUrl = process.env.PUSHBENCH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const redisPrefix = `pushbench-test:hub:${process.pid}-${Date.now()}:`;
+    const withRedis = await startNode({
+      secret: 'hub-secret',
+      apiKey: KEY,
+      nodeId: 'redis-node',
+      redisUrl,
+      redisPrefix,
+    });
+    started.push(withRedis);
+    const hubUrl = await hubNode();
+    const joined = await startNode({
+      secret: 'hub-secret',
+      apiKey: KEY,
+      nodeId: 'joiner',
+      join: hubUrl.replace('ws', 'http').replace('/internal/hub', ''),
+    });
+    started.unshift(joined); // stopped before the node whose hub it joined
+    try {
+      for (const { address } of [withRedis, joined]) {
+        const url = `${address.httpUrl.replace('http', 'ws')}/internal/hub`;
+        expect(await hubRefusal(url)).toEqual({ status: 404, error: 'no_hub_with_redis' });
+      }
+      // The memory node's hub answers (the joiner is its client).
+      const client = await HubClient.connect(hubUrl, KEY);
+      clients.push(client);
+      expect(await client.lookup('nobody')).toBeUndefined();
+    } finally {
+      // Stopped here rather than after the test so that its keys can be removed.
+      started.splice(started.indexOf(withRedis), 1);
+      await withRedis.node.stop();
+      await withRedis.backends.registry.close();
+      await withRedis.backends.broker.close();
+      const redis = new Redis(redisUrl);
+      const keys = await redis.keys(`${redisPrefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
     }
   });
 });

@@ -2,14 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { PushbenchError } from '../../core/errors.js';
-import {
-  createRegistry,
-  type PushRegistry,
-  type RegisteredDevice,
-  type RegistryEntry,
-  RegistryUnavailableError,
-} from '../../server/registry.js';
+import { PushbenchError, RegistryUnavailableError } from '../../core/errors.js';
+import { createRegistry } from '../../server/backends.js';
+import type { PushRegistry, RegisteredDevice, RegistryEntry } from '../../server/registry.js';
 import { MemoryRegistry } from '../../server/registry-memory.js';
 import { RedisRegistry } from '../../server/registry-redis.js';
 

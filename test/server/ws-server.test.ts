@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { WsNotOpenError } from '../../core/errors.js';
 import { encodeClosePayload, encodeFrame, expectedAccept, Opcode } from '../../core/ws/frame.js';
 import { type FrameHandler, FrameParser, type WsProtocolError } from '../../core/ws/parser.js';
 import {
@@ -11,7 +12,6 @@ import {
   LeanWebSocketServer,
   type LeanWebSocketServerOptions,
   type LeanWebSocketSink,
-  WsNotOpenError,
 } from '../../server/ws-server.js';
 import { EventLog } from '../helpers/event-log.js';
 
