@@ -8,7 +8,7 @@ import {
 } from '../core/measure/histogram.js';
 import { Bitset } from '../core/measure/ledger.js';
 import { Rng } from '../core/rng.js';
-import { retryableCloseCodes } from '../core/ws/close-codes.js';
+import { CloseCode, retryableCloseCodes } from '../core/ws/close-codes.js';
 import { signToken } from '../server/token.js';
 import type { DeviceRoute, DeviceWorkerData, FromWorker, ShardLink, ToWorker } from './messages.js';
 import { nextDelayMs } from './reconnect.js';
@@ -445,7 +445,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       this.attempt(k, dueUs);
     } else if (conn.state === 'open') {
       this.ownClose[k] = OwnClose.Periodic;
-      conn.close(1000, 'periodic reconnect');
+      conn.close(CloseCode.Normal, 'periodic reconnect');
     }
   }
 
@@ -592,7 +592,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       if (this.mode[k] === Mode.Waiting) this.abandonedAtFinish++;
     }
     for (const conn of this.conns) {
-      if (conn.state === 'open') conn.close(1000, 'run finished');
+      if (conn.state === 'open') conn.close(CloseCode.Normal, 'run finished');
       else if (conn.state === 'connecting') conn.destroy();
     }
     const done = () => {
@@ -661,7 +661,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.hintMs[k] = -1;
     this.ownClose[k] = OwnClose.None;
     if (this.finishing) {
-      conn.close(1000, 'run finished');
+      conn.close(CloseCode.Normal, 'run finished');
       return;
     }
     const periodic = this.data.periodicReconnect;
@@ -756,7 +756,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       typeof reconnectAfterMs === 'number' && reconnectAfterMs >= 0 ? reconnectAfterMs : 0;
     if (this.data.reconnect.policy === 'server-hint' && conn.state === 'open' && !this.finishing) {
       this.ownClose[k] = OwnClose.Goaway;
-      conn.close(1000, 'goaway');
+      conn.close(CloseCode.Normal, 'goaway');
     }
   }
 
@@ -820,7 +820,11 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.nodeOf[k] = -1;
     // 4001 "replaced": a device of this fleet never opens two connections at once, so the
     // newer one was its own attempt that timed out here but that the node admitted late.
-    if (own === OwnClose.None && !retryableCloseCodes.has(info.code) && info.code !== 4001) {
+    if (
+      own === OwnClose.None &&
+      !retryableCloseCodes.has(info.code) &&
+      info.code !== CloseCode.Replaced
+    ) {
       // A terminal close code (protocol violation, bad frame): retrying would repeat it.
       this.giveUp(k);
       return;
