@@ -8,7 +8,7 @@ type Labels = Readonly<Record<string, string | number>>;
 
 interface Family {
   help: string;
-  type: 'counter' | 'gauge' | 'histogram';
+  type: NodeMetricType;
   /** Label set (rendered) -> value. */
   values: Map<string, number>;
 }
@@ -27,88 +27,139 @@ function renderLabels(labels: Labels | undefined): string {
   return parts.length > 0 ? `{${parts.join(',')}}` : '';
 }
 
-/** Every metric a node exports, with its help text. Add a row to add a metric. */
-const FAMILIES: Record<string, Omit<Family, 'values'>> = {
-  pushbench_connections: { type: 'gauge', help: 'Devices connected to this node now.' },
-  pushbench_connects_total: { type: 'counter', help: 'Upgrades accepted.' },
-  pushbench_upgrades_refused_total: {
+/** A metric's Prometheus type. */
+export type NodeMetricType = 'counter' | 'gauge' | 'histogram';
+
+/**
+ * Every metric a node exports, in exposition order, with its type and help text. Add a
+ * row to add a metric. The name types below are derived from this list, so a name that
+ * is not in it, or a counter passed where a gauge belongs, fails to compile.
+ */
+export const NODE_METRICS = [
+  { name: 'pushbench_connections', type: 'gauge', help: 'Devices connected to this node now.' },
+  { name: 'pushbench_connects_total', type: 'counter', help: 'Upgrades accepted.' },
+  {
+    name: 'pushbench_upgrades_refused_total',
     type: 'counter',
     help: 'Upgrades refused, by HTTP status and reason.',
   },
-  pushbench_disconnects_total: { type: 'counter', help: 'Connections that ended, by reason.' },
-  pushbench_messages_total: {
+  {
+    name: 'pushbench_disconnects_total',
+    type: 'counter',
+    help: 'Connections that ended, by reason.',
+  },
+  {
+    name: 'pushbench_messages_total',
     type: 'counter',
     help: 'Messages handled, by path (direct, batch, queue, d2d, room) and outcome.',
   },
-  pushbench_acks_total: { type: 'counter', help: 'Acks received from devices.' },
-  pushbench_bad_frames_total: { type: 'counter', help: 'Device frames refused, by kind.' },
-  pushbench_http_responses_total: { type: 'counter', help: 'HTTP API answers, by status.' },
-  pushbench_d2d_cache_total: {
+  { name: 'pushbench_acks_total', type: 'counter', help: 'Acks received from devices.' },
+  { name: 'pushbench_bad_frames_total', type: 'counter', help: 'Device frames refused, by kind.' },
+  {
+    name: 'pushbench_http_responses_total',
+    type: 'counter',
+    help: 'HTTP API answers, by status.',
+  },
+  {
+    name: 'pushbench_d2d_cache_total',
     type: 'counter',
     help: 'Device-to-device target lookups, by result (hit, miss).',
   },
-  pushbench_slow_consumer_total: {
+  {
+    name: 'pushbench_slow_consumer_total',
     type: 'counter',
     help: 'Sends refused because a connection buffer was full, by action (drop, disconnect).',
   },
-  pushbench_queue_depth: { type: 'gauge', help: 'Indirect-push messages waiting or in flight.' },
-  pushbench_dead_letters: { type: 'gauge', help: 'Indirect-push messages dead-lettered (kept).' },
-  pushbench_event_loop_lag_seconds: {
+  {
+    name: 'pushbench_queue_depth',
+    type: 'gauge',
+    help: 'Indirect-push messages waiting or in flight.',
+  },
+  {
+    name: 'pushbench_dead_letters',
+    type: 'gauge',
+    help: 'Indirect-push messages dead-lettered (kept).',
+  },
+  {
+    name: 'pushbench_event_loop_lag_seconds',
     type: 'gauge',
     help: 'Event-loop delay p99 of this node over the last 10 s.',
   },
-  pushbench_push_write_seconds: {
+  {
+    name: 'pushbench_push_write_seconds',
     type: 'histogram',
     help: 'Direct push: request received to frame written, on the holding node.',
   },
-  pushbench_d2d_seconds: {
+  {
+    name: 'pushbench_d2d_seconds',
     type: 'histogram',
     help: 'Device-to-device: frame received to d2d_status sent.',
   },
-};
+] as const satisfies readonly {
+  name: `pushbench_${string}`;
+  type: NodeMetricType;
+  help: string;
+}[];
+
+type NodeMetricRow = (typeof NODE_METRICS)[number];
+
+/** The name of a metric a node exports: one of {@link NODE_METRICS}. */
+export type NodeMetricName = NodeMetricRow['name'];
+
+/** The name of one of the node's counters (only these take `inc`). */
+export type NodeCounterName = Extract<NodeMetricRow, { type: 'counter' }>['name'];
+
+/** The name of one of the node's gauges (only these take `set`). */
+export type NodeGaugeName = Extract<NodeMetricRow, { type: 'gauge' }>['name'];
+
+/** The name of one of the node's histograms (only these take `observe`). */
+export type NodeHistogramName = Extract<NodeMetricRow, { type: 'histogram' }>['name'];
 
 /** The metrics of one node. */
 export class NodeMetrics {
-  private readonly families = new Map<string, Family>();
-  private readonly histograms = new Map<string, { counts: number[]; sum: number; count: number }>();
+  private readonly families = new Map<NodeMetricName, Family>();
+  private readonly histograms = new Map<
+    NodeMetricName,
+    { counts: number[]; sum: number; count: number }
+  >();
 
   constructor() {
-    for (const [name, f] of Object.entries(FAMILIES))
-      this.families.set(name, { ...f, values: new Map() });
+    for (const { name, type, help } of NODE_METRICS)
+      this.families.set(name, { type, help, values: new Map() });
   }
 
-  private family(name: string): Family {
+  private family(name: NodeMetricName): Family {
     const f = this.families.get(name);
     if (!f) throw new Error(`unknown metric ${name}`);
     return f;
   }
 
   /** Adds `by` to a counter. */
-  inc(name: string, labels?: Labels, by = 1): void {
+  inc(name: NodeCounterName, labels?: Labels, by = 1): void {
     const values = this.family(name).values;
     const key = renderLabels(labels);
     values.set(key, (values.get(key) ?? 0) + by);
   }
 
   /** Sets a gauge. */
-  set(name: string, value: number, labels?: Labels): void {
+  set(name: NodeGaugeName, value: number, labels?: Labels): void {
     this.family(name).values.set(renderLabels(labels), value);
   }
 
   /** A counter's or gauge's value for exactly these labels (0 if never set). */
-  get(name: string, labels?: Labels): number {
+  get(name: NodeCounterName | NodeGaugeName, labels?: Labels): number {
     return this.family(name).values.get(renderLabels(labels)) ?? 0;
   }
 
   /** Sum of a counter over all its label sets. */
-  total(name: string): number {
+  total(name: NodeCounterName | NodeGaugeName): number {
     let sum = 0;
     for (const v of this.family(name).values.values()) sum += v;
     return sum;
   }
 
   /** Records one observation, in seconds, in a histogram. */
-  observe(name: string, seconds: number): void {
+  observe(name: NodeHistogramName, seconds: number): void {
     this.family(name);
     let h = this.histograms.get(name);
     if (!h) {

@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 import { decodeHistogram, percentileDistribution } from '../../core/measure/histogram.js';
 import { type Comparison, comparisonCells } from '../compare.js';
 import type { Report } from '../report.js';
-import { escapeHtml, jsonForScript, percentileTickLabel, percentileToX } from './html.js';
+import { escapeHtml, jsonForScript } from './html.js';
+import { percentileTickLabel, percentileToX } from './html-charts.js';
 
 const palette = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777'];
 

@@ -1,68 +1,25 @@
 /**
- * report.html: one self-contained page that opens offline. uPlot's script and
- * stylesheet are read from the installed package and inlined at render time,
- * the report and the chart data travel as JSON script blocks, and a small
- * inline script draws the charts. Everything derived from histograms (the
- * percentile curves) is computed here in Node, so the page only draws.
+ * report.html: one self-contained page that opens offline. This module writes the page
+ * (template and sections); the charts are built in html-charts.ts, and the page's own
+ * script and styles are real files in html-assets/ that Biome lints and tsc checks
+ * (tsconfig.browser.json). uPlot's files and ours are read at render time and inlined;
+ * the report and the chart data travel as JSON script blocks. Everything derived from
+ * histograms (the percentile curves) is computed in Node, so the page only draws.
  */
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { PushbenchError } from '../../core/errors.js';
-import {
-  decodeHistogram,
-  type LatencySummary,
-  percentileDistribution,
-} from '../../core/measure/histogram.js';
-import type { TimelinePoint } from '../../core/result.js';
+import type { LatencySummary } from '../../core/measure/histogram.js';
 import { formatCount } from '../../core/units.js';
 import type { GateVerdict } from '../gates.js';
-import { latencySeriesOf, type Report, skewOf, type Verdict } from '../report.js';
+import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';
+import type { ChartData, ChartSpec } from './chart-data.js';
+import { reportCharts } from './html-charts.js';
 
-/** Options of {@link renderHtml}; reserved for comparing runs, which is not built yet. */
-export interface HtmlOptions {
-  compare?: never;
-}
-
-/** How a chart's y values are formatted on its axis and in its legend. */
-export type ChartUnit = 'count' | 'rate' | 'ms' | 'ratio' | 'percent';
-
-/** One line of a chart: its values are aligned with the chart's `x`; null draws a gap. */
-export interface ChartSeries {
-  label: string;
-  color: string;
-  values: (number | null)[];
-  /** Which y axis: `y` (left) or `y2` (right). */
-  scale: 'y' | 'y2';
-  dash?: number[];
-}
-
-/** A chart as the page draws it; `name` is its container's `data-chart` attribute. */
-export interface ChartSpec {
-  name: string;
-  title: string;
-  x: number[];
-  /** The legend's text for each x. */
-  xLabels: string[];
-  xRange: [number, number];
-  /** Explicit x ticks (the percentile axis); otherwise uPlot chooses, in seconds. */
-  xTicks?: { x: number; label: string }[];
-  yAxes: { scale: 'y' | 'y2'; unit: ChartUnit; label: string }[];
-  series: ChartSeries[];
-  /** Draw the report's markers (phase changes, faults) as labelled vertical lines. */
-  markers: boolean;
-}
-
-const palette = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777'];
-const colourAt = (i: number): string => palette[i % palette.length] ?? '#2563eb';
-const seriesColour: Record<string, string> = {
-  push: '#2563eb',
-  connect: '#d97706',
-  api: '#16a34a',
-};
-
-// --- pure helpers (exported for tests) -----------------------------------------------
+// --- pure helpers (exported for tests and the other HTML pages) ---------------------------
 
 const htmlEntities: Record<string, string> = {
   '&': '&amp;',
@@ -83,27 +40,6 @@ export function escapeHtml(s: string): string {
  */
 export function jsonForScript(value: unknown): string {
   return JSON.stringify(value).replace(/</g, '\\u003c');
-}
-
-/**
- * The percentile axis as HdrHistogram plots it: x = log10(1 / (1 - p/100)), so
- * 0 % is 0, 90 % is 1, 99 % is 2, 99.9 % is 3. 100 % has no position (Infinity).
- */
-export function percentileToX(percentile: number): number {
-  return Math.log10(100 / (100 - percentile));
-}
-
-/** The percentile at integer position `x` of the percentile axis: `0%`, `90%`, `99%`, `99.9%`. */
-export function percentileTickLabel(x: number): string {
-  if (x <= 0) return '0%';
-  return `${(100 - 100 / 10 ** x).toFixed(Math.max(0, x - 2))}%`;
-}
-
-/** A percentile for the legend, with as many decimals as its position needs: `99.95%`. */
-export function formatPercentile(percentile: number): string {
-  if (percentile < 90) return `${Number(percentile.toFixed(1))}%`;
-  const decimals = Math.max(0, Math.ceil(percentileToX(percentile) - 1e-9) - 1);
-  return `${Number(percentile.toFixed(decimals + 1))}%`;
 }
 
 /** Milliseconds with precision that fits their size: `0.262 ms`, `5.61 ms`, `13.7 ms`, `1,204 ms`. */
@@ -130,155 +66,6 @@ function formatStart(iso: string): string {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
   return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
-}
-
-// --- chart data ------------------------------------------------------------------------
-
-/** Histogram series in display order: the three the harness records, then any others. */
-function histogramNames(report: Report): string[] {
-  const known = ['push', 'connect', 'api'];
-  const present = Object.keys(report.histograms);
-  return [
-    ...known.filter((k) => present.includes(k)),
-    ...present.filter((k) => !known.includes(k)).sort(),
-  ];
-}
-
-/**
- * The latency-by-percentile chart: every series is decoded and walked at the
- * same percentile levels, so they share one x array (shorter ones end in nulls).
- */
-export function percentileChart(report: Report): ChartSpec {
-  const curves = histogramNames(report).map((name) => ({
-    name,
-    points: percentileDistribution(decodeHistogram(report.histograms[name] ?? '')),
-  }));
-  const longest = curves.reduce<{ percentile: number }[]>(
-    (acc, c) => (c.points.length > acc.length ? c.points : acc),
-    [],
-  );
-  const x = longest.map((p) => percentileToX(p.percentile));
-  const lastX = x.at(-1) ?? 0;
-  const decades = Math.min(6, Math.max(2, Math.ceil(lastX - 1e-9)));
-  const xTicks = Array.from({ length: decades + 1 }, (_, k) => ({
-    x: k,
-    label: percentileTickLabel(k),
-  }));
-  return {
-    name: 'percentiles',
-    title: 'Latency by percentile',
-    x,
-    xLabels: longest.map((p) => formatPercentile(p.percentile)),
-    xRange: [0, decades],
-    xTicks,
-    yAxes: [{ scale: 'y', unit: 'ms', label: 'latency' }],
-    series: curves.map((c, i) => ({
-      label: c.points.length === 0 ? `${c.name} (no samples)` : c.name,
-      color: seriesColour[c.name] ?? colourAt(i + 3),
-      scale: 'y',
-      values: x.map((_, j) => {
-        const p = c.points[j];
-        return p === undefined ? null : p.valueUs / 1000;
-      }),
-    })),
-    markers: false,
-  };
-}
-
-/** Per-interval counts as rates: an interval ends at `t` and starts at the previous point. */
-function perSecond(timeline: readonly TimelinePoint[], count: (p: TimelinePoint) => number) {
-  return timeline.map((p, i) => {
-    const dt = p.t - (i === 0 ? 0 : (timeline[i - 1]?.t ?? 0));
-    return dt > 0 ? Math.round((count(p) / dt) * 10) / 10 : null;
-  });
-}
-
-/** The per-second charts: connections per node, connection events, messages, push latency, skew, generator. */
-export function timelineCharts(report: Report): ChartSpec[] {
-  const tl = report.timeline;
-  const x = tl.map((p) => p.t);
-  const xLabels = tl.map((p) => `${Number(p.t.toFixed(2))} s (${p.phase})`);
-  const lastT = Math.max(0, x.at(-1) ?? 0, ...report.markers.map((m) => m.t));
-  const xRange: [number, number] = [0, lastT > 0 ? lastT : 1];
-  const base = { x, xLabels, xRange, markers: true };
-  const nodes = [...new Set(tl.flatMap((p) => Object.keys(p.nodes ?? {})))].sort();
-  /** A series of one figure per point; `rate` divides it by the interval's length. */
-  const line = (
-    label: string,
-    color: string,
-    value: (p: TimelinePoint) => number | null,
-  ): ChartSeries => ({ label, color, values: tl.map(value), scale: 'y' });
-  const rate = (
-    label: string,
-    color: string,
-    count: (p: TimelinePoint) => number,
-  ): ChartSeries => ({ label, color, values: perSecond(tl, count), scale: 'y' });
-  return [
-    {
-      ...base,
-      name: 'connections',
-      title: 'Open connections: per node (server) and loadgen',
-      yAxes: [{ scale: 'y', unit: 'count', label: 'connections' }],
-      series: [
-        ...nodes.map((n, i) => line(`${n} (server)`, colourAt(i), (p) => p.nodes?.[n] ?? null)),
-        { ...line('open (loadgen)', '#111827', (p) => p.open), dash: [6, 4] },
-      ],
-    },
-    {
-      ...base,
-      name: 'connection-events',
-      title: 'Connect attempts, failures, disconnects, reconnect attempts and losses per second',
-      yAxes: [{ scale: 'y', unit: 'rate', label: 'per second' }],
-      series: [
-        rate('connect attempts', '#2563eb', (p) => p.connectAttempts),
-        rate('connect failures', '#dc2626', (p) => p.connectFailures),
-        rate('disconnects', '#d97706', (p) => p.disconnects),
-        rate('reconnect attempts', '#7c3aed', (p) => p.reconnectAttempts ?? 0),
-        rate('connections lost', '#111827', (p) => p.losses ?? 0),
-      ],
-    },
-    {
-      ...base,
-      name: 'messages',
-      title: 'Messages per second: sent, accepted, received',
-      yAxes: [{ scale: 'y', unit: 'rate', label: 'per second' }],
-      series: [
-        rate('sent', '#6b7280', (p) => p.sent),
-        rate('accepted', '#2563eb', (p) => p.accepted),
-        rate('received', '#16a34a', (p) => p.received),
-      ],
-    },
-    {
-      ...base,
-      name: 'push-latency',
-      title: 'Push latency p50 / p99 per second',
-      yAxes: [{ scale: 'y', unit: 'ms', label: 'latency' }],
-      series: [
-        line('p50', '#2563eb', (p) => p.pushP50Ms),
-        line('p99', '#dc2626', (p) => p.pushP99Ms),
-      ],
-    },
-    {
-      ...base,
-      name: 'skew',
-      title: 'Skew per second (max / mean of per-node counts)',
-      yAxes: [{ scale: 'y', unit: 'ratio', label: 'max / mean' }],
-      series: [line('skew', '#7c3aed', (p) => (p.nodes ? skewOf(p.nodes) : null))],
-    },
-    {
-      ...base,
-      name: 'generator',
-      title: 'Per second: worst event-loop delay p99 and busiest thread utilisation',
-      yAxes: [
-        { scale: 'y', unit: 'ms', label: 'event-loop delay p99' },
-        { scale: 'y2', unit: 'percent', label: 'busiest thread' },
-      ],
-      series: [
-        line('worst event-loop delay p99', '#dc2626', (p) => p.maxLagP99Ms),
-        { ...line('busiest thread utilisation', '#0891b2', (p) => p.maxElu * 100), scale: 'y2' },
-      ],
-    },
-  ];
 }
 
 // --- HTML ------------------------------------------------------------------------------
@@ -609,9 +396,35 @@ ${workers}
 </section>`;
 }
 
-function readAsset(specifier: string): string {
+/** What report.html inlines: uPlot's script and styles, then the page's own. */
+interface PageAssets {
+  uplotJs: string;
+  uplotCss: string;
+  pageJs: string;
+  pageCss: string;
+}
+
+/**
+ * Reads the inlined files at render time, as they are on disk. uPlot's come from the
+ * installed package. Ours sit in html-assets/ beside this module: in the sources when
+ * run with tsx, and in dist/ because `npm run build` copies the folder there (tsc does
+ * not copy .js or .css files it does not compile).
+ */
+function readAssets(): PageAssets {
   const require = createRequire(import.meta.url);
-  return readFileSync(require.resolve(specifier), 'utf8');
+  const read = (path: string) => readFileSync(path, 'utf8');
+  const own = (name: string) =>
+    read(fileURLToPath(new URL(`html-assets/${name}`, import.meta.url)));
+  // No file contains a closing tag today; guard anyway. `<\/` means the same in JS, and a
+  // stylesheet has no business closing its element.
+  const script = (js: string) => js.replace(/<\/script/gi, '<\\/script');
+  const style = (css: string) => css.replace(/<\/style/gi, '<\\/style');
+  return {
+    uplotJs: script(read(require.resolve('uplot/dist/uPlot.iife.min.js'))),
+    uplotCss: style(read(require.resolve('uplot/dist/uPlot.min.css'))),
+    pageJs: script(own('report.js')),
+    pageCss: style(own('report.css')),
+  };
 }
 
 /**
@@ -621,17 +434,18 @@ function readAsset(specifier: string): string {
  * per fault and generator health. Every chart sits in an element with a stable
  * `data-chart` attribute; all report text is escaped.
  */
-export function renderHtml(report: Report, _options: HtmlOptions = {}): string {
-  // uPlot's minified build contains no `</script` today; guard anyway, `<\/` means the same in JS.
-  const uplotJs = readAsset('uplot/dist/uPlot.iife.min.js').replace(/<\/script/gi, '<\\/script');
-  const uplotCss = readAsset('uplot/dist/uPlot.min.css').replace(/<\/style/gi, '<\\/style');
-  const charts = [percentileChart(report), ...timelineCharts(report)];
+export function renderHtml(report: Report): string {
+  const { uplotJs, uplotCss, pageJs, pageCss } = readAssets();
+  const charts = reportCharts(report);
   const chart: ChartLookup = (name) => {
     const spec = charts.find((c) => c.name === name);
     if (!spec) throw new PushbenchError('PB_INTERNAL', `html report: no chart named "${name}"`);
     return spec;
   };
-  const markers = report.markers.map((m) => ({ t: m.t, kind: String(m.kind), label: m.label }));
+  const data: ChartData = {
+    charts,
+    markers: report.markers.map((m) => ({ t: m.t, kind: String(m.kind), label: m.label })),
+  };
   const title = `pushbench ${report.scenario} — ${report.verdict}`;
   return `<!doctype html>
 <html lang="en">
@@ -672,236 +486,10 @@ ${generatorSection(report, chart)}
 </main>
 <footer>pushbench ${escapeHtml(report.tool.version)} &middot; report schema ${report.schemaVersion} &middot; self-contained, works offline</footer>
 <script type="application/json" id="pushbench-report">${jsonForScript(report)}</script>
-<script type="application/json" id="pushbench-charts">${jsonForScript({ charts, markers })}</script>
+<script type="application/json" id="pushbench-charts">${jsonForScript(data)}</script>
 <script>${uplotJs}</script>
-<script>${clientJs}</script>
+<script>${pageJs}</script>
 </body>
 </html>
 `;
 }
-
-const pageCss = `
-:root { --fg: #1f2937; --muted: #6b7280; --line: #e5e7eb; --bg: #f5f6f8; --card: #fff; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-header { background: #111827; color: #f9fafb; padding: 14px 24px; display: flex; flex-wrap: wrap;
-  align-items: baseline; gap: 8px 24px; }
-header h1 { font-size: 18px; margin: 0; font-weight: 600; }
-header .scenario { color: #93c5fd; }
-header nav { display: flex; flex-wrap: wrap; gap: 14px; font-size: 13px; }
-header nav a { color: #d1d5db; text-decoration: none; }
-header nav a:hover { color: #fff; text-decoration: underline; }
-main { max-width: 1240px; margin: 0 auto; padding: 20px 24px 8px; }
-section { margin-bottom: 20px; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 16px 20px; }
-section > .card + .card, .cards + .card { margin-top: 16px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 340px), 1fr)); gap: 16px; }
-h2 { font-size: 17px; margin: 0 0 12px; }
-section#summary > h2 { margin-left: 2px; }
-h3 { font-size: 14px; margin: 18px 0 8px; color: #374151; text-transform: uppercase; letter-spacing: .04em; }
-.card > h3:first-child { margin-top: 0; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
-thead th { font-size: 12px; color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line); }
-td.num, th.num, .latency td:not(:first-child), .latency th:not(:first-child) { text-align: right; white-space: nowrap; }
-.figures th { font-weight: 500; width: 60%; }
-#skew .figures { max-width: 480px; }
-.figures td { text-align: right; white-space: nowrap; }
-.figures tr.sub th { padding-left: 26px; color: var(--muted); font-weight: 400; }
-.figures tr.sub td { color: var(--muted); }
-.hint { display: block; font-size: 12px; color: var(--muted); font-weight: 400; }
-.latency { font-size: 13px; }
-.scroll { overflow-x: auto; }
-.muted { color: var(--muted); font-size: 13px; margin: 10px 0 0; }
-.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
-.strong { font-weight: 600; }
-.bad { color: #b91c1c; font-weight: 600; }
-.ok { color: #15803d; font-weight: 600; }
-.detail { color: #374151; }
-.verdict-card { border-left-width: 6px; }
-.v-border-pass { border-left-color: #16a34a; }
-.v-border-fail { border-left-color: #dc2626; }
-.v-border-inconclusive { border-left-color: #ca8a04; }
-.v-border-invalid { border-left-color: #9333ea; }
-.verdict-head { display: flex; gap: 20px; align-items: center; flex-wrap: wrap; }
-.verdict { font-size: 26px; font-weight: 800; letter-spacing: .06em; padding: 8px 18px; border-radius: 6px; }
-.exit { font-size: 15px; }
-.description { margin: 4px 0 0; color: #374151; }
-.v-pass { background: #dcfce7; color: #166534; }
-.v-fail { background: #fee2e2; color: #991b1b; }
-.v-inconclusive { background: #fef3c7; color: #92400e; }
-.v-invalid { background: #f3e8ff; color: #6b21a8; }
-.pill { display: inline-block; }
-td.pill { display: table-cell; }
-.gates td.pill { font-weight: 700; text-transform: uppercase; font-size: 12px; letter-spacing: .04em; }
-.facts { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 10px 24px; margin: 16px 0 0; }
-.facts div { min-width: 0; }
-.facts dt { font-size: 12px; color: var(--muted); }
-.facts dd { margin: 0; overflow-wrap: anywhere; }
-.fact-machine { grid-column: span 2; }
-.invalid-box { margin-top: 14px; padding: 10px 14px; border-radius: 6px; background: #faf5ff; border: 1px solid #e9d5ff; color: #581c87; }
-.reasons { margin: 6px 0 0; padding-left: 20px; }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 460px), 1fr)); gap: 16px; }
-.chart { margin: 0; min-width: 0; }
-.chart.wide { grid-column: 1 / -1; }
-.chart figcaption { font-weight: 600; font-size: 13px; margin-bottom: 6px; }
-.plot { min-height: 300px; }
-.plot .u-legend { font-size: 12px; }
-.plot .error { color: #b91c1c; }
-footer { text-align: center; color: var(--muted); font-size: 12px; padding: 8px 0 24px; }
-@media (max-width: 560px) { main { padding: 12px; } .charts { grid-template-columns: 1fr; } }
-`;
-
-/**
- * The page's own script: plain ES2017, no template literals, so it can live in
- * this TypeScript string unchanged. It reads the chart JSON and draws each chart
- * with uPlot into its `[data-chart]` container, redrawing on resize.
- */
-const clientJs = `
-(function () {
-  'use strict';
-  var data = JSON.parse(document.getElementById('pushbench-charts').textContent);
-  var markerColours = { phase: '#6b7280', fault: '#dc2626' };
-  var nf = function (digits) {
-    return new Intl.NumberFormat('en-US', { maximumFractionDigits: digits });
-  };
-  var n0 = nf(0), n1 = nf(1), n2 = nf(2), n3 = nf(3);
-  function ms(v) {
-    var a = Math.abs(v);
-    return (a < 1 ? n3 : a < 10 ? n2 : a < 100 ? n1 : n0).format(v) + ' ms';
-  }
-  var formats = {
-    count: function (v) { return n0.format(v); },
-    rate: function (v) { return (Math.abs(v) < 10 ? n1 : n0).format(v) + '/s'; },
-    ms: ms,
-    ratio: function (v) { return n2.format(v) + '\\u00d7'; },
-    percent: function (v) { return n0.format(v) + '%'; }
-  };
-  function yRange(u, min, max) {
-    if (max == null || !isFinite(max) || max <= 0) return [0, 1];
-    return [0, max * 1.2];
-  }
-
-  // Marker labels sit in a band above the plot, in up to MARKER_ROWS staggered rows,
-  // so they never hide data; vertical dashed lines cross the plot at each instant.
-  var MARKER_ROWS = 3, MARKER_ROW_PX = 13;
-  function markerPlugin(markers) {
-    return {
-      hooks: {
-        draw: [function (u) {
-          var ctx = u.ctx, dpr = uPlot.pxRatio;
-          var left = u.bbox.left, right = left + u.bbox.width, top = u.bbox.top, bottom = top + u.bbox.height;
-          var rowH = MARKER_ROW_PX * dpr;
-          var rowEnds = [];
-          ctx.save();
-          ctx.font = (11 * dpr) + 'px system-ui, sans-serif';
-          ctx.textAlign = 'left';
-          ctx.textBaseline = 'bottom';
-          markers.forEach(function (m) {
-            var x = Math.round(u.valToPos(m.t, 'x', true)) + 0.5;
-            if (!isFinite(x) || x < left - 1 || x > right + 1) return;
-            var colour = markerColours[m.kind] || '#6b7280';
-            var w = ctx.measureText(m.label).width;
-            // Text starts at the line, or ends at it when it would run off the right edge.
-            var x0 = x + 3 * dpr + w > right + 8 * dpr ? x - 3 * dpr - w : x + 3 * dpr;
-            var row = 0;
-            while (row < MARKER_ROWS - 1 && rowEnds[row] !== undefined && rowEnds[row] > x0) row++;
-            rowEnds[row] = Math.max(rowEnds[row] || -Infinity, x0 + w + 6 * dpr);
-            var y = top - 2 * dpr - row * rowH;
-            ctx.strokeStyle = colour;
-            ctx.lineWidth = dpr;
-            ctx.setLineDash([4 * dpr, 3 * dpr]);
-            ctx.beginPath();
-            ctx.moveTo(x, y - rowH + 2 * dpr);
-            ctx.lineTo(x, bottom);
-            ctx.stroke();
-            ctx.fillStyle = colour;
-            ctx.fillText(m.label, x0, y);
-          });
-          ctx.restore();
-        }]
-      }
-    };
-  }
-
-  function options(spec, width) {
-    var axes = [{
-      stroke: '#374151',
-      grid: { stroke: '#eef0f3' },
-      ticks: { stroke: '#d1d5db' }
-    }];
-    if (spec.xTicks) {
-      axes[0].splits = function () { return spec.xTicks.map(function (t) { return t.x; }); };
-      axes[0].values = function () { return spec.xTicks.map(function (t) { return t.label; }); };
-      axes[0].label = 'percentile';
-    } else {
-      axes[0].values = function (u, splits) { return splits.map(function (v) { return n1.format(v) + ' s'; }); };
-      axes[0].label = 'seconds since start';
-    }
-    var scales = { x: { time: false, range: function () { return spec.xRange; } } };
-    spec.yAxes.forEach(function (a, i) {
-      var fmt = formats[a.unit];
-      scales[a.scale] = { range: yRange };
-      axes.push({
-        scale: a.scale,
-        side: i === 0 ? 3 : 1,
-        label: a.label,
-        size: 70,
-        stroke: '#374151',
-        grid: { show: i === 0, stroke: '#eef0f3' },
-        ticks: { stroke: '#d1d5db' },
-        values: function (u, splits) { return splits.map(function (v) { return v == null ? '' : fmt(v); }); }
-      });
-    });
-    var unitOf = {};
-    spec.yAxes.forEach(function (a) { unitOf[a.scale] = a.unit; });
-    var series = [{
-      label: spec.xTicks ? 'percentile' : 'time',
-      value: function (u, v, si, idx) { return idx == null ? '' : (spec.xLabels[idx] || ''); }
-    }];
-    spec.series.forEach(function (s) {
-      var fmt = formats[unitOf[s.scale]];
-      series.push({
-        label: s.label,
-        scale: s.scale,
-        stroke: s.color,
-        width: 2,
-        dash: s.dash,
-        spanGaps: false,
-        value: function (u, v) { return v == null ? '\\u2013' : fmt(v); }
-      });
-    });
-    return {
-      width: width,
-      height: 280,
-      scales: scales,
-      axes: axes,
-      series: series,
-      padding: [spec.markers ? MARKER_ROWS * MARKER_ROW_PX + 6 : 12, null, null, null],
-      cursor: { drag: { x: false, y: false } },
-      plugins: spec.markers ? [markerPlugin(data.markers)] : []
-    };
-  }
-
-  data.charts.forEach(function (spec) {
-    var box = document.querySelector('[data-chart="' + spec.name + '"]');
-    if (!box) return;
-    try {
-      var aligned = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
-      var plot = new uPlot(options(spec, Math.max(280, box.clientWidth)), aligned, box);
-      if (typeof ResizeObserver === 'function') {
-        var last = box.clientWidth;
-        new ResizeObserver(function () {
-          var w = Math.max(280, box.clientWidth);
-          if (w !== last) { last = w; plot.setSize({ width: w, height: 280 }); }
-        }).observe(box);
-      }
-    } catch (err) {
-      box.textContent = 'chart failed: ' + err;
-      box.className += ' error';
-      console.error('pushbench: chart ' + spec.name + ' failed', err);
-    }
-  });
-})();
-`;

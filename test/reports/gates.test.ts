@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
 import {
   checkGateTargets,
+  describeGateMetrics,
   evaluateGate,
   evaluateGates,
   type Gate,
@@ -405,6 +406,53 @@ describe('gates naming faults and regions', () => {
     );
     expect(() => checkGateTargets(parseGates(['nodes.crashed@mars < 1']), known)).toThrow(
       /no region "mars" \(regions: eu, us\)/,
+    );
+  });
+});
+
+describe('the metric table', () => {
+  /** Every name the help text lists, with `<label>` and `<region>` filled in. */
+  function listedNames(): string[] {
+    return describeGateMetrics()
+      .split(/, (?=[a-z<])/)
+      .flatMap((entry): string[] => {
+        const latency = /^<stat>\(<series>\) with stat (\S+) and series (\S+)/.exec(entry);
+        if (latency) {
+          const [, stats = '', series = ''] = latency;
+          return stats
+            .split('|')
+            .flatMap((st) =>
+              series.split('|').flatMap((se) => [`${st}(${se})`, `${st}(${se}@eu)`]),
+            );
+        }
+        const filled = entry.replace('<label>', 'kill').replace('<region>', 'eu');
+        if (filled === 'nodes.crashed[@eu]') return ['nodes.crashed', 'nodes.crashed@eu'];
+        const alternatives = /^(.*?)([\w|]+)(@eu)?$/.exec(filled);
+        const [, head = '', fields = '', tail = ''] = alternatives ?? [];
+        return fields.split('|').map((field) => `${head}${field}${tail}`);
+      });
+  }
+
+  it('parses every name the known-metrics help lists', () => {
+    const names = listedNames();
+    expect(names).toContain('storm.t99');
+    expect(names).toContain('fault(kill).skewSettled');
+    expect(names).toContain('skew.final@eu');
+    expect(names).toContain('p99.9(reconnect@eu)');
+    for (const name of names) expect(() => parseGate(`${name} < 1`), name).not.toThrow();
+  });
+
+  it('refuses names of object properties as storm or fault fields', () => {
+    for (const name of ['storm.toString', 'storm.constructor', 'fault(kill).toString']) {
+      expect(badGate(`${name} < 3`).message).toMatch(`unknown metric "${name}"`);
+    }
+  });
+
+  it('checks the region of a regional latency gate written with an alias', () => {
+    const known = { labels: [], regions: ['eu'] };
+    expect(() => checkGateTargets(parseGates(['p99.9(push@eu) < 1s']), known)).not.toThrow();
+    expect(() => checkGateTargets(parseGates(['p99.9(push@mars) < 1s']), known)).toThrow(
+      /no region "mars"/,
     );
   });
 });

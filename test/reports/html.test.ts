@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -11,16 +11,14 @@ import {
   recordUs,
 } from '../../core/measure/histogram.js';
 import { run } from '../../index.js';
+import { escapeHtml, jsonForScript, renderHtml } from '../../reports/outputs/html.js';
 import {
-  escapeHtml,
   formatPercentile,
-  jsonForScript,
   percentileChart,
   percentileTickLabel,
   percentileToX,
-  renderHtml,
   timelineCharts,
-} from '../../reports/outputs/html.js';
+} from '../../reports/outputs/html-charts.js';
 import type { Report } from '../../reports/report.js';
 import type { FaultImpact } from '../../reports/storm.js';
 import { validateScenario } from '../../scenarios/schema.js';
@@ -264,6 +262,20 @@ describe('HTML escaping', () => {
     // uPlot, the report, the chart data and the page script: nothing else opens a script.
     expect(html.match(/<script/g)).toHaveLength(4);
     expect(html.match(/<\/script/g)).toHaveLength(4);
+  });
+
+  it('inlines the page script and stylesheet from html-assets as they are on disk', () => {
+    const asset = (name: string) =>
+      readFileSync(new URL(`../../reports/outputs/html-assets/${name}`, import.meta.url), 'utf8');
+    const html = renderHtml(fixtureReport());
+    const js = asset('report.js');
+    const css = asset('report.css');
+    expect(js).toMatch(/^\/\/ @ts-check/);
+    expect(html).toContain(`<script>${js}</script>`);
+    expect(html).toContain(`<style>${css}</style>`);
+    // The page script reads the chart block html.ts writes, by the id both use.
+    expect(js).toContain("getElementById('pushbench-charts')");
+    expect(html).toContain('<script type="application/json" id="pushbench-charts">');
   });
 
   it('says the run had no fault events when report.faults is absent, and tabulates it when present', () => {
