@@ -6,7 +6,8 @@ import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PushbenchError } from '../core/errors.js';
 import { builtinScenarios } from './builtin/index.js';
-import { type Scenario, type ScenarioInput, validateScenario } from './schema.js';
+import { validateScenario } from './schema.js';
+import type { Scenario, ScenarioInput } from './types.js';
 
 /** Command-line overrides of scenario fields; each is optional. */
 export interface ScenarioOverrides {

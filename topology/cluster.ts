@@ -3,7 +3,7 @@ import { ephemeralPorts, openFilesLimit } from '../core/machine.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
 import { addressesFor } from '../loadgen/placement.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
-import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/timeline.js';
+import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';

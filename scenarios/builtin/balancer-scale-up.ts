@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /**
  * Pubby's dominoes, with both balancers side by side in one run: region `rr`

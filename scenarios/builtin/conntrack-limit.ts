@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /**
  * Pubby's nf_conntrack_max: region `tight` has a table of 300 entries per node

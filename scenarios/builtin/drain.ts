@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /**
  * Scaling down two ways in one run: at 8 s one node leaves by graceful drain

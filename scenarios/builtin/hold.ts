@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /**
  * Scale: ramp to N devices on one node, hold them, and check that both ends

@@ -1,4 +1,4 @@
-import type { ScenarioInput } from '../schema.js';
+import type { ScenarioInput } from '../types.js';
 import balancerScaleUp from './balancer-scale-up.js';
 import conntrackLimit from './conntrack-limit.js';
 import d2dLatency from './d2d-latency.js';

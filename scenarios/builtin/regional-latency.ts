@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /**
  * Two regions; 200 ms is added to every link of `us` at 8 s. With the default

@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /**
  * A node goes silent: every byte to and from it is dropped but no socket

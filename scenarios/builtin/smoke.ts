@@ -1,4 +1,4 @@
-import { defineScenario } from '../schema.js';
+import { defineScenario } from '../define.js';
 
 /** The foundation check: one node, 2,000 devices, 1,000 direct pushes/s for 20 s. */
 export default defineScenario({

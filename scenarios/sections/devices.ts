@@ -1,0 +1,203 @@
+/**
+ * The `devices` section: how many devices connect, how fast, where they are
+ * homed, and how they reconnect.
+ */
+import {
+  checkKeys,
+  computed,
+  type Defaults,
+  duration,
+  ms,
+  num,
+  OFF,
+  type Problems,
+  REQUIRED,
+  section,
+} from '../fields.js';
+import {
+  type DeviceBlock,
+  type DevicesInput,
+  type PeriodicReconnectInput,
+  RECONNECT_POLICIES,
+  type ReconnectPolicy,
+  type ReconnectPolicyName,
+  type RegionTopology,
+  type Scenario,
+  type TimelineAction,
+} from '../types.js';
+
+/**
+ * Defaults of `devices`. `reconnect` is the policy when the field is omitted;
+ * a written one must name its `policy`, and its `cap` defaults to
+ * max(this cap, its base).
+ */
+export const devicesDefaults = {
+  count: REQUIRED,
+  connectRate: 1000,
+  connectTimeout: '10s',
+  accounts: 100,
+  regions: computed('1 each (an even split)'),
+  reconnect: { policy: 'full-jitter', base: '500ms', cap: '10s', maxAttempts: 0 },
+  periodicReconnect: OFF,
+  heartbeatTimeout: OFF,
+} as const satisfies Defaults<DevicesInput>;
+
+/** Defaults of `devices.periodicReconnect` when it is given. */
+export const periodicReconnectDefaults = {
+  every: REQUIRED,
+  stagger: 0,
+} as const satisfies Defaults<PeriodicReconnectInput>;
+
+/** A region's share of the devices. */
+interface Share {
+  region: string;
+  share: number;
+}
+
+/** `devices` validated, before the timeline says how many more devices `connect` actions open. */
+export type DevicesDraft = Omit<Scenario['devices'], 'regions' | 'reserve'> & { shares: Share[] };
+
+/** Validates `devices` against the regions of the topology. */
+export function validateDevices(
+  p: Problems,
+  input: unknown,
+  regions: RegionTopology[],
+): DevicesDraft {
+  const dev = section(p, 'devices', input);
+  if (input === undefined) p.add('devices', 'is required');
+  checkKeys(p, 'devices', dev, devicesDefaults);
+  const d = devicesDefaults;
+  // A missing section is one problem, not one more for its count.
+  const countDefault = input === undefined ? 0 : d.count;
+  return {
+    count: num(p, 'devices.count', dev.count, countDefault, { min: 1, integer: true }),
+    connectRateHz: num(p, 'devices.connectRate', dev.connectRate, d.connectRate, { min: 1 }),
+    connectTimeoutMs: duration(
+      p,
+      'devices.connectTimeout',
+      dev.connectTimeout,
+      d.connectTimeout,
+      1,
+    ),
+    accounts: num(p, 'devices.accounts', dev.accounts, d.accounts, { min: 1, integer: true }),
+    shares: readShares(p, dev.regions, regions),
+    reconnect: reconnectPolicy(p, 'devices.reconnect', dev.reconnect),
+    periodicReconnect: readPeriodicReconnect(p, dev.periodicReconnect),
+    heartbeatTimeoutMs:
+      dev.heartbeatTimeout === undefined
+        ? d.heartbeatTimeout
+        : duration(p, 'devices.heartbeatTimeout', dev.heartbeatTimeout, REQUIRED, 10),
+  };
+}
+
+/**
+ * The devices with their home regions: the initial `count` split by share,
+ * then the devices the timeline's `connect` actions open (indices from
+ * `count` on), split the same way.
+ */
+export function homeDevices(draft: DevicesDraft, timeline: TimelineAction[]): Scenario['devices'] {
+  const { count, shares } = draft;
+  const reserve = timeline.reduce((a, t) => a + (t.action === 'connect' ? t.devices : 0), 0);
+  return {
+    count,
+    connectRateHz: draft.connectRateHz,
+    connectTimeoutMs: draft.connectTimeoutMs,
+    accounts: draft.accounts,
+    regions: [
+      ...splitByShare(count, shares),
+      ...splitByShare(reserve, shares).map((b) => ({ ...b, first: b.first + count })),
+    ].filter((b) => b.count > 0),
+    reconnect: draft.reconnect,
+    periodicReconnect: draft.periodicReconnect,
+    heartbeatTimeoutMs: draft.heartbeatTimeoutMs,
+    reserve,
+  };
+}
+
+/** Splits `count` devices over regions by share, in region order, as contiguous index blocks. */
+export function splitByShare(count: number, shares: Share[]): DeviceBlock[] {
+  const total = shares.reduce((a, s) => a + s.share, 0);
+  const out: DeviceBlock[] = [];
+  let first = 0;
+  let acc = 0;
+  for (const [i, s] of shares.entries()) {
+    acc += s.share;
+    const end = i === shares.length - 1 ? count : Math.round((count * acc) / total);
+    out.push({ region: s.region, first, count: end - first });
+    first = end;
+  }
+  return out;
+}
+
+function readShares(p: Problems, v: unknown, regions: RegionTopology[]): Share[] {
+  const even = regions.map((r) => ({ region: r.name, share: 1 }));
+  if (v === undefined) return even;
+  const shares: Share[] = [];
+  for (const [region, share] of Object.entries(section(p, 'devices.regions', v))) {
+    if (!regions.some((r) => r.name === region)) {
+      p.add(
+        `devices.regions.${region}`,
+        `no such region (regions: ${regions.map((r) => r.name).join(', ')})`,
+      );
+    }
+    shares.push({
+      region,
+      share: num(p, `devices.regions.${region}`, share, REQUIRED, { min: 0 }),
+    });
+  }
+  if (shares.length === 0 || shares.every((s) => s.share <= 0)) {
+    p.add('devices.regions', 'must give at least one region a share > 0');
+    return even;
+  }
+  return shares;
+}
+
+/** Parses `"full-jitter:1s:30s"` or `{policy, base, cap, maxAttempts}`. */
+function reconnectPolicy(p: Problems, path: string, v: unknown): ReconnectPolicy {
+  const table = devicesDefaults.reconnect;
+  if (v === undefined) {
+    const { policy, base, cap, maxAttempts } = table;
+    return { policy, baseMs: ms(base), capMs: ms(cap), maxAttempts };
+  }
+  let o: Record<string, unknown>;
+  if (typeof v === 'string') {
+    const [policy, base, cap] = v.split(':');
+    o = { policy, base, cap };
+    if (base === undefined) delete o.base;
+    if (cap === undefined) delete o.cap;
+  } else {
+    o = section(p, path, v);
+  }
+  checkKeys(p, path, o, table);
+  let policy: ReconnectPolicyName = table.policy;
+  if ((RECONNECT_POLICIES as readonly unknown[]).includes(o.policy)) {
+    policy = o.policy as ReconnectPolicyName;
+  } else {
+    p.add(
+      typeof v === 'string' ? path : `${path}.policy`,
+      `must be one of ${RECONNECT_POLICIES.join(', ')}, got ${JSON.stringify(o.policy)}`,
+    );
+  }
+  const baseMs = duration(p, `${path}.base`, o.base, table.base);
+  const capMs = duration(p, `${path}.cap`, o.cap, Math.max(ms(table.cap), baseMs));
+  if (capMs < baseMs) p.add(`${path}.cap`, `must be >= base (${baseMs}ms), got ${capMs}ms`);
+  const maxAttempts = num(p, `${path}.maxAttempts`, o.maxAttempts, table.maxAttempts, {
+    min: 0,
+    integer: true,
+  });
+  return { policy, baseMs, capMs, maxAttempts };
+}
+
+function readPeriodicReconnect(p: Problems, v: unknown): Scenario['devices']['periodicReconnect'] {
+  if (v === undefined) return devicesDefaults.periodicReconnect;
+  const path = 'devices.periodicReconnect';
+  const pr = section(p, path, v);
+  const d = periodicReconnectDefaults;
+  checkKeys(p, path, pr, d);
+  const everyMs = duration(p, `${path}.every`, pr.every, d.every, 100);
+  const staggerMs = duration(p, `${path}.stagger`, pr.stagger, d.stagger);
+  if (staggerMs >= everyMs && everyMs > 0) {
+    p.add(`${path}.stagger`, `must be shorter than every (${everyMs}ms)`);
+  }
+  return { everyMs, staggerMs };
+}

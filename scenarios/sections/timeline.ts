@@ -1,0 +1,333 @@
+/**
+ * The `timeline` section: actions at times (faults, scaling, more devices),
+ * validated against the topology in time order.
+ */
+import {
+  checkKeys,
+  computed,
+  type Defaults,
+  duration,
+  isRecord,
+  num,
+  OFF,
+  type Problems,
+  REQUIRED,
+  type Rule,
+} from '../fields.js';
+import {
+  type DurationInput,
+  type FaultScope,
+  type RegionTopology,
+  TIMELINE_ACTIONS,
+  type TimelineAction,
+  type TimelineActionInput,
+  type TimelineActionName,
+} from '../types.js';
+import { nodeId, nodeNumber } from './topology.js';
+
+type ActionTable = Partial<Defaults<TimelineActionInput>>;
+
+/** Defaults of the fields every action has. */
+export const actionDefaults = {
+  at: REQUIRED,
+  action: REQUIRED,
+  label: computed('the action and its target'),
+} as const satisfies ActionTable;
+
+/** A fault's target: exactly one of `node` and `region`, so neither is required alone. */
+const target = { region: OFF, node: OFF } as const;
+
+/** Defaults of each action's own fields, besides `at`, `action` and `label`. */
+export const actionFieldDefaults = {
+  'kill-node': { node: REQUIRED },
+  'restart-node': { node: REQUIRED },
+  'stop-node': { node: REQUIRED },
+  'scale-up': { region: REQUIRED, nodes: REQUIRED },
+  'scale-down': { region: REQUIRED, nodes: REQUIRED, graceful: true },
+  latency: { ...target, delay: REQUIRED, jitter: 0, for: OFF },
+  blackhole: { ...target, for: OFF },
+  heal: { ...target },
+  reset: { ...target },
+  'conntrack-limit': { ...target, table: REQUIRED, for: OFF },
+  'admission-rate': {
+    ...target,
+    rate: REQUIRED,
+    burst: computed('max(1, ceil(rate))'),
+    for: OFF,
+  },
+  connect: { devices: REQUIRED, rate: 1000 },
+} as const satisfies { [A in TimelineActionName]: ActionTable };
+
+/**
+ * Validates the timeline against the topology, in time order, so a node named
+ * by an action exists at that moment (initial nodes and those added by earlier
+ * `scale-up`s) and is running for a kill, stop or scale-down (or down, for a
+ * restart). Returns actions sorted by time (stable for equal times).
+ */
+export function validateTimeline(
+  p: Problems,
+  input: unknown,
+  regions: RegionTopology[],
+): TimelineAction[] {
+  if (input === undefined) return [];
+  if (!Array.isArray(input)) {
+    p.add(
+      'timeline',
+      'must be a list of actions like {"at": "10s", "action": "kill-node", "node": "local-1"}',
+    );
+    return [];
+  }
+  // Every `at` is read first, in file order, to sort by.
+  const ats = input.map((v, i) =>
+    isRecord(v) ? duration(p, `timeline[${i}].at`, v.at, actionDefaults.at) : 0,
+  );
+  const order = input
+    .map((v, i) => ({ v, i }))
+    .sort((a, b) => (ats[a.i] ?? 0) - (ats[b.i] ?? 0) || a.i - b.i);
+  const nodes = new NodeBook(regions);
+  const out: TimelineAction[] = [];
+  for (const { v, i } of order) {
+    const action = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes);
+    if (action) out.push(action);
+  }
+  return out;
+}
+
+/** The nodes the timeline has made so far, and since when each is down. */
+class NodeBook {
+  readonly known = new Set<string>();
+  /** Nodes killed, stopped or scaled down, with when. */
+  readonly down = new Map<string, number>();
+  readonly regionNames: string[];
+  private readonly nextNode = new Map<string, number>();
+
+  constructor(regions: RegionTopology[]) {
+    for (const r of regions) {
+      for (let n = 1; n <= r.nodes; n++) this.known.add(nodeId(r.name, n));
+      this.nextNode.set(r.name, r.nodes + 1);
+    }
+    this.regionNames = regions.map((r) => r.name);
+  }
+
+  /** Adds `count` nodes to a region, numbered after every node it ever had. */
+  add(region: string, count: number): void {
+    const first = this.nextNode.get(region) ?? 1;
+    for (let n = first; n < first + count; n++) this.known.add(nodeId(region, n));
+    this.nextNode.set(region, first + count);
+  }
+
+  /** The running nodes of a region, lowest number first. */
+  running(region: string): string[] {
+    return [...this.known]
+      .filter((id) => id.startsWith(`${region}-`) && !this.down.has(id))
+      .sort((a, b) => nodeNumber(a) - nodeNumber(b));
+  }
+}
+
+/** One action's fields as written, with readers that record problems under its path. */
+class ActionFields {
+  constructor(
+    readonly p: Problems,
+    readonly path: string,
+    readonly v: Record<string, unknown>,
+    readonly atMs: number,
+    readonly nodes: NodeBook,
+  ) {}
+
+  num(key: keyof TimelineActionInput, fallback: number | undefined, rule: Rule): number {
+    return num(this.p, `${this.path}.${key}`, this.v[key], fallback, rule);
+  }
+
+  duration(key: keyof TimelineActionInput, fallback: DurationInput | undefined, minMs = 0): number {
+    return duration(this.p, `${this.path}.${key}`, this.v[key], fallback, minMs);
+  }
+
+  forMs(): number | null {
+    return this.v.for === undefined ? null : this.duration('for', REQUIRED, 1);
+  }
+
+  label(text: string): string {
+    return typeof this.v.label === 'string' ? this.v.label : text;
+  }
+
+  node(): string {
+    const { v, nodes } = this;
+    if (typeof v.node !== 'string' || !nodes.known.has(v.node)) {
+      this.p.add(
+        `${this.path}.node`,
+        `no node ${JSON.stringify(v.node)} at ${this.atMs}ms (nodes: ${[...nodes.known].join(', ')})`,
+      );
+      return '';
+    }
+    return v.node;
+  }
+
+  region(): string {
+    const { v, nodes } = this;
+    if (typeof v.region !== 'string' || !nodes.regionNames.includes(v.region)) {
+      this.p.add(
+        `${this.path}.region`,
+        `no region ${JSON.stringify(v.region)} (regions: ${nodes.regionNames.join(', ')})`,
+      );
+      return '';
+    }
+    return v.region;
+  }
+
+  scope(): FaultScope {
+    if ((this.v.node === undefined) === (this.v.region === undefined)) {
+      this.p.add(this.path, 'needs exactly one of node or region');
+      return { region: '' };
+    }
+    return this.v.node !== undefined ? { nodeId: this.node() } : { region: this.region() };
+  }
+}
+
+function isActionName(v: unknown): v is TimelineActionName {
+  return (TIMELINE_ACTIONS as readonly unknown[]).includes(v);
+}
+
+function scopeLabel(s: FaultScope): string {
+  return 'nodeId' in s ? s.nodeId : `region ${s.region}`;
+}
+
+function readAction(
+  p: Problems,
+  path: string,
+  v: unknown,
+  atMs: number,
+  nodes: NodeBook,
+): TimelineAction | undefined {
+  if (!isRecord(v)) {
+    p.add(path, 'must be an object');
+    return undefined;
+  }
+  const action = v.action;
+  if (!isActionName(action)) {
+    p.add(
+      `${path}.action`,
+      `must be one of ${TIMELINE_ACTIONS.join(', ')}, got ${JSON.stringify(action)}`,
+    );
+    return undefined;
+  }
+  checkKeys(p, path, v, { ...actionDefaults, ...actionFieldDefaults[action] });
+  const f = new ActionFields(p, path, v, atMs, nodes);
+  switch (action) {
+    case 'kill-node':
+    case 'restart-node':
+    case 'stop-node':
+      return nodeAction(f, action);
+    case 'scale-up':
+      return scaleUp(f);
+    case 'scale-down':
+      return scaleDown(f);
+    case 'latency':
+      return latency(f);
+    case 'blackhole': {
+      const scope = f.scope();
+      const label = f.label(`blackhole ${scopeLabel(scope)}`);
+      return { atMs, action, scope, forMs: f.forMs(), label };
+    }
+    case 'heal':
+    case 'reset': {
+      const scope = f.scope();
+      return { atMs, action, scope, label: f.label(`${action} ${scopeLabel(scope)}`) };
+    }
+    case 'conntrack-limit':
+      return conntrackLimit(f);
+    case 'admission-rate':
+      return admissionRate(f);
+    case 'connect': {
+      const d = actionFieldDefaults.connect;
+      const devices = f.num('devices', d.devices, { min: 1, integer: true });
+      const rateHz = f.num('rate', d.rate, { min: 1 });
+      return { atMs, action, devices, rateHz, label: f.label(`connect +${devices}`) };
+    }
+  }
+}
+
+/** kill-node and stop-node need the node running; restart-node needs it down. */
+function nodeAction(
+  f: ActionFields,
+  action: 'kill-node' | 'restart-node' | 'stop-node',
+): TimelineAction {
+  const { atMs, nodes } = f;
+  const node = f.node();
+  if (node !== '') {
+    const stoppedAt = nodes.down.get(node);
+    if (action === 'restart-node') {
+      if (stoppedAt === undefined)
+        f.p.add(`${f.path}.node`, `${node} is still running at ${atMs}ms`);
+      nodes.down.delete(node);
+    } else if (stoppedAt !== undefined) {
+      f.p.add(
+        `${f.path}.node`,
+        `${node} is not running at ${atMs}ms (it went down at ${stoppedAt}ms)`,
+      );
+    } else {
+      nodes.down.set(node, atMs);
+    }
+  }
+  return { atMs, action, node, label: f.label(`${action} ${node}`) };
+}
+
+const NODES = { min: 1, integer: true, max: 64 };
+
+function scaleUp(f: ActionFields): TimelineAction {
+  const region = f.region();
+  const nodes = f.num('nodes', actionFieldDefaults['scale-up'].nodes, NODES);
+  f.nodes.add(region, nodes);
+  const label = f.label(`scale-up ${region} +${nodes}`);
+  return { atMs: f.atMs, action: 'scale-up', region, nodes, label };
+}
+
+/** Removes the highest-numbered running nodes of the region, as the cluster will. */
+function scaleDown(f: ActionFields): TimelineAction {
+  const d = actionFieldDefaults['scale-down'];
+  const region = f.region();
+  const nodes = f.num('nodes', d.nodes, NODES);
+  if (f.v.graceful !== undefined && typeof f.v.graceful !== 'boolean') {
+    f.p.add(`${f.path}.graceful`, 'must be true or false');
+  }
+  const graceful = typeof f.v.graceful === 'boolean' ? f.v.graceful : d.graceful;
+  const running = f.nodes.running(region);
+  if (region !== '' && running.length < nodes) {
+    f.p.add(
+      `${f.path}.nodes`,
+      `only ${running.length} nodes of ${region} are running at ${f.atMs}ms, got ${nodes}`,
+    );
+  }
+  for (const id of running.slice(-nodes)) f.nodes.down.set(id, f.atMs);
+  const label = f.label(`scale-down ${region} -${nodes} (${graceful ? 'drain' : 'kill'})`);
+  return { atMs: f.atMs, action: 'scale-down', region, nodes, graceful, label };
+}
+
+function latency(f: ActionFields): TimelineAction {
+  const d = actionFieldDefaults.latency;
+  const scope = f.scope();
+  const delayMs = f.duration('delay', d.delay);
+  const jitterMs = f.duration('jitter', d.jitter);
+  const forMs = f.forMs();
+  const label = f.label(`latency +${delayMs}ms ${scopeLabel(scope)}`);
+  return { atMs: f.atMs, action: 'latency', scope, delayMs, jitterMs, forMs, label };
+}
+
+function conntrackLimit(f: ActionFields): TimelineAction {
+  const scope = f.scope();
+  const table = f.num('table', actionFieldDefaults['conntrack-limit'].table, {
+    min: 0,
+    integer: true,
+  });
+  const forMs = f.forMs();
+  const label = f.label(`conntrack ${table} ${scopeLabel(scope)}`);
+  return { atMs: f.atMs, action: 'conntrack-limit', scope, table, forMs, label };
+}
+
+function admissionRate(f: ActionFields): TimelineAction {
+  const scope = f.scope();
+  const ratePerSec = f.num('rate', actionFieldDefaults['admission-rate'].rate, { min: 0.001 });
+  const burst = f.num('burst', Math.max(1, Math.ceil(ratePerSec)), { min: 1 });
+  const forMs = f.forMs();
+  const label = f.label(`admission ${ratePerSec}/s ${scopeLabel(scope)}`);
+  return { atMs: f.atMs, action: 'admission-rate', scope, ratePerSec, burst, forMs, label };
+}

@@ -1,0 +1,355 @@
+/**
+ * The `topology` section: regions of nodes behind balancers, the node
+ * profiles they run, global routing between regions, and where the nodes
+ * share their registry and broker.
+ */
+import { parseBytes } from '../../core/units.js';
+import {
+  checkKeys,
+  computed,
+  type Defaults,
+  duration,
+  ms,
+  num,
+  OFF,
+  type Problems,
+  REQUIRED,
+  section,
+} from '../fields.js';
+import {
+  BALANCER_ALGORITHMS,
+  type Balancer,
+  type BalancerAlgorithmName,
+  type HealthCheck,
+  type HealthCheckInput,
+  type NodeProfile,
+  type NodeProfileInput,
+  type OverloadBehaviour,
+  type RegionInput,
+  type RegionTopology,
+  type Scenario,
+  type TopologyInput,
+} from '../types.js';
+
+/** Defaults of `topology`; `balancer` and `routing` hold their objects' own tables. */
+export const topologyDefaults = {
+  nodes: 1,
+  regions: computed('one region named `local` of `topology.nodes` nodes'),
+  balancer: {
+    algorithm: 'round-robin',
+    slowStart: 0,
+    health: { interval: '1s', timeout: '1s', fall: 2, rise: 2 },
+  },
+  profiles: computed('a `default` profile with every profile default'),
+  routing: {
+    mode: 'latency',
+    health: { interval: '1s', timeout: '500ms', fall: 2, rise: 2 },
+  },
+  /** The embedded hub. */
+  redis: OFF,
+  heartbeatInterval: '10s',
+  heartbeatTimeout: '30s',
+} as const satisfies Defaults<TopologyInput>;
+
+/** Defaults of each region (`topology.regions[i]`). */
+export const regionDefaults = {
+  name: REQUIRED,
+  nodes: REQUIRED,
+  profile: 'default',
+  balancer: computed('`topology.balancer`; fields it omits come from there'),
+} as const satisfies Defaults<RegionInput>;
+
+/** Defaults of each node profile (`topology.profiles.<name>`). */
+export const profileDefaults = {
+  capacity: OFF,
+  overload: 'refuse',
+  heartbeatInterval: computed('`topology.heartbeatInterval`'),
+  heartbeatTimeout: computed('`topology.heartbeatTimeout`'),
+  drainWindow: '10s',
+  /** The node's own, 30 min. */
+  maxLifetime: OFF,
+  admissionRate: OFF,
+  cpu: OFF,
+  memory: OFF,
+  conntrack: OFF,
+  openFiles: OFF,
+  /** As many as the node's expected connections need, worked out when the run is placed. */
+  processes: OFF,
+  price: OFF,
+} as const satisfies Defaults<NodeProfileInput>;
+
+/** Node ids of a region: `<region>-1` … `<region>-n`. */
+export function nodeId(region: string, n: number): string {
+  return `${region}-${n}`;
+}
+
+/** The `n` of a node id `<region>-<n>`. */
+export function nodeNumber(id: string): number {
+  return Number(id.slice(id.lastIndexOf('-') + 1));
+}
+
+const REGION_NAME = /^[a-z][a-z0-9-]{0,23}$/;
+/** Profile names may look like instance types (`c4.large`). */
+const PROFILE_NAME = /^[a-z][a-z0-9._-]{0,31}$/;
+const NODES = { min: 1, integer: true, max: 64 };
+
+function healthOf(t: Required<HealthCheckInput>): HealthCheck {
+  return { intervalMs: ms(t.interval), timeoutMs: ms(t.timeout), fall: t.fall, rise: t.rise };
+}
+
+const tableBalancer: Balancer = {
+  algorithm: topologyDefaults.balancer.algorithm,
+  slowStartMs: ms(topologyDefaults.balancer.slowStart),
+  health: healthOf(topologyDefaults.balancer.health),
+};
+const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
+
+/**
+ * Validates `topology`. `balanced` says only what the topology itself needs;
+ * the composer adds what the timeline needs.
+ */
+export function validateTopology(p: Problems, input: unknown): Scenario['topology'] {
+  const topo = section(p, 'topology', input);
+  checkKeys(p, 'topology', topo, topologyDefaults);
+  const heartbeat = {
+    intervalMs: duration(
+      p,
+      'topology.heartbeatInterval',
+      topo.heartbeatInterval,
+      topologyDefaults.heartbeatInterval,
+      10,
+    ),
+    timeoutMs: duration(
+      p,
+      'topology.heartbeatTimeout',
+      topo.heartbeatTimeout,
+      topologyDefaults.heartbeatTimeout,
+      10,
+    ),
+  };
+  const profiles = readProfiles(p, topo.profiles, heartbeat);
+  const defaultBalancer = balancer(p, 'topology.balancer', topo.balancer, tableBalancer);
+  const regions = readRegions(p, topo, profiles, defaultBalancer);
+  return {
+    regions,
+    routing: readRouting(p, topo.routing),
+    redisUrl: readRedis(p, topo.redis),
+    balanced:
+      regions.length > 1 ||
+      regions.some((r) => r.nodes > 1) ||
+      regions.some((r) => r.profile.conntrack !== null) ||
+      topo.balancer !== undefined,
+  };
+}
+
+/** The named profiles, plus a `default` with every default when the scenario names none so. */
+function readProfiles(
+  p: Problems,
+  input: unknown,
+  heartbeat: { intervalMs: number; timeoutMs: number },
+): Map<string, NodeProfile> {
+  const profiles = new Map<string, NodeProfile>();
+  for (const [name, v] of Object.entries(section(p, 'topology.profiles', input))) {
+    const path = `topology.profiles.${name}`;
+    if (!PROFILE_NAME.test(name)) {
+      p.add(path, 'name must be 1-32 characters of a-z 0-9 . _ - starting with a letter');
+    }
+    profiles.set(name, profile(p, path, name, v, heartbeat));
+  }
+  if (!profiles.has('default')) {
+    profiles.set('default', profile(p, 'topology.profiles.default', 'default', {}, heartbeat));
+  }
+  return profiles;
+}
+
+/** `topology.regions`, or the one region `local` of `topology.nodes`. */
+function readRegions(
+  p: Problems,
+  topo: Record<string, unknown>,
+  profiles: Map<string, NodeProfile>,
+  defaultBalancer: Balancer,
+): RegionTopology[] {
+  if (topo.regions !== undefined && topo.nodes !== undefined) {
+    p.add('topology.nodes', 'give either nodes (one region) or regions, not both');
+  }
+  if (topo.regions === undefined) {
+    const nodes = num(p, 'topology.nodes', topo.nodes, topologyDefaults.nodes, NODES);
+    const defaultProfile = profiles.get(regionDefaults.profile)!;
+    return [{ name: 'local', nodes, profile: defaultProfile, balancer: defaultBalancer }];
+  }
+  if (!Array.isArray(topo.regions) || topo.regions.length === 0) {
+    p.add('topology.regions', 'must be a non-empty list of {name, nodes}');
+    return [];
+  }
+  const regions: RegionTopology[] = [];
+  for (const [i, v] of topo.regions.entries()) {
+    regions.push(region(p, i, v, regions, profiles, defaultBalancer));
+  }
+  return regions;
+}
+
+function region(
+  p: Problems,
+  i: number,
+  v: unknown,
+  earlier: RegionTopology[],
+  profiles: Map<string, NodeProfile>,
+  defaultBalancer: Balancer,
+): RegionTopology {
+  const path = `topology.regions[${i}]`;
+  const r = section(p, path, v);
+  checkKeys(p, path, r, regionDefaults);
+  let name = `region${i + 1}`;
+  if (typeof r.name !== 'string' || !REGION_NAME.test(r.name)) {
+    p.add(`${path}.name`, 'must be 1-24 characters of a-z 0-9 - starting with a letter');
+  } else if (earlier.some((x) => x.name === r.name)) {
+    p.add(`${path}.name`, `duplicate region ${JSON.stringify(r.name)}`);
+  } else {
+    name = r.name;
+  }
+  const nodes = num(p, `${path}.nodes`, r.nodes, regionDefaults.nodes, NODES);
+  let prof = profiles.get(regionDefaults.profile)!;
+  if (r.profile !== undefined) {
+    const found = typeof r.profile === 'string' ? profiles.get(r.profile) : undefined;
+    if (found) prof = found;
+    else {
+      p.add(
+        `${path}.profile`,
+        `unknown profile ${JSON.stringify(r.profile)} (known: ${[...profiles.keys()].join(', ')})`,
+      );
+    }
+  }
+  const bal = balancer(p, `${path}.balancer`, r.balancer, defaultBalancer);
+  return { name, nodes, profile: prof, balancer: bal };
+}
+
+function readRouting(p: Problems, v: unknown): Scenario['topology']['routing'] {
+  const table = topologyDefaults.routing;
+  if (v === undefined) return { mode: table.mode, health: tableRoutingHealth };
+  const r = typeof v === 'string' ? { mode: v } : section(p, 'topology.routing', v);
+  checkKeys(p, 'topology.routing', r, table);
+  if (r.mode !== undefined && r.mode !== 'latency' && r.mode !== 'health') {
+    p.add(
+      typeof v === 'string' ? 'topology.routing' : 'topology.routing.mode',
+      `must be latency or health, got ${JSON.stringify(r.mode)}`,
+    );
+  }
+  return {
+    mode: r.mode === 'health' ? 'health' : table.mode,
+    health: healthCheck(p, 'topology.routing.health', r.health, tableRoutingHealth),
+  };
+}
+
+function readRedis(p: Problems, v: unknown): string | null {
+  if (v === undefined) return topologyDefaults.redis;
+  if (typeof v !== 'string' || !/^rediss?:\/\//.test(v)) {
+    p.add('topology.redis', `must be a redis:// URL, got ${JSON.stringify(v)}`);
+    return null;
+  }
+  return v;
+}
+
+function healthCheck(p: Problems, path: string, v: unknown, fallback: HealthCheck): HealthCheck {
+  const h = section(p, path, v);
+  checkKeys(p, path, h, topologyDefaults.balancer.health);
+  const count = { min: 1, integer: true, max: 100 };
+  return {
+    intervalMs: duration(p, `${path}.interval`, h.interval, fallback.intervalMs, 10),
+    timeoutMs: duration(p, `${path}.timeout`, h.timeout, fallback.timeoutMs, 1),
+    fall: num(p, `${path}.fall`, h.fall, fallback.fall, count),
+    rise: num(p, `${path}.rise`, h.rise, fallback.rise, count),
+  };
+}
+
+/** A balancer; what it omits comes from `fallback` (the table's, or `topology.balancer`). */
+function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Balancer {
+  if (v === undefined) return fallback;
+  const b = typeof v === 'string' ? { algorithm: v } : section(p, path, v);
+  checkKeys(p, path, b, topologyDefaults.balancer);
+  let algorithm = fallback.algorithm;
+  if (b.algorithm !== undefined) {
+    if ((BALANCER_ALGORITHMS as readonly unknown[]).includes(b.algorithm)) {
+      algorithm = b.algorithm as BalancerAlgorithmName;
+    } else {
+      p.add(
+        typeof v === 'string' ? path : `${path}.algorithm`,
+        `must be one of ${BALANCER_ALGORITHMS.join(', ')}, got ${JSON.stringify(b.algorithm)}`,
+      );
+    }
+  }
+  return {
+    algorithm,
+    slowStartMs: duration(p, `${path}.slowStart`, b.slowStart, fallback.slowStartMs),
+    health:
+      b.health === undefined
+        ? fallback.health
+        : healthCheck(p, `${path}.health`, b.health, fallback.health),
+  };
+}
+
+function profile(
+  p: Problems,
+  path: string,
+  name: string,
+  v: unknown,
+  heartbeat: { intervalMs: number; timeoutMs: number },
+): NodeProfile {
+  const o = section(p, path, v);
+  checkKeys(p, path, o, profileDefaults);
+  const memoryBytes = readMemory(p, `${path}.memory`, o.memory);
+  /** A field that is off unless given. */
+  const optional = (
+    key: keyof typeof profileDefaults,
+    rule: { min: number; integer?: boolean; max?: number },
+  ) => (o[key] === undefined ? null : num(p, `${path}.${key}`, o[key], REQUIRED, rule));
+  const optionalMs = (key: keyof typeof profileDefaults, minMs: number) =>
+    o[key] === undefined ? null : duration(p, `${path}.${key}`, o[key], REQUIRED, minMs);
+  const overload = readOverload(p, `${path}.overload`, o.overload);
+  return {
+    name,
+    capacity: optional('capacity', { min: 1, integer: true }),
+    overload,
+    heartbeatIntervalMs: duration(
+      p,
+      `${path}.heartbeatInterval`,
+      o.heartbeatInterval,
+      heartbeat.intervalMs,
+      10,
+    ),
+    heartbeatTimeoutMs: duration(
+      p,
+      `${path}.heartbeatTimeout`,
+      o.heartbeatTimeout,
+      heartbeat.timeoutMs,
+      10,
+    ),
+    drainWindowMs: duration(p, `${path}.drainWindow`, o.drainWindow, profileDefaults.drainWindow),
+    maxLifetimeMs: optionalMs('maxLifetime', 100),
+    admissionRateHz: optional('admissionRate', { min: 0.001 }),
+    cpu: optional('cpu', { min: 0.01, max: 1024 }),
+    memoryBytes,
+    conntrack: optional('conntrack', { min: 0, integer: true }),
+    openFiles: optional('openFiles', { min: 64, integer: true }),
+    processes: optional('processes', { min: 1, integer: true, max: 256 }),
+    price: optional('price', { min: 0 }),
+  };
+}
+
+function readMemory(p: Problems, path: string, v: unknown): number | null {
+  if (v === undefined) return profileDefaults.memory;
+  try {
+    const bytes = parseBytes(v as string | number, path);
+    if (bytes < 16 * 2 ** 20) p.add(path, `must be at least 16MiB, got ${JSON.stringify(v)}`);
+    return bytes;
+  } catch {
+    p.add(path, `must be a size like "256MiB" or a number of bytes, got ${JSON.stringify(v)}`);
+    return null;
+  }
+}
+
+function readOverload(p: Problems, path: string, v: unknown): OverloadBehaviour {
+  if (v === undefined) return profileDefaults.overload;
+  if (v === 'refuse' || v === 'unhealthy' || v === 'crash') return v;
+  p.add(path, `must be refuse, unhealthy or crash, got ${JSON.stringify(v)}`);
+  return profileDefaults.overload;
+}

@@ -1,0 +1,464 @@
+/**
+ * The scenario's shape, twice: as its author writes it (`…Input`, every field
+ * optional but a few, durations as `"20s"`) and as a run receives it after
+ * validation (`Scenario`: every default filled, durations in ms, "off" as null).
+ *
+ * This module declares types and the name lists their unions are made of, and
+ * imports nothing, so every other module (validator sections, define.ts, the
+ * run) can depend on it without depending on each other. The keys a scenario
+ * may write are not listed a third time: each section's defaults table
+ * (scenarios/sections/) has one entry per input field, checked against these
+ * types at compile time, and the validator accepts exactly the table's keys.
+ */
+
+/** A duration as written in a scenario: `"20s"`, `"500ms"`, or a number of milliseconds. */
+export type DurationInput = string | number;
+
+/** Client reconnect policies (docs/scenarios.md has the formulas). */
+export const RECONNECT_POLICIES = [
+  'immediate',
+  'fixed',
+  'exponential',
+  'full-jitter',
+  'equal-jitter',
+  'decorrelated-jitter',
+  'server-hint',
+] as const;
+/** One of {@link RECONNECT_POLICIES}. */
+export type ReconnectPolicyName = (typeof RECONNECT_POLICIES)[number];
+
+/** Load-balancer algorithms of a region's L4 balancer. */
+export const BALANCER_ALGORITHMS = [
+  'round-robin',
+  'least-connections',
+  'random',
+  'power-of-two',
+] as const;
+/** One of {@link BALANCER_ALGORITHMS}. */
+export type BalancerAlgorithmName = (typeof BALANCER_ALGORITHMS)[number];
+
+/** Timeline actions, in the order docs/scenarios.md and error messages list them. */
+export const TIMELINE_ACTIONS = [
+  'kill-node',
+  'restart-node',
+  'stop-node',
+  'scale-up',
+  'scale-down',
+  'latency',
+  'blackhole',
+  'heal',
+  'reset',
+  'conntrack-limit',
+  'admission-rate',
+  'connect',
+] as const;
+/** One of {@link TIMELINE_ACTIONS}. */
+export type TimelineActionName = (typeof TIMELINE_ACTIONS)[number];
+
+/** What a node does over its connection capacity. */
+export type OverloadBehaviour = 'refuse' | 'unhealthy' | 'crash';
+
+/** How the global entry picks a region. */
+export type RoutingMode = 'latency' | 'health';
+
+// ---------------------------------------------------------------------------
+// As written
+
+/** Active health checks as written in a scenario. */
+export interface HealthCheckInput {
+  /** Time between checks. Default `1s` (balancers), `1s` (global routing). */
+  interval?: DurationInput;
+  /** A check unanswered within this fails. Default `1s` (balancers), `500ms` (global routing). */
+  timeout?: DurationInput;
+  /** Consecutive failures that take a target out. Default 2. */
+  fall?: number;
+  /** Consecutive successes that put it back. Default 2. */
+  rise?: number;
+}
+
+/** A region's L4 balancer as written in a scenario. */
+export interface BalancerInput {
+  /** Default `round-robin`. */
+  algorithm?: BalancerAlgorithmName;
+  /** A node that joins ramps its share of new connections from 0 to full over this. Default 0 (off). */
+  slowStart?: DurationInput;
+  health?: HealthCheckInput;
+}
+
+/** A node profile as written in a scenario. */
+export interface NodeProfileInput {
+  /** Connections a node holds. Default unlimited. */
+  capacity?: number;
+  /** Over capacity: `refuse` upgrades (503, the default), turn `unhealthy` (health checks fail, still accepts), or `crash` (the process exits). */
+  overload?: OverloadBehaviour;
+  /** Default: `topology.heartbeatInterval`. */
+  heartbeatInterval?: DurationInput;
+  /** Default: `topology.heartbeatTimeout`. */
+  heartbeatTimeout?: DurationInput;
+  /** A graceful drain spreads its goaways over this. Default `10s`. */
+  drainWindow?: DurationInput;
+  /** Connection lifetime before a server goaway. Default the node's (30 min). */
+  maxLifetime?: DurationInput;
+  /** Upgrades per second a node admits. Default unlimited. */
+  admissionRate?: number;
+  /** CPU quota as a fraction of one core (`0.5`), enforced with a cgroup. Default unlimited. */
+  cpu?: number;
+  /** Memory limit (`"256MiB"` or bytes), enforced with a cgroup: over it the kernel OOM-kills the node. */
+  memory?: string | number;
+  /** Connection-tracking table size in front of the node (the network fabric's conntrack emulation). */
+  conntrack?: number;
+  /** Open-file limit of the node process (RLIMIT_NOFILE, set with prlimit; can only be lowered). */
+  openFiles?: number;
+  /**
+   * Worker processes of each node, sharing its port (`serve --processes`), so a
+   * node holds more connections than one process's open-file limit. Default:
+   * as many as the node's expected connections need under RLIMIT_NOFILE.
+   */
+  processes?: number;
+  /** Price per node-hour in any currency, for cost comparisons. */
+  price?: number;
+}
+
+/** A region as written in a scenario. */
+export interface RegionInput {
+  /** 1-24 characters of a-z 0-9 -; node ids are `<region>-<n>`. */
+  name: string;
+  nodes: number;
+  /** A name from `topology.profiles` (or `default`). */
+  profile?: string;
+  /** Overrides `topology.balancer` for this region. */
+  balancer?: BalancerInput | BalancerAlgorithmName;
+}
+
+/** Global routing between regions as written in a scenario (object form). */
+export interface RoutingInput {
+  mode?: RoutingMode;
+  health?: HealthCheckInput;
+}
+
+/** What the devices connect to, as written in a scenario. */
+export interface TopologyInput {
+  /** Shorthand for one region named `local` with this many nodes. Default 1. */
+  nodes?: number;
+  /** Regions, each with its nodes and balancer. Devices connect to their home region. */
+  regions?: RegionInput[];
+  /** Balancer of every region unless the region says otherwise. */
+  balancer?: BalancerInput | BalancerAlgorithmName;
+  /** Named node profiles; `default` is used when a region names none. */
+  profiles?: Record<string, NodeProfileInput>;
+  /** With several regions: `latency` (the global entry sends devices to their home region, whatever its health) or `health` (fails over when health checks fail). Default `latency`. */
+  routing?: RoutingMode | RoutingInput;
+  /** Share the registry and broker through this Redis URL instead of the embedded hub. */
+  redis?: string;
+  /** Heartbeat ping period of the nodes. Default `10s`. */
+  heartbeatInterval?: DurationInput;
+  /** Silence after which a node closes a connection. Default `30s`. */
+  heartbeatTimeout?: DurationInput;
+}
+
+/** A reconnect policy as written in a scenario (object form). */
+export interface ReconnectInput {
+  policy: ReconnectPolicyName;
+  base?: DurationInput;
+  cap?: DurationInput;
+  maxAttempts?: number;
+}
+
+/** Reconnecting on purpose, as written in a scenario. */
+export interface PeriodicReconnectInput {
+  every: DurationInput;
+  stagger?: DurationInput;
+}
+
+/** The simulated device fleet as written in a scenario. */
+export interface DevicesInput {
+  /** Devices to connect at the start. */
+  count: number;
+  /** New connections started per second, open-loop, across all workers. Default 1000. */
+  connectRate?: number;
+  /** An attempt not upgraded within this is abandoned. Default `10s`. */
+  connectTimeout?: DurationInput;
+  /** Accounts the devices are spread over (device i belongs to account i mod accounts). Default 100. */
+  accounts?: number;
+  /** Share of the devices homed in each region, e.g. `{ "eu": 1, "us": 1 }`. Default: even. */
+  regions?: Record<string, number>;
+  /** `"full-jitter:1s:30s"` (policy:base:cap) or an object. Default `full-jitter`, base 500ms, cap 10s. */
+  reconnect?: string | ReconnectInput;
+  /** Reconnect on purpose every `every` minus up to `stagger` (Pushy: 30 min). Default off. */
+  periodicReconnect?: PeriodicReconnectInput;
+  /** Drop a connection that hears nothing, not even a ping, for this long. Default off. */
+  heartbeatTimeout?: DurationInput;
+}
+
+/** One flow of messages as written in a scenario. */
+export interface FlowInput {
+  /** Messages per second, open-loop, evenly spaced. */
+  rate?: number;
+  /** Padding added to each payload, bytes. Default 64. */
+  payloadBytes?: number;
+}
+
+/** Rooms as written in a scenario. */
+export interface RoomsInput extends FlowInput {
+  /** Rooms `r0` … Default 0. */
+  count?: number;
+  /** Rooms each device joins. Default 1 when `count` is given, else 0. */
+  perDevice?: number;
+}
+
+/** What services and devices send, as written in a scenario. */
+export interface TrafficInput {
+  /** Direct pushes (`POST /v1/push/{device}`) to random connected devices. Default rate 100. */
+  direct?: FlowInput;
+  /** Indirect pushes through the node's queue (`POST /v1/queue`). Default rate 0. */
+  indirect?: FlowInput;
+  /** Device-to-device messages over device sockets. Default rate 0. */
+  d2d?: FlowInput;
+  /** Rooms: every device joins `perDevice` of `count` rooms; `rate` messages/s published by `PUT`. Default off. */
+  rooms?: RoomsInput;
+}
+
+/** A fault's target: a region (its balancer and every link to its nodes) or one node. */
+export interface ScopeInput {
+  region?: string;
+  node?: string;
+}
+
+/** One timeline action as written in a scenario (docs/scenarios.md lists each action's fields). */
+export interface TimelineActionInput extends ScopeInput {
+  /** When, from the moment the fleet starts connecting, e.g. `"15s"`. */
+  at: DurationInput;
+  action: TimelineActionName;
+  /** Marker text in reports. Default: the action and its target. */
+  label?: string;
+  /** scale-up/scale-down: how many nodes. */
+  nodes?: number;
+  /** scale-down: drain gracefully (default true) or kill. */
+  graceful?: boolean;
+  /** latency: added one-way delay per direction. */
+  delay?: DurationInput;
+  /** latency: ± uniform jitter. Default 0. */
+  jitter?: DurationInput;
+  /** latency, blackhole, conntrack-limit, admission-rate: lift the fault after this. Default: until healed or the run ends. */
+  for?: DurationInput;
+  /** conntrack-limit: table size per node. */
+  table?: number;
+  /** admission-rate: new connections per second; connect: connect rate. */
+  rate?: number;
+  /** admission-rate: bucket size. Default = rate. */
+  burst?: number;
+  /** connect: devices to open. */
+  devices?: number;
+}
+
+/**
+ * Where the fleet lives, as written in a scenario. By default one process
+ * unless RLIMIT_NOFILE requires more; source addresses spread over 127.1.x.y
+ * when one address would run out of ephemeral ports.
+ */
+export interface PlacementInput {
+  /** Never more devices than this in one load-generator process (forces several processes). */
+  devicesPerProcess?: number;
+  /** Source addresses to spread devices over instead of 127.1.0.1, 127.1.0.2, ... */
+  sourceAddresses?: string[];
+}
+
+/**
+ * A scenario as its author writes it (in TypeScript via `defineScenario`, or JSON).
+ * Every field but `name`, `devices.count` and `duration` has a default, listed in docs/scenarios.md.
+ */
+export interface ScenarioInput {
+  /** Short name, used in the results folder name. */
+  name: string;
+  /** One line saying what the scenario shows. */
+  description?: string;
+  /** What the devices connect to. */
+  topology?: TopologyInput;
+  /** The simulated device fleet. */
+  devices: DevicesInput;
+  /** What services and devices send. */
+  traffic?: TrafficInput;
+  /** Actions at times: faults, scaling, more devices. */
+  timeline?: TimelineActionInput[];
+  /** How long the publishers run once the fleet is connected. */
+  duration: DurationInput;
+  /** How long after the last send a message may still arrive and count as delivered. Default `5s`. */
+  deliveryDeadline?: DurationInput;
+  /** Device worker threads. Default: one per core. */
+  workers?: number;
+  /** Where the fleet lives. */
+  placement?: PlacementInput;
+  /** Gate expressions, e.g. `delivery >= 99.9%`, `p99(push) < 50ms`. */
+  gates?: string[];
+  /** Seed for every random choice in the run. Default 1. */
+  seed?: number;
+}
+
+// ---------------------------------------------------------------------------
+// As validated
+
+/** How a device waits before each reconnect attempt after losing its connection. */
+export interface ReconnectPolicy {
+  policy: ReconnectPolicyName;
+  /** Base delay (the fixed delay for `fixed`). */
+  baseMs: number;
+  /** Largest delay. */
+  capMs: number;
+  /** Attempts after one loss before the device gives up; 0 = never gives up. */
+  maxAttempts: number;
+}
+
+/** Active health checks against `/healthz`. */
+export interface HealthCheck {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failures that take a target out. */
+  fall: number;
+  /** Consecutive successes that put it back. */
+  rise: number;
+}
+
+/** What a node is and what it does over its connection capacity. */
+export interface NodeProfile {
+  name: string;
+  /** Connections a node holds; null = unlimited. */
+  capacity: number | null;
+  /** Over capacity: refuse upgrades (503), fail `/healthz` but keep accepting, or crash. */
+  overload: OverloadBehaviour;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** A graceful drain spreads goaways over this window. */
+  drainWindowMs: number;
+  /** Connection lifetime before a server goaway; null = the node's default (30 min). */
+  maxLifetimeMs: number | null;
+  /** Upgrades per second a node admits; null = unlimited. */
+  admissionRateHz: number | null;
+  /** CPU quota in cores (cgroup); null = unlimited. */
+  cpu: number | null;
+  /** Memory limit in bytes (cgroup); null = unlimited. */
+  memoryBytes: number | null;
+  /** Conntrack table size in front of the node; null = none. */
+  conntrack: number | null;
+  /** RLIMIT_NOFILE of the node process; null = inherited. */
+  openFiles: number | null;
+  /** Worker processes per node; null = as the expected connections need. */
+  processes: number | null;
+  /** Price per node-hour; null = not given. */
+  price: number | null;
+}
+
+/** A region's balancer: how it picks a node, how a new node ramps up, and its health checks. */
+export interface Balancer {
+  algorithm: BalancerAlgorithmName;
+  slowStartMs: number;
+  health: HealthCheck;
+}
+
+/** One region: its nodes and the balancer in front of them. */
+export interface RegionTopology {
+  name: string;
+  nodes: number;
+  profile: NodeProfile;
+  balancer: Balancer;
+}
+
+/** Who a timeline fault applies to. */
+export type FaultScope = { region: string } | { nodeId: string };
+
+/** One action on the run's timeline; `atMs` counts from the moment the fleet starts connecting. */
+export type TimelineAction = { atMs: number; label: string } & (
+  | { action: 'kill-node'; node: string }
+  | { action: 'restart-node'; node: string }
+  | { action: 'stop-node'; node: string }
+  | { action: 'scale-up'; region: string; nodes: number }
+  | { action: 'scale-down'; region: string; nodes: number; graceful: boolean }
+  | {
+      action: 'latency';
+      scope: FaultScope;
+      delayMs: number;
+      jitterMs: number;
+      forMs: number | null;
+    }
+  | { action: 'blackhole'; scope: FaultScope; forMs: number | null }
+  | { action: 'heal'; scope: FaultScope }
+  | { action: 'reset'; scope: FaultScope }
+  | { action: 'conntrack-limit'; scope: FaultScope; table: number; forMs: number | null }
+  | {
+      action: 'admission-rate';
+      scope: FaultScope;
+      ratePerSec: number;
+      burst: number;
+      forMs: number | null;
+    }
+  | { action: 'connect'; devices: number; rateHz: number }
+);
+
+/** A contiguous block of global device indices homed in one region. */
+export interface DeviceBlock {
+  region: string;
+  first: number;
+  count: number;
+}
+
+/** One flow of messages after validation. */
+export interface Flow {
+  rateHz: number;
+  payloadBytes: number;
+}
+
+/** A validated scenario with every default filled and every duration in milliseconds. */
+export interface Scenario {
+  name: string;
+  description: string;
+  topology: {
+    regions: RegionTopology[];
+    /** With several regions, how the global entry picks one: by network distance only, or with health checks. */
+    routing: { mode: RoutingMode; health: HealthCheck };
+    /** Nodes share a registry and broker through this Redis; null = the embedded hub. */
+    redisUrl: string | null;
+    /** Devices reach nodes through the network fabric (balancers, fault links), not directly. */
+    balanced: boolean;
+  };
+  devices: {
+    /** Devices that connect at the start. */
+    count: number;
+    connectRateHz: number;
+    connectTimeoutMs: number;
+    accounts: number;
+    /**
+     * Home region of each contiguous block of global device indices: the
+     * initial devices split by share, then the `connect` actions' devices
+     * (indices from `count` on) split the same way.
+     */
+    regions: DeviceBlock[];
+    reconnect: ReconnectPolicy;
+    /** Devices reconnect on their own every `everyMs` minus up to `staggerMs`; null = never. */
+    periodicReconnect: { everyMs: number; staggerMs: number } | null;
+    /** A device that hears nothing (not even a ping) for this long drops the connection; null = never. */
+    heartbeatTimeoutMs: number | null;
+    /** Devices opened later by `connect` actions (indices after `count`). */
+    reserve: number;
+  };
+  traffic: {
+    direct: Flow;
+    /** Through the node's queue (`POST /v1/queue`): best effort. */
+    indirect: Flow;
+    /** Device-to-device messages over the devices' own sockets, to a partner device. */
+    d2d: Flow;
+    /** Rooms every device joins `perDevice` of; messages published with `PUT`. */
+    rooms: { count: number; perDevice: number; rateHz: number; payloadBytes: number };
+  };
+  timeline: TimelineAction[];
+  durationMs: number;
+  deliveryDeadlineMs: number;
+  workers: number;
+  placement: { devicesPerProcess: number | null; sourceAddresses: string[] | null };
+  gates: string[];
+  seed: number;
+}
+
+/** Facts about the machine that defaults depend on. */
+export interface ValidationContext {
+  /** Cores available to this process. */
+  cores: number;
+}
