@@ -58,6 +58,7 @@ export {
 export { writeComparison } from './reports/outputs/comparison.js';
 export { type OutputRequest, writeOutputs } from './reports/outputs/index.js';
 export { progressListener, type RunListener } from './reports/outputs/progress.js';
+export { defaultResultsDir } from './reports/outputs/results-dir.js';
 export { colourFor, renderSummary } from './reports/outputs/text.js';
 export type { Report, Verdict } from './reports/report.js';
 export { type MatrixAxis, type MatrixResult, parseMatrixAxis, runMatrix } from './run/matrix.js';
@@ -76,6 +77,8 @@ export {
   type ScenarioOverrides,
 } from './scenarios/load.js';
 export {
+  BALANCER_ALGORITHMS,
+  type BalancerAlgorithmName,
   defineScenario,
   type Scenario,
   type ScenarioInput,

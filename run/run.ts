@@ -9,6 +9,7 @@ import { withLiveRoutes } from '../loadgen/placement.js';
 import { checkGateTargets, parseGates } from '../reports/gates.js';
 import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
 import type { RunListener } from '../reports/outputs/progress.js';
+import { defaultResultsDir } from '../reports/outputs/results-dir.js';
 import {
   buildReport,
   type Report,
@@ -87,13 +88,6 @@ function sumStats(pids: number[]): { processes: number; rssBytes: number; cpuSec
     processes++;
   }
   return { processes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
-}
-
-function timestamp(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
 }
 
 /**
@@ -226,9 +220,7 @@ export async function run(
   let reportPath: string | undefined;
   let files: string[] = [];
   if (options.write !== false) {
-    const dir = resolve(
-      options.outDir ?? join('results', `${scenario.name}-${timestamp(startedAt)}`),
-    );
+    const dir = resolve(options.outDir ?? defaultResultsDir(scenario.name, startedAt));
     files = await writeOutputs(report, dir, options, { intervals: load.intervals });
     reportPath = join(dir, 'report.json');
   }

@@ -1,0 +1,712 @@
+/**
+ * The flags of every `pushbench` command, typed. Each command has:
+ *
+ * - a `<Command>Flags` interface: what commander hands over once every flag's
+ *   parser has run (units such as "30s" and whole numbers are parsed here,
+ *   once, at the edge);
+ * - a flag table of commander `Option`s keyed by those fields, in the order
+ *   `--help` lists them. The table's type makes a field without a flag, or a
+ *   flag without a field, fail to compile; a test checks that each key is the
+ *   name commander files the flag's value under;
+ * - where flags need checking or combining, one function that turns them into
+ *   the options of the API call the command makes.
+ *
+ * Commander does not type option values, so `command.opts<Flags>()` trusts the
+ * table: each option's parser, choices and default produce its field's type.
+ */
+import { InvalidArgumentError, Option } from 'commander';
+import {
+  BALANCER_ALGORITHMS,
+  type BalancerAlgorithmName,
+  type CapacityOptions,
+  type CapacityReport,
+  type DeviceClaims,
+  defaultResultsDir,
+  isValidId,
+  type MatrixAxis,
+  type ModelCheckOptions,
+  type NodeOptions,
+  nodeDefaults,
+  type PlanInput,
+  PushbenchError,
+  parseAssignment,
+  parseD2dAllow,
+  parseDurationMs,
+  parseMatrixAxis,
+  parseReconnectSpec,
+  type RunOptions,
+  type ScenarioOverrides,
+  type ServeOptions,
+} from '../index.js';
+
+/** Commander options keyed by the field of `Flags` each one fills. */
+export type FlagTable<Flags> = { readonly [K in keyof Flags]-?: Option };
+
+function integer(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isInteger(n)) {
+      throw new InvalidArgumentError(`${flag} must be a whole number, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+function number(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) {
+      throw new InvalidArgumentError(`${flag} must be a number, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+function durationMs(flag: string) {
+  return (value: string): number => {
+    try {
+      return parseDurationMs(value, flag);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** The long flag of `flags`, e.g. `--devices` of `--devices <n>`: the name errors use. */
+function longFlag(flags: string): string {
+  return flags.split(' ')[0] ?? flags;
+}
+
+/** A flag whose value is a whole number. */
+function whole(flags: string, description: string, fallback?: number): Option {
+  return new Option(flags, description).argParser(integer(longFlag(flags))).default(fallback);
+}
+
+/** A flag whose value is a finite number. */
+function decimal(flags: string, description: string, fallback?: number): Option {
+  return new Option(flags, description).argParser(number(longFlag(flags))).default(fallback);
+}
+
+/** A flag whose value is a duration ("500ms", "20s", or ms), parsed to milliseconds. */
+function duration(flags: string, description: string, fallback?: number): Option {
+  return new Option(flags, description).argParser(durationMs(longFlag(flags))).default(fallback);
+}
+
+/** A flag that may be given several times; its values are collected in order. */
+function repeated(flags: string, description: string): Option {
+  return new Option(flags, description).argParser(collect);
+}
+
+/** A flag whose value is one of `choices`. */
+function oneOf<T extends string>(
+  flags: string,
+  description: string,
+  choices: readonly T[],
+  fallback: T,
+): Option {
+  return new Option(flags, description).choices(choices).default(fallback);
+}
+
+// ---------------------------------------------------------------- run
+
+/** Flags of `pushbench run`. */
+export interface RunFlags {
+  devices?: number;
+  rate?: number;
+  duration?: string;
+  workers?: number;
+  connectRate?: number;
+  gate?: string[];
+  seed?: number;
+  set?: string[];
+  matrix?: string[];
+  out?: string;
+  junit?: string;
+  summary?: string;
+  json?: boolean;
+  preflight?: boolean;
+}
+
+/** The flag table of `pushbench run`. */
+export const runFlags: FlagTable<RunFlags> = {
+  devices: whole('--devices <n>', 'devices to connect'),
+  rate: decimal('--rate <hz>', 'direct pushes per second'),
+  duration: new Option('--duration <time>', 'how long to publish, e.g. 20s'),
+  workers: whole('--workers <n>', 'device worker threads (default: one per core)'),
+  connectRate: decimal('--connect-rate <hz>', 'new connections per second'),
+  gate: repeated(
+    '--gate <expr>',
+    'gate, e.g. "p99(push) < 50ms" (repeatable; added to the scenario\'s)',
+  ),
+  seed: whole('--seed <n>', 'seed for every random choice'),
+  set: repeated(
+    '--set <path=value>',
+    'set any scenario field, e.g. devices.connectTimeout=5s (repeatable)',
+  ),
+  matrix: repeated(
+    '--matrix <field=a,b>',
+    'run one variant per value (repeatable: every combination) and compare them',
+  ),
+  out: new Option('--out <dir>', 'results folder (default results/<scenario>-<time>)'),
+  junit: new Option('--junit <file>', 'write a JUnit XML file, one testcase per gate'),
+  summary: new Option('--summary <file>', 'write a Markdown summary (for a CI job summary)'),
+  json: new Option('--json', 'print report.json on stdout instead of the summary'),
+  preflight: new Option(
+    '--preflight',
+    'only check what the run needs (files, ports, memory) against this machine and print where it would be placed',
+  ),
+};
+
+/**
+ * What `pushbench run` was asked to do: only check the run against this
+ * machine, run the scenario once, or run one variant per matrix combination.
+ * `options` carries no listener; the command line picks one.
+ */
+export type RunRequest =
+  | { kind: 'preflight'; overrides: ScenarioOverrides }
+  | { kind: 'single'; options: RunOptions; json: boolean }
+  | {
+      kind: 'matrix';
+      options: RunOptions & { outDir: string };
+      axes: MatrixAxis[];
+      json: boolean;
+    };
+
+/**
+ * Turns `run`'s flags into a {@link RunRequest}. A preflight reads only the
+ * flags that size the run (the others, `--matrix` included, go unread).
+ * Throws `PB_USAGE` on a bad `--set` or `--matrix`, or `--junit` with
+ * `--matrix`. `now` names the default matrix folder.
+ */
+export function parseRunFlags(scenario: string, flags: RunFlags, now = new Date()): RunRequest {
+  const set = Object.fromEntries((flags.set ?? []).map(parseAssignment));
+  if (flags.preflight === true) {
+    const { devices, workers, connectRate } = flags;
+    return { kind: 'preflight', overrides: { devices, workers, connectRate, set } };
+  }
+  const json = flags.json === true;
+  const options: RunOptions = {
+    devices: flags.devices,
+    rate: flags.rate,
+    duration: flags.duration,
+    workers: flags.workers,
+    connectRate: flags.connectRate,
+    gates: flags.gate,
+    seed: flags.seed,
+    set,
+    outDir: flags.out,
+    junit: flags.junit,
+    summary: flags.summary,
+  };
+  const axes = (flags.matrix ?? []).map(parseMatrixAxis);
+  if (axes.length === 0) return { kind: 'single', options, json };
+  if (options.junit) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      '--junit is per run; with --matrix use `pushbench report <variant dir> --junit FILE`',
+    );
+  }
+  // The scenario's file name without folder and extension (or the built-in's name).
+  const name = scenario.replace(/^.*[\\/]/, '').replace(/\.\w+$/, '');
+  const outDir = options.outDir ?? defaultResultsDir(`${name}-matrix`, now);
+  return { kind: 'matrix', options: { ...options, outDir }, axes, json };
+}
+
+// ---------------------------------------------------------------- compare, report
+
+/** Flags of `pushbench compare`. */
+export interface CompareFlags {
+  out?: string;
+  json?: boolean;
+}
+
+/** The flag table of `pushbench compare`. */
+export const compareFlags: FlagTable<CompareFlags> = {
+  out: new Option(
+    '--out <dir>',
+    'also write comparison.json, comparison.md and comparison.html here',
+  ),
+  json: new Option('--json', 'print the comparison as JSON'),
+};
+
+/** Flags of `pushbench report`. */
+export interface ReportFlags {
+  junit?: string;
+  summary?: string;
+  json?: boolean;
+}
+
+/** The flag table of `pushbench report`. */
+export const reportFlags: FlagTable<ReportFlags> = {
+  junit: new Option('--junit <file>', 'write a JUnit XML file'),
+  summary: new Option('--summary <file>', 'write a Markdown summary'),
+  json: new Option('--json', 'print report.json on stdout instead of the summary'),
+};
+
+// ---------------------------------------------------------------- capacity
+
+/** Flags of `pushbench capacity`. */
+export interface CapacityFlags {
+  profile: string[];
+  slo: string[];
+  profiles?: string;
+  start: number;
+  factor: number;
+  maxConnections: number;
+  ratePerConnection: number;
+  stepDuration: number;
+  connectRate: number;
+  refine: number;
+  herd: boolean;
+  herdSlo: string;
+  devices?: number;
+  workers?: number;
+  out?: string;
+  json?: boolean;
+}
+
+/** The flag table of `pushbench capacity`. */
+export const capacityFlags: FlagTable<CapacityFlags> = {
+  profile: repeated(
+    '--profile <name>',
+    'node profile (repeat to compare profiles side by side)',
+  ).makeOptionMandatory(),
+  slo: repeated(
+    '--slo <gate>',
+    'SLO every step must meet, e.g. "p99(push) < 50ms" (repeatable)',
+  ).makeOptionMandatory(),
+  profiles: new Option(
+    '--profiles <file>',
+    'JSON file of profiles (name -> {cpu, memory, capacity, price, ...})',
+  ),
+  start: whole('--start <n>', 'connections at the first step', 1000),
+  factor: decimal('--factor <x>', 'connections grow by this per step', 2),
+  maxConnections: whole('--max-connections <n>', 'never go past this many connections', 16_000),
+  ratePerConnection: decimal(
+    '--rate-per-connection <hz>',
+    'messages per second per connection at each step',
+    0.5,
+  ),
+  stepDuration: duration('--step-duration <time>', 'publishing time per step', 8000),
+  connectRate: decimal('--connect-rate <hz>', 'connect rate while filling a step', 2000),
+  refine: whole('--refine <n>', 'bisection steps after the first failure', 2),
+  herd: new Option('--no-herd', 'skip the connect (herd) absorption search'),
+  herdSlo: new Option('--herd-slo <gate>', 'SLO of the herd steps').default('p99(connect) < 1s'),
+  devices: whole('--devices <n>', 'with several profiles: nodes and cost for this many devices'),
+  workers: whole('--workers <n>', 'device worker threads'),
+  out: new Option('--out <dir>', 'results folder (default results/capacity-<profile>-<time>)'),
+  json: new Option('--json', 'print capacity.json on stdout instead of the summary'),
+};
+
+/**
+ * The search `capacity` runs for one profile: into `--out` (a folder per
+ * profile when there are several), else `results/capacity-<profile>-<time>`,
+ * every profile's folder sharing the time `startedAt`.
+ */
+export function capacitySearch(
+  flags: CapacityFlags,
+  profile: CapacityOptions['profile'],
+  startedAt: Date,
+): CapacityOptions & { outDir: string } {
+  const outDir = flags.out
+    ? flags.profile.length > 1
+      ? `${flags.out}/${profile.name}`
+      : flags.out
+    : defaultResultsDir(`capacity-${profile.name}`, startedAt);
+  return {
+    profile,
+    slo: flags.slo,
+    start: flags.start,
+    factor: flags.factor,
+    maxConnections: flags.maxConnections,
+    ratePerConnection: flags.ratePerConnection,
+    stepDurationMs: flags.stepDuration,
+    connectRate: flags.connectRate,
+    refine: flags.refine,
+    herd: flags.herd,
+    herdSlo: flags.herdSlo,
+    ...(flags.workers !== undefined && { workers: flags.workers }),
+    outDir,
+  };
+}
+
+// ---------------------------------------------------------------- plan, model-check
+
+/** Flags of `pushbench plan`. */
+export interface PlanFlags {
+  devices: number;
+  from: string;
+  headroom: number;
+  balancer: BalancerAlgorithmName;
+  reconnect: string;
+  zone?: number;
+  detect: number;
+  absorption?: number;
+  json?: boolean;
+}
+
+/** The flag table of `pushbench plan`. */
+export const planFlags: FlagTable<PlanFlags> = {
+  devices: whole('--devices <n>', 'devices the fleet must hold').makeOptionMandatory(),
+  from: new Option(
+    '--from <capacity.json>',
+    'capacity report of the node profile',
+  ).makeOptionMandatory(),
+  headroom: decimal('--headroom <x>', 'plan so the average node holds capacity / headroom', 2),
+  balancer: oneOf(
+    '--balancer <algorithm>',
+    'balancer in front of the nodes',
+    BALANCER_ALGORITHMS,
+    'least-connections',
+  ),
+  reconnect: new Option('--reconnect <policy:base:cap>', 'device reconnect policy').default(
+    'full-jitter:1s:60s',
+  ),
+  zone: whole('--zone <k>', 'also simulate a zone of k nodes dying'),
+  detect: duration('--detect <time>', 'until health checks take a dead node out', 2000),
+  absorption: decimal(
+    '--absorption <hz>',
+    "override the report's herd absorption (connects/s per node)",
+  ),
+  json: new Option('--json', 'print the plan as JSON'),
+};
+
+/**
+ * The fleet `plan` sizes from `report`, the capacity report read from
+ * `--from`. Throws `PB_USAGE` when neither the report nor `--absorption` gives
+ * a herd absorption rate, or on a bad `--reconnect`.
+ */
+export function planInput(flags: PlanFlags, report: CapacityReport): PlanInput {
+  const absorption = flags.absorption ?? report.herd.absorptionPerSec;
+  if (absorption === null || absorption === undefined) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `${flags.from} has no herd absorption rate (run capacity without --no-herd, or give --absorption)`,
+    );
+  }
+  return {
+    devices: flags.devices,
+    capacity: {
+      // A report without a knee fails here as before this module existed (an internal error).
+      connectionsPerNode: report.knee!.connections,
+      absorptionPerSec: absorption,
+      price: report.price,
+      profile: report.profile,
+    },
+    headroom: flags.headroom,
+    balancer: flags.balancer,
+    reconnect: parseReconnectSpec(flags.reconnect),
+    ...(flags.zone !== undefined && { zoneNodes: flags.zone }),
+    detectMs: flags.detect,
+  };
+}
+
+/** Flags of `pushbench model-check`. */
+export interface ModelCheckFlags {
+  nodes: number;
+  devices: number;
+  reconnect: string;
+  balancer: BalancerAlgorithmName;
+  from?: string;
+  workers?: number;
+  out?: string;
+  json?: boolean;
+}
+
+/** The flag table of `pushbench model-check`. */
+export const modelCheckFlags: FlagTable<ModelCheckFlags> = {
+  nodes: whole('--nodes <n>', 'nodes', 4),
+  devices: whole('--devices <n>', 'devices', 4000),
+  reconnect: new Option('--reconnect <policy:base:cap>', 'device reconnect policy').default(
+    'full-jitter:500ms:5s',
+  ),
+  balancer: oneOf(
+    '--balancer <algorithm>',
+    'balancer algorithm',
+    BALANCER_ALGORITHMS,
+    'least-connections',
+  ),
+  from: new Option(
+    '--from <capacity.json>',
+    "take the node's herd absorption rate from a capacity report",
+  ),
+  workers: whole('--workers <n>', 'device worker threads'),
+  out: new Option('--out <dir>', 'write the live run and model-check.json here'),
+  json: new Option('--json', 'print model-check.json on stdout'),
+};
+
+/** The live run and simulation `model-check` compares; `absorptionPerSec` comes from `--from`. */
+export function modelCheckOptions(
+  flags: ModelCheckFlags,
+  absorptionPerSec: number | undefined,
+): ModelCheckOptions {
+  return {
+    nodes: flags.nodes,
+    devices: flags.devices,
+    reconnect: flags.reconnect,
+    balancer: flags.balancer,
+    ...(absorptionPerSec !== undefined && { absorptionPerSec }),
+    ...(flags.workers !== undefined && { workers: flags.workers }),
+    ...(flags.out !== undefined && { outDir: `${flags.out}/live` }),
+  };
+}
+
+// ---------------------------------------------------------------- serve
+
+/** The port `pushbench serve` binds by default (the library's default is 0, a free port). */
+export const SERVE_PORT = 8080;
+
+/** What a node does at capacity; the values of {@link NodeOptions.overload}. */
+const OVERLOAD_MODES = [
+  'refuse',
+  'unhealthy',
+  'crash',
+] as const satisfies readonly NodeOptions['overload'][];
+
+/** What a node does past a connection's send buffer bound; the values of {@link NodeOptions.slowConsumer}. */
+const SLOW_CONSUMER_POLICIES = [
+  'drop',
+  'disconnect',
+] as const satisfies readonly NodeOptions['slowConsumer'][];
+
+/** Flags of `pushbench serve`. */
+export interface ServeFlags {
+  host: string;
+  port: number;
+  secret?: string;
+  apiKey?: string;
+  nodeId: string;
+  heartbeatInterval: number;
+  heartbeatTimeout: number;
+  maxBody: number;
+  processes: number;
+  join?: string;
+  redisPrefix?: string;
+  redis?: string;
+  maxConnections?: number;
+  seed?: number;
+  overload: NodeOptions['overload'];
+  admissionRate?: number;
+  maxLifetime: number;
+  lifetimeJitter: number;
+  goawayGrace: number;
+  drainWindow: number;
+  slowConsumer: NodeOptions['slowConsumer'];
+  pushRate: number;
+  d2dRate: number;
+  d2dAllow?: string[];
+  maxRooms: number;
+  roomHistory: number;
+}
+
+/** The flag table of `pushbench serve`; node defaults come from `nodeDefaults`. */
+export const serveFlags: FlagTable<ServeFlags> = {
+  host: new Option('--host <host>', 'interface to bind').default(nodeDefaults.host),
+  port: whole('--port <port>', 'port (0 picks a free one)', SERVE_PORT),
+  secret: new Option('--secret <secret>', 'HMAC secret for device tokens').env('PUSHBENCH_SECRET'),
+  apiKey: new Option('--api-key <key>', 'bearer key for the HTTP API').env('PUSHBENCH_API_KEY'),
+  nodeId: new Option('--node-id <id>', 'name of this node').default(nodeDefaults.nodeId),
+  heartbeatInterval: duration(
+    '--heartbeat-interval <time>',
+    'ping period',
+    nodeDefaults.heartbeatIntervalMs,
+  ),
+  heartbeatTimeout: duration(
+    '--heartbeat-timeout <time>',
+    'close after this much silence',
+    nodeDefaults.heartbeatTimeoutMs,
+  ),
+  maxBody: whole('--max-body <bytes>', 'largest push body', nodeDefaults.maxBodyBytes),
+  processes: whole(
+    '--processes <n>',
+    "worker processes sharing the port (a node past one process's open-file limit)",
+    1,
+  ),
+  join: new Option(
+    '--join <url>',
+    'join a local cluster: http://host:port of a node started without --redis',
+  ),
+  redisPrefix: new Option(
+    '--redis-prefix <prefix>',
+    'prefix of every Redis key and channel (default pushbench:)',
+  ),
+  redis: new Option(
+    '--redis <url>',
+    'share registry, rooms and queue through Redis (a cluster)',
+  ).env('PUSHBENCH_REDIS'),
+  maxConnections: whole(
+    '--max-connections <n>',
+    'capacity: connections this node holds (see --overload)',
+  ),
+  seed: whole('--seed <n>', "seed of the node's own random choices (jitter), for replayable runs"),
+  overload: oneOf(
+    '--overload <mode>',
+    'at capacity: refuse upgrades (503), turn unhealthy, or crash',
+    OVERLOAD_MODES,
+    nodeDefaults.overload,
+  ),
+  admissionRate: decimal(
+    '--admission-rate <hz>',
+    'admit at most this many upgrades per second (429 past it)',
+  ),
+  maxLifetime: duration(
+    '--max-lifetime <time>',
+    'goaway after this connection age (minus jitter)',
+    nodeDefaults.maxLifetimeMs,
+  ),
+  lifetimeJitter: duration(
+    '--lifetime-jitter <time>',
+    'random shortening of each lifetime',
+    nodeDefaults.lifetimeJitterMs,
+  ),
+  goawayGrace: duration(
+    '--goaway-grace <time>',
+    'forced close this long after a goaway',
+    nodeDefaults.goawayGraceMs,
+  ),
+  drainWindow: duration(
+    '--drain-window <time>',
+    'spread a drain (SIGTERM, POST /v1/admin/drain) over this',
+    nodeDefaults.drainWindowMs,
+  ),
+  slowConsumer: oneOf(
+    '--slow-consumer <policy>',
+    'past the send buffer bound',
+    SLOW_CONSUMER_POLICIES,
+    nodeDefaults.slowConsumer,
+  ),
+  pushRate: decimal(
+    '--push-rate <hz>',
+    'direct pushes per second one device may receive (429 past it)',
+    nodeDefaults.pushRatePerSec,
+  ),
+  d2dRate: decimal(
+    '--d2d-rate <hz>',
+    'device-to-device messages per second one device may send',
+    nodeDefaults.d2dRatePerSec,
+  ),
+  d2dAllow: repeated('--d2d-allow <a=b,c>', 'let account a message accounts b and c (repeatable)'),
+  maxRooms: whole(
+    '--max-rooms <n>',
+    'rooms one connection may join',
+    nodeDefaults.maxRoomsPerConnection,
+  ),
+  roomHistory: whole(
+    '--room-history <n>',
+    'messages kept per room',
+    nodeDefaults.roomHistoryLength,
+  ),
+};
+
+/**
+ * Turns `serve`'s flags into the node `serve` starts. Throws `PB_USAGE`,
+ * naming the flag, on a missing secret or API key, a port outside 0-65535, a
+ * rate <= 0, a bad `--d2d-allow`, or `--processes` outside 1-256.
+ */
+export function parseServeFlags(flags: ServeFlags): ServeOptions {
+  const { secret, apiKey, port, processes } = flags;
+  if (!secret) throw new PushbenchError('PB_USAGE', 'serve needs --secret (or PUSHBENCH_SECRET)');
+  if (!apiKey) {
+    throw new PushbenchError('PB_USAGE', 'serve needs --api-key (or PUSHBENCH_API_KEY)');
+  }
+  if (port < 0 || port > 65535) {
+    throw new PushbenchError('PB_USAGE', `--port must be 0-65535, got ${port}`);
+  }
+  const rates = [
+    ['--push-rate', flags.pushRate],
+    ['--d2d-rate', flags.d2dRate],
+    ['--admission-rate', flags.admissionRate],
+  ] as const;
+  for (const [flag, rate] of rates) {
+    if (rate !== undefined && rate <= 0) {
+      throw new PushbenchError('PB_USAGE', `${flag} must be > 0, got ${rate}`);
+    }
+  }
+  const d2dAllow = flags.d2dAllow ?? [];
+  try {
+    parseD2dAllow(d2dAllow);
+  } catch (err) {
+    throw new PushbenchError('PB_USAGE', (err as Error).message);
+  }
+  if (processes < 1 || processes > 256) {
+    throw new PushbenchError('PB_USAGE', `--processes must be 1-256, got ${processes}`);
+  }
+  return {
+    processes,
+    node: {
+      host: flags.host,
+      port,
+      secret,
+      apiKey,
+      nodeId: flags.nodeId,
+      heartbeatIntervalMs: flags.heartbeatInterval,
+      heartbeatTimeoutMs: flags.heartbeatTimeout,
+      maxBodyBytes: flags.maxBody,
+      redisUrl: flags.redis,
+      join: flags.join,
+      redisPrefix: flags.redisPrefix,
+      ...(flags.maxConnections !== undefined && { maxConnections: flags.maxConnections }),
+      overload: flags.overload,
+      seed: flags.seed ?? null,
+      ...(flags.admissionRate !== undefined && { admissionRatePerSec: flags.admissionRate }),
+      maxLifetimeMs: flags.maxLifetime,
+      lifetimeJitterMs: flags.lifetimeJitter,
+      goawayGraceMs: flags.goawayGrace,
+      drainWindowMs: flags.drainWindow,
+      slowConsumer: flags.slowConsumer,
+      pushRatePerSec: flags.pushRate,
+      d2dRatePerSec: flags.d2dRate,
+      d2dAllow,
+      maxRoomsPerConnection: flags.maxRooms,
+      roomHistoryLength: flags.roomHistory,
+    },
+  };
+}
+
+// ---------------------------------------------------------------- token
+
+/** Flags of `pushbench token`. */
+export interface TokenFlags {
+  secret: string;
+  device: string;
+  account: string;
+  ttl: number;
+}
+
+/** The flag table of `pushbench token`. */
+export const tokenFlags: FlagTable<TokenFlags> = {
+  secret: new Option('--secret <secret>', "HMAC secret (same as the node's)")
+    .env('PUSHBENCH_SECRET')
+    .makeOptionMandatory(),
+  device: new Option('--device <id>', 'device id').makeOptionMandatory(),
+  account: new Option('--account <id>', 'account id').makeOptionMandatory(),
+  ttl: duration('--ttl <time>', 'validity', 3_600_000),
+};
+
+/**
+ * The claims of the token `token` signs, valid for `--ttl` from `nowMs`.
+ * Throws `PB_USAGE` on an invalid device or account id, or a ttl <= 0.
+ */
+export function tokenClaims(flags: TokenFlags, nowMs: number): DeviceClaims {
+  for (const [flag, id] of [
+    ['--device', flags.device],
+    ['--account', flags.account],
+  ] as const) {
+    if (!isValidId(id)) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `${flag} "${id}" is not a valid id: use 1-128 of A-Z a-z 0-9 . _ : @ -`,
+      );
+    }
+  }
+  if (flags.ttl <= 0) throw new PushbenchError('PB_USAGE', '--ttl must be positive');
+  return {
+    deviceId: flags.device,
+    accountId: flags.account,
+    expiresAtSec: Math.floor(nowMs / 1000 + flags.ttl / 1000),
+  };
+}
