@@ -3,7 +3,7 @@
  * the ledger (publisher's accepted ∩ devices' delivered), the connection
  * totals, the drops on the run's time axis, and whether the generator kept up.
  */
-import { Bitset, reconcileLedger } from '../core/measure/ledger.js';
+import { addCounts, Bitset, reconcileLedger } from '../core/measure/ledger.js';
 import type {
   ConnectionTotals,
   LoadResult,
@@ -14,7 +14,7 @@ import type {
 import type { Scenario } from '../scenarios/schema.js';
 import type { DeviceFinal, PublisherFinal } from './messages.js';
 import type { Placement } from './placement.js';
-import { addCounts, type RunFold } from './run-fold.js';
+import type { RunFold } from './run-fold.js';
 import { runSaturation } from './self-check.js';
 import { mergeTraffic } from './traffic/ledgers.js';
 

@@ -7,7 +7,7 @@ import {
   type LatencyHistogram,
   recordUs,
 } from '../core/measure/histogram.js';
-import { Bitset } from '../core/measure/ledger.js';
+import { addCounts, Bitset } from '../core/measure/ledger.js';
 import { Rng } from '../core/rng.js';
 import type {
   FromWorker,
@@ -357,9 +357,7 @@ export class Publisher {
     accepted.addAll(direct.accepted);
     accepted.addAll(indirect.accepted);
     const rejectedByStatus: Record<string, number> = { ...direct.rejectedByStatus };
-    for (const [k, v] of Object.entries(indirect.rejectedByStatus)) {
-      rejectedByStatus[k] = (rejectedByStatus[k] ?? 0) + v;
-    }
+    addCounts(rejectedByStatus, indirect.rejectedByStatus);
     this.post({
       type: 'publisher-final',
       sent: direct.sent + indirect.sent,

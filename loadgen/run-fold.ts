@@ -13,6 +13,7 @@ import {
   mergeSnapshot,
   summarize,
 } from '../core/measure/histogram.js';
+import { addCounts } from '../core/measure/ledger.js';
 import {
   type ConnectionEvents,
   type IntervalHistograms,
@@ -258,11 +259,6 @@ export function addEvents(into: ConnectionEvents, from: ConnectionEvents): void 
   into.losses += from.losses;
   into.periodic += from.periodic;
   addCounts(into.failuresByReason, from.failuresByReason);
-}
-
-/** Adds `from`'s counts into `into`. */
-export function addCounts(into: Record<string, number>, from: Record<string, number>): void {
-  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
 function sum(m: Map<number, number>): number {

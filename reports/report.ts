@@ -1,7 +1,7 @@
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
 import { encodeHistogram, type LatencySummary, summarize } from '../core/measure/histogram.js';
-import type { DeliveryLedger } from '../core/measure/ledger.js';
+import { addCounts, type DeliveryLedger } from '../core/measure/ledger.js';
 import {
   type ConnectionTotals,
   type LoadResult,
@@ -186,9 +186,7 @@ export function sumLedgers(ledgers: readonly DeliveryLedger[]): DeliveryLedger {
     out.duplicates += l.duplicates;
     out.late += l.late;
     out.unconfirmed += l.unconfirmed;
-    for (const [k, v] of Object.entries(l.rejectedByStatus)) {
-      out.rejectedByStatus[k] = (out.rejectedByStatus[k] ?? 0) + v;
-    }
+    addCounts(out.rejectedByStatus, l.rejectedByStatus);
   }
   out.rate = out.accepted === 0 ? 1 : out.delivered / out.accepted;
   return out;

@@ -224,3 +224,11 @@ export function reconcileFanOut(
     rate: accepted === 0 ? 1 : delivered / accepted,
   };
 }
+
+/** Adds each key's count in `from` to `into` (counts by status, reason, close code, ...). */
+export function addCounts(
+  into: Record<string, number>,
+  from: Readonly<Record<string, number>>,
+): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}

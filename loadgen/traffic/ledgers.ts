@@ -16,6 +16,7 @@
  * - d2d: the sender got `d2d_status` `delivered` back.
  */
 import {
+  addCounts,
   Bitset,
   type DeliveryLedger,
   reconcileFanOut,
@@ -177,7 +178,7 @@ function d2dLedger(finals: D2dFinal[]): TrafficResult['d2d'] {
     accepted.addAll(new Bitset(f.accepted));
     delivered.addAll(new Bitset(f.delivered));
     late.addAll(new Bitset(f.late));
-    for (const [k, v] of Object.entries(f.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+    addCounts(statuses, f.statuses);
     notSent += f.notSent;
     duplicates += f.duplicates;
   }

@@ -1,9 +1,8 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, normalize, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { findCycle, relativeImports, repoRoot, sourcesUnder } from '../helpers/import-graph.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const SOURCE_FOLDERS = [
   'bin',
   'capacity',
@@ -16,23 +15,13 @@ const SOURCE_FOLDERS = [
   'topology',
 ];
 
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) return sources(path);
-    return path.endsWith('.ts') ? [path] : [];
-  });
-}
-
 /** Top-level folder -> the top-level folders its modules import (relative imports only). */
 function folderGraph(): Map<string, Set<string>> {
   const graph = new Map<string, Set<string>>();
-  const spec = /(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g;
   for (const folder of SOURCE_FOLDERS) {
     const out = new Set<string>();
-    for (const file of sources(join(root, folder))) {
-      for (const m of readFileSync(file, 'utf8').matchAll(spec)) {
-        const target = relative(root, normalize(join(dirname(file), m[1]!)));
+    for (const file of sourcesUnder(join(repoRoot, folder))) {
+      for (const target of relativeImports(file)) {
         const top = target.includes('/') ? target.split('/')[0]! : '(root)';
         if (top !== folder) out.add(top);
       }
@@ -40,29 +29,6 @@ function folderGraph(): Map<string, Set<string>> {
     graph.set(folder, out);
   }
   return graph;
-}
-
-function findCycle(graph: Map<string, Set<string>>): string[] | undefined {
-  const state = new Map<string, 'open' | 'done'>();
-  const visit = (node: string, path: string[]): string[] | undefined => {
-    state.set(node, 'open');
-    for (const next of graph.get(node) ?? []) {
-      if (state.get(next) === 'open') return [...path, node, next];
-      if (state.get(next) === undefined) {
-        const found = visit(next, [...path, node]);
-        if (found) return found;
-      }
-    }
-    state.set(node, 'done');
-    return undefined;
-  };
-  for (const node of graph.keys()) {
-    if (state.get(node) === undefined) {
-      const found = visit(node, []);
-      if (found) return found;
-    }
-  }
-  return undefined;
 }
 
 describe('layers', () => {
@@ -83,9 +49,9 @@ describe('layers', () => {
   });
 
   it('lets only core/measure/histogram.ts import hdr-histogram-js', () => {
-    const importers = SOURCE_FOLDERS.flatMap((f) => sources(join(root, f))).filter((file) =>
-      /from ['"]hdr-histogram-js['"]/.test(readFileSync(file, 'utf8')),
+    const importers = SOURCE_FOLDERS.flatMap((f) => sourcesUnder(join(repoRoot, f))).filter(
+      (file) => /from ['"]hdr-histogram-js['"]/.test(readFileSync(file, 'utf8')),
     );
-    expect(importers.map((f) => relative(root, f))).toEqual(['core/measure/histogram.ts']);
+    expect(importers.map((f) => relative(repoRoot, f))).toEqual(['core/measure/histogram.ts']);
   });
 });
