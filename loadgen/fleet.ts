@@ -10,6 +10,7 @@ import { Bitset } from '../core/measure/ledger.js';
 import { Rng } from '../core/rng.js';
 import { CloseCode, retryableCloseCodes } from '../core/ws/close-codes.js';
 import { signToken } from '../server/token.js';
+import { scanned, scanPush, scanRoom } from './frame-scan.js';
 import type { DeviceRoute, DeviceWorkerData, FromWorker, ShardLink, ToWorker } from './messages.js';
 import { nextDelayMs } from './reconnect.js';
 import { SelfMonitor } from './self-check.js';
@@ -683,6 +684,28 @@ export class Fleet implements WsClientSink, DeviceChannel {
     return i;
   }
 
+  /**
+   * A text message's validated bytes. Pushes and room messages of pushbench's
+   * own publisher are read by the fast lane (frame-scan.ts) without decoding
+   * or JSON.parse; every other frame, or one the lane does not recognise, goes
+   * to {@link onText} and the full parser.
+   */
+  onTextBytes(conn: WsClientConnection, data: Buffer): void {
+    if (scanPush(data)) {
+      this.onPushFields(conn.id, scanned.seq, scanned.t, monoNowUs());
+      return;
+    }
+    if (
+      this.traffic !== null &&
+      conn.id < this.data.deviceCount &&
+      scanRoom(data) &&
+      this.traffic.onRoomScanned(conn.id, data, monoNowUs())
+    ) {
+      return;
+    }
+    this.onText(conn, data.toString('utf8'));
+  }
+
   onText(conn: WsClientConnection, text: string): void {
     const now = monoNowUs();
     let frame: unknown;
@@ -729,6 +752,11 @@ export class Fleet implements WsClientSink, DeviceChannel {
       this.badFrames++;
       return;
     }
+    this.onPushFields(k, seq, t, nowUs);
+  }
+
+  /** Push `seq` (scheduled at `t`, µs) reached local device `k`: dedupe, ledger, latency; allocates nothing. */
+  private onPushFields(k: number, seq: number, t: number, nowUs: number): void {
     this.iReceived++;
     if (this.delivered.has(seq) || this.late.has(seq)) {
       this.duplicates++;

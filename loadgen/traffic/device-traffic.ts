@@ -31,6 +31,13 @@ export interface DeviceTraffic {
    * `push` and `goaway`). Returns false when the frame was not understood.
    */
   onFrame(local: number, frame: { type: string } & Record<string, unknown>, nowUs: number): boolean;
+  /**
+   * A `room` frame the fleet's fast lane scanned (loadgen/frame-scan.ts: its
+   * fields are in `scanned`, `data` holds the frame's bytes), counted as
+   * `onFrame` would count it. Returns false when rooms are off: the fleet then
+   * reads the frame with the full parser.
+   */
+  onRoomScanned(local: number, data: Buffer, nowUs: number): boolean;
   /** Local device `local` lost its connection (any reason). */
   onClose(local: number): void;
   /** Publishing ended: stop sending d2d messages; arrivals after `deadline` are late. */

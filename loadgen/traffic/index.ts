@@ -83,6 +83,9 @@ class NoTraffic implements DeviceTraffic {
   onFrame(): boolean {
     return false;
   }
+  onRoomScanned(): boolean {
+    return false;
+  }
   onClose(): void {}
   stop(): void {}
   takeHistograms(): Record<string, string> {
@@ -117,6 +120,12 @@ class MixedTraffic implements DeviceTraffic {
 
   onOpen(local: number): void {
     this.rooms?.onOpen(local);
+  }
+
+  onRoomScanned(local: number, data: Buffer, nowUs: number): boolean {
+    if (this.rooms === undefined) return false;
+    this.rooms.onRoomScanned(local, data, nowUs);
+    return true;
   }
 
   onFrame(

@@ -19,6 +19,7 @@ import {
   type LatencyHistogram,
   recordUs,
 } from '../../core/measure/histogram.js';
+import { bytesEqual, scanned } from '../frame-scan.js';
 import type { DeviceChannel } from './device-traffic.js';
 
 /** Room index -> room name. */
@@ -259,10 +260,36 @@ export class RoomTraffic {
   }
 
   /** The slot of local device `local` in room `name`, or -1 if it is not a member. */
+  /**
+   * A `room` frame the fleet's fast lane scanned (frame-scan.ts `scanned`),
+   * counted exactly as {@link onFrame} counts a parsed one. The epoch is compared
+   * as bytes and decoded only when it changed.
+   */
+  onRoomScanned(local: number, data: Buffer, nowUs: number): void {
+    const slot = this.slotOfIndex(local, scanned.room);
+    if (slot < 0) {
+      this.badFrames++;
+      return;
+    }
+    const { epochStart, epochEnd } = scanned;
+    const known = this.epochs[slot];
+    const epoch =
+      known !== undefined && bytesEqual(data, epochStart, epochEnd, known)
+        ? known
+        : data.toString('latin1', epochStart, epochEnd);
+    this.note(slot, epoch, scanned.offset);
+    this.iReceived++;
+    this.arriveBench(slot, scanned.seq, scanned.t, nowUs, false);
+  }
+
   private slotOf(local: number, name: unknown): number {
-    if (local >= this.members || typeof name !== 'string' || name[0] !== 'r') return -1;
-    const k = Number(name.slice(1));
-    if (!Number.isInteger(k) || k < 0 || k >= this.count) return -1;
+    if (typeof name !== 'string' || name[0] !== 'r') return -1;
+    return this.slotOfIndex(local, Number(name.slice(1)));
+  }
+
+  /** The slot of local device `local`'s membership of room `rk`, or -1 when it is not a member. */
+  private slotOfIndex(local: number, k: number): number {
+    if (local >= this.members || !Number.isInteger(k) || k < 0 || k >= this.count) return -1;
     const i = this.firstDevice + local;
     const d = (((k - i) % this.count) + this.count) % this.count;
     if (d % this.step !== 0) return -1;
@@ -287,7 +314,17 @@ export class RoomTraffic {
       this.badFrames++;
       return;
     }
-    const r = bench.seq;
+    this.arriveBench(slot, bench.seq, bench.t, nowUs, recovered);
+  }
+
+  /** Room message `r` (scheduled at `tUs`) reached slot `slot`: dedupe, ledger, latency. */
+  private arriveBench(
+    slot: number,
+    r: number,
+    tUs: number,
+    nowUs: number,
+    recovered: boolean,
+  ): void {
     if (!this.firstSight(slot, Math.floor(r / this.count))) {
       this.duplicates++;
       return;
@@ -299,7 +336,7 @@ export class RoomTraffic {
     }
     this.delivered = bump(this.delivered, r);
     // From the publisher's scheduled time, also for recovered messages.
-    recordUs(this.hist, nowUs - bench.t);
+    recordUs(this.hist, nowUs - tUs);
   }
 
   /** Marks the room's q-th message as seen by this slot; false if it was already (or is too old). */

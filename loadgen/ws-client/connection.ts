@@ -29,6 +29,12 @@ export interface WsClientSink {
   onOpen(conn: WsClientConnection): void;
   /** A whole (reassembled) text message. */
   onText(conn: WsClientConnection, text: string): void;
+  /**
+   * A whole text message as its bytes, already validated as UTF-8; `data` may be
+   * a view into a socket chunk (copy it to keep it). A sink that has it gets
+   * every text message here instead of in `onText`, undecoded.
+   */
+  onTextBytes?(conn: WsClientConnection, data: Buffer): void;
   /** A whole binary message; `data` may be a view into a socket chunk, copy it to keep it. */
   onBinary?(conn: WsClientConnection, data: Buffer): void;
   /** Called exactly once per connect() attempt that ends, whether it ever opened or not. */
@@ -310,9 +316,10 @@ export class WsClientConnection {
     socket.end();
   }
 
-  /** @internal Hands a whole message to the sink; only the shared parser handler calls this. */
-  deliverText(text: string): void {
-    this.sink.onText(this, text);
+  /** @internal Hands a whole text message to the sink; only the shared parser handler calls this. */
+  deliverText(data: Buffer): void {
+    if (this.sink.onTextBytes !== undefined) this.sink.onTextBytes(this, data);
+    else this.sink.onText(this, data.toString('utf8'));
   }
 
   /** @internal Hands a whole binary message to the sink, if it takes them. */
@@ -423,7 +430,7 @@ function onSocketClose(this: net.Socket): void {
 
 /** The one parser handler every connection shares. */
 const frameEvents: FrameHandler<WsClientConnection> = {
-  onText: (conn, text) => conn.deliverText(text),
+  onTextBytes: (conn, data) => conn.deliverText(data),
   onBinary: (conn, data) => conn.deliverBinary(data),
   onPing: (conn, payload) => conn.pingReceived(payload),
   onPong: () => {},

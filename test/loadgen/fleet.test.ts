@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { monoNowUs } from '../../core/clock.js';
 import { decodeHistogram } from '../../core/measure/histogram.js';
+import { Bitset } from '../../core/measure/ledger.js';
 import { Fleet } from '../../loadgen/fleet.js';
 import type {
   DeviceFinal,
@@ -488,5 +489,43 @@ describe('routes and reserve', () => {
     ]);
     expect(final.requested).toBe(8);
     expect(final.established).toBe(8);
+  });
+});
+
+describe('fleet read path', () => {
+  it('counts pushes read by the fast lane and by the full parser alike, and bad frames as bad', async () => {
+    const node = await startNode();
+    const h = startFleet(workerData(node.port, 1));
+    await until(() => node.open.size === 1, '1 open');
+    await h.untilOpen(1);
+    const ws = node.opens[0]!.ws;
+    const t = monoNowUs();
+    const frames = [
+      // The node's own layout: the fast lane reads it.
+      `{"type":"push","id":"m1","payload":{"seq":1,"t":${t},"pad":"xx"}}`,
+      // Valid JSON in another layout (spaces, key order): the full parser reads it.
+      `{ "payload": { "t": ${t}, "seq": 2 }, "type": "push", "id": "m2" }`,
+      // The same message again through each lane: duplicates.
+      `{"type":"push","id":"m1","payload":{"seq":1,"t":${t}}}`,
+      `{"payload":{"seq":2,"t":${t}},"type":"push"}`,
+      // Not pushes: a broken frame, a foreign type, a push without a readable seq.
+      `{"type":"push","id":"m3","payload":{"seq":3,"t":${t}}`,
+      '{"type":"weather","temp":3}',
+      `{"type":"push","id":"m4","payload":{"seq":-4,"t":${t}}}`,
+    ];
+    for (const f of frames) ws.send(f);
+    await until(
+      () => h.intervals().reduce((n, m) => n + m.received, 0) === 4,
+      'four pushes counted as received',
+    );
+    const final = await h.finish();
+    expect(final.duplicates).toBe(2);
+    expect(final.badFrames).toBe(3);
+    expect(h.seriesCount('push')).toBe(2);
+    const delivered = new Set<number>();
+    new Bitset(final.delivered).forEach((seq) => {
+      delivered.add(seq);
+    });
+    expect([...delivered].sort()).toEqual([1, 2]);
   });
 });
