@@ -52,11 +52,26 @@ export const CPU_US_PER_CONNECT = 600;
 export const CPU_US_PER_HEARTBEAT = 50;
 
 /**
- * CPU of one delivered message at both ends (the node's write, the device's
- * read, parse, dedupe and latency record), µs, for planning: `npm run bench`
- * measured ~10 µs at the node and ~12 µs in the fleet per room message.
+ * CPU of each kind of message over the whole box (publisher, nodes, hub,
+ * network fabric, device), µs, for planning. Measured here on 2026-12-05 with
+ * `five-nines` (2 nodes behind the userland fabric, 2,000 devices) and one kind
+ * at a time for 20 s, as busy jiffies of the whole machine from /proc/stat in
+ * the steady part of publishing minus the same run with no traffic (0.18
+ * cores): 1,500 direct pushes/s took 0.79 cores, 4,000 room deliveries/s
+ * (40 room messages/s to 100 members each) 0.34, 400 d2d messages/s 0.65.
+ * An HTTP push pays the publisher's request, the node's HTTP parse, a registry
+ * lookup and often a forward to the device's node through the hub; a room
+ * message is framed once and written to each member; a d2d message goes from
+ * a device through its node, a lookup, a forward and a status back.
  */
-export const CPU_US_PER_MESSAGE = 22;
+export const CPU_US_PER_MESSAGE = {
+  /** One direct or indirect push (its HTTP request, routing and delivery). */
+  push: 530,
+  /** One room delivery (one member receiving one room message). */
+  roomDelivery: 85,
+  /** One device-to-device message with its status. */
+  d2d: 1600,
+} as const;
 
 /**
  * Share of the cores a run may plan to use before the preflight warns: the
@@ -255,12 +270,16 @@ export function checkRun(
   };
 }
 
-/** Delivered messages per second the scenario's traffic asks for, at full strength. */
-function messagesPerSecond(scenario: Scenario): number {
+/** Messages per second of each kind the scenario's traffic asks for, at full strength. */
+function messageRates(scenario: Scenario): { push: number; roomDelivery: number; d2d: number } {
   const t = scenario.traffic;
   const devices = scenario.devices.count + scenario.devices.reserve;
   const perRoom = t.rooms.count > 0 ? (devices * t.rooms.perDevice) / t.rooms.count : 0;
-  return t.direct.rateHz + t.indirect.rateHz + t.d2d.rateHz + t.rooms.rateHz * perRoom;
+  return {
+    push: t.direct.rateHz + t.indirect.rateHz + t.rooms.rateHz,
+    roomDelivery: t.rooms.rateHz * perRoom,
+    d2d: t.d2d.rateHz,
+  };
 }
 
 /**
@@ -279,8 +298,13 @@ function cpuCheck(scenario: Scenario, cores: number | null): PreflightCheck | un
   );
   const connectHz = scenario.devices.connectRateHz;
   const heartbeatHz = (devices * 1000) / heartbeatMs;
-  const messageHz = messagesPerSecond(scenario);
-  const steadyCores = (heartbeatHz * CPU_US_PER_HEARTBEAT + messageHz * CPU_US_PER_MESSAGE) / 1e6;
+  const rates = messageRates(scenario);
+  const messageHz = rates.push + rates.roomDelivery + rates.d2d;
+  const trafficUs =
+    rates.push * CPU_US_PER_MESSAGE.push +
+    rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
+    rates.d2d * CPU_US_PER_MESSAGE.d2d;
+  const steadyCores = (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs) / 1e6;
   const need = (connectHz * CPU_US_PER_CONNECT) / 1e6 + steadyCores;
   const allowed = cores * CPU_PLAN_SHARE;
   const ok = need <= allowed;
