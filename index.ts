@@ -61,7 +61,7 @@ export { progressListener, type RunListener } from './reports/outputs/progress.j
 export { defaultResultsDir } from './reports/outputs/results-dir.js';
 export { colourFor, renderSummary } from './reports/outputs/text.js';
 export type { Report, Verdict } from './reports/report.js';
-export { type MatrixAxis, type MatrixResult, parseMatrixAxis, runMatrix } from './run/matrix.js';
+export { type MatrixResult, runMatrix } from './run/matrix.js';
 export {
   checkRun,
   formatPreflight,
@@ -73,7 +73,9 @@ export { type RunOptions, type RunResult, run } from './run/run.js';
 export {
   listBuiltinScenarios,
   loadScenario,
+  type MatrixAxis,
   parseAssignment,
+  parseMatrixAxis,
   type ScenarioOverrides,
 } from './scenarios/load.js';
 export {

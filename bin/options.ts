@@ -15,29 +15,24 @@
  * table: each option's parser, choices and default produce its field's type.
  */
 import { InvalidArgumentError, Option } from 'commander';
+// Values from the modules that define them, not from index.js: `serve` must
+// load the server and the flag parsers, not the harness (a node boots faster).
+import { type PlanInput, parseReconnectSpec } from '../capacity/plan.js';
+import { PushbenchError } from '../core/errors.js';
+import { parseDurationMs } from '../core/units.js';
+import type { CapacityOptions, CapacityReport, ModelCheckOptions, RunOptions } from '../index.js';
+import { defaultResultsDir } from '../reports/outputs/results-dir.js';
 import {
-  BALANCER_ALGORITHMS,
-  type BalancerAlgorithmName,
-  type CapacityOptions,
-  type CapacityReport,
-  type DeviceClaims,
-  defaultResultsDir,
-  isValidId,
   type MatrixAxis,
-  type ModelCheckOptions,
-  type NodeOptions,
-  nodeDefaults,
-  type PlanInput,
-  PushbenchError,
   parseAssignment,
-  parseD2dAllow,
-  parseDurationMs,
   parseMatrixAxis,
-  parseReconnectSpec,
-  type RunOptions,
   type ScenarioOverrides,
-  type ServeOptions,
-} from '../index.js';
+} from '../scenarios/load.js';
+import { BALANCER_ALGORITHMS, type BalancerAlgorithmName } from '../scenarios/types.js';
+import { parseD2dAllow } from '../server/d2d.js';
+import { type NodeOptions, nodeDefaults } from '../server/node.js';
+import type { ServeOptions } from '../server/serve.js';
+import { type DeviceClaims, isValidId } from '../server/token.js';
 
 /** Commander options keyed by the field of `Flags` each one fills. */
 export type FlagTable<Flags> = { readonly [K in keyof Flags]-?: Option };

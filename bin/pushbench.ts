@@ -7,43 +7,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, type Option } from 'commander';
-import {
-  checkModel,
-  checkRun,
-  colourFor,
-  compareReports,
-  ExitCode,
-  formatCapacity,
-  formatCapacityComparison,
-  formatModelCheck,
-  formatPlan,
-  formatPreflight,
-  labelOf,
-  listBuiltinScenarios,
-  loadProfiles,
-  loadScenario,
-  machineLimits,
-  PushbenchError,
-  parseGates,
-  planFleet,
-  plannedRoutes,
-  processLimits,
-  progressListener,
-  readCapacityReport,
-  readReport,
-  renderComparisonText,
-  renderSummary,
-  rerender,
-  resolveProfile,
-  run,
-  runMatrix,
-  searchCapacity,
-  serve,
-  signToken,
-  version,
-  writeCapacityReport,
-  writeComparison,
-} from '../index.js';
+import { PushbenchError } from '../core/errors.js';
+import { ExitCode } from '../core/exit-codes.js';
+import { version } from '../core/version.js';
 import {
   type CapacityFlags,
   type CompareFlags,
@@ -108,8 +74,29 @@ function noticeUnless(quiet: boolean | undefined): (line: string) => void {
   return quiet ? () => {} : (line) => process.stderr.write(`${line}\n`);
 }
 
+/**
+ * The harness's API, loaded by the commands that use it. `serve` and `token`
+ * never load it: a node started by a run boots with the server alone.
+ */
+const harness = () => import('../index.js');
+
 async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
   const request = parseRunFlags(scenario, flags);
+  const {
+    checkRun,
+    colourFor,
+    formatPreflight,
+    loadScenario,
+    machineLimits,
+    plannedRoutes,
+    processLimits,
+    progressListener,
+    renderComparisonText,
+    renderSummary,
+    run,
+    runMatrix,
+    writeComparison,
+  } = await harness();
   if (request.kind === 'preflight') {
     const s = await loadScenario(scenario, request.overrides);
     const checked = checkRun(s, plannedRoutes(s), machineLimits(processLimits()));
@@ -140,6 +127,8 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
 
 async function compareCommand(paths: string[], flags: CompareFlags): Promise<number> {
   if (paths.length < 2) throw new PushbenchError('PB_USAGE', 'compare needs at least two reports');
+  const { compareReports, labelOf, readReport, renderComparisonText, writeComparison } =
+    await harness();
   const loaded = [];
   for (const p of paths) loaded.push(await readReport(p));
   const reports = loaded.map((l) => l.report);
@@ -155,6 +144,15 @@ async function compareCommand(paths: string[], flags: CompareFlags): Promise<num
 }
 
 async function capacityCommand(flags: CapacityFlags): Promise<number> {
+  const {
+    formatCapacity,
+    formatCapacityComparison,
+    loadProfiles,
+    parseGates,
+    resolveProfile,
+    searchCapacity,
+    writeCapacityReport,
+  } = await harness();
   const profiles = await loadProfiles(flags.profiles);
   // Refuse every bad profile and SLO before the first step starts.
   const resolved = flags.profile.map((n) => resolveProfile(profiles, n));
@@ -174,6 +172,7 @@ async function capacityCommand(flags: CapacityFlags): Promise<number> {
 }
 
 async function planCommand(flags: PlanFlags): Promise<number> {
+  const { formatPlan, planFleet, readCapacityReport } = await harness();
   const plan = planFleet(planInput(flags, readCapacityReport(flags.from)));
   // Per-second herd timelines can be long; they stay in the JSON for plotting.
   print(flags.json ? json(plan) : formatPlan(plan));
@@ -181,6 +180,7 @@ async function planCommand(flags: PlanFlags): Promise<number> {
 }
 
 async function modelCheckCommand(flags: ModelCheckFlags): Promise<number> {
+  const { checkModel, formatModelCheck, readCapacityReport } = await harness();
   const absorption = flags.from
     ? (readCapacityReport(flags.from).herd.absorptionPerSec ?? undefined)
     : undefined;
@@ -199,6 +199,7 @@ async function modelCheckCommand(flags: ModelCheckFlags): Promise<number> {
 }
 
 async function reportCommand(dir: string, flags: ReportFlags): Promise<number> {
+  const { colourFor, renderSummary, rerender } = await harness();
   const { report, files } = await rerender(dir, flags);
   if (flags.json) print(json(report));
   else {
@@ -210,11 +211,13 @@ async function reportCommand(dir: string, flags: ReportFlags): Promise<number> {
 }
 
 async function tokenCommand(flags: TokenFlags): Promise<number> {
+  const { signToken } = await import('../server/token.js');
   print(signToken(tokenClaims(flags, Date.now()), flags.secret));
   return ExitCode.Pass;
 }
 
 async function listCommand(): Promise<number> {
+  const { listBuiltinScenarios } = await import('../scenarios/load.js');
   for (const s of listBuiltinScenarios()) print(`${s.name.padEnd(16)}${s.description}`);
   return ExitCode.Pass;
 }
@@ -272,6 +275,7 @@ command(
 command('serve', 'run one reference push node', serveFlags).action(
   async (_: unknown, cmd: Command) => {
     const options = parseServeFlags(flagsOf<ServeFlags>(cmd));
+    const { serve } = await import('../server/serve.js');
     process.exitCode = await serve(options, print);
   },
 );

@@ -1,37 +1,9 @@
 import { join, resolve } from 'node:path';
-import { PushbenchError } from '../core/errors.js';
 import { type Comparison, compareReports } from '../reports/compare.js';
 import { type Report, worstVerdictOf } from '../reports/report.js';
-import { parseFieldPath, parseFieldValue } from '../scenarios/load.js';
+import type { MatrixAxis } from '../scenarios/load.js';
 import type { ScenarioInput } from '../scenarios/schema.js';
 import { type RunOptions, run } from './run.js';
-
-/** One axis of a matrix: a field path (or alias) and the values to try. */
-export interface MatrixAxis {
-  field: string;
-  values: unknown[];
-}
-
-/** Parses `--matrix field=a,b,c`. */
-export function parseMatrixAxis(text: string): MatrixAxis {
-  const eq = text.indexOf('=');
-  if (eq <= 0)
-    throw new PushbenchError('PB_USAGE', `--matrix needs field=value1,value2, got "${text}"`);
-  const field = text.slice(0, eq).trim();
-  parseFieldPath(field);
-  const values = text
-    .slice(eq + 1)
-    .split(',')
-    .map((v) => v.trim())
-    .filter((v) => v !== '');
-  if (values.length < 2) {
-    throw new PushbenchError(
-      'PB_USAGE',
-      `--matrix ${field} needs at least two values, got "${text.slice(eq + 1)}"`,
-    );
-  }
-  return { field, values: values.map(parseFieldValue) };
-}
 
 /** Every combination of the axes' values, in order (the first axis varies slowest). */
 export function matrixVariants(axes: readonly MatrixAxis[]): Record<string, unknown>[] {

@@ -259,3 +259,30 @@ export async function loadScenario(
   }
   return validateScenario(applyOverrides(input, overrides), { cores: availableParallelism() });
 }
+
+/** One axis of a matrix: a field path (or alias) and the values to try. */
+export interface MatrixAxis {
+  field: string;
+  values: unknown[];
+}
+
+/** Parses `--matrix field=a,b,c`. */
+export function parseMatrixAxis(text: string): MatrixAxis {
+  const eq = text.indexOf('=');
+  if (eq <= 0)
+    throw new PushbenchError('PB_USAGE', `--matrix needs field=value1,value2, got "${text}"`);
+  const field = text.slice(0, eq).trim();
+  parseFieldPath(field);
+  const values = text
+    .slice(eq + 1)
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+  if (values.length < 2) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--matrix ${field} needs at least two values, got "${text.slice(eq + 1)}"`,
+    );
+  }
+  return { field, values: values.map(parseFieldValue) };
+}

@@ -236,7 +236,8 @@ describe('--set and --matrix', () => {
   });
 
   it('expands matrix axes into every combination, first axis slowest', async () => {
-    const { matrixVariants, parseMatrixAxis } = await import('../../run/matrix.js');
+    const { matrixVariants } = await import('../../run/matrix.js');
+    const { parseMatrixAxis } = await import('../../scenarios/load.js');
     const axes = [
       parseMatrixAxis('devices=10,20'),
       parseMatrixAxis('topology.heartbeatInterval=1s,2s'),
