@@ -270,13 +270,23 @@ export function checkRun(
   };
 }
 
-/** Messages per second of each kind the scenario's traffic asks for, at full strength. */
-function messageRates(scenario: Scenario): { push: number; roomDelivery: number; d2d: number } {
+/**
+ * Messages per second of each kind the scenario's traffic asks for, at full
+ * strength: pushes (direct and indirect), room publishes (one HTTP request
+ * each) and their deliveries (one per member), and d2d messages.
+ */
+function messageRates(scenario: Scenario): {
+  push: number;
+  roomPublish: number;
+  roomDelivery: number;
+  d2d: number;
+} {
   const t = scenario.traffic;
   const devices = scenario.devices.count + scenario.devices.reserve;
   const perRoom = t.rooms.count > 0 ? (devices * t.rooms.perDevice) / t.rooms.count : 0;
   return {
-    push: t.direct.rateHz + t.indirect.rateHz + t.rooms.rateHz,
+    push: t.direct.rateHz + t.indirect.rateHz,
+    roomPublish: t.rooms.rateHz,
     roomDelivery: t.rooms.rateHz * perRoom,
     d2d: t.d2d.rateHz,
   };
@@ -301,7 +311,7 @@ function cpuCheck(scenario: Scenario, cores: number | null): PreflightCheck | un
   const rates = messageRates(scenario);
   const messageHz = rates.push + rates.roomDelivery + rates.d2d;
   const trafficUs =
-    rates.push * CPU_US_PER_MESSAGE.push +
+    (rates.push + rates.roomPublish) * CPU_US_PER_MESSAGE.push +
     rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
     rates.d2d * CPU_US_PER_MESSAGE.d2d;
   const steadyCores = (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs) / 1e6;

@@ -51,11 +51,11 @@ describe('preflight', () => {
     expect(r.problems).toEqual([]);
     expect(() => refuseIfCapped(s, r)).not.toThrow();
     expect(r.warnings).toHaveLength(1);
-    // 5,000 connects/s x 600 us + 8,333 heartbeats/s x 50 us + 100 pushes/s x 22 us = 3.42 cores; 70% of 2 is 1.4.
-    expect(r.warnings[0]!.need).toBeCloseTo(3.42, 2);
+    // 5,000 connects/s x 600 us + 8,333 heartbeats/s x 50 us + 100 pushes/s x 530 us = 3.47 cores; 70% of 2 is 1.4.
+    expect(r.warnings[0]!.need).toBeCloseTo(3.47, 2);
     expect(r.warnings[0]!.allowed).toBeCloseTo(1.4, 5);
     expect(preflightWarnings(r)[0]).toMatch(
-      /^preflight warning: cpu estimate, both ends \(5,000 connects\/s, 8,333 heartbeats\/s, 100 msgs\/s; 70% of 2 cores\) needs ~3\.42 cores, 1\.40 fit: expect a saturated generator \(an INVALID result\); lower --connect-rate to about 1,600/,
+      /^preflight warning: cpu estimate, both ends \(5,000 connects\/s, 8,333 heartbeats\/s, 100 msgs\/s; 70% of 2 cores\) needs ~3\.47 cores, 1\.40 fit: expect a saturated generator \(an INVALID result\); lower --connect-rate to about 1,500/,
     );
     expect(formatPreflight(s, r)).toMatch(/\nWARN cpu estimate/);
     // The same run at a rate that fits, on eight cores, or where cores are unknown: no warning.
