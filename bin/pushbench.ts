@@ -218,7 +218,10 @@ async function tokenCommand(flags: TokenFlags): Promise<number> {
 
 async function listCommand(): Promise<number> {
   const { listBuiltinScenarios } = await import('../scenarios/load.js');
-  for (const s of listBuiltinScenarios()) print(`${s.name.padEnd(16)}${s.description}`);
+  const scenarios = listBuiltinScenarios();
+  // Names as wide as the longest: `balancer-scale-up` ran into its description at 16.
+  const width = Math.max(...scenarios.map((s) => s.name.length)) + 2;
+  for (const s of scenarios) print(`${s.name.padEnd(width)}${s.description}`);
   return ExitCode.Pass;
 }
 

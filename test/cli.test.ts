@@ -196,6 +196,9 @@ describe('pushbench list and token', () => {
     const r = await cli('list');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toMatch(/^smoke\s+/m);
+    // Every name stands apart from its description, the longest included.
+    for (const line of r.stdout.trim().split('\n')) expect(line).toMatch(/^[a-z0-9-]+ {2,}\S/);
+    expect(r.stdout).toMatch(/^balancer-scale-up {2,}capacity-limited/m);
   });
 });
 
