@@ -7,7 +7,11 @@
  *    KB per connection, connect rate, receive rate and CPU per message from
  *    /proc, and ratios pushbench/peer. The peers are installed by the bench
  *    itself (Artillery into bench/.peers, Tsung with apt-get).
- * 2. pushbench at scale (bench/scale.ts): `pushbench run hold` at 50k, 100k and
+ * 2. The Node floor beside pushbench (bench/floor.ts): a minimal raw-net
+ *    acceptor and connector, then pushbench's node and lean client, in one
+ *    run: µs per connect (both ends), per server write and per client read,
+ *    and the pushbench / floor ratios.
+ * 3. pushbench at scale (bench/scale.ts): `pushbench run hold` at 50k, 100k and
  *    250k devices at 1,000 connects/s (what the preflight's CPU estimate lets a
  *    250k hold ask of two cores), a connect-rate probe and fan-out at rising rates.
  *
@@ -15,8 +19,9 @@
  * measurements of this machine, not assertions: nothing here fails on a number.
  *
  *   npm run bench [-- --connections 15000] [--holds 50000,100000,250000]
- *                 [--rate 1000] [--skip-peers] [--skip-scale]
+ *                 [--rate 1000] [--skip-peers] [--skip-floor] [--skip-scale]
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +38,7 @@ const { values } = parseArgs({
     fanout: { type: 'string', default: '20000:1,20000:5,20000:10' },
     probe: { type: 'string', default: '20000' },
     'skip-peers': { type: 'boolean', default: false },
+    'skip-floor': { type: 'boolean', default: false },
     'skip-scale': { type: 'boolean', default: false },
   },
 });
@@ -48,6 +54,16 @@ if (!values['skip-peers']) {
   const compare = await comparePeers({ connections: Number(values.connections), log });
   results.peers = compare;
   out.push(formatCompare(compare), '');
+}
+if (!values['skip-floor']) {
+  // Its own process: the clients' CPU is that process's own.
+  const floor = spawnSync(
+    process.execPath,
+    [...process.execArgv, fileURLToPath(new URL('floor.ts', import.meta.url)), values.connections],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  results.floor = floor.stdout;
+  out.push(floor.stdout.trim(), '');
 }
 if (!values['skip-scale']) {
   const runs = await runScale({

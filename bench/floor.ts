@@ -1,0 +1,292 @@
+/**
+ * The Node floor beside pushbench, in one run: what a connect, a server write
+ * and a device read cost when nothing but raw `net` does them, and what they
+ * cost pushbench's node and lean client on the same box a moment later.
+ *
+ * The floor is this file's own minimal code, nothing from the project's hot
+ * path: a `net` server that answers any request with a fixed 101 (no HTTP
+ * parser, no token, no accept key computed), raw `net.connect` clients that
+ * write a fixed upgrade request and count 60-byte frames by their length. Then
+ * pushbench: `pushbench serve` as its own process, lean-client devices with
+ * real signed tokens, each subscribed to one room, and room messages published
+ * over HTTP, which the node frames once and writes to every member.
+ *
+ * CPU is read from /proc for the server process and from `process.cpuUsage()`
+ * for the clients (this process). Figures are µs per connection (both ends)
+ * and per message (server write, client read), with pushbench / floor ratios.
+ * Both halves run on the same two cores, back to back; the box is shared, so
+ * read the ratios, and run it twice.
+ *
+ *   node --import tsx bench/floor.ts [connections=10000] [rounds=10]
+ */
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import * as net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { WsClientConnection, WsClientSink } from '../loadgen/ws-client/connection.js';
+import { startNodeProcess } from '../topology/supervisor.js';
+import { BENCH_SECRET, connectDevice, deviceToken } from './lean-devices.js';
+
+const FRAME_BYTES = 60;
+const IN_FLIGHT = 1000;
+const CLK_TCK = 100;
+
+const UPGRADE_REQUEST = Buffer.from(
+  'GET /ws HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+);
+const UPGRADE_ANSWER = Buffer.from(
+  'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Accept: ICX+Yqv66kxgM0FcWaLWlFLwTAI=\r\n\r\n',
+);
+
+/** CPU seconds (user + system) of a process, from /proc/<pid>/stat. */
+function procCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+function selfCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds, checking every 20 ms, for at most `ms`. */
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await sleep(20);
+}
+
+/** One half's figures, µs. */
+interface Figures {
+  connectServerUs: number;
+  connectClientUs: number;
+  writeUs: number;
+  readUs: number;
+  held: number;
+  messages: number;
+}
+
+// --- the floor's server, in a child process ------------------------------------------
+
+function floorServer(): void {
+  const sockets: net.Socket[] = [];
+  const frame = Buffer.alloc(FRAME_BYTES, 0x78);
+  frame[0] = 0x81;
+  frame[1] = FRAME_BYTES - 2;
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      socket.write(UPGRADE_ANSWER);
+      sockets.push(socket);
+    });
+  });
+  server.listen(0, '127.0.0.1', () => {
+    process.send?.({ port: (server.address() as net.AddressInfo).port });
+  });
+  process.on('message', (msg: { rounds: number }) => {
+    for (let r = 0; r < msg.rounds; r++) for (const s of sockets) s.write(frame);
+    process.send?.({ written: msg.rounds * sockets.length });
+  });
+}
+
+// --- the floor's clients, here --------------------------------------------------------
+
+async function measureFloor(total: number, rounds: number): Promise<Figures> {
+  const child = fork(fileURLToPath(import.meta.url), ['--floor-server'], {
+    execArgv: process.execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve) =>
+    child.once('message', (m: { port: number }) => resolve(m.port)),
+  );
+  const pid = child.pid!;
+  let open = 0;
+  let bytes = 0;
+  const sockets: net.Socket[] = [];
+  const upgraded = new WeakSet<net.Socket>();
+  function onData(this: net.Socket, chunk: Buffer): void {
+    if (!upgraded.has(this)) {
+      upgraded.add(this);
+      open++;
+      return;
+    }
+    bytes += chunk.length;
+  }
+  const server0 = procCpuSeconds(pid);
+  const self0 = selfCpuSeconds();
+  let i = 0;
+  while (i < total) {
+    while (i < total && i - open < IN_FLIGHT) {
+      const s = net.connect({ host: '127.0.0.1', port, localAddress: sourceAddress(i) });
+      s.setNoDelay(true);
+      s.on('data', onData);
+      s.on('error', () => {});
+      s.write(UPGRADE_REQUEST);
+      sockets.push(s);
+      i++;
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await until(() => open === total, 30_000);
+  const connectServer = procCpuSeconds(pid) - server0;
+  const connectClient = selfCpuSeconds() - self0;
+  await sleep(1000);
+  const server1 = procCpuSeconds(pid);
+  const self1 = selfCpuSeconds();
+  child.send({ rounds });
+  const expected = rounds * open * FRAME_BYTES;
+  await until(() => bytes >= expected, 60_000);
+  await sleep(300);
+  const writeS = procCpuSeconds(pid) - server1;
+  const readS = selfCpuSeconds() - self1;
+  const messages = bytes / FRAME_BYTES;
+  for (const s of sockets) s.destroy();
+  child.kill('SIGKILL');
+  return {
+    connectServerUs: (connectServer * 1e6) / open,
+    connectClientUs: (connectClient * 1e6) / open,
+    writeUs: (writeS * 1e6) / messages,
+    readUs: (readS * 1e6) / messages,
+    held: open,
+    messages,
+  };
+}
+
+/** Source addresses over 127.0.1-200.1-250, as the lean devices spread theirs. */
+function sourceAddress(i: number): string {
+  return `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`;
+}
+
+// --- pushbench: its node and its lean client ------------------------------------------
+
+async function measurePushbench(total: number, rounds: number): Promise<Figures> {
+  const apiKey = 'floor-bench-key';
+  const node = await startNodeProcess({
+    nodeId: 'floor',
+    secret: BENCH_SECRET,
+    apiKey,
+    heartbeatIntervalMs: 60_000,
+    heartbeatTimeoutMs: 120_000,
+  });
+  await sleep(1000);
+  let open = 0;
+  let failed = 0;
+  let messages = 0;
+  let subscribed = 0;
+  const sink: WsClientSink = {
+    onOpen: () => {
+      open++;
+    },
+    onText: () => {},
+    onTextBytes: (_conn, data) => {
+      // `{"type":"room"...` or `{"type":"subscribed"...`: byte 9 tells them apart.
+      if (data[9] === 0x72) messages++;
+      else if (data[9] === 0x73) subscribed++;
+    },
+    onClose: (_c, info) => {
+      if (info.opened) open--;
+      else failed++;
+    },
+  };
+  const tokens = Array.from({ length: total }, (_, i) => deviceToken(i));
+  const conns: WsClientConnection[] = [];
+  const node0 = procCpuSeconds(node.pid);
+  const self0 = selfCpuSeconds();
+  let i = 0;
+  while (i < total) {
+    while (i < total && i - open - failed < IN_FLIGHT) {
+      conns.push(connectDevice(sink, i, node, tokens[i]!));
+      i++;
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await until(() => open + failed === total, 30_000);
+  const connectServer = procCpuSeconds(node.pid) - node0;
+  const connectClient = selfCpuSeconds() - self0;
+  // Joined after the connects are measured, so a connect's figure is the upgrade alone.
+  for (const c of conns) c.sendText('{"type":"subscribe","room":"floor"}');
+  await until(() => subscribed >= open, 30_000);
+  await sleep(1500);
+  const node1 = procCpuSeconds(node.pid);
+  const self1 = selfCpuSeconds();
+  const url = new URL(node.httpUrl);
+  for (let r = 0; r < rounds; r++) await publish(url, apiKey, r);
+  await until(() => messages >= rounds * open, 60_000);
+  await sleep(300);
+  const writeS = procCpuSeconds(node.pid) - node1;
+  const readS = selfCpuSeconds() - self1;
+  const held = open;
+  for (const c of conns) c.destroy();
+  await node.stop();
+  return {
+    connectServerUs: (connectServer * 1e6) / Math.max(1, held),
+    connectClientUs: (connectClient * 1e6) / Math.max(1, held),
+    writeUs: (writeS * 1e6) / Math.max(1, messages),
+    readUs: (readS * 1e6) / Math.max(1, messages),
+    held,
+    messages,
+  };
+}
+
+/** One room message, about as large as the floor's frame once the node frames it. */
+function publish(url: URL, apiKey: string, r: number): Promise<void> {
+  const body = JSON.stringify({ id: `f${r}`, payload: { r } });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        method: 'PUT',
+        path: '/v1/rooms/floor/messages',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve());
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// --- both, and the ratios -------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const total = Number(process.argv[2] ?? 10_000);
+  const rounds = Number(process.argv[3] ?? 10);
+  const floor = await measureFloor(total, rounds);
+  await sleep(3000);
+  const pb = await measurePushbench(total, rounds);
+  const row = (name: string, f: Figures) =>
+    `${name.padEnd(22)}${f.held.toString().padStart(7)}${(f.connectServerUs + f.connectClientUs).toFixed(0).padStart(14)}` +
+    `${f.connectServerUs.toFixed(0).padStart(10)}${f.connectClientUs.toFixed(0).padStart(10)}` +
+    `${f.writeUs.toFixed(2).padStart(14)}${f.readUs.toFixed(2).padStart(13)}`;
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+  console.log(
+    `Node floor vs pushbench: ${total} connections, ${rounds} messages to each (2 cores shared by both ends)`,
+  );
+  console.log('');
+  console.log(
+    'who                      held  connect us both   server    client  write us/msg  read us/msg',
+  );
+  console.log(row('Node floor (raw net)', floor));
+  console.log(row('pushbench node + client', pb));
+  console.log(
+    `${'pushbench / floor'.padEnd(29)}${ratio(pb.connectServerUs + pb.connectClientUs, floor.connectServerUs + floor.connectClientUs).padStart(14)}` +
+      `${ratio(pb.connectServerUs, floor.connectServerUs).padStart(10)}${ratio(pb.connectClientUs, floor.connectClientUs).padStart(10)}` +
+      `${ratio(pb.writeUs, floor.writeUs).padStart(14)}${ratio(pb.readUs, floor.readUs).padStart(13)}`,
+  );
+  console.log('');
+  console.log(
+    "pushbench's connect includes a signed token verified per upgrade, node:http's upgrade parsing, the accept key and the registry; its read is the lean client's parser with a counting sink (the fleet's full read path, with latency, dedupe and ledger, is in bench/compare.ts).",
+  );
+}
+
+if (process.argv.includes('--floor-server')) floorServer();
+else await main();
