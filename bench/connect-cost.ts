@@ -10,31 +10,16 @@
  *
  *   npx tsx bench/connect-cost.ts [connections=15000] [holdSeconds=6]
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { monoNowUs } from '../core/clock.js';
 import type { WsClientConnection } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
+import { processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
 import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
 
 const total = Number(process.argv[2] ?? 15_000);
 const holdSeconds = Number(process.argv[3] ?? 6);
 const IN_FLIGHT = 2000;
-const CLK_TCK = 100;
-
-/** CPU seconds (user + system) of a process, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-function selfCpuSeconds(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
   const node = await startNodeProcess({
@@ -49,7 +34,7 @@ async function main(): Promise<void> {
   // Signed up front: token signing is the publisher's business, not a connect's.
   const tokens = Array.from({ length: total }, (_, i) => deviceToken(i));
   const conns: WsClientConnection[] = [];
-  const node0 = cpuSeconds(node.pid);
+  const node0 = processCpuSeconds(node.pid);
   const self0 = selfCpuSeconds();
   const t0 = monoNowUs();
   let i = 0;
@@ -68,7 +53,7 @@ async function main(): Promise<void> {
     tick();
   });
   const connectS = (monoNowUs() - t0) / 1e6;
-  const nodeConnect = cpuSeconds(node.pid) - node0;
+  const nodeConnect = processCpuSeconds(node.pid) - node0;
   const selfConnect = selfCpuSeconds() - self0;
   const perConn = (s: number) => (s * 1e6) / Math.max(1, counts.open);
   console.log(
@@ -80,13 +65,13 @@ async function main(): Promise<void> {
 
   // Hold: every connection is pinged once a second and answers with a pong.
   await sleep(2000);
-  const node1 = cpuSeconds(node.pid);
+  const node1 = processCpuSeconds(node.pid);
   const self1 = selfCpuSeconds();
   const h0 = monoNowUs();
   await sleep(holdSeconds * 1000);
   const heldS = (monoNowUs() - h0) / 1e6;
   const beats = counts.open * heldS;
-  const nodeHold = cpuSeconds(node.pid) - node1;
+  const nodeHold = processCpuSeconds(node.pid) - node1;
   const selfHold = selfCpuSeconds() - self1;
   const perBeat = (s: number) => (s * 1e6) / Math.max(1, beats);
   console.log(

@@ -20,17 +20,16 @@
  *   node --import tsx bench/floor.ts [connections=10000] [rounds=10]
  */
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { WsClientConnection, WsClientSink } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
+import { processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
 import { BENCH_SECRET, connectDevice, deviceToken } from './lean-devices.js';
 
 const FRAME_BYTES = 60;
 const IN_FLIGHT = 1000;
-const CLK_TCK = 100;
 
 const UPGRADE_REQUEST = Buffer.from(
   'GET /ws HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
@@ -40,20 +39,6 @@ const UPGRADE_ANSWER = Buffer.from(
   'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
     'Sec-WebSocket-Accept: ICX+Yqv66kxgM0FcWaLWlFLwTAI=\r\n\r\n',
 );
-
-/** CPU seconds (user + system) of a process, from /proc/<pid>/stat. */
-function procCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-function selfCpuSeconds(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until `cond` holds, checking every 20 ms, for at most `ms`. */
 async function until(cond: () => boolean, ms: number): Promise<void> {
@@ -117,7 +102,7 @@ async function measureFloor(total: number, rounds: number): Promise<Figures> {
     }
     bytes += chunk.length;
   }
-  const server0 = procCpuSeconds(pid);
+  const server0 = processCpuSeconds(pid);
   const self0 = selfCpuSeconds();
   let i = 0;
   while (i < total) {
@@ -133,16 +118,16 @@ async function measureFloor(total: number, rounds: number): Promise<Figures> {
     await new Promise((r) => setImmediate(r));
   }
   await until(() => open === total, 30_000);
-  const connectServer = procCpuSeconds(pid) - server0;
+  const connectServer = processCpuSeconds(pid) - server0;
   const connectClient = selfCpuSeconds() - self0;
   await sleep(1000);
-  const server1 = procCpuSeconds(pid);
+  const server1 = processCpuSeconds(pid);
   const self1 = selfCpuSeconds();
   child.send({ rounds });
   const expected = rounds * open * FRAME_BYTES;
   await until(() => bytes >= expected, 60_000);
   await sleep(300);
-  const writeS = procCpuSeconds(pid) - server1;
+  const writeS = processCpuSeconds(pid) - server1;
   const readS = selfCpuSeconds() - self1;
   const messages = bytes / FRAME_BYTES;
   for (const s of sockets) s.destroy();
@@ -195,7 +180,7 @@ async function measurePushbench(total: number, rounds: number): Promise<Figures>
   };
   const tokens = Array.from({ length: total }, (_, i) => deviceToken(i));
   const conns: WsClientConnection[] = [];
-  const node0 = procCpuSeconds(node.pid);
+  const node0 = processCpuSeconds(node.pid);
   const self0 = selfCpuSeconds();
   let i = 0;
   while (i < total) {
@@ -206,19 +191,19 @@ async function measurePushbench(total: number, rounds: number): Promise<Figures>
     await new Promise((r) => setImmediate(r));
   }
   await until(() => open + failed === total, 30_000);
-  const connectServer = procCpuSeconds(node.pid) - node0;
+  const connectServer = processCpuSeconds(node.pid) - node0;
   const connectClient = selfCpuSeconds() - self0;
   // Joined after the connects are measured, so a connect's figure is the upgrade alone.
   for (const c of conns) c.sendText('{"type":"subscribe","room":"floor"}');
   await until(() => subscribed >= open, 30_000);
   await sleep(1500);
-  const node1 = procCpuSeconds(node.pid);
+  const node1 = processCpuSeconds(node.pid);
   const self1 = selfCpuSeconds();
   const url = new URL(node.httpUrl);
   for (let r = 0; r < rounds; r++) await publish(url, apiKey, r);
   await until(() => messages >= rounds * open, 60_000);
   await sleep(300);
-  const writeS = procCpuSeconds(node.pid) - node1;
+  const writeS = processCpuSeconds(node.pid) - node1;
   const readS = selfCpuSeconds() - self1;
   const held = open;
   for (const c of conns) c.destroy();
