@@ -489,6 +489,7 @@ export interface ServeFlags {
   maxLifetime: number;
   lifetimeJitter: number;
   goawayGrace: number;
+  headTimeout: number;
   drainWindow: number;
   slowConsumer: NodeOptions['slowConsumer'];
   pushRate: number;
@@ -562,6 +563,11 @@ export const serveFlags: FlagTable<ServeFlags> = {
     '--goaway-grace <time>',
     'forced close this long after a goaway',
     nodeDefaults.goawayGraceMs,
+  ),
+  headTimeout: duration(
+    '--head-timeout <time>',
+    'a new connection must send its whole request head within this, or gets 408',
+    nodeDefaults.headTimeoutMs,
   ),
   drainWindow: duration(
     '--drain-window <time>',
@@ -651,6 +657,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       maxLifetimeMs: flags.maxLifetime,
       lifetimeJitterMs: flags.lifetimeJitter,
       goawayGraceMs: flags.goawayGrace,
+      headTimeoutMs: flags.headTimeout,
       drainWindowMs: flags.drainWindow,
       slowConsumer: flags.slowConsumer,
       pushRatePerSec: flags.pushRate,

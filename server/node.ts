@@ -10,6 +10,7 @@ import type { Broker } from './broker.js';
 import { NodeLink, type NodeReply, type NodeRequest } from './cluster.js';
 import { ConnectionTable, type DeviceConnection } from './connections.js';
 import { type D2dOutcome, d2dAllowed, TargetCache } from './d2d.js';
+import { DevicePort } from './device-port.js';
 import { Hub } from './hub.js';
 import { LifecycleSweep } from './lifecycle.js';
 import { NodeMetrics } from './metrics.js';
@@ -26,7 +27,12 @@ import { TokenBucket } from './rate-limit.js';
 import type { PushRegistry } from './registry.js';
 import { RoomHub } from './rooms.js';
 import { type DeviceClaims, verifyToken } from './token.js';
-import { LeanWebSocket, LeanWebSocketServer, type LeanWebSocketSink } from './ws-server.js';
+import {
+  LeanWebSocket,
+  LeanWebSocketServer,
+  type LeanWebSocketSink,
+  type UpgradeRequest,
+} from './ws-server.js';
 
 /** Settings of one reference node; {@link nodeDefaults} fills what is left out. */
 export interface NodeOptions {
@@ -109,6 +115,11 @@ export interface NodeOptions {
   queueRetryAfterMs: number;
   /** Device ids per batch push and messages per queue request. Default 1000. */
   maxBatch: number;
+  /**
+   * How long a new connection has to send its whole request head; then it is
+   * answered 408 and closed, so slow heads cannot pile up to the file limit.
+   */
+  headTimeoutMs: number;
 }
 
 /** Defaults for every optional node setting. */
@@ -144,6 +155,7 @@ export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey' | 'registryTtlM
   queueMaxAttempts: 5,
   queueRetryAfterMs: 2000,
   maxBatch: 1000,
+  headTimeoutMs: 10_000,
 };
 
 /** What a node shares with its cluster. Both default to in-memory (a cluster of one process). */
@@ -224,6 +236,7 @@ export class PushNode implements NodeApi {
   readonly options: NodeOptions;
   private readonly http: Server;
   private readonly wss: LeanWebSocketServer<DeviceConnection>;
+  private readonly devicePort: DevicePort;
   /** The lifecycle sweep (heartbeats, lifetimes, registry refresh). */
   readonly sweep: LifecycleSweep;
   private readonly registry: PushRegistry;
@@ -279,7 +292,20 @@ export class PushNode implements NodeApi {
       }),
     );
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.onUpgrade(req, socket, head),
+      this.onHttpUpgrade(req, socket, head),
+    );
+    // Device upgrades skip node:http: the port's front parses them (server/device-port.ts).
+    this.devicePort = new DevicePort(
+      this.http,
+      (req, socket, head) => this.onUpgrade(req, socket, head),
+      {
+        headTimeoutMs: this.options.headTimeoutMs,
+        onHeadTimeout: () =>
+          this.metrics.inc('pushbench_upgrades_refused_total', {
+            status: 408,
+            reason: 'head_too_slow',
+          }),
+      },
     );
     this.sweep = new LifecycleSweep(
       { intervalMs: this.options.heartbeatIntervalMs, timeoutMs: this.options.heartbeatTimeoutMs },
@@ -407,6 +433,7 @@ export class PushNode implements NodeApi {
     if (this.lagTimer) clearInterval(this.lagTimer);
     this.lag.disable();
     await this.queue.stop();
+    this.devicePort.close();
     for (const conn of this.connections.values())
       conn.ws.close(CloseCode.GoingAway, 'node stopping');
     this.http.closeIdleConnections();
@@ -543,17 +570,29 @@ export class PushNode implements NodeApi {
 
   // --- devices ------------------------------------------------------------------------
 
-  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /**
+   * An upgrade node:http parsed: the hub's, or a device's whose head the port's
+   * front left to node:http (another path, an unusual but valid head).
+   */
+  private onHttpUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (new URL(req.url ?? '/', 'http://node').pathname !== '/internal/hub') {
+      this.onUpgrade(req, socket, head);
+      return;
+    }
+    socket.on('error', destroyOnError);
+    this.onHubUpgrade(req, socket, head, (status, reason, error) => {
+      this.metrics.inc('pushbench_upgrades_refused_total', { status, reason: error });
+      refuseUpgrade(socket, status, reason, error);
+    });
+  }
+
+  private onUpgrade(req: UpgradeRequest, socket: Duplex, head: Buffer): void {
     socket.on('error', destroyOnError);
     const url = new URL(req.url ?? '/', 'http://node');
     const refuse = (status: number, reason: string, error: string, headers = '') => {
       this.metrics.inc('pushbench_upgrades_refused_total', { status, reason: error });
       refuseUpgrade(socket, status, reason, error, headers);
     };
-    if (url.pathname === '/internal/hub') {
-      this.onHubUpgrade(req, socket, head, refuse);
-      return;
-    }
     if (url.pathname !== '/ws') {
       refuse(404, 'Not Found', 'no_such_route');
       return;

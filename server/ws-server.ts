@@ -11,7 +11,6 @@
  * connection through a symbol on the socket, and everything a connection
  * reports goes to one {@link LeanWebSocketSink} shared by the whole server.
  */
-import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WsNotOpenError } from '../core/errors.js';
@@ -45,6 +44,21 @@ export interface LeanWebSocketSink<TOwner> {
    * close frame arrived (reset, timeout, terminate, protocol error), as in `ws`.
    */
   onClose(ws: LeanWebSocket<TOwner>, code: number): void;
+}
+
+/**
+ * What the upgrade needs of a request: node:http's IncomingMessage is one, and
+ * so is what the node's device port parses itself (server/device-port.ts).
+ */
+export interface UpgradeRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: {
+    readonly upgrade?: string | undefined;
+    readonly connection?: string | undefined;
+    readonly 'sec-websocket-key'?: string | undefined;
+    readonly 'sec-websocket-version'?: string | undefined;
+  };
 }
 
 /** Settings of a {@link LeanWebSocketServer}. */
@@ -89,8 +103,8 @@ const kWebSocket = Symbol('pushbench.leanWebSocket');
 type OwnedSocket = Duplex & { [kWebSocket]?: LeanWebSocket<unknown> | undefined };
 
 /**
- * Accepts WebSocket upgrades handed to it by an `http.Server`'s `'upgrade'`
- * event and runs the connections. It never tracks the connections it opened
+ * Accepts WebSocket upgrades handed to it (by an `http.Server`'s `'upgrade'`
+ * event, or by the node's device port) and runs the connections. It never tracks the connections it opened
  * (the owner does); it only tracks those that are closing, for
  * {@link LeanWebSocketServerOptions.closeTimeoutMs}.
  */
@@ -134,7 +148,7 @@ export class LeanWebSocketServer<TOwner = unknown> {
    * The caller must not use `socket` afterwards.
    */
   handleUpgrade(
-    req: IncomingMessage,
+    req: UpgradeRequest,
     socket: Duplex,
     head: Buffer,
     onOpen: (ws: LeanWebSocket<TOwner>) => void,
@@ -440,7 +454,7 @@ function problem(detail: string, headers = ''): HandshakeProblem {
  * subprotocols the client offers are ignored, never refused: not answering
  * them is how a server declines them (§4.2.2).
  */
-function checkUpgrade(req: IncomingMessage): UpgradeCheck {
+function checkUpgrade(req: UpgradeRequest): UpgradeCheck {
   if (req.method !== 'GET') return problem(`the upgrade must be a GET, got ${req.method}`);
   if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
     return problem('missing or invalid Upgrade header');
