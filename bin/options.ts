@@ -280,7 +280,11 @@ export const capacityFlags: FlagTable<CapacityFlags> = {
   ),
   start: whole('--start <n>', 'connections at the first step', 1000),
   factor: decimal('--factor <x>', 'connections grow by this per step', 2),
-  maxConnections: whole('--max-connections <n>', 'never go past this many connections', 16_000),
+  maxConnections: whole(
+    '--max-connections <n>',
+    "never go past this many connections (the machine's own limits stop the search first)",
+    1_000_000,
+  ),
   ratePerConnection: decimal(
     '--rate-per-connection <hz>',
     'messages per second per connection at each step',

@@ -11,7 +11,7 @@ import { machineFacts } from '../core/machine.js';
 import { version } from '../core/version.js';
 import { parseGates } from '../reports/gates.js';
 import type { Report } from '../reports/report.js';
-import { run } from '../run/run.js';
+import { preflightRefusal, run } from '../run/run.js';
 import type { NodeProfileInput, ScenarioInput } from '../scenarios/schema.js';
 import type { CapacityReport, CapacityStep, HerdStep } from './report.js';
 
@@ -25,7 +25,11 @@ export interface CapacityOptions {
   start?: number;
   /** Connections grow by this factor per step. Default 2. */
   factor?: number;
-  /** Never go past this many connections. Default 16,000 (one load process's file limit here). */
+  /**
+   * Never go past this many connections. Default 1,000,000. Each step is placed as
+   * any run is (load agent processes, a multi-process node past one process's file
+   * limit), and the machine's own limits (the preflight) stop the search first.
+   */
   maxConnections?: number;
   /** Messages per second per held connection at each step. Default 0.5. */
   ratePerConnection?: number;
@@ -158,6 +162,29 @@ export function slope(points: ReadonlyArray<[number, number]>): number | null {
 }
 
 /**
+ * The largest count up to `want` that `refusalAt` does not refuse (the
+ * machine's preflight), by bisection above `floor` (which fits, or is 0) to
+ * within 1 % (at least 50), with the refusal of `want`; `want` itself when it
+ * fits.
+ */
+export async function largestFit(
+  want: number,
+  floor: number,
+  refusalAt: (connections: number) => Promise<string | undefined>,
+): Promise<{ connections: number; refusal?: string }> {
+  const refusal = await refusalAt(want);
+  if (refusal === undefined) return { connections: want };
+  let lo = floor;
+  let hi = want;
+  while (hi - lo > Math.max(50, hi * 0.01)) {
+    const mid = Math.round((lo + hi) / 2);
+    if ((await refusalAt(mid)) === undefined) lo = mid;
+    else hi = mid;
+  }
+  return { connections: lo, refusal };
+}
+
+/**
  * Runs the search and returns its report. Throws `PB_BAD_GATE` for a bad SLO
  * and `PB_USAGE` for bad options before any step starts.
  */
@@ -165,7 +192,7 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
   const o = {
     start: 1000,
     factor: 2,
-    maxConnections: 16_000,
+    maxConnections: 1_000_000,
     ratePerConnection: 0.5,
     stepDurationMs: 8000,
     connectRate: 2000,
@@ -222,18 +249,31 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
     return step;
   };
 
-  // Grow until something breaks.
+  const machineFit = (want: number, floor: number) =>
+    largestFit(want, floor, (n) =>
+      preflightRefusal(stepScenario(o, 'capacity-fit', n, 1, o.stepDurationMs, gates)),
+    );
+
+  // Grow until something breaks, or the machine cannot carry the next step.
   let lastPass: CapacityStep | undefined;
   let firstFail: CapacityStep | undefined;
+  let machineLimit: string | undefined;
   let connections = o.start;
   for (;;) {
+    const fit = await machineFit(connections, lastPass?.connections ?? 0);
+    if (fit.refusal !== undefined) {
+      machineLimit = fit.refusal;
+      notice(`this machine cannot carry ${connections} connections: ${fit.refusal}`);
+      if (fit.connections <= (lastPass?.connections ?? 0)) break;
+      connections = fit.connections;
+    }
     const step = await runStep(connections);
     if (!step.pass) {
       firstFail = step;
       break;
     }
     lastPass = step;
-    if (connections >= o.maxConnections) break;
+    if (connections >= o.maxConnections || machineLimit !== undefined) break;
     connections = Math.min(o.maxConnections, Math.round(connections * o.factor));
   }
   // Bisect between the last pass and the first failure (unless the generator was the limit).
@@ -322,9 +362,13 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
   );
   const limitedBy =
     lastPass === undefined
-      ? 'the first step failed'
+      ? firstFail === undefined && machineLimit !== undefined
+        ? `this machine cannot carry the first step: ${machineLimit}`
+        : 'the first step failed'
       : firstFail === undefined
-        ? `--max-connections ${o.maxConnections} reached without breaking the SLO (a lower bound)`
+        ? machineLimit !== undefined
+          ? `this machine's limits, not the node (a lower bound): ${machineLimit}`
+          : `--max-connections ${o.maxConnections} reached without breaking the SLO (a lower bound)`
         : generatorLimited(firstFail)
           ? 'the load generator saturated first (the knee is a lower bound)'
           : (firstFail.failure ?? 'SLO');

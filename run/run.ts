@@ -91,6 +91,24 @@ function sumStats(pids: number[]): { processes: number; rssBytes: number; cpuSec
 }
 
 /**
+ * Why this machine could not carry the scenario (the preflight's refusal, as
+ * `run` would throw it), or undefined when it fits. Starts nothing.
+ */
+export async function preflightRefusal(
+  ref: string | ScenarioInput,
+  options: ScenarioOverrides = {},
+): Promise<string | undefined> {
+  const scenario = await loadScenario(ref, options);
+  const checked = checkRun(scenario, plannedRoutes(scenario), machineLimits(processLimits()));
+  try {
+    refuseIfCapped(scenario, checked);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
  * Runs a scenario end to end: validates it and its gates, starts the cluster
  * (node processes, and the network fabric when there are balancers or faults),
  * drives the device fleet and publishers while the chaos director plays the

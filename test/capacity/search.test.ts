@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadProfiles, resolveProfile } from '../../capacity/profiles.js';
 import { readCapacityReport, writeCapacityReport } from '../../capacity/report.js';
-import { searchCapacity, slope } from '../../capacity/search.js';
+import { largestFit, searchCapacity, slope } from '../../capacity/search.js';
+import { preflightRefusal } from '../../run/run.js';
 
 describe('capacity search', () => {
   it('finds the knee of a node that falls over past 1,600 connections, and its herd absorption', async () => {
@@ -83,5 +84,32 @@ describe('capacity search', () => {
       ]),
     ).toBeCloseTo(4000, 6);
     expect(slope([[1, 1]])).toBeNull();
+  });
+
+  it('finds the largest step the machine carries, within 1 %, and keeps the refusal', async () => {
+    const asked: number[] = [];
+    const limit = 123_456;
+    const fit = await largestFit(1_000_000, 64_000, async (n) => {
+      asked.push(n);
+      return n > limit ? `${n} will not fit` : undefined;
+    });
+    expect(fit.refusal).toBe('1000000 will not fit');
+    expect(fit.connections).toBeLessThanOrEqual(limit);
+    expect(fit.connections).toBeGreaterThanOrEqual(limit * 0.99 - 50);
+    expect(asked.length).toBeLessThan(20);
+    expect(await largestFit(5000, 0, async () => undefined)).toEqual({ connections: 5000 });
+  });
+
+  it('places a step past one process\'s file limit instead of refusing it; refuses what no placement fits', async () => {
+    const step = (count: number) => ({
+      name: 'fit',
+      topology: { nodes: 1 },
+      devices: { count },
+      traffic: { direct: { rate: 1 } },
+      duration: '8s',
+    });
+    // 250,000 devices: agent processes and a multi-process node, as `hold` places them.
+    expect(await preflightRefusal(step(250_000))).toBeUndefined();
+    expect(await preflightRefusal(step(1_000_000_000))).toMatch(/will not fit/);
   });
 });
