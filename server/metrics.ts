@@ -44,6 +44,11 @@ export const NODE_METRICS = [
     help: 'Upgrades refused, by HTTP status and reason.',
   },
   {
+    name: 'pushbench_accept_pauses_total',
+    type: 'counter',
+    help: 'Times this process of a multi-process node stopped accepting, near its open-file limit.',
+  },
+  {
     name: 'pushbench_disconnects_total',
     type: 'counter',
     help: 'Connections that ended, by reason.',

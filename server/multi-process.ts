@@ -1,9 +1,12 @@
 /**
  * One node, several processes: `pushbench serve --processes N` forks N worker
  * processes (node:cluster) that share the node's port, so a node can hold more
- * connections than one process's open-file limit. The primary accepts and
- * hands each connection to a worker in turn (round-robin), so workers fill
- * evenly; it holds no device socket itself.
+ * connections than one process's open-file limit. The workers accept from
+ * the one listening socket the primary shares with them (SCHED_NONE: the
+ * kernel hands each connection to whichever worker is waiting in accept, so a
+ * busier worker takes fewer); the primary holds no device socket. A worker near its open-file
+ * limit stops accepting until some of its connections have gone, so the
+ * others take the new ones (see PushNode.setAcceptCeiling).
  *
  * Each worker is a full PushNode named `<node>.p<i>` inside the node's own
  * cluster: without `--redis` or `--join` the primary runs the hub (an
@@ -20,7 +23,11 @@
  * SIGKILL of the primary closes the workers' IPC channel and they exit at once.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { processLimits } from '../core/machine.js';
 import type { PushNode } from './node.js';
+
+/** Open files a worker keeps free of devices: its own files, API and hub sockets, heads in flight. */
+const ACCEPT_HEADROOM = 400;
 
 /** Worker -> primary, and back. */
 type ToPrimary =
@@ -133,6 +140,12 @@ export function attachWorker(
     if (process.connected) process.send?.(msg);
   };
   send({ pb: 'listening', ...address });
+  // The processes accept from one shared socket: one near its open-file limit steps
+  // aside (server sockets beyond devices: the API's, the hub's, heads in flight).
+  const openFiles = processLimits().openFiles;
+  if (openFiles !== null && openFiles > 2000) {
+    node.setAcceptCeiling(openFiles - ACCEPT_HEADROOM, openFiles - ACCEPT_HEADROOM - 500);
+  }
   let drainTold = false;
   const ticker = setInterval(() => {
     send({ pb: 'counts', connections: node.connectionCount() });

@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { NodeUnreachableError, PushbenchError } from '../core/errors.js';
@@ -263,6 +264,12 @@ export class PushNode implements NodeApi {
   /** Serves this node's in-memory registry and broker to nodes that `--join` it. */
   private hub: Hub | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
+  /** The port bound by {@link start} (the asked one may be 0). */
+  private boundPort: number | undefined;
+  /** Where this process stops and starts accepting again (see {@link setAcceptCeiling}). */
+  private acceptCeiling:
+    | { pauseAt: number; resumeAt: number; state: 'accepting' | 'paused' | 'reopening' }
+    | undefined;
 
   constructor(
     options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'>,
@@ -405,6 +412,7 @@ export class PushNode implements NodeApi {
     });
     const address = this.http.address();
     if (address === null || typeof address === 'string') throw new Error('no TCP address');
+    this.boundPort = address.port;
     await this.link.start();
     this.queue.start();
     this.sweep.start();
@@ -426,8 +434,45 @@ export class PushNode implements NodeApi {
     };
   }
 
+  /**
+   * In a worker of a multi-process node, whose processes accept from one shared
+   * socket: stop accepting at `pauseAt` connections and start again at
+   * `resumeAt`, so a process near its open-file limit leaves new connections to
+   * the others instead of taking them into an accept() that fails (libuv then
+   * resets them). The kernel's accept queue is shared, so nothing is refused
+   * while another process accepts.
+   */
+  setAcceptCeiling(pauseAt: number, resumeAt: number): void {
+    if (!(resumeAt < pauseAt) || resumeAt < 0) {
+      throw new TypeError(`need 0 <= resumeAt < pauseAt, got ${resumeAt} and ${pauseAt}`);
+    }
+    this.acceptCeiling = { pauseAt, resumeAt, state: 'accepting' };
+    this.checkAcceptCeiling();
+  }
+
+  private checkAcceptCeiling(): void {
+    const ceiling = this.acceptCeiling;
+    if (ceiling === undefined) return;
+    const held = this.connections.size;
+    if (ceiling.state === 'accepting' && held >= ceiling.pauseAt) {
+      ceiling.state = 'paused';
+      this.metrics.inc('pushbench_accept_pauses_total');
+      // net's close, not http's: that one would also close the API's idle keep-alive sockets.
+      NetServer.prototype.close.call(this.http);
+    } else if (ceiling.state === 'paused' && held <= ceiling.resumeAt) {
+      ceiling.state = 'reopening';
+      const port = this.boundPort ?? this.options.port;
+      this.http.listen({ port, host: this.options.host, backlog: 65_535 }, () => {
+        if (this.acceptCeiling !== ceiling) return;
+        ceiling.state = 'accepting';
+        this.checkAcceptCeiling();
+      });
+    }
+  }
+
   /** Closes every device with 1001 (going away), leaves the cluster and closes the listener. */
   async stop(): Promise<void> {
+    this.acceptCeiling = undefined;
     this.sweep.stop();
     if (this.drainTimer) clearInterval(this.drainTimer);
     if (this.lagTimer) clearInterval(this.lagTimer);
@@ -674,6 +719,7 @@ export class PushNode implements NodeApi {
     this.sweep.add(conn);
     const previous = this.connections.put(conn);
     if (previous) this.replace(previous);
+    if (this.acceptCeiling?.state === 'accepting') this.checkAcceptCeiling();
     if (
       this.options.overload === 'crash' &&
       this.connections.size > this.options.maxConnections &&
@@ -870,6 +916,7 @@ export class PushNode implements NodeApi {
     this.rooms.leaveAll(conn);
     if (conn.presence) this.presenceSubscribers.get(conn.accountId)?.delete(conn);
     const current = this.connections.deleteIfCurrent(conn);
+    if (this.acceptCeiling?.state === 'paused') this.checkAcceptCeiling();
     if (code !== CloseCode.Replaced) {
       this.metrics.inc('pushbench_disconnects_total', { reason: `close_${code}` });
     }

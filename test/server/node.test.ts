@@ -291,3 +291,34 @@ describe('capacity and overload', () => {
     for (const ws of [a, b, c]) ws.close();
   });
 });
+
+describe('accept ceiling (a worker of a multi-process node near its open-file limit)', () => {
+  it('stops accepting at the ceiling and accepts again once connections have gone, counting each pause', async () => {
+    node.setAcceptCeiling(3, 1);
+    const held = [await device('c1'), await device('c2'), await device('c3')];
+    // This process alone listens here: with its listener closed, the port refuses.
+    const refused = new WebSocket(`${addr.wsUrl}?token=${token('c4')}`);
+    const err = await once(refused, 'error').then(([e]) => e as NodeJS.ErrnoException);
+    expect(err.code).toBe('ECONNREFUSED');
+    const pauses = node.metricsJson().metrics as Record<string, Record<string, number>>;
+    expect(pauses.pushbench_accept_pauses_total?.['']).toBe(1);
+
+    held[0]?.close();
+    held[1]?.close();
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const again = new WebSocket(`${addr.wsUrl}?token=${token('c5')}`);
+      const outcome = await new Promise<string>((resolve) => {
+        again.once('open', () => resolve('open'));
+        again.once('error', () => resolve('error'));
+      });
+      if (outcome === 'open') {
+        again.close();
+        break;
+      }
+      if (Date.now() > deadline) throw new Error('the node never accepted again');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    held[2]?.close();
+  });
+});
