@@ -462,11 +462,21 @@ export class PushNode implements NodeApi {
     } else if (ceiling.state === 'paused' && held <= ceiling.resumeAt) {
       ceiling.state = 'reopening';
       const port = this.boundPort ?? this.options.port;
-      this.http.listen({ port, host: this.options.host, backlog: 65_535 }, () => {
+      const failed = (err: Error) => {
+        // Not fatal: the others still accept. Try again on the next close.
+        this.http.off('listening', listening);
+        ceiling.state = 'paused';
+        process.stderr.write(`node ${this.options.nodeId}: cannot accept again: ${err.message}\n`);
+      };
+      const listening = () => {
+        this.http.off('error', failed);
         if (this.acceptCeiling !== ceiling) return;
         ceiling.state = 'accepting';
         this.checkAcceptCeiling();
-      });
+      };
+      this.http.once('error', failed);
+      this.http.once('listening', listening);
+      this.http.listen({ port, host: this.options.host, backlog: 65_535 });
     }
   }
 

@@ -51,7 +51,11 @@ export interface NodeProcessOptions {
 export interface NodeExit {
   exitCode: number | undefined;
   signal: string | undefined;
-  /** The last stderr line, when there was one. */
+  /**
+   * The last stderr line, when there was one; for a multi-process node whose
+   * worker died, the worker's own last line before it (the primary's line
+   * only says which process exited).
+   */
   lastError: string;
   /** Set when the node's cgroups could not be removed after it exited. */
   cleanupError?: string;
@@ -185,7 +189,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     const exit: NodeExit = {
       exitCode: r.exitCode,
       signal: r.signal,
-      lastError: stderr.trim().split('\n').pop() ?? '',
+      lastError: lastErrorOf(stderr),
     };
     try {
       await cgroup.remove();
@@ -245,4 +249,16 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
       return result;
     },
   };
+}
+
+/** The last stderr line, with the dead worker's last line before it when the primary's line names one. */
+function lastErrorOf(stderr: string): string {
+  const lines = stderr
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+  const last = lines.pop() ?? '';
+  if (!/: process \d+ exited /.test(last)) return last;
+  const cause = lines.filter((l) => !/^\s+at /.test(l)).pop();
+  return cause === undefined ? last : `${last} (its last words: ${cause.trim()})`;
 }

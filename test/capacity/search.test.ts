@@ -100,7 +100,7 @@ describe('capacity search', () => {
     expect(await largestFit(5000, 0, async () => undefined)).toEqual({ connections: 5000 });
   });
 
-  it('places a step past one process\'s file limit instead of refusing it; refuses what no placement fits', async () => {
+  it("places a step past one process's file limit instead of refusing it; refuses what no placement fits", async () => {
     const step = (count: number) => ({
       name: 'fit',
       topology: { nodes: 1 },
