@@ -1,0 +1,41 @@
+import { execFileSync } from 'node:child_process';
+import { execa } from 'execa';
+
+/** Installing from Debian's mirror can be slow. */
+const INSTALL_TIMEOUT_MS = 10 * 60_000;
+
+function has(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes sure `command` exists, installing Debian's `pkg` with apt-get when it
+ * is missing (tests run as root here, as CI does). Throws with apt-get's last
+ * output when the install fails.
+ */
+export async function ensureCommand(command: string, pkg: string): Promise<void> {
+  if (has(command)) return;
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    await execa('apt-get', ['update'], { env, timeout: INSTALL_TIMEOUT_MS, all: true });
+    await execa('apt-get', ['install', '-y', '--no-install-recommends', pkg], {
+      env,
+      timeout: INSTALL_TIMEOUT_MS,
+      all: true,
+    });
+  } catch (err) {
+    const output = (err as { all?: string }).all ?? '';
+    throw new Error(
+      `\`${command}\` is missing and \`apt-get install ${pkg}\` failed ` +
+        `(${(err as Error).message.split('\n')[0]}); install it by hand and rerun.\n` +
+        output.split('\n').slice(-20).join('\n'),
+    );
+  }
+  if (!has(command))
+    throw new Error(`apt-get installed ${pkg} but \`${command}\` is still missing`);
+}

@@ -1,0 +1,148 @@
+/**
+ * Faults made by the kernel on a fabric host (fabric.ts): each one is an
+ * nftables table of its own inside the host's namespace, with base chains on
+ * the input and output hooks, so adding one is one `nft -f` and removing it is
+ * one `delete table`, whatever else stands. A drop in any table drops the
+ * packet. Resets are the kernel's too: `ss -K` aborts the sockets, and the
+ * kernel sends each peer an RST.
+ *
+ * - `blackhole`: every packet in and out of the host's `eth0` is dropped.
+ *   Sockets stay open; TCP retransmits; heartbeats or TCP's timeouts notice.
+ * - `conntrack-limit`: once the host tracks `table` connections to the port,
+ *   new SYNs are dropped; established flows keep flowing; the client kernel
+ *   retries its SYN on its own schedule (`tcp_syn_retries`,
+ *   `tcp_syn_linear_timeouts`).
+ * - `admission-rate`: new connections to the port over `rate`/s (burst
+ *   `burst`) are answered with an RST.
+ * - `partition`: the host and the given peer addresses drop each other's packets.
+ */
+import { readFileSync } from 'node:fs';
+import { execIn, nftIn } from './commands.js';
+import type { KernelHost } from './fabric.js';
+
+/** A fault the kernel plays on one host. */
+export type KernelFault =
+  | { kind: 'blackhole' }
+  | { kind: 'conntrack-limit'; port: number; table: number }
+  | { kind: 'admission-rate'; port: number; ratePerSec: number; burst: number }
+  | { kind: 'partition'; peers: string[] };
+
+/** A standing fault: remove it with {@link KernelFaultHandle.remove}. */
+export interface KernelFaultHandle {
+  host: KernelHost;
+  table: string;
+  remove(): Promise<void>;
+}
+
+let nextFault = 0;
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+function port(p: number): number {
+  if (!Number.isInteger(p) || p < 1 || p > 65_535) throw new RangeError(`bad port ${p}`);
+  return p;
+}
+
+function positive(what: string, n: number): number {
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`${what} must be a positive integer, got ${n}`);
+  return n;
+}
+
+/** The rules of `fault`, by hook. */
+function rulesOf(fault: KernelFault): { input: string[]; output: string[] } {
+  switch (fault.kind) {
+    case 'blackhole':
+      return { input: ['iifname "eth0" drop'], output: ['oifname "eth0" drop'] };
+    case 'conntrack-limit':
+      return {
+        input: [
+          `tcp dport ${port(fault.port)} ct state new ct count over ${positive('table', fault.table)} drop`,
+        ],
+        output: [],
+      };
+    case 'admission-rate':
+      return {
+        input: [
+          `tcp dport ${port(fault.port)} ct state new limit rate over ${positive('rate', fault.ratePerSec)}/second burst ${positive('burst', fault.burst)} packets reject with tcp reset`,
+        ],
+        output: [],
+      };
+    case 'partition': {
+      if (fault.peers.length === 0) throw new RangeError('a partition needs at least one peer');
+      for (const a of fault.peers) if (!IPV4.test(a)) throw new RangeError(`bad peer address ${a}`);
+      const set = `{ ${fault.peers.join(', ')} }`;
+      return { input: [`ip saddr ${set} drop`], output: [`ip daddr ${set} drop`] };
+    }
+  }
+}
+
+/** Puts `fault` on `host`; resolves once the kernel applies it. */
+export async function addKernelFault(
+  host: KernelHost,
+  fault: KernelFault,
+): Promise<KernelFaultHandle> {
+  const { input, output } = rulesOf(fault);
+  const table = `pushbench_f${++nextFault}`;
+  const chain = (name: string, hook: string, rules: string[]) =>
+    rules.length === 0
+      ? ''
+      : `  chain ${name} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
+  await nftIn(
+    host.namespace,
+    `table inet ${table} {\n${chain('in', 'input', input)}${chain('out', 'output', output)}}\n`,
+  );
+  let removed = false;
+  return {
+    host,
+    table,
+    async remove() {
+      if (removed) return;
+      removed = true;
+      await nftIn(host.namespace, `delete table inet ${table}\n`);
+    },
+  };
+}
+
+/**
+ * Resets every established TCP connection of `host` on local port `port` (`ss
+ * -K`: the kernel aborts each socket and sends its peer an RST). Returns how
+ * many there were.
+ */
+export async function resetConnections(host: KernelHost, localPort: number): Promise<number> {
+  const filter = ['state', 'established', `( sport = :${port(localPort)} )`];
+  const listed = await execIn(host.namespace, 'ss', ['-Htn', ...filter]);
+  const count = listed.split('\n').filter((l) => l.trim() !== '').length;
+  if (count > 0) await execIn(host.namespace, 'ss', ['-K', '-Htn', ...filter]);
+  return count;
+}
+
+function sysctl(name: string): number | undefined {
+  try {
+    const v = Number(readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim());
+    return Number.isInteger(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * When this machine's kernel sends a SYN's retransmissions, in ms after the
+ * first SYN: the initial RTO is 1 s; the first `tcp_syn_linear_timeouts` (when
+ * the kernel has it) stay at 1 s, then each doubles, for `tcp_syn_retries`
+ * retransmissions. A SYN dropped by a full conntrack table is admitted at one
+ * of these, never between them.
+ */
+export function synRetransmitScheduleMs(): number[] {
+  const retries = sysctl('tcp_syn_retries') ?? 6;
+  const linear = sysctl('tcp_syn_linear_timeouts') ?? 0;
+  const out: number[] = [];
+  let at = 0;
+  let rto = 1000;
+  for (let i = 0; i < retries; i++) {
+    at += rto;
+    out.push(at);
+    if (i + 1 >= linear) rto *= 2;
+  }
+  return out;
+}
