@@ -35,6 +35,11 @@ export interface NodeProcessOptions {
   admissionRateHz?: number;
   /** Seed of the node's own random choices. */
   seed?: number;
+  /**
+   * The network namespace to run in (a kernel-engine host, topology/kernel/fabric.ts):
+   * the node is a real process on that host; `host` should then be the host's address.
+   */
+  namespace?: string;
   /** Worker processes sharing the node's port (`serve --processes`). Default 1. */
   processes?: number;
   /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
@@ -171,7 +176,12 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     `${options.heartbeatTimeoutMs}ms`,
     ...optionalArgs(options),
   ]);
-  const child: ResultPromise = execa(spawn.command, spawn.args, {
+  // `ip netns exec` enters the host's namespace and execs the rest: the pid stays the node's.
+  const [command, args] =
+    options.namespace === undefined
+      ? [spawn.command, spawn.args]
+      : ['ip', ['netns', 'exec', options.namespace, spawn.command, ...spawn.args]];
+  const child: ResultPromise = execa(command, args, {
     // Secrets go through the environment, not argv, so `ps` does not show them.
     env: { PUSHBENCH_SECRET: options.secret, PUSHBENCH_API_KEY: options.apiKey },
     stdin: 'ignore',

@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { signToken } from '../../server/token.js';
 import { ip } from '../../topology/kernel/commands.js';
 import { fabricTag, KernelFabric, sweepDeadFabrics } from '../../topology/kernel/fabric.js';
 import {
@@ -16,6 +18,7 @@ import {
   resetConnections,
   synRetransmitScheduleMs,
 } from '../../topology/kernel/faults.js';
+import { startNodeProcess } from '../../topology/supervisor.js';
 import { ensureCommand } from '../setup/debian.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -225,6 +228,54 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
     expect(await fromB()).toBe('connected');
     c.socket.destroy();
   });
+});
+
+describe.skipIf(!isRoot)('a reference node as a kernel host (root)', () => {
+  it('runs in its own namespace, serves devices and pushes across the bridge, and dies to a real SIGKILL', async () => {
+    await ensureCommand('nft', 'nftables');
+    const fabric = await KernelFabric.create();
+    try {
+      const host = await fabric.addHost('node-1');
+      const secret = 'kernel-secret';
+      const node = await startNodeProcess({
+        nodeId: 'node-1',
+        secret,
+        apiKey: 'kernel-key',
+        host: host.address,
+        namespace: host.namespace,
+        heartbeatIntervalMs: 10_000,
+        heartbeatTimeoutMs: 30_000,
+      });
+      expect(node.host).toBe(host.address);
+      // The node's process sees only its host's network: its sockets are in that namespace.
+      const out = await ip(['netns', 'identify', String(node.pid)]);
+      expect(out.trim()).toBe(host.namespace);
+
+      const token = signToken(
+        { deviceId: 'd1', accountId: 'a', expiresAtSec: Date.now() / 1000 + 600 },
+        secret,
+      );
+      const ws = new WebSocket(`${node.wsUrl}?token=${token}`);
+      await once(ws, 'open');
+      const got = once(ws, 'message');
+      const res = await fetch(`${node.httpUrl}/v1/push/d1`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer kernel-key', 'content-type': 'application/json' },
+        body: JSON.stringify({ payload: 'across' }),
+      });
+      expect(res.status).toBe(200);
+      expect(String((await got)[0])).toContain('across');
+
+      const closed = once(ws, 'close');
+      process.kill(node.pid, 'SIGKILL');
+      const exit = await node.exited;
+      expect(exit.signal).toBe('SIGKILL');
+      const [code] = (await closed) as [number];
+      expect(code).toBe(1006);
+    } finally {
+      await fabric.destroy();
+    }
+  }, 60_000);
 });
 
 describe.skipIf(!isRoot)('kernel fabric cleanup (root)', () => {
