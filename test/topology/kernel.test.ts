@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -293,13 +293,26 @@ describe.skipIf(!isRoot)('kernel fabric cleanup (root)', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-    const deadTag = line.toString().trim();
+    const [deadTag = '', orphanPid = ''] = line.toString().trim().split(' ');
+    // Running, not a zombie: an orphan killed here may wait for an init that never reaps it.
+    const alive = (pid: number) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+      } catch {
+        return false;
+      }
+    };
+    expect(alive(Number(orphanPid))).toBe(true);
     expect(deadTag).toBe(`pb${child.pid}`);
     expect(await ip(['netns', 'list'])).toContain(`${deadTag}-h1`);
     child.kill('SIGKILL');
     await once(child, 'exit');
     const removed = await sweepDeadFabrics();
     expect(removed).toContain(deadTag);
+    // What still ran on the dead run's hosts is killed with them.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(alive(Number(orphanPid))).toBe(false);
     expect(await ip(['netns', 'list'])).not.toContain(`${deadTag}-`);
     expect(existsSync(`/sys/class/net/${deadTag}r`)).toBe(false);
   }, 60_000);

@@ -12,13 +12,15 @@
  * an exit handler removes it when the process exits without that; and
  * {@link sweepDeadFabrics}, run at every start, removes what a SIGKILLed run
  * left (a tag whose pid is gone, or is no longer a pushbench process).
- * Deleting a namespace deletes its veth end, which deletes the pair, and
- * every nft table inside it.
+ * Removing a fabric kills every process still inside its namespaces (nodes,
+ * agents, HAProxy), then deletes the namespaces: that deletes each veth end,
+ * which deletes the pair, and every nft table inside.
  *
  * Subnets: each fabric claims a free `10.N.0.0/16` (N in 100-254) by creating
  * `/run/pushbench/subnet-N` (mkdir is atomic), so concurrent runs never share
  * one; the claim goes with the fabric.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ip, ipSync } from './commands.js';
@@ -221,8 +223,20 @@ async function namespacesWith(prefix: string): Promise<string[]> {
     .filter((n) => n.startsWith(prefix));
 }
 
+/** Kills every process still in `namespace` (a dead run's nodes, agents, HAProxy). */
+function killProcessesIn(pids: string): void {
+  for (const pid of pids.split(/\s+/).filter((p) => /^\d+$/.test(p))) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
 async function removeFabric(tag: string): Promise<void> {
   for (const ns of await namespacesWith(`${tag}-`)) {
+    killProcessesIn(await ip(['netns', 'pids', ns]).catch(() => ''));
     await ip(['netns', 'del', ns]).catch(() => {});
   }
   // The root end goes with its peer in the fabric namespace; this is for a half-made fabric.
@@ -238,6 +252,13 @@ function removeFabricSync(tag: string): void {
     list = '';
   }
   for (const ns of list.split('\n').filter((n) => n.startsWith(`${tag}-`))) {
+    try {
+      killProcessesIn(
+        execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 10_000 }),
+      );
+    } catch {
+      // Nothing runs there, or ip failed: deleting the namespace still goes ahead.
+    }
     ipSync(['netns', 'del', ns]);
   }
   ipSync(['link', 'del', `${tag}r`]);

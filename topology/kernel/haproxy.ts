@@ -1,0 +1,231 @@
+/**
+ * A real HAProxy (Debian's `haproxy`, 2.6 here) as a region's balancer, on a
+ * fabric host of its own (fabric.ts) or in this namespace, driven through its
+ * runtime API (the admin stats socket):
+ *
+ * - algorithms: round-robin -> `roundrobin`, least-connections -> `leastconn`,
+ *   random -> `random(1)`, power-of-two -> `random(2)`;
+ * - health: `option httpchk GET /healthz` with the scenario's inter/fall/rise,
+ *   and `slowstart` for a backend's ramp;
+ * - scale-up: `add server` (it starts in maintenance), `enable health`, then
+ *   `enable server`;
+ * - drain: `set server … state drain` (no new connections, the established
+ *   stay), then `state maint`;
+ * - per-server current sessions: `show stat`, column `scur`.
+ *
+ * One HAProxy process holds two file descriptors per proxied connection and is
+ * bound by the per-process open-file limit (20,000 here: ~9,900 connections).
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PushbenchError } from '../../core/errors.js';
+import type { KernelBackend } from './balancer.js';
+import type { KernelHost } from './fabric.js';
+
+/** The scenario's algorithms, as HAProxy's `balance` names them. */
+const BALANCE: Record<string, string> = {
+  'round-robin': 'roundrobin',
+  'least-connections': 'leastconn',
+  random: 'random(1)',
+  'power-of-two': 'random(2)',
+};
+
+/** HAProxy's `balance` line for a scenario algorithm; PB_USAGE for an unknown one. */
+export function haproxyBalance(algorithm: string): string {
+  const balance = BALANCE[algorithm];
+  if (balance === undefined) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `HAProxy has no algorithm for ${JSON.stringify(algorithm)}`,
+    );
+  }
+  return balance;
+}
+
+/** How an HAProxy balancer is set up. */
+export interface HaproxyOptions {
+  /** Its region; names the frontend and backend. */
+  name: string;
+  /** The fabric host it runs on; undefined: this namespace. */
+  host?: KernelHost;
+  /** Address and port devices connect to. */
+  bindAddress: string;
+  port: number;
+  algorithm: string;
+  health: { intervalMs: number; timeoutMs: number; fall: number; rise: number };
+  /** A backend ramps its weight over this after it comes up; 0: none. */
+  slowStartMs: number;
+  backends: KernelBackend[];
+}
+
+const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A server's health check and ramp, as `server` lines and `add server` take them. */
+function serverParams(options: HaproxyOptions): string {
+  const h = options.health;
+  const slow = options.slowStartMs > 0 ? ` slowstart ${options.slowStartMs}ms` : '';
+  return `check inter ${h.intervalMs}ms fall ${h.fall} rise ${h.rise}${slow}`;
+}
+
+function serverName(nodeId: string): string {
+  if (!SERVER_NAME.test(nodeId)) throw new RangeError(`bad node id for HAProxy: ${nodeId}`);
+  return nodeId;
+}
+
+/** A running HAProxy and its runtime API. */
+export class Haproxy {
+  private stopped = false;
+
+  private constructor(
+    readonly options: HaproxyOptions,
+    private readonly dir: string,
+    private readonly child: ReturnType<typeof spawn>,
+    readonly socketPath: string,
+  ) {}
+
+  /** Its pid (the HAProxy process itself: `ip netns exec` and `-db` keep it). */
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  /** Writes the configuration, starts HAProxy in the foreground and waits for its API. */
+  static async start(options: HaproxyOptions): Promise<Haproxy> {
+    const balance = haproxyBalance(options.algorithm);
+    const dir = mkdtempSync(join(tmpdir(), `pushbench-haproxy-${options.name}-`));
+    const socketPath = join(dir, 'admin.sock');
+    const config = [
+      'global',
+      `  stats socket ${socketPath} mode 600 level admin`,
+      '  maxconn 9900',
+      'defaults',
+      '  mode tcp',
+      `  timeout connect ${options.health.timeoutMs}ms`,
+      `  timeout check ${options.health.timeoutMs}ms`,
+      '  timeout client 24h',
+      '  timeout server 24h',
+      '  timeout tunnel 24h',
+      `frontend fe_${options.name}`,
+      `  bind ${options.bindAddress}:${options.port}`,
+      `  default_backend be_${options.name}`,
+      `backend be_${options.name}`,
+      `  balance ${balance}`,
+      '  option httpchk GET /healthz',
+    ];
+    for (const b of options.backends) {
+      config.push(
+        `  server ${serverName(b.nodeId)} ${b.address}:${b.port} ${serverParams(options)}`,
+      );
+    }
+    const file = join(dir, 'haproxy.cfg');
+    writeFileSync(file, `${config.join('\n')}\n`);
+    const argv = ['-db', '-f', file];
+    const child =
+      options.host === undefined
+        ? spawn('haproxy', argv, { stdio: ['ignore', 'ignore', 'pipe'] })
+        : spawn('ip', ['netns', 'exec', options.host.namespace, 'haproxy', ...argv], {
+            stdio: ['ignore', 'ignore', 'pipe'],
+          });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    const haproxy = new Haproxy(options, dir, child, socketPath);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(
+          `haproxy exited at start: ${stderr.trim().split('\n').slice(-2).join(' | ')}`,
+        );
+      }
+      try {
+        await haproxy.command('show info');
+        return haproxy;
+      } catch {
+        if (Date.now() > deadline) {
+          await haproxy.stop();
+          throw new Error(`haproxy did not open its API within 10 s: ${stderr.trim()}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  /** Sends one runtime API command and resolves with HAProxy's answer. */
+  async command(line: string): Promise<string> {
+    const socket = connect(this.socketPath);
+    let out = '';
+    socket.on('data', (d) => {
+      out += d;
+    });
+    await once(socket, 'connect');
+    socket.end(`${line}\n`);
+    await once(socket, 'close');
+    return out;
+  }
+
+  /** Adds a backend at runtime: added in maintenance, its health check on, then enabled. */
+  async addServer(b: KernelBackend): Promise<void> {
+    const id = `be_${this.options.name}/${serverName(b.nodeId)}`;
+    await this.expectOk(`add server ${id} ${b.address}:${b.port} ${serverParams(this.options)}`);
+    await this.expectOk(`enable health ${id}`);
+    await this.expectOk(`enable server ${id}`);
+  }
+
+  /** No new connections for the server; those it holds stay. */
+  async drain(nodeId: string): Promise<void> {
+    await this.expectOk(`set server be_${this.options.name}/${serverName(nodeId)} state drain`);
+  }
+
+  /** Out of rotation entirely. */
+  async maint(nodeId: string): Promise<void> {
+    await this.expectOk(`set server be_${this.options.name}/${serverName(nodeId)} state maint`);
+  }
+
+  /** Current sessions per server (`show stat` scur), and each server's status. */
+  async servers(): Promise<Record<string, { sessions: number; status: string }>> {
+    const csv = await this.command('show stat');
+    const lines = csv.split('\n').filter((l) => l.trim() !== '');
+    const header = (lines[0] ?? '').replace(/^# /, '').split(',');
+    const col = (name: string) => header.indexOf(name);
+    const [px, sv, scur, status] = [col('pxname'), col('svname'), col('scur'), col('status')];
+    const out: Record<string, { sessions: number; status: string }> = {};
+    for (const line of lines.slice(1)) {
+      const f = line.split(',');
+      if (f[px] !== `be_${this.options.name}` || f[sv] === 'BACKEND' || f[sv] === 'FRONTEND')
+        continue;
+      out[f[sv] as string] = { sessions: Number(f[scur]), status: f[status] ?? '' };
+    }
+    return out;
+  }
+
+  /** Stops HAProxy (SIGTERM, then SIGKILL after 2 s) and removes its folder. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const child = this.child;
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async expectOk(line: string): Promise<void> {
+    const answer = (await this.command(line)).trim();
+    // Success answers are empty or informational; errors name themselves.
+    if (
+      /^(?:unknown|no such|error|require|invalid|'?[a-z ]+' expects)/i.test(answer) ||
+      /[Ee]rror/.test(answer)
+    ) {
+      throw new Error(`haproxy: ${line}: ${answer.split('\n')[0]}`);
+    }
+  }
+}
