@@ -201,7 +201,11 @@ export function withLiveRoutes(placement: Placement, live: DeviceRoute[]): Place
     const planned = placement.routes.find(
       (r) => r.first === route.first && r.count === route.count,
     );
-    return planned === undefined || planned.localAddresses.length === 0
+    // The cluster's own source addresses win (the kernel engine's are on its
+    // fabric); the plan's spread fills in where the cluster gave none.
+    return planned === undefined ||
+      planned.localAddresses.length === 0 ||
+      route.localAddresses.length > 0
       ? route
       : { ...route, localAddresses: planned.localAddresses };
   });

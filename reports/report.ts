@@ -125,6 +125,8 @@ export interface TopologyReport {
   }>;
   hubPid?: number;
   networkPid?: number;
+  /** The network engine the run used (`userland` or `kernel`) and why (asked, or what `auto` found). */
+  network?: { engine: 'userland' | 'kernel'; why: string };
   /** One sample per second of the balancers: per-backend connections and health. */
   balancer: Array<{
     t: number;

@@ -20,6 +20,7 @@ import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
 import type { ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster, plannedRoutes } from '../topology/cluster.js';
+import { chooseNetworkEngine } from '../topology/kernel/engine.js';
 import type { NetworkSample } from '../topology/network/types.js';
 import {
   type ProcessStats,
@@ -141,13 +142,23 @@ export async function run(
   };
 
   let director: ChaosDirector | undefined;
-  const cluster = await Cluster.start(scenario, secrets, {
-    unexpectedExit: (node, exit) => {
-      const how = exit.signal ?? `code ${exit.exitCode}`;
-      listener.notice?.(`${node.nodeId} exited on its own (${how}) ${exit.lastError}`.trim());
-      director?.noteCrash(node.nodeId, exit.lastError);
+  // Which network carries the devices' bytes: asked, or `auto` resolved here (exit 2 if impossible).
+  const engine = chooseNetworkEngine(scenario);
+  if (scenario.topology.network !== 'userland' || engine.engine === 'kernel') {
+    listener.notice?.(`network: ${engine.engine} (${engine.why})`);
+  }
+  const cluster = await Cluster.start(
+    scenario,
+    secrets,
+    {
+      unexpectedExit: (node, exit) => {
+        const how = exit.signal ?? `code ${exit.exitCode}`;
+        listener.notice?.(`${node.nodeId} exited on its own (${how}) ${exit.lastError}`.trim());
+        director?.noteCrash(node.nodeId, exit.lastError);
+      },
     },
-  });
+    engine,
+  );
   for (const note of cluster.limitNotes()) listener.notice?.(note);
   const nodes = cluster.describe();
   listener.notice?.(
@@ -233,7 +244,12 @@ export async function run(
     server,
     faults,
     lostAtS: load.lostAtS,
-    topology: { nodes: cluster.describe(), ...cluster.infrastructure(), balancer },
+    topology: {
+      nodes: cluster.describe(),
+      ...cluster.infrastructure(),
+      network: cluster.engine,
+      balancer,
+    },
   });
   let reportPath: string | undefined;
   let files: string[] = [];

@@ -76,10 +76,19 @@ export interface HealthCheckInput {
   rise?: number;
 }
 
+/** What carries the devices' bytes and plays the network faults (docs/network.md). */
+export type NetworkEngineName = 'userland' | 'kernel' | 'auto';
+/** What balances a region: pushbench's own balancer, a real HAProxy, or the kernel (nft DNAT). */
+export type BalancerEngineName = 'builtin' | 'haproxy' | 'kernel';
+export const NETWORK_ENGINES: readonly NetworkEngineName[] = ['userland', 'kernel', 'auto'];
+export const BALANCER_ENGINES: readonly BalancerEngineName[] = ['builtin', 'haproxy', 'kernel'];
+
 /** A region's L4 balancer as written in a scenario. */
 export interface BalancerInput {
   /** Default `round-robin`. */
   algorithm?: BalancerAlgorithmName;
+  /** Default `builtin`; `haproxy` and `kernel` need `topology.network` `kernel`. */
+  engine?: BalancerEngineName;
   /** A node that joins ramps its share of new connections from 0 to full over this. Default 0 (off). */
   slowStart?: DurationInput;
   health?: HealthCheckInput;
@@ -150,6 +159,8 @@ export interface TopologyInput {
   routing?: RoutingMode | RoutingInput;
   /** Share the registry and broker through this Redis URL instead of the embedded hub. */
   redis?: string;
+  /** `userland` (default): one fabric process carries every byte; `kernel`: nodes are hosts (namespaces, veth) and the kernel plays faults; `auto`: kernel where this machine and the scenario allow it. */
+  network?: NetworkEngineName;
   /** Heartbeat ping period of the nodes. Default `10s`. */
   heartbeatInterval?: DurationInput;
   /** Silence after which a node closes a connection. Default `30s`. */
@@ -350,6 +361,7 @@ export interface NodeProfile {
 /** A region's balancer: how it picks a node, how a new node ramps up, and its health checks. */
 export interface Balancer {
   algorithm: BalancerAlgorithmName;
+  engine: BalancerEngineName;
   slowStartMs: number;
   health: HealthCheck;
 }
@@ -418,6 +430,8 @@ export interface Scenario {
     redisUrl: string | null;
     /** Devices reach nodes through the network fabric (balancers, fault links), not directly. */
     balanced: boolean;
+    /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
+    network: NetworkEngineName;
   };
   devices: {
     /** Devices that connect at the start. */

@@ -4,6 +4,9 @@ import type { DeviceRoute } from '../loadgen/messages.js';
 import { addressesFor } from '../loadgen/placement.js';
 import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
+import type { NetworkEngineChoice } from './kernel/engine.js';
+import { KernelFabric, type KernelHost } from './kernel/fabric.js';
+import { KernelNetwork } from './kernel/network.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
@@ -97,11 +100,19 @@ export class Cluster {
   /** Node processes started so far (a seed per life). */
   private started = 0;
   private readonly lifeEnds = new Set<Promise<NodeExit>>();
+  /** The kernel engine's hosts; undefined on the userland engine. */
+  private fabric: KernelFabric | undefined;
+  /** Each node's host on the fabric (a restarted node keeps its host). */
+  private readonly hosts = new Map<string, KernelHost>();
+  /** Devices' source addresses on the fabric. */
+  private sourceAddresses: string[] = [];
 
   private constructor(
     private readonly scenario: Scenario,
     private readonly secrets: ClusterSecrets,
     private readonly events: ClusterEvents,
+    /** The network engine this run uses (topology/kernel/engine.ts). */
+    readonly engine: NetworkEngineChoice,
   ) {}
 
   /** Starts hub, nodes and network; on any failure stops what started and rethrows. */
@@ -109,8 +120,9 @@ export class Cluster {
     scenario: Scenario,
     secrets: ClusterSecrets,
     events: ClusterEvents = {},
+    engine: NetworkEngineChoice = { engine: 'userland', why: 'default' },
   ): Promise<Cluster> {
-    const cluster = new Cluster(scenario, secrets, events);
+    const cluster = new Cluster(scenario, secrets, events, engine);
     try {
       await cluster.boot();
     } catch (err) {
@@ -130,11 +142,24 @@ export class Cluster {
     const { topology } = this.scenario;
     const total = topology.regions.reduce((a, r) => a + r.nodes, 0);
     const growing = this.scenario.timeline.some((t) => t.action === 'scale-up');
+    if (this.engine.engine === 'kernel') {
+      this.fabric = await KernelFabric.create();
+      const k = topology.regions.length;
+      this.sourceAddresses = await this.fabric.addRootAddresses(
+        Math.min(
+          254,
+          regionAddresses(0, this.scenario.devices.count + this.scenario.devices.reserve).length *
+            Math.max(1, k),
+        ),
+      );
+    }
     // Nodes share state through Redis when configured, else through a hub process
     // that holds no devices (so killing any node never takes the cluster's state with it).
     if (!topology.redisUrl && (total > 1 || growing)) {
       this.hub = await startNodeProcess({
         nodeId: 'hub',
+        // On the kernel engine the nodes reach the hub across the bridge.
+        ...(this.fabric && { host: this.fabric.rootAddress }),
         ...this.secrets,
         heartbeatIntervalMs: 10_000,
         heartbeatTimeoutMs: 30_000,
@@ -146,7 +171,44 @@ export class Cluster {
       for (let n = 1; n <= r.nodes; n++) starts.push(this.startNode(r.name, nodeIdOf(r.name, n)));
     }
     await Promise.all(starts);
-    if (topology.balanced) {
+    if (topology.balanced && this.fabric) {
+      this.network = await KernelNetwork.start(
+        this.fabric,
+        topology.regions.map((r) => ({
+          name: r.name,
+          engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
+          algorithm: r.balancer.algorithm,
+          slowStartMs: r.balancer.slowStartMs,
+          health: r.balancer.health,
+          backends: [...this.nodes.values()]
+            .filter((n) => n.region === r.name)
+            .map((n) => this.backendOf(n.nodeId)),
+        })),
+        (nodeId) => {
+          const host = this.hosts.get(nodeId);
+          const proc = this.procs.get(nodeId);
+          const node = this.nodes.get(nodeId);
+          return host && proc && node ? { host, region: node.region, port: proc.port } : undefined;
+        },
+        (scope) =>
+          'nodeId' in scope
+            ? [scope.nodeId]
+            : [...this.nodes.values()]
+                .filter((n) => n.region === scope.region)
+                .map((n) => n.nodeId),
+      );
+      this.addresses = await this.network.addresses();
+      for (const r of topology.regions) {
+        if (r.profile.conntrack !== null) {
+          await this.network.applyFault({
+            kind: 'conntrack-limit',
+            scope: { region: r.name },
+            table: r.profile.conntrack,
+            standing: true,
+          });
+        }
+      }
+    } else if (topology.balanced) {
       const spec: NetworkSpec = {
         host: '127.0.0.1',
         seed: this.scenario.seed,
@@ -194,10 +256,28 @@ export class Cluster {
     return { nodeId, host: p.host, port: p.port };
   }
 
+  /** The node's host on the fabric, made on its first start. */
+  private async hostFor(nodeId: string): Promise<KernelHost | undefined> {
+    if (!this.fabric) return undefined;
+    let host = this.hosts.get(nodeId);
+    if (!host) {
+      host = await this.fabric.addHost(
+        nodeId
+          .toLowerCase()
+          .replace(/[^a-z0-9-]/g, '-')
+          .slice(0, 32),
+      );
+      this.hosts.set(nodeId, host);
+    }
+    return host;
+  }
+
   private async startNode(region: string, nodeId: string): Promise<void> {
     const profile = this.region(region).profile;
+    const host = await this.hostFor(nodeId);
     const proc = await startNodeProcess({
       nodeId,
+      ...(host && { host: host.address, namespace: host.namespace }),
       processes: nodeProcesses(
         profile,
         expectedConnectionsPerNode(this.scenario, region),
@@ -287,7 +367,9 @@ export class Cluster {
         host,
         port,
         path: '/ws',
-        localAddresses: regionAddresses(Math.max(0, k), regionDevices(this.scenario, b.region)),
+        localAddresses: this.fabric
+          ? this.sourceAddresses
+          : regionAddresses(Math.max(0, k), regionDevices(this.scenario, b.region)),
       };
     });
   }
@@ -456,5 +538,7 @@ export class Cluster {
     // Nodes that died earlier: their cgroups are removed by the time these resolve.
     await Promise.all(this.lifeEnds);
     await this.hub?.stop(3000);
+    // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
+    await this.fabric?.destroy();
   }
 }

@@ -18,6 +18,8 @@ import {
 } from '../fields.js';
 import {
   BALANCER_ALGORITHMS,
+  BALANCER_ENGINES,
+  NETWORK_ENGINES,
   type Balancer,
   type BalancerAlgorithmName,
   type HealthCheck,
@@ -37,6 +39,7 @@ export const topologyDefaults = {
   regions: computed('one region named `local` of `topology.nodes` nodes'),
   balancer: {
     algorithm: 'round-robin',
+    engine: 'builtin',
     slowStart: 0,
     health: { interval: '1s', timeout: '1s', fall: 2, rise: 2 },
   },
@@ -47,6 +50,7 @@ export const topologyDefaults = {
   },
   /** The embedded hub. */
   redis: OFF,
+  network: 'userland',
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
 } as const satisfies Defaults<TopologyInput>;
@@ -99,6 +103,7 @@ function healthOf(t: Required<HealthCheckInput>): HealthCheck {
 
 const tableBalancer: Balancer = {
   algorithm: topologyDefaults.balancer.algorithm,
+  engine: topologyDefaults.balancer.engine,
   slowStartMs: ms(topologyDefaults.balancer.slowStart),
   health: healthOf(topologyDefaults.balancer.health),
 };
@@ -134,6 +139,7 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
     regions,
     routing: readRouting(p, topo.routing),
     redisUrl: readRedis(p, topo.redis),
+    network: oneOf(p, 'topology.network', topo.network, NETWORK_ENGINES, topologyDefaults.network),
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||
@@ -279,6 +285,7 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
   }
   return {
     algorithm,
+    engine: oneOf(p, `${path}.engine`, b.engine, BALANCER_ENGINES, fallback.engine),
     slowStartMs: duration(p, `${path}.slowStart`, b.slowStart, fallback.slowStartMs),
     health:
       b.health === undefined
@@ -352,4 +359,18 @@ function readOverload(p: Problems, path: string, v: unknown): OverloadBehaviour 
   if (v === 'refuse' || v === 'unhealthy' || v === 'crash') return v;
   p.add(path, `must be refuse, unhealthy or crash, got ${JSON.stringify(v)}`);
   return profileDefaults.overload;
+}
+
+/** One of `allowed`, or `fallback` when absent; anything else is a problem at `path`. */
+function oneOf<T extends string>(
+  p: Problems,
+  path: string,
+  v: unknown,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  if (v === undefined) return fallback;
+  if ((allowed as readonly unknown[]).includes(v)) return v as T;
+  p.add(path, `must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  return fallback;
 }

@@ -132,6 +132,7 @@ describe('defaults tables', () => {
     expect(region.nodes).toBe(t.nodes);
     expect(region.balancer).toEqual({
       algorithm: t.balancer.algorithm,
+      engine: t.balancer.engine,
       slowStartMs: ms(t.balancer.slowStart),
       health: {
         intervalMs: ms(t.balancer.health.interval),

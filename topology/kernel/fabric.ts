@@ -112,6 +112,24 @@ export class KernelFabric {
     return fabric;
   }
 
+  /**
+   * Adds `count` (1-254) more addresses to this namespace's door to the bridge,
+   * `10.N.255.k`: source addresses for devices, so ephemeral ports never run
+   * out. Returns them.
+   */
+  async addRootAddresses(count: number): Promise<string[]> {
+    if (!Number.isInteger(count) || count < 1 || count > 254) {
+      throw new RangeError(`1-254 source addresses, got ${count}`);
+    }
+    const out: string[] = [];
+    for (let k = 1; k <= count; k++) {
+      const address = `10.${this.subnet}.255.${k}`;
+      await ip(['addr', 'add', `${address}/16`, 'dev', `${this.tag}r`]);
+      out.push(address);
+    }
+    return out;
+  }
+
   /** Adds a host: a namespace with `lo` and `eth0` up, `eth0` on the bridge. */
   async addHost(name: string): Promise<KernelHost> {
     if (!HOST_NAME.test(name)) {
@@ -128,8 +146,9 @@ export class KernelFabric {
     };
     const hostEnd = `${this.tag}h${index}`;
     const bridgeEnd = `${this.tag}p${index}`;
-    await ip(['netns', 'add', host.namespace]);
+    // Claimed before the first await: hosts added concurrently get distinct indexes.
     this.hosts.push(host);
+    await ip(['netns', 'add', host.namespace]);
     await ip(['-n', host.namespace, 'link', 'set', 'lo', 'up']);
     await ip(['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', bridgeEnd]);
     await ip(['link', 'set', hostEnd, 'netns', host.namespace]);

@@ -1,0 +1,144 @@
+/**
+ * Runs on the kernel network engine end to end: nodes as their own hosts, a
+ * real HAProxy or the kernel's DNAT in front, faults played by the kernel, and
+ * nothing of the run left behind. Needs root (CI here is root and runs them);
+ * elsewhere they skip, saying why. The engine choice itself is checked
+ * everywhere.
+ */
+import { describe, expect, it } from 'vitest';
+import { run } from '../../index.js';
+import { validateScenario } from '../../scenarios/schema.js';
+import { ip } from '../../topology/kernel/commands.js';
+import { chooseNetworkEngine } from '../../topology/kernel/engine.js';
+import { fabricTag } from '../../topology/kernel/fabric.js';
+import { ensureCommand } from '../setup/debian.js';
+
+const isRoot = process.getuid?.() === 0;
+
+function scenario(topology: Record<string, unknown>, timeline: unknown[] = []) {
+  return validateScenario(
+    { name: 't', topology, devices: { count: 10 }, duration: '1s', timeline },
+    { cores: 2 },
+  );
+}
+
+describe('network engine choice', () => {
+  it('refuses a balancer engine of the kernel on userland, and what the kernel engine does not play, in one line', () => {
+    expect(() =>
+      chooseNetworkEngine(scenario({ nodes: 2, balancer: { engine: 'haproxy' } })),
+    ).toThrow(/balancer.engine "haproxy" runs on the kernel network engine: set topology.network/);
+    if (isRoot) {
+      expect(() =>
+        chooseNetworkEngine(
+          scenario({ network: 'kernel', nodes: 2, balancer: { engine: 'haproxy' } }, [
+            { at: '1s', action: 'latency', node: 'local-1', delay: '50ms' },
+          ]),
+        ),
+      ).toThrow(/does not play a latency fault/);
+      expect(() =>
+        chooseNetworkEngine(
+          scenario({
+            network: 'kernel',
+            nodes: 2,
+            balancer: { engine: 'kernel', algorithm: 'least-connections' },
+          }),
+        ),
+      ).toThrow(/cannot do least-connections/);
+    }
+  });
+
+  it('auto falls back to userland with the reason, and the scenario validator names bad engines', () => {
+    const choice = chooseNetworkEngine(scenario({ network: 'auto', nodes: 2 }));
+    expect(choice.engine).toBe('userland');
+    expect(choice.why).toMatch(/^auto: /);
+    expect(() => scenario({ network: 'ebpf' })).toThrow(
+      /topology.network: must be one of userland, kernel, auto, got "ebpf"/,
+    );
+    expect(() => scenario({ nodes: 2, balancer: { engine: 'nginx' } })).toThrow(
+      /topology.balancer.engine: must be one of builtin, haproxy, kernel/,
+    );
+  });
+});
+
+describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
+  async function leftovers(): Promise<string> {
+    return (await ip(['netns', 'list']))
+      .split('\n')
+      .filter((l) => l.startsWith(`${fabricTag()}-`))
+      .join(',');
+  }
+
+  it('node-kill behind a real HAProxy (leastconn): the herd comes back, both ends agree, nothing is left', async () => {
+    await ensureCommand('nft', 'nftables');
+    await ensureCommand('haproxy', 'haproxy');
+    const { report } = await run(
+      {
+        name: 'kernel-haproxy-kill',
+        topology: {
+          network: 'kernel',
+          nodes: 3,
+          balancer: {
+            algorithm: 'least-connections',
+            engine: 'haproxy',
+            health: { interval: '300ms', timeout: '300ms' },
+          },
+        },
+        devices: { count: 300, connectRate: 300 },
+        traffic: { direct: { rate: 20 } },
+        duration: '6s',
+        timeline: [{ at: '2s', action: 'kill-node', node: 'local-2', label: 'kill' }],
+        gates: ['connections.held >= 100%'],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network).toEqual({
+      engine: 'kernel',
+      why: 'asked (topology.network "kernel")',
+    });
+    expect(report.devices.heldAtEnd).toBe(300);
+    expect(report.devices.heldAtServer).toBe(300);
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(kill?.affected).toBeGreaterThan(0);
+    expect(kill?.notBack).toBe(0);
+    // HAProxy's own per-server sessions were sampled beside the nodes' counts.
+    expect(report.topology.balancer.length).toBeGreaterThan(0);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('a blackhole played by the kernel behind the kernel balancer: its devices go silent, the others keep receiving', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-dnat-blackhole',
+        topology: {
+          network: 'kernel',
+          nodes: 2,
+          heartbeatInterval: '500ms',
+          heartbeatTimeout: '1500ms',
+          balancer: {
+            algorithm: 'round-robin',
+            engine: 'kernel',
+            health: { interval: '300ms', timeout: '300ms' },
+          },
+        },
+        devices: { count: 200, connectRate: 400, heartbeatTimeout: '1500ms' },
+        traffic: { direct: { rate: 40 } },
+        duration: '6s',
+        timeline: [
+          { at: '2s', action: 'blackhole', node: 'local-2', label: 'blackhole' },
+          { at: '5s', action: 'heal', node: 'local-2', label: 'heal' },
+        ],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    const record = report.faults.find((f) => f.label === 'blackhole');
+    expect(record?.fired).toBe(true);
+    // Round-robin put half the fleet on the blackholed node; those devices noticed
+    // by their own heartbeat timeout and were lost there.
+    expect(record?.affected ?? 0).toBeGreaterThan(50);
+    expect(report.delivery.delivered).toBeGreaterThan(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+});

@@ -1,0 +1,118 @@
+/**
+ * Which network engine a run gets: `topology.network` as asked, with `auto`
+ * resolved against this machine (root, `ip`, `nft`, and `haproxy` where a
+ * balancer asks for it) and against what the kernel engine plays today. The
+ * answer comes with its reason, printed in the run's first lines and kept in
+ * the report.
+ */
+import { execFileSync } from 'node:child_process';
+import { PushbenchError } from '../../core/errors.js';
+import type { Scenario } from '../../scenarios/types.js';
+import { kernelEngineMissing } from './commands.js';
+
+/** The engine a run uses, and why. */
+export interface NetworkEngineChoice {
+  engine: 'userland' | 'kernel';
+  why: string;
+}
+
+function hasHaproxy(): boolean {
+  try {
+    execFileSync('haproxy', ['-v'], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const LOOPBACK = /^(?:rediss?:\/\/)(?:[^@/]*@)?(?:127\.|localhost|\[::1\])/;
+
+/** What in the scenario the kernel engine does not play yet; empty when it plays all of it. */
+export function kernelUnsupported(scenario: Scenario): string[] {
+  const out: string[] = [];
+  const { topology } = scenario;
+  if (topology.regions.length > 1) {
+    out.push('several regions (the global entry is not in the kernel engine yet)');
+  }
+  if (topology.balanced) {
+    for (const r of topology.regions) {
+      if (r.balancer.engine === 'builtin') {
+        out.push(
+          `region ${r.name}: balancer.engine "builtin" (use "haproxy", or "kernel" for round-robin and random)`,
+        );
+      }
+      if (
+        r.balancer.engine === 'kernel' &&
+        (r.balancer.algorithm === 'least-connections' || r.balancer.algorithm === 'power-of-two')
+      ) {
+        out.push(
+          `region ${r.name}: balancer.engine "kernel" cannot do ${r.balancer.algorithm} (the kernel does not count connections per backend)`,
+        );
+      }
+    }
+  }
+  if (scenario.timeline.some((t) => t.action === 'latency')) {
+    out.push(
+      'a latency fault (no netem in this kernel; its userland link is not in the kernel engine yet)',
+    );
+  }
+  if (topology.redisUrl !== null && LOOPBACK.test(topology.redisUrl)) {
+    out.push(
+      "a Redis on loopback (nodes on their own hosts cannot reach this machine's 127.0.0.1)",
+    );
+  }
+  return out;
+}
+
+/** What this machine lacks for the scenario on the kernel engine. */
+function machineMissing(scenario: Scenario): string[] {
+  const missing = kernelEngineMissing();
+  const wantsHaproxy = scenario.topology.regions.some((r) => r.balancer.engine === 'haproxy');
+  if (wantsHaproxy && !hasHaproxy()) missing.push('`haproxy`: apt-get install haproxy');
+  return missing;
+}
+
+/**
+ * Resolves `topology.network`. Throws PB_USAGE (exit 2) in one line when
+ * `kernel` is asked and cannot be had, or a balancer engine needs the kernel
+ * engine on a `userland` run.
+ */
+export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
+  const asked = scenario.topology.network;
+  const needsKernel = scenario.topology.regions.filter((r) => r.balancer.engine !== 'builtin');
+  if (asked === 'userland') {
+    if (scenario.topology.balanced && needsKernel.length > 0) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `balancer.engine "${needsKernel[0]?.balancer.engine}" runs on the kernel network engine: set topology.network to "kernel" (or "auto")`,
+      );
+    }
+    return { engine: 'userland', why: 'asked (topology.network "userland")' };
+  }
+  const missing = machineMissing(scenario);
+  const unsupported = kernelUnsupported(scenario);
+  if (asked === 'kernel') {
+    if (missing.length > 0) {
+      throw new PushbenchError('PB_USAGE', `the kernel network engine needs ${missing.join('; ')}`);
+    }
+    if (unsupported.length > 0) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `the kernel network engine does not play ${unsupported.join('; ')}; use topology.network "userland"`,
+      );
+    }
+    return { engine: 'kernel', why: 'asked (topology.network "kernel")' };
+  }
+  if (missing.length > 0)
+    return { engine: 'userland', why: `auto: this machine lacks ${missing.join('; ')}` };
+  if (unsupported.length > 0) {
+    return {
+      engine: 'userland',
+      why: `auto: the kernel engine does not play ${unsupported.join('; ')}`,
+    };
+  }
+  return {
+    engine: 'kernel',
+    why: 'auto: root, ip and nft are here and the kernel engine plays this scenario',
+  };
+}

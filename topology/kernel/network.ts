@@ -1,0 +1,379 @@
+/**
+ * The kernel engine as the cluster's network (the same {@link NetworkHandle}
+ * the userland fabric process offers): each region's balancer is a real
+ * HAProxy or the kernel's own DNAT on a balancer host of the fabric, and every
+ * fault is played by the kernel on the hosts of the nodes it names. No process
+ * of ours carries a device's bytes.
+ *
+ * Faults by kind: blackhole, conntrack-limit and admission-rate are nft
+ * tables on each node host in scope (faults.ts); reset aborts the node's
+ * established connections (`ss -K`); latency is refused (no netem here; see
+ * engine.ts). A region scope covers the region's nodes at the time the fault
+ * starts.
+ */
+import { PushbenchError } from '../../core/errors.js';
+import type { NetworkHandle } from '../network/handle.js';
+import type {
+  BackendSample,
+  BackendSpec,
+  FaultScope,
+  NetworkAddresses,
+  NetworkFault,
+  NetworkSample,
+} from '../network/types.js';
+import { type KernelBackend, KernelBalancer } from './balancer.js';
+import { execIn } from './commands.js';
+import type { KernelFabric, KernelHost } from './fabric.js';
+import { addKernelFault, type KernelFaultHandle, resetConnections } from './faults.js';
+import { Haproxy } from './haproxy.js';
+
+/** Where devices reach a region's balancer on the fabric. */
+export const BALANCER_PORT = 7000;
+
+/** One region as the kernel network runs it. */
+export interface KernelRegionSpec {
+  name: string;
+  engine: 'haproxy' | 'kernel';
+  algorithm: string;
+  slowStartMs: number;
+  health: { intervalMs: number; timeoutMs: number; fall: number; rise: number };
+  backends: BackendSpec[];
+}
+
+type RegionBalancer =
+  | { kind: 'haproxy'; lb: Haproxy; spec: KernelRegionSpec }
+  | { kind: 'kernel'; lb: KernelBalancer; spec: KernelRegionSpec; health: KernelHealth };
+
+/**
+ * pushbench's own health checker for the kernel balancer: GET /healthz of each
+ * backend every interval; `fall` failures take it out of the DNAT map, `rise`
+ * successes put it back.
+ */
+class KernelHealth {
+  private readonly state = new Map<string, { healthy: boolean; streak: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+
+  constructor(
+    private readonly lb: KernelBalancer,
+    private readonly spec: KernelRegionSpec,
+    readonly backends: Map<string, KernelBackend>,
+  ) {
+    for (const id of backends.keys()) this.state.set(id, { healthy: true, streak: 0 });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.check(), this.spec.health.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  healthy(nodeId: string): boolean {
+    return this.state.get(nodeId)?.healthy ?? false;
+  }
+
+  add(b: KernelBackend): Promise<void> {
+    this.backends.set(b.nodeId, b);
+    this.state.set(b.nodeId, { healthy: true, streak: 0 });
+    return this.apply();
+  }
+
+  remove(nodeId: string): Promise<void> {
+    this.backends.delete(nodeId);
+    this.state.delete(nodeId);
+    return this.apply();
+  }
+
+  private apply(): Promise<void> {
+    return this.lb.setBackends([...this.backends.values()].filter((b) => this.healthy(b.nodeId)));
+  }
+
+  private async check(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      let changed = false;
+      await Promise.all(
+        [...this.backends.values()].map(async (b) => {
+          const ok = await fetch(`http://${b.address}:${b.port}/healthz`, {
+            signal: AbortSignal.timeout(this.spec.health.timeoutMs),
+          }).then(
+            (r) => r.status === 200,
+            () => false,
+          );
+          const s = this.state.get(b.nodeId);
+          if (!s) return;
+          if (ok === s.healthy) {
+            s.streak = 0;
+            return;
+          }
+          s.streak++;
+          if (s.streak >= (ok ? this.spec.health.rise : this.spec.health.fall)) {
+            s.healthy = ok;
+            s.streak = 0;
+            changed = true;
+          }
+        }),
+      );
+      if (changed) await this.apply();
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
+/** Counts the balancer host's conntrack entries per backend address (the kernel balancer's sessions). */
+async function conntrackByAddress(host: KernelHost): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let text = '';
+  try {
+    text = await execIn(host.namespace, 'cat', ['/proc/net/nf_conntrack']);
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes('ESTABLISHED')) continue;
+    // The reply direction's source is the backend the entry was translated to.
+    const srcs = [...line.matchAll(/src=(\S+)/g)].map((m) => m[1] as string);
+    const backend = srcs[1];
+    if (backend !== undefined) out.set(backend, (out.get(backend) ?? 0) + 1);
+  }
+  return out;
+}
+
+/** The kernel engine's network for one run. */
+export class KernelNetwork implements NetworkHandle {
+  private readonly regions = new Map<string, RegionBalancer>();
+  private readonly faults = new Map<
+    string,
+    { fault: NetworkFault; handles: KernelFaultHandle[] }
+  >();
+  private nextFault = 0;
+
+  private constructor(
+    /** The host of each node, and the region it is in. */
+    private readonly hostOf: (
+      nodeId: string,
+    ) => { host: KernelHost; region: string; port: number } | undefined,
+    private readonly nodesOf: (scope: FaultScope) => string[],
+  ) {}
+
+  /** HAProxy's pid, or 0 with the kernel balancer only (no process of ours). */
+  get pid(): number {
+    for (const r of this.regions.values()) if (r.kind === 'haproxy') return r.lb.pid;
+    return 0;
+  }
+
+  /** Starts each region's balancer on its own host of `fabric`. */
+  static async start(
+    fabric: KernelFabric,
+    regions: KernelRegionSpec[],
+    hostOf: (nodeId: string) => { host: KernelHost; region: string; port: number } | undefined,
+    nodesOf: (scope: FaultScope) => string[],
+  ): Promise<KernelNetwork> {
+    const net = new KernelNetwork(hostOf, nodesOf);
+    try {
+      for (const spec of regions) {
+        const backends = spec.backends.map(
+          (b): KernelBackend => ({ nodeId: b.nodeId, address: b.host, port: b.port }),
+        );
+        if (spec.engine === 'haproxy') {
+          const host = await fabric.addHost(
+            `lb-${spec.name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'),
+          );
+          const lb = await Haproxy.start({
+            name: spec.name.replace(/[^A-Za-z0-9._-]/g, '_'),
+            host,
+            bindAddress: host.address,
+            port: BALANCER_PORT,
+            algorithm: spec.algorithm,
+            health: spec.health,
+            slowStartMs: spec.slowStartMs,
+            backends,
+          });
+          net.regions.set(spec.name, { kind: 'haproxy', lb, spec });
+        } else {
+          const lb = await KernelBalancer.start(
+            fabric,
+            spec.name.toLowerCase().replace(/[^a-z0-9-]/g, '-'),
+            { algorithm: spec.algorithm, port: BALANCER_PORT, backends },
+          );
+          const health = new KernelHealth(lb, spec, new Map(backends.map((b) => [b.nodeId, b])));
+          health.start();
+          net.regions.set(spec.name, { kind: 'kernel', lb, spec, health });
+        }
+      }
+    } catch (err) {
+      await net.stop();
+      throw err;
+    }
+    return net;
+  }
+
+  private region(name: string): RegionBalancer {
+    const r = this.regions.get(name);
+    if (!r) throw new PushbenchError('PB_INTERNAL', `no balancer for region ${name}`);
+    return r;
+  }
+
+  async addresses(): Promise<NetworkAddresses> {
+    const regions: NetworkAddresses['regions'] = {};
+    for (const [name, r] of this.regions) {
+      regions[name] = {
+        host: r.kind === 'haproxy' ? r.lb.options.bindAddress : r.lb.address,
+        port: BALANCER_PORT,
+      };
+    }
+    return { regions };
+  }
+
+  async addBackend(region: string, backend: BackendSpec): Promise<void> {
+    const r = this.region(region);
+    const b: KernelBackend = { nodeId: backend.nodeId, address: backend.host, port: backend.port };
+    if (r.kind === 'haproxy') {
+      const known = await r.lb.servers();
+      // A restarted node comes back at a new port: a server of that name is replaced.
+      if (known[b.nodeId] !== undefined) {
+        await r.lb.maint(b.nodeId);
+        await r.lb.command(`del server be_${r.lb.options.name}/${b.nodeId}`);
+      }
+      await r.lb.addServer(b);
+    } else {
+      await r.health.add(b);
+    }
+  }
+
+  async removeBackend(region: string, nodeId: string): Promise<void> {
+    const r = this.region(region);
+    if (r.kind === 'haproxy') await r.lb.drain(nodeId);
+    else await r.health.remove(nodeId);
+  }
+
+  async applyFault(fault: NetworkFault): Promise<string> {
+    const id = `k${++this.nextFault}`;
+    const nodes = this.nodesOf(fault.scope)
+      .map((n) => this.hostOf(n))
+      .filter((h): h is NonNullable<typeof h> => h !== undefined);
+    const handles: KernelFaultHandle[] = [];
+    try {
+      for (const n of nodes) {
+        switch (fault.kind) {
+          case 'blackhole':
+            handles.push(await addKernelFault(n.host, { kind: 'blackhole' }));
+            break;
+          case 'reset':
+            await resetConnections(n.host, n.port);
+            break;
+          case 'conntrack-limit':
+            handles.push(
+              await addKernelFault(n.host, {
+                kind: 'conntrack-limit',
+                port: n.port,
+                table: fault.table,
+              }),
+            );
+            break;
+          case 'admission-rate':
+            handles.push(
+              await addKernelFault(n.host, {
+                kind: 'admission-rate',
+                port: n.port,
+                ratePerSec: Math.max(1, Math.round(fault.ratePerSec)),
+                burst: Math.max(1, Math.round(fault.burst)),
+              }),
+            );
+            break;
+          case 'latency':
+            throw new PushbenchError(
+              'PB_USAGE',
+              'latency is not played by the kernel engine (no netem here): use topology.network "userland"',
+            );
+        }
+      }
+    } catch (err) {
+      for (const h of handles) await h.remove().catch(() => {});
+      throw err;
+    }
+    this.faults.set(id, { fault, handles });
+    return id;
+  }
+
+  async clearFault(id: string): Promise<void> {
+    const f = this.faults.get(id);
+    if (!f) return;
+    this.faults.delete(id);
+    for (const h of f.handles) await h.remove();
+  }
+
+  async clearScope(scope: FaultScope): Promise<void> {
+    const same = (a: FaultScope) =>
+      'region' in scope
+        ? 'region' in a && a.region === scope.region
+        : 'nodeId' in a && a.nodeId === scope.nodeId;
+    for (const [id, f] of [...this.faults]) {
+      if (!f.fault.standing && same(f.fault.scope)) await this.clearFault(id);
+    }
+  }
+
+  async sample(): Promise<NetworkSample> {
+    const backends: BackendSample[] = [];
+    const regions: NetworkSample['regions'] = {};
+    for (const [name, r] of this.regions) {
+      let total = 0;
+      if (r.kind === 'haproxy') {
+        const servers = await r.lb
+          .servers()
+          .catch(() => ({}) as Awaited<ReturnType<Haproxy['servers']>>);
+        for (const [nodeId, s] of Object.entries(servers)) {
+          const up = s.status.startsWith('UP');
+          backends.push(sampleOf(nodeId, name, s.sessions, up, up && !s.status.includes('DRAIN')));
+          total += s.sessions;
+        }
+      } else {
+        const counts = await conntrackByAddress(r.lb.host);
+        for (const b of r.health.backends.values()) {
+          const n = counts.get(b.address) ?? 0;
+          const healthy = r.health.healthy(b.nodeId);
+          backends.push(sampleOf(b.nodeId, name, n, healthy, healthy));
+          total += n;
+        }
+      }
+      regions[name] = { connections: total, noBackend: 0, admissionRejected: 0, resets: 0 };
+    }
+    return { atMs: Date.now(), backends, regions };
+  }
+
+  async stop(): Promise<void> {
+    for (const r of this.regions.values()) {
+      if (r.kind === 'haproxy') await r.lb.stop();
+      else r.health.stop();
+    }
+    for (const f of this.faults.values())
+      for (const h of f.handles) await h.remove().catch(() => {});
+    this.faults.clear();
+  }
+}
+
+function sampleOf(
+  nodeId: string,
+  region: string,
+  connections: number,
+  healthy: boolean,
+  inRotation: boolean,
+): BackendSample {
+  return {
+    nodeId,
+    region,
+    connections,
+    accepted: 0,
+    healthy,
+    inRotation,
+    weight: 1,
+    conntrackHeld: 0,
+    conntrackTimedOut: 0,
+    healthChangedAtMs: null,
+  };
+}
