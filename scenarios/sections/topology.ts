@@ -19,11 +19,11 @@ import {
 import {
   BALANCER_ALGORITHMS,
   BALANCER_ENGINES,
-  NETWORK_ENGINES,
   type Balancer,
   type BalancerAlgorithmName,
   type HealthCheck,
   type HealthCheckInput,
+  NETWORK_ENGINES,
   type NodeProfile,
   type NodeProfileInput,
   type OverloadBehaviour,

@@ -70,7 +70,12 @@ function scenario(devices: number, reserve: number): Scenario {
         name,
         nodes: 1,
         profile,
-        balancer: { algorithm: 'round-robin' as const, engine: 'builtin' as const, slowStartMs: 0, health },
+        balancer: {
+          algorithm: 'round-robin' as const,
+          engine: 'builtin' as const,
+          slowStartMs: 0,
+          health,
+        },
       })),
       routing: { mode: 'latency', health },
       redisUrl: null,
