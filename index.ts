@@ -100,3 +100,4 @@ export {
 export { type ServeNodeOptions, type ServeOptions, serve } from './server/serve.js';
 export { type DeviceClaims, isValidId, signToken, verifyToken } from './server/token.js';
 export { plannedRoutes } from './topology/cluster.js';
+export { chooseNetworkEngine, type NetworkEngineChoice } from './topology/kernel/engine.js';

@@ -84,6 +84,7 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
   const request = parseRunFlags(scenario, flags);
   const {
     checkRun,
+    chooseNetworkEngine,
     colourFor,
     formatPreflight,
     loadScenario,
@@ -99,7 +100,12 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
   } = await harness();
   if (request.kind === 'preflight') {
     const s = await loadScenario(scenario, request.overrides);
-    const checked = checkRun(s, plannedRoutes(s), machineLimits(processLimits()));
+    const checked = checkRun(
+      s,
+      plannedRoutes(s),
+      machineLimits(processLimits()),
+      chooseNetworkEngine(s).engine,
+    );
     print(formatPreflight(s, checked));
     return checked.problems.length === 0 ? ExitCode.Pass : ExitCode.Usage;
   }

@@ -154,6 +154,8 @@ export function checkRun(
   scenario: Scenario,
   routes: DeviceRoute[],
   limits: MachineLimits,
+  /** The network engine the run will use (topology/kernel/engine.ts). Default userland. */
+  engine: 'userland' | 'kernel' = 'userland',
 ): PreflightResult {
   const { count, reserve } = scenario.devices;
   const devices = count + reserve;
@@ -173,8 +175,28 @@ export function checkRun(
     ok: files === null || busiest + PROCESS_FD_OVERHEAD <= files,
   });
 
+  // On the kernel engine no process of ours relays bytes; an HAProxy does, two sockets
+  // per connection of its region, under the same per-process limit.
+  if (scenario.topology.balanced && engine === 'kernel') {
+    for (const r of scenario.topology.regions.filter((x) => x.balancer.engine === 'haproxy')) {
+      const regionDevices = scenario.devices.regions
+        .filter((b) => b.region === r.name)
+        .reduce((a, b) => a + b.count, 0);
+      const need = 2 * regionDevices + PROCESS_FD_OVERHEAD;
+      const ok = files === null || need <= files;
+      checks.push({
+        what: `open files, HAProxy of region ${r.name} (2 sockets per device)`,
+        need,
+        allowed: files,
+        ok,
+        ...(!ok && {
+          lift: `one HAProxy process per region: ${ulimit(need)}, or use balancer.engine "kernel" (no process carries the bytes), or at most ${formatCount(Math.floor(((files ?? 0) - PROCESS_FD_OVERHEAD) / 2))} devices in the region`,
+        }),
+      });
+    }
+  }
   // The network fabric relays every device's connection in one process: two sockets each.
-  if (scenario.topology.balanced) {
+  if (scenario.topology.balanced && engine === 'userland') {
     const need = 2 * devices + PROCESS_FD_OVERHEAD;
     const ok = files === null || need <= files;
     checks.push({
@@ -183,7 +205,7 @@ export function checkRun(
       allowed: files,
       ok,
       ...(!ok && {
-        lift: `the fabric is one process: ${ulimit(need)}, or run at most ${formatCount(Math.floor(((files ?? 0) - PROCESS_FD_OVERHEAD) / 2))} devices, or drop balancers and faults (one node per region, no timeline) so devices connect to nodes directly`,
+        lift: `the fabric is one process: ${ulimit(need)}, or run at most ${formatCount(Math.floor(((files ?? 0) - PROCESS_FD_OVERHEAD) / 2))} devices, or use topology.network "kernel" (docs/network.md), or drop balancers and faults (one node per region, no timeline) so devices connect to nodes directly`,
       }),
     });
   }

@@ -100,8 +100,13 @@ export async function preflightRefusal(
   options: ScenarioOverrides = {},
 ): Promise<string | undefined> {
   const scenario = await loadScenario(ref, options);
-  const checked = checkRun(scenario, plannedRoutes(scenario), machineLimits(processLimits()));
   try {
+    const checked = checkRun(
+      scenario,
+      plannedRoutes(scenario),
+      machineLimits(processLimits()),
+      chooseNetworkEngine(scenario).engine,
+    );
     refuseIfCapped(scenario, checked);
     return undefined;
   } catch (err) {
@@ -129,7 +134,9 @@ export async function run(
   });
   const listener = options.listener ?? {};
   const limits = machineLimits(processLimits());
-  const checked = checkRun(scenario, plannedRoutes(scenario), limits);
+  // Which network carries the devices' bytes: asked, or `auto` resolved here (exit 2 if impossible).
+  const engine = chooseNetworkEngine(scenario);
+  const checked = checkRun(scenario, plannedRoutes(scenario), limits, engine.engine);
   refuseIfCapped(scenario, checked);
   listener.notice?.(describePreflight(scenario, checked));
   const cpuWarnings = preflightWarnings(checked);
@@ -142,8 +149,6 @@ export async function run(
   };
 
   let director: ChaosDirector | undefined;
-  // Which network carries the devices' bytes: asked, or `auto` resolved here (exit 2 if impossible).
-  const engine = chooseNetworkEngine(scenario);
   if (scenario.topology.network !== 'userland' || engine.engine === 'kernel') {
     listener.notice?.(`network: ${engine.engine} (${engine.why})`);
   }
