@@ -97,9 +97,14 @@ describe('preflight', () => {
       expect(err).toBeInstanceOf(PushbenchError);
       expect((err as PushbenchError).code).toBe('PB_LIMIT');
       expect((err as Error).message).toMatch(
-        /12,000 devices will not fit: open files, network fabric.* needs 24,200 but 20,000 are allowed: the fabric is one process: raise it with `ulimit -n 24200` where the hard limit allows, or run at most 9,900 devices, or drop balancers and faults/,
+        /12,000 devices will not fit: open files, network fabric.* needs 24,200 but 20,000 are allowed: the fabric is one process: raise it with `ulimit -n 24200` where the hard limit allows, or run at most 9,900 devices, or use topology.network "kernel" \(docs\/network.md\), or drop balancers and faults/,
       );
     }
+    // On the kernel engine no process relays the bytes: the same run fits.
+    const onKernel = scenario({ topology: { nodes: 2 }, devices: { count: 12_000 } });
+    expect(
+      checkRun(onKernel, plannedRoutes(onKernel), machine(), 'kernel').problems.map((p) => p.what),
+    ).toEqual([]);
     // The same run with a raised limit goes.
     expect(
       check({ topology: { nodes: 2 }, devices: { count: 12_000 } }, { openFiles: 65_536 }).r
