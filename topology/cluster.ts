@@ -104,8 +104,8 @@ export class Cluster {
   private fabric: KernelFabric | undefined;
   /** Each node's host on the fabric (a restarted node keeps its host). */
   private readonly hosts = new Map<string, KernelHost>();
-  /** Devices' source addresses on the fabric. */
-  private sourceAddresses: string[] = [];
+  /** Devices' source addresses on the fabric, by home region. */
+  private readonly sourceAddresses = new Map<string, string[]>();
 
   private constructor(
     private readonly scenario: Scenario,
@@ -144,14 +144,13 @@ export class Cluster {
     const growing = this.scenario.timeline.some((t) => t.action === 'scale-up');
     if (this.engine.engine === 'kernel') {
       this.fabric = await KernelFabric.create();
-      const k = topology.regions.length;
-      this.sourceAddresses = await this.fabric.addRootAddresses(
-        Math.min(
-          254,
-          regionAddresses(0, this.scenario.devices.count + this.scenario.devices.reserve).length *
-            Math.max(1, k),
-        ),
-      );
+      for (const [k, r] of topology.regions.entries()) {
+        const count = regionAddresses(k, regionDevices(this.scenario, r.name)).length;
+        this.sourceAddresses.set(
+          r.name,
+          await this.fabric.addRootAddresses(Math.min(254, count), 255 - k),
+        );
+      }
     }
     // Nodes share state through Redis when configured, else through a hub process
     // that holds no devices (so killing any node never takes the cluster's state with it).
@@ -368,7 +367,7 @@ export class Cluster {
         port,
         path: '/ws',
         localAddresses: this.fabric
-          ? this.sourceAddresses
+          ? (this.sourceAddresses.get(b.region) ?? [])
           : regionAddresses(Math.max(0, k), regionDevices(this.scenario, b.region)),
       };
     });

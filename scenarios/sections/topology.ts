@@ -50,7 +50,7 @@ export const topologyDefaults = {
   },
   /** The embedded hub. */
   redis: OFF,
-  network: 'userland',
+  network: 'auto',
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
 } as const satisfies Defaults<TopologyInput>;

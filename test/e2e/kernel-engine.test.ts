@@ -25,7 +25,9 @@ function scenario(topology: Record<string, unknown>, timeline: unknown[] = []) {
 describe('network engine choice', () => {
   it('refuses a balancer engine of the kernel on userland, and what the kernel engine does not play, in one line', () => {
     expect(() =>
-      chooseNetworkEngine(scenario({ nodes: 2, balancer: { engine: 'haproxy' } })),
+      chooseNetworkEngine(
+        scenario({ network: 'userland', nodes: 2, balancer: { engine: 'haproxy' } }),
+      ),
     ).toThrow(/balancer.engine "haproxy" runs on the kernel network engine: set topology.network/);
     if (isRoot) {
       expect(() =>
@@ -48,9 +50,21 @@ describe('network engine choice', () => {
   });
 
   it('auto falls back to userland with the reason, and the scenario validator names bad engines', () => {
-    const choice = chooseNetworkEngine(scenario({ network: 'auto', nodes: 2 }));
-    expect(choice.engine).toBe('userland');
-    expect(choice.why).toMatch(/^auto: /);
+    // The default is auto; with the builtin balancer, or nothing to balance, it stays userland.
+    const choice = chooseNetworkEngine(scenario({ nodes: 2 }));
+    expect(choice).toEqual({
+      engine: 'userland',
+      why: expect.stringMatching(/^auto: the builtin balancer runs in the userland fabric/),
+    });
+    expect(chooseNetworkEngine(scenario({ nodes: 1 })).why).toMatch(
+      /^auto: one node and no network fault/,
+    );
+    if (isRoot) {
+      // A balancer only the kernel runs asks for the kernel engine by itself.
+      expect(
+        chooseNetworkEngine(scenario({ nodes: 2, balancer: { engine: 'kernel' } })).engine,
+      ).toBe('kernel');
+    }
     expect(() => scenario({ network: 'ebpf' })).toThrow(
       /topology.network: must be one of userland, kernel, auto, got "ebpf"/,
     );

@@ -1,6 +1,8 @@
 /**
  * Which network engine a run gets: `topology.network` as asked, with `auto`
- * resolved against this machine (root, `ip`, `nft`, and `haproxy` where a
+ * (the default) resolved against the scenario (a run with nothing to balance
+ * or fault, or with pushbench's builtin balancer, stays on the userland path it
+ * always had; a `haproxy` or `kernel` balancer asks for the kernel) and this machine (root, `ip`, `nft`, and `haproxy` where a
  * balancer asks for it) and against what the kernel engine plays today. The
  * answer comes with its reason, printed in the run's first lines and kept in
  * the report.
@@ -25,14 +27,25 @@ function hasHaproxy(): boolean {
   }
 }
 
+/** Timeline actions the network plays. */
+const NETWORK_ACTIONS = new Set([
+  'latency',
+  'blackhole',
+  'reset',
+  'conntrack-limit',
+  'admission-rate',
+]);
+
 const LOOPBACK = /^(?:rediss?:\/\/)(?:[^@/]*@)?(?:127\.|localhost|\[::1\])/;
 
 /** What in the scenario the kernel engine does not play yet; empty when it plays all of it. */
 export function kernelUnsupported(scenario: Scenario): string[] {
   const out: string[] = [];
   const { topology } = scenario;
-  if (topology.regions.length > 1) {
-    out.push('several regions (the global entry is not in the kernel engine yet)');
+  if (topology.regions.length > 1 && topology.routing.mode !== 'latency') {
+    out.push(
+      'routing "health" between regions (the global entry\'s failover is not in the kernel engine yet)',
+    );
   }
   if (topology.balanced) {
     for (const r of topology.regions) {
@@ -81,7 +94,7 @@ export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
   const asked = scenario.topology.network;
   const needsKernel = scenario.topology.regions.filter((r) => r.balancer.engine !== 'builtin');
   if (asked === 'userland') {
-    if (scenario.topology.balanced && needsKernel.length > 0) {
+    if (needsKernel.length > 0) {
       throw new PushbenchError(
         'PB_USAGE',
         `balancer.engine "${needsKernel[0]?.balancer.engine}" runs on the kernel network engine: set topology.network to "kernel" (or "auto")`,
@@ -103,13 +116,31 @@ export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
     }
     return { engine: 'kernel', why: 'asked (topology.network "kernel")' };
   }
-  if (missing.length > 0)
-    return { engine: 'userland', why: `auto: this machine lacks ${missing.join('; ')}` };
-  if (unsupported.length > 0) {
+  // Nothing to balance and no network fault: devices go straight to the node, as
+  // always; no fabric of either kind is made.
+  const faults = scenario.timeline.some((t) => NETWORK_ACTIONS.has(t.action));
+  if (!scenario.topology.balanced && !faults) {
     return {
       engine: 'userland',
-      why: `auto: the kernel engine does not play ${unsupported.join('; ')}`,
+      why: 'auto: one node and no network fault, so devices connect to it directly',
     };
+  }
+  if (needsKernel.length === 0) {
+    return {
+      engine: 'userland',
+      why: 'auto: the builtin balancer runs in the userland fabric (balancer.engine "haproxy" or "kernel" runs on the kernel)',
+    };
+  }
+  // A balancer only the kernel engine runs was asked for: no silent substitute.
+  const asks = `balancer.engine "${needsKernel[0]?.balancer.engine}" runs on the kernel network engine, which`;
+  if (missing.length > 0) {
+    throw new PushbenchError('PB_USAGE', `${asks} needs ${missing.join('; ')}`);
+  }
+  if (unsupported.length > 0) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `${asks} does not play ${unsupported.join('; ')}; use balancer.engine "builtin" on topology.network "userland"`,
+    );
   }
   return {
     engine: 'kernel',
