@@ -168,6 +168,26 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
     for (const c of [...admitted, held]) c.socket.destroy();
   }, 30_000);
 
+  it("a SYN that gets no answer is admitted at the client kernel's own retransmission times, read from its sysctls", async () => {
+    const a = fabric.host('node-a');
+    const schedule = synRetransmitScheduleMs();
+    // Lifted between two retransmissions past the linear ones (where they exist):
+    // the connect completes at the next one, not at the lift.
+    const liftMs = (schedule[4] ?? schedule[schedule.length - 1] ?? 5000) + 500;
+    const next = schedule.find((t) => t > liftMs);
+    const fault = await addKernelFault(a, { kind: 'blackhole' });
+    const startMs = performance.now();
+    const c = open(a.address);
+    setTimeout(() => void fault.remove(), liftMs);
+    const atMs = (await c.connectedAtMs) - startMs;
+    expect(next, `schedule ${schedule}`).toBeDefined();
+    expect(
+      Math.abs(atMs - (next ?? 0)),
+      `connected at ${atMs.toFixed(0)} ms; schedule ${schedule}`,
+    ).toBeLessThan(250);
+    c.socket.destroy();
+  }, 30_000);
+
   it('admission-rate: new connections over the rate are refused by the kernel', async () => {
     const address = fabric.host('node-a').address;
     const fault = await addKernelFault(fabric.host('node-a'), {
