@@ -43,6 +43,30 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
   it('unknown gate metric', () =>
     expectUsageError(['run', 'smoke', '--gate', 'happiness > 3'], /happiness/));
   it('serve without a secret', () => expectUsageError(['serve', '--api-key', 'k'], /--secret/));
+  it('a network engine that does not exist', () =>
+    expectUsageError(
+      ['run', 'smoke', '--set', 'topology.network=ebpf'],
+      /topology\.network: must be one of userland, kernel, auto, got "ebpf"/,
+    ));
+  it('the kernel engine asked for what it does not play (a latency fault)', () =>
+    expectUsageError(
+      ['run', 'regional-latency', '--set', 'topology.network=kernel'],
+      process.getuid?.() === 0
+        ? /the kernel network engine does not play .*a latency fault/
+        : /the kernel network engine needs root/,
+    ));
+  it('HAProxy asked for on the userland engine', () =>
+    expectUsageError(
+      [
+        'run',
+        'node-kill',
+        '--set',
+        'topology.network=userland',
+        '--set',
+        'topology.balancer.engine=haproxy',
+      ],
+      /balancer\.engine "haproxy" runs on the kernel network engine/,
+    ));
   it('chaos scenario file with problems listed by path', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-cli-'));
     const file = join(dir, 'bad.json');
