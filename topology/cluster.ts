@@ -196,17 +196,6 @@ export class Cluster {
                 .filter((n) => n.region === scope.region)
                 .map((n) => n.nodeId),
       );
-      this.addresses = await this.network.addresses();
-      for (const r of topology.regions) {
-        if (r.profile.conntrack !== null) {
-          await this.network.applyFault({
-            kind: 'conntrack-limit',
-            scope: { region: r.name },
-            table: r.profile.conntrack,
-            standing: true,
-          });
-        }
-      }
     } else if (topology.balanced) {
       const spec: NetworkSpec = {
         host: '127.0.0.1',
@@ -234,8 +223,11 @@ export class Cluster {
         };
       }
       this.network = await startNetworkProcess(spec);
+    }
+    if (this.network) {
       this.addresses = await this.network.addresses();
-      // A profile's conntrack table is the fabric's conntrack emulation, for the whole run.
+      // A profile's conntrack table stands for the whole run: the userland fabric's
+      // emulation, or the kernel's own table on each node host.
       for (const r of topology.regions) {
         if (r.profile.conntrack !== null) {
           await this.network.applyFault({
