@@ -50,6 +50,7 @@ export const TIMELINE_ACTIONS = [
   'reset',
   'conntrack-limit',
   'admission-rate',
+  'bandwidth',
   'connect',
 ] as const;
 /** One of {@link TIMELINE_ACTIONS}. */
@@ -260,6 +261,8 @@ export interface TimelineActionInput extends ScopeInput {
   burst?: number;
   /** connect: devices to open. */
   devices?: number;
+  /** bandwidth: the cap on each node's link in scope, both directions: `"10mbit"`, `"512kbit"`, `"1gbit"`, or bits per second. */
+  bandwidth?: string | number;
 }
 
 /**
@@ -402,6 +405,7 @@ export type TimelineAction = { atMs: number; label: string } & (
       burst: number;
       forMs: number | null;
     }
+  | { action: 'bandwidth'; scope: FaultScope; bitsPerSec: number; forMs: number | null }
   | { action: 'connect'; devices: number; rateHz: number }
 );
 

@@ -54,6 +54,8 @@ function networkFault(a: TimelineAction): NetworkFault | undefined {
       return { kind: 'conntrack-limit', scope: a.scope, table: a.table };
     case 'admission-rate':
       return { kind: 'admission-rate', scope: a.scope, ratePerSec: a.ratePerSec, burst: a.burst };
+    case 'bandwidth':
+      return { kind: 'bandwidth', scope: a.scope, bitsPerSec: a.bitsPerSec };
     default:
       return undefined;
   }

@@ -15,6 +15,9 @@ import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.
 
 export type { DeviceRoute } from '../loadgen/messages.js';
 
+/** Where every node listens on its own kernel-engine host (each host has its own address). */
+const KERNEL_NODE_PORT = 7001;
+
 /** Why a node is not (or no longer) running. */
 export type NodeState = 'up' | 'killed' | 'stopping' | 'stopped' | 'crashed';
 
@@ -170,19 +173,22 @@ export class Cluster {
       for (let n = 1; n <= r.nodes; n++) starts.push(this.startNode(r.name, nodeIdOf(r.name, n)));
     }
     await Promise.all(starts);
-    if (topology.balanced && this.fabric) {
+    if (this.fabric) {
+      // Regions of one node without a balancer engine of the kernel connect straight to it.
       this.network = await KernelNetwork.start(
         this.fabric,
-        topology.regions.map((r) => ({
-          name: r.name,
-          engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
-          algorithm: r.balancer.algorithm,
-          slowStartMs: r.balancer.slowStartMs,
-          health: r.balancer.health,
-          backends: [...this.nodes.values()]
-            .filter((n) => n.region === r.name)
-            .map((n) => this.backendOf(n.nodeId)),
-        })),
+        topology.regions
+          .filter((r) => r.balancer.engine !== 'builtin')
+          .map((r) => ({
+            name: r.name,
+            engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
+            algorithm: r.balancer.algorithm,
+            slowStartMs: r.balancer.slowStartMs,
+            health: r.balancer.health,
+            backends: [...this.nodes.values()]
+              .filter((n) => n.region === r.name)
+              .map((n) => this.backendOf(n.nodeId)),
+          })),
         (nodeId) => {
           const host = this.hosts.get(nodeId);
           const proc = this.procs.get(nodeId);
@@ -268,7 +274,7 @@ export class Cluster {
     const host = await this.hostFor(nodeId);
     const proc = await startNodeProcess({
       nodeId,
-      ...(host && { host: host.address, namespace: host.namespace }),
+      ...(host && { host: host.address, namespace: host.namespace, port: KERNEL_NODE_PORT }),
       processes: nodeProcesses(
         profile,
         expectedConnectionsPerNode(this.scenario, region),
@@ -341,7 +347,15 @@ export class Cluster {
       const k = regions.findIndex((r) => r.name === b.region);
       let host: string;
       let port: number;
-      if (addresses) {
+      const direct = this.fabric && !addresses?.regions[b.region];
+      if (direct) {
+        // The kernel engine without a balancer in this region: its one node's host.
+        const node = [...this.nodes.values()].find((n) => n.region === b.region);
+        const proc = node && this.procs.get(node.nodeId);
+        if (!proc) throw new PushbenchError('PB_INTERNAL', `no node in region ${b.region}`);
+        host = proc.host;
+        port = proc.port;
+      } else if (addresses) {
         const entry = addresses.global ?? addresses.regions[b.region];
         if (!entry) throw new PushbenchError('PB_INTERNAL', `no balancer for region ${b.region}`);
         host = entry.host;

@@ -40,6 +40,8 @@ export interface NodeProcessOptions {
    * the node is a real process on that host; `host` should then be the host's address.
    */
   namespace?: string;
+  /** The port to listen on; default 0 (any free one). A kernel-engine host keeps one port across restarts. */
+  port?: number;
   /** Worker processes sharing the node's port (`serve --processes`). Default 1. */
   processes?: number;
   /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
@@ -167,7 +169,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     '--host',
     host,
     '--port',
-    '0',
+    String(options.port ?? 0),
     '--node-id',
     options.nodeId,
     '--heartbeat-interval',

@@ -55,6 +55,7 @@ export const actionFieldDefaults = {
     burst: computed('max(1, ceil(rate))'),
     for: OFF,
   },
+  bandwidth: { ...target, bandwidth: REQUIRED, for: OFF },
   connect: { devices: REQUIRED, rate: 1000 },
 } as const satisfies { [A in TimelineActionName]: ActionTable };
 
@@ -237,6 +238,8 @@ function readAction(
       return conntrackLimit(f);
     case 'admission-rate':
       return admissionRate(f);
+    case 'bandwidth':
+      return bandwidth(f);
     case 'connect': {
       const d = actionFieldDefaults.connect;
       const devices = f.num('devices', d.devices, { min: 1, integer: true });
@@ -321,6 +324,34 @@ function conntrackLimit(f: ActionFields): TimelineAction {
   const forMs = f.forMs();
   const label = f.label(`conntrack ${table} ${scopeLabel(scope)}`);
   return { atMs: f.atMs, action: 'conntrack-limit', scope, table, forMs, label };
+}
+
+const BANDWIDTH = /^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)$/i;
+const BANDWIDTH_UNIT: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 };
+
+function bandwidth(f: ActionFields): TimelineAction {
+  const scope = f.scope();
+  const v = f.v.bandwidth;
+  let bitsPerSec = 0;
+  const m = typeof v === 'string' ? BANDWIDTH.exec(v.trim()) : null;
+  if (typeof v === 'number' && Number.isFinite(v)) bitsPerSec = v;
+  else if (m) bitsPerSec = Number(m[1]) * (BANDWIDTH_UNIT[(m[2] as string).toLowerCase()] ?? 1);
+  if (!(bitsPerSec >= 8000) || bitsPerSec > 1e11) {
+    f.p.add(
+      `${f.path}.bandwidth`,
+      `must be a rate from 8kbit to 100gbit, e.g. "10mbit" or bits per second (got ${JSON.stringify(v)})`,
+    );
+    bitsPerSec = 8000;
+  }
+  const forMs = f.forMs();
+  const label = f.label(`bandwidth ${formatBits(bitsPerSec)} ${scopeLabel(scope)}`);
+  return { atMs: f.atMs, action: 'bandwidth', scope, bitsPerSec, forMs, label };
+}
+
+function formatBits(bits: number): string {
+  if (bits >= 1e9) return `${+(bits / 1e9).toFixed(3)}gbit`;
+  if (bits >= 1e6) return `${+(bits / 1e6).toFixed(3)}mbit`;
+  return `${+(bits / 1e3).toFixed(3)}kbit`;
 }
 
 function admissionRate(f: ActionFields): TimelineAction {

@@ -49,6 +49,20 @@ describe('network engine choice', () => {
     }
   });
 
+  it('bandwidth: refused on userland in one line, and a rate it cannot read is named by path', () => {
+    const thin = [{ at: '1s', action: 'bandwidth', node: 'local-1', bandwidth: '10mbit' }];
+    expect(() => chooseNetworkEngine(scenario({ network: 'userland' }, thin))).toThrow(
+      /the bandwidth action is played by the kernel network engine only/,
+    );
+    expect(scenario({}, thin).timeline[0]).toMatchObject({
+      action: 'bandwidth',
+      bitsPerSec: 10_000_000,
+    });
+    expect(() =>
+      scenario({}, [{ at: '1s', action: 'bandwidth', node: 'local-1', bandwidth: 'fast' }]),
+    ).toThrow(/timeline\[0\]\.bandwidth: must be a rate from 8kbit to 100gbit/);
+  });
+
   it('auto falls back to userland with the reason, and the scenario validator names bad engines', () => {
     // The default is auto; with the builtin balancer, or nothing to balance, it stays userland.
     const choice = chooseNetworkEngine(scenario({ nodes: 2 }));
@@ -117,6 +131,43 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     // HAProxy's own per-server sessions were sampled beside the nodes' counts.
     expect(report.topology.balancer.length).toBeGreaterThan(0);
     expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('one node with a bandwidth cap and a kill and restart: auto takes the kernel engine, devices go straight to the host and come back', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-direct',
+        topology: { nodes: 1 },
+        devices: { count: 100, connectRate: 200, reconnect: 'full-jitter:200ms:1s' },
+        traffic: { direct: { rate: 20 } },
+        duration: '6s',
+        timeline: [
+          {
+            at: '1s',
+            action: 'bandwidth',
+            node: 'local-1',
+            bandwidth: '2mbit',
+            for: '1s',
+            label: 'thin',
+          },
+          { at: '2500ms', action: 'kill-node', node: 'local-1', label: 'kill' },
+          { at: '3s', action: 'restart-node', node: 'local-1', label: 'back' },
+        ],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    expect(report.topology.network?.why).toMatch(/^auto: /);
+    const thin = report.faults.find((f) => f.label === 'thin');
+    expect(thin?.fired).toBe(true);
+    expect(thin?.tEnd).not.toBeNull();
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(kill?.affected).toBe(100);
+    // The restarted node listens on the same host and port: every device is back.
+    expect(kill?.notBack).toBe(0);
+    expect(report.devices.heldAtEnd).toBe(100);
     expect(await leftovers()).toBe('');
   }, 120_000);
 

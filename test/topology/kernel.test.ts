@@ -15,6 +15,7 @@ import { ip } from '../../topology/kernel/commands.js';
 import { fabricTag, KernelFabric, sweepDeadFabrics } from '../../topology/kernel/fabric.js';
 import {
   addKernelFault,
+  capBandwidth,
   resetConnections,
   synRetransmitScheduleMs,
 } from '../../topology/kernel/faults.js';
@@ -186,6 +187,64 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       `connected at ${atMs.toFixed(0)} ms; schedule ${schedule}`,
     ).toBeLessThan(250);
     c.socket.destroy();
+  }, 30_000);
+
+  it('bandwidth: what a node sends and receives is measured within 20 % of the cap', async () => {
+    const b = fabric.host('node-b');
+    // A sink and source on node-b: sends 1.5 MB to whoever connects, and counts what it is sent.
+    const [cmd, args] = fabric.commandOn(b, process.execPath, [
+      '-e',
+      `require('net').createServer((s) => { s.on('error', () => {});` +
+        ` s.once('data', (d) => { if (String(d) === 'down') s.end(Buffer.alloc(1500000));` +
+        ` else { let n = d.length; s.on('data', (x) => { n += x.length; if (n >= 1000000) s.end('ok'); }); } }); })` +
+        `.listen(${PORT + 1}, '0.0.0.0', () => console.log('ready'));`,
+    ]);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    await once(child.stdout!, 'data');
+    const capBits = 8_000_000;
+    const cap = await capBandwidth(b, capBits);
+    try {
+      // Down: node -> device.
+      const down = connect(PORT + 1, b.address);
+      let got = 0;
+      let firstMs = 0;
+      down.on('data', (d) => {
+        if (got === 0) firstMs = performance.now();
+        got += d.length;
+      });
+      down.write('down');
+      await once(down, 'end');
+      const downBits = ((got - 65_536) * 8) / ((performance.now() - firstMs) / 1000);
+      // Up: device -> node, 1 MB.
+      const up = connect(PORT + 1, b.address);
+      await once(up, 'connect');
+      const startMs = performance.now();
+      up.write('u');
+      up.write(Buffer.alloc(1_000_000));
+      await once(up, 'data');
+      const upBits = (1_000_000 * 8) / ((performance.now() - startMs) / 1000);
+      up.destroy();
+      expect(
+        Math.abs(downBits / capBits - 1),
+        `down ${(downBits / 1e6).toFixed(2)} Mbit/s`,
+      ).toBeLessThan(0.2);
+      expect(Math.abs(upBits / capBits - 1), `up ${(upBits / 1e6).toFixed(2)} Mbit/s`).toBeLessThan(
+        0.2,
+      );
+    } finally {
+      await cap.remove();
+    }
+    // Lifted: the same transfer is far faster than the cap.
+    const again = connect(PORT + 1, b.address);
+    let n = 0;
+    again.on('data', (d) => {
+      n += d.length;
+    });
+    const t0 = performance.now();
+    again.write('down');
+    await once(again, 'end');
+    expect((n * 8) / ((performance.now() - t0) / 1000)).toBeGreaterThan(capBits * 3);
   }, 30_000);
 
   it('admission-rate: new connections over the rate are refused by the kernel', async () => {

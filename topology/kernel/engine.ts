@@ -34,7 +34,10 @@ const NETWORK_ACTIONS = new Set([
   'reset',
   'conntrack-limit',
   'admission-rate',
+  'bandwidth',
 ]);
+/** Timeline actions only the kernel engine plays. */
+const KERNEL_ONLY_ACTIONS = new Set(['bandwidth']);
 
 const LOOPBACK = /^(?:rediss?:\/\/)(?:[^@/]*@)?(?:127\.|localhost|\[::1\])/;
 
@@ -49,7 +52,9 @@ export function kernelUnsupported(scenario: Scenario): string[] {
   }
   if (topology.balanced) {
     for (const r of topology.regions) {
-      if (r.balancer.engine === 'builtin') {
+      const grows = scenario.timeline.some((t) => t.action === 'scale-up' && t.region === r.name);
+      // One node that stays one node needs no balancer: its devices go straight to its host.
+      if (r.balancer.engine === 'builtin' && (r.nodes > 1 || grows)) {
         out.push(
           `region ${r.name}: balancer.engine "builtin" (use "haproxy", or "kernel" for round-robin and random)`,
         );
@@ -93,7 +98,14 @@ function machineMissing(scenario: Scenario): string[] {
 export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
   const asked = scenario.topology.network;
   const needsKernel = scenario.topology.regions.filter((r) => r.balancer.engine !== 'builtin');
+  const kernelFaults = scenario.timeline.filter((t) => KERNEL_ONLY_ACTIONS.has(t.action));
   if (asked === 'userland') {
+    if (kernelFaults.length > 0) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `the ${kernelFaults[0]?.action} action is played by the kernel network engine only: set topology.network to "kernel" (or "auto")`,
+      );
+    }
     if (needsKernel.length > 0) {
       throw new PushbenchError(
         'PB_USAGE',
@@ -125,14 +137,17 @@ export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
       why: 'auto: one node and no network fault, so devices connect to it directly',
     };
   }
-  if (needsKernel.length === 0) {
+  if (needsKernel.length === 0 && kernelFaults.length === 0) {
     return {
       engine: 'userland',
       why: 'auto: the builtin balancer runs in the userland fabric (balancer.engine "haproxy" or "kernel" runs on the kernel)',
     };
   }
-  // A balancer only the kernel engine runs was asked for: no silent substitute.
-  const asks = `balancer.engine "${needsKernel[0]?.balancer.engine}" runs on the kernel network engine, which`;
+  // A balancer or fault only the kernel engine plays was asked for: no silent substitute.
+  const asks =
+    needsKernel.length > 0
+      ? `balancer.engine "${needsKernel[0]?.balancer.engine}" runs on the kernel network engine, which`
+      : `the ${kernelFaults[0]?.action} action is played by the kernel network engine, which`;
   if (missing.length > 0) {
     throw new PushbenchError('PB_USAGE', `${asks} needs ${missing.join('; ')}`);
   }

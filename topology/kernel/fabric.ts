@@ -35,6 +35,9 @@ export interface KernelHost {
   address: string;
   /** Its index on the fabric (address order). */
   index: number;
+  /** The fabric's namespace, and the bridge port that leads to this host there (its link's other end). */
+  fabricNamespace: string;
+  bridgePort: string;
 }
 
 /** Where fabrics record their subnet claims. */
@@ -141,14 +144,16 @@ export class KernelFabric {
     if (this.hosts.some((h) => h.name === name)) throw new TypeError(`host ${name} exists`);
     const index = this.hosts.length + 2;
     if (index > 65_000) throw new RangeError('a fabric holds at most 64,998 hosts');
+    const bridgeEnd = `${this.tag}p${index}`;
     const host: KernelHost = {
       name,
       namespace: `${this.tag}-${name}`,
       address: `10.${this.subnet}.${index >> 8}.${index & 255}`,
       index,
+      fabricNamespace: this.fabricNamespace,
+      bridgePort: bridgeEnd,
     };
     const hostEnd = `${this.tag}h${index}`;
-    const bridgeEnd = `${this.tag}p${index}`;
     // Claimed before the first await: hosts added concurrently get distinct indexes.
     this.hosts.push(host);
     await ip(['netns', 'add', host.namespace]);

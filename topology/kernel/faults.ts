@@ -105,6 +105,44 @@ export async function addKernelFault(
 }
 
 /**
+ * Caps `host`'s link at `bitsPerSec` in both directions with the kernel's token
+ * bucket filter (tc `tbf`): on its `eth0` for what it sends, and on its bridge
+ * port in the fabric namespace for what it receives. Packets over the rate
+ * queue (up to 100 ms), then drop, as on a saturated link.
+ */
+export async function capBandwidth(
+  host: KernelHost,
+  bitsPerSec: number,
+): Promise<KernelFaultHandle> {
+  if (!Number.isFinite(bitsPerSec) || bitsPerSec < 8000) {
+    throw new RangeError(`bandwidth must be at least 8000 bit/s, got ${bitsPerSec}`);
+  }
+  const rate = Math.round(bitsPerSec);
+  // 20 ms of traffic, and never less than ten full frames.
+  const burst = Math.max(15_000, Math.round(rate / 8 / 50));
+  const tbf = ['root', 'tbf', 'rate', `${rate}bit`, 'burst', String(burst), 'latency', '100ms'];
+  await execIn(host.namespace, 'tc', ['qdisc', 'replace', 'dev', 'eth0', ...tbf]);
+  await execIn(host.fabricNamespace, 'tc', ['qdisc', 'replace', 'dev', host.bridgePort, ...tbf]);
+  let removed = false;
+  return {
+    host,
+    table: `tbf ${rate}bit`,
+    async remove() {
+      if (removed) return;
+      removed = true;
+      await execIn(host.namespace, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root']).catch(() => {});
+      await execIn(host.fabricNamespace, 'tc', [
+        'qdisc',
+        'del',
+        'dev',
+        host.bridgePort,
+        'root',
+      ]).catch(() => {});
+    },
+  };
+}
+
+/**
  * Resets every established TCP connection of `host` on local port `port` (`ss
  * -K`: the kernel aborts each socket and sends its peer an RST). Returns how
  * many there were.

@@ -176,6 +176,13 @@ export class Haproxy {
     await this.expectOk(`enable server ${id}`);
   }
 
+  /** A server already known (a restarted node): its address again, then back in rotation. */
+  async readyAgain(b: KernelBackend): Promise<void> {
+    const id = `be_${this.options.name}/${serverName(b.nodeId)}`;
+    await this.expectOk(`set server ${id} addr ${b.address} port ${b.port}`);
+    await this.expectOk(`set server ${id} state ready`);
+  }
+
   /** No new connections for the server; those it holds stay. */
   async drain(nodeId: string): Promise<void> {
     await this.expectOk(`set server be_${this.options.name}/${serverName(nodeId)} state drain`);

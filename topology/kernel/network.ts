@@ -24,7 +24,12 @@ import type {
 import { type KernelBackend, KernelBalancer } from './balancer.js';
 import { execIn } from './commands.js';
 import type { KernelFabric, KernelHost } from './fabric.js';
-import { addKernelFault, type KernelFaultHandle, resetConnections } from './faults.js';
+import {
+  addKernelFault,
+  capBandwidth,
+  type KernelFaultHandle,
+  resetConnections,
+} from './faults.js';
 import { Haproxy } from './haproxy.js';
 
 /** Where devices reach a region's balancer on the fabric. */
@@ -235,12 +240,10 @@ export class KernelNetwork implements NetworkHandle {
     const b: KernelBackend = { nodeId: backend.nodeId, address: backend.host, port: backend.port };
     if (r.kind === 'haproxy') {
       const known = await r.lb.servers();
-      // A restarted node comes back at a new port: a server of that name is replaced.
-      if (known[b.nodeId] !== undefined) {
-        await r.lb.maint(b.nodeId);
-        await r.lb.command(`del server be_${r.lb.options.name}/${b.nodeId}`);
-      }
-      await r.lb.addServer(b);
+      // A restarted node comes back on its host's address and port: its server is
+      // pointed there again and put back in rotation.
+      if (known[b.nodeId] !== undefined) await r.lb.readyAgain(b);
+      else await r.lb.addServer(b);
     } else {
       await r.health.add(b);
     }
@@ -285,6 +288,9 @@ export class KernelNetwork implements NetworkHandle {
                 burst: Math.max(1, Math.round(fault.burst)),
               }),
             );
+            break;
+          case 'bandwidth':
+            handles.push(await capBandwidth(n.host, fault.bitsPerSec));
             break;
           case 'latency':
             throw new PushbenchError(

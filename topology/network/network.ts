@@ -141,6 +141,12 @@ export class Network {
 
   /** Puts a fault on the network and returns its id; a reset acts at once and its id clears nothing. */
   applyFault(fault: NetworkFault): string {
+    if (fault.kind === 'bandwidth') {
+      throw new PushbenchError(
+        'PB_USAGE',
+        'bandwidth is played by the kernel network engine only (topology.network "kernel")',
+      );
+    }
     this.checkScope(fault.scope);
     const id = `f${this.nextFault++}`;
     if (fault.kind === 'reset') {

@@ -92,6 +92,8 @@ export type NetworkFault =
     | { kind: 'conntrack-limit'; scope: FaultScope; table: number }
     /** A token bucket on new connections (region: all of its traffic; node: those assigned to it); over it, reset. */
     | { kind: 'admission-rate'; scope: FaultScope; ratePerSec: number; burst: number }
+    /** Each node's link in scope is capped at this rate, both directions (the kernel engine only). */
+    | { kind: 'bandwidth'; scope: FaultScope; bitsPerSec: number }
   ) & {
     /**
      * Part of the topology, not an injected fault (a profile's conntrack table):
