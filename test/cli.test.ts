@@ -48,11 +48,11 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
       ['run', 'smoke', '--set', 'topology.network=ebpf'],
       /topology\.network: must be one of userland, kernel, auto, got "ebpf"/,
     ));
-  it('the kernel engine asked for what it does not play (a latency fault)', () =>
+  it('the kernel engine asked for what it does not play (the builtin balancer)', () =>
     expectUsageError(
       ['run', 'regional-latency', '--set', 'topology.network=kernel'],
       process.getuid?.() === 0
-        ? /the kernel network engine does not play .*a latency fault/
+        ? /the kernel network engine does not play region eu: balancer.engine "builtin"/
         : /the kernel network engine needs root/,
     ));
   it('HAProxy asked for on the userland engine', () =>

@@ -6,6 +6,7 @@ import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.j
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
 import type { NetworkEngineChoice } from './kernel/engine.js';
 import { KernelFabric, type KernelHost } from './kernel/fabric.js';
+import { type LatencyLink, startLatencyLink } from './kernel/links.js';
 import { KernelNetwork } from './kernel/network.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
@@ -17,6 +18,8 @@ export type { DeviceRoute } from '../loadgen/messages.js';
 
 /** Where every node listens on its own kernel-engine host (each host has its own address). */
 const KERNEL_NODE_PORT = 7001;
+/** Where a node's latency link listens on its host, when it has one. */
+const KERNEL_LINK_PORT = 7002;
 
 /** Why a node is not (or no longer) running. */
 export type NodeState = 'up' | 'killed' | 'stopping' | 'stopped' | 'crashed';
@@ -107,6 +110,8 @@ export class Cluster {
   private fabric: KernelFabric | undefined;
   /** Each node's host on the fabric (a restarted node keeps its host). */
   private readonly hosts = new Map<string, KernelHost>();
+  /** Latency links of the nodes a latency fault may reach (kernel engine), by node id. */
+  private readonly links = new Map<string, LatencyLink>();
   /** Devices' source addresses on the fabric, by home region. */
   private readonly sourceAddresses = new Map<string, string[]>();
 
@@ -195,6 +200,7 @@ export class Cluster {
           const node = this.nodes.get(nodeId);
           return host && proc && node ? { host, region: node.region, port: proc.port } : undefined;
         },
+        (nodeId) => this.links.get(nodeId),
         (scope) =>
           'nodeId' in scope
             ? [scope.nodeId]
@@ -250,7 +256,8 @@ export class Cluster {
   private backendOf(nodeId: string): { nodeId: string; host: string; port: number } {
     const p = this.procs.get(nodeId);
     if (!p) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is not running`);
-    return { nodeId, host: p.host, port: p.port };
+    // Through its latency link when it has one (kernel engine).
+    return { nodeId, host: p.host, port: this.links.get(nodeId)?.port ?? p.port };
   }
 
   /** The node's host on the fabric, made on its first start. */
@@ -269,9 +276,30 @@ export class Cluster {
     return host;
   }
 
+  /** True when some latency action of the timeline may reach this node. */
+  private latencyMayReach(region: string, nodeId: string): boolean {
+    return this.scenario.timeline.some(
+      (t) =>
+        t.action === 'latency' &&
+        ('nodeId' in t.scope ? t.scope.nodeId === nodeId : t.scope.region === region),
+    );
+  }
+
   private async startNode(region: string, nodeId: string): Promise<void> {
     const profile = this.region(region).profile;
     const host = await this.hostFor(nodeId);
+    if (host && this.fabric && !this.links.has(nodeId) && this.latencyMayReach(region, nodeId)) {
+      // There is no netem here: the node's own latency link sits in front of it.
+      this.links.set(
+        nodeId,
+        await startLatencyLink(
+          host,
+          KERNEL_LINK_PORT,
+          KERNEL_NODE_PORT,
+          this.scenario.seed + host.index,
+        ),
+      );
+    }
     const proc = await startNodeProcess({
       nodeId,
       ...(host && { host: host.address, namespace: host.namespace, port: KERNEL_NODE_PORT }),
@@ -354,7 +382,7 @@ export class Cluster {
         const proc = node && this.procs.get(node.nodeId);
         if (!proc) throw new PushbenchError('PB_INTERNAL', `no node in region ${b.region}`);
         host = proc.host;
-        port = proc.port;
+        port = this.links.get(node.nodeId)?.port ?? proc.port;
       } else if (addresses) {
         const entry = addresses.global ?? addresses.regions[b.region];
         if (!entry) throw new PushbenchError('PB_INTERNAL', `no balancer for region ${b.region}`);
@@ -543,6 +571,7 @@ export class Cluster {
     // Nodes that died earlier: their cgroups are removed by the time these resolve.
     await Promise.all(this.lifeEnds);
     await this.hub?.stop(3000);
+    for (const link of this.links.values()) link.stop();
     // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
     await this.fabric?.destroy();
   }

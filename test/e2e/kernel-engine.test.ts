@@ -32,11 +32,17 @@ describe('network engine choice', () => {
     if (isRoot) {
       expect(() =>
         chooseNetworkEngine(
-          scenario({ network: 'kernel', nodes: 2, balancer: { engine: 'haproxy' } }, [
-            { at: '1s', action: 'latency', node: 'local-1', delay: '50ms' },
-          ]),
+          scenario({
+            network: 'kernel',
+            regions: [
+              { name: 'eu', nodes: 1 },
+              { name: 'us', nodes: 1 },
+            ],
+            routing: 'health',
+            balancer: { engine: 'haproxy' },
+          }),
         ),
-      ).toThrow(/does not play a latency fault/);
+      ).toThrow(/does not play routing "health" between regions/);
       expect(() =>
         chooseNetworkEngine(
           scenario({
@@ -168,6 +174,33 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     // The restarted node listens on the same host and port: every device is back.
     expect(kill?.notBack).toBe(0);
     expect(report.devices.heldAtEnd).toBe(100);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it("latency through the node's own link on its host: pushes slow by the delay while it stands, behind real HAProxy", async () => {
+    await ensureCommand('haproxy', 'haproxy');
+    const { report } = await run(
+      {
+        name: 'kernel-latency',
+        topology: {
+          nodes: 2,
+          balancer: {
+            algorithm: 'round-robin',
+            engine: 'haproxy',
+            health: { interval: '500ms', timeout: '2s' },
+          },
+        },
+        devices: { count: 100, connectRate: 200 },
+        traffic: { direct: { rate: 40 } },
+        duration: '5s',
+        timeline: [{ at: '2s', action: 'latency', node: 'local-2', delay: '150ms', label: 'slow' }],
+        gates: ['p99(push) >= 150ms', 'p50(push) < 100ms'],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    expect(report.faults.find((f) => f.label === 'slow')?.fired).toBe(true);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
 

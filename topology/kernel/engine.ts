@@ -69,11 +69,6 @@ export function kernelUnsupported(scenario: Scenario): string[] {
       }
     }
   }
-  if (scenario.timeline.some((t) => t.action === 'latency')) {
-    out.push(
-      'a latency fault (no netem in this kernel; its userland link is not in the kernel engine yet)',
-    );
-  }
   if (topology.redisUrl !== null && LOOPBACK.test(topology.redisUrl)) {
     out.push(
       "a Redis on loopback (nodes on their own hosts cannot reach this machine's 127.0.0.1)",

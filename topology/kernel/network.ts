@@ -31,6 +31,7 @@ import {
   resetConnections,
 } from './faults.js';
 import { Haproxy } from './haproxy.js';
+import type { LatencyLink } from './links.js';
 
 /** Where devices reach a region's balancer on the fabric. */
 export const BALANCER_PORT = 7000;
@@ -159,6 +160,8 @@ export class KernelNetwork implements NetworkHandle {
   private nextFault = 0;
 
   private constructor(
+    /** A node's latency link, when it has one. */
+    private readonly linkOf: (nodeId: string) => LatencyLink | undefined,
     /** The host of each node, and the region it is in. */
     private readonly hostOf: (
       nodeId: string,
@@ -177,9 +180,10 @@ export class KernelNetwork implements NetworkHandle {
     fabric: KernelFabric,
     regions: KernelRegionSpec[],
     hostOf: (nodeId: string) => { host: KernelHost; region: string; port: number } | undefined,
+    linkOf: (nodeId: string) => LatencyLink | undefined,
     nodesOf: (scope: FaultScope) => string[],
   ): Promise<KernelNetwork> {
-    const net = new KernelNetwork(hostOf, nodesOf);
+    const net = new KernelNetwork(linkOf, hostOf, nodesOf);
     try {
       for (const spec of regions) {
         const backends = spec.backends.map(
@@ -257,10 +261,22 @@ export class KernelNetwork implements NetworkHandle {
 
   async applyFault(fault: NetworkFault): Promise<string> {
     const id = `k${++this.nextFault}`;
-    const nodes = this.nodesOf(fault.scope)
+    const ids = this.nodesOf(fault.scope);
+    const nodes = ids
       .map((n) => this.hostOf(n))
       .filter((h): h is NonNullable<typeof h> => h !== undefined);
     const handles: KernelFaultHandle[] = [];
+    if (fault.kind === 'latency') {
+      for (const nodeId of ids) {
+        const link = this.linkOf(nodeId);
+        if (!link) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} has no latency link`);
+        link.set(fault.delayMs, fault.jitterMs);
+        const host = this.hostOf(nodeId)?.host;
+        if (host) handles.push({ host, table: 'latency link', remove: async () => link.clear() });
+      }
+      this.faults.set(id, { fault, handles });
+      return id;
+    }
     try {
       for (const n of nodes) {
         switch (fault.kind) {
@@ -292,11 +308,6 @@ export class KernelNetwork implements NetworkHandle {
           case 'bandwidth':
             handles.push(await capBandwidth(n.host, fault.bitsPerSec));
             break;
-          case 'latency':
-            throw new PushbenchError(
-              'PB_USAGE',
-              'latency is not played by the kernel engine (no netem here): use topology.network "userland"',
-            );
         }
       }
     } catch (err) {
