@@ -22,7 +22,8 @@ import type { KernelHost } from './fabric.js';
 
 /** A fault the kernel plays on one host. */
 export type KernelFault =
-  | { kind: 'blackhole' }
+  /** `except`: addresses still reached (the harness's control plane: hub, HTTP API). */
+  | { kind: 'blackhole'; except?: string[] }
   | { kind: 'conntrack-limit'; port: number; table: number }
   | { kind: 'admission-rate'; port: number; ratePerSec: number; burst: number }
   | { kind: 'partition'; peers: string[] };
@@ -52,8 +53,17 @@ function positive(what: string, n: number): number {
 /** The rules of `fault`, by hook. */
 function rulesOf(fault: KernelFault): { input: string[]; output: string[] } {
   switch (fault.kind) {
-    case 'blackhole':
-      return { input: ['iifname "eth0" drop'], output: ['oifname "eth0" drop'] };
+    case 'blackhole': {
+      const except = fault.except ?? [];
+      for (const a of except) if (!IPV4.test(a)) throw new RangeError(`bad address ${a}`);
+      const set = except.length > 0 ? `{ ${except.join(', ')} }` : '';
+      return except.length === 0
+        ? { input: ['iifname "eth0" drop'], output: ['oifname "eth0" drop'] }
+        : {
+            input: [`iifname "eth0" ip saddr != ${set} drop`],
+            output: [`oifname "eth0" ip daddr != ${set} drop`],
+          };
+    }
     case 'conntrack-limit':
       return {
         input: [

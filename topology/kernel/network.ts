@@ -160,6 +160,8 @@ export class KernelNetwork implements NetworkHandle {
   private nextFault = 0;
 
   private constructor(
+    /** The coordinator's address on the fabric: hub, publisher, metrics. */
+    private readonly controlAddress: string,
     /** A node's latency link, when it has one. */
     private readonly linkOf: (nodeId: string) => LatencyLink | undefined,
     /** The host of each node, and the region it is in. */
@@ -183,7 +185,7 @@ export class KernelNetwork implements NetworkHandle {
     linkOf: (nodeId: string) => LatencyLink | undefined,
     nodesOf: (scope: FaultScope) => string[],
   ): Promise<KernelNetwork> {
-    const net = new KernelNetwork(linkOf, hostOf, nodesOf);
+    const net = new KernelNetwork(fabric.rootAddress, linkOf, hostOf, nodesOf);
     try {
       for (const spec of regions) {
         const backends = spec.backends.map(
@@ -281,7 +283,11 @@ export class KernelNetwork implements NetworkHandle {
       for (const n of nodes) {
         switch (fault.kind) {
           case 'blackhole':
-            handles.push(await addKernelFault(n.host, { kind: 'blackhole' }));
+            // The devices' side goes dark, as on userland; the harness's control plane
+            // (hub, the publisher's HTTP API, metrics) still reaches the node.
+            handles.push(
+              await addKernelFault(n.host, { kind: 'blackhole', except: [this.controlAddress] }),
+            );
             break;
           case 'reset':
             await resetConnections(n.host, n.port);
