@@ -21,6 +21,7 @@ import type { ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster, plannedRoutes } from '../topology/cluster.js';
 import { chooseNetworkEngine } from '../topology/kernel/engine.js';
+import { sweepIfPossible } from '../topology/kernel/fabric.js';
 import type { NetworkSample } from '../topology/network/types.js';
 import {
   type ProcessStats,
@@ -136,6 +137,13 @@ export async function run(
   const limits = machineLimits(processLimits());
   // Which network carries the devices' bytes: asked, or `auto` resolved here (exit 2 if impossible).
   const engine = chooseNetworkEngine(scenario);
+  // What a SIGKILLed run left (namespaces, and the nodes and HAProxy still in them) goes first.
+  const swept = await sweepIfPossible();
+  if (swept.length > 0) {
+    listener.notice?.(
+      `removed what dead runs left: ${swept.join(', ')} (namespaces and their processes)`,
+    );
+  }
   const checked = checkRun(scenario, plannedRoutes(scenario), limits, engine.engine);
   refuseIfCapped(scenario, checked);
   listener.notice?.(describePreflight(scenario, checked));

@@ -163,10 +163,12 @@ export class Cluster {
     // Nodes share state through Redis when configured, else through a hub process
     // that holds no devices (so killing any node never takes the cluster's state with it).
     if (!topology.redisUrl && (total > 1 || growing)) {
+      // On the kernel engine the hub is a host of its own (the nodes reach it across the
+      // bridge, and a dead run's sweep kills it with the rest).
+      const hubHost = this.fabric ? await this.fabric.addHost('hub') : undefined;
       this.hub = await startNodeProcess({
         nodeId: 'hub',
-        // On the kernel engine the nodes reach the hub across the bridge.
-        ...(this.fabric && { host: this.fabric.rootAddress }),
+        ...(hubHost && { host: hubHost.address, namespace: hubHost.namespace }),
         ...this.secrets,
         heartbeatIntervalMs: 10_000,
         heartbeatTimeoutMs: 30_000,
@@ -207,6 +209,7 @@ export class Cluster {
             : [...this.nodes.values()]
                 .filter((n) => n.region === scope.region)
                 .map((n) => n.nodeId),
+        [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
       );
     } else if (topology.balanced) {
       const spec: NetworkSpec = {

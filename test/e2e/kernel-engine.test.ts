@@ -5,6 +5,11 @@
  * elsewhere they skip, saying why. The engine choice itself is checked
  * everywhere.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
 import { validateScenario } from '../../scenarios/schema.js';
@@ -202,6 +207,66 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(report.faults.find((f) => f.label === 'slow')?.fired).toBe(true);
     expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
     expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('a SIGKILLed run leaves namespaces, nodes and HAProxy behind; the next run removes them all and says so', async () => {
+    await ensureCommand('haproxy', 'haproxy');
+    const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-kill-'));
+    const file = join(dir, 'long.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'long',
+        topology: { nodes: 2, balancer: { engine: 'haproxy' } },
+        devices: { count: 50 },
+        duration: '60s',
+      }),
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/pushbench.ts', 'run', file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stderr!.on('data', (d) => {
+      out += d;
+    });
+    child.stdout!.on('data', (d) => {
+      out += d;
+    });
+    const deadline = Date.now() + 60_000;
+    while (!out.includes('phase publishing') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(out).toContain('network: kernel');
+    const tag = `pb${child.pid}`;
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const left = (await ip(['netns', 'list'])).split('\n').filter((l) => l.startsWith(`${tag}-`));
+    expect(left.length).toBeGreaterThanOrEqual(4); // fabric, 2 nodes, hub, balancer
+    const inside = async () => {
+      let n = 0;
+      for (const line of left) {
+        n += (await ip(['netns', 'pids', line.split(' ')[0] ?? ''])).split('\n').filter((p) => {
+          if (!/^\d+$/.test(p.trim())) return false;
+          try {
+            const stat = readFileSync(`/proc/${p.trim()}/stat`, 'utf8');
+            return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+          } catch {
+            return false;
+          }
+        }).length;
+      }
+      return n;
+    };
+    expect(await inside()).toBeGreaterThanOrEqual(4); // 2 nodes, the hub, HAProxy
+    const notices: string[] = [];
+    await run('smoke', {
+      write: false,
+      devices: 10,
+      duration: '1s',
+      listener: { notice: (line: string) => notices.push(line) },
+    });
+    expect(notices[0]).toBe(`removed what dead runs left: ${tag} (namespaces and their processes)`);
+    expect((await ip(['netns', 'list'])).includes(`${tag}-`)).toBe(false);
   }, 120_000);
 
   it('a blackhole played by the kernel behind the kernel balancer: its devices go silent, the others keep receiving', async () => {

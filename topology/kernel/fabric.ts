@@ -23,6 +23,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PushbenchError } from '../../core/errors.js';
 import { ip, ipSync } from './commands.js';
 
 /** One host of a fabric: its namespace and address. */
@@ -60,6 +61,8 @@ export function fabricTag(pid: number = process.pid): string {
  * failing command in one line.
  */
 export class KernelFabric {
+  /** A fabric of this process exists (see {@link create}). */
+  private static live = false;
   private readonly hosts: KernelHost[] = [];
   private destroyed = false;
   private readonly onExit = () => this.destroySync();
@@ -91,7 +94,20 @@ export class KernelFabric {
    * fabric namespace with its bridge, and joins this namespace to it.
    */
   static async create(): Promise<KernelFabric> {
-    await sweepDeadFabrics();
+    // Names carry the pid, and interface names have 15 characters: one fabric per process.
+    if (KernelFabric.live) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `this process already has a kernel fabric (${fabricTag()}); one run at a time per process on the kernel engine`,
+      );
+    }
+    KernelFabric.live = true;
+    try {
+      await sweepDeadFabrics();
+    } catch (err) {
+      KernelFabric.live = false;
+      throw err;
+    }
     const tag = fabricTag();
     const subnet = claimSubnet(tag);
     const fabric = new KernelFabric(tag, subnet);
@@ -185,6 +201,7 @@ export class KernelFabric {
     this.destroyed = true;
     process.off('exit', this.onExit);
     await removeFabric(this.tag);
+    KernelFabric.live = false;
   }
 
   /** {@link destroy} for exit handlers: synchronous. */
@@ -300,6 +317,19 @@ function liveOwner(pid: number): boolean {
     return /node|pushbench|vitest/.test(cmdline);
   } catch {
     return false;
+  }
+}
+
+/**
+ * {@link sweepDeadFabrics} where this process may (root, `ip` present), run at
+ * the start of every run whatever its engine; [] elsewhere or on any failure.
+ */
+export async function sweepIfPossible(): Promise<string[]> {
+  if (process.getuid?.() !== 0) return [];
+  try {
+    return await sweepDeadFabrics();
+  } catch {
+    return [];
   }
 }
 

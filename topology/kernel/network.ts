@@ -160,8 +160,8 @@ export class KernelNetwork implements NetworkHandle {
   private nextFault = 0;
 
   private constructor(
-    /** The coordinator's address on the fabric: hub, publisher, metrics. */
-    private readonly controlAddress: string,
+    /** The harness's control plane on the fabric: the coordinator (publisher, metrics) and the hub. */
+    private readonly controlAddresses: string[],
     /** A node's latency link, when it has one. */
     private readonly linkOf: (nodeId: string) => LatencyLink | undefined,
     /** The host of each node, and the region it is in. */
@@ -184,8 +184,9 @@ export class KernelNetwork implements NetworkHandle {
     hostOf: (nodeId: string) => { host: KernelHost; region: string; port: number } | undefined,
     linkOf: (nodeId: string) => LatencyLink | undefined,
     nodesOf: (scope: FaultScope) => string[],
+    controlAddresses: string[],
   ): Promise<KernelNetwork> {
-    const net = new KernelNetwork(fabric.rootAddress, linkOf, hostOf, nodesOf);
+    const net = new KernelNetwork(controlAddresses, linkOf, hostOf, nodesOf);
     try {
       for (const spec of regions) {
         const backends = spec.backends.map(
@@ -286,7 +287,7 @@ export class KernelNetwork implements NetworkHandle {
             // The devices' side goes dark, as on userland; the harness's control plane
             // (hub, the publisher's HTTP API, metrics) still reaches the node.
             handles.push(
-              await addKernelFault(n.host, { kind: 'blackhole', except: [this.controlAddress] }),
+              await addKernelFault(n.host, { kind: 'blackhole', except: this.controlAddresses }),
             );
             break;
           case 'reset':
