@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -267,6 +267,9 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     });
     expect(notices[0]).toBe(`removed what dead runs left: ${tag} (namespaces and their processes)`);
     expect((await ip(['netns', 'list'])).includes(`${tag}-`)).toBe(false);
+    expect(readdirSync(tmpdir()).filter((n) => n.startsWith(`pushbench-haproxy-${tag}-`))).toEqual(
+      [],
+    );
   }, 120_000);
 
   it('a blackhole played by the kernel behind the kernel balancer: its devices go silent, the others keep receiving', async () => {

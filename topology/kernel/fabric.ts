@@ -22,6 +22,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PushbenchError } from '../../core/errors.js';
 import { ip, ipSync } from './commands.js';
@@ -286,6 +287,20 @@ async function removeFabric(tag: string): Promise<void> {
   // The root end goes with its peer in the fabric namespace; this is for a half-made fabric.
   await ip(['link', 'del', `${tag}r`]).catch(() => {});
   for (const dir of claimsOf(tag)) rmSync(dir, { recursive: true, force: true });
+  removeTempDirs(tag);
+}
+
+/** The run's HAProxy folders (haproxy.ts names them by the tag). */
+function removeTempDirs(tag: string): void {
+  try {
+    for (const name of readdirSync(tmpdir())) {
+      if (name.startsWith(`pushbench-haproxy-${tag}-`)) {
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      }
+    }
+  } catch {
+    // Nothing to remove.
+  }
 }
 
 function removeFabricSync(tag: string): void {
@@ -307,6 +322,7 @@ function removeFabricSync(tag: string): void {
   }
   ipSync(['link', 'del', `${tag}r`]);
   for (const dir of claimsOf(tag)) rmSync(dir, { recursive: true, force: true });
+  removeTempDirs(tag);
 }
 
 /** True while `pid` is a live pushbench process (a reused pid of something else is not). */

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PushbenchError } from '../../core/errors.js';
 import type { KernelBackend } from './balancer.js';
-import type { KernelHost } from './fabric.js';
+import { fabricTag, type KernelHost } from './fabric.js';
 
 /** The scenario's algorithms, as HAProxy's `balance` names them. */
 const BALANCE: Record<string, string> = {
@@ -95,7 +95,8 @@ export class Haproxy {
   /** Writes the configuration, starts HAProxy in the foreground and waits for its API. */
   static async start(options: HaproxyOptions): Promise<Haproxy> {
     const balance = haproxyBalance(options.algorithm);
-    const dir = mkdtempSync(join(tmpdir(), `pushbench-haproxy-${options.name}-`));
+    // Named by the run's tag, so a dead run's sweep removes it too (fabric.ts).
+    const dir = mkdtempSync(join(tmpdir(), `pushbench-haproxy-${fabricTag()}-${options.name}-`));
     const socketPath = join(dir, 'admin.sock');
     const config = [
       'global',
