@@ -187,14 +187,8 @@ export class Cluster {
         topology.regions
           .filter((r) => r.balancer.engine !== 'builtin')
           .map((r) => ({
-            name: r.name,
+            ...this.regionSpec(r),
             engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
-            algorithm: r.balancer.algorithm,
-            slowStartMs: r.balancer.slowStartMs,
-            health: r.balancer.health,
-            backends: [...this.nodes.values()]
-              .filter((n) => n.region === r.name)
-              .map((n) => this.backendOf(n.nodeId)),
           })),
         (nodeId) => {
           const host = this.hosts.get(nodeId);
@@ -215,15 +209,7 @@ export class Cluster {
       const spec: NetworkSpec = {
         host: '127.0.0.1',
         seed: this.scenario.seed,
-        regions: topology.regions.map((r) => ({
-          name: r.name,
-          algorithm: r.balancer.algorithm,
-          slowStartMs: r.balancer.slowStartMs,
-          health: r.balancer.health,
-          backends: [...this.nodes.values()]
-            .filter((n) => n.region === r.name)
-            .map((n) => this.backendOf(n.nodeId)),
-        })),
+        regions: topology.regions.map((r) => this.regionSpec(r)),
       };
       if (topology.regions.length > 1) {
         const homeByAddress: Record<string, string> = {};
@@ -254,6 +240,19 @@ export class Cluster {
         }
       }
     }
+  }
+
+  /** A region's balancer settings and its nodes as backends, for either engine. */
+  private regionSpec(r: RegionTopology) {
+    return {
+      name: r.name,
+      algorithm: r.balancer.algorithm,
+      slowStartMs: r.balancer.slowStartMs,
+      health: r.balancer.health,
+      backends: [...this.nodes.values()]
+        .filter((n) => n.region === r.name)
+        .map((n) => this.backendOf(n.nodeId)),
+    };
   }
 
   private backendOf(nodeId: string): { nodeId: string; host: string; port: number } {
