@@ -152,7 +152,9 @@ export function formatCapacity(r: CapacityReport): string {
     )
     .join(', ');
   lines.push(
-    `herd absorption: ${r.herd.absorptionPerSec === null ? 'n/a' : `${formatCount(r.herd.absorptionPerSec)} connects/s`} within ${r.herd.slo}${herd ? ` [${herd}]` : ''}; limited by ${r.herd.limitedBy}`,
+    r.herd.steps.length === 0 && r.herd.limitedBy === 'not measured'
+      ? 'herd absorption: not measured (--no-herd)'
+      : `herd absorption: ${r.herd.absorptionPerSec === null ? 'n/a' : `${formatCount(r.herd.absorptionPerSec)} connects/s`} within ${r.herd.slo}${herd ? ` [${herd}]` : ''}; limited by ${r.herd.limitedBy}`,
   );
   if (r.price !== null) lines.push(`price: ${r.price} per node-hour`);
   return lines.join('\n');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadProfiles, resolveProfile } from '../../capacity/profiles.js';
-import { readCapacityReport, writeCapacityReport } from '../../capacity/report.js';
+import { formatCapacity, readCapacityReport, writeCapacityReport } from '../../capacity/report.js';
 import { largestFit, searchCapacity, slope } from '../../capacity/search.js';
 import { preflightRefusal } from '../../run/run.js';
 
@@ -52,6 +52,13 @@ describe('capacity search', () => {
     const files = writeCapacityReport(report, dir);
     expect(readCapacityReport(files[0]!).knee?.connections).toBe(1500);
     expect(readFileSync(files[1]!, 'utf8')).toContain('data-chart="capacity"');
+    expect(formatCapacity(report)).toMatch(/herd absorption: .* within p99\(connect\) < 1s/);
+    // Without the herd search, the summary says so rather than "n/a … limited by not measured".
+    const noHerd = {
+      ...report,
+      herd: { ...report.herd, steps: [], absorptionPerSec: null, limitedBy: 'not measured' },
+    };
+    expect(formatCapacity(noHerd)).toMatch(/^herd absorption: not measured \(--no-herd\)$/m);
   }, 180_000);
 
   it('refuses a bad profile, SLO or option before any step runs', async () => {
