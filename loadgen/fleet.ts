@@ -691,15 +691,16 @@ export class Fleet implements WsClientSink, DeviceChannel {
    * to {@link onText} and the full parser.
    */
   onTextBytes(conn: WsClientConnection, data: Buffer): void {
+    // Arrival time is when the read that carried the frame happened.
     if (scanPush(data)) {
-      this.onPushFields(conn.id, scanned.seq, scanned.t, monoNowUs());
+      this.onPushFields(conn.id, scanned.seq, scanned.t, conn.lastReceiveUs);
       return;
     }
     if (
       this.traffic !== null &&
       conn.id < this.data.deviceCount &&
       scanRoom(data) &&
-      this.traffic.onRoomScanned(conn.id, data, monoNowUs())
+      this.traffic.onRoomScanned(conn.id, data, conn.lastReceiveUs)
     ) {
       return;
     }

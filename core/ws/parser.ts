@@ -187,12 +187,15 @@ export class FrameParser<TOwner> {
   }
 
   /**
-   * Parses `chunk`, calling the handler for each complete message or control
-   * frame, in order. A handler may call {@link stop}; parsing then ends at once.
+   * Parses the first `length` bytes of `chunk` (all of it by default), calling
+   * the handler for each complete message or control frame, in order. A handler
+   * may call {@link stop}; parsing then ends at once. The parser keeps no view
+   * into `chunk` once this returns (a split payload or a fragment is copied), so
+   * the caller may reuse it for the next read.
    */
-  feed(chunk: Buffer): void {
+  feed(chunk: Buffer, length = chunk.length): void {
     let offset = 0;
-    while (offset < chunk.length) {
+    while (offset < length) {
       switch (this.state) {
         case FRAME_START:
           this.readFirstByte(chunk[offset]!);
@@ -211,7 +214,7 @@ export class FrameParser<TOwner> {
           offset++;
           break;
         case PAYLOAD:
-          offset = this.readPayload(chunk, offset);
+          offset = this.readPayload(chunk, offset, length);
           break;
         case DONE:
           return;
@@ -303,9 +306,9 @@ export class FrameParser<TOwner> {
     else this.state = PAYLOAD;
   }
 
-  /** Consumes payload bytes from `chunk` at `offset`; returns the offset after them. */
-  private readPayload(chunk: Buffer, offset: number): number {
-    const available = chunk.length - offset;
+  /** Consumes payload bytes from `chunk` at `offset`, up to `length`; returns the offset after them. */
+  private readPayload(chunk: Buffer, offset: number, length: number): number {
+    const available = length - offset;
     if (this.partial === null) {
       // The common case: the whole payload is in this chunk; hand out a view, no copy.
       if (available >= this.payloadLength) {
@@ -341,8 +344,10 @@ export class FrameParser<TOwner> {
 
     if (!this.fin) {
       if (opcode !== Opcode.Continuation) this.fragmentOpcode = opcode;
-      if (this.fragments === null) this.fragments = [payload];
-      else this.fragments.push(payload);
+      // A copy: the payload may be a view into a chunk the caller reuses after feed().
+      const fragment = Buffer.from(payload);
+      if (this.fragments === null) this.fragments = [fragment];
+      else this.fragments.push(fragment);
       this.fragmentBytes += payload.length;
       return;
     }

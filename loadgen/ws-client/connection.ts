@@ -31,7 +31,8 @@ export interface WsClientSink {
   onText(conn: WsClientConnection, text: string): void;
   /**
    * A whole text message as its bytes, already validated as UTF-8; `data` may be
-   * a view into a socket chunk (copy it to keep it). A sink that has it gets
+   * a view into the thread's shared read buffer, valid only during the call
+   * (copy it to keep it). A sink that has it gets
    * every text message here instead of in `onText`, undecoded.
    */
   onTextBytes?(conn: WsClientConnection, data: Buffer): void;
@@ -87,6 +88,15 @@ export interface WsConnectOptions {
 /** The most bytes of upgrade response head we buffer before giving up on the server. */
 const MAX_HANDSHAKE_HEAD_BYTES = 16 * 1024;
 const HEAD_TERMINATOR = Buffer.from('\r\n\r\n', 'latin1');
+/**
+ * Every socket of this thread reads into this one buffer (net's `onread`), so a
+ * read allocates no Buffer and goes through no Readable stream or 'data' event.
+ * One read is handled whole before the next begins, so sharing it is safe as
+ * long as nothing keeps a view into it past {@link WsClientConnection.receive}:
+ * the handshake copies a partial head, the frame parser a partial payload or a
+ * fragment, and sinks get messages that are valid only during their call.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** The socket property through which the shared handlers find their connection. */
 const kConnection = Symbol('pushbench.wsClientConnection');
@@ -159,6 +169,11 @@ export class WsClientConnection {
       host: opts.host,
       port: opts.port,
       localAddress: opts.localAddress,
+      // net calls it as a method of the socket (`this`), as it has since onread came in (v12).
+      onread: {
+        buffer: READ_BUFFER,
+        callback: onSocketRead as (n: number, b: Uint8Array) => boolean,
+      },
     });
 
     this.state = 'connecting';
@@ -178,7 +193,6 @@ export class WsClientConnection {
     // Pushes and acks are small; Nagle would hold them back for the previous ACK
     // and add up to 40 ms of latency the benchmark would wrongly blame on the server.
     socket.setNoDelay(true);
-    socket.on('data', onSocketData);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     // Written now, net queues it until connected: saves a 'connect' listener per socket.
@@ -240,11 +254,15 @@ export class WsClientConnection {
     return false;
   }
 
-  /** @internal Bytes read from the socket; only the shared socket handler calls this. */
-  receive(chunk: Buffer): void {
+  /**
+   * @internal `length` bytes read into `chunk` (the thread's shared read
+   * buffer); only the shared socket handler calls this. Nothing may keep a view
+   * into `chunk` after it returns.
+   */
+  receive(chunk: Buffer, length: number): void {
     this.lastReceiveUs = monoNowUs();
-    if (this.state === 'connecting') this.receiveHandshake(chunk);
-    else this.parser?.feed(chunk);
+    if (this.state === 'connecting') this.receiveHandshake(chunk.subarray(0, length));
+    else this.parser?.feed(chunk, length);
   }
 
   /** @internal The socket failed; only the shared socket handler calls this. A 'close' follows. */
@@ -344,7 +362,8 @@ export class WsClientConnection {
           `upgrade response head exceeds ${MAX_HANDSHAKE_HEAD_BYTES} bytes`,
         );
       } else {
-        this.head = buffered;
+        // A copy: `buffered` may be the shared read buffer itself.
+        this.head = buffered === chunk ? Buffer.from(chunk) : buffered;
       }
       return;
     }
@@ -414,8 +433,9 @@ function ownerOf(socket: net.Socket): WsClientConnection | undefined {
   return (socket as OwnedSocket)[kConnection];
 }
 
-function onSocketData(this: net.Socket, chunk: Buffer): void {
-  ownerOf(this)?.receive(chunk);
+function onSocketRead(this: net.Socket, length: number, buffer: Uint8Array): boolean {
+  ownerOf(this)?.receive(buffer as Buffer, length);
+  return true;
 }
 
 function onSocketError(this: net.Socket, err: NodeJS.ErrnoException): void {

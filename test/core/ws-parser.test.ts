@@ -191,6 +191,21 @@ describe('FrameParser in the client role', () => {
     expect(events).toEqual(expected);
   });
 
+  it('keeps nothing of a chunk the caller reuses: one read buffer, overwritten after each feed', () => {
+    // The client reads every socket into one shared buffer (net's onread): a split
+    // payload, a fragment or a header kept as a view would be overwritten.
+    for (const size of [1, 7, 997]) {
+      const { parser, events } = recordingParser();
+      const readBuffer = Buffer.alloc(1024);
+      for (let i = 0; i < stream.length; i += size) {
+        const n = stream.copy(readBuffer, 0, i, Math.min(stream.length, i + size));
+        parser.feed(readBuffer, n);
+        readBuffer.fill(0xee);
+      }
+      expect(events).toEqual(expected);
+    }
+  });
+
   it('reports a close frame without payload as 1005', () => {
     const { parser, events } = recordingParser();
     parser.feed(serverFrame(Opcode.Close, Buffer.alloc(0)));

@@ -530,7 +530,7 @@ describe('WsClientConnection failures', () => {
    * A connection stuck in 'connecting' against a server that never answers, plus
    * the 101 response (and a text frame right behind it) that the server should
    * have sent. Tests feed that response through `receive()`, the entry point of
-   * the socket 'data' handler, so they control exactly how it is chunked.
+   * the socket's read callback, so they control exactly how it is chunked.
    */
   async function connectingWithResponse(): Promise<{
     conn: WsClientConnection;
@@ -558,14 +558,26 @@ describe('WsClientConnection failures', () => {
 
   it('opens on a 101 and parses a frame that came in the same chunk', async () => {
     const { conn, sink, response } = await connectingWithResponse();
-    conn.receive(response);
+    conn.receive(response, response.length);
     expect(conn.state).toBe('open');
     expect(sink.events).toEqual([{ kind: 'open' }, { kind: 'text', text: 'first' }]);
   });
 
   it('opens on a 101 that arrives one byte at a time', async () => {
     const { conn, sink, response } = await connectingWithResponse();
-    for (let i = 0; i < response.length; i++) conn.receive(response.subarray(i, i + 1));
+    for (let i = 0; i < response.length; i++) conn.receive(response.subarray(i, i + 1), 1);
+    expect(conn.state).toBe('open');
+    expect(sink.events).toEqual([{ kind: 'open' }, { kind: 'text', text: 'first' }]);
+  });
+
+  it('opens on a 101 split over reads into one reused buffer, as the socket reads it', async () => {
+    const { conn, sink, response } = await connectingWithResponse();
+    const readBuffer = Buffer.alloc(64);
+    for (let i = 0; i < response.length; i += 5) {
+      const n = response.copy(readBuffer, 0, i, Math.min(response.length, i + 5));
+      conn.receive(readBuffer, n);
+      readBuffer.fill(0x41);
+    }
     expect(conn.state).toBe('open');
     expect(sink.events).toEqual([{ kind: 'open' }, { kind: 'text', text: 'first' }]);
   });
