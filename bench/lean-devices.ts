@@ -43,19 +43,21 @@ export function deviceToken(i: number, secret = BENCH_SECRET): string {
 
 /**
  * Starts device `i`'s connection to `node`. Source addresses spread over
- * 127.0.1-200.1-250 so ephemeral ports never run out.
+ * 127.0.1-200.1-250 so ephemeral ports never run out. `hello`: ask for the
+ * node's hello frame, as the fleet's devices always do.
  */
 export function connectDevice(
   sink: WsClientSink,
   i: number,
   node: { host: string; port: number },
   token: string,
+  hello = false,
 ): WsClientConnection {
   const c = new WsClientConnection(sink, i);
   c.connect({
     host: node.host,
     port: node.port,
-    path: `/ws?token=${token}`,
+    path: hello ? `/ws?token=${token}&hello=1` : `/ws?token=${token}`,
     localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`,
   });
   return c;

@@ -164,6 +164,9 @@ export class LeanWebSocketServer<TOwner = unknown> {
       refuseHandshake(socket, check);
       return;
     }
+    // Corked until onOpen has run: a first frame it sends (the node's hello) leaves
+    // in one write with the 101, and the device reads both at once.
+    socket.cork();
     socket.write(
       'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         `Sec-WebSocket-Accept: ${expectedAccept(check.key)}\r\n\r\n`,
@@ -184,6 +187,7 @@ export class LeanWebSocketServer<TOwner = unknown> {
     socket.on('data', onSocketData);
     socket.on('close', onSocketClose);
     onOpen(ws);
+    socket.uncork();
     // Frames the client sent right behind its request came with the request's chunk.
     if (head.length > 0) ws.receive(head);
   }
