@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 
 /** What /proc says about one process right now. */
 export interface ProcessStats {
@@ -83,4 +84,30 @@ export function readProcessTreeStats(
     processes++;
   }
   return { pid, rssBytes, cpuSeconds, processes };
+}
+
+/**
+ * Sets the niceness of `pid`, every thread of it and of its descendants
+ * (Linux applies niceness per thread). Threads and processes that ended
+ * meanwhile are skipped; returns how many threads were set.
+ */
+export function reniceTree(pid: number, priority: number): number {
+  let set = 0;
+  for (const p of [pid, ...descendantsOf(pid)]) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        setPriority(Number(tid), priority);
+        set++;
+      } catch {
+        // The thread ended while we looked.
+      }
+    }
+  }
+  return set;
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +14,9 @@ import {
   type LimitSupport,
   planLimits,
 } from '../../topology/limits.js';
+import { descendantsOf } from '../../topology/process-stats.js';
 import {
+  BOOT_NICE,
   limitSupport,
   type NodeProcess,
   type NodeProcessOptions,
@@ -190,6 +192,41 @@ const ROOT_SUPPORT: LimitSupport = {
     prlimitPath: '/usr/bin/prlimit',
   },
 };
+
+describe('boot priority', () => {
+  const isRoot = process.getuid?.() === 0;
+  /** Niceness of every thread of `pid` and of its descendants, from /proc (field 19 of stat). */
+  function niceness(pid: number): number[] {
+    const out: number[] = [];
+    for (const p of [pid, ...descendantsOf(pid)]) {
+      for (const tid of readdirSync(`/proc/${p}/task`)) {
+        const stat = readFileSync(`/proc/${p}/task/${tid}/stat`, 'utf8');
+        out.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+      }
+    }
+    return out;
+  }
+
+  it.skipIf(!isRoot)(
+    'a node boots niced (as root) and every thread of its processes is back at 0 once it listens',
+    async () => {
+      const p = await startNodeProcess({
+        nodeId: 'niced',
+        secret: SECRET,
+        apiKey: API_KEY,
+        heartbeatIntervalMs: 10_000,
+        heartbeatTimeoutMs: 30_000,
+        processes: 2,
+      });
+      procs.push(p);
+      const threads = niceness(p.pid);
+      // A supervisor and 2 workers, each with V8's and libuv's threads.
+      expect(threads.length).toBeGreaterThan(6);
+      expect(new Set(threads)).toEqual(new Set([0]));
+      expect(BOOT_NICE).toBeGreaterThan(0);
+    },
+  );
+});
 
 describe('planLimits', () => {
   it('plans a v1 CPU quota and memory limit with the files it writes', () => {
