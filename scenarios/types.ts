@@ -51,10 +51,20 @@ export const TIMELINE_ACTIONS = [
   'conntrack-limit',
   'admission-rate',
   'bandwidth',
+  'partition',
   'connect',
 ] as const;
 /** One of {@link TIMELINE_ACTIONS}. */
 export type TimelineActionName = (typeof TIMELINE_ACTIONS)[number];
+
+/**
+ * What a `partition` cuts the nodes in scope from. Nodes exchange nothing
+ * directly (node-to-node requests go through the broker), so the datastore is
+ * the one peer whose loss a node feels.
+ */
+export const PARTITION_PEERS = ['datastore'] as const;
+/** One of {@link PARTITION_PEERS}. */
+export type PartitionPeer = (typeof PARTITION_PEERS)[number];
 
 /** What a node does over its connection capacity. */
 export type OverloadBehaviour = 'refuse' | 'unhealthy' | 'crash';
@@ -263,6 +273,8 @@ export interface TimelineActionInput extends ScopeInput {
   devices?: number;
   /** bandwidth: the cap on each node's link in scope, both directions: `"10mbit"`, `"512kbit"`, `"1gbit"`, or bits per second. */
   bandwidth?: string | number;
+  /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker. */
+  from?: string;
 }
 
 /**
@@ -406,6 +418,7 @@ export type TimelineAction = { atMs: number; label: string } & (
       forMs: number | null;
     }
   | { action: 'bandwidth'; scope: FaultScope; bitsPerSec: number; forMs: number | null }
+  | { action: 'partition'; scope: FaultScope; from: PartitionPeer; forMs: number | null }
   | { action: 'connect'; devices: number; rateHz: number }
 );
 

@@ -56,6 +56,8 @@ function networkFault(a: TimelineAction): NetworkFault | undefined {
       return { kind: 'admission-rate', scope: a.scope, ratePerSec: a.ratePerSec, burst: a.burst };
     case 'bandwidth':
       return { kind: 'bandwidth', scope: a.scope, bitsPerSec: a.bitsPerSec };
+    case 'partition':
+      return { kind: 'partition', scope: a.scope, from: a.from };
     default:
       return undefined;
   }

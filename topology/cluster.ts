@@ -204,6 +204,7 @@ export class Cluster {
                 .filter((n) => n.region === scope.region)
                 .map((n) => n.nodeId),
         [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
+        this.hub ? [this.hub.host] : redisAddresses(topology.redisUrl),
       );
     } else if (topology.balanced) {
       const spec: NetworkSpec = {
@@ -576,5 +577,16 @@ export class Cluster {
     for (const link of this.links.values()) link.stop();
     // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
     await this.fabric?.destroy();
+  }
+}
+
+/** The IPv4 address of a Redis URL's host, when it is written as one (the kernel engine cuts by address). */
+function redisAddresses(url: string | null): string[] {
+  if (url === null) return [];
+  try {
+    const host = new URL(url).hostname;
+    return /^\d{1,3}(?:\.\d{1,3}){3}$/.test(host) ? [host] : [];
+  } catch {
+    return [];
   }
 }

@@ -17,6 +17,8 @@ import {
 import {
   type DurationInput,
   type FaultScope,
+  PARTITION_PEERS,
+  type PartitionPeer,
   type RegionTopology,
   TIMELINE_ACTIONS,
   type TimelineAction,
@@ -56,6 +58,7 @@ export const actionFieldDefaults = {
     for: OFF,
   },
   bandwidth: { ...target, bandwidth: REQUIRED, for: OFF },
+  partition: { ...target, from: REQUIRED, for: OFF },
   connect: { devices: REQUIRED, rate: 1000 },
 } as const satisfies { [A in TimelineActionName]: ActionTable };
 
@@ -240,6 +243,20 @@ function readAction(
       return admissionRate(f);
     case 'bandwidth':
       return bandwidth(f);
+    case 'partition': {
+      const scope = f.scope();
+      let from: PartitionPeer = 'datastore';
+      if (!(PARTITION_PEERS as readonly unknown[]).includes(f.v.from)) {
+        f.p.add(
+          `${f.path}.from`,
+          `must be one of ${PARTITION_PEERS.join(', ')}, got ${JSON.stringify(f.v.from)}`,
+        );
+      } else {
+        from = f.v.from as PartitionPeer;
+      }
+      const label = f.label(`partition ${scopeLabel(scope)} from ${from}`);
+      return { atMs, action, scope, from, forMs: f.forMs(), label };
+    }
     case 'connect': {
       const d = actionFieldDefaults.connect;
       const devices = f.num('devices', d.devices, { min: 1, integer: true });

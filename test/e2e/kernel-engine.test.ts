@@ -74,6 +74,31 @@ describe('network engine choice', () => {
     ).toThrow(/timeline\[0\]\.bandwidth: must be a rate from 8kbit to 100gbit/);
   });
 
+  it('partition: refused on userland and with a datastore in the node itself, in one line; a peer it does not know is named', async () => {
+    const cut = [{ at: '1s', action: 'partition', node: 'local-1', from: 'datastore' }];
+    expect(() => chooseNetworkEngine(scenario({ network: 'userland', nodes: 2 }, cut))).toThrow(
+      /the partition action is played by the kernel network engine only/,
+    );
+    expect(scenario({ nodes: 2 }, cut).timeline[0]).toMatchObject({
+      action: 'partition',
+      scope: { nodeId: 'local-1' },
+      from: 'datastore',
+      label: 'partition local-1 from datastore',
+    });
+    expect(() =>
+      scenario({ nodes: 2 }, [{ at: '1s', action: 'partition', node: 'local-1', from: 'local-2' }]),
+    ).toThrow(/timeline\[0\]\.from: must be one of datastore, got "local-2"/);
+    if (isRoot) {
+      await ensureCommand('nft', 'nftables');
+      expect(() => chooseNetworkEngine(scenario({ nodes: 1 }, cut))).toThrow(
+        /^the partition action is played by the kernel network engine, which does not play partition from the datastore with one node \(its registry and broker are in its own process: add nodes, or a Redis\)$/,
+      );
+      expect(() =>
+        chooseNetworkEngine(scenario({ nodes: 2, redis: 'redis://cache.internal:6379' }, cut)),
+      ).toThrow(/partition from a Redis named by host name/);
+    }
+  });
+
   it('auto falls back to userland with the reason, and the scenario validator names bad engines', () => {
     // The default is auto; with the builtin balancer, or nothing to balance, it stays userland.
     const choice = chooseNetworkEngine(scenario({ nodes: 2 }));
@@ -205,6 +230,46 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     );
     expect(report.topology.network?.engine).toBe('kernel');
     expect(report.faults.find((f) => f.label === 'slow')?.fired).toBe(true);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('partition from the datastore: the node keeps its devices, pushes through the hub stall while it stands and arrive after it', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-partition',
+        topology: { nodes: 2, balancer: { algorithm: 'round-robin', engine: 'kernel' } },
+        devices: { count: 60, connectRate: 200 },
+        traffic: { direct: { rate: 30 } },
+        duration: '8s',
+        deliveryDeadline: '10s',
+        timeline: [
+          {
+            at: '2s',
+            action: 'partition',
+            node: 'local-2',
+            from: 'datastore',
+            for: '2500ms',
+            label: 'cut',
+          },
+        ],
+        // Half the devices are on local-2: its registry calls and the hub's forwards to
+        // it wait for TCP to retransmit across the cut, so the slowest pushes take seconds.
+        gates: ['p99(push) >= 1s', 'p50(push) < 500ms'],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    const cut = report.faults.find((f) => f.label === 'cut');
+    expect(cut?.fired).toBe(true);
+    expect(cut?.tEnd).not.toBeNull();
+    // Only the node's link to the hub was cut: no device lost its connection.
+    expect(cut?.affected).toBe(0);
+    expect(report.devices.heldAtEnd).toBe(60);
+    // Stalled, not lost: TCP carried every request and forward across once it healed.
+    expect(report.delivery.lost).toBe(0);
+    expect(report.delivery.delivered).toBe(report.delivery.accepted);
     expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);

@@ -35,10 +35,12 @@ const NETWORK_ACTIONS = new Set([
   'conntrack-limit',
   'admission-rate',
   'bandwidth',
+  'partition',
 ]);
 /** Timeline actions only the kernel engine plays. */
-const KERNEL_ONLY_ACTIONS = new Set(['bandwidth']);
+const KERNEL_ONLY_ACTIONS = new Set(['bandwidth', 'partition']);
 
+const IPV4_HOST = /^rediss?:\/\/(?:[^@/]*@)?\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?:\/|$)/;
 const LOOPBACK = /^(?:rediss?:\/\/)(?:[^@/]*@)?(?:127\.|localhost|\[::1\])/;
 
 /** What in the scenario the kernel engine does not play yet; empty when it plays all of it. */
@@ -67,6 +69,19 @@ export function kernelUnsupported(scenario: Scenario): string[] {
           `region ${r.name}: balancer.engine "kernel" cannot do ${r.balancer.algorithm} (the kernel does not count connections per backend)`,
         );
       }
+    }
+  }
+  if (scenario.timeline.some((t) => t.action === 'partition')) {
+    const grows = scenario.timeline.some((t) => t.action === 'scale-up');
+    const nodes = topology.regions.reduce((n, r) => n + r.nodes, 0);
+    if (topology.redisUrl === null && nodes === 1 && !grows) {
+      out.push(
+        'partition from the datastore with one node (its registry and broker are in its own process: add nodes, or a Redis)',
+      );
+    } else if (topology.redisUrl !== null && !IPV4_HOST.test(topology.redisUrl)) {
+      out.push(
+        'partition from a Redis named by host name (give its IPv4 address: the kernel cuts by address)',
+      );
     }
   }
   if (topology.redisUrl !== null && LOOPBACK.test(topology.redisUrl)) {
@@ -147,9 +162,14 @@ export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
     throw new PushbenchError('PB_USAGE', `${asks} needs ${missing.join('; ')}`);
   }
   if (unsupported.length > 0) {
+    // Only a balancer has a userland stand-in; a kernel-only fault has none.
+    const instead =
+      needsKernel.length > 0
+        ? '; use balancer.engine "builtin" on topology.network "userland"'
+        : '';
     throw new PushbenchError(
       'PB_USAGE',
-      `${asks} does not play ${unsupported.join('; ')}; use balancer.engine "builtin" on topology.network "userland"`,
+      `${asks} does not play ${unsupported.join('; ')}${instead}`,
     );
   }
   return {

@@ -162,6 +162,8 @@ export class KernelNetwork implements NetworkHandle {
   private constructor(
     /** The harness's control plane on the fabric: the coordinator (publisher, metrics) and the hub. */
     private readonly controlAddresses: string[],
+    /** Where the nodes' shared registry and broker live (the hub's host, or Redis); empty when in-process. */
+    private readonly datastoreAddresses: string[],
     /** A node's latency link, when it has one. */
     private readonly linkOf: (nodeId: string) => LatencyLink | undefined,
     /** The host of each node, and the region it is in. */
@@ -185,8 +187,9 @@ export class KernelNetwork implements NetworkHandle {
     linkOf: (nodeId: string) => LatencyLink | undefined,
     nodesOf: (scope: FaultScope) => string[],
     controlAddresses: string[],
+    datastoreAddresses: string[],
   ): Promise<KernelNetwork> {
-    const net = new KernelNetwork(controlAddresses, linkOf, hostOf, nodesOf);
+    const net = new KernelNetwork(controlAddresses, datastoreAddresses, linkOf, hostOf, nodesOf);
     try {
       for (const spec of regions) {
         const backends = spec.backends.map(
@@ -314,6 +317,17 @@ export class KernelNetwork implements NetworkHandle {
             break;
           case 'bandwidth':
             handles.push(await capBandwidth(n.host, fault.bitsPerSec));
+            break;
+          case 'partition':
+            if (this.datastoreAddresses.length === 0) {
+              throw new PushbenchError(
+                'PB_USAGE',
+                'partition from the datastore needs one the nodes share across the network (a hub or Redis)',
+              );
+            }
+            handles.push(
+              await addKernelFault(n.host, { kind: 'partition', peers: this.datastoreAddresses }),
+            );
             break;
         }
       }

@@ -141,10 +141,10 @@ export class Network {
 
   /** Puts a fault on the network and returns its id; a reset acts at once and its id clears nothing. */
   applyFault(fault: NetworkFault): string {
-    if (fault.kind === 'bandwidth') {
+    if (fault.kind === 'bandwidth' || fault.kind === 'partition') {
       throw new PushbenchError(
         'PB_USAGE',
-        'bandwidth is played by the kernel network engine only (topology.network "kernel")',
+        `${fault.kind} is played by the kernel network engine only (topology.network "kernel")`,
       );
     }
     this.checkScope(fault.scope);

@@ -94,6 +94,8 @@ export type NetworkFault =
     | { kind: 'admission-rate'; scope: FaultScope; ratePerSec: number; burst: number }
     /** Each node's link in scope is capped at this rate, both directions (the kernel engine only). */
     | { kind: 'bandwidth'; scope: FaultScope; bitsPerSec: number }
+    /** Each node in scope and the shared datastore (hub or Redis) drop each other's packets (the kernel engine only). */
+    | { kind: 'partition'; scope: FaultScope; from: 'datastore' }
   ) & {
     /**
      * Part of the topology, not an injected fault (a profile's conntrack table):
