@@ -189,6 +189,7 @@ export class Cluster {
           .map((r) => ({
             ...this.regionSpec(r),
             engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
+            devices: regionDevices(this.scenario, r.name),
           })),
         (nodeId) => {
           const host = this.hosts.get(nodeId);

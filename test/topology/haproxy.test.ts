@@ -139,6 +139,58 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
     }, 60_000);
   }
 
+  it('several processes on one port (SO_REUSEPORT): the kernel spreads connections over them, commands reach all, sessions add up', async () => {
+    const host = await fabric.addHost('lb-mp');
+    const lb = await Haproxy.start({
+      name: 'mp',
+      host,
+      bindAddress: host.address,
+      port: PORT,
+      algorithm: 'least-connections',
+      health: { intervalMs: 200, timeoutMs: 500, fall: 2, rise: 1 },
+      slowStartMs: 0,
+      backends: backends.slice(0, 5),
+      processes: 3,
+      maxconn: 100,
+    });
+    try {
+      expect(new Set(lb.pids).size).toBe(3);
+      await until(
+        () => lb.servers(),
+        (all) => Object.values(all).filter((s) => s.status.startsWith('UP')).length === 5,
+      );
+      await open(lb, 60);
+      // Each process took a share of the 60 (the kernel hashes each new connection's ports).
+      const perProcess = await Promise.all(
+        [0, 1, 2].map(async (i) =>
+          Number(/^CurrConns: (\d+)$/m.exec(await lb.commandTo(i, 'show info'))?.[1] ?? -1),
+        ),
+      );
+      expect(perProcess.reduce((a, b) => a + b, 0)).toBe(60);
+      expect(perProcess.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+      // leastconn is exact within a process: per server, at most one apart in each.
+      const total = Object.values(await sessions(lb));
+      expect(total.reduce((a, b) => a + b, 0)).toBe(60);
+      expect(Math.max(...total) - Math.min(...total)).toBeLessThanOrEqual(3);
+      // A runtime scale-up and a drain reach every process.
+      await lb.addServer(backends[5]!);
+      await lb.drain('n1');
+      for (const i of [0, 1, 2]) {
+        const stat = await lb.commandTo(i, 'show stat');
+        expect(stat, `process ${i}`).toMatch(/^be_mp,n6,/m);
+        expect(stat, `process ${i}`).toMatch(/^be_mp,n1,.*DRAIN/m);
+      }
+      await until(
+        () => lb.servers(),
+        (all) => all.n6?.status.startsWith('UP') === true,
+      );
+      expect(await open(lb, 30)).not.toContain('n1');
+    } finally {
+      await lb.stop();
+      for (const s of held.splice(0)) s.destroy();
+    }
+  }, 60_000);
+
   it('drain: a drained server gets no new connection and keeps those it holds', async () => {
     const host = await fabric.addHost('lb-dr');
     const lb = await Haproxy.start({

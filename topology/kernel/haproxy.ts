@@ -15,6 +15,13 @@
  *
  * One HAProxy process holds two file descriptors per proxied connection and is
  * bound by the per-process open-file limit (20,000 here: ~9,900 connections).
+ * A region that needs more runs several processes with one configuration,
+ * all bound to the same address and port (HAProxy sets SO_REUSEPORT on Linux):
+ * the kernel spreads new connections over them by a hash of the 4-tuple. Each
+ * process balances only the connections it accepted and health-checks on its
+ * own, so leastconn is exact per process and, across them, right to within
+ * the spread of the kernel's hash; every runtime command goes to all of them
+ * and `servers()` adds up their sessions.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -60,6 +67,25 @@ export interface HaproxyOptions {
   /** A backend ramps its weight over this after it comes up; 0: none. */
   slowStartMs: number;
   backends: KernelBackend[];
+  /** HAProxy processes sharing the port; default 1 ({@link haproxyProcesses}). */
+  processes?: number;
+  /** Connections one process takes (`maxconn`); default from the open-file limit ({@link haproxyMaxconn}). */
+  maxconn?: number;
+}
+
+/** File descriptors an HAProxy process keeps besides two per connection: listeners, checks, logs. */
+const HAPROXY_FD_OVERHEAD = 200;
+
+/** Connections one HAProxy process can carry under `openFiles` (its inherited RLIMIT_NOFILE). */
+export function haproxyMaxconn(openFiles: number | null): number {
+  // Without a known limit, HAProxy's own default ceiling.
+  if (openFiles === null) return 9900;
+  return Math.max(1, Math.floor((openFiles - HAPROXY_FD_OVERHEAD) / 2));
+}
+
+/** HAProxy processes a region of `devices` connections needs under `openFiles`. */
+export function haproxyProcesses(devices: number, openFiles: number | null): number {
+  return Math.max(1, Math.ceil(devices / haproxyMaxconn(openFiles)));
 }
 
 const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -76,32 +102,42 @@ function serverName(nodeId: string): string {
   return nodeId;
 }
 
-/** A running HAProxy and its runtime API. */
+/** A region's running HAProxy processes and their runtime API. */
 export class Haproxy {
   private stopped = false;
 
   private constructor(
     readonly options: HaproxyOptions,
     private readonly dir: string,
-    private readonly child: ReturnType<typeof spawn>,
-    readonly socketPath: string,
+    private readonly children: ReturnType<typeof spawn>[],
+    /** Each process's admin socket, in the order of `children`. */
+    readonly socketPaths: string[],
   ) {}
 
-  /** Its pid (the HAProxy process itself: `ip netns exec` and `-db` keep it). */
+  /** The first process's pid (the HAProxy process itself: `ip netns exec` and `-db` keep it). */
   get pid(): number {
-    return this.child.pid ?? 0;
+    return this.children[0]?.pid ?? 0;
   }
 
-  /** Writes the configuration, starts HAProxy in the foreground and waits for its API. */
+  /** Every process's pid. */
+  get pids(): number[] {
+    return this.children.map((c) => c.pid ?? 0);
+  }
+
+  /** Writes the configuration, starts the processes in the foreground and waits for their APIs. */
   static async start(options: HaproxyOptions): Promise<Haproxy> {
     const balance = haproxyBalance(options.algorithm);
+    const processes = Math.max(1, options.processes ?? 1);
+    const maxconn = options.maxconn ?? 9900;
     // Named by the run's tag, so a dead run's sweep removes it too (fabric.ts).
     const dir = mkdtempSync(join(tmpdir(), `pushbench-haproxy-${fabricTag()}-${options.name}-`));
-    const socketPath = join(dir, 'admin.sock');
+    const socketPaths = Array.from({ length: processes }, (_, i) => join(dir, `admin-${i}.sock`));
     const config = [
       'global',
-      `  stats socket ${socketPath} mode 600 level admin`,
-      '  maxconn 9900',
+      // Each process's own socket, from its environment.
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: HAProxy expands "${VAR}" from its environment
+      '  stats socket "${PB_HAPROXY_SOCKET}" mode 600 level admin',
+      `  maxconn ${maxconn}`,
       'defaults',
       '  mode tcp',
       `  timeout connect ${options.health.timeoutMs}ms`,
@@ -124,41 +160,58 @@ export class Haproxy {
     const file = join(dir, 'haproxy.cfg');
     writeFileSync(file, `${config.join('\n')}\n`);
     const argv = ['-db', '-f', file];
-    const child =
-      options.host === undefined
-        ? spawn('haproxy', argv, { stdio: ['ignore', 'ignore', 'pipe'] })
-        : spawn('ip', ['netns', 'exec', options.host.namespace, 'haproxy', ...argv], {
-            stdio: ['ignore', 'ignore', 'pipe'],
-          });
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4000);
+    const stderr: string[] = [];
+    const children = socketPaths.map((socketPath, i) => {
+      const env = { ...process.env, PB_HAPROXY_SOCKET: socketPath };
+      const child =
+        options.host === undefined
+          ? spawn('haproxy', argv, { stdio: ['ignore', 'ignore', 'pipe'], env })
+          : spawn('ip', ['netns', 'exec', options.host.namespace, 'haproxy', ...argv], {
+              stdio: ['ignore', 'ignore', 'pipe'],
+              env,
+            });
+      stderr[i] = '';
+      child.stderr?.on('data', (d: Buffer) => {
+        stderr[i] = ((stderr[i] ?? '') + d.toString()).slice(-4000);
+      });
+      return child;
     });
-    const haproxy = new Haproxy(options, dir, child, socketPath);
+    const haproxy = new Haproxy(options, dir, children, socketPaths);
     const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        rmSync(dir, { recursive: true, force: true });
-        throw new Error(
-          `haproxy exited at start: ${stderr.trim().split('\n').slice(-2).join(' | ')}`,
-        );
-      }
-      try {
-        await haproxy.command('show info');
-        return haproxy;
-      } catch {
-        if (Date.now() > deadline) {
+    for (const [i, child] of children.entries()) {
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) {
           await haproxy.stop();
-          throw new Error(`haproxy did not open its API within 10 s: ${stderr.trim()}`);
+          throw new Error(
+            `haproxy exited at start: ${(stderr[i] ?? '').trim().split('\n').slice(-2).join(' | ')}`,
+          );
         }
-        await new Promise((r) => setTimeout(r, 50));
+        try {
+          await haproxy.commandTo(i, 'show info');
+          break;
+        } catch {
+          if (Date.now() > deadline) {
+            await haproxy.stop();
+            throw new Error(
+              `haproxy did not open its API within 10 s: ${(stderr[i] ?? '').trim()}`,
+            );
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
       }
     }
+    return haproxy;
   }
 
-  /** Sends one runtime API command and resolves with HAProxy's answer. */
+  /** Sends one runtime API command to every process; resolves with the first one's answer. */
   async command(line: string): Promise<string> {
-    const socket = connect(this.socketPath);
+    const answers = await Promise.all(this.socketPaths.map((_, i) => this.commandTo(i, line)));
+    return answers[0] ?? '';
+  }
+
+  /** Sends one runtime API command to process `i` and resolves with its answer. */
+  async commandTo(i: number, line: string): Promise<string> {
+    const socket = connect(this.socketPaths[i] as string);
     let out = '';
     socket.on('data', (d) => {
       out += d;
@@ -194,46 +247,60 @@ export class Haproxy {
     await this.expectOk(`set server be_${this.options.name}/${serverName(nodeId)} state maint`);
   }
 
-  /** Current sessions per server (`show stat` scur), and each server's status. */
+  /**
+   * Current sessions per server (`show stat` scur), added up over the
+   * processes, and each server's status as the first process sees it.
+   */
   async servers(): Promise<Record<string, { sessions: number; status: string }>> {
-    const csv = await this.command('show stat');
-    const lines = csv.split('\n').filter((l) => l.trim() !== '');
-    const header = (lines[0] ?? '').replace(/^# /, '').split(',');
-    const col = (name: string) => header.indexOf(name);
-    const [px, sv, scur, status] = [col('pxname'), col('svname'), col('scur'), col('status')];
     const out: Record<string, { sessions: number; status: string }> = {};
-    for (const line of lines.slice(1)) {
-      const f = line.split(',');
-      if (f[px] !== `be_${this.options.name}` || f[sv] === 'BACKEND' || f[sv] === 'FRONTEND')
-        continue;
-      out[f[sv] as string] = { sessions: Number(f[scur]), status: f[status] ?? '' };
+    for (const i of this.socketPaths.keys()) {
+      const csv = await this.commandTo(i, 'show stat');
+      const lines = csv.split('\n').filter((l) => l.trim() !== '');
+      const header = (lines[0] ?? '').replace(/^# /, '').split(',');
+      const col = (name: string) => header.indexOf(name);
+      const [px, sv, scur, status] = [col('pxname'), col('svname'), col('scur'), col('status')];
+      for (const line of lines.slice(1)) {
+        const f = line.split(',');
+        if (f[px] !== `be_${this.options.name}` || f[sv] === 'BACKEND' || f[sv] === 'FRONTEND')
+          continue;
+        const name = f[sv] as string;
+        const seen = out[name];
+        if (seen) seen.sessions += Number(f[scur]);
+        else out[name] = { sessions: Number(f[scur]), status: f[status] ?? '' };
+      }
     }
     return out;
   }
 
-  /** Stops HAProxy (SIGTERM, then SIGKILL after 2 s) and removes its folder. Idempotent. */
+  /** Stops every process (SIGTERM, then SIGKILL after 2 s) and removes the folder. Idempotent. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    const child = this.child;
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await Promise.all(
+      this.children.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** Sends `line` to every process; throws with the first error any of them answers. */
   private async expectOk(line: string): Promise<void> {
-    const answer = (await this.command(line)).trim();
-    // Success answers are empty or informational; errors name themselves.
-    if (
-      /^(?:unknown|no such|error|require|invalid|'?[a-z ]+' expects)/i.test(answer) ||
-      /[Ee]rror/.test(answer)
-    ) {
-      throw new Error(`haproxy: ${line}: ${answer.split('\n')[0]}`);
+    const answers = await Promise.all(this.socketPaths.map((_, i) => this.commandTo(i, line)));
+    for (const raw of answers) {
+      const answer = raw.trim();
+      // Success answers are empty or informational; errors name themselves.
+      if (
+        /^(?:unknown|no such|error|require|invalid|'?[a-z ]+' expects)/i.test(answer) ||
+        /[Ee]rror/.test(answer)
+      ) {
+        throw new Error(`haproxy: ${line}: ${answer.split('\n')[0]}`);
+      }
     }
   }
 }

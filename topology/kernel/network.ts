@@ -12,6 +12,7 @@
  * starts.
  */
 import { PushbenchError } from '../../core/errors.js';
+import { openFilesLimit } from '../../core/machine.js';
 import type { NetworkHandle } from '../network/handle.js';
 import type {
   BackendSample,
@@ -30,7 +31,7 @@ import {
   type KernelFaultHandle,
   resetConnections,
 } from './faults.js';
-import { Haproxy } from './haproxy.js';
+import { Haproxy, haproxyMaxconn, haproxyProcesses } from './haproxy.js';
 import type { LatencyLink } from './links.js';
 
 /** Where devices reach a region's balancer on the fabric. */
@@ -44,6 +45,8 @@ export interface KernelRegionSpec {
   slowStartMs: number;
   health: { intervalMs: number; timeoutMs: number; fall: number; rise: number };
   backends: BackendSpec[];
+  /** Devices homed in the region: how many HAProxy processes it needs. */
+  devices: number;
 }
 
 type RegionBalancer =
@@ -208,6 +211,9 @@ export class KernelNetwork implements NetworkHandle {
             health: spec.health,
             slowStartMs: spec.slowStartMs,
             backends,
+            // HAProxy inherits this process's open-file limit.
+            processes: haproxyProcesses(spec.devices, openFilesLimit()),
+            maxconn: haproxyMaxconn(openFilesLimit()),
           });
           net.regions.set(spec.name, { kind: 'haproxy', lb, spec });
         } else {
