@@ -37,18 +37,23 @@ export const BYTES_PER_PROCESS = 64 * 2 ** 20;
 
 /**
  * CPU one device connect costs at both ends together (load agent and node,
- * user and kernel), in microseconds, for planning. A bare connect measured by
- * `bench/connect-cost.ts` read 300-500 µs here (2-core KVM guest, Node 20); a
- * scenario's device costs more (its token signed, a hello frame, registry and
- * presence calls through a multi-process node's hub, the close handshake), and
- * hold runs here saturated at 2,000 connects/s with 100,000 devices but not
- * with 50,000, which 600 µs fits.
+ * user and kernel), in microseconds, for planning. Re-measured with
+ * `bench/connect-cost.ts` (bare, and asking for the hello frame as the fleet's
+ * devices do) on the two 2-core KVM guests this project runs on (Node 20,
+ * bench/RESULTS.md): an Intel Xeon read 128-135 µs bare; an AMD EPYC, 2-2.5x
+ * slower, 230-360 bare and 250-400 with the hello. A scenario's device costs
+ * more than the bench's (its token signed, registry and presence calls through
+ * a multi-process node's hub, the close handshake). Planning must not
+ * under-plan on the slower box, where the 250,000-device hold at 2,000
+ * connects/s (1.2 cores at this figure) stays valid; on the faster one it warns
+ * early.
  */
 export const CPU_US_PER_CONNECT = 600;
 
 /**
  * CPU of one heartbeat (the node's ping, the device's pong), both ends, µs,
- * for planning: `bench/connect-cost.ts` read 47-58 µs here.
+ * for planning: `bench/connect-cost.ts` read 18.7-19.3 µs on the Xeon and
+ * 41.7-49.2 µs on the AMD box (the slower one sets the figure).
  */
 export const CPU_US_PER_HEARTBEAT = 50;
 

@@ -161,6 +161,8 @@ export class KernelNetwork implements NetworkHandle {
     { fault: NetworkFault; handles: KernelFaultHandle[] }
   >();
   private nextFault = 0;
+  /** Latency faults standing on each node's link, by fault id: the largest delay is played. */
+  private readonly latencies = new Map<string, Map<string, LatencySetting>>();
 
   private constructor(
     /** The harness's control plane on the fabric: the coordinator (publisher, metrics) and the hub. */
@@ -282,9 +284,21 @@ export class KernelNetwork implements NetworkHandle {
       for (const nodeId of ids) {
         const link = this.linkOf(nodeId);
         if (!link) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} has no latency link`);
-        link.set(fault.delayMs, fault.jitterMs);
+        const standing = this.latencies.get(nodeId) ?? new Map<string, LatencySetting>();
+        this.latencies.set(nodeId, standing);
+        standing.set(id, { delayMs: fault.delayMs, jitterMs: fault.jitterMs });
+        applyLargest(link, standing);
         const host = this.hostOf(nodeId)?.host;
-        if (host) handles.push({ host, table: 'latency link', remove: async () => link.clear() });
+        if (host) {
+          handles.push({
+            host,
+            table: 'latency link',
+            remove: async () => {
+              standing.delete(id);
+              applyLargest(link, standing);
+            },
+          });
+        }
       }
       this.faults.set(id, { fault, handles });
       return id;
@@ -420,4 +434,21 @@ function sampleOf(
     conntrackTimedOut: 0,
     healthChangedAtMs: null,
   };
+}
+
+/** One latency fault's delay on a link. */
+interface LatencySetting {
+  delayMs: number;
+  jitterMs: number;
+}
+
+/**
+ * Plays the standing latency with the largest delay on `link` (its own jitter),
+ * as the userland fabric does with overlapping latencies; none standing: no delay.
+ */
+function applyLargest(link: LatencyLink, standing: Map<string, LatencySetting>): void {
+  let largest: LatencySetting | undefined;
+  for (const l of standing.values()) if (!largest || l.delayMs > largest.delayMs) largest = l;
+  if (largest) link.set(largest.delayMs, largest.jitterMs);
+  else link.clear();
 }
