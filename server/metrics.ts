@@ -49,6 +49,11 @@ export const NODE_METRICS = [
     help: 'Times this process of a multi-process node stopped accepting, near its open-file limit.',
   },
   {
+    name: 'pushbench_registry_rechecks_total',
+    type: 'counter',
+    help: 'Passes over every connection re-checking its registry entry after the registry came back.',
+  },
+  {
     name: 'pushbench_disconnects_total',
     type: 'counter',
     help: 'Connections that ended, by reason.',

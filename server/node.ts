@@ -221,6 +221,9 @@ function deviceSocketSink(node: PushNode): LeanWebSocketSink<DeviceConnection> {
   };
 }
 
+/** Devices per registry call when every entry is re-checked after an outage. */
+const RECHECK_BATCH = 500;
+
 /**
  * One reference push node: WebSocket endpoint for devices, HTTP API for
  * services, and the lifecycle sweep. It names its collaborators: the Push
@@ -345,6 +348,10 @@ export class PushNode implements NodeApi {
           }),
       );
     };
+    // Redis back after an outage may have come back empty: every entry is re-checked
+    // now, not one bucket per tick over a heartbeat interval, so pushes find devices
+    // that stayed connected all along.
+    this.registry.onReconnect?.(() => void this.recheckRegistry());
     this.link = new NodeLink(this.broker, this.options.nodeId, (req) => this.onNodeRequest(req));
     this.rooms = new RoomHub(
       this.broker,
@@ -781,6 +788,51 @@ export class PushNode implements NodeApi {
       );
     this.publishPresence(conn, 'online');
   }
+
+  /**
+   * Refreshes every connection's registry entry in batches and repairs the stale
+   * ones (re-registers the gone), counting each pass. A pass already running
+   * makes this one wait for it and then run again (the backend may have dropped
+   * again in between).
+   */
+  private async recheckRegistry(): Promise<void> {
+    if (this.recheck) {
+      this.recheckAgain = true;
+      return;
+    }
+    this.metrics.inc('pushbench_registry_rechecks_total');
+    const run = (async () => {
+      const all = [...this.connections.values()];
+      for (let i = 0; i < all.length; i += RECHECK_BATCH) {
+        const items = all
+          .slice(i, i + RECHECK_BATCH)
+          .filter((c) => this.connections.get(c.deviceId) === c)
+          .map((c) => ({ deviceId: c.deviceId, connId: c.connId }));
+        if (items.length === 0) continue;
+        try {
+          const result = await this.registry.refresh(items, this.options.registryTtlMs);
+          await Promise.all(result.stale.map((s) => this.repairEntry(s.deviceId, s.connId)));
+        } catch {
+          // Down again: the next reconnect starts another pass.
+          this.metrics.inc('pushbench_messages_total', {
+            path: 'registry',
+            outcome: 'refresh_failed',
+          });
+          return;
+        }
+      }
+    })();
+    this.recheck = run;
+    await run;
+    this.recheck = undefined;
+    if (this.recheckAgain) {
+      this.recheckAgain = false;
+      await this.recheckRegistry();
+    }
+  }
+
+  private recheck: Promise<void> | undefined;
+  private recheckAgain = false;
 
   /**
    * A refresh found this connection's registry entry gone or pointing elsewhere.

@@ -161,7 +161,16 @@ export class RedisRegistry implements PushRegistry {
     });
     redis.on('ready', () => {
       this.lastError = undefined;
+      if (this.readyBefore) for (const listener of this.reconnectListeners) listener();
+      this.readyBefore = true;
     });
+  }
+
+  private readyBefore = false;
+  private readonly reconnectListeners: Array<() => void> = [];
+
+  onReconnect(listener: () => void): void {
+    this.reconnectListeners.push(listener);
   }
 
   /**

@@ -96,6 +96,13 @@ export interface PushRegistry {
   nodeDevices(nodeId: string): Promise<RegisteredDevice[]>;
   /** Releases the backend (the Redis connection); the registry must not be used afterwards. */
   close(): Promise<void>;
+  /**
+   * Calls `listener` each time the backend is reachable again after losing its
+   * connection (Redis: every `ready` after the first). What it held may be gone
+   * (a restart without persistence), so the node re-checks every entry it owns.
+   * Backends that cannot lose their state (in process) do not have it.
+   */
+  onReconnect?(listener: () => void): void;
 }
 
 /** Settings of a registry; each says which backend reads it and its default ({@link registryDefaults}). */
