@@ -44,9 +44,10 @@ export const BYTES_PER_PROCESS = 64 * 2 ** 20;
  * slower, 230-360 bare and 250-400 with the hello. A scenario's device costs
  * more than the bench's (its token signed, registry and presence calls through
  * a multi-process node's hub, the close handshake). Planning must not
- * under-plan on the slower box, where the 250,000-device hold at 2,000
- * connects/s (1.2 cores at this figure) stays valid; on the faster one it warns
- * early.
+ * under-plan on the slower box: there the 250,000-device hold at 2,000
+ * connects/s, which this figure puts at 1.67 cores with its heartbeats (over
+ * the 1.40 that fit), was warned about and ended INVALID, as warned; on the
+ * Xeon the same run was valid and the warning early.
  */
 export const CPU_US_PER_CONNECT = 600;
 
