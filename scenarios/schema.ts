@@ -74,7 +74,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
   const topology = validateTopology(p, root.topology);
   const devices = validateDevices(p, root.devices, topology.regions);
   const traffic = validateTraffic(p, root.traffic);
-  const timeline = validateTimeline(p, root.timeline, topology.regions);
+  const timeline = validateTimeline(p, root.timeline, topology.regions, topology.managedRedis);
   const run = readRun(p, root, ctx);
   const gates = validateGates(p, root.gates);
   if (p.list.length > 0) {

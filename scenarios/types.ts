@@ -52,6 +52,8 @@ export const TIMELINE_ACTIONS = [
   'admission-rate',
   'bandwidth',
   'partition',
+  'datastore-down',
+  'datastore-restart',
   'connect',
 ] as const;
 /** One of {@link TIMELINE_ACTIONS}. */
@@ -168,7 +170,12 @@ export interface TopologyInput {
   profiles?: Record<string, NodeProfileInput>;
   /** With several regions: `latency` (the global entry sends devices to their home region, whatever its health) or `health` (fails over when health checks fail). Default `latency`. */
   routing?: RoutingMode | RoutingInput;
-  /** Share the registry and broker through this Redis URL instead of the embedded hub. */
+  /**
+   * Share the registry and broker through Redis instead of the embedded hub: a
+   * `redis://` URL, or `"managed"` (pushbench starts and owns a redis-server on a
+   * free port; the timeline's datastore actions may kill and restart it), or
+   * `"managed:appendonly"` (the same, persisting to an append-only file).
+   */
   redis?: string;
   /** `userland` (default): one fabric process carries every byte; `kernel`: nodes are hosts (namespaces, veth) and the kernel plays faults; `auto`: kernel where this machine and the scenario allow it. */
   network?: NetworkEngineName;
@@ -275,6 +282,8 @@ export interface TimelineActionInput extends ScopeInput {
   bandwidth?: string | number;
   /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker. */
   from?: string;
+  /** datastore-restart: what the Redis comes back with, `"empty"` (default) or `"kept"` (needs `topology.redis: "managed:appendonly"`). */
+  data?: string;
 }
 
 /**
@@ -419,6 +428,8 @@ export type TimelineAction = { atMs: number; label: string } & (
     }
   | { action: 'bandwidth'; scope: FaultScope; bitsPerSec: number; forMs: number | null }
   | { action: 'partition'; scope: FaultScope; from: PartitionPeer; forMs: number | null }
+  | { action: 'datastore-down' }
+  | { action: 'datastore-restart'; data: 'empty' | 'kept' }
   | { action: 'connect'; devices: number; rateHz: number }
 );
 
@@ -443,8 +454,10 @@ export interface Scenario {
     regions: RegionTopology[];
     /** With several regions, how the global entry picks one: by network distance only, or with health checks. */
     routing: { mode: RoutingMode; health: HealthCheck };
-    /** Nodes share a registry and broker through this Redis; null = the embedded hub. */
+    /** Nodes share a registry and broker through this Redis; null = the embedded hub, or a managed Redis. */
     redisUrl: string | null;
+    /** A redis-server pushbench starts and owns (`topology.redis: "managed"`); null: none. */
+    managedRedis: { appendonly: boolean } | null;
     /** Devices reach nodes through the network fabric (balancers, fault links), not directly. */
     balanced: boolean;
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */

@@ -106,6 +106,9 @@ export class ChaosDirector {
         return `region ${a.region}`;
       case 'connect':
         return 'fleet';
+      case 'datastore-down':
+      case 'datastore-restart':
+        return 'datastore';
       default:
         return scopeTarget(a.scope);
     }
@@ -181,6 +184,14 @@ export class ChaosDirector {
         return;
       case 'connect':
         this.fleet.connectMore(action.devices, action.rateHz);
+        return;
+      case 'datastore-down':
+        await this.cluster.datastoreDown();
+        return;
+      case 'datastore-restart':
+        // The record ends once Redis accepts connections again.
+        await this.cluster.datastoreRestart(action.data);
+        record.tEnd = this.nowS();
         return;
       case 'heal': {
         await this.cluster.clearScope(action.scope);

@@ -11,6 +11,7 @@ import { KernelNetwork } from './kernel/network.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
+import { ManagedRedis } from './managed-redis.js';
 import { expectedConnectionsPerNode, nodeProcesses } from './node-placement.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
 
@@ -114,6 +115,10 @@ export class Cluster {
   private readonly links = new Map<string, LatencyLink>();
   /** Devices' source addresses on the fabric, by home region. */
   private readonly sourceAddresses = new Map<string, string[]>();
+  /** The redis-server this run owns (`topology.redis: "managed"`). */
+  private managedRedis: ManagedRedis | undefined;
+  /** The Redis the nodes share: the scenario's URL or the managed one's; null: a hub or in-process. */
+  private redisUrl: string | null;
 
   private constructor(
     private readonly scenario: Scenario,
@@ -121,7 +126,9 @@ export class Cluster {
     private readonly events: ClusterEvents,
     /** The network engine this run uses (topology/kernel/engine.ts). */
     readonly engine: NetworkEngineChoice,
-  ) {}
+  ) {
+    this.redisUrl = scenario.topology.redisUrl;
+  }
 
   /** Starts hub, nodes and network; on any failure stops what started and rethrows. */
   static async start(
@@ -160,9 +167,13 @@ export class Cluster {
         );
       }
     }
+    if (topology.managedRedis) {
+      this.managedRedis = await ManagedRedis.start(topology.managedRedis);
+      this.redisUrl = this.managedRedis.url;
+    }
     // Nodes share state through Redis when configured, else through a hub process
     // that holds no devices (so killing any node never takes the cluster's state with it).
-    if (!topology.redisUrl && (total > 1 || growing)) {
+    if (!this.redisUrl && (total > 1 || growing)) {
       // On the kernel engine the hub is a host of its own (the nodes reach it across the
       // bridge, and a dead run's sweep kills it with the rest).
       const hubHost = this.fabric ? await this.fabric.addHost('hub') : undefined;
@@ -205,7 +216,7 @@ export class Cluster {
                 .filter((n) => n.region === scope.region)
                 .map((n) => n.nodeId),
         [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
-        this.hub ? [this.hub.host] : redisAddresses(topology.redisUrl),
+        this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
       );
     } else if (topology.balanced) {
       const spec: NetworkSpec = {
@@ -318,8 +329,8 @@ export class Cluster {
       heartbeatIntervalMs: profile.heartbeatIntervalMs,
       heartbeatTimeoutMs: profile.heartbeatTimeoutMs,
       drainWindowMs: profile.drainWindowMs,
-      ...(this.scenario.topology.redisUrl
-        ? { redisUrl: this.scenario.topology.redisUrl, redisPrefix: `pushbench:${process.pid}:` }
+      ...(this.redisUrl
+        ? { redisUrl: this.redisUrl, redisPrefix: `pushbench:${process.pid}:` }
         : this.hub
           ? { join: this.hub.httpUrl }
           : {}),
@@ -461,6 +472,18 @@ export class Cluster {
     await p.exited;
   }
 
+  /** SIGKILL of the managed Redis: the nodes lose their registry and broker until it is back. */
+  async datastoreDown(): Promise<void> {
+    if (!this.managedRedis) throw new PushbenchError('PB_INTERNAL', 'no managed Redis');
+    await this.managedRedis.kill();
+  }
+
+  /** Starts the managed Redis again on its port, empty or with what it persisted. */
+  async datastoreRestart(data: 'empty' | 'kept'): Promise<void> {
+    if (!this.managedRedis) throw new PushbenchError('PB_INTERNAL', 'no managed Redis');
+    await this.managedRedis.start(data);
+  }
+
   /** SIGTERM: the node drains gracefully (health check fails, goaways over its drain window), then exits. */
   async stopNode(nodeId: string): Promise<void> {
     const p = this.requireUp(nodeId);
@@ -575,6 +598,7 @@ export class Cluster {
     // Nodes that died earlier: their cgroups are removed by the time these resolve.
     await Promise.all(this.lifeEnds);
     await this.hub?.stop(3000);
+    await this.managedRedis?.stop();
     for (const link of this.links.values()) link.stop();
     // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
     await this.fabric?.destroy();

@@ -59,6 +59,8 @@ export const actionFieldDefaults = {
   },
   bandwidth: { ...target, bandwidth: REQUIRED, for: OFF },
   partition: { ...target, from: REQUIRED, for: OFF },
+  'datastore-down': {},
+  'datastore-restart': { data: 'empty' },
   connect: { devices: REQUIRED, rate: 1000 },
 } as const satisfies { [A in TimelineActionName]: ActionTable };
 
@@ -72,6 +74,7 @@ export function validateTimeline(
   p: Problems,
   input: unknown,
   regions: RegionTopology[],
+  managedRedis: { appendonly: boolean } | null = null,
 ): TimelineAction[] {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -90,9 +93,33 @@ export function validateTimeline(
     .sort((a, b) => (ats[a.i] ?? 0) - (ats[b.i] ?? 0) || a.i - b.i);
   const nodes = new NodeBook(regions);
   const out: TimelineAction[] = [];
+  let datastoreDown = false;
   for (const { v, i } of order) {
     const action = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes);
-    if (action) out.push(action);
+    if (!action) continue;
+    out.push(action);
+    // The datastore actions kill and start only a Redis pushbench owns, in turn.
+    if (action.action === 'datastore-down' || action.action === 'datastore-restart') {
+      const path = `timeline[${i}]`;
+      if (managedRedis === null) {
+        p.add(
+          path,
+          `${action.action} needs topology.redis "managed" (pushbench kills and starts only a Redis it started)`,
+        );
+      } else if (action.action === 'datastore-down') {
+        if (datastoreDown) p.add(path, 'the datastore is already down at that time');
+        datastoreDown = true;
+      } else {
+        if (!datastoreDown) p.add(path, 'the datastore is not down at that time');
+        if (action.data === 'kept' && !managedRedis.appendonly) {
+          p.add(
+            `${path}.data`,
+            '"kept" needs topology.redis "managed:appendonly" (without persistence a restarted Redis is empty)',
+          );
+        }
+        datastoreDown = false;
+      }
+    }
   }
   return out;
 }
@@ -256,6 +283,16 @@ function readAction(
       }
       const label = f.label(`partition ${scopeLabel(scope)} from ${from}`);
       return { atMs, action, scope, from, forMs: f.forMs(), label };
+    }
+    case 'datastore-down':
+      return { atMs, action, label: f.label('datastore down') };
+    case 'datastore-restart': {
+      let data: 'empty' | 'kept' = 'empty';
+      if (f.v.data !== undefined) {
+        if (f.v.data === 'empty' || f.v.data === 'kept') data = f.v.data;
+        else f.p.add(`${f.path}.data`, `must be one of empty, kept, got ${JSON.stringify(f.v.data)}`);
+      }
+      return { atMs, action, data, label: f.label(`datastore restart (${data})`) };
     }
     case 'connect': {
       const d = actionFieldDefaults.connect;

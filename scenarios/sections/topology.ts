@@ -138,7 +138,7 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
   return {
     regions,
     routing: readRouting(p, topo.routing),
-    redisUrl: readRedis(p, topo.redis),
+    ...readRedis(p, topo.redis),
     network: oneOf(p, 'topology.network', topo.network, NETWORK_ENGINES, topologyDefaults.network),
     balanced:
       regions.length > 1 ||
@@ -246,13 +246,22 @@ function readRouting(p: Problems, v: unknown): Scenario['topology']['routing'] {
   };
 }
 
-function readRedis(p: Problems, v: unknown): string | null {
-  if (v === undefined) return topologyDefaults.redis;
-  if (typeof v !== 'string' || !/^rediss?:\/\//.test(v)) {
-    p.add('topology.redis', `must be a redis:// URL, got ${JSON.stringify(v)}`);
-    return null;
+function readRedis(
+  p: Problems,
+  v: unknown,
+): { redisUrl: string | null; managedRedis: { appendonly: boolean } | null } {
+  if (v === undefined) return { redisUrl: topologyDefaults.redis, managedRedis: null };
+  if (v === 'managed' || v === 'managed:appendonly') {
+    return { redisUrl: null, managedRedis: { appendonly: v === 'managed:appendonly' } };
   }
-  return v;
+  if (typeof v !== 'string' || !/^rediss?:\/\//.test(v)) {
+    p.add(
+      'topology.redis',
+      `must be a redis:// URL, "managed" or "managed:appendonly", got ${JSON.stringify(v)}`,
+    );
+    return { redisUrl: null, managedRedis: null };
+  }
+  return { redisUrl: v, managedRedis: null };
 }
 
 function healthCheck(p: Problems, path: string, v: unknown, fallback: HealthCheck): HealthCheck {

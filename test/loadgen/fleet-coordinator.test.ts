@@ -79,6 +79,7 @@ function scenario(devices: number, reserve: number): Scenario {
       })),
       routing: { mode: 'latency', health },
       redisUrl: null,
+      managedRedis: null,
       balanced: false,
       network: 'userland',
     },

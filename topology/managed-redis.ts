@@ -1,0 +1,140 @@
+/**
+ * A redis-server pushbench starts and owns (`topology.redis: "managed"`), on a
+ * free port of this host, so the timeline may kill it (SIGKILL, as a crash) and
+ * start it again, empty or with its data. Its files live in a temporary folder
+ * of its own, removed at the end; with `appendonly` it persists every write to
+ * an append-only file there (fsync every second, Redis's default), which a
+ * restart with its data replays. The machine's own Redis is never touched.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PushbenchError } from '../core/errors.js';
+
+/** A port nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** One owned redis-server; the same port across restarts, so the nodes' clients reconnect to it. */
+export class ManagedRedis {
+  private child: ChildProcess | undefined;
+  private readonly dir: string;
+
+  private constructor(
+    readonly port: number,
+    readonly appendonly: boolean,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), 'pushbench-redis-'));
+  }
+
+  /** Starts one on a free port and resolves once it accepts connections. */
+  static async start(options: { appendonly: boolean }): Promise<ManagedRedis> {
+    const redis = new ManagedRedis(await freePort(), options.appendonly);
+    try {
+      await redis.start('empty');
+    } catch (err) {
+      await redis.stop();
+      throw err;
+    }
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Its pid while it runs, else 0. */
+  get pid(): number {
+    return this.child?.pid ?? 0;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /**
+   * Starts redis-server: `empty` removes what an earlier life persisted first,
+   * `kept` replays its append-only file. Resolves once it accepts connections.
+   */
+  async start(data: 'empty' | 'kept'): Promise<void> {
+    if (this.child) throw new PushbenchError('PB_INTERNAL', 'the managed Redis is already running');
+    if (data === 'empty') {
+      for (const name of readdirSync(this.dir)) rmSync(join(this.dir, name), { recursive: true });
+    }
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', ''];
+    args.push('--dir', this.dir, '--appendonly', this.appendonly ? 'yes' : 'no');
+    let child: ChildProcess;
+    try {
+      child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      throw new PushbenchError('PB_USAGE', `cannot start redis-server: ${(err as Error).message}`);
+    }
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new PushbenchError(
+              'PB_SERVER_START',
+              `redis-server did not start in 10 s: ${out.trim().split('\n').pop()}`,
+            ),
+          ),
+        10_000,
+      );
+      const read = (d: Buffer) => {
+        out = (out + d.toString()).slice(-4000);
+        if (out.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', read);
+      child.stderr?.on('data', read);
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(
+          new PushbenchError(
+            'PB_USAGE',
+            `topology.redis "managed" needs redis-server (apt-get install redis-server): ${err.message}`,
+          ),
+        );
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(
+          new PushbenchError(
+            'PB_SERVER_START',
+            `redis-server exited (${code}): ${out.trim().split('\n').pop()}`,
+          ),
+        );
+      });
+    });
+    this.child = child;
+  }
+
+  /** SIGKILL, as a crash; resolves once it is gone. Does nothing when it is not running. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Kills it and removes its folder. */
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
