@@ -9,9 +9,9 @@ import { KernelFabric, type KernelHost } from './kernel/fabric.js';
 import { type LatencyLink, startLatencyLink } from './kernel/links.js';
 import { KernelNetwork } from './kernel/network.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
+import { ManagedRedis } from './managed-redis.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
-import { ManagedRedis } from './managed-redis.js';
 import { expectedConnectionsPerNode, nodeProcesses } from './node-placement.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
 

@@ -290,7 +290,8 @@ function readAction(
       let data: 'empty' | 'kept' = 'empty';
       if (f.v.data !== undefined) {
         if (f.v.data === 'empty' || f.v.data === 'kept') data = f.v.data;
-        else f.p.add(`${f.path}.data`, `must be one of empty, kept, got ${JSON.stringify(f.v.data)}`);
+        else
+          f.p.add(`${f.path}.data`, `must be one of empty, kept, got ${JSON.stringify(f.v.data)}`);
       }
       return { atMs, action, data, label: f.label(`datastore restart (${data})`) };
     }

@@ -16,7 +16,7 @@ beforeAll(async () => {
   await ensureCommand('redis-server', 'redis-server');
 }, 600_000);
 
-import { OwnRedis } from '../helpers/own-redis.js';
+import { ManagedRedis } from '../../topology/managed-redis.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -34,8 +34,8 @@ async function until(check: () => Promise<boolean>, ms: number): Promise<boolean
 
 describe('Redis killed and started again empty', () => {
   it('the node re-registers every connected device as soon as Redis is back', async () => {
-    const redis = await OwnRedis.start();
-    cleanups.push(() => redis.kill());
+    const redis = await ManagedRedis.start({ appendonly: false });
+    cleanups.push(() => redis.stop());
     // Heartbeats (and so the sweep's refresh of each entry) once a minute: only the
     // re-check on reconnect can bring the entries back within this test.
     const started = await startTestNode({ redisUrl: redis.url, nodeId: 'n1' });
@@ -57,7 +57,7 @@ describe('Redis killed and started again empty', () => {
     expect(await until(async () => (await registry.lookup('d19')) !== undefined, 5000)).toBe(true);
 
     await redis.kill();
-    await redis.start();
+    await redis.start('empty');
     // Back, and empty; the client reconnects within a second or so.
     const back = await until(async () => {
       const found = await Promise.all(
