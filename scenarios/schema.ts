@@ -16,6 +16,7 @@ import {
   computed,
   type Defaults,
   duration,
+  isRecord,
   num,
   OFF,
   Problems,
@@ -74,7 +75,18 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
   const topology = validateTopology(p, root.topology);
   const devices = validateDevices(p, root.devices, topology.regions);
   const traffic = validateTraffic(p, root.traffic);
-  const timeline = validateTimeline(p, root.timeline, topology.regions, topology.managedRedis);
+  const timeline = validateTimeline(
+    p,
+    root.timeline,
+    topology.regions,
+    topology.managedRedis,
+    // A hub serves more than one node, or a region that grows (topology/cluster.ts).
+    topology.redisUrl !== null ||
+      topology.managedRedis !== null ||
+      topology.regions.reduce((n, r) => n + r.nodes, 0) > 1 ||
+      (Array.isArray(root.timeline) &&
+        root.timeline.some((t) => isRecord(t) && t.action === 'scale-up')),
+  );
   const run = readRun(p, root, ctx);
   const gates = validateGates(p, root.gates);
   if (p.list.length > 0) {

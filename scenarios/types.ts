@@ -52,6 +52,7 @@ export const TIMELINE_ACTIONS = [
   'admission-rate',
   'bandwidth',
   'partition',
+  'datastore-latency',
   'datastore-down',
   'datastore-restart',
   'connect',
@@ -428,6 +429,14 @@ export type TimelineAction = { atMs: number; label: string } & (
     }
   | { action: 'bandwidth'; scope: FaultScope; bitsPerSec: number; forMs: number | null }
   | { action: 'partition'; scope: FaultScope; from: PartitionPeer; forMs: number | null }
+  | {
+      action: 'datastore-latency';
+      /** One node's link; null: every node's (nodes added later too). */
+      nodeId: string | null;
+      delayMs: number;
+      jitterMs: number;
+      forMs: number | null;
+    }
   | { action: 'datastore-down' }
   | { action: 'datastore-restart'; data: 'empty' | 'kept' }
   | { action: 'connect'; devices: number; rateHz: number }

@@ -109,6 +109,8 @@ export class ChaosDirector {
       case 'datastore-down':
       case 'datastore-restart':
         return 'datastore';
+      case 'datastore-latency':
+        return a.nodeId === null ? 'datastore' : `datastore of ${a.nodeId}`;
       default:
         return scopeTarget(a.scope);
     }
@@ -185,6 +187,19 @@ export class ChaosDirector {
       case 'connect':
         this.fleet.connectMore(action.devices, action.rateHz);
         return;
+      case 'datastore-latency': {
+        const id = this.cluster.datastoreLatency(action.nodeId, action.delayMs, action.jitterMs);
+        if (action.forMs !== null) {
+          const timer = setTimeout(() => {
+            this.timers.delete(timer);
+            if (this.stopped) return;
+            record.tEnd = this.nowS();
+            this.cluster.clearDatastoreLatency(id);
+          }, action.forMs);
+          this.timers.add(timer);
+        }
+        return;
+      }
       case 'datastore-down':
         await this.cluster.datastoreDown();
         return;

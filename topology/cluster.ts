@@ -6,7 +6,7 @@ import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.j
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
 import type { NetworkEngineChoice } from './kernel/engine.js';
 import { KernelFabric, type KernelHost } from './kernel/fabric.js';
-import { type LatencyLink, startLatencyLink } from './kernel/links.js';
+import { type LatencyLink, startLatencyLink, startLink } from './kernel/links.js';
 import { KernelNetwork } from './kernel/network.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { ManagedRedis } from './managed-redis.js';
@@ -21,6 +21,8 @@ export type { DeviceRoute } from '../loadgen/messages.js';
 const KERNEL_NODE_PORT = 7001;
 /** Where a node's latency link listens on its host, when it has one. */
 const KERNEL_LINK_PORT = 7002;
+/** Where a node's link to its datastore listens on its host (kernel engine). */
+const KERNEL_DATASTORE_LINK_PORT = 7003;
 
 /** Why a node is not (or no longer) running. */
 export type NodeState = 'up' | 'killed' | 'stopping' | 'stopped' | 'crashed';
@@ -115,6 +117,17 @@ export class Cluster {
   private readonly links = new Map<string, LatencyLink>();
   /** Devices' source addresses on the fabric, by home region. */
   private readonly sourceAddresses = new Map<string, string[]>();
+  /**
+   * Each node's link to its datastore (Redis or the hub), when the timeline has
+   * a datastore-latency: the node reaches its registry and broker through it.
+   */
+  private readonly datastoreLinks = new Map<string, LatencyLink>();
+  /** datastore-latency faults standing, by id: the node they name (null: every node) and the delay. */
+  private readonly datastoreDelays = new Map<
+    string,
+    { nodeId: string | null; delayMs: number; jitterMs: number }
+  >();
+  private nextDatastoreDelay = 0;
   /** The redis-server this run owns (`topology.redis: "managed"`). */
   private managedRedis: ManagedRedis | undefined;
   /** The Redis the nodes share: the scenario's URL or the managed one's; null: a hub or in-process. */
@@ -315,6 +328,7 @@ export class Cluster {
         ),
       );
     }
+    const datastore = await this.datastoreFor(nodeId, host);
     const proc = await startNodeProcess({
       nodeId,
       ...(host && { host: host.address, namespace: host.namespace, port: KERNEL_NODE_PORT }),
@@ -329,11 +343,7 @@ export class Cluster {
       heartbeatIntervalMs: profile.heartbeatIntervalMs,
       heartbeatTimeoutMs: profile.heartbeatTimeoutMs,
       drainWindowMs: profile.drainWindowMs,
-      ...(this.redisUrl
-        ? { redisUrl: this.redisUrl, redisPrefix: `pushbench:${process.pid}:` }
-        : this.hub
-          ? { join: this.hub.httpUrl }
-          : {}),
+      ...datastore,
       ...(profile.capacity !== null && {
         maxConnections: profile.capacity,
         overload: profile.overload,
@@ -472,6 +482,69 @@ export class Cluster {
     await p.exited;
   }
 
+  /**
+   * Where node `nodeId` finds its registry and broker: Redis or the hub, through
+   * its datastore link when the timeline may delay it (started once per node,
+   * kept across the node's restarts, playing every standing delay that names it).
+   */
+  private async datastoreFor(
+    nodeId: string,
+    host: KernelHost | undefined,
+  ): Promise<{ redisUrl?: string; redisPrefix?: string; join?: string }> {
+    const direct = this.redisUrl ?? this.hub?.httpUrl;
+    if (direct === undefined) return {};
+    const url = new URL(direct);
+    if (this.scenario.timeline.some((t) => t.action === 'datastore-latency')) {
+      let link = this.datastoreLinks.get(nodeId);
+      if (!link) {
+        link = await startLink({
+          name: `datastore link of ${nodeId}`,
+          ...(host && { namespace: host.namespace }),
+          listen: host
+            ? { host: host.address, port: KERNEL_DATASTORE_LINK_PORT }
+            : { host: '127.0.0.1', port: 0 },
+          target: { host: url.hostname, port: Number(url.port) || 6379 },
+          seed: (this.scenario.seed * 7919 + this.datastoreLinks.size) >>> 0,
+        });
+        this.datastoreLinks.set(nodeId, link);
+        this.playDatastoreDelay(nodeId);
+      }
+      url.hostname = host ? host.address : '127.0.0.1';
+      url.port = String(link.port);
+    }
+    const through = url.toString().replace(/\/$/, '');
+    return this.redisUrl
+      ? { redisUrl: through, redisPrefix: `pushbench:${process.pid}:` }
+      : { join: through };
+  }
+
+  /** Adds a delay to the datastore links of `nodeId` (null: every node); returns its id. */
+  datastoreLatency(nodeId: string | null, delayMs: number, jitterMs: number): string {
+    const id = `ds${++this.nextDatastoreDelay}`;
+    this.datastoreDelays.set(id, { nodeId, delayMs, jitterMs });
+    for (const n of this.datastoreLinks.keys()) this.playDatastoreDelay(n);
+    return id;
+  }
+
+  /** Lifts one datastore delay; the others standing stay. */
+  clearDatastoreLatency(id: string): void {
+    this.datastoreDelays.delete(id);
+    for (const n of this.datastoreLinks.keys()) this.playDatastoreDelay(n);
+  }
+
+  /** Plays the largest standing delay that reaches `nodeId` on its link (none: no delay). */
+  private playDatastoreDelay(nodeId: string): void {
+    const link = this.datastoreLinks.get(nodeId);
+    if (!link) return;
+    let largest: { delayMs: number; jitterMs: number } | undefined;
+    for (const d of this.datastoreDelays.values()) {
+      if (d.nodeId !== null && d.nodeId !== nodeId) continue;
+      if (!largest || d.delayMs > largest.delayMs) largest = d;
+    }
+    if (largest) link.set(largest.delayMs, largest.jitterMs);
+    else link.clear();
+  }
+
   /** SIGKILL of the managed Redis: the nodes lose their registry and broker until it is back. */
   async datastoreDown(): Promise<void> {
     if (!this.managedRedis) throw new PushbenchError('PB_INTERNAL', 'no managed Redis');
@@ -600,6 +673,7 @@ export class Cluster {
     await this.hub?.stop(3000);
     await this.managedRedis?.stop();
     for (const link of this.links.values()) link.stop();
+    for (const link of this.datastoreLinks.values()) link.stop();
     // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
     await this.fabric?.destroy();
   }

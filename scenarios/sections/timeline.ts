@@ -59,6 +59,7 @@ export const actionFieldDefaults = {
   },
   bandwidth: { ...target, bandwidth: REQUIRED, for: OFF },
   partition: { ...target, from: REQUIRED, for: OFF },
+  'datastore-latency': { node: OFF, delay: REQUIRED, jitter: 0, for: OFF },
   'datastore-down': {},
   'datastore-restart': { data: 'empty' },
   connect: { devices: REQUIRED, rate: 1000 },
@@ -75,6 +76,8 @@ export function validateTimeline(
   input: unknown,
   regions: RegionTopology[],
   managedRedis: { appendonly: boolean } | null = null,
+  /** Whether nodes reach their registry and broker over a link (Redis, or a hub). */
+  sharedDatastore = true,
 ): TimelineAction[] {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -98,6 +101,12 @@ export function validateTimeline(
     const action = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes);
     if (!action) continue;
     out.push(action);
+    if (action.action === 'datastore-latency' && !sharedDatastore) {
+      p.add(
+        `timeline[${i}]`,
+        'datastore-latency needs a datastore across a link: more than one node, or topology.redis (one node keeps its registry and broker in its own process)',
+      );
+    }
     // The datastore actions kill and start only a Redis pushbench owns, in turn.
     if (action.action === 'datastore-down' || action.action === 'datastore-restart') {
       const path = `timeline[${i}]`;
@@ -283,6 +292,14 @@ function readAction(
       }
       const label = f.label(`partition ${scopeLabel(scope)} from ${from}`);
       return { atMs, action, scope, from, forMs: f.forMs(), label };
+    }
+    case 'datastore-latency': {
+      const d = actionFieldDefaults['datastore-latency'];
+      const nodeId = f.v.node === undefined ? null : f.node();
+      const delayMs = f.duration('delay', d.delay);
+      const jitterMs = f.duration('jitter', d.jitter);
+      const label = f.label(`datastore latency +${delayMs}ms ${nodeId ?? 'every node'}`);
+      return { atMs, action, nodeId, delayMs, jitterMs, forMs: f.forMs(), label };
     }
     case 'datastore-down':
       return { atMs, action, label: f.label('datastore down') };

@@ -41,6 +41,49 @@ describe('datastore actions', () => {
     expect(ok.timeline.map((t) => t.label)).toEqual(['datastore down', 'datastore restart (kept)']);
   });
 
+  it('datastore-latency: needs a datastore across a link; labels name the node or every node', () => {
+    const slow = { at: '1s', action: 'datastore-latency', delay: '50ms' };
+    expect(() =>
+      validateScenario(
+        { name: 't', devices: { count: 10 }, duration: '5s', timeline: [slow] },
+        { cores: 2 },
+      ),
+    ).toThrow(/timeline\[0\]: datastore-latency needs a datastore across a link/);
+    const ok = scenario(undefined, [slow, { ...slow, node: 'local-2', jitter: '5ms', for: '1s' }]);
+    expect(ok.timeline.map((t) => t.label)).toEqual([
+      'datastore latency +50ms every node',
+      'datastore latency +50ms local-2',
+    ]);
+    expect(() => scenario(undefined, [{ ...slow, node: 'local-9' }])).toThrow(
+      /timeline\[0\]\.node: no node "local-9"/,
+    );
+  });
+
+  it('datastore-latency on the hub link: pushes slow by the round trips while it stands, devices untouched', async () => {
+    const { report } = await run(
+      {
+        name: 'datastore-latency',
+        topology: { nodes: 2, balancer: 'least-connections' },
+        devices: { count: 100, connectRate: 200 },
+        traffic: { direct: { rate: 40 } },
+        duration: '7s',
+        timeline: [
+          { at: '2s', action: 'datastore-latency', delay: '200ms', for: '2s', label: 'slow' },
+        ],
+        // A push's registry lookup crosses the link twice (there and back): +400 ms.
+        gates: ['p99(push) >= 400ms', 'p50(push) < 100ms'],
+      },
+      { write: false, workers: 1 },
+    );
+    const slow = report.faults.find((f) => f.label === 'slow');
+    expect(slow?.fired).toBe(true);
+    expect(slow?.tEnd).not.toBeNull();
+    expect(slow?.affected).toBe(0);
+    expect(report.devices.heldAtEnd).toBe(100);
+    expect(report.delivery.lost).toBe(0);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+  }, 120_000);
+
   it('Redis SIGKILLed mid-run and started empty: nodes survive, keep their devices, and pushes find them again', async () => {
     await ensureCommand('redis-server', 'redis-server');
     const { report } = await run(

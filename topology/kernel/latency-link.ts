@@ -1,13 +1,14 @@
 /**
  * One node's latency link on the kernel engine (there is no netem in this
  * kernel): a small process on the node's own host, between the node's port
- * and whatever reaches it (devices, a balancer, health checks), relaying each
+ * and whatever reaches it (devices, a balancer, health checks); or, on either
+ * engine, between a node and its datastore (Redis or the hub). It relays each
  * connection through the userland fabric's {@link Link} (one delay queue, one
  * timer, order kept). It carries only this node's connections, so it is
  * capped by one node's connections, not by the run's.
  *
  * Started with `PUSHBENCH_LINK` = `{"listen": {host, port}, "target": {host,
- * port}, "seed"}`; prints `link-listening` once it accepts; takes
+ * port}, "seed"}`; prints `link-listening <port>` once it accepts; takes
  * `{"op": "latency", "delayMs", "jitterMs"}` and `{"op": "clear"}` over Node
  * IPC; exits when its parent's channel closes.
  */
@@ -39,7 +40,8 @@ const server = createServer({ noDelay: true }, (client: Socket) => {
   link.relay(client, node);
 });
 server.listen({ host: spec.listen.host, port: spec.listen.port, backlog: 65_535 }, () => {
-  process.stdout.write('link-listening\n');
+  // The port it got (the spec may ask for 0).
+  process.stdout.write(`link-listening ${(server.address() as { port: number }).port}\n`);
 });
 process.on('message', (m: LinkMessage) => {
   if (m?.op === 'latency' && Number.isFinite(m.delayMs) && Number.isFinite(m.jitterMs)) {
