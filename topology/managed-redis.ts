@@ -3,7 +3,7 @@
  * free port of this host, so the timeline may kill it (SIGKILL, as a crash) and
  * start it again, empty or with its data. Its files live in a temporary folder
  * of its own, removed at the end; with `appendonly` it persists every write to
- * an append-only file there (fsync every second, Redis's default), which a
+ * an append-only file there (fsync before every answer, `appendfsync always`), which a
  * restart with its data replays. The machine's own Redis is never touched.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -73,6 +73,8 @@ export class ManagedRedis {
     }
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', ''];
     args.push('--dir', this.dir, '--appendonly', this.appendonly ? 'yes' : 'no');
+    // Every write on disk before Redis answers: a SIGKILL loses nothing it acknowledged.
+    if (this.appendonly) args.push('--appendfsync', 'always');
     let child: ChildProcess;
     try {
       child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });

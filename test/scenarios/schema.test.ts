@@ -49,6 +49,23 @@ describe('scenario validation', () => {
     expect(problems).toHaveLength(6);
   });
 
+  it('lists bad timeline entries and bad gates together, one line per bad gate', () => {
+    const problems = problemsOf({
+      name: 'both',
+      devices: { count: 10 },
+      duration: '5s',
+      timeline: [{ at: '1s', action: 'kill-node', node: 'local-9' }],
+      gates: ['p99(push) < 50ms', 'p99(push) == 1s', 'colour(push) < 1'],
+    });
+    expect(problems).toEqual([
+      expect.stringMatching(/^timeline\[0\]\.node: no node "local-9"/),
+      expect.stringMatching(/^gates: gate "p99\(push\) == 1s": bad operator "=="/),
+      expect.stringMatching(
+        /^gates: gate "colour\(push\) < 1": unknown latency statistic "colour"/,
+      ),
+    ]);
+  });
+
   it('requires devices and duration', () => {
     expect(problemsOf({ name: 'x' })).toEqual(['devices: is required', 'duration: is required']);
   });
