@@ -30,6 +30,8 @@ const errorCodes = {
   PB_REGISTRY_UNAVAILABLE: ExitCode.Internal,
   /** {@link NodeUnreachableError}. */
   PB_NODE_UNREACHABLE: ExitCode.Internal,
+  /** {@link QueueFullError}. */
+  PB_QUEUE_FULL: ExitCode.Internal,
   /** {@link WsNotOpenError}; named like `ws`'s codes, as the frame parser's are. */
   WS_ERR_NOT_OPEN: ExitCode.Internal,
 } as const satisfies Record<string, ExitCodeValue>;
@@ -94,6 +96,21 @@ export class RegistryUnavailableError extends PushbenchError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('PB_REGISTRY_UNAVAILABLE', message, [], options);
     this.name = 'RegistryUnavailableError';
+  }
+}
+
+/**
+ * The indirect-push queue holds its maximum: a new message is refused (HTTP 503
+ * `queue_full`) rather than dropping one already accepted.
+ */
+export class QueueFullError extends PushbenchError {
+  declare readonly code: 'PB_QUEUE_FULL';
+  /** Ids of a batch's messages queued before the one refused (the node fills it in). */
+  queued: string[] = [];
+
+  constructor(message: string) {
+    super('PB_QUEUE_FULL', message);
+    this.name = 'QueueFullError';
   }
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { BrokerUnavailableError } from '../core/errors.js';
+import { BrokerUnavailableError, QueueFullError } from '../core/errors.js';
 import {
   type Broker,
   brokerDefaults,
@@ -170,14 +170,12 @@ class MemoryBackend {
   }
 
   enqueue(data: string): string {
+    // Full: refuse the newcomer; what was accepted stays until delivered or dead-lettered.
+    if (this.waiting.size + this.inFlight.size >= this.maxQueueLength) {
+      throw new QueueFullError(`the queue holds its maximum of ${this.maxQueueLength} messages`);
+    }
     const id = String(++this.queueSeq);
     this.waiting.set(id, data);
-    if (this.waiting.size + this.inFlight.size > this.maxQueueLength) {
-      for (const oldest of this.waiting.keys()) {
-        this.waiting.delete(oldest);
-        break;
-      }
-    }
     for (const waiter of this.waiters) {
       this.waiters.delete(waiter);
       waiter.wake();

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Command, Redis, type RedisOptions } from 'ioredis';
-import { BrokerUnavailableError } from '../core/errors.js';
+import { BrokerUnavailableError, QueueFullError } from '../core/errors.js';
 import {
   type Broker,
   type BrokerOptions,
@@ -43,6 +43,19 @@ function lua(name: string, source: string): LuaScript {
  * KEYS: epoch, seq, log. ARGV: data, maxLength, ttlMs, candidate epoch.
  * Returns {offset, epoch}.
  */
+/**
+ * Adds a message to the queue unless it holds `max` (acknowledged entries are
+ * deleted, so XLEN is waiting + in flight). KEYS: stream. ARGV: max, field,
+ * data. Returns the entry id, or nil when full.
+ */
+const ENQUEUE = lua(
+  'enqueue',
+  `if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  return false
+end
+return redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])`,
+);
+
 const APPEND = lua(
   'append',
   `local epoch = redis.call('GET', KEYS[1])
@@ -322,16 +335,12 @@ export class RedisBroker implements Broker {
 
   async enqueue(data: string): Promise<string> {
     const id = await this.run('enqueue', () =>
-      this.cmd.call('XADD', [
-        this.queueKey,
-        'MAXLEN',
-        '~',
-        this.maxQueueLength,
-        '*',
-        DATA_FIELD,
-        data,
-      ]),
+      this.eval(ENQUEUE, [this.queueKey], [this.maxQueueLength, DATA_FIELD, data]),
     );
+    // Full: refused, not trimmed (`XADD MAXLEN` would drop accepted messages unseen).
+    if (id === null) {
+      throw new QueueFullError(`the queue holds its maximum of ${this.maxQueueLength} messages`);
+    }
     return text(id, 'XADD id');
   }
 

@@ -127,7 +127,7 @@ export interface BrokerOptions {
    * the append's own `ttlMs`. Default 300,000 ms.
    */
   emptyRoomTtlMs?: number;
-  /** Both: the queue keeps at most about this many messages; the oldest go first. Default 1,000,000. */
+  /** Both: the queue holds at most this many messages (waiting + in flight); over it `enqueue` rejects with QueueFullError and nothing accepted is dropped. Default 1,000,000. */
   maxQueueLength?: number;
   /** Both: dead letters kept, newest first. Default 10,000. */
   maxDeadLetters?: number;

@@ -1,5 +1,9 @@
 import WebSocket from 'ws';
-import { BrokerUnavailableError, RegistryUnavailableError } from '../core/errors.js';
+import {
+  BrokerUnavailableError,
+  QueueFullError,
+  RegistryUnavailableError,
+} from '../core/errors.js';
 import { CloseCode } from '../core/ws/close-codes.js';
 import type { Broker, ChannelHandler, QueuedMessage, RoomHistory } from './broker.js';
 import { type hubMethods, Outbox } from './hub.js';
@@ -133,7 +137,9 @@ export class HubClient implements PushRegistry, Broker {
     if (msg.error !== undefined) {
       const err = msg.code?.endsWith('UNAVAILABLE')
         ? this.unavailable(p.target, msg.error)
-        : new Error(msg.error);
+        : msg.code === 'PB_QUEUE_FULL'
+          ? new QueueFullError(msg.error)
+          : new Error(msg.error);
       p.reject(err);
     } else {
       p.resolve(msg.result);

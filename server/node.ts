@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { Server as NetServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { NodeUnreachableError, PushbenchError } from '../core/errors.js';
+import { NodeUnreachableError, PushbenchError, QueueFullError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { CloseCode } from '../core/ws/close-codes.js';
 import { createBroker, createRegistry } from './backends.js';
@@ -1135,15 +1135,30 @@ export class PushNode implements NodeApi {
   async enqueue(messages: readonly QueueBody[]): Promise<string[]> {
     const ids: string[] = [];
     for (const m of messages) {
-      ids.push(
-        await this.broker.enqueue(
-          JSON.stringify({
-            device: m.device,
-            id: m.id,
-            payload: JSON.parse(m.payloadJson) as unknown,
-          }),
-        ),
-      );
+      try {
+        ids.push(
+          await this.broker.enqueue(
+            JSON.stringify({
+              device: m.device,
+              id: m.id,
+              payload: JSON.parse(m.payloadJson) as unknown,
+            }),
+          ),
+        );
+      } catch (err) {
+        if (err instanceof QueueFullError) {
+          // The caller learns which of its batch were queued before the refusal.
+          err.queued = [...ids];
+          const queued = { path: 'queue', outcome: 'queued' };
+          if (ids.length > 0) this.metrics.inc('pushbench_messages_total', queued, ids.length);
+          this.metrics.inc(
+            'pushbench_messages_total',
+            { path: 'queue', outcome: 'queue_full' },
+            messages.length - ids.length,
+          );
+        }
+        throw err;
+      }
     }
     this.metrics.inc(
       'pushbench_messages_total',

@@ -328,6 +328,12 @@ export function createPushApi(
         // A 413 leaves an unread body on the socket: close it rather than read megabytes.
         if (err.status === 413) res.setHeader('connection', 'close');
         send(res, err.status, err.body);
+      } else if ((err as { code?: string }).code === 'PB_QUEUE_FULL') {
+        send(res, 503, {
+          error: 'queue_full',
+          detail: (err as Error).message,
+          queued: (err as { queued?: string[] }).queued ?? [],
+        });
       } else if (
         (err as { code?: string }).code === 'PB_REGISTRY_UNAVAILABLE' ||
         (err as { code?: string }).code === 'PB_BROKER_UNAVAILABLE'

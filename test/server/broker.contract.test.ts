@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BrokerUnavailableError, PushbenchError } from '../../core/errors.js';
+import { BrokerUnavailableError, PushbenchError, QueueFullError } from '../../core/errors.js';
 import { createBroker } from '../../server/backends.js';
 import type { Broker, BrokerOptions, QueuedMessage } from '../../server/broker.js';
 import { MemoryBroker } from '../../server/broker-memory.js';
@@ -389,6 +389,23 @@ describe.each([memory, redis])('broker contract: $name', (backend) => {
 
       await b.ack(id);
       expect(await a.queueDepth()).toEqual({ pending: 0, deadLetters: 0 });
+    });
+
+    it('refuses a message over maxQueueLength (QueueFullError) and keeps those it accepted', async () => {
+      const { a, b } = await open({ maxQueueLength: 2 });
+      const first = await a.enqueue('one');
+      await a.enqueue('two');
+      const err = await b.enqueue('three').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(QueueFullError);
+      expect((err as QueueFullError).code).toBe('PB_QUEUE_FULL');
+      // Nothing accepted was dropped to make room.
+      const taken = await b.consume('c1', { count: 10, blockMs: 0, retryAfterMs: NEVER_MS });
+      expect(taken.map((m) => m.data)).toEqual(['one', 'two']);
+      // In flight still counts; acknowledged, it frees its place.
+      await expect(a.enqueue('three')).rejects.toBeInstanceOf(QueueFullError);
+      await b.ack(first);
+      await a.enqueue('three');
+      expect((await a.queueDepth()).pending).toBe(2);
     });
 
     it('delivers an unacknowledged message again after retryAfterMs, with attempts 2', async () => {
