@@ -236,6 +236,7 @@ export class RedisBroker implements Broker {
     cmd.on('error', onError);
     sub.on('error', onError);
     const safeUrl = redactUrl(options.url);
+    let persistence: string | undefined;
     try {
       await cmd.connect();
       await cmd.ping();
@@ -247,6 +248,7 @@ export class RedisBroker implements Broker {
           `Redis at ${safeUrl} is version ${major}.${minor}; the broker needs 6.2 or newer (XAUTOCLAIM)`,
         );
       }
+      persistence = await persistenceOf(cmd, safeUrl);
       await sub.connect();
     } catch (err) {
       cmd.disconnect();
@@ -258,6 +260,7 @@ export class RedisBroker implements Broker {
       throw wrapped;
     }
     const broker = new RedisBroker(cmd, sub, options);
+    broker.persistenceWarning = persistence;
     try {
       await broker.run('create the queue group', () => broker.ensureGroup());
     } catch (err) {
@@ -332,6 +335,9 @@ export class RedisBroker implements Broker {
       complete: integer(complete, 'history complete') === 1,
     };
   }
+
+  /** What a restart of this Redis would lose, when it persists too little; read at connect. */
+  persistenceWarning: string | undefined;
 
   async enqueue(data: string): Promise<string> {
     const id = await this.run('enqueue', () =>
@@ -704,4 +710,28 @@ function parseDeadLetter(
     return undefined;
   }
   return { id, data, reason, attempts };
+}
+
+/**
+ * What a restart of the Redis behind `cmd` would lose of the queue: undefined
+ * with an append-only file; else a line saying so (snapshots only, or nothing).
+ * Where INFO or CONFIG is not allowed (managed services), nothing is said.
+ */
+async function persistenceOf(cmd: Redis, safeUrl: string): Promise<string | undefined> {
+  try {
+    const info = String(await cmd.info('persistence'));
+    if (/aof_enabled:1/.test(info)) return undefined;
+    let save = '';
+    try {
+      const reply = (await cmd.call('CONFIG', ['GET', 'save'])) as unknown[];
+      save = String(reply[1] ?? '').trim();
+    } catch {
+      return undefined;
+    }
+    return save !== ''
+      ? `Redis at ${safeUrl} has no append-only file (snapshots only, save "${save}"): a restart loses the queued messages accepted since its last snapshot`
+      : `Redis at ${safeUrl} persists nothing (no append-only file, no snapshots): a restart loses every queued message`;
+  } catch {
+    return undefined;
+  }
 }

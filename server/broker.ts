@@ -77,6 +77,12 @@ export interface Broker {
   /** Adds a message to the indirect-push queue; returns its id. */
   enqueue(data: string): Promise<string>;
   /**
+   * Said at a node's start when the backend would lose queued messages on a
+   * restart (Redis without an append-only file); undefined when it would not,
+   * or cannot tell.
+   */
+  readonly persistenceWarning?: string | undefined;
+  /**
    * Takes up to `count` messages for `consumer`: new ones, and ones delivered to a
    * consumer before but not acknowledged within `retryAfterMs` (so a crashed
    * processor's messages are retried). Waits up to `blockMs` when there are none.

@@ -62,6 +62,10 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       process.exit(70);
     },
   });
+  // Said once per node: by a multi-process node's first worker.
+  if (backends.broker.persistenceWarning && (!place || place.index === 0)) {
+    process.stderr.write(`node ${o.nodeId}: warning: ${backends.broker.persistenceWarning}\n`);
+  }
   if (place) attachWorker(node, place.index, address);
   else print(`listening ${address.wsUrl} ${address.httpUrl}`);
   await new Promise<void>((resolve) => {

@@ -286,10 +286,11 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
 
 /** The last stderr line, with the dead worker's last line before it when the primary's line names one. */
 function lastErrorOf(stderr: string): string {
+  // A node's start-up warnings (`node <id>: warning: ...`) say nothing of how it ended.
   const lines = stderr
     .trim()
     .split('\n')
-    .filter((l) => l.trim() !== '');
+    .filter((l) => l.trim() !== '' && !/^node \S+: warning: /.test(l));
   const last = lines.pop() ?? '';
   if (!/: process \d+ exited /.test(last)) return last;
   const cause = lines.filter((l) => !/^\s+at /.test(l)).pop();
