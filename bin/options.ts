@@ -494,6 +494,7 @@ export interface ServeFlags {
   lifetimeJitter: number;
   goawayGrace: number;
   headTimeout: number;
+  maxPendingUpgrades: number;
   drainWindow: number;
   slowConsumer: NodeOptions['slowConsumer'];
   pushRate: number;
@@ -572,6 +573,11 @@ export const serveFlags: FlagTable<ServeFlags> = {
     '--head-timeout <time>',
     'a new connection must send its whole request head within this, or gets 408',
     nodeDefaults.headTimeoutMs,
+  ),
+  maxPendingUpgrades: whole(
+    '--max-pending-upgrades <n>',
+    'connections per process still sending their request head; past it the oldest gets 503',
+    nodeDefaults.maxPendingUpgrades,
   ),
   drainWindow: duration(
     '--drain-window <time>',
@@ -662,6 +668,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       lifetimeJitterMs: flags.lifetimeJitter,
       goawayGraceMs: flags.goawayGrace,
       headTimeoutMs: flags.headTimeout,
+      maxPendingUpgrades: flags.maxPendingUpgrades,
       drainWindowMs: flags.drainWindow,
       slowConsumer: flags.slowConsumer,
       pushRatePerSec: flags.pushRate,

@@ -38,6 +38,15 @@ export interface DevicePortOptions {
   headTimeoutMs: number;
   /** Called for each socket answered 408 (the node counts them). */
   onHeadTimeout?: () => void;
+  /**
+   * Most sockets that may be sending their head at once; past it the oldest
+   * (if waiting at least 1 s) is answered 503 `pending_shed` and closed, so a
+   * crowd of slow sockets cannot hold the file limit even within the deadline.
+   * Default: no cap.
+   */
+  maxWaiting?: number;
+  /** Called for each socket shed over {@link maxWaiting} (the node counts them). */
+  onShed?: () => void;
   /** Monotonic milliseconds; injectable for tests. Default `performance.now`. */
   nowMs?: () => number;
 }
@@ -50,6 +59,11 @@ const QUESTION = 0x3f;
 const TIMEOUT_ANSWER =
   'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n' +
   'Content-Length: 26\r\n\r\n{"error":"head_too_slow"}\n';
+/** A socket sending its head for less than this is never shed over the cap. */
+const SHED_MIN_AGE_MS = 1000;
+const SHED_ANSWER =
+  'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\n' +
+  'Content-Length: 25\r\n\r\n{"error":"pending_shed"}\n';
 
 /** A socket still sending its head: where its bytes so far are kept. */
 interface Waiting {
@@ -115,6 +129,8 @@ export class DevicePort {
     socket.on('error', onWaitingError);
     socket.on('data', onWaitingData);
     this.waiting.set(socket, this.nowMs());
+    const max = this.options.maxWaiting;
+    if (max !== undefined && this.waiting.size > max) this.shedOldest();
     if (this.sweep === undefined) {
       this.sweep = setInterval(
         () => this.sweepWaiting(),
@@ -163,6 +179,36 @@ export class DevicePort {
     if (this.waiting.size === 0) this.stopSweep();
   }
 
+  /**
+   * Over the cap: the oldest socket still sending its head is answered 503 and
+   * closed, if it has been waiting at least {@link SHED_MIN_AGE_MS}. A herd's
+   * sockets accepted in one go, whose heads are merely not read yet, are never
+   * shed: the cap bites only on sockets that are slow.
+   */
+  private shedOldest(): void {
+    const youngest = this.nowMs() - Math.min(SHED_MIN_AGE_MS, this.options.headTimeoutMs / 2);
+    for (const [socket, acceptedMs] of this.waiting) {
+      // One already closed frees its place by itself.
+      if (socket.destroyed) {
+        this.release(socket);
+        continue;
+      }
+      if (acceptedMs > youngest) return;
+      this.release(socket);
+      this.options.onShed?.();
+      this.answerAndClose(socket, SHED_ANSWER);
+      return;
+    }
+  }
+
+  /** Writes a last answer and closes the socket once it is out. */
+  private answerAndClose(socket: FrontSocket, answer: string): void {
+    socket.on('error', onWaitingError);
+    // The port's sockets allow half-open connections: end() alone would wait for the peer's FIN.
+    socket.once('finish', destroySocket);
+    socket.end(answer);
+  }
+
   /** Answers 408 to sockets past the head deadline; forgets closed ones. */
   private sweepWaiting(): void {
     const deadline = this.nowMs() - this.options.headTimeoutMs;
@@ -174,10 +220,7 @@ export class DevicePort {
       if (acceptedMs > deadline) break;
       this.release(socket);
       this.options.onHeadTimeout?.();
-      socket.on('error', onWaitingError);
-      // The port's sockets allow half-open connections: end() alone would wait for the peer's FIN.
-      socket.once('finish', destroySocket);
-      socket.end(TIMEOUT_ANSWER);
+      this.answerAndClose(socket, TIMEOUT_ANSWER);
     }
     // Closed sockets behind a young one wait for their turn; the map stays bounded by the deadline.
     if (this.waiting.size === 0) this.stopSweep();

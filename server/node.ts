@@ -121,6 +121,11 @@ export interface NodeOptions {
    * answered 408 and closed, so slow heads cannot pile up to the file limit.
    */
   headTimeoutMs: number;
+  /**
+   * Most connections (per process) that may be sending their request head at
+   * once; past it the oldest is answered 503 `pending_shed` and closed.
+   */
+  maxPendingUpgrades: number;
 }
 
 /** Defaults for every optional node setting. */
@@ -157,6 +162,7 @@ export const nodeDefaults: Omit<NodeOptions, 'secret' | 'apiKey' | 'registryTtlM
   queueRetryAfterMs: 2000,
   maxBatch: 1000,
   headTimeoutMs: 10_000,
+  maxPendingUpgrades: 2000,
 };
 
 /** What a node shares with its cluster. Both default to in-memory (a cluster of one process). */
@@ -241,6 +247,11 @@ export class PushNode implements NodeApi {
   private readonly http: Server;
   private readonly wss: LeanWebSocketServer<DeviceConnection>;
   private readonly devicePort: DevicePort;
+
+  /** Connections still sending their request head. */
+  get devicePortWaiting(): number {
+    return this.devicePort.waitingCount;
+  }
   /** The lifecycle sweep (heartbeats, lifetimes, registry refresh). */
   readonly sweep: LifecycleSweep;
   private readonly registry: PushRegistry;
@@ -314,6 +325,12 @@ export class PushNode implements NodeApi {
           this.metrics.inc('pushbench_upgrades_refused_total', {
             status: 408,
             reason: 'head_too_slow',
+          }),
+        maxWaiting: this.options.maxPendingUpgrades,
+        onShed: () =>
+          this.metrics.inc('pushbench_upgrades_refused_total', {
+            status: 503,
+            reason: 'pending_shed',
           }),
       },
     );

@@ -190,6 +190,37 @@ describe('the node port front', () => {
     ws.close();
   });
 
+  it('sheds the oldest slow heads past --max-pending-upgrades (503 pending_shed, counted); a device still connects', async () => {
+    const addr = await boot({ headTimeoutMs: 10_000, maxPendingUpgrades: 50 });
+    const open = async (n: number) => {
+      const out: Awaited<ReturnType<typeof raw>>[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = await raw(addr);
+        r.socket.write('GET /ws?token=x HTTP/1.1\r\n');
+        out.push(r);
+      }
+      return out;
+    };
+    const first = await open(80);
+    // Young heads are never shed (a herd's, not read yet, would be): 80 wait over a cap of 50.
+    await until(() => node?.devicePortWaiting === 80);
+    expect(refusals('pending_shed')).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    // Each newcomer over the cap sheds the oldest, now a second old.
+    const second = await open(30);
+    await Promise.all(first.slice(0, 30).map((r) => r.closed));
+    for (const r of first.slice(0, 30)) {
+      expect(r.text()).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+      expect(r.text()).toContain('pending_shed');
+    }
+    expect(refusals('pending_shed')).toBe(30);
+    expect(second.every((r) => r.text() === '')).toBe(true);
+    // A device completes its head at once and is upgraded.
+    const ws = new WebSocket(`${addr.wsUrl}?token=${token('d4')}`);
+    await once(ws, 'open');
+    ws.close();
+  });
+
   it('refuses a device head that is not a valid version-13 upgrade with 400', async () => {
     const addr = await boot();
     const c = await raw(addr);
