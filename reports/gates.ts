@@ -9,6 +9,9 @@
  *   evaluator.ts  Gate + GateInputs -> GateResult, statistical gates included
  *   format.ts     how thresholds and measured values read
  */
+import { PushbenchError } from '../core/errors.js';
+import { installGateChecker } from '../scenarios/sections/gates.js';
+import { parseGates } from './gates/parser.js';
 
 export { evaluateGate, evaluateGates, worstVerdict } from './gates/evaluator.js';
 export {
@@ -19,6 +22,18 @@ export {
   type LatencyStat,
 } from './gates/metrics.js';
 export { checkGateTargets, parseGate, parseGates } from './gates/parser.js';
+
+// Scenario validation lists bad gates with the scenario's other problems.
+installGateChecker((exprs) => {
+  try {
+    parseGates(exprs);
+    return [];
+  } catch (err) {
+    if (!(err instanceof PushbenchError)) throw err;
+    return err.problems.length > 0 ? [...err.problems] : [err.message];
+  }
+});
+
 export type {
   Gate,
   GateInputs,

@@ -1,6 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+// Installs the gate parser that scenario validation lists bad gates with.
+import '../../reports/gates.js';
 import { describe, expect, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
 import { loadScenario } from '../../scenarios/load.js';
