@@ -1,0 +1,116 @@
+/**
+ * A Redis of the test's own (never the machine's; the Debian package is
+ * installed when missing), SIGKILLed and started again:
+ * - empty: the devices stay connected to the node the whole time, and once
+ *   Redis is back the node re-registers every one of them at once (not one
+ *   sweep bucket per tick over a heartbeat interval), so a push finds them;
+ * - with an append-only file fsynced before every answer, a restart with its
+ *   data loses no accepted queue message; without persistence the broker says
+ *   at connect what a restart would lose.
+ */
+import { once } from 'node:events';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createBroker } from '../../server/backends.js';
+import type { Broker } from '../../server/broker.js';
+import { signToken } from '../../server/token.js';
+import { ManagedRedis } from '../../topology/managed-redis.js';
+import { startTestNode, TEST_API_KEY, TEST_SECRET } from '../helpers/node.js';
+import { ensureCommand } from '../setup/debian.js';
+
+beforeAll(async () => {
+  await ensureCommand('redis-server', 'redis-server');
+}, 600_000);
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function until<T>(probe: () => Promise<T | undefined>, ms: number): Promise<T | undefined> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('the queue across a Redis SIGKILL', () => {
+  it('appendonly (fsync always): kill -9 and a restart with its data lose no accepted message', async () => {
+    const redis = await ManagedRedis.start({ appendonly: true });
+    cleanups.push(() => redis.stop());
+    const broker: Broker = await createBroker(redis.url, { keyPrefix: 'aof:' });
+    cleanups.push(() => broker.close());
+    expect(broker.persistenceWarning).toBeUndefined();
+    const ids: string[] = [];
+    for (let i = 0; i < 200; i++) ids.push(await broker.enqueue(`m${i}`));
+
+    await redis.kill();
+    await redis.start('kept');
+    // The client reconnects on its own; every accepted message is still queued.
+    const depth = await until(async () => (await broker.queueDepth()).pending, 10_000);
+    expect(depth).toBe(200);
+    const taken = await broker.consume('c1', { count: 500, blockMs: 0, retryAfterMs: 60_000 });
+    expect(taken.map((m) => m.id)).toEqual(ids);
+  }, 30_000);
+
+  it('without persistence the broker says at connect that a restart loses every queued message', async () => {
+    const redis = await ManagedRedis.start({ appendonly: false });
+    cleanups.push(() => redis.stop());
+    const broker = await createBroker(redis.url, { keyPrefix: 'none:' });
+    cleanups.push(() => broker.close());
+    expect(broker.persistenceWarning).toMatch(
+      /^Redis at redis:\/\/127\.0\.0\.1:\d+ persists nothing \(no append-only file, no snapshots\): a restart loses every queued message$/,
+    );
+  }, 30_000);
+});
+
+describe('Redis killed and started again empty', () => {
+  it('the node re-registers every connected device as soon as Redis is back', async () => {
+    const redis = await ManagedRedis.start({ appendonly: false });
+    cleanups.push(() => redis.stop());
+    // Heartbeats (and so the sweep's refresh of each entry) once a minute: only the
+    // re-check on reconnect can bring the entries back within this test.
+    const started = await startTestNode({ redisUrl: redis.url, nodeId: 'n1' });
+    cleanups.push(() => started.stop());
+    const { registry } = started.backends;
+    const devices: WebSocket[] = [];
+    for (let i = 0; i < 20; i++) {
+      const token = signToken(
+        { deviceId: `d${i}`, accountId: 'a', expiresAtSec: Date.now() / 1000 + 600 },
+        TEST_SECRET,
+      );
+      const ws = new WebSocket(`${started.address.wsUrl}?token=${token}`);
+      await once(ws, 'open');
+      devices.push(ws);
+    }
+    cleanups.push(async () => {
+      for (const ws of devices) ws.terminate();
+    });
+    expect(await until(() => registry.lookup('d19'), 5000)).toBeDefined();
+
+    await redis.kill();
+    await redis.start('empty');
+    // Back, and empty; the client reconnects within a second or so.
+    const back = await until(async () => {
+      const found = await Promise.all(
+        devices.map((_, i) => registry.lookup(`d${i}`).catch(() => undefined)),
+      );
+      return found.every((e) => e?.nodeId === 'n1') ? true : undefined;
+    }, 8000);
+    expect(back).toBe(true);
+    expect(started.node.metrics.total('pushbench_registry_rechecks_total')).toBeGreaterThanOrEqual(
+      1,
+    );
+    for (const ws of devices) expect(ws.readyState).toBe(WebSocket.OPEN);
+
+    // A push finds a device that stayed connected all along.
+    const res = await fetch(`${started.address.httpUrl}/v1/push/d7`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ payload: { hi: 1 } }),
+    });
+    expect(res.status).toBe(200);
+  }, 30_000);
+});
