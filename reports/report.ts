@@ -21,6 +21,7 @@ import {
   type StormSummary,
   summarizeStorm,
 } from './storm.js';
+import { faultWindows } from './windows.js';
 
 export { type SkewSummary, skewOf, summarizeSkew } from './skew.js';
 
@@ -213,6 +214,11 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     dropNodes: load.dropNodes,
     regionOf: (id) => regionOf.get(id),
   });
+  const publishStartS = Math.max(0, (load.marks.publishStartUs - load.marks.startUs) / 1e6);
+  for (const f of faults) {
+    const windows = faultWindows(f, load.intervals, publishStartS);
+    if (windows) f.windows = windows;
+  }
   const regions: Report['regions'] = {};
   for (const r of ctx.scenario.topology.regions) {
     const inRegion = (id: string) => regionOf.get(id) === r.name;

@@ -3,7 +3,9 @@
  * connection loss with the time the device was back (`drops`), the per-second
  * timeline, and the faults applied. Pure functions: report.ts calls them.
  */
+
 import { skewOf } from './skew.js';
+import type { FaultWindows } from './windows.js';
 
 /** A fault or scripted action, as the report carries it (topology/chaos.ts FaultRecord). */
 export interface FaultLike {
@@ -55,6 +57,8 @@ export interface FaultImpact extends FaultLike {
   lostMessages: number;
   /** For scale-up: seconds from the fault until per-node skew fell below 1.2 (null: never). */
   skewSettledAfterS?: number | null;
+  /** For a fault that lasted: latency while it stood, and as long a stretch before it. */
+  windows?: FaultWindows;
 }
 
 /** Run-wide storm figures. */

@@ -204,6 +204,9 @@ const FAULT_FIELDS: Readonly<Record<string, Field<FaultFigures>>> = {
   },
 };
 
+/** The windows of a lasting fault a gate can read: before it, while it stood, and their ratio. */
+type FaultWindowName = 'before' | 'during' | 'rise';
+
 /** A region name as scenarios allow it. */
 const REGION = '[a-z][a-z0-9-]{0,23}';
 
@@ -331,6 +334,47 @@ const METRIC_FAMILIES: readonly MetricFamily[] = [
       return f
         ? field.read(f, inputs)
         : { value: null, missing: `no fault labelled ${label} fired` };
+    },
+  }),
+  family<{ label: string; window: FaultWindowName; stat: LatencyStat; series: LatencySeries }>({
+    // Latency as long before a lasting fault as it stood, while it stood, and during / before.
+    description: 'fault(<label>).before|during|rise.<stat>(<series>)',
+    pattern: new RegExp(
+      `^fault\\((${LABEL})\\)\\.(before|during|rise)\\.(${STAT_SPELLINGS.map(escapeRegExp).join('|')})\\((${LATENCY_SERIES.join('|')})\\)$`,
+    ),
+    bind: ([, label = '', window, spelling = '', series]) => {
+      const stat = canonicalStat(spelling);
+      return {
+        params: {
+          label,
+          window: window as FaultWindowName,
+          stat,
+          series: series as LatencySeries,
+        },
+        kind: window === 'rise' ? 'ratio' : 'duration',
+        name: `fault(${label}).${window}.${stat}(${series})`,
+        refs: { label },
+      };
+    },
+    read: ({ faults }, { label, window, stat, series }) => {
+      const f = faults?.find((x) => x.label === label);
+      if (!f) return { value: null, missing: `no fault labelled ${label} fired` };
+      if (!f.windows)
+        return {
+          value: null,
+          missing: 'the fault did not last, or no interval fell before or in it',
+        };
+      const before = f.windows.before.latency[series];
+      const during = f.windows.during.latency[series];
+      if (window !== 'during' && !before?.count)
+        return { value: null, missing: 'no samples before the fault' };
+      if (window !== 'before' && !during?.count)
+        return { value: null, missing: 'no samples while the fault stood' };
+      if (window === 'before') return { value: before![stat] };
+      if (window === 'during') return { value: during![stat] };
+      return before![stat] > 0
+        ? { value: during![stat] / before![stat] }
+        : { value: null, missing: `${stat}(${series}) before the fault was 0` };
     },
   }),
 ];

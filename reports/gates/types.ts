@@ -39,6 +39,11 @@ export interface GateInputs {
     attemptsPerDevice: number | null;
     reconnected: { p50: number | null; p99: number | null; p100: number | null };
     skewSettledAfterS?: number | null;
+    /** Latency while the fault stood and as long before it, by series (reports/windows.ts). */
+    windows?: {
+      before: { latency: Record<string, LatencySummary> };
+      during: { latency: Record<string, LatencySummary> };
+    };
   }>;
   /** Per-region figures: nodes that fell over on their own, skew over the region's nodes. */
   regions?: Record<string, { crashed: number; skew: { max: number | null; final: number | null } }>;

@@ -44,6 +44,9 @@ function padStart(s: string, width: number): string {
   return ' '.repeat(Math.max(0, width - visible(s).length)) + s;
 }
 
+/** The series the before/during table shows, in this order, when a window has them. */
+const WINDOW_SERIES_ORDER = ['push', 'connect', 'register', 'api', 'room', 'd2d_warm', 'd2d_cold'];
+
 function latencyRow(name: string, s: LatencySummary): string[] {
   if (s.count === 0) return [name, '0', '-', '-', '-', '-', '-'];
   return [
@@ -164,6 +167,34 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
         ]),
       ]),
     );
+    const windowed = faults.filter((f) => f.windows);
+    if (windowed.length > 0) {
+      const seen = new Set(
+        windowed.flatMap((f) => [
+          ...Object.keys(f.windows!.before.latency),
+          ...Object.keys(f.windows!.during.latency),
+        ]),
+      );
+      const WINDOW_SERIES = WINDOW_SERIES_ORDER.filter((k) => seen.has(k));
+      out.push('');
+      out.push(
+        table([
+          ['p99 before -> during', 'window', ...WINDOW_SERIES],
+          ...windowed.map((f) => {
+            const { before, during } = f.windows!;
+            return [
+              f.label,
+              `${before.fromS.toFixed(0)}-${before.toS.toFixed(0)}s | ${during.fromS.toFixed(0)}-${during.toS.toFixed(0)}s`,
+              ...WINDOW_SERIES.map((k) => {
+                const a = before.latency[k];
+                const b = during.latency[k];
+                return a?.count && b?.count ? `${formatMs(a.p99)} -> ${formatMs(b.p99)}` : '-';
+              }),
+            ];
+          }),
+        ]),
+      );
+    }
     const st = report.storm;
     out.push(
       c.dim(

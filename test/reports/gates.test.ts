@@ -360,6 +360,26 @@ describe('chaos gates', () => {
         reconnected: { p50: null, p99: null, p100: null },
         skewSettledAfterS: null,
       },
+      {
+        label: 'slow-db',
+        affected: 0,
+        peakAttemptsPerSec: 0,
+        lostMessages: 0,
+        attemptsPerDevice: null,
+        reconnected: { p50: null, p99: null, p100: null },
+        windows: {
+          before: { latency: { d2d_warm: summary({ p99: 4 }), push: summary({ p99: 10 }) } },
+          during: { latency: { d2d_warm: summary({ p99: 5 }), push: summary({ p99: 110 }) } },
+        },
+      },
+      {
+        label: 'instant',
+        affected: 0,
+        peakAttemptsPerSec: 0,
+        lostMessages: 0,
+        attemptsPerDevice: null,
+        reconnected: { p50: null, p99: null, p100: null },
+      },
     ],
     regions: {
       rr: { crashed: 3, skew: { max: 2.5, final: 1.1 } },
@@ -385,6 +405,23 @@ describe('chaos gates', () => {
     // A scale-up whose skew never settled fails a settle gate rather than being inconclusive.
     expect(verdict('fault(grow).skewSettled < 30s')).toBe('fail');
     expect(verdict('fault(nope).peak < 5')).toBe('inconclusive');
+  });
+
+  it('compares latency while a fault stood with latency before it', () => {
+    expect(verdict('fault(slow-db).during.p99(d2d_warm) < 6ms')).toBe('pass');
+    expect(verdict('fault(slow-db).before.p99(push) < 20ms')).toBe('pass');
+    expect(verdict('fault(slow-db).rise.p99(d2d_warm) < 1.5')).toBe('pass');
+    expect(verdict('fault(slow-db).rise.p99(push) < 1.5')).toBe('fail');
+    expect(verdict('fault(slow-db).rise.p99.9(push) > 0')).toBe('pass');
+    // No samples of a series, an instant fault, an unknown label: nothing to decide on.
+    expect(verdict('fault(slow-db).rise.p99(room) < 1.5')).toBe('inconclusive');
+    expect(verdict('fault(instant).rise.p99(push) < 1.5')).toBe('inconclusive');
+    expect(verdict('fault(nope).during.p99(push) < 1s')).toBe('inconclusive');
+    expect(() => parseGate('fault(slow-db).rise.p99(push) < 5ms')).toThrow(/plain number/);
+    expect(() => parseGate('fault(slow-db).after.p99(push) < 5ms')).toThrow(/unknown metric/);
+    expect(parseGate('fault(slow-db).rise.p99.9(push) < 2').metric).toBe(
+      'fault(slow-db).rise.p999(push)',
+    );
   });
 
   it('refuses malformed chaos metrics before the run', () => {
@@ -425,6 +462,10 @@ describe('the metric table', () => {
               series.split('|').flatMap((se) => [`${st}(${se})`, `${st}(${se}@eu)`]),
             );
         }
+        const windowed = /^fault\(<label>\)\.([\w|]+)\.<stat>\(<series>\)$/.exec(entry);
+        if (windowed) {
+          return (windowed[1] ?? '').split('|').map((w) => `fault(kill).${w}.p99(d2d_warm)`);
+        }
         const filled = entry.replace('<label>', 'kill').replace('<region>', 'eu');
         if (filled === 'nodes.crashed[@eu]') return ['nodes.crashed', 'nodes.crashed@eu'];
         const alternatives = /^(.*?)([\w|]+)(@eu)?$/.exec(filled);
@@ -439,6 +480,7 @@ describe('the metric table', () => {
     expect(names).toContain('fault(kill).skewSettled');
     expect(names).toContain('skew.final@eu');
     expect(names).toContain('p99.9(reconnect@eu)');
+    expect(names).toContain('fault(kill).rise.p99(d2d_warm)');
     for (const name of names) expect(() => parseGate(`${name} < 1`), name).not.toThrow();
   });
 
