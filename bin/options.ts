@@ -485,6 +485,8 @@ export interface ServeFlags {
   processes: number;
   join?: string;
   redisPrefix?: string;
+  registryRedis?: string;
+  d2dCacheTtl: number;
   redis?: string;
   maxConnections?: number;
   seed?: number;
@@ -539,6 +541,15 @@ export const serveFlags: FlagTable<ServeFlags> = {
     '--redis <url>',
     'share registry, rooms and queue through Redis (a cluster)',
   ).env('PUSHBENCH_REDIS'),
+  registryRedis: new Option(
+    '--registry-redis <url>',
+    "reach the registry's Redis at this URL instead of --redis (e.g. the same Redis through a link of its own)",
+  ),
+  d2dCacheTtl: duration(
+    '--d2d-cache-ttl <time>',
+    'how long a device-to-device target lookup is cached; 0 asks the registry every time',
+    nodeDefaults.d2dCacheTtlMs,
+  ),
   maxConnections: whole(
     '--max-connections <n>',
     'capacity: connections this node holds (see --overload)',
@@ -660,6 +671,8 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       redisUrl: flags.redis,
       join: flags.join,
       redisPrefix: flags.redisPrefix,
+      registryRedisUrl: flags.registryRedis,
+      d2dCacheTtlMs: flags.d2dCacheTtl,
       ...(flags.maxConnections !== undefined && { maxConnections: flags.maxConnections }),
       overload: flags.overload,
       seed: flags.seed ?? null,

@@ -159,6 +159,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
   private readonly push: LatencyHistogram;
   private readonly connect: LatencyHistogram;
   private readonly reconnect: LatencyHistogram;
+  /** Attempt due -> the node says the registry entry is written; null unless the scenario asks. */
+  private readonly register: LatencyHistogram | null;
   /** Per route: its region's push histogram, or null with a single region. */
   /** Per route: `push@`, `connect@`, `reconnect@<region>` series, when there are several regions. */
   private readonly regionPush: Array<LatencyHistogram | null>;
@@ -261,6 +263,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
     this.push = this.series('push');
     this.connect = this.series('connect');
     this.reconnect = this.series('reconnect');
+    this.register = data.registration ? this.series('register') : null;
     const regions = new Set(data.routes.map((r) => r.region));
     const regional = (prefix: string) =>
       data.routes.map((r) => (regions.size > 1 ? this.series(`${prefix}@${r.region}`) : null));
@@ -469,7 +472,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       host: route.host,
       port: route.port,
       // hello=1: the node says who it is, so a loss can be laid against the node that lost it.
-      path: `${route.path}?token=${token}&hello=1`,
+      path: `${route.path}?token=${token}&hello=1${this.register ? '&registered=1' : ''}`,
       localAddress: addrs.length > 0 ? addrs[global % addrs.length] : undefined,
     });
   }
@@ -730,6 +733,11 @@ export class Fleet implements WsClientSink, DeviceChannel {
         return;
       case 'hello':
         this.nodeOf[conn.id] = typeof f.nodeId === 'string' ? this.nodeIndex(f.nodeId) : -1;
+        return;
+      case 'registered':
+        // From the attempt's due time, like connect: what the device waited to be reachable.
+        if (this.register) recordUs(this.register, now - this.dueUs[conn.id]!);
+        else this.badFrames++;
         return;
       default:
         if (

@@ -68,6 +68,8 @@ export interface DeviceWorkerData {
   periodicReconnect: { everyMs: number; staggerMs: number } | null;
   /** An open connection that receives nothing (not even a ping) this long is dropped; null = never. */
   heartbeatTimeoutMs: number | null;
+  /** Ask the node for a `registered` frame and record the `register` series. */
+  registration: boolean;
   /** Seed of this worker's random choices (already mixed with the worker index). */
   seed: number;
   /** Opaque settings of the device traffic module (`deviceTrafficConfig`); null = no traffic. */

@@ -59,6 +59,7 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
     reconnect: scenario.devices.reconnect,
     periodicReconnect: scenario.devices.periodicReconnect,
     heartbeatTimeoutMs: scenario.devices.heartbeatTimeoutMs,
+    registration: scenario.devices.registration,
     // One stream per shard: the scenario's seed replays every shard's choices.
     seed: (scenario.seed + Math.imul(shard.index + 1, 0x9e3779b1)) >>> 0,
     traffic,

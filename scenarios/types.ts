@@ -218,6 +218,11 @@ export interface DevicesInput {
   periodicReconnect?: PeriodicReconnectInput;
   /** Drop a connection that hears nothing, not even a ping, for this long. Default off. */
   heartbeatTimeout?: DurationInput;
+  /**
+   * Record `register`: attempt due until the node says the device's registry entry is
+   * written (`?registered=1`), the client registration Pushy's article follows. Default false.
+   */
+  registration?: boolean;
 }
 
 /** One flow of messages as written in a scenario. */
@@ -489,6 +494,8 @@ export interface Scenario {
     periodicReconnect: { everyMs: number; staggerMs: number } | null;
     /** A device that hears nothing (not even a ping) for this long drops the connection; null = never. */
     heartbeatTimeoutMs: number | null;
+    /** Devices ask the node to say when their registry entry is written: the `register` series. */
+    registration: boolean;
     /** Devices opened later by `connect` actions (indices after `count`). */
     reserve: number;
   };

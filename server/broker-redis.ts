@@ -224,7 +224,7 @@ export class RedisBroker implements Broker {
       autoResendUnfulfilledCommands: false,
       connectTimeout: connectTimeoutMs,
       commandTimeout: commandTimeoutMs,
-      retryStrategy: (times) => Math.min(times * 100, 2000),
+      retryStrategy: (times) => Math.min(times * 50, 200),
     };
     const cmd = new Redis(options.url, redisOptions);
     const sub = cmd.duplicate();

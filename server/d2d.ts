@@ -41,6 +41,8 @@ export class TargetCache {
     }
     this.misses++;
     const entry = await this.registry.lookup(deviceId);
+    // A TTL of 0 turns the cache off: every message asks the registry.
+    if (this.ttlMs <= 0) return entry;
     if (this.entries.size >= this.maxEntries) {
       // Bounded: drop the oldest insertion (Map keeps insertion order).
       const oldest = this.entries.keys().next();

@@ -98,7 +98,7 @@ export interface NodeOptions {
   d2dRatePerSec: number;
   /** Accounts whose devices may message another account's devices: from -> allowed targets. */
   d2dAllow: ReadonlyMap<string, ReadonlySet<string>>;
-  /** How long a d2d target lookup is cached. Default 5 s. */
+  /** How long a d2d target lookup is cached. Default 5 s; 0 turns the cache off. */
   d2dCacheTtlMs: number;
   /** Rooms one connection may join. Default 100. */
   maxRoomsPerConnection: number;
@@ -228,6 +228,9 @@ function deviceSocketSink(node: PushNode): LeanWebSocketSink<DeviceConnection> {
 }
 
 /** Devices per registry call when every entry is re-checked after an outage. */
+/** The frame a device that asked with `?registered=1` gets once its registry entry is written. */
+const REGISTERED_FRAME = encodeFrame({ type: 'registered' });
+
 const RECHECK_BATCH = 500;
 
 /**
@@ -700,7 +703,10 @@ export class PushNode implements NodeApi {
     // The WebSocket server attaches its own error listener; one is enough per socket.
     socket.off('error', destroyOnError);
     const hello = url.searchParams.get('hello') === '1';
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, check.claims, hello));
+    const registered = url.searchParams.get('registered') === '1';
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.onConnection(ws, check.claims, hello, registered),
+    );
   }
 
   private onHubUpgrade(
@@ -729,7 +735,12 @@ export class PushNode implements NodeApi {
     this.hub.handleUpgrade(req, socket, head);
   }
 
-  private onConnection(ws: DeviceSocket, claims: DeviceClaims, hello = false): void {
+  private onConnection(
+    ws: DeviceSocket,
+    claims: DeviceClaims,
+    hello = false,
+    registered = false,
+  ): void {
     const now = monoMs();
     const jitter = this.random.next() * this.options.lifetimeJitterMs;
     const conn: DeviceConnection = {
@@ -786,6 +797,11 @@ export class PushNode implements NodeApi {
         this.options.registryTtlMs,
       )
       .then((replaced) => {
+        // Asked for with `?registered=1`: the device is now reachable through the registry
+        // (what Pushy calls client registration; its latency follows the datastore's).
+        if (registered && this.connections.get(conn.deviceId) === conn) {
+          this.sendTo(conn, REGISTERED_FRAME);
+        }
         // The same device connected elsewhere before: tell that node to close the old socket.
         if (replaced && replaced.nodeId !== this.options.nodeId) {
           this.link
@@ -1349,6 +1365,12 @@ export interface BackendChoice {
   join?: string | undefined;
   /** Prefix of every Redis key and channel (default `pushbench:`), so clusters can share a Redis. */
   redisPrefix?: string | undefined;
+  /**
+   * The registry's Redis when it is reached another way than the broker's (the same
+   * Redis through a link of its own, so a fault can slow one and not the other).
+   * Default: `redisUrl`.
+   */
+  registryRedisUrl?: string | undefined;
 }
 
 /** Starts a node and resolves with it and its address; the caller stops it. */
@@ -1382,6 +1404,9 @@ export async function createBackends(
   if (choice.redisUrl && choice.join) {
     throw new PushbenchError('PB_USAGE', 'use either --redis or --join, not both');
   }
+  if (choice.registryRedisUrl && !choice.redisUrl) {
+    throw new PushbenchError('PB_USAGE', "--registry-redis needs --redis (the broker's Redis)");
+  }
   if (choice.join) {
     let url: URL;
     try {
@@ -1405,7 +1430,7 @@ export async function createBackends(
   let registry: PushRegistry;
   try {
     registry = await createRegistry(
-      choice.redisUrl,
+      choice.registryRedisUrl ?? choice.redisUrl,
       choice.redisPrefix ? { keyPrefix: choice.redisPrefix } : {},
     );
   } catch (err) {

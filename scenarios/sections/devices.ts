@@ -40,6 +40,7 @@ export const devicesDefaults = {
   reconnect: { policy: 'full-jitter', base: '500ms', cap: '10s', maxAttempts: 0 },
   periodicReconnect: OFF,
   heartbeatTimeout: OFF,
+  registration: false,
 } as const satisfies Defaults<DevicesInput>;
 
 /** Defaults of `devices.periodicReconnect` when it is given. */
@@ -87,6 +88,7 @@ export function validateDevices(
       dev.heartbeatTimeout === undefined
         ? d.heartbeatTimeout
         : duration(p, 'devices.heartbeatTimeout', dev.heartbeatTimeout, REQUIRED, 10),
+    registration: flag(p, 'devices.registration', dev.registration, d.registration),
   };
 }
 
@@ -110,8 +112,18 @@ export function homeDevices(draft: DevicesDraft, timeline: TimelineAction[]): Sc
     reconnect: draft.reconnect,
     periodicReconnect: draft.periodicReconnect,
     heartbeatTimeoutMs: draft.heartbeatTimeoutMs,
+    registration: draft.registration,
     reserve,
   };
+}
+
+/** A boolean field: `true` or `false` (a `--set` gives the strings, which count too). */
+function flag(p: Problems, path: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  p.add(path, `must be true or false, got ${JSON.stringify(v)}`);
+  return fallback;
 }
 
 /** Splits `count` devices over regions by share, in region order, as contiguous index blocks. */

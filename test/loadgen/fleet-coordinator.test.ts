@@ -95,6 +95,7 @@ function scenario(devices: number, reserve: number): Scenario {
       reconnect: { policy: 'full-jitter', baseMs: 50, capMs: 500, maxAttempts: 0 },
       periodicReconnect: null,
       heartbeatTimeoutMs: null,
+      registration: false,
       reserve,
     },
     traffic: {

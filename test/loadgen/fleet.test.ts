@@ -203,6 +203,7 @@ function workerData(
     reconnect: { policy: 'full-jitter', baseMs: 50, capMs: 500, maxAttempts: 0 },
     periodicReconnect: null,
     heartbeatTimeoutMs: null,
+    registration: false,
     seed: 1,
     traffic: null,
     ...over,
