@@ -86,6 +86,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
       topology.regions.reduce((n, r) => n + r.nodes, 0) > 1 ||
       (Array.isArray(root.timeline) &&
         root.timeline.some((t) => isRecord(t) && t.action === 'scale-up')),
+    topology.redisUrl !== null || topology.managedRedis !== null,
   );
   const run = readRun(p, root, ctx);
   const gates = validateGates(p, root.gates);

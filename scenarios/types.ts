@@ -57,6 +57,14 @@ export const TIMELINE_ACTIONS = [
   'datastore-restart',
   'connect',
 ] as const;
+/**
+ * The connections a `datastore-latency` can slow: the registry's (lookups and
+ * registrations), the broker's (queue, rooms and node-to-node forwards), or both.
+ */
+export const DATASTORE_LINKS = ['both', 'registry', 'broker'] as const;
+/** One of {@link DATASTORE_LINKS}. */
+export type DatastoreLinkName = (typeof DATASTORE_LINKS)[number];
+
 /** One of {@link TIMELINE_ACTIONS}. */
 export type TimelineActionName = (typeof TIMELINE_ACTIONS)[number];
 
@@ -124,6 +132,8 @@ export interface NodeProfileInput {
   maxLifetime?: DurationInput;
   /** Upgrades per second a node admits. Default unlimited. */
   admissionRate?: number;
+  /** How long a node caches a d2d target lookup; `0` asks the registry for every message. Default the node's (5 s). */
+  d2dCacheTtl?: DurationInput;
   /** CPU quota as a fraction of one core (`0.5`), enforced with a cgroup. Default unlimited. */
   cpu?: number;
   /** Memory limit (`"256MiB"` or bytes), enforced with a cgroup: over it the kernel OOM-kills the node. */
@@ -290,6 +300,8 @@ export interface TimelineActionInput extends ScopeInput {
   from?: string;
   /** datastore-restart: what the Redis comes back with, `"empty"` (default) or `"kept"` (needs `topology.redis: "managed:appendonly"`). */
   data?: string;
+  /** datastore-latency: `"registry"`, `"broker"` or `"both"` (default) of the node's datastore connections. */
+  link?: string;
 }
 
 /**
@@ -374,6 +386,8 @@ export interface NodeProfile {
   maxLifetimeMs: number | null;
   /** Upgrades per second a node admits; null = unlimited. */
   admissionRateHz: number | null;
+  /** d2d target cache TTL; 0 = off; null = the node's default (5 s). */
+  d2dCacheTtlMs: number | null;
   /** CPU quota in cores (cgroup); null = unlimited. */
   cpu: number | null;
   /** Memory limit in bytes (cgroup); null = unlimited. */
@@ -438,6 +452,8 @@ export type TimelineAction = { atMs: number; label: string } & (
       action: 'datastore-latency';
       /** One node's link; null: every node's (nodes added later too). */
       nodeId: string | null;
+      /** Which of the node's datastore connections: the registry's, the broker's, or both. */
+      link: DatastoreLinkName;
       delayMs: number;
       jitterMs: number;
       forMs: number | null;

@@ -11,8 +11,10 @@ export type D2dOutcome =
 /**
  * Device-to-device target lookups through a cache with a TTL: repeat messages
  * to the same target skip the registry (Pushy's cached target lookups). An
- * entry is dropped as soon as delivery through it fails, so a device that moved
- * costs one miss, not a TTL of failures.
+ * expired entry is still answered while one lookup in the background renews it
+ * (stale while revalidating), so a steady conversation never waits on the
+ * registry, however slow it is. An entry is dropped as soon as delivery
+ * through it fails (the device moved or left), and the caller looks again.
  */
 export class TargetCache {
   private readonly entries = new Map<
@@ -23,6 +25,8 @@ export class TargetCache {
   hits = 0;
   /** Lookups that went to the registry. */
   misses = 0;
+  /** Targets whose expired entry is being renewed in the background. */
+  private readonly renewing = new Set<string>();
 
   constructor(
     private readonly registry: PushRegistry,
@@ -35,21 +39,44 @@ export class TargetCache {
   async lookup(deviceId: string): Promise<RegistryEntry | undefined> {
     const now = this.nowMs();
     const cached = this.entries.get(deviceId);
-    if (cached && cached.expiresMs > now) {
+    if (cached) {
       this.hits++;
+      if (cached.expiresMs <= now) this.renew(deviceId);
       return cached.entry;
     }
     this.misses++;
     const entry = await this.registry.lookup(deviceId);
     // A TTL of 0 turns the cache off: every message asks the registry.
     if (this.ttlMs <= 0) return entry;
+    this.store(deviceId, entry);
+    return entry;
+  }
+
+  /** One background lookup of an expired target; a failure leaves the old entry to the next message. */
+  private renew(deviceId: string): void {
+    if (this.renewing.has(deviceId)) return;
+    this.renewing.add(deviceId);
+    this.registry
+      .lookup(deviceId)
+      .then(
+        (entry) => {
+          // Dropped meanwhile (a failed delivery): the caller's fresh lookup stored what is true.
+          if (this.entries.has(deviceId)) this.store(deviceId, entry);
+        },
+        () => {},
+      )
+      .finally(() => this.renewing.delete(deviceId));
+  }
+
+  private store(deviceId: string, entry: RegistryEntry | undefined): void {
+    const now = this.nowMs();
+    this.entries.delete(deviceId);
     if (this.entries.size >= this.maxEntries) {
       // Bounded: drop the oldest insertion (Map keeps insertion order).
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
     }
     this.entries.set(deviceId, { entry, expiresMs: now + this.ttlMs });
-    return entry;
   }
 
   /** Forgets a target, e.g. after a delivery through its cached entry failed. */

@@ -1237,38 +1237,64 @@ export class PushNode implements NodeApi {
       now,
     );
     if (!conn.d2dBucket.take(now)) return 'rate_limited';
+    const frame = { deviceId: to, from: conn.deviceId, id, payloadJson };
+    const first = await this.d2dAttempt(conn, frame);
+    // A cached location that said "not here" (the device moved, or connected since
+    // "not connected" was cached): forget it and ask the registry once more.
+    if (first.outcome === 'not_connected' && first.hit && first.definite) {
+      this.targets.invalidate(to);
+      const again = await this.d2dAttempt(conn, frame);
+      if (again.outcome === 'not_connected') this.targets.invalidate(to);
+      return again.outcome;
+    }
+    if (first.outcome === 'not_connected') this.targets.invalidate(to);
+    return first.outcome;
+  }
+
+  /**
+   * One lookup and delivery of a d2d message: the outcome, whether the lookup came
+   * from the cache, and whether "not connected" is certain (a node answered, or the
+   * registry had no entry) rather than a forward that timed out and may yet arrive.
+   */
+  private async d2dAttempt(
+    conn: DeviceConnection,
+    frame: { deviceId: string; from: string; id: string; payloadJson: string },
+  ): Promise<{ outcome: D2dOutcome; hit: boolean; definite: boolean }> {
     const hitsBefore = this.targets.hits;
     let entry: Awaited<ReturnType<PushRegistry['lookup']>>;
     try {
-      entry = await this.targets.lookup(to);
+      entry = await this.targets.lookup(frame.deviceId);
     } catch {
-      return 'unavailable';
+      return { outcome: 'unavailable', hit: false, definite: true };
     }
-    this.metrics.inc('pushbench_d2d_cache_total', {
-      result: this.targets.hits > hitsBefore ? 'hit' : 'miss',
-    });
-    if (!entry) return 'not_connected';
-    if (!d2dAllowed(conn.accountId, entry.accountId, this.options.d2dAllow)) return 'forbidden';
-    const frame = { deviceId: to, from: conn.deviceId, id, payloadJson };
-    let outcome: string;
+    const hit = this.targets.hits > hitsBefore;
+    this.metrics.inc('pushbench_d2d_cache_total', { result: hit ? 'hit' : 'miss' });
+    if (!entry) return { outcome: 'not_connected', hit, definite: true };
+    if (!d2dAllowed(conn.accountId, entry.accountId, this.options.d2dAllow)) {
+      return { outcome: 'forbidden', hit, definite: true };
+    }
     if (entry.nodeId === this.options.nodeId) {
-      outcome = this.deliverD2dLocal(frame);
-    } else {
-      try {
-        outcome = (
-          await this.link.request(
-            entry.nodeId,
-            { t: 'd2d', ...frame },
-            this.options.nodeRequestTimeoutMs,
-          )
-        ).outcome;
-      } catch {
-        outcome = 'not_connected';
-      }
+      const local = this.deliverD2dLocal(frame);
+      return {
+        outcome: local === 'delivered' ? 'delivered' : 'not_connected',
+        hit,
+        definite: true,
+      };
     }
-    // The cached location was wrong (the device moved or left): forget it.
-    if (outcome !== 'delivered') this.targets.invalidate(to);
-    return outcome === 'delivered' ? 'delivered' : 'not_connected';
+    try {
+      const reply = await this.link.request(
+        entry.nodeId,
+        { t: 'd2d', ...frame },
+        this.options.nodeRequestTimeoutMs,
+      );
+      return {
+        outcome: reply.outcome === 'delivered' ? 'delivered' : 'not_connected',
+        hit,
+        definite: true,
+      };
+    } catch {
+      return { outcome: 'not_connected', hit, definite: false };
+    }
   }
 
   private deliverD2dLocal(f: {

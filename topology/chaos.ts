@@ -188,7 +188,12 @@ export class ChaosDirector {
         this.fleet.connectMore(action.devices, action.rateHz);
         return;
       case 'datastore-latency': {
-        const id = this.cluster.datastoreLatency(action.nodeId, action.delayMs, action.jitterMs);
+        const id = this.cluster.datastoreLatency(
+          action.nodeId,
+          action.delayMs,
+          action.jitterMs,
+          action.link,
+        );
         if (action.forMs !== null) {
           const timer = setTimeout(() => {
             this.timers.delete(timer);

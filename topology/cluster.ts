@@ -2,7 +2,12 @@ import { PushbenchError } from '../core/errors.js';
 import { ephemeralPorts, openFilesLimit } from '../core/machine.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
 import { addressesFor } from '../loadgen/placement.js';
-import type { FaultScope, RegionTopology, Scenario } from '../scenarios/schema.js';
+import type {
+  DatastoreLinkName,
+  FaultScope,
+  RegionTopology,
+  Scenario,
+} from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
 import type { NetworkEngineChoice } from './kernel/engine.js';
 import { KernelFabric, type KernelHost } from './kernel/fabric.js';
@@ -23,6 +28,11 @@ const KERNEL_NODE_PORT = 7001;
 const KERNEL_LINK_PORT = 7002;
 /** Where a node's link to its datastore listens on its host (kernel engine). */
 const KERNEL_DATASTORE_LINK_PORT = 7003;
+/** Port of a kernel host's link to the registry's Redis, when it parts from the broker's. */
+const KERNEL_REGISTRY_LINK_PORT = 7004;
+
+/** A node's datastore connections a link carries: both (the hub's one socket), or one of Redis's. */
+type LinkRole = DatastoreLinkName;
 
 /** Why a node is not (or no longer) running. */
 export type NodeState = 'up' | 'killed' | 'stopping' | 'stopped' | 'crashed';
@@ -121,11 +131,14 @@ export class Cluster {
    * Each node's link to its datastore (Redis or the hub), when the timeline has
    * a datastore-latency: the node reaches its registry and broker through it.
    */
-  private readonly datastoreLinks = new Map<string, LatencyLink>();
-  /** datastore-latency faults standing, by id: the node they name (null: every node) and the delay. */
+  private readonly datastoreLinks = new Map<
+    string,
+    { nodeId: string; role: LinkRole; link: LatencyLink }
+  >();
+  /** datastore-latency faults standing, by id: the node they name (null: every node), which link, the delay. */
   private readonly datastoreDelays = new Map<
     string,
-    { nodeId: string | null; delayMs: number; jitterMs: number }
+    { nodeId: string | null; link: LinkRole; delayMs: number; jitterMs: number }
   >();
   private nextDatastoreDelay = 0;
   /** The redis-server this run owns (`topology.redis: "managed"`). */
@@ -350,6 +363,7 @@ export class Cluster {
       }),
       ...(profile.maxLifetimeMs !== null && { maxLifetimeMs: profile.maxLifetimeMs }),
       ...(profile.admissionRateHz !== null && { admissionRateHz: profile.admissionRateHz }),
+      ...(profile.d2dCacheTtlMs !== null && { d2dCacheTtlMs: profile.d2dCacheTtlMs }),
       // d2d and pushes are the harness's load, not abuse: lift the per-device limits.
       extraArgs: ['--d2d-rate', '1000', '--push-rate', '10000'],
       limits: { cpu: profile.cpu, memoryBytes: profile.memoryBytes, openFiles: profile.openFiles },
@@ -490,59 +504,95 @@ export class Cluster {
   private async datastoreFor(
     nodeId: string,
     host: KernelHost | undefined,
-  ): Promise<{ redisUrl?: string; redisPrefix?: string; join?: string }> {
+  ): Promise<{
+    redisUrl?: string;
+    registryRedisUrl?: string;
+    redisPrefix?: string;
+    join?: string;
+  }> {
     const direct = this.redisUrl ?? this.hub?.httpUrl;
     if (direct === undefined) return {};
-    const url = new URL(direct);
-    if (this.scenario.timeline.some((t) => t.action === 'datastore-latency')) {
-      let link = this.datastoreLinks.get(nodeId);
-      if (!link) {
-        link = await startLink({
-          name: `datastore link of ${nodeId}`,
-          ...(host && { namespace: host.namespace }),
-          listen: host
-            ? { host: host.address, port: KERNEL_DATASTORE_LINK_PORT }
-            : { host: '127.0.0.1', port: 0 },
-          target: { host: url.hostname, port: Number(url.port) || 6379 },
-          seed: (this.scenario.seed * 7919 + this.datastoreLinks.size) >>> 0,
-        });
-        this.datastoreLinks.set(nodeId, link);
-        this.playDatastoreDelay(nodeId);
-      }
-      url.hostname = host ? host.address : '127.0.0.1';
-      url.port = String(link.port);
+    if (!this.scenario.timeline.some((t) => t.action === 'datastore-latency')) {
+      return this.redisUrl
+        ? { redisUrl: direct, redisPrefix: `pushbench:${process.pid}:` }
+        : { join: direct };
     }
-    const through = url.toString().replace(/\/$/, '');
-    return this.redisUrl
-      ? { redisUrl: through, redisPrefix: `pushbench:${process.pid}:` }
-      : { join: through };
+    // Redis: the broker's and the registry's connections each through a link of their
+    // own, so a fault can slow registrations and lookups and not forwards, or the reverse.
+    if (this.redisUrl) {
+      return {
+        redisUrl: await this.throughLink(nodeId, 'broker', direct, host),
+        registryRedisUrl: await this.throughLink(nodeId, 'registry', direct, host),
+        redisPrefix: `pushbench:${process.pid}:`,
+      };
+    }
+    return { join: await this.throughLink(nodeId, 'both', direct, host) };
   }
 
-  /** Adds a delay to the datastore links of `nodeId` (null: every node); returns its id. */
-  datastoreLatency(nodeId: string | null, delayMs: number, jitterMs: number): string {
+  /** `direct` rewritten to go through node `nodeId`'s `role` link (started once, kept across restarts). */
+  private async throughLink(
+    nodeId: string,
+    role: LinkRole,
+    direct: string,
+    host: KernelHost | undefined,
+  ): Promise<string> {
+    const url = new URL(direct);
+    const key = `${nodeId}/${role}`;
+    let entry = this.datastoreLinks.get(key);
+    if (!entry) {
+      const link = await startLink({
+        name: `datastore link of ${nodeId}${role === 'both' ? '' : ` (${role})`}`,
+        ...(host && { namespace: host.namespace }),
+        listen: host
+          ? {
+              host: host.address,
+              port: role === 'registry' ? KERNEL_REGISTRY_LINK_PORT : KERNEL_DATASTORE_LINK_PORT,
+            }
+          : { host: '127.0.0.1', port: 0 },
+        target: { host: url.hostname, port: Number(url.port) || 6379 },
+        seed: (this.scenario.seed * 7919 + this.datastoreLinks.size) >>> 0,
+      });
+      entry = { nodeId, role, link };
+      this.datastoreLinks.set(key, entry);
+      this.playDatastoreDelay(entry);
+    }
+    url.hostname = host ? host.address : '127.0.0.1';
+    url.port = String(entry.link.port);
+    return url.toString().replace(/\/$/, '');
+  }
+
+  /**
+   * Adds a delay to the datastore links of `nodeId` (null: every node): its registry
+   * link, its broker link, or both (with a hub, its one link); returns its id.
+   */
+  datastoreLatency(
+    nodeId: string | null,
+    delayMs: number,
+    jitterMs: number,
+    link: LinkRole = 'both',
+  ): string {
     const id = `ds${++this.nextDatastoreDelay}`;
-    this.datastoreDelays.set(id, { nodeId, delayMs, jitterMs });
-    for (const n of this.datastoreLinks.keys()) this.playDatastoreDelay(n);
+    this.datastoreDelays.set(id, { nodeId, link, delayMs, jitterMs });
+    for (const entry of this.datastoreLinks.values()) this.playDatastoreDelay(entry);
     return id;
   }
 
   /** Lifts one datastore delay; the others standing stay. */
   clearDatastoreLatency(id: string): void {
     this.datastoreDelays.delete(id);
-    for (const n of this.datastoreLinks.keys()) this.playDatastoreDelay(n);
+    for (const entry of this.datastoreLinks.values()) this.playDatastoreDelay(entry);
   }
 
-  /** Plays the largest standing delay that reaches `nodeId` on its link (none: no delay). */
-  private playDatastoreDelay(nodeId: string): void {
-    const link = this.datastoreLinks.get(nodeId);
-    if (!link) return;
+  /** Plays the largest standing delay that reaches this link (none: no delay). */
+  private playDatastoreDelay(entry: { nodeId: string; role: LinkRole; link: LatencyLink }): void {
     let largest: { delayMs: number; jitterMs: number } | undefined;
     for (const d of this.datastoreDelays.values()) {
-      if (d.nodeId !== null && d.nodeId !== nodeId) continue;
+      if (d.nodeId !== null && d.nodeId !== entry.nodeId) continue;
+      if (d.link !== 'both' && entry.role !== 'both' && d.link !== entry.role) continue;
       if (!largest || d.delayMs > largest.delayMs) largest = d;
     }
-    if (largest) link.set(largest.delayMs, largest.jitterMs);
-    else link.clear();
+    if (largest) entry.link.set(largest.delayMs, largest.jitterMs);
+    else entry.link.clear();
   }
 
   /** SIGKILL of the managed Redis: the nodes lose their registry and broker until it is back. */
@@ -673,7 +723,7 @@ export class Cluster {
     await this.hub?.stop(3000);
     await this.managedRedis?.stop();
     for (const link of this.links.values()) link.stop();
-    for (const link of this.datastoreLinks.values()) link.stop();
+    for (const { link } of this.datastoreLinks.values()) link.stop();
     // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
     await this.fabric?.destroy();
   }

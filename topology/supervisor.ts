@@ -27,7 +27,11 @@ export interface NodeProcessOptions {
   join?: string;
   /** Share registry and broker through this Redis. */
   redisUrl?: string;
+  /** The registry's Redis when reached another way than `redisUrl` (its own datastore link). */
+  registryRedisUrl?: string;
   redisPrefix?: string;
+  /** d2d target cache TTL (0: off). Default the node's. */
+  d2dCacheTtlMs?: number;
   /** Capacity and what happens at it (see `pushbench serve --overload`). */
   maxConnections?: number;
   overload?: 'refuse' | 'unhealthy' | 'crash';
@@ -100,7 +104,9 @@ function optionalArgs(o: NodeProcessOptions): string[] {
   if (o.processes !== undefined && o.processes > 1) args.push('--processes', String(o.processes));
   if (o.seed !== undefined) args.push('--seed', String(o.seed));
   if (o.redisUrl) args.push('--redis', o.redisUrl);
+  if (o.registryRedisUrl) args.push('--registry-redis', o.registryRedisUrl);
   if (o.redisPrefix) args.push('--redis-prefix', o.redisPrefix);
+  if (o.d2dCacheTtlMs !== undefined) args.push('--d2d-cache-ttl', `${o.d2dCacheTtlMs}ms`);
   if (o.maxConnections !== undefined) args.push('--max-connections', String(o.maxConnections));
   if (o.overload) args.push('--overload', o.overload);
   if (o.drainWindowMs !== undefined) args.push('--drain-window', `${o.drainWindowMs}ms`);

@@ -13,6 +13,7 @@ import type { GateInputs, GateKind } from './types.js';
 export const LATENCY_SERIES = [
   'push',
   'connect',
+  'register',
   'api',
   'd2d',
   'd2d_cold',

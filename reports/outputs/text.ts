@@ -128,7 +128,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   );
   out.push(
     c.dim(
-      '  push: scheduled send -> device; connect: attempt due -> upgraded; api: scheduled send -> HTTP answer; reconnect: lost -> open again',
+      '  push: scheduled send -> device; connect: attempt due -> upgraded; register: attempt due -> registry entry written; api: scheduled send -> HTTP answer; reconnect: lost -> open again',
     ),
   );
   const byKind = report.deliveryByKind;

@@ -15,6 +15,8 @@ import {
   type Rule,
 } from '../fields.js';
 import {
+  DATASTORE_LINKS,
+  type DatastoreLinkName,
   type DurationInput,
   type FaultScope,
   PARTITION_PEERS,
@@ -59,7 +61,7 @@ export const actionFieldDefaults = {
   },
   bandwidth: { ...target, bandwidth: REQUIRED, for: OFF },
   partition: { ...target, from: REQUIRED, for: OFF },
-  'datastore-latency': { node: OFF, delay: REQUIRED, jitter: 0, for: OFF },
+  'datastore-latency': { node: OFF, link: 'both', delay: REQUIRED, jitter: 0, for: OFF },
   'datastore-down': {},
   'datastore-restart': { data: 'empty' },
   connect: { devices: REQUIRED, rate: 1000 },
@@ -78,6 +80,8 @@ export function validateTimeline(
   managedRedis: { appendonly: boolean } | null = null,
   /** Whether nodes reach their registry and broker over a link (Redis, or a hub). */
   sharedDatastore = true,
+  /** Whether the datastore is Redis (managed or by URL), where registry and broker links part. */
+  redis = managedRedis !== null,
 ): TimelineAction[] {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -105,6 +109,11 @@ export function validateTimeline(
       p.add(
         `timeline[${i}]`,
         'datastore-latency needs a datastore across a link: more than one node, or topology.redis (one node keeps its registry and broker in its own process)',
+      );
+    } else if (action.action === 'datastore-latency' && action.link !== 'both' && !redis) {
+      p.add(
+        `timeline[${i}].link`,
+        `"${action.link}" needs topology.redis (the hub carries registry and broker on one connection)`,
       );
     }
     // The datastore actions kill and start only a Redis pushbench owns, in turn.
@@ -298,8 +307,20 @@ function readAction(
       const nodeId = f.v.node === undefined ? null : f.node();
       const delayMs = f.duration('delay', d.delay);
       const jitterMs = f.duration('jitter', d.jitter);
-      const label = f.label(`datastore latency +${delayMs}ms ${nodeId ?? 'every node'}`);
-      return { atMs, action, nodeId, delayMs, jitterMs, forMs: f.forMs(), label };
+      let link: DatastoreLinkName = d.link;
+      if (f.v.link !== undefined) {
+        if ((DATASTORE_LINKS as readonly unknown[]).includes(f.v.link)) {
+          link = f.v.link as DatastoreLinkName;
+        } else {
+          f.p.add(
+            `${f.path}.link`,
+            `must be one of ${DATASTORE_LINKS.join(', ')}, got ${JSON.stringify(f.v.link)}`,
+          );
+        }
+      }
+      const what = link === 'both' ? '' : ` ${link}`;
+      const label = f.label(`datastore${what} latency +${delayMs}ms ${nodeId ?? 'every node'}`);
+      return { atMs, action, nodeId, link, delayMs, jitterMs, forMs: f.forMs(), label };
     }
     case 'datastore-down':
       return { atMs, action, label: f.label('datastore down') };

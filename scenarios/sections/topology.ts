@@ -73,6 +73,8 @@ export const profileDefaults = {
   /** The node's own, 30 min. */
   maxLifetime: OFF,
   admissionRate: OFF,
+  /** The node's own, 5 s. */
+  d2dCacheTtl: OFF,
   cpu: OFF,
   memory: OFF,
   conntrack: OFF,
@@ -342,6 +344,7 @@ function profile(
     drainWindowMs: duration(p, `${path}.drainWindow`, o.drainWindow, profileDefaults.drainWindow),
     maxLifetimeMs: optionalMs('maxLifetime', 100),
     admissionRateHz: optional('admissionRate', { min: 0.001 }),
+    d2dCacheTtlMs: optionalMs('d2dCacheTtl', 0),
     cpu: optional('cpu', { min: 0.01, max: 1024 }),
     memoryBytes,
     conntrack: optional('conntrack', { min: 0, integer: true }),

@@ -54,6 +54,7 @@ function scenario(devices: number, reserve: number): Scenario {
     drainWindowMs: 1000,
     maxLifetimeMs: null,
     admissionRateHz: null,
+    d2dCacheTtlMs: null,
     cpu: null,
     memoryBytes: null,
     conntrack: null,

@@ -130,7 +130,7 @@ describe('parseGate', () => {
     expect(err.message).toMatch(problem);
     expect(err.message).toContain(`"${expr.trim()}"`);
     expect(err.message).toContain('known metrics: delivery, connections.held');
-    expect(err.message).toContain('push|connect|api|d2d|d2d_cold|d2d_warm|room|reconnect');
+    expect(err.message).toContain('push|connect|register|api|d2d|d2d_cold|d2d_warm|room|reconnect');
     expect(err.message).not.toContain('\n');
   });
 });
