@@ -82,13 +82,17 @@ export class D2dTraffic {
   private readonly statuses: Record<string, number> = {};
   private readonly hist: LatencyHistogram = createLatencyHistogram();
   /**
-   * The first message a device receives from its partner after it (re)connected
-   * (`d2d_cold`: the sender's node had no cached route to it) apart from the
-   * rest (`d2d_warm`). Each device has one partner, so one flag per device.
+   * Cold messages (`d2d_cold`): the sender's node had no cached route to the
+   * receiver, because the receiver (re)connected since its last message, or the
+   * sender did (its new node never looked the partner up; the sender marks that
+   * message `"c":1`). The rest are warm (`d2d_warm`). Each device has one
+   * partner, so one flag per device and direction.
    */
   private readonly cold: LatencyHistogram = createLatencyHistogram();
   private readonly warm: LatencyHistogram = createLatencyHistogram();
   private readonly heard: Uint8Array;
+  /** Whether local device k has sent on its current connection. */
+  private readonly spoke: Uint8Array;
   private channel: DeviceChannel | undefined;
   private timer: NodeJS.Timeout | undefined;
   private startUs = 0;
@@ -124,11 +128,15 @@ export class D2dTraffic {
       rateHz > 0 && this.senders.length > 0 ? Math.floor((s.durationMs / 1000) * rateHz) : 0;
     this.pad = 'x'.repeat(s.payloadBytes);
     this.heard = new Uint8Array(s.deviceCount);
+    this.spoke = new Uint8Array(s.deviceCount);
   }
 
   /** Local device `local` lost its connection: the next message to it finds no cached route. */
   onClose(local: number): void {
-    if (local >= 0 && local < this.heard.length) this.heard[local] = 0;
+    if (local >= 0 && local < this.heard.length) {
+      this.heard[local] = 0;
+      this.spoke[local] = 0;
+    }
   }
 
   /** Starts the schedule: message m is due at `atUs + m / rate`. */
@@ -165,9 +173,10 @@ export class D2dTraffic {
     if (frame.type === 'd2d') {
       this.iReceived++;
       const payload = frame.payload;
-      const { seq, t } = (typeof payload === 'object' && payload !== null ? payload : {}) as {
+      const { seq, t, c } = (typeof payload === 'object' && payload !== null ? payload : {}) as {
         seq?: unknown;
         t?: unknown;
+        c?: unknown;
       };
       if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0 || typeof t !== 'number') {
         this.badFrames++;
@@ -184,7 +193,7 @@ export class D2dTraffic {
       this.delivered.add(seq);
       // From the sender's scheduled time (open model), on the host's monotonic clock.
       recordUs(this.hist, nowUs - t);
-      const first = this.heard[local] === 0;
+      const first = this.heard[local] === 0 || c === 1;
       if (local >= 0 && local < this.heard.length) this.heard[local] = 1;
       recordUs(first ? this.cold : this.warm, nowUs - t);
       return true;
@@ -246,11 +255,14 @@ export class D2dTraffic {
     const partner = this.partners[k] ?? 0;
     const seq = m * this.s.workerStride + this.s.workerIndex;
     const channel = this.channel;
-    const text = `{"type":"d2d","to":"d${partner}","id":"x${seq}","payload":{"seq":${seq},"t":${scheduledUs},"pad":"${this.pad}"}}`;
+    // The sender's first message on this connection: its node has no route cached yet.
+    const cold = this.spoke[local] === 0 ? ',"c":1' : '';
+    const text = `{"type":"d2d","to":"d${partner}","id":"x${seq}","payload":{"seq":${seq},"t":${scheduledUs}${cold},"pad":"${this.pad}"}}`;
     if (!channel?.isOpen(local) || !channel.send(local, text)) {
       this.notSent++;
       return;
     }
+    this.spoke[local] = 1;
     this.sent.add(seq);
     this.iSent++;
   }

@@ -7,6 +7,7 @@ import fiveNines from './five-nines.js';
 import hold from './hold.js';
 import nodeKill from './node-kill.js';
 import regionalLatency from './regional-latency.js';
+import registryLatency from './registry-latency.js';
 import silentFailure from './silent-failure.js';
 import smoke from './smoke.js';
 
@@ -20,6 +21,7 @@ export const builtinScenarios: Readonly<Record<string, ScenarioInput>> = {
   drain,
   'silent-failure': silentFailure,
   'd2d-latency': d2dLatency,
+  'registry-latency': registryLatency,
   'five-nines': fiveNines,
   hold,
 };

@@ -7,7 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
-import { validateScenario } from '../../scenarios/schema.js';
+import { builtinScenarios } from '../../scenarios/builtin/index.js';
+import { type ScenarioInput, validateScenario } from '../../scenarios/schema.js';
 import { ensureCommand } from '../setup/debian.js';
 
 function scenario(redis: unknown, timeline: unknown[]) {
@@ -116,5 +117,53 @@ describe('datastore actions', () => {
     expect(report.delivery.lost).toBe(0);
     const after = report.timeline.filter((p) => p.t >= 6 && p.phase === 'publishing');
     expect(after.reduce((n, p) => n + (p.received ?? 0), 0)).toBeGreaterThan(50);
+  }, 120_000);
+});
+
+describe('registry-latency, reduced', () => {
+  /** The built-in at a fifth of its size, its timeline and gates as shipped. */
+  function reduced(d2dCacheTtl?: string): ScenarioInput {
+    const b = builtinScenarios['registry-latency']!;
+    return {
+      ...b,
+      topology: {
+        ...b.topology,
+        ...(d2dCacheTtl !== undefined && { profiles: { default: { d2dCacheTtl } } }),
+      },
+      devices: { ...b.devices!, count: 200, periodicReconnect: { every: '6s', stagger: '3s' } },
+      // 4,000 messages: enough for 'delivery >= 99.9%' to be decided at 95 % with none lost.
+      traffic: { direct: { rate: 0 }, d2d: { rate: 400 } },
+      duration: '10s',
+      timeline: [{ ...b.timeline![0]!, at: '5s', for: '5s' }],
+    };
+  }
+
+  it('registrations slow by the link round trip; cached d2d does not; its gates pass', async () => {
+    await ensureCommand('redis-server', 'redis-server');
+    const { report } = await run(reduced(), { write: false, workers: 1 });
+    const slow = report.faults.find((f) => f.label === 'registry-slow');
+    const before = slow?.windows?.before.latency.register;
+    const during = slow?.windows?.during.latency.register;
+    expect(before?.count).toBeGreaterThan(10);
+    expect(during?.count).toBeGreaterThan(10);
+    // +50 ms each way on the registry link: a registration's round trip grows by
+    // 100 ms. The medians' difference is the delay the link played, within 20 %.
+    const added = during!.p50 - before!.p50;
+    expect(added).toBeGreaterThan(80);
+    expect(added).toBeLessThan(120);
+    expect(report.gates.map((g) => [g.expr, g.verdict])).toEqual(
+      report.gates.map((g) => [g.expr, 'pass']),
+    );
+    expect(report.exitCode).toBe(0);
+  }, 120_000);
+
+  it('with the d2d cache off, warm d2d follows the datastore and the rise gate fails', async () => {
+    const { report } = await run(reduced('0'), { write: false, workers: 1 });
+    const rise = report.gates.find((g) =>
+      g.expr.startsWith('fault(registry-slow).rise.p99(d2d_warm)'),
+    );
+    expect(rise?.verdict).toBe('fail');
+    expect(rise?.actual).toBeGreaterThan(3);
+    expect(report.exitCode).toBe(3);
   }, 120_000);
 });
