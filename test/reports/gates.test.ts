@@ -95,6 +95,7 @@ describe('parseGate', () => {
     expect(LATENCY_SERIES).toEqual([
       'push',
       'connect',
+      'register',
       'api',
       'd2d',
       'd2d_cold',
