@@ -213,6 +213,8 @@ export interface LoadResult {
   markers: RunMarker[];
   /** Scheduled send times (s since start) of accepted direct/indirect pushes never delivered. */
   lostAtS: number[];
+  /** Scheduled send times (s since start) of pushes answered 404 `not_connected` (the first 100,000). */
+  notFoundAtS?: number[];
   /** Host-monotonic µs when the fleet started and when publishing started/ended. */
   marks: { startUs: number; publishStartUs: number; publishEndUs: number; endUs: number };
 }

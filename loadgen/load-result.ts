@@ -52,6 +52,9 @@ export function buildLoadResult(end: LoadEnd): LoadResult {
   const { drops, dropNodes } = dropsOf(finals, marks.startUs);
   return {
     lostAtS: lostPushTimes(end.scenario, pub, delivered, marks),
+    notFoundAtS: (pub.notFoundAtUs ?? [])
+      .map((us) => Math.round((us - marks.startUs) / 1e3) / 1e3)
+      .sort((a, b) => a - b),
     connections: connectionTotals(finals),
     drops,
     dropNodes,

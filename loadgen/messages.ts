@@ -229,6 +229,8 @@ export interface PublisherFinal {
   skipped: number;
   /** Scheduled messages not sent because no device was connected to address them. */
   noTarget: number;
+  /** Scheduled send times (host-monotonic µs) of pushes answered 404 `not_connected`; the first 100,000. */
+  notFoundAtUs: number[];
   histograms: Record<string, string>;
   self: SelfCheck;
 }

@@ -52,6 +52,9 @@ interface Schedule {
   next: number;
 }
 
+/** How many 404 times the publisher keeps (enough to see any window after a restart). */
+const MAX_NOT_FOUND_TIMES = 100_000;
+
 /** The statuses that mean "accepted", per kind. */
 const ACCEPTED: Record<PublishKind, ReadonlySet<string>> = {
   direct: new Set(['200']),
@@ -101,6 +104,8 @@ export class Publisher {
   private readonly schedules: Schedule[];
   /** HTTP answer time from the scheduled send time, every kind. */
   private readonly api: LatencyHistogram = createLatencyHistogram();
+  /** Scheduled times of pushes answered 404 (the node found no registry entry). */
+  private readonly notFoundAtUs: number[] = [];
   private readonly self = new SelfMonitor();
   private readonly pads: Record<PublishKind, string>;
   private readonly roomCount: number;
@@ -286,6 +291,9 @@ export class Publisher {
       } else {
         ledger.rejectedByStatus[status] = (ledger.rejectedByStatus[status] ?? 0) + 1;
         ledger.iRejected++;
+        if (status === '404' && this.notFoundAtUs.length < MAX_NOT_FOUND_TIMES) {
+          this.notFoundAtUs.push(scheduledUs);
+        }
       }
       this.maybeFinish();
     };
@@ -360,6 +368,7 @@ export class Publisher {
     addCounts(rejectedByStatus, indirect.rejectedByStatus);
     this.post({
       type: 'publisher-final',
+      notFoundAtUs: this.notFoundAtUs,
       sent: direct.sent + indirect.sent,
       accepted: accepted.toBytes(),
       rejectedByStatus,

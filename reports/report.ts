@@ -215,9 +215,19 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     regionOf: (id) => regionOf.get(id),
   });
   const publishStartS = Math.max(0, (load.marks.publishStartUs - load.marks.startUs) / 1e6);
+  const notFoundAtS = load.notFoundAtS ?? [];
   for (const f of faults) {
     const windows = faultWindows(f, load.intervals, publishStartS);
     if (windows) f.windows = windows;
+    if (f.action === 'datastore-restart' && f.tEnd !== null) {
+      const from = f.tEnd;
+      const next = faults.find((g) => g.t > from);
+      const within = notFoundAtS.filter((t) => t >= from && (next === undefined || t < next.t));
+      f.notFoundAfter = {
+        count: within.length,
+        forS: within.length > 0 ? Math.round((within[within.length - 1]! - from) * 1000) / 1000 : 0,
+      };
+    }
   }
   const regions: Report['regions'] = {};
   for (const r of ctx.scenario.topology.regions) {

@@ -59,6 +59,12 @@ export interface FaultImpact extends FaultLike {
   skewSettledAfterS?: number | null;
   /** For a fault that lasted: latency while it stood, and as long a stretch before it. */
   windows?: FaultWindows;
+  /**
+   * For a `datastore-restart`: pushes answered 404 `not_connected` scheduled from the
+   * moment Redis answered again until the next fault, and how long after it the last one
+   * was (0 when none): the window in which connected devices could not be found.
+   */
+  notFoundAfter?: { count: number; forS: number };
 }
 
 /** Run-wide storm figures. */

@@ -192,6 +192,14 @@ const FAULT_FIELDS: Readonly<Record<string, Field<FaultFigures>>> = {
   t50: { kind: 'duration', read: (f) => seconds(f.reconnected.p50, 'too few devices back') },
   t99: { kind: 'duration', read: (f) => seconds(f.reconnected.p99, 'too few devices back') },
   t100: { kind: 'duration', read: (f) => seconds(f.reconnected.p100, 'some devices never back') },
+  notFound: {
+    kind: 'count',
+    read: (f) => present(f.notFoundAfter?.count, 'not a datastore-restart'),
+  },
+  notFoundFor: {
+    kind: 'duration',
+    read: (f) => seconds(f.notFoundAfter?.forS, 'not a datastore-restart'),
+  },
   // Never settling is the worst answer, not a missing one: it reads as infinity.
   skewSettled: {
     kind: 'duration',

@@ -39,6 +39,8 @@ export interface GateInputs {
     attemptsPerDevice: number | null;
     reconnected: { p50: number | null; p99: number | null; p100: number | null };
     skewSettledAfterS?: number | null;
+    /** datastore-restart: 404s for pushes after Redis answered again, and until when (s). */
+    notFoundAfter?: { count: number; forS: number };
     /** Latency while the fault stood and as long before it, by series (reports/windows.ts). */
     windows?: {
       before: { latency: Record<string, LatencySummary> };

@@ -167,6 +167,16 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
         ]),
       ]),
     );
+    for (const f of faults) {
+      if (!f.notFoundAfter) continue;
+      const { count, forS } = f.notFoundAfter;
+      out.push(
+        c.dim(
+          `  ${f.label}: ${formatCount(count)} pushes answered 404 not_connected once Redis answered again` +
+            (count > 0 ? `, the last ${forS.toFixed(3)}s after` : ''),
+        ),
+      );
+    }
     const windowed = faults.filter((f) => f.windows);
     if (windowed.length > 0) {
       const seen = new Set(

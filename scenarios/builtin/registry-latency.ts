@@ -50,7 +50,8 @@ export default defineScenario({
     // The fault bit: registrations wait for the slower registry...
     'fault(registry-slow).rise.p50(register) > 5',
     // ...and warm device-to-device messages did not.
-    'fault(registry-slow).rise.p99(d2d_warm) < 1.5',
+    // (A p99 of a few ms moves by half on a noisy 2-core box; the datastore adds 100.)
+    'fault(registry-slow).rise.p99(d2d_warm) < 2',
     'fault(registry-slow).during.p99(d2d_warm) < 50ms',
     'delivery >= 99.9%',
   ],

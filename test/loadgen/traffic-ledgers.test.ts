@@ -112,6 +112,7 @@ describe('mergeTraffic', () => {
     });
     const pub: PublisherFinal = {
       type: 'publisher-final',
+      notFoundAtUs: [],
       sent: 4,
       accepted: bits(0, 1, 2).toBytes(),
       rejectedByStatus: { refused: 1 },

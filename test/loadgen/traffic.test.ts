@@ -532,6 +532,7 @@ function emptyPublisherFinal(): PublisherFinal {
   };
   return {
     type: 'publisher-final',
+    notFoundAtUs: [],
     sent: 0,
     accepted: new Uint8Array(0),
     rejectedByStatus: {},
