@@ -95,6 +95,11 @@ const DISRUPTIVE = new Set([
   'conntrack-limit',
   'admission-rate',
   'crash',
+  // Datastore faults drop no device, but they own the messages lost while they stand.
+  'partition',
+  'datastore-latency',
+  'datastore-down',
+  'datastore-restart',
 ]);
 
 function quantileSorted(sorted: readonly number[], q: number): number | null {

@@ -489,12 +489,21 @@ export class RedisBroker implements Broker {
     }
   }
 
-  private async ensureGroup(): Promise<void> {
+  /** Creates the consumer group (and stream); false when it existed (another node made it). */
+  private async ensureGroup(): Promise<boolean> {
     try {
       await this.cmd.call('XGROUP', ['CREATE', this.queueKey, this.group, '0', 'MKSTREAM']);
+      return true;
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
+      return false;
     }
+  }
+
+  private readonly queueLostListeners: Array<() => void> = [];
+
+  onQueueLost(listener: () => void): void {
+    this.queueLostListeners.push(listener);
   }
 
   /** Runs `fn`; if the group is gone (Redis lost its data, or the key was deleted), recreates it and runs `fn` once more. */
@@ -503,7 +512,8 @@ export class RedisBroker implements Broker {
       return await fn();
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('NOGROUP'))) throw err;
-      await this.ensureGroup();
+      // The group this broker made or found at start is gone: Redis lost the queue.
+      if (await this.ensureGroup()) for (const listener of this.queueLostListeners) listener();
       return await fn();
     }
   }

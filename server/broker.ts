@@ -83,6 +83,12 @@ export interface Broker {
    */
   readonly persistenceWarning?: string | undefined;
   /**
+   * Calls `listener` when the backend is found to have lost the queue it held (Redis
+   * came back without its data: the consumer group was gone), once per loss across
+   * every node sharing it: the node that recreates the queue is told.
+   */
+  onQueueLost?(listener: () => void): void;
+  /**
    * Takes up to `count` messages for `consumer`: new ones, and ones delivered to a
    * consumer before but not acknowledged within `retryAfterMs` (so a crashed
    * processor's messages are retried). Waits up to `blockMs` when there are none.

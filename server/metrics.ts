@@ -49,6 +49,11 @@ export const NODE_METRICS = [
     help: 'Times this process of a multi-process node stopped accepting, near its open-file limit.',
   },
   {
+    name: 'pushbench_queue_lost_total',
+    type: 'counter',
+    help: 'Times the shared queue was found gone (Redis came back without its data): every message it held then is lost.',
+  },
+  {
     name: 'pushbench_registry_rechecks_total',
     type: 'counter',
     help: 'Passes over every connection re-checking its registry entry after the registry came back.',

@@ -90,6 +90,8 @@ export interface NodeOptions {
   overload: 'refuse' | 'unhealthy' | 'crash';
   /** Called once when `overload: 'crash'` and a connection goes past capacity. */
   onOverloadCrash?: (connections: number) => void;
+  /** Called with a line worth saying while the node runs (`serve` prints it as a warning). */
+  onWarning?: (line: string) => void;
   /** Upgrades admitted per second (token bucket); more get HTTP 429. Default unlimited. */
   admissionRatePerSec: number;
   /** Direct pushes per second one device may receive (burst 2x); more get 429. Default 100. */
@@ -372,6 +374,12 @@ export class PushNode implements NodeApi {
     // now, not one bucket per tick over a heartbeat interval, so pushes find devices
     // that stayed connected all along.
     this.registry.onReconnect?.(() => void this.recheckRegistry());
+    this.broker.onQueueLost?.(() => {
+      this.metrics.inc('pushbench_queue_lost_total');
+      this.options.onWarning?.(
+        'the queue was gone when Redis answered again (it came back without its data): every message it held is lost',
+      );
+    });
     this.link = new NodeLink(this.broker, this.options.nodeId, (req) => this.onNodeRequest(req));
     this.rooms = new RoomHub(
       this.broker,

@@ -190,8 +190,7 @@ export class RedisRegistry implements PushRegistry {
       // ...and those whose connection is silently dead.
       commandTimeout: options.commandTimeoutMs ?? registryDefaults.commandTimeoutMs,
       connectTimeout: options.connectTimeoutMs ?? registryDefaults.connectTimeoutMs,
-      // Keep reconnecting in the background, at most once a second.
-      // Short gaps: a Redis that comes back is found within 200 ms (the 404-for-connected
+      // Keep reconnecting in the background, in short gaps: a Redis that comes back is found within 200 ms (the 404-for-connected
       // window after an empty restart is this plus one re-check pass).
       retryStrategy: (times: number) => Math.min(times * 50, 200),
     });

@@ -17,7 +17,9 @@ import { type BackendChoice, type NodeOptions, startNode } from './node.js';
  * environment): what {@link startNode} takes, without callbacks, and the
  * device-to-device allow list as its `a=b,c` specs.
  */
-export type ServeNodeOptions = Partial<Omit<NodeOptions, 'onOverloadCrash' | 'd2dAllow'>> &
+export type ServeNodeOptions = Partial<
+  Omit<NodeOptions, 'onOverloadCrash' | 'onWarning' | 'd2dAllow'>
+> &
   Pick<NodeOptions, 'secret' | 'apiKey' | 'nodeId'> &
   BackendChoice & {
     /** `a=b,c` specs (see `parseD2dAllow`); checked by the caller. */
@@ -61,6 +63,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       );
       process.exit(70);
     },
+    onWarning: (line) => process.stderr.write(`node ${o.nodeId}: warning: ${line}\n`),
   });
   // Said once per node: by a multi-process node's first worker.
   if (backends.broker.persistenceWarning && (!place || place.index === 0)) {

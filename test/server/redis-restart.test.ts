@@ -107,6 +107,13 @@ describe('Redis killed and started again empty', () => {
     expect(started.node.metrics.total('pushbench_registry_rechecks_total')).toBeGreaterThanOrEqual(
       1,
     );
+    // The queue processor finds its consumer group gone and says so, once.
+    expect(
+      await until(
+        async () => started.node.metrics.total('pushbench_queue_lost_total') || undefined,
+        5000,
+      ),
+    ).toBe(1);
     for (const ws of devices) expect(ws.readyState).toBe(WebSocket.OPEN);
 
     // A push finds a device that stayed connected all along.
