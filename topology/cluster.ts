@@ -512,7 +512,12 @@ export class Cluster {
   }> {
     const direct = this.redisUrl ?? this.hub?.httpUrl;
     if (direct === undefined) return {};
-    if (!this.scenario.timeline.some((t) => t.action === 'datastore-latency')) {
+    // Links when a fault plays on them: a delay, or a cut of a datastore pushbench does not own.
+    const linked = this.scenario.timeline.some(
+      (t) =>
+        t.action === 'datastore-latency' || (t.action === 'datastore-down' && !this.managedRedis),
+    );
+    if (!linked) {
       return this.redisUrl
         ? { redisUrl: direct, redisPrefix: `pushbench:${process.pid}:` }
         : { join: direct };
@@ -595,16 +600,26 @@ export class Cluster {
     else entry.link.clear();
   }
 
-  /** SIGKILL of the managed Redis: the nodes lose their registry and broker until it is back. */
+  /**
+   * The nodes lose their registry and broker: the managed Redis is SIGKILLed, or, for a
+   * Redis by URL or the hub, every node's datastore links are cut (each connection reset,
+   * each new one reset at once).
+   */
   async datastoreDown(): Promise<void> {
-    if (!this.managedRedis) throw new PushbenchError('PB_INTERNAL', 'no managed Redis');
-    await this.managedRedis.kill();
+    if (this.managedRedis) {
+      await this.managedRedis.kill();
+      return;
+    }
+    for (const { link } of this.datastoreLinks.values()) link.cut();
   }
 
-  /** Starts the managed Redis again on its port, empty or with what it persisted. */
+  /** The managed Redis starts again on its port, empty or with what it persisted; or the links are restored. */
   async datastoreRestart(data: 'empty' | 'kept'): Promise<void> {
-    if (!this.managedRedis) throw new PushbenchError('PB_INTERNAL', 'no managed Redis');
-    await this.managedRedis.start(data);
+    if (this.managedRedis) {
+      await this.managedRedis.start(data);
+      return;
+    }
+    for (const { link } of this.datastoreLinks.values()) link.restore();
   }
 
   /** SIGTERM: the node drains gracefully (health check fails, goaways over its drain window), then exits. */

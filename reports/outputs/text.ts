@@ -172,7 +172,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       const { count, forS } = f.notFoundAfter;
       out.push(
         c.dim(
-          `  ${f.label}: ${formatCount(count)} pushes answered 404 not_connected once Redis answered again` +
+          `  ${f.label}: ${formatCount(count)} pushes answered 404 not_connected once the datastore answered again` +
             (count > 0 ? `, the last ${forS.toFixed(3)}s after` : ''),
         ),
       );

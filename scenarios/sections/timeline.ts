@@ -116,17 +116,28 @@ export function validateTimeline(
         `"${action.link}" needs topology.redis (the hub carries registry and broker on one connection)`,
       );
     }
-    // The datastore actions kill and start only a Redis pushbench owns, in turn.
+    // The datastore actions kill and start only a Redis pushbench owns; any other shared
+    // datastore (Redis by URL, the hub) goes down by its links being cut. In turn.
     if (action.action === 'datastore-down' || action.action === 'datastore-restart') {
       const path = `timeline[${i}]`;
-      if (managedRedis === null) {
+      if (managedRedis === null && !sharedDatastore) {
         p.add(
           path,
-          `${action.action} needs topology.redis "managed" (pushbench kills and starts only a Redis it started)`,
+          `${action.action} needs a datastore across a link: topology.redis, or more than one node (one node keeps its registry and broker in its own process)`,
         );
       } else if (action.action === 'datastore-down') {
         if (datastoreDown) p.add(path, 'the datastore is already down at that time');
         datastoreDown = true;
+      } else if (managedRedis === null) {
+        if (!datastoreDown) p.add(path, 'the datastore is not down at that time');
+        if (isRecord(v) && v.data !== undefined) {
+          p.add(
+            `${path}.data`,
+            'only a managed Redis restarts empty or kept; a Redis by URL or the hub keeps its data, and its links are restored',
+          );
+        }
+        if (!(isRecord(v) && v.label !== undefined)) action.label = 'datastore links restored';
+        datastoreDown = false;
       } else {
         if (!datastoreDown) p.add(path, 'the datastore is not down at that time');
         if (action.data === 'kept' && !managedRedis.appendonly) {

@@ -11,19 +11,35 @@ import { builtinScenarios } from '../../scenarios/builtin/index.js';
 import { type ScenarioInput, validateScenario } from '../../scenarios/schema.js';
 import { ensureCommand } from '../setup/debian.js';
 
-function scenario(redis: unknown, timeline: unknown[]) {
+function scenario(redis: unknown, timeline: unknown[], nodes = 2) {
   return validateScenario(
-    { name: 't', topology: { nodes: 2, redis }, devices: { count: 10 }, duration: '5s', timeline },
+    {
+      name: 't',
+      topology: { nodes, ...(redis !== undefined && { redis }) },
+      devices: { count: 10 },
+      duration: '5s',
+      timeline,
+    },
     { cores: 2 },
   );
 }
 
 describe('datastore actions', () => {
-  it('are refused without a managed Redis, out of turn, and "kept" without persistence, each by path', () => {
+  it('are refused without a shared datastore, out of turn, and "kept" without persistence, each by path', () => {
     const down = { at: '1s', action: 'datastore-down' };
     const back = { at: '2s', action: 'datastore-restart' };
-    expect(() => scenario('redis://10.0.0.9:6379', [down, back])).toThrow(
-      /timeline\[0\]: datastore-down needs topology.redis "managed"/,
+    expect(() => scenario(undefined, [down, back], 1)).toThrow(
+      /timeline\[0\]: datastore-down needs a datastore across a link/,
+    );
+    // A Redis by URL (or the hub) goes down by its links being cut, and comes back as it was.
+    const cut = scenario('redis://10.0.0.9:6379', [down, back]);
+    expect(cut.timeline.map((t) => t.label)).toEqual([
+      'datastore down',
+      'datastore links restored',
+    ]);
+    expect(scenario(undefined, [down, back]).timeline).toHaveLength(2);
+    expect(() => scenario('redis://10.0.0.9:6379', [down, { ...back, data: 'empty' }])).toThrow(
+      /timeline\[1\]\.data: only a managed Redis restarts empty or kept/,
     );
     expect(() => scenario('managed', [back])).toThrow(
       /timeline\[0\]: the datastore is not down at that time/,
@@ -120,6 +136,39 @@ describe('datastore actions', () => {
     expect(report.delivery.lost).toBe(0);
     const after = report.timeline.filter((p) => p.t >= 6 && p.phase === 'publishing');
     expect(after.reduce((n, p) => n + (p.received ?? 0), 0)).toBeGreaterThan(50);
+  }, 120_000);
+});
+
+describe('datastore-down on a datastore pushbench does not own', () => {
+  it('cuts the links to the hub: 503s while cut, devices kept, local pushes still delivered, all back once restored', async () => {
+    const { report } = await run(
+      {
+        name: 'datastore-cut',
+        topology: { nodes: 2, balancer: 'least-connections' },
+        devices: { count: 200, connectRate: 400 },
+        traffic: { direct: { rate: 100 }, indirect: { rate: 20 } },
+        duration: '8s',
+        timeline: [
+          { at: '3s', action: 'datastore-down', label: 'cut' },
+          { at: '5s', action: 'datastore-restart', label: 'back' },
+        ],
+      },
+      { write: false, workers: 1 },
+    );
+    const cut = report.faults.find((f) => f.label === 'cut');
+    expect(cut?.fired).toBe(true);
+    expect(report.faults.filter((f) => f.action === 'crash')).toEqual([]);
+    expect(report.devices.heldAtEnd).toBe(200);
+    expect(report.storm.losses).toBe(0);
+    const refused = report.delivery.rejectedByStatus['503'] ?? 0;
+    expect(refused).toBeGreaterThan(20);
+    // A push to a device on the node that took it needs no registry: about half of the
+    // ~240 scheduled while cut still got through.
+    const scheduledWhileCut = 2 * 120;
+    expect(refused).toBeLessThan(scheduledWhileCut);
+    expect(report.delivery.lost).toBe(0);
+    const after = report.timeline.filter((p) => p.t >= 6 && p.phase === 'publishing');
+    expect(after.reduce((n, p) => n + (p.received ?? 0), 0)).toBeGreaterThan(100);
   }, 120_000);
 });
 

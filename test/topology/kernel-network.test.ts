@@ -16,6 +16,8 @@ function recordingLink(): LatencyLink & { played: string[] } {
     played,
     set: (delayMs, jitterMs) => played.push(`${delayMs}±${jitterMs}`),
     clear: () => played.push('none'),
+    cut: () => played.push('cut'),
+    restore: () => played.push('restore'),
     stop: () => {},
   };
 }

@@ -9,8 +9,10 @@
  *
  * Started with `PUSHBENCH_LINK` = `{"listen": {host, port}, "target": {host,
  * port}, "seed"}`; prints `link-listening <port>` once it accepts; takes
- * `{"op": "latency", "delayMs", "jitterMs"}` and `{"op": "clear"}` over Node
- * IPC; exits when its parent's channel closes.
+ * `{"op": "latency", "delayMs", "jitterMs"}`, `{"op": "clear"}`, `{"op": "cut"}`
+ * (every connection reset, new ones reset at once: the datastore is down as
+ * far as the node can tell) and `{"op": "restore"}` over Node IPC; exits when
+ * its parent's channel closes.
  */
 import { connect, createServer, type Socket } from 'node:net';
 import { Rng } from '../../core/rng.js';
@@ -23,7 +25,11 @@ interface LinkSpec {
 }
 
 /** Messages the link takes. */
-export type LinkMessage = { op: 'latency'; delayMs: number; jitterMs: number } | { op: 'clear' };
+export type LinkMessage =
+  | { op: 'latency'; delayMs: number; jitterMs: number }
+  | { op: 'clear' }
+  | { op: 'cut' }
+  | { op: 'restore' };
 
 const spec = JSON.parse(process.env.PUSHBENCH_LINK ?? 'null') as LinkSpec | null;
 if (spec === null) {
@@ -32,9 +38,14 @@ if (spec === null) {
 }
 const faults: LinkFaults = { latency: null, blackholed: false };
 const link = new Link(faults, new Rng(spec.seed));
+let cut = false;
 
 const server = createServer({ noDelay: true }, (client: Socket) => {
   client.on('error', () => {});
+  if (cut) {
+    resetSocket(client);
+    return;
+  }
   const node = connect({ host: spec.target.host, port: spec.target.port, noDelay: true });
   node.on('error', () => resetSocket(client));
   link.relay(client, node);
@@ -48,6 +59,11 @@ process.on('message', (m: LinkMessage) => {
     faults.latency = { delayMs: Math.max(0, m.delayMs), jitterMs: Math.max(0, m.jitterMs) };
   } else if (m?.op === 'clear') {
     faults.latency = null;
+  } else if (m?.op === 'cut') {
+    cut = true;
+    link.resetAll();
+  } else if (m?.op === 'restore') {
+    cut = false;
   }
   link.faultsChanged();
 });

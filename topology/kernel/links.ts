@@ -13,6 +13,9 @@ export interface LatencyLink {
   port: number;
   set(delayMs: number, jitterMs: number): void;
   clear(): void;
+  /** Resets every connection through the link and each new one, until {@link restore}. */
+  cut(): void;
+  restore(): void;
   stop(): void;
 }
 
@@ -95,6 +98,8 @@ export async function startLink(options: {
     port,
     set: (delayMs, jitterMs) => send({ op: 'latency', delayMs, jitterMs }),
     clear: () => send({ op: 'clear' }),
+    cut: () => send({ op: 'cut' }),
+    restore: () => send({ op: 'restore' }),
     stop: () => {
       child.kill('SIGTERM');
     },
