@@ -1,6 +1,6 @@
 import { ExitCode, type ExitCodeValue } from '../core/exit-codes.js';
 import type { MachineFacts } from '../core/machine.js';
-import { encodeHistogram, type LatencySummary, summarize } from '../core/measure/histogram.js';
+import { encodeHistogram, type LatencySummary } from '../core/measure/histogram.js';
 import { addCounts, type DeliveryLedger } from '../core/measure/ledger.js';
 import {
   type ConnectionTotals,
@@ -13,6 +13,7 @@ import {
 } from '../core/result.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
+import { summarizeWithIntervals } from './percentile-ci.js';
 import { type SkewSummary, summarizeSkew } from './skew.js';
 import {
   type FaultImpact,
@@ -203,7 +204,7 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
   const latency = {} as Report['latency'];
   for (const [series, h] of Object.entries(load.histograms)) {
     if (h.totalCount > 0 || RUN_SERIES.includes(series as (typeof RUN_SERIES)[number])) {
-      latency[series] = summarize(h);
+      latency[series] = summarizeWithIntervals(h);
     }
   }
   const skew = summarizeSkew(load.timeline);

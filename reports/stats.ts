@@ -282,3 +282,52 @@ export function requiredTrials(failures: number, maxRate: number, confidence = 0
   }
   return hi;
 }
+
+/**
+ * P(B <= k) for B ~ Binomial(n, p): I_{1-p}(n - k, k + 1), exact to the incomplete
+ * beta's precision. 0 for k < 0, 1 for k >= n.
+ */
+export function binomialCdf(k: number, n: number, p: number): number {
+  if (k < 0) return 0;
+  if (k >= n) return 1;
+  if (p <= 0) return 1;
+  if (p >= 1) return 0;
+  return betaTails(1 - p, n - k, k + 1).lower;
+}
+
+/** ln C(n, k) for 0 <= k <= n. */
+function logChoose(n: number, k: number): number {
+  return logGamma(n + 1) - logGamma(k + 1) - logGamma(n - k + 1);
+}
+
+/**
+ * Fisher's exact test on a 2x2 table: `a` of `n1` against `b` of `n2` (e.g. messages lost
+ * of those accepted, in two runs). Two-sided: the probability, with the margins fixed,
+ * of a table at most as likely as the one seen. Near 1 when the two proportions agree.
+ */
+export function fisherExact(a: number, n1: number, b: number, n2: number): number {
+  for (const [v, what] of [
+    [a, 'a'],
+    [n1, 'n1'],
+    [b, 'b'],
+    [n2, 'n2'],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0)
+      throw new RangeError(`fisherExact: ${what} must be a whole number >= 0, got ${v}`);
+  }
+  if (a > n1 || b > n2)
+    throw new RangeError(`fisherExact: ${a}/${n1} or ${b}/${n2} is more than its total`);
+  const total = n1 + n2;
+  const hits = a + b;
+  if (total === 0 || hits === 0 || hits === total) return 1;
+  const base = logChoose(total, n1);
+  const logPmf = (x: number) => logChoose(hits, x) + logChoose(total - hits, n1 - x) - base;
+  const observed = logPmf(a);
+  let p = 0;
+  for (let x = Math.max(0, n1 + hits - total); x <= Math.min(hits, n1); x++) {
+    const lp = logPmf(x);
+    // A relative tolerance keeps tables as likely as the observed one (ties) in.
+    if (lp <= observed + 1e-7) p += Math.exp(lp);
+  }
+  return Math.min(1, p);
+}

@@ -6,8 +6,9 @@
  */
 
 import type { LatencyHistogram, LatencySummary } from '../core/measure/histogram.js';
-import { createLatencyHistogram, summarize } from '../core/measure/histogram.js';
+import { createLatencyHistogram } from '../core/measure/histogram.js';
 import type { IntervalHistograms } from '../core/result.js';
+import { summarizeWithIntervals } from './percentile-ci.js';
 
 /** One stretch of the run and every latency series recorded in it. */
 export interface LatencyWindow {
@@ -57,7 +58,7 @@ function windowOf(
   }
   if (first === Number.POSITIVE_INFINITY) return null;
   const latency: Record<string, LatencySummary> = {};
-  for (const [series, h] of merged) latency[series] = summarize(h);
+  for (const [series, h] of merged) latency[series] = summarizeWithIntervals(h);
   return { fromS: round3(first), toS: round3(last), latency };
 }
 

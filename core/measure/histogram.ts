@@ -23,6 +23,19 @@ export interface LatencySummary {
   p99: number;
   p999: number;
   max: number;
+  /** 95 % confidence interval of each percentile (reports/percentile-ci.ts); absent in older reports. */
+  ci?: Partial<Record<'p50' | 'p75' | 'p90' | 'p99' | 'p999', PercentileInterval>>;
+}
+
+/** A percentile's confidence interval, in milliseconds. */
+export interface PercentileInterval {
+  lo: number;
+  hi: number;
+  /** True when the sample cannot bound the percentile below (above): `lo` is the min (`hi` the max). */
+  loOpen?: true;
+  hiOpen?: true;
+  /** Samples above the percentile's rank: how many the estimate rests on. */
+  beyond: number;
 }
 
 /** A new, empty latency histogram (1 µs resolution, 3 significant digits, auto-resizing). */
