@@ -21,6 +21,7 @@ import type {
   PercentileInterval,
 } from '../core/measure/histogram.js';
 import { recordedValues, summarize } from '../core/measure/histogram.js';
+import { formatMs } from '../core/units.js';
 import { binomialCdf } from './stats.js';
 
 /** The percentiles a summary carries intervals for, as (name, q). */
@@ -36,6 +37,12 @@ export const INTERVAL_STATS = [
 export type IntervalStat = (typeof INTERVAL_STATS)[number][0];
 
 export type { PercentileInterval };
+
+/** `lo-hi` of a percentile's 95 % interval; `..` on a side the sample cannot bound. */
+export function formatInterval(i: PercentileInterval | undefined): string {
+  if (!i) return '-';
+  return `${i.loOpen ? '..' : formatMs(i.lo)}-${i.hiOpen ? '..' : formatMs(i.hi)}`;
+}
 
 /** The summary of `h` with the 95 % interval of each percentile. */
 export function summarizeWithIntervals(h: LatencyHistogram): LatencySummary {

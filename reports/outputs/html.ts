@@ -11,9 +11,10 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { PushbenchError } from '../../core/errors.js';
-import type { LatencySummary } from '../../core/measure/histogram.js';
+import type { LatencySummary, PercentileInterval } from '../../core/measure/histogram.js';
 import { formatCount } from '../../core/units.js';
 import type { GateVerdict } from '../gates.js';
+import { formatInterval } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';
 import type { ChartData, ChartSpec } from './chart-data.js';
@@ -253,7 +254,29 @@ function summarySection(report: Report): string {
   const lat = report.latency;
   const latency = table(
     ['series', 'count', 'min', 'mean', 'p50', 'p75', 'p90', 'p99', 'p99.9', 'max'],
-    latencySeriesOf(report).map((k) => latencyRow(k, lat[k]!)),
+    latencySeriesOf(report).flatMap((k) => {
+      const s = lat[k]!;
+      if (!s.ci || s.count === 0) return [latencyRow(k, s)];
+      const ci = (i: PercentileInterval | undefined): Cell => ({
+        text: formatInterval(i),
+        className: 'num muted',
+      });
+      return [
+        latencyRow(k, s),
+        [
+          { text: '95% CI', className: 'muted' },
+          '',
+          '',
+          '',
+          ci(s.ci.p50),
+          ci(s.ci.p75),
+          ci(s.ci.p90),
+          ci(s.ci.p99),
+          ci(s.ci.p999),
+          '',
+        ],
+      ];
+    }),
     { className: 'latency' },
   );
   return `<section id="summary">
@@ -263,7 +286,7 @@ function summarySection(report: Report): string {
 <div class="card"><h3>Delivery ledger</h3>${ledger}</div>
 </div>
 <div class="card"><h3>Latency</h3>${latency}
-<p class="muted">push: scheduled send &rarr; device; connect: attempt due &rarr; upgraded; api: scheduled send &rarr; HTTP answer; reconnect: connection lost &rarr; open again; room, d2d: scheduled send &rarr; device; <code>@region</code>: devices homed there.</p>
+<p class="muted">95% CI: where each percentile lies, 19 times in 20, from order statistics of the recorded samples (no shape assumed; &ldquo;..&rdquo;: the sample cannot bound it on that side). push: scheduled send &rarr; device; connect: attempt due &rarr; upgraded; api: scheduled send &rarr; HTTP answer; reconnect: connection lost &rarr; open again; room, d2d: scheduled send &rarr; device; <code>@region</code>: devices homed there.</p>
 </div>
 </section>`;
 }

@@ -1,5 +1,6 @@
 import type { LatencySummary } from '../../core/measure/histogram.js';
 import { formatCount, formatMs } from '../../core/units.js';
+import { formatInterval } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 
 const icon: Record<Verdict, string> = {
@@ -19,7 +20,10 @@ function pct(x: number): string {
 
 function latencyRow(name: string, s: LatencySummary): string {
   if (s.count === 0) return `| ${name} | 0 | - | - | - | - | - |`;
-  return `| ${name} | ${formatCount(s.count)} | ${formatMs(s.p50)} | ${formatMs(s.p90)} | ${formatMs(s.p99)} | ${formatMs(s.p999)} | ${formatMs(s.max)} |`;
+  const row = `| ${name} | ${formatCount(s.count)} | ${formatMs(s.p50)} | ${formatMs(s.p90)} | ${formatMs(s.p99)} | ${formatMs(s.p999)} | ${formatMs(s.max)} |`;
+  if (!s.ci) return row;
+  const i = s.ci;
+  return `${row}\n| <sub>95% CI</sub> | | <sub>${formatInterval(i.p50)}</sub> | <sub>${formatInterval(i.p90)}</sub> | <sub>${formatInterval(i.p99)}</sub> | <sub>${formatInterval(i.p999)}</sub> | |`;
 }
 
 /** A Markdown summary fit for a CI job summary (e.g. `$GITHUB_STEP_SUMMARY`). */

@@ -2,6 +2,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { LatencySummary } from '../../core/measure/histogram.js';
 import { formatCount, formatMs } from '../../core/units.js';
+import { formatInterval } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 
 /** Whether to colour: never when NO_COLOR is set or the stream is not a terminal. */
@@ -42,6 +43,20 @@ function padEnd(s: string, width: number): string {
 }
 function padStart(s: string, width: number): string {
   return ' '.repeat(Math.max(0, width - visible(s).length)) + s;
+}
+
+/** The row under a series: each percentile's 95 % interval, in the latency table's columns. */
+function intervalRow(s: LatencySummary): string[] | null {
+  if (!s.ci || s.count === 0) return null;
+  return [
+    '  95% CI',
+    '',
+    formatInterval(s.ci.p50),
+    formatInterval(s.ci.p90),
+    formatInterval(s.ci.p99),
+    formatInterval(s.ci.p999),
+    '',
+  ];
 }
 
 /** The series the before/during table shows, in this order, when a window has them. */
@@ -123,12 +138,17 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   out.push(
     table([
       ['latency', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'],
-      ...latencySeriesOf(report).map((k) => latencyRow(k, report.latency[k]!)),
+      ...latencySeriesOf(report).flatMap((k) => {
+        const s = report.latency[k]!;
+        const ci = intervalRow(s);
+        return ci ? [latencyRow(k, s), ci.map((cell) => c.dim(cell))] : [latencyRow(k, s)];
+      }),
     ]),
   );
   out.push(
     c.dim(
-      '  push: scheduled send -> device; connect: attempt due -> upgraded; register: attempt due -> registry entry written; api: scheduled send -> HTTP answer; reconnect: lost -> open again',
+      '  95% CI: where each percentile lies, 19 times in 20 (order statistics, no shape assumed; ".." = the sample cannot bound it); ' +
+        'push: scheduled send -> device; connect: attempt due -> upgraded; register: attempt due -> registry entry written; api: scheduled send -> HTTP answer; reconnect: lost -> open again',
     ),
   );
   const byKind = report.deliveryByKind;
