@@ -331,3 +331,17 @@ export function fisherExact(a: number, n1: number, b: number, n2: number): numbe
   }
   return Math.min(1, p);
 }
+
+/**
+ * Two-sided test that two Poisson counts came from one rate: `a` events in `ta` and `b`
+ * in `tb` (any time unit). Given a + b, a is Binomial(a + b, ta / (ta + tb)) under equal
+ * rates; the p-value is twice the smaller tail, at most 1.
+ */
+export function poissonRatesTest(a: number, ta: number, b: number, tb: number): number {
+  const n = a + b;
+  if (n === 0 || !(ta > 0 && tb > 0)) return 1;
+  const p = ta / (ta + tb);
+  const lower = binomialCdf(a, n, p);
+  const upper = 1 - binomialCdf(a - 1, n, p);
+  return Math.min(1, 2 * Math.min(lower, upper));
+}

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { decodeHistogram, percentileDistribution } from '../../core/measure/histogram.js';
-import { type Comparison, comparisonCells } from '../compare.js';
+import { COMPARISON_LEGEND, type Comparison, comparisonCells } from '../compare.js';
 import type { Report } from '../report.js';
 import { escapeHtml, jsonForScript } from './html.js';
 import { percentileTickLabel, percentileToX } from './html-charts.js';
@@ -126,7 +126,8 @@ td.best { background: #dcfce7; font-weight: 600; }
 <section class="card"><h2>Side by side</h2>
 <p class="muted">Deltas are against the first run; the better run per metric is highlighted.</p>
 <table><thead>${thead}</thead><tbody>${verdictRow}
-${rows}</tbody></table></section>
+${rows}</tbody></table>
+<p class="muted">${escapeHtml(COMPARISON_LEGEND)}</p></section>
 ${chart}
 </main>
 <script type="application/json" id="compare-data">${jsonForScript(chartData ?? {})}</script>

@@ -39,7 +39,7 @@ describe('pushbench compare', () => {
     );
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^metric\s+slow\s+fast\s+best/m);
-    expect(r.stdout).toMatch(/accepted\/s \(higher is better\)\s+100\s+300 \(\+200%\)\s+fast/);
+    expect(r.stdout).toMatch(/accepted\/s \(higher is better\)\s+100\s+300 \(\+200%\) \*\s+fast/);
     const json = JSON.parse(readFileSync(join(out, 'comparison.json'), 'utf8'));
     expect(json.runs.map((x: { label: string }) => x.label)).toEqual(['slow', 'fast']);
     expect(readFileSync(join(out, 'comparison.md'), 'utf8')).toMatch(

@@ -67,8 +67,38 @@ describe('compare', () => {
     const held = c.rows.find((r) => r.metric === 'held at end')!;
     expect(held.best).toBeNull();
     const text = renderComparisonText(c);
-    expect(text).toMatch(/p99\(push\) \(lower is better\)\s+10\.0ms\s+5\.00ms \(-50%\)\s+lc/);
+    expect(text).toMatch(
+      /p99\(push\) \(lower is better\)\s+10\.0ms \[10\.0ms-10\.0ms\]\s+5\.00ms \[5\.00ms-5\.00ms\] \(-50%\) \*\s+lc/,
+    );
+    expect(text).toMatch(/\* differs from the first run at 95%/);
     expect(renderComparisonMarkdown(c)).toMatch(/^\| metric \| rr \| lc \| best \|/);
+  });
+
+  it('says "no significant difference" where the intervals overlap or the counts could be chance', () => {
+    const a = makeReport({ pushUs: 10_000, lost: 1, gates: [] });
+    const b = structuredClone(a);
+    // A 16 % higher p99 whose interval overlaps the first run's: noise, not a result.
+    b.latency.push = {
+      ...b.latency.push,
+      p99: 11.6,
+      ci: { ...b.latency.push.ci, p99: { lo: 9, hi: 14, beyond: 10 } },
+    };
+    a.latency.push = {
+      ...a.latency.push,
+      ci: { ...a.latency.push.ci, p99: { lo: 8, hi: 12, beyond: 10 } },
+    };
+    b.delivery = { ...b.delivery, lost: 2, delivered: b.delivery.accepted - 2 };
+    const c = compareReports([a, b], ['a', 'b']);
+    const p99 = c.rows.find((r) => r.metric === 'p99(push)')!;
+    expect(p99.best).toBeNull();
+    expect(p99.bestNote).toBe('no significant difference');
+    expect(p99.significant).toEqual([null, false]);
+    const lost = c.rows.find((r) => r.metric === 'lost')!;
+    expect(lost.bestNote).toBe('no significant difference');
+    // Skew has no test: never called better on its figure alone.
+    const skew = c.rows.find((r) => r.metric === 'skew.max');
+    if (skew && skew.values[0] !== skew.values[1]) expect(skew.bestNote).toBe('not tested');
+    expect(renderComparisonText(c)).toMatch(/p99\(push\).*no significant difference/);
   });
 
   it('refuses fewer than two reports', () => {
