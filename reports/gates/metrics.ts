@@ -62,6 +62,8 @@ export interface GateMetric {
   statistical: boolean;
   /** The fault label and region the name points at, to check against the scenario. */
   refs: { label?: string; region?: string };
+  /** Set for `<stat>(<metric>)` over repeats: evaluated once over every repeat's inputs. */
+  repeatStat?: RepeatStat;
   read(inputs: GateInputs): MetricReading;
 }
 
@@ -388,8 +390,32 @@ const METRIC_FAMILIES: readonly MetricFamily[] = [
   }),
 ];
 
-/** The metric a whitespace-free name denotes, or undefined when no family has it. */
-export function findMetric(name: string): GateMetric | undefined {
+/** Statistics a gate can take of a metric over repeated runs (`--repeat N`). */
+export const REPEAT_STATS = ['median', 'mean', 'min', 'max'] as const;
+
+/** One of {@link REPEAT_STATS}. */
+export type RepeatStat = (typeof REPEAT_STATS)[number];
+
+/** `stat` of the values, null when there are none. */
+export function repeatStatistic(stat: RepeatStat, values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  switch (stat) {
+    case 'min':
+      return sorted[0]!;
+    case 'max':
+      return sorted[sorted.length - 1]!;
+    case 'mean':
+      return values.reduce((a, b) => a + b, 0) / values.length;
+    case 'median': {
+      const mid = sorted.length >> 1;
+      return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+    }
+  }
+}
+
+/** A family's metric by name, without the repeat wrapper. */
+function findPlainMetric(name: string): GateMetric | undefined {
   for (const row of METRIC_FAMILIES) {
     const metric = row.resolve(name);
     if (metric) return metric;
@@ -397,9 +423,47 @@ export function findMetric(name: string): GateMetric | undefined {
   return undefined;
 }
 
+/**
+ * The metric a whitespace-free name denotes, or undefined when no family has it. A name
+ * `<stat>(<metric>)` with stat median, mean, min or max takes that statistic of the metric
+ * over the repeats of a `--repeat` run (of a single run, its one value). Latency names win
+ * where both read: `max(push)` is the push series' maximum.
+ */
+export function findMetric(name: string): GateMetric | undefined {
+  const plain = findPlainMetric(name);
+  if (plain) return plain;
+  const m = /^(median|mean|min|max)\((.+)\)$/.exec(name);
+  const inner = m ? findPlainMetric(m[2]!) : undefined;
+  if (!m || !inner) return undefined;
+  const stat = m[1] as RepeatStat;
+  return {
+    name: `${stat}(${inner.name})`,
+    kind: inner.kind,
+    // A statistic of point values: decided on its value, not a confidence bound.
+    statistical: false,
+    refs: inner.refs,
+    repeatStat: stat,
+    read(inputs) {
+      const each = inputs.repeats ?? [inputs];
+      const values: number[] = [];
+      for (const r of each) {
+        const v = inner.read(r).value;
+        if (v !== null) values.push(v);
+      }
+      const value = repeatStatistic(stat, values);
+      return value === null
+        ? { value: null, missing: `no repeat measured ${inner.name}` }
+        : { value };
+    },
+  };
+}
+
 /** The metric names a gate may use: each family's entry, in table order. */
 export function describeGateMetrics(): string {
-  return METRIC_FAMILIES.map((row) => row.description).join(', ');
+  return [
+    ...METRIC_FAMILIES.map((row) => row.description),
+    'median|mean|min|max(<metric>) over --repeat runs',
+  ].join(', ');
 }
 
 /** The suffix every "bad gate" message ends with. */

@@ -51,6 +51,8 @@ export interface GateInputs {
   regions?: Record<string, { crashed: number; skew: { max: number | null; final: number | null } }>;
   /** Nodes that fell over on their own during the run. */
   crashed?: number;
+  /** Every repeat's inputs, for `median(...)`-style gates of a `--repeat` run. */
+  repeats?: GateInputs[];
 }
 
 /** A comparison operator a gate may use. */

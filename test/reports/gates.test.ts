@@ -408,6 +408,22 @@ describe('chaos gates', () => {
     expect(verdict('fault(nope).peak < 5')).toBe('inconclusive');
   });
 
+  it('takes a statistic of a metric over repeats, or of the one run', () => {
+    const r = (p99: number) => ({ ...inputs, latency: { push: summary({ p99 }) } });
+    const over = { ...r(30), repeats: [r(10), r(30), r(90)] };
+    const gate = (expr: string, on = over) => evaluateGate(parseGate(expr), on as never);
+    expect(gate('median(p99(push)) < 40ms').actual).toBe(30);
+    expect(gate('mean(p99(push)) < 40ms').actual).toBeCloseTo(43.33, 2);
+    expect(gate('max(p99(push)) < 100ms').verdict).toBe('pass');
+    expect(gate('min(p99(push)) > 10ms').verdict).toBe('fail');
+    // One run: the statistic of its one value.
+    expect(gate('median(p99(push)) < 40ms', r(30) as never).actual).toBe(30);
+    // `max(push)` stays the push series' maximum.
+    expect(parseGate('max(push) < 1s').metric).toBe('max(push)');
+    expect(parseGate('median( p99.9(push) ) < 1s').metric).toBe('median(p999(push))');
+    expect(() => parseGate('median(p99(pushes)) < 1s')).toThrow(/unknown/);
+  });
+
   it('compares latency while a fault stood with latency before it', () => {
     expect(verdict('fault(slow-db).during.p99(d2d_warm) < 6ms')).toBe('pass');
     expect(verdict('fault(slow-db).before.p99(push) < 20ms')).toBe('pass');
@@ -463,6 +479,9 @@ describe('the metric table', () => {
               series.split('|').flatMap((se) => [`${st}(${se})`, `${st}(${se}@eu)`]),
             );
         }
+        if (entry.endsWith('over --repeat runs')) {
+          return ['median', 'mean', 'min', 'max'].map((st) => `${st}(p99(push))`);
+        }
         const windowed = /^fault\(<label>\)\.([\w|]+)\.<stat>\(<series>\)$/.exec(entry);
         if (windowed) {
           return (windowed[1] ?? '').split('|').map((w) => `fault(kill).${w}.p99(d2d_warm)`);
@@ -482,6 +501,7 @@ describe('the metric table', () => {
     expect(names).toContain('skew.final@eu');
     expect(names).toContain('p99.9(reconnect@eu)');
     expect(names).toContain('fault(kill).rise.p99(d2d_warm)');
+    expect(names).toContain('median(p99(push))');
     for (const name of names) expect(() => parseGate(`${name} < 1`), name).not.toThrow();
   });
 
