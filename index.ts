@@ -68,6 +68,7 @@ export {
   machineLimits,
   type PreflightResult,
 } from './run/preflight.js';
+export { type RepeatResult, runRepeated } from './run/repeats.js';
 export { rerender } from './run/rerender.js';
 export { type RunOptions, type RunResult, run } from './run/run.js';
 export {

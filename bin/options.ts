@@ -119,6 +119,7 @@ export interface RunFlags {
   seed?: number;
   set?: string[];
   matrix?: string[];
+  repeat?: number;
   out?: string;
   junit?: string;
   summary?: string;
@@ -146,6 +147,10 @@ export const runFlags: FlagTable<RunFlags> = {
     '--matrix <field=a,b>',
     'run one variant per value (repeatable: every combination) and compare them',
   ),
+  repeat: whole(
+    '--repeat <n>',
+    'run it n times (each variant, alternating A B A B) and report medians, spread and what is significant',
+  ),
   out: new Option('--out <dir>', 'results folder (default results/<scenario>-<time>)'),
   junit: new Option('--junit <file>', 'write a JUnit XML file, one testcase per gate'),
   summary: new Option('--summary <file>', 'write a Markdown summary (for a CI job summary)'),
@@ -168,6 +173,13 @@ export type RunRequest =
       kind: 'matrix';
       options: RunOptions & { outDir: string };
       axes: MatrixAxis[];
+      json: boolean;
+    }
+  | {
+      kind: 'repeat';
+      options: RunOptions & { outDir: string };
+      axes: MatrixAxis[];
+      repeat: number;
       json: boolean;
     };
 
@@ -198,15 +210,23 @@ export function parseRunFlags(scenario: string, flags: RunFlags, now = new Date(
     summary: flags.summary,
   };
   const axes = (flags.matrix ?? []).map(parseMatrixAxis);
-  if (axes.length === 0) return { kind: 'single', options, json };
+  const repeat = flags.repeat ?? 1;
+  if (repeat < 1 || repeat > 100) {
+    throw new PushbenchError('PB_USAGE', `--repeat must be 1-100, got ${repeat}`);
+  }
+  if (axes.length === 0 && repeat === 1) return { kind: 'single', options, json };
   if (options.junit) {
     throw new PushbenchError(
       'PB_USAGE',
-      '--junit is per run; with --matrix use `pushbench report <variant dir> --junit FILE`',
+      `--junit is per run; with ${repeat > 1 ? '--repeat' : '--matrix'} use \`pushbench report <run dir> --junit FILE\``,
     );
   }
   // The scenario's file name without folder and extension (or the built-in's name).
   const name = scenario.replace(/^.*[\\/]/, '').replace(/\.\w+$/, '');
+  if (repeat > 1) {
+    const outDir = options.outDir ?? defaultResultsDir(`${name}-repeat`, now);
+    return { kind: 'repeat', options: { ...options, outDir }, axes, repeat, json };
+  }
   const outDir = options.outDir ?? defaultResultsDir(`${name}-matrix`, now);
   return { kind: 'matrix', options: { ...options, outDir }, axes, json };
 }

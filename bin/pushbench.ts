@@ -96,6 +96,7 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
     renderSummary,
     run,
     runMatrix,
+    runRepeated,
     writeComparison,
   } = await harness();
   if (request.kind === 'preflight') {
@@ -110,6 +111,16 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
     return checked.problems.length === 0 ? ExitCode.Pass : ExitCode.Usage;
   }
   const listener = request.json ? {} : progressListener(process.stderr);
+  if (request.kind === 'repeat') {
+    const options = { ...request.options, listener };
+    const result = await runRepeated(scenario, request.axes, request.repeat, options);
+    if (request.json) print(json({ kind: 'pushbench-repeats', summaries: result.summaries }));
+    else {
+      print(result.text);
+      print(`repeats: ${result.files.join(', ')}`);
+    }
+    return result.exitCode;
+  }
   if (request.kind === 'matrix') {
     const options = { ...request.options, listener };
     const result = await runMatrix(scenario, request.axes, options);

@@ -345,3 +345,36 @@ export function poissonRatesTest(a: number, ta: number, b: number, tb: number): 
   const upper = 1 - binomialCdf(a - 1, n, p);
   return Math.min(1, 2 * Math.min(lower, upper));
 }
+
+/**
+ * Welch's t-test on two small samples (e.g. one figure over the repeats of two
+ * variants): the two-sided p-value that their means are equal. With no spread in
+ * either sample the means are either equal (p = 1) or plainly not (p = 0). Samples of
+ * fewer than two values cannot be tested: p = 1.
+ */
+export function welchTest(a: readonly number[], b: readonly number[]): number {
+  if (a.length < 2 || b.length < 2) return 1;
+  const mean = (x: readonly number[]) => x.reduce((s, v) => s + v, 0) / x.length;
+  const variance = (x: readonly number[], m: number) =>
+    x.reduce((s, v) => s + (v - m) ** 2, 0) / (x.length - 1);
+  const ma = mean(a);
+  const mb = mean(b);
+  const va = variance(a, ma) / a.length;
+  const vb = variance(b, mb) / b.length;
+  if (va + vb === 0) return ma === mb ? 1 : 0;
+  const t = (ma - mb) / Math.sqrt(va + vb);
+  const df = (va + vb) ** 2 / (va ** 2 / (a.length - 1) + vb ** 2 / (b.length - 1));
+  // Two-sided Student t tail: I_{df/(df+t²)}(df/2, 1/2).
+  return Math.min(1, regularizedIncompleteBeta(df / (df + t * t), df / 2, 0.5));
+}
+
+/**
+ * Repeats per variant a two-sample comparison needs to tell a difference of means
+ * `delta` at 95 % (two-sided) with 80 % power, given the per-repeat standard deviation
+ * `sd` (normal approximation: 2 (1.96 + 0.84)² sd² / delta²). Infinity when delta is 0.
+ */
+export function repeatsNeeded(delta: number, sd: number): number {
+  if (delta === 0) return Number.POSITIVE_INFINITY;
+  if (sd === 0) return 2;
+  return Math.max(2, Math.ceil((2 * (1.959964 + 0.841621) ** 2 * sd * sd) / (delta * delta)));
+}

@@ -1,0 +1,333 @@
+/**
+ * Repeated runs (`pushbench run --repeat N`): each figure's median, spread and
+ * per-repeat values; the gates over the repeats; between variants of a matrix, which
+ * differences the repeats show at 95 % (Welch's t-test on the per-repeat values) and
+ * how many repeats a difference of the observed size would need; within a run of
+ * several regions, the same between regions. Pure: run/repeats.ts runs the repeats.
+ */
+
+import { formatMs } from '../core/units.js';
+import { compareMetricsFor } from './compare.js';
+import { findMetric, repeatStatistic } from './gates/metrics.js';
+import {
+  evaluateGate,
+  type GateInputs,
+  type GateResult,
+  parseGate,
+  worstVerdict,
+} from './gates.js';
+import { exitCodeOfVerdict, type Report, type Verdict } from './report.js';
+import { repeatsNeeded, welchTest } from './stats.js';
+
+/** The figures a gate reads, from a finished report. */
+export function gateInputsOf(r: Report): GateInputs {
+  return {
+    delivery: r.delivery,
+    latency: r.latency,
+    connections: { ...r.devices },
+    skew: r.skew,
+    storm: r.storm,
+    faults: r.faults,
+    regions: r.regions,
+    crashed: r.faults.filter((f) => f.action === 'crash').length,
+  };
+}
+
+/** One figure over the repeats. */
+export interface RepeatFigure {
+  metric: string;
+  unit: 'ms' | '%' | 'count' | 'ratio';
+  better: 'lower' | 'higher';
+  /** Each repeat's value, in run order (null: not measured in that repeat). */
+  values: (number | null)[];
+  median: number | null;
+  min: number | null;
+  max: number | null;
+  /** Standard deviation over the repeats (n - 1); null with fewer than two values. */
+  sd: number | null;
+}
+
+/** A variant's repeats summed up. */
+export interface RepeatSummary {
+  label: string;
+  repeats: number;
+  /** Invalid if any repeat was; else the worst gate verdict. */
+  verdict: Verdict;
+  exitCode: number;
+  /** Per repeat, in run order. */
+  verdicts: Verdict[];
+  figures: RepeatFigure[];
+  /**
+   * The scenario's gates over the repeats: a `median(...)`-style gate once, on every
+   * repeat's figure; a plain gate by its worst repeat.
+   */
+  gates: GateResult[];
+}
+
+function figure(
+  metric: string,
+  unit: RepeatFigure['unit'],
+  better: RepeatFigure['better'],
+  values: (number | null)[],
+): RepeatFigure {
+  const present = values.filter((v): v is number => v !== null);
+  const mean = present.reduce((a, b) => a + b, 0) / Math.max(1, present.length);
+  return {
+    metric,
+    unit,
+    better,
+    values,
+    median: repeatStatistic('median', present),
+    min: repeatStatistic('min', present),
+    max: repeatStatistic('max', present),
+    sd:
+      present.length > 1
+        ? Math.sqrt(present.reduce((a, v) => a + (v - mean) ** 2, 0) / (present.length - 1))
+        : null,
+  };
+}
+
+/** The figures of some runs, with each region's crashes, skew and push p99 when there are several regions. */
+function figuresOf(reports: readonly Report[]): RepeatFigure[] {
+  const out = compareMetricsFor(reports).map((m) =>
+    figure(
+      m.name,
+      m.unit,
+      m.better,
+      reports.map((r) => m.read(r)),
+    ),
+  );
+  for (const name of regionMetricNames(reports)) {
+    const metric = findMetric(name)!;
+    const unit = metric.kind === 'duration' ? 'ms' : metric.kind === 'count' ? 'count' : 'ratio';
+    out.push(
+      figure(
+        name,
+        unit,
+        'lower',
+        reports.map((r) => metric.read(gateInputsOf(r)).value),
+      ),
+    );
+  }
+  return out;
+}
+
+/** Per-region figures worth setting side by side, for runs of two or more regions. */
+function regionMetricNames(reports: readonly Report[]): string[] {
+  const regions = Object.keys(reports[0]?.regions ?? {});
+  if (regions.length < 2) return [];
+  return regions.flatMap((r) => [
+    `nodes.crashed@${r}`,
+    `skew.max@${r}`,
+    `skew.final@${r}`,
+    ...(reports.some((x) => (x.latency[`push@${r}`]?.count ?? 0) > 0) ? [`p99(push@${r})`] : []),
+  ]);
+}
+
+/** Sums up one variant's repeats and evaluates the scenario's gates over them. */
+export function summarizeRepeats(label: string, reports: readonly Report[]): RepeatSummary {
+  if (reports.length === 0) throw new RangeError('summarizeRepeats: no repeats');
+  const inputs = reports.map(gateInputsOf);
+  const last = reports[reports.length - 1]!;
+  const gates = last.gates.map((g, gi): GateResult => {
+    const gate = parseGate(g.expr);
+    if (findMetric(gate.metric)?.repeatStat) {
+      return evaluateGate(gate, { ...inputs[inputs.length - 1]!, repeats: inputs });
+    }
+    // A plain gate holds over the repeats only if it held in each: its worst repeat.
+    const each = reports.map((r) => r.gates[gi]!);
+    const rank = { pass: 0, inconclusive: 1, fail: 2 } as const;
+    const worst = each.reduce((a, b) => (rank[b.verdict] > rank[a.verdict] ? b : a));
+    return { ...worst, detail: `worst of ${reports.length} repeats: ${worst.detail}` };
+  });
+  const verdicts = reports.map((r) => r.verdict);
+  const verdict: Verdict = verdicts.includes('invalid') ? 'invalid' : worstVerdict(gates);
+  return {
+    label,
+    repeats: reports.length,
+    verdict,
+    exitCode: exitCodeOfVerdict[verdict],
+    verdicts,
+    figures: figuresOf(reports),
+    gates,
+  };
+}
+
+/** One figure set side by side over repeats: two variants, or two regions of each repeat. */
+export interface RepeatContrast {
+  metric: string;
+  better: 'lower' | 'higher';
+  unit: RepeatFigure['unit'];
+  /** Medians of the two sides. */
+  a: number | null;
+  b: number | null;
+  /** Welch's t-test on the per-repeat values, two-sided; null when either side has fewer than two. */
+  p: number | null;
+  significant: boolean;
+  /** When not significant: repeats per side a difference of this size would need (80 % power). */
+  repeatsNeeded: number | null;
+}
+
+function contrast(
+  metric: string,
+  unit: RepeatFigure['unit'],
+  better: RepeatFigure['better'],
+  a: readonly (number | null)[],
+  b: readonly (number | null)[],
+): RepeatContrast {
+  const x = a.filter((v): v is number => v !== null);
+  const y = b.filter((v): v is number => v !== null);
+  const p = x.length > 1 && y.length > 1 ? welchTest(x, y) : null;
+  const significant = p !== null && p < 0.05;
+  const fa = figure(metric, unit, better, [...a]);
+  const fb = figure(metric, unit, better, [...b]);
+  let needed: number | null = null;
+  if (!significant && x.length > 1 && y.length > 1) {
+    const mean = (v: number[]) => v.reduce((s, w) => s + w, 0) / v.length;
+    const pooled = Math.sqrt(((fa.sd ?? 0) ** 2 + (fb.sd ?? 0) ** 2) / 2);
+    const n = repeatsNeeded(mean(x) - mean(y), pooled);
+    needed = Number.isFinite(n) ? n : null;
+  }
+  return {
+    metric,
+    better,
+    unit,
+    a: fa.median,
+    b: fb.median,
+    p,
+    significant,
+    repeatsNeeded: needed,
+  };
+}
+
+/** Two variants' repeats, figure by figure. */
+export function contrastVariants(a: RepeatSummary, b: RepeatSummary): RepeatContrast[] {
+  return a.figures
+    .map((fa) => {
+      const fb = b.figures.find((f) => f.metric === fa.metric);
+      return fb ? contrast(fa.metric, fa.unit, fa.better, fa.values, fb.values) : null;
+    })
+    .filter((c): c is RepeatContrast => c !== null);
+}
+
+/** The first region against each other one, over the repeats of one variant. */
+export function contrastRegions(
+  summary: RepeatSummary,
+): Array<{ a: string; b: string; rows: RepeatContrast[] }> {
+  const regions = [
+    ...new Set(
+      summary.figures.flatMap((f) => {
+        const m = /@([a-z][a-z0-9-]*)\)?$/.exec(f.metric);
+        return m ? [m[1]!] : [];
+      }),
+    ),
+  ];
+  const [first, ...rest] = regions;
+  if (first === undefined) return [];
+  return rest.map((other) => ({
+    a: first,
+    b: other,
+    rows: summary.figures
+      .filter((f) => f.metric.includes(`@${first}`))
+      .flatMap((fa) => {
+        const fb = summary.figures.find(
+          (f) => f.metric === fa.metric.replace(`@${first}`, `@${other}`),
+        );
+        return fb
+          ? [
+              contrast(
+                fa.metric.replace(`@${first}`, '@*'),
+                fa.unit,
+                fa.better,
+                fa.values,
+                fb.values,
+              ),
+            ]
+          : [];
+      }),
+  }));
+}
+
+function value(v: number | null, unit: RepeatFigure['unit']): string {
+  if (v === null) return '-';
+  if (unit === 'ms') return formatMs(v);
+  if (unit === '%') return `${v.toFixed(v > 99.99 ? 4 : 3)}%`;
+  if (unit === 'ratio') return v.toFixed(2);
+  return Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(1);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function contrastTable(head: [string, string, string], rows: readonly RepeatContrast[]): string {
+  return table([
+    [...head, 'p', 'verdict'],
+    ...rows.map((c) => [
+      c.metric,
+      value(c.a, c.unit),
+      value(c.b, c.unit),
+      c.p === null ? '-' : c.p < 0.001 ? '<0.001' : c.p.toFixed(3),
+      c.significant
+        ? 'significant'
+        : c.repeatsNeeded === null
+          ? 'no significant difference'
+          : `no significant difference (~${c.repeatsNeeded} repeats each to tell)`,
+    ]),
+  ]);
+}
+
+/** The repeats for a terminal: per variant its figures and gates; then the contrasts. */
+export function renderRepeats(summaries: readonly RepeatSummary[]): string {
+  const out: string[] = [];
+  for (const s of summaries) {
+    out.push(
+      `${s.label}: ${s.repeats} repeats, verdicts ${s.verdicts.join(' ')}`,
+      table([
+        ['metric', 'median', 'min-max', 'per repeat'],
+        ...s.figures
+          .filter((f) => f.values.some((v) => v !== null))
+          .map((f) => [
+            f.metric,
+            value(f.median, f.unit),
+            `${value(f.min, f.unit)}-${value(f.max, f.unit)}`,
+            f.values.map((v) => value(v, f.unit)).join(', '),
+          ]),
+      ]),
+    );
+    if (s.gates.length > 0) {
+      out.push(
+        '',
+        table([
+          ['gate over the repeats', 'actual', 'verdict'],
+          ...s.gates.map((g) => [g.expr, g.actualText, g.verdict]),
+        ]),
+      );
+    }
+    for (const { a, b, rows } of contrastRegions(s)) {
+      out.push('', `regions ${a} vs ${b} over the repeats (medians; Welch's t-test, 95 %):`);
+      out.push(contrastTable(['metric', a, b], rows));
+    }
+    out.push('');
+  }
+  const [first, ...others] = summaries;
+  for (const other of others) {
+    out.push(
+      `${first!.label} vs ${other.label} over the repeats (medians; Welch's t-test, 95 %):`,
+      contrastTable(
+        ['metric', first!.label, other.label],
+        contrastVariants(first!, other).filter((c) => c.a !== null || c.b !== null),
+      ),
+      '',
+    );
+  }
+  return out.join('\n');
+}
