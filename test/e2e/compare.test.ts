@@ -153,3 +153,51 @@ describe('pushbench run --matrix', () => {
     expect(r.stderr).toMatch(/devices\.count: must be >= 1, got 0/);
   });
 });
+
+describe('pushbench run --repeat', () => {
+  it('alternates the variants, sums each up over its repeats and contrasts them', async () => {
+    const out = join(dir, 'repeat');
+    const r = await cli(
+      'run',
+      'smoke',
+      '--repeat',
+      '2',
+      '--matrix',
+      'rate=50,150',
+      '--devices',
+      '30',
+      '--duration',
+      '1s',
+      '--workers',
+      '1',
+      '--out',
+      out,
+      '--gate',
+      'median(p99(push)) < 1us',
+    );
+    // The median gate fails in both variants: exit 3, not the run of any one repeat.
+    expect(r.exitCode, r.stderr).toBe(3);
+    // A B A B: the notices name the variants in alternation.
+    const order = [...r.stderr.matchAll(/repeat (\d)\/2, variant (\d)\/2/g)].map(
+      (m) => `${m[1]}${m[2]}`,
+    );
+    expect(order).toEqual(['11', '12', '21', '22']);
+    expect(r.stdout).toMatch(/rate=50: 2 repeats, verdicts/);
+    expect(r.stdout).toMatch(/median\(p99\(push\)\) < 1us\s+\S+\s+fail/);
+    expect(r.stdout).toMatch(/rate=50 vs rate=150 over the repeats/);
+    expect(r.stdout).toMatch(/accepted\/s\s+50\s+150\s+<0\.001\s+significant/);
+    const json = JSON.parse(readFileSync(join(out, 'repeats.json'), 'utf8'));
+    expect(json.summaries.map((s: { label: string }) => s.label)).toEqual(['rate=50', 'rate=150']);
+    const one = JSON.parse(
+      readFileSync(join(out, '02-rate=150', 'repeat-2', 'report.json'), 'utf8'),
+    );
+    expect(one.config.traffic.direct.rateHz).toBe(150);
+  }, 120_000);
+
+  it('refuses a repeat count out of range with one line', async () => {
+    const r = await cli('run', 'smoke', '--repeat', '0');
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--repeat must be 1-100, got 0/);
+  });
+});
