@@ -51,6 +51,8 @@ export interface RepeatFigure {
 export interface RepeatSummary {
   label: string;
   repeats: number;
+  /** The scenario's regions, in its order. */
+  regions: string[];
   /** Invalid if any repeat was; else the worst gate verdict. */
   verdict: Verdict;
   exitCode: number;
@@ -98,6 +100,7 @@ function figuresOf(reports: readonly Report[]): RepeatFigure[] {
     ),
   );
   for (const name of regionMetricNames(reports)) {
+    if (out.some((f) => f.metric === name)) continue;
     const metric = findMetric(name)!;
     const unit = metric.kind === 'duration' ? 'ms' : metric.kind === 'count' ? 'count' : 'ratio';
     out.push(
@@ -114,7 +117,7 @@ function figuresOf(reports: readonly Report[]): RepeatFigure[] {
 
 /** Per-region figures worth setting side by side, for runs of two or more regions. */
 function regionMetricNames(reports: readonly Report[]): string[] {
-  const regions = Object.keys(reports[0]?.regions ?? {});
+  const regions = regionsOf(reports);
   if (regions.length < 2) return [];
   return regions.flatMap((r) => [
     `nodes.crashed@${r}`,
@@ -122,6 +125,12 @@ function regionMetricNames(reports: readonly Report[]): string[] {
     `skew.final@${r}`,
     ...(reports.some((x) => (x.latency[`push@${r}`]?.count ?? 0) > 0) ? [`p99(push@${r})`] : []),
   ]);
+}
+
+/** The regions of the runs, in the scenario's order. */
+function regionsOf(reports: readonly Report[]): string[] {
+  const fromConfig = reports[0]?.config?.topology?.regions?.map((r) => r.name);
+  return fromConfig ?? Object.keys(reports[0]?.regions ?? {});
 }
 
 /** Sums up one variant's repeats and evaluates the scenario's gates over them. */
@@ -145,6 +154,7 @@ export function summarizeRepeats(label: string, reports: readonly Report[]): Rep
   return {
     label,
     repeats: reports.length,
+    regions: regionsOf(reports),
     verdict,
     exitCode: exitCodeOfVerdict[verdict],
     verdicts,
@@ -214,29 +224,23 @@ export function contrastVariants(a: RepeatSummary, b: RepeatSummary): RepeatCont
 export function contrastRegions(
   summary: RepeatSummary,
 ): Array<{ a: string; b: string; rows: RepeatContrast[] }> {
-  const regions = [
-    ...new Set(
-      summary.figures.flatMap((f) => {
-        const m = /@([a-z][a-z0-9-]*)\)?$/.exec(f.metric);
-        return m ? [m[1]!] : [];
-      }),
-    ),
-  ];
-  const [first, ...rest] = regions;
+  const [first, ...rest] = summary.regions;
   if (first === undefined) return [];
+  // `@<region>` ends the name or its parenthesis: `eu` is not `eu-west`.
+  const at = (r: string) => new RegExp(`@${r}(?=\\)?$)`);
   return rest.map((other) => ({
     a: first,
     b: other,
     rows: summary.figures
-      .filter((f) => f.metric.includes(`@${first}`))
+      .filter((f) => at(first).test(f.metric))
       .flatMap((fa) => {
         const fb = summary.figures.find(
-          (f) => f.metric === fa.metric.replace(`@${first}`, `@${other}`),
+          (f) => f.metric === fa.metric.replace(at(first), `@${other}`),
         );
         return fb
           ? [
               contrast(
-                fa.metric.replace(`@${first}`, '@*'),
+                fa.metric.replace(at(first), '@*'),
                 fa.unit,
                 fa.better,
                 fa.values,

@@ -66,6 +66,33 @@ describe('contrasts between variants', () => {
   });
 });
 
+describe('contrasts between regions', () => {
+  /** A report of regions `rr` and `eu-rr` (a name that starts with the other's) with these crashes. */
+  function regional(rr: number, euRr: number): Report {
+    const r = runAt(5000, 0, []);
+    const region = (name: string) => ({ ...r.config.topology.regions[0]!, name });
+    r.config = {
+      ...r.config,
+      topology: { ...r.config.topology, regions: [region('rr'), region('eu-rr')] },
+    };
+    const skew = { max: 1, final: 1, nodes: [] };
+    r.regions = { rr: { crashed: rr, skew }, 'eu-rr': { crashed: euRr, skew } };
+    return r;
+  }
+
+  it('sets the first region against each other one over the repeats', () => {
+    const s = summarizeRepeats('x', [regional(10, 0), regional(9, 0), regional(10, 1)]);
+    expect(s.regions).toEqual(['rr', 'eu-rr']);
+    const text = renderRepeats([s]);
+    expect(text).toMatch(/regions rr vs eu-rr over the repeats/);
+    expect(text).toMatch(/nodes\.crashed@\*\s+10\s+0\s+<0\.001\s+significant/);
+    // `@rr` is not `@eu-rr`: one crashed row per region, none mixed up.
+    expect(
+      s.figures.filter((f) => f.metric.startsWith('nodes.crashed@')).map((f) => f.metric),
+    ).toEqual(['nodes.crashed@rr', 'nodes.crashed@eu-rr']);
+  });
+});
+
 describe('welchTest and repeatsNeeded', () => {
   it('match known values', () => {
     // Welch's test on [1,2,3,4,5] vs [3,4,5,6,7]: t = -2, df = 8, p = 0.0805.
