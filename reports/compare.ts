@@ -71,6 +71,20 @@ const latencyRows = (series: string, stats: readonly LatencyStat[]) =>
 
 const of = (hits: number, trials: number) => (trials > 0 ? { hits, trials } : null);
 
+/** A count shown as it is and tested as a proportion of `trials` (Fisher's exact test). */
+const counted = (
+  name: string,
+  better: Better,
+  hits: (r: Report) => number,
+  trials: (r: Report) => number,
+): CompareMetric => ({
+  name,
+  unit: 'count',
+  better,
+  read: hits,
+  evidence: { kind: 'proportion', read: (r) => of(hits(r), trials(r)) },
+});
+
 /** The metrics every comparison has, in display order; latency series the runs add follow push, connect and api. */
 const fixedMetrics = {
   head: [
@@ -81,20 +95,18 @@ const fixedMetrics = {
       read: (r) => (r.delivery.accepted > 0 ? r.delivery.rate * 100 : null),
       evidence: { kind: 'proportion', read: (r) => of(r.delivery.delivered, r.delivery.accepted) },
     },
-    {
-      name: 'lost',
-      unit: 'count',
-      better: 'lower',
-      read: (r) => r.delivery.lost,
-      evidence: { kind: 'proportion', read: (r) => of(r.delivery.lost, r.delivery.accepted) },
-    },
-    {
-      name: 'rejected',
-      unit: 'count',
-      better: 'lower',
-      read: (r) => r.delivery.rejected,
-      evidence: { kind: 'proportion', read: (r) => of(r.delivery.rejected, r.delivery.sent) },
-    },
+    counted(
+      'lost',
+      'lower',
+      (r) => r.delivery.lost,
+      (r) => r.delivery.accepted,
+    ),
+    counted(
+      'rejected',
+      'lower',
+      (r) => r.delivery.rejected,
+      (r) => r.delivery.sent,
+    ),
     {
       name: 'accepted/s',
       unit: 'count',
@@ -114,27 +126,24 @@ const fixedMetrics = {
     ...latencyRows('api', ['p99']),
   ],
   tail: [
-    {
-      name: 'established',
-      unit: 'count',
-      better: 'higher',
-      read: (r) => r.devices.established,
-      evidence: { kind: 'proportion', read: (r) => of(r.devices.established, r.devices.requested) },
-    },
-    {
-      name: 'held at end',
-      unit: 'count',
-      better: 'higher',
-      read: (r) => r.devices.heldAtEnd,
-      evidence: { kind: 'proportion', read: (r) => of(r.devices.heldAtEnd, r.devices.requested) },
-    },
-    {
-      name: 'connect failures',
-      unit: 'count',
-      better: 'lower',
-      read: (r) => r.devices.failed,
-      evidence: { kind: 'proportion', read: (r) => of(r.devices.failed, r.devices.requested) },
-    },
+    counted(
+      'established',
+      'higher',
+      (r) => r.devices.established,
+      (r) => r.devices.requested,
+    ),
+    counted(
+      'held at end',
+      'higher',
+      (r) => r.devices.heldAtEnd,
+      (r) => r.devices.requested,
+    ),
+    counted(
+      'connect failures',
+      'lower',
+      (r) => r.devices.failed,
+      (r) => r.devices.requested,
+    ),
     {
       name: 'skew.max',
       unit: 'ratio',
@@ -361,9 +370,8 @@ export function comparisonCells(c: Comparison): string[][] {
 export const COMPARISON_LEGEND =
   '[lo-hi]: 95% interval of a percentile (order statistics; ".." unbounded); * differs from the first run at 95% (disjoint intervals, or Fisher\'s exact test on the counts); best: better than every other run at 95%, else "no significant difference"';
 
-/** The comparison as a plain-text table for a terminal. */
-export function renderComparisonText(c: Comparison): string {
-  const rows = comparisonCells(c);
+/** Rows as a plain-text table: the first column left-aligned, the others right-aligned. */
+export function textTable(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows
     .map((r) =>
@@ -372,8 +380,12 @@ export function renderComparisonText(c: Comparison): string {
         .join('  ')
         .trimEnd(),
     )
-    .concat(COMPARISON_LEGEND)
     .join('\n');
+}
+
+/** The comparison as a plain-text table for a terminal. */
+export function renderComparisonText(c: Comparison): string {
+  return `${textTable(comparisonCells(c))}\n${COMPARISON_LEGEND}`;
 }
 
 /** The comparison as a Markdown table. */

@@ -7,7 +7,7 @@
  */
 
 import { formatMs } from '../core/units.js';
-import { compareMetricsFor } from './compare.js';
+import { compareMetricsFor, textTable } from './compare.js';
 import { findMetric, repeatStatistic } from './gates/metrics.js';
 import {
   evaluateGate,
@@ -238,15 +238,7 @@ export function contrastRegions(
           (f) => f.metric === fa.metric.replace(at(first), `@${other}`),
         );
         return fb
-          ? [
-              contrast(
-                fa.metric.replace(at(first), '@*'),
-                fa.unit,
-                fa.better,
-                fa.values,
-                fb.values,
-              ),
-            ]
+          ? [contrast(fa.metric.replace(at(first), '@*'), fa.unit, fa.better, fa.values, fb.values)]
           : [];
       }),
   }));
@@ -260,20 +252,8 @@ function value(v: number | null, unit: RepeatFigure['unit']): string {
   return Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(1);
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
-
 function contrastTable(head: [string, string, string], rows: readonly RepeatContrast[]): string {
-  return table([
+  return textTable([
     [...head, 'p', 'verdict'],
     ...rows.map((c) => [
       c.metric,
@@ -295,7 +275,7 @@ export function renderRepeats(summaries: readonly RepeatSummary[]): string {
   for (const s of summaries) {
     out.push(
       `${s.label}: ${s.repeats} repeats, verdicts ${s.verdicts.join(' ')}`,
-      table([
+      textTable([
         ['metric', 'median', 'min-max', 'per repeat'],
         ...s.figures
           .filter((f) => f.values.some((v) => v !== null))
@@ -310,7 +290,7 @@ export function renderRepeats(summaries: readonly RepeatSummary[]): string {
     if (s.gates.length > 0) {
       out.push(
         '',
-        table([
+        textTable([
           ['gate over the repeats', 'actual', 'verdict'],
           ...s.gates.map((g) => [g.expr, g.actualText, g.verdict]),
         ]),

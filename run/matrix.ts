@@ -14,10 +14,32 @@ export function matrixVariants(axes: readonly MatrixAxis[]): Record<string, unkn
   return variants;
 }
 
-function labelOf(variant: Record<string, unknown>): string {
+/** A variant's name: `path=value,…`. */
+export function variantLabel(variant: Record<string, unknown>): string {
   return Object.entries(variant)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(',');
+}
+
+/** A variant's folder under `dir`: `NN-<label>`, numbered from 1. */
+export function variantFolder(dir: string, index: number, label: string): string {
+  return join(
+    dir,
+    `${String(index + 1).padStart(2, '0')}-${label.replace(/[^A-Za-z0-9_.,=-]+/g, '_')}`,
+  );
+}
+
+/** Every combination of the axes, each validated (exit 2 on the first bad one) before any runs. */
+export async function validatedVariants(
+  ref: string | ScenarioInput,
+  axes: readonly MatrixAxis[],
+  options: RunOptions,
+): Promise<Record<string, unknown>[]> {
+  const variants = matrixVariants(axes);
+  const { loadScenario } = await import('../scenarios/load.js');
+  for (const variant of variants)
+    await loadScenario(ref, { ...options, set: { ...options.set, ...variant } });
+  return variants;
 }
 
 /** A finished matrix: each variant's report and the comparison of all of them. */
@@ -40,23 +62,17 @@ export async function runMatrix(
   axes: readonly MatrixAxis[],
   options: RunOptions & { outDir: string },
 ): Promise<MatrixResult> {
-  const variants = matrixVariants(axes);
-  const { loadScenario } = await import('../scenarios/load.js');
-  for (const variant of variants)
-    await loadScenario(ref, { ...options, set: { ...options.set, ...variant } });
+  const variants = await validatedVariants(ref, axes, options);
   const dir = resolve(options.outDir);
   const results: MatrixResult['variants'] = [];
   let i = 0;
   for (const variant of variants) {
-    const label = labelOf(variant);
+    const label = variantLabel(variant);
     options.listener?.notice?.(`variant ${++i}/${variants.length}: ${label}`);
     const { report, reportPath } = await run(ref, {
       ...options,
       set: { ...options.set, ...variant },
-      outDir: join(
-        dir,
-        `${String(i).padStart(2, '0')}-${label.replace(/[^A-Za-z0-9_.,=-]+/g, '_')}`,
-      ),
+      outDir: variantFolder(dir, i - 1, label),
       junit: undefined,
       summary: undefined,
     });

@@ -10,7 +10,7 @@ import { type RepeatSummary, renderRepeats, summarizeRepeats } from '../reports/
 import { type Report, worstVerdictOf } from '../reports/report.js';
 import type { MatrixAxis } from '../scenarios/load.js';
 import type { ScenarioInput } from '../scenarios/schema.js';
-import { matrixVariants } from './matrix.js';
+import { validatedVariants, variantFolder, variantLabel } from './matrix.js';
 import { type RunOptions, run } from './run.js';
 
 /** A finished `--repeat` run. */
@@ -26,13 +26,6 @@ export interface RepeatResult {
   text: string;
 }
 
-function labelOf(variant: Record<string, unknown>): string {
-  const parts = Object.entries(variant).map(
-    ([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`,
-  );
-  return parts.length > 0 ? parts.join(',') : 'run';
-}
-
 /**
  * Runs each variant `repeat` times in alternation, in sequence (never in parallel), after
  * validating every variant. Folders: `<dir>/<variant>/repeat-<i>` (no variant folder
@@ -44,12 +37,9 @@ export async function runRepeated(
   repeat: number,
   options: RunOptions & { outDir: string },
 ): Promise<RepeatResult> {
-  const variants = matrixVariants(axes);
-  const { loadScenario } = await import('../scenarios/load.js');
-  for (const variant of variants)
-    await loadScenario(ref, { ...options, set: { ...options.set, ...variant } });
+  const variants = await validatedVariants(ref, axes, options);
   const dir = resolve(options.outDir);
-  const labels = variants.map(labelOf);
+  const labels = variants.map((v) => variantLabel(v) || 'run');
   const reports: Report[][] = variants.map(() => []);
   for (let r = 1; r <= repeat; r++) {
     for (const [v, variant] of variants.entries()) {
@@ -57,13 +47,7 @@ export async function runRepeated(
       options.listener?.notice?.(
         `repeat ${r}/${repeat}${variants.length > 1 ? `, variant ${v + 1}/${variants.length}: ${label}` : ''}`,
       );
-      const folder =
-        variants.length > 1
-          ? join(
-              dir,
-              `${String(v + 1).padStart(2, '0')}-${label.replace(/[^A-Za-z0-9_.,=-]+/g, '_')}`,
-            )
-          : dir;
+      const folder = variants.length > 1 ? variantFolder(dir, v, label) : dir;
       const { report } = await run(ref, {
         ...options,
         set: { ...options.set, ...variant },
