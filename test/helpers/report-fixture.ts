@@ -13,6 +13,8 @@ export interface FakeRun {
   lost?: number;
   /** Latency recorded for every delivered message, µs. Default 2000. */
   pushUs?: number;
+  /** Latency of delivered message i, µs, instead of one value for all. */
+  pushAtUs?: (i: number) => number;
   /** False marks the generator saturated. Default true. */
   valid?: boolean;
 }
@@ -28,7 +30,7 @@ export function fakeLoad(run: FakeRun): LoadResult {
   for (let i = 0; i < run.accepted; i++) accepted.add(i);
   for (let i = lost; i < run.accepted; i++) delivered.add(i);
   const push = createLatencyHistogram();
-  for (let i = lost; i < run.accepted; i++) recordUs(push, run.pushUs ?? 2000);
+  for (let i = lost; i < run.accepted; i++) recordUs(push, run.pushAtUs?.(i) ?? run.pushUs ?? 2000);
   const ledger = reconcileLedger(
     { sent: run.accepted, accepted, rejectedByStatus: {} },
     { delivered, late: new Bitset(), duplicates: 0 },

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Rng } from '../../core/rng.js';
 import {
   compareReports,
   renderComparisonMarkdown,
@@ -99,6 +100,35 @@ describe('compare', () => {
     const skew = c.rows.find((r) => r.metric === 'skew.max');
     if (skew && skew.values[0] !== skew.values[1]) expect(skew.bestNote).toBe('not tested');
     expect(renderComparisonText(c)).toMatch(/p99\(push\).*no significant difference/);
+  });
+
+  it('reads two samples of one distribution as no significant difference, and a shifted one as better', () => {
+    /** 5,000 pushes, exponential with a 10 ms mean (plus `shiftMs`), from its own seed. */
+    const exponential = (seed: number, shiftMs = 0) => {
+      const rng = new Rng(seed);
+      return fakeReport(
+        fakeLoad({
+          accepted: 5000,
+          pushAtUs: () => (shiftMs - 10 * Math.log(1 - rng.next())) * 1000,
+        }),
+        [],
+      );
+    };
+    const same = compareReports([exponential(1), exponential(2)], ['a', 'b']);
+    const latency = same.rows.filter((r) => /^p\d+\(push\)$/.test(r.metric));
+    expect(latency.map((r) => r.metric)).toEqual([
+      'p50(push)',
+      'p90(push)',
+      'p99(push)',
+      'p999(push)',
+    ]);
+    for (const row of same.rows) expect(row.best, row.metric).toBeNull();
+    for (const row of latency) expect(row.bestNote, row.metric).toBe('no significant difference');
+    const shifted = compareReports([exponential(1), exponential(2, 100)], ['a', 'slow']);
+    for (const row of shifted.rows.filter((r) => /^p\d+\(push\)$/.test(r.metric))) {
+      expect(row.best, row.metric).toBe(0);
+      expect(row.significant[1], row.metric).toBe(true);
+    }
   });
 
   it('refuses fewer than two reports', () => {
