@@ -173,10 +173,19 @@ export interface RepeatContrast {
   b: number | null;
   /** Welch's t-test on the per-repeat values, two-sided; null when either side has fewer than two. */
   p: number | null;
+  /** At 95 % over the whole table: Holm's step-down over every row's p (see {@link holm}). */
   significant: boolean;
-  /** When not significant: repeats per side a difference of this size would need (80 % power). */
+  /** Difference of the two sides' means, and their pooled per-repeat standard deviation; null when untestable. */
+  delta: number | null;
+  pooledSd: number | null;
+  /**
+   * Repeats per side a difference of this size would need with 80 % power at 95 %,
+   * counting every test of its table (null: no difference, or untestable).
+   */
   repeatsNeeded: number | null;
 }
+
+const finite = (n: number): number | null => (Number.isFinite(n) ? n : null);
 
 function contrast(
   metric: string,
@@ -188,15 +197,14 @@ function contrast(
   const x = a.filter((v): v is number => v !== null);
   const y = b.filter((v): v is number => v !== null);
   const p = x.length > 1 && y.length > 1 ? welchTest(x, y) : null;
-  const significant = p !== null && p < 0.05;
   const fa = figure(metric, unit, better, [...a]);
   const fb = figure(metric, unit, better, [...b]);
-  let needed: number | null = null;
-  if (!significant && x.length > 1 && y.length > 1) {
+  let delta: number | null = null;
+  let pooledSd: number | null = null;
+  if (x.length > 1 && y.length > 1) {
     const mean = (v: number[]) => v.reduce((s, w) => s + w, 0) / v.length;
-    const pooled = Math.sqrt(((fa.sd ?? 0) ** 2 + (fb.sd ?? 0) ** 2) / 2);
-    const n = repeatsNeeded(mean(x) - mean(y), pooled);
-    needed = Number.isFinite(n) ? n : null;
+    delta = mean(x) - mean(y);
+    pooledSd = Math.sqrt(((fa.sd ?? 0) ** 2 + (fb.sd ?? 0) ** 2) / 2);
   }
   return {
     metric,
@@ -205,19 +213,49 @@ function contrast(
     a: fa.median,
     b: fb.median,
     p,
-    significant,
-    repeatsNeeded: needed,
+    significant: false,
+    delta,
+    pooledSd,
+    // For this test alone; holm() sets it for the table the row is judged in.
+    repeatsNeeded:
+      delta === null || pooledSd === null ? null : finite(repeatsNeeded(delta, pooledSd)),
   };
+}
+
+/**
+ * Holm's step-down over a table of tests, so that the table as a whole calls something
+ * significant by chance at most 5 % of the time (a table of 36 figures at 5 % each would
+ * call about two). Sorted by p, the i-th smallest (from 0) must be at most 0.05 / (m - i),
+ * m the rows with a p; the first that is not stops it. Sets `significant` on each row.
+ */
+export function holm(rows: RepeatContrast[]): RepeatContrast[] {
+  const tested = rows.filter((r) => r.p !== null).sort((a, b) => a.p! - b.p!);
+  const m = tested.length;
+  // How many repeats a row's difference would need among this many tests (Bonferroni, so
+  // enough for Holm too).
+  for (const r of tested) {
+    if (r.delta !== null && r.pooledSd !== null) {
+      r.repeatsNeeded = finite(repeatsNeeded(r.delta, r.pooledSd, m));
+    }
+  }
+  let stop = false;
+  for (const [i, r] of tested.entries()) {
+    if (!stop && r.p! <= 0.05 / (m - i)) r.significant = true;
+    else stop = true;
+  }
+  return rows;
 }
 
 /** Two variants' repeats, figure by figure. */
 export function contrastVariants(a: RepeatSummary, b: RepeatSummary): RepeatContrast[] {
-  return a.figures
-    .map((fa) => {
-      const fb = b.figures.find((f) => f.metric === fa.metric);
-      return fb ? contrast(fa.metric, fa.unit, fa.better, fa.values, fb.values) : null;
-    })
-    .filter((c): c is RepeatContrast => c !== null);
+  return holm(
+    a.figures
+      .map((fa) => {
+        const fb = b.figures.find((f) => f.metric === fa.metric);
+        return fb ? contrast(fa.metric, fa.unit, fa.better, fa.values, fb.values) : null;
+      })
+      .filter((c): c is RepeatContrast => c !== null),
+  );
 }
 
 /** The first region against each other one, over the repeats of one variant. */
@@ -231,16 +269,26 @@ export function contrastRegions(
   return rest.map((other) => ({
     a: first,
     b: other,
-    rows: summary.figures
-      .filter((f) => at(first).test(f.metric))
-      .flatMap((fa) => {
-        const fb = summary.figures.find(
-          (f) => f.metric === fa.metric.replace(at(first), `@${other}`),
-        );
-        return fb
-          ? [contrast(fa.metric.replace(at(first), '@*'), fa.unit, fa.better, fa.values, fb.values)]
-          : [];
-      }),
+    rows: holm(
+      summary.figures
+        .filter((f) => at(first).test(f.metric))
+        .flatMap((fa) => {
+          const fb = summary.figures.find(
+            (f) => f.metric === fa.metric.replace(at(first), `@${other}`),
+          );
+          return fb
+            ? [
+                contrast(
+                  fa.metric.replace(at(first), '@*'),
+                  fa.unit,
+                  fa.better,
+                  fa.values,
+                  fb.values,
+                ),
+              ]
+            : [];
+        }),
+    ),
   }));
 }
 
@@ -252,7 +300,11 @@ function value(v: number | null, unit: RepeatFigure['unit']): string {
   return Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(1);
 }
 
-function contrastTable(head: [string, string, string], rows: readonly RepeatContrast[]): string {
+function contrastTable(
+  head: [string, string, string],
+  rows: readonly RepeatContrast[],
+  repeats: number,
+): string {
   return textTable([
     [...head, 'p', 'verdict'],
     ...rows.map((c) => [
@@ -264,7 +316,8 @@ function contrastTable(head: [string, string, string], rows: readonly RepeatCont
         ? 'significant'
         : c.repeatsNeeded === null
           ? 'no significant difference'
-          : `no significant difference (~${c.repeatsNeeded} repeats each to tell)`,
+          : // The normal approximation undercounts at a handful of repeats: never fewer than one more.
+            `no significant difference (~${Math.max(c.repeatsNeeded, repeats + 1)} repeats each to tell)`,
     ]),
   ]);
 }
@@ -297,18 +350,22 @@ export function renderRepeats(summaries: readonly RepeatSummary[]): string {
       );
     }
     for (const { a, b, rows } of contrastRegions(s)) {
-      out.push('', `regions ${a} vs ${b} over the repeats (medians; Welch's t-test, 95 %):`);
-      out.push(contrastTable(['metric', a, b], rows));
+      out.push(
+        '',
+        `regions ${a} vs ${b} over the repeats (medians; Welch's t-test, 95 % over the table by Holm):`,
+      );
+      out.push(contrastTable(['metric', a, b], rows, s.repeats));
     }
     out.push('');
   }
   const [first, ...others] = summaries;
   for (const other of others) {
     out.push(
-      `${first!.label} vs ${other.label} over the repeats (medians; Welch's t-test, 95 %):`,
+      `${first!.label} vs ${other.label} over the repeats (medians; Welch's t-test, 95 % over the table by Holm):`,
       contrastTable(
         ['metric', first!.label, other.label],
         contrastVariants(first!, other).filter((c) => c.a !== null || c.b !== null),
+        Math.min(first!.repeats, other.repeats),
       ),
       '',
     );

@@ -369,12 +369,50 @@ export function welchTest(a: readonly number[], b: readonly number[]): number {
 }
 
 /**
- * Repeats per variant a two-sample comparison needs to tell a difference of means
- * `delta` at 95 % (two-sided) with 80 % power, given the per-repeat standard deviation
- * `sd` (normal approximation: 2 (1.96 + 0.84)² sd² / delta²). Infinity when delta is 0.
+ * The standard normal quantile: the z with Φ(z) = p, for p in (0, 1) (Acklam's rational
+ * approximation, relative error below 1.2e-9).
  */
-export function repeatsNeeded(delta: number, sd: number): number {
+export function normalQuantile(p: number): number {
+  if (!(p > 0 && p < 1)) throw new RangeError(`normalQuantile: p must be in (0, 1), got ${p}`);
+  const a = [
+    -39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716,
+    2.506628277459239,
+  ];
+  const b = [
+    -54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
+    -13.28068155288572,
+  ];
+  const c = [
+    -0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
+    4.374664141464968, 2.938163982698783,
+  ];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const low = 0.02425;
+  if (p < low) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (
+      (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) /
+      ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1)
+    );
+  }
+  if (p > 1 - low) return -normalQuantile(1 - p);
+  const q = p - 0.5;
+  const r = q * q;
+  return (
+    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) /
+    (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
+  );
+}
+
+/**
+ * Repeats per variant a two-sample comparison needs to tell a difference of means
+ * `delta` with 80 % power, given the per-repeat standard deviation `sd`, at 95 % for
+ * one test alone, or for one of `tests` at once (Bonferroni, α = 0.05 / tests): normal
+ * approximation `2 (z(1 - α/2) + z(0.8))² sd² / delta²`. Infinity when delta is 0.
+ */
+export function repeatsNeeded(delta: number, sd: number, tests = 1): number {
   if (delta === 0) return Number.POSITIVE_INFINITY;
   if (sd === 0) return 2;
-  return Math.max(2, Math.ceil((2 * (1.959964 + 0.841621) ** 2 * sd * sd) / (delta * delta)));
+  const z = normalQuantile(1 - 0.05 / (2 * Math.max(1, tests))) + normalQuantile(0.8);
+  return Math.max(2, Math.ceil((2 * z * z * sd * sd) / (delta * delta)));
 }

@@ -5,6 +5,11 @@ import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createLatencyHistogram,
+  parseHistogramLog,
+  recordedValues,
+} from '../../core/measure/histogram.js';
 import { run } from '../../index.js';
 import { ensureChromium } from '../setup/chromium.js';
 
@@ -151,6 +156,53 @@ describe('pushbench run --matrix', () => {
     const r = await cli('run', 'smoke', '--matrix', 'devices=10,0', '--out', join(dir, 'never'));
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/devices\.count: must be >= 1, got 0/);
+  });
+});
+
+describe('percentile intervals of a real run', () => {
+  it('match an independent computation on the written .hlog', () => {
+    const report = JSON.parse(readFileSync(join(dir, 'fast', 'report.json'), 'utf8'));
+    const log = parseHistogramLog(readFileSync(join(dir, 'fast', 'latency.hlog'), 'utf8'));
+    // Every interval of the push series, merged: the same samples the report summarised.
+    const push = createLatencyHistogram();
+    for (const iv of log.intervals) if (iv.tag === 'push') push.add(iv.histogram);
+    const n = push.totalCount;
+    expect(n).toBe(report.latency.push.count);
+    const sorted: number[] = [];
+    for (const { valueUs, count } of recordedValues(push)) {
+      for (let k = 0; k < count; k++) sorted.push(valueUs);
+    }
+    // The binomial CDF by direct summation of the pmf (log-factorials as sums of logs),
+    // not the incomplete beta the project uses.
+    const logFact = [0];
+    for (let i = 1; i <= n; i++) logFact.push(logFact[i - 1]! + Math.log(i));
+    const cdf = (q: number) => {
+      const out: number[] = [];
+      let acc = 0;
+      for (let k = 0; k <= n; k++) {
+        acc += Math.exp(
+          logFact[n]! - logFact[k]! - logFact[n - k]! + k * Math.log(q) + (n - k) * Math.log(1 - q),
+        );
+        out.push(acc);
+      }
+      return out;
+    };
+    for (const [stat, q] of [
+      ['p50', 0.5],
+      ['p90', 0.9],
+      ['p99', 0.99],
+    ] as const) {
+      const F = cdf(q);
+      let l = 0;
+      for (let k = 1; k <= n; k++) if (F[k - 1]! <= 0.025) l = k;
+      let u = n + 1;
+      for (let k = n; k >= 1; k--) if (F[k - 1]! >= 0.975) u = k;
+      const ci = report.latency.push.ci[stat];
+      expect(ci.loOpen ?? false, stat).toBe(l < 1);
+      expect(ci.hiOpen ?? false, stat).toBe(u > n);
+      if (l >= 1) expect(ci.lo, stat).toBeCloseTo(sorted[l - 1]! / 1000, 3);
+      if (u <= n) expect(ci.hi, stat).toBeCloseTo(sorted[u - 1]! / 1000, 3);
+    }
   });
 });
 

@@ -4,9 +4,9 @@
  * own arithmetic against known values.
  */
 import { describe, expect, it } from 'vitest';
-import { contrastVariants, renderRepeats, summarizeRepeats } from '../../reports/repeats.js';
+import { contrastVariants, holm, renderRepeats, summarizeRepeats } from '../../reports/repeats.js';
 import type { Report } from '../../reports/report.js';
-import { repeatsNeeded, welchTest } from '../../reports/stats.js';
+import { normalQuantile, repeatsNeeded, welchTest } from '../../reports/stats.js';
 import { fakeLoad, fakeReport } from '../helpers/report-fixture.js';
 
 const GATES = ['p99(push) < 8ms', 'median(p99(push)) < 8ms', 'delivery >= 99%'];
@@ -93,6 +93,37 @@ describe('contrasts between regions', () => {
   });
 });
 
+describe('holm', () => {
+  const row = (p: number | null) => ({
+    metric: 'm',
+    better: 'lower' as const,
+    unit: 'ms' as const,
+    a: 1,
+    b: 2,
+    p,
+    significant: false,
+    delta: null,
+    pooledSd: null,
+    repeatsNeeded: null,
+  });
+  it('steps down: each smaller p against 0.05 / (rows left), stopping at the first that misses', () => {
+    expect(holm([row(0.001), row(0.02), row(0.03)]).map((r) => r.significant)).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    expect(holm([row(0.01), row(0.04), row(0.03)]).map((r) => r.significant)).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    // 36 figures with one at p = 0.026: alone it would pass, over the table it does not.
+    const many = [row(0.026), ...Array.from({ length: 35 }, () => row(0.5))];
+    expect(holm(many).some((r) => r.significant)).toBe(false);
+    expect(holm([row(null), row(0.01)]).map((r) => r.significant)).toEqual([false, true]);
+  });
+});
+
 describe('welchTest and repeatsNeeded', () => {
   it('match known values', () => {
     // Welch's test on [1,2,3,4,5] vs [3,4,5,6,7]: t = -2, df = 8, p = 0.0805.
@@ -102,6 +133,10 @@ describe('welchTest and repeatsNeeded', () => {
     expect(welchTest([1], [2, 3])).toBe(1);
     // 2 (1.96 + 0.84)^2 = 15.7: a difference of one sd needs 16 repeats each.
     expect(repeatsNeeded(1, 1)).toBe(16);
+    // One of 10 tests at once (α = 0.005): z = 2.81 + 0.84, 2 z² = 26.6.
+    expect(repeatsNeeded(1, 1, 10)).toBe(27);
+    expect(normalQuantile(0.975)).toBeCloseTo(1.959964, 5);
+    expect(normalQuantile(0.001)).toBeCloseTo(-3.090232, 5);
     expect(repeatsNeeded(0, 1)).toBe(Number.POSITIVE_INFINITY);
   });
 });
