@@ -60,6 +60,13 @@ export { type OutputRequest, writeOutputs } from './reports/outputs/index.js';
 export { progressListener, type RunListener } from './reports/outputs/progress.js';
 export { defaultResultsDir } from './reports/outputs/results-dir.js';
 export { colourFor, renderSummary } from './reports/outputs/text.js';
+export {
+  isRepeatFolder,
+  type RepeatSummary,
+  readRepeats,
+  renderRepeats,
+  summarizeRepeats,
+} from './reports/repeats.js';
 export type { Report, Verdict } from './reports/report.js';
 export { type MatrixResult, runMatrix } from './run/matrix.js';
 export {

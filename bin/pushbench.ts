@@ -144,8 +144,30 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
 
 async function compareCommand(paths: string[], flags: CompareFlags): Promise<number> {
   if (paths.length < 2) throw new PushbenchError('PB_USAGE', 'compare needs at least two reports');
-  const { compareReports, labelOf, readReport, renderComparisonText, writeComparison } =
-    await harness();
+  const {
+    compareReports,
+    isRepeatFolder,
+    labelOf,
+    readRepeats,
+    readReport,
+    renderComparisonText,
+    renderRepeats,
+    writeComparison,
+  } = await harness();
+  // Folders of --repeat runs: compared over their repeats (Welch's t-test), not run by run.
+  const repeated = await Promise.all(paths.map((p) => isRepeatFolder(p)));
+  if (repeated.every(Boolean)) {
+    const summaries = [];
+    for (const p of paths) summaries.push(await readRepeats(p));
+    print(flags.json ? json({ kind: 'pushbench-repeats', summaries }) : renderRepeats(summaries));
+    return ExitCode.Pass;
+  }
+  if (repeated.some(Boolean)) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `compare ${paths[repeated.indexOf(true)]} (a --repeat folder) with other --repeat folders, or its repeat-<i>/ runs with single runs`,
+    );
+  }
   const loaded = [];
   for (const p of paths) loaded.push(await readReport(p));
   const reports = loaded.map((l) => l.report);

@@ -6,8 +6,11 @@
  * several regions, the same between regions. Pure: run/repeats.ts runs the repeats.
  */
 
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { PushbenchError } from '../core/errors.js';
 import { formatMs } from '../core/units.js';
-import { compareMetricsFor, textTable } from './compare.js';
+import { compareMetricsFor, readReport, textTable } from './compare.js';
 import { findMetric, repeatStatistic } from './gates/metrics.js';
 import {
   evaluateGate,
@@ -371,4 +374,35 @@ export function renderRepeats(summaries: readonly RepeatSummary[]): string {
     );
   }
   return out.join('\n');
+}
+
+/** Whether `dir` holds one variant's `--repeat` runs (repeat-<i>/ folders; a variant folder of a matrix too). */
+export async function isRepeatFolder(dir: string): Promise<boolean> {
+  try {
+    return (await stat(dir)).isDirectory() && (await repeatDirs(dir)).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+async function repeatDirs(dir: string): Promise<string[]> {
+  const names = (await readdir(dir)).filter((n) => /^repeat-\d+$/.test(n));
+  return names.sort((a, b) => Number(a.slice(7)) - Number(b.slice(7))).map((n) => join(dir, n));
+}
+
+/**
+ * The repeats of a `--repeat` folder of one variant, summed up under the folder's name.
+ * Throws `PB_USAGE` for a folder of several variants (compare its variant folders).
+ */
+export async function readRepeats(dir: string): Promise<RepeatSummary> {
+  const dirs = await repeatDirs(dir);
+  if (dirs.length === 0) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `${dir} holds no repeat-<i> folders (a --repeat run with --matrix has one folder per variant: compare those)`,
+    );
+  }
+  const reports: Report[] = [];
+  for (const d of dirs) reports.push((await readReport(d)).report);
+  return summarizeRepeats(basename(dir), reports);
 }

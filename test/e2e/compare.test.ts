@@ -244,6 +244,14 @@ describe('pushbench run --repeat', () => {
       readFileSync(join(out, '02-rate=150', 'repeat-2', 'report.json'), 'utf8'),
     );
     expect(one.config.traffic.direct.rateHz).toBe(150);
+    // compare on two variant folders reads them over their repeats too.
+    const c = await cli('compare', join(out, '01-rate=50'), join(out, '02-rate=150'));
+    expect(c.exitCode, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/01-rate=50 vs 02-rate=150 over the repeats/);
+    // A repeat folder and a single run do not mix.
+    const mixed = await cli('compare', join(out, '01-rate=50'), join(dir, 'fast'));
+    expect(mixed.exitCode).toBe(2);
+    expect(mixed.stderr).toMatch(/a --repeat folder/);
   }, 120_000);
 
   it('refuses a repeat count out of range with one line', async () => {
