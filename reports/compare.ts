@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { PushbenchError } from '../core/errors.js';
 import type { LatencySummary } from '../core/measure/histogram.js';
 import { decodeHistogram } from '../core/measure/histogram.js';
-import { percentileIntervals } from './percentile-ci.js';
+import { intervalBounds, percentileIntervals } from './percentile-ci.js';
 import type { Report } from './report.js';
 import { fisherExact, poissonRatesTest } from './stats.js';
 
@@ -62,8 +62,10 @@ const latencyRows = (series: string, stats: readonly LatencyStat[]) =>
               kind: 'interval',
               read: (r) => {
                 const i = seriesOf(r, series)?.ci?.[stat];
+                if (!i) return null;
                 // An open side is unbounded: nothing beyond the sample can be excluded.
-                return i ? [i.loOpen ? 0 : i.lo, i.hiOpen ? Number.POSITIVE_INFINITY : i.hi] : null;
+                const { lo, hi } = intervalBounds(i);
+                return [lo ?? 0, hi ?? Number.POSITIVE_INFINITY];
               },
             },
     }),
@@ -368,7 +370,7 @@ export function comparisonCells(c: Comparison): string[][] {
 
 /** The line under every comparison table: what the brackets and stars mean. */
 export const COMPARISON_LEGEND =
-  '[lo-hi]: 95% interval of a percentile (order statistics; ".." unbounded); * differs from the first run at 95% (disjoint intervals, or Fisher\'s exact test on the counts); best: better than every other run at 95%, else "no significant difference"';
+  '[lo-hi]: 95% interval of a percentile (order statistics, widened by batch means over the run\'s seconds; ".." unbounded); * differs from the first run at 95% (disjoint intervals, or Fisher\'s exact test on the counts); best: better than every other run at 95%, else "no significant difference"';
 
 /** Rows as a plain-text table: the first column left-aligned, the others right-aligned. */
 export function textTable(rows: readonly string[][]): string {

@@ -13,7 +13,7 @@ import {
 } from '../core/result.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { evaluateGates, type Gate, type GateResult, worstVerdict } from './gates.js';
-import { summarizeWithIntervals } from './percentile-ci.js';
+import { summarizeWithIntervals, withBatchIntervals } from './percentile-ci.js';
 import { type SkewSummary, summarizeSkew } from './skew.js';
 import {
   type FaultImpact,
@@ -204,7 +204,11 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
   const latency = {} as Report['latency'];
   for (const [series, h] of Object.entries(load.histograms)) {
     if (h.totalCount > 0 || RUN_SERIES.includes(series as (typeof RUN_SERIES)[number])) {
-      latency[series] = summarizeWithIntervals(h);
+      // Every second that recorded the series, in time order: the batches of batch means.
+      const perSecond = load.intervals
+        .filter((iv) => (iv.histograms[series]?.totalCount ?? 0) > 0)
+        .map((iv) => iv.histograms[series]!);
+      latency[series] = withBatchIntervals(summarizeWithIntervals(h), perSecond);
     }
   }
   const skew = summarizeSkew(load.timeline);

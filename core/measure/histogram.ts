@@ -29,6 +29,7 @@ export interface LatencySummary {
 
 /** A percentile's confidence interval, in milliseconds. */
 export interface PercentileInterval {
+  /** The order-statistic interval: exact for independent samples. */
   lo: number;
   hi: number;
   /** True when the sample cannot bound the percentile below (above): `lo` is the min (`hi` the max). */
@@ -36,6 +37,14 @@ export interface PercentileInterval {
   hiOpen?: true;
   /** Samples above the percentile's rank: how many the estimate rests on. */
   beyond: number;
+  /**
+   * The batch-means interval around the run's percentile: the run cut into `batches`
+   * stretches of whole seconds, the percentile of each, the t interval of their mean
+   * shifted onto the run's figure. It catches what the order statistics cannot: samples
+   * of one run are not independent (GC pauses, drift). Absent with fewer than 3
+   * stretches holding enough samples for the percentile.
+   */
+  batch?: { lo: number; hi: number; batches: number };
 }
 
 /** A new, empty latency histogram (1 µs resolution, 3 significant digits, auto-resizing). */

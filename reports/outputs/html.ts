@@ -286,7 +286,7 @@ function summarySection(report: Report): string {
 <div class="card"><h3>Delivery ledger</h3>${ledger}</div>
 </div>
 <div class="card"><h3>Latency</h3>${latency}
-<p class="muted">95% CI: where each percentile lies, 19 times in 20, from order statistics of the recorded samples (no shape assumed; &ldquo;..&rdquo;: the sample cannot bound it on that side). push: scheduled send &rarr; device; connect: attempt due &rarr; upgraded; api: scheduled send &rarr; HTTP answer; reconnect: connection lost &rarr; open again; room, d2d: scheduled send &rarr; device; <code>@region</code>: devices homed there.</p>
+<p class="muted">95% CI: where each percentile lies, 19 times in 20, from order statistics of the recorded samples, widened by batch means over the run&rsquo;s seconds (no shape assumed; &ldquo;..&rdquo;: the sample cannot bound it on that side). push: scheduled send &rarr; device; connect: attempt due &rarr; upgraded; api: scheduled send &rarr; HTTP answer; reconnect: connection lost &rarr; open again; room, d2d: scheduled send &rarr; device; <code>@region</code>: devices homed there.</p>
 </div>
 </section>`;
 }

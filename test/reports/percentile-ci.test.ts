@@ -6,7 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { createLatencyHistogram, recordUs } from '../../core/measure/histogram.js';
 import { Rng } from '../../core/rng.js';
-import { percentileIntervals, quantileRanks } from '../../reports/percentile-ci.js';
+import {
+  intervalBounds,
+  percentileIntervals,
+  quantileRanks,
+  summarizeWithIntervals,
+  withBatchIntervals,
+} from '../../reports/percentile-ci.js';
 import { binomialCdf, fisherExact } from '../../reports/stats.js';
 
 describe('quantileRanks', () => {
@@ -108,5 +114,47 @@ describe('fisherExact', () => {
     expect(fisherExact(5, 100_000, 5, 100_000)).toBeCloseTo(1, 6);
     expect(fisherExact(0, 0, 0, 0)).toBe(1);
     expect(() => fisherExact(3, 2, 0, 1)).toThrow(RangeError);
+  });
+});
+
+describe('withBatchIntervals', () => {
+  /** `seconds` per-second histograms of 1,000 samples each, around `msAt(t)`. */
+  function seconds(n: number, msAt: (t: number) => number) {
+    const rng = new Rng(7);
+    return Array.from({ length: n }, (_, t) => {
+      const h = createLatencyHistogram();
+      for (let i = 0; i < 1000; i++) recordUs(h, (msAt(t) + rng.next()) * 1000);
+      return h;
+    });
+  }
+  const merged = (hs: ReturnType<typeof seconds>) => {
+    const all = createLatencyHistogram();
+    for (const h of hs) all.add(h);
+    return all;
+  };
+
+  it('widens a percentile that moves from second to second, which order statistics cannot see', () => {
+    // Alternate seconds at 1-2 ms and 5-6 ms: 10,000 samples, a tight order-statistic p50
+    // interval, but the run-level figure is only as steady as its seconds.
+    const hs = seconds(10, (t) => (t % 3 === 0 ? 5 : 1));
+    const s = withBatchIntervals(summarizeWithIntervals(merged(hs)), hs);
+    const p50 = s.ci!.p50!;
+    expect(p50.batch?.batches).toBe(10);
+    expect(p50.batch!.hi - p50.batch!.lo).toBeGreaterThan(5 * (p50.hi - p50.lo));
+    const { lo, hi } = intervalBounds(p50);
+    expect(lo).toBe(Math.min(p50.lo, p50.batch!.lo));
+    expect(hi).toBe(Math.max(p50.hi, p50.batch!.hi));
+    // p99.9 needs 5,000 samples per stretch: none of these has them.
+    expect(s.ci!.p999!.batch).toBeUndefined();
+  });
+
+  it('leaves a steady run about as it was', () => {
+    const hs = seconds(10, () => 2);
+    const s = withBatchIntervals(summarizeWithIntervals(merged(hs)), hs);
+    const p50 = s.ci!.p50!;
+    expect(p50.batch!.hi - p50.batch!.lo).toBeLessThan(0.2);
+    expect(
+      withBatchIntervals(summarizeWithIntervals(merged(hs)), hs.slice(0, 2)).ci!.p50!.batch,
+    ).toBeUndefined();
   });
 });
