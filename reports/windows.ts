@@ -10,6 +10,9 @@ import { createLatencyHistogram } from '../core/measure/histogram.js';
 import type { IntervalHistograms } from '../core/result.js';
 import { summarizeWithIntervals } from './percentile-ci.js';
 
+/** The series the before/during tables show, in this order, when a window has them. */
+export const WINDOW_SERIES = ['push', 'connect', 'register', 'api', 'room', 'd2d_warm', 'd2d_cold'];
+
 /** One stretch of the run and every latency series recorded in it. */
 export interface LatencyWindow {
   /** Seconds since the fleet started, as the intervals in it cover them. */

@@ -17,6 +17,7 @@ import type { GateVerdict } from '../gates.js';
 import { formatInterval } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';
+import { WINDOW_SERIES } from '../windows.js';
 import type { ChartData, ChartSpec } from './chart-data.js';
 import { reportCharts } from './html-charts.js';
 
@@ -358,9 +359,56 @@ function faultsSection(report: Report): string {
             : ''),
       ]),
       { className: 'faults' },
-    )}<p>${overall}</p>${stormText}`;
+    )}${windowsTable(faults)}${notFoundText(faults)}<p>${overall}</p>${stormText}`;
   }
   return `<section id="faults" class="card"><h2>Faults, reconnect storms and losses</h2>${body}</section>`;
+}
+
+/** p99 of each series as long before each lasting fault as it stood, and while it stood. */
+function windowsTable(faults: readonly FaultImpact[]): string {
+  const windowed = faults.filter((f) => f.windows);
+  if (windowed.length === 0) return '';
+  const seen = new Set(
+    windowed.flatMap((f) => [
+      ...Object.keys(f.windows!.before.latency),
+      ...Object.keys(f.windows!.during.latency),
+    ]),
+  );
+  const series = WINDOW_SERIES.filter((k) => seen.has(k));
+  const span = (w: { fromS: number; toS: number }) => `${w.fromS.toFixed(0)}-${w.toS.toFixed(0)} s`;
+  return `<h3>p99 before &rarr; while each lasting fault stood</h3>${table(
+    ['fault', 'before', 'during', ...series.map((text) => ({ text, className: 'num' }))],
+    windowed.map((f) => {
+      const { before, during } = f.windows!;
+      return [
+        f.label,
+        span(before),
+        span(during),
+        ...series.map((k): Cell => {
+          const a = before.latency[k];
+          const b = during.latency[k];
+          return {
+            text: a?.count && b?.count ? `${formatMsFixed(a.p99)} → ${formatMsFixed(b.p99)}` : '–',
+            className: 'num',
+          };
+        }),
+      ];
+    }),
+    { className: 'windows' },
+  )}<p class="muted">Per-second histograms merged over the seconds the fault stood and as long a stretch just before it; gates read them as <code>fault(&lt;label&gt;).before|during|rise.&lt;stat&gt;(&lt;series&gt;)</code>.</p>`;
+}
+
+/** After each datastore restart: how long pushes to connected devices still got 404. */
+function notFoundText(faults: readonly FaultImpact[]): string {
+  return faults
+    .filter((f) => f.notFoundAfter)
+    .map((f) => {
+      const { count, forS } = f.notFoundAfter!;
+      return `<p>${escapeHtml(f.label)}: ${escapeHtml(formatCount(count))} pushes answered 404 <code>not_connected</code> once the datastore answered again${
+        count > 0 ? `, the last ${escapeHtml(forS.toFixed(3))} s after` : ''
+      }.</p>`;
+    })
+    .join('');
 }
 
 function skewSection(report: Report, chart: ChartLookup): string {

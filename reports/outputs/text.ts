@@ -4,6 +4,7 @@ import type { LatencySummary } from '../../core/measure/histogram.js';
 import { formatCount, formatMs } from '../../core/units.js';
 import { formatInterval } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
+import { WINDOW_SERIES } from '../windows.js';
 
 /** Whether to colour: never when NO_COLOR is set or the stream is not a terminal. */
 export function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
@@ -58,9 +59,6 @@ function intervalRow(s: LatencySummary): string[] | null {
     '',
   ];
 }
-
-/** The series the before/during table shows, in this order, when a window has them. */
-const WINDOW_SERIES_ORDER = ['push', 'connect', 'register', 'api', 'room', 'd2d_warm', 'd2d_cold'];
 
 function latencyRow(name: string, s: LatencySummary): string[] {
   if (s.count === 0) return [name, '0', '-', '-', '-', '-', '-'];
@@ -205,17 +203,17 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
           ...Object.keys(f.windows!.during.latency),
         ]),
       );
-      const WINDOW_SERIES = WINDOW_SERIES_ORDER.filter((k) => seen.has(k));
+      const shown = WINDOW_SERIES.filter((k) => seen.has(k));
       out.push('');
       out.push(
         table([
-          ['p99 before -> during', 'window', ...WINDOW_SERIES],
+          ['p99 before -> during', 'window', ...shown],
           ...windowed.map((f) => {
             const { before, during } = f.windows!;
             return [
               f.label,
               `${before.fromS.toFixed(0)}-${before.toS.toFixed(0)}s | ${during.fromS.toFixed(0)}-${during.toS.toFixed(0)}s`,
-              ...WINDOW_SERIES.map((k) => {
+              ...shown.map((k) => {
                 const a = before.latency[k];
                 const b = during.latency[k];
                 return a?.count && b?.count ? `${formatMs(a.p99)} -> ${formatMs(b.p99)}` : '-';

@@ -291,6 +291,31 @@ describe('HTML escaping', () => {
     expect(html).toContain('>99 % back</th>');
     expect(html).not.toContain('<img');
   });
+
+  it("tabulates latency before and while a lasting fault stood, and a restart's 404 window", () => {
+    const report = fixtureReport();
+    const s = (p99: number) => ({ ...report.latency.push, count: 100, p99 });
+    const slow: FaultImpact = {
+      ...fault('registry-slow', 14, 24),
+      windows: {
+        before: { fromS: 4, toS: 14, latency: { register: s(8), d2d_warm: s(5.5) } },
+        during: { fromS: 14, toS: 24, latency: { register: s(107), d2d_warm: s(7.2) } },
+      },
+    };
+    const back: FaultImpact = {
+      ...fault('back', 12, 12.3),
+      action: 'datastore-restart',
+      notFoundAfter: { count: 4, forS: 0.247 },
+    };
+    const html = renderHtml({ ...report, faults: [slow, back] });
+    expect(html).toContain('p99 before &rarr; while each lasting fault stood');
+    expect(html).toMatch(
+      /<td>registry-slow<\/td><td>4-14 s<\/td><td>14-24 s<\/td><td class="num">8\.00 ms → 107 ms<\/td>/,
+    );
+    expect(html).toContain(
+      '4 pushes answered 404 <code>not_connected</code> once the datastore answered again, the last 0.247 s after',
+    );
+  });
 });
 
 describe('report.html in headless Chromium', () => {
