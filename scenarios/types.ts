@@ -501,8 +501,9 @@ export interface Scenario {
     accounts: number;
     /**
      * Home region of each contiguous block of global device indices: the
-     * initial devices split by share, then the `connect` actions' devices
-     * (indices from `count` on) split the same way.
+     * initial devices split by share with the regions taking turns block by
+     * block (scenarios/sections/devices.ts interleaveByShare), then the
+     * `connect` actions' devices (indices from `count` on) split the same way.
      */
     regions: DeviceBlock[];
     reconnect: ReconnectPolicy;

@@ -106,8 +106,8 @@ export function homeDevices(draft: DevicesDraft, timeline: TimelineAction[]): Sc
     connectTimeoutMs: draft.connectTimeoutMs,
     accounts: draft.accounts,
     regions: [
-      ...splitByShare(count, shares),
-      ...splitByShare(reserve, shares).map((b) => ({ ...b, first: b.first + count })),
+      ...interleaveByShare(count, shares),
+      ...interleaveByShare(reserve, shares).map((b) => ({ ...b, first: b.first + count })),
     ].filter((b) => b.count > 0),
     reconnect: draft.reconnect,
     periodicReconnect: draft.periodicReconnect,
@@ -124,6 +124,35 @@ function flag(p: Problems, path: string, v: unknown, fallback: boolean): boolean
   if (v === false || v === 'false') return false;
   p.add(path, `must be true or false, got ${JSON.stringify(v)}`);
   return fallback;
+}
+
+/** Rounds in which several regions' devices take turns (see {@link interleaveByShare}). */
+const HOMING_ROUNDS = 32;
+
+/**
+ * Homes `count` devices by share like {@link splitByShare}, but with several regions
+ * taking turns in up to 32 rounds of blocks, each region's block its share of a round.
+ * Any stretch of indices then holds every region in proportion, so the fleet's threads
+ * and processes, each a contiguous stretch, carry every region alike: a herd in one
+ * region lands on all of them rather than on the one that held that region's block.
+ */
+export function interleaveByShare(count: number, shares: Share[]): DeviceBlock[] {
+  const totals = splitByShare(count, shares)
+    .filter((b) => b.count > 0)
+    .map((b) => ({ region: b.region, left: b.count, chunk: Math.ceil(b.count / HOMING_ROUNDS) }));
+  if (totals.length <= 1) return splitByShare(count, shares);
+  const out: DeviceBlock[] = [];
+  let first = 0;
+  while (totals.some((t) => t.left > 0)) {
+    for (const t of totals) {
+      const n = Math.min(t.chunk, t.left);
+      if (n === 0) continue;
+      out.push({ region: t.region, first, count: n });
+      first += n;
+      t.left -= n;
+    }
+  }
+  return out;
 }
 
 /** Splits `count` devices over regions by share, in region order, as contiguous index blocks. */

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
 import { loadScenario } from '../../scenarios/load.js';
 import { validateScenario } from '../../scenarios/schema.js';
+import { interleaveByShare } from '../../scenarios/sections/devices.js';
 
 const ctx = { cores: 2 };
 
@@ -178,13 +179,23 @@ describe('scenario validation', () => {
       capMs: 5000,
       maxAttempts: 0,
     });
-    expect(s.devices.regions).toEqual([
-      { region: 'eu', first: 0, count: 6 },
-      { region: 'us', first: 6, count: 3 },
-      // The 5 devices of the connect action, split by the same shares.
-      { region: 'eu', first: 9, count: 3 },
-      { region: 'us', first: 12, count: 2 },
+    // 9 devices 2:1 (6 eu, 3 us), then the connect action's 5 (3 eu, 2 us), each set with the
+    // regions taking turns, so any stretch of indices holds both.
+    const homed = (from: number, to: number, region: string) =>
+      s.devices.regions
+        .filter((b) => b.region === region && b.first >= from && b.first < to)
+        .reduce((n, b) => n + b.count, 0);
+    expect([homed(0, 9, 'eu'), homed(0, 9, 'us'), homed(9, 14, 'eu'), homed(9, 14, 'us')]).toEqual([
+      6, 3, 3, 2,
     ]);
+    expect(s.devices.regions.slice(0, 2).map((b) => b.region)).toEqual(['eu', 'us']);
+    // Blocks tile 0..14 in order.
+    let next = 0;
+    for (const b of s.devices.regions) {
+      expect(b.first).toBe(next);
+      next += b.count;
+    }
+    expect(next).toBe(14);
     expect(s.devices.reserve).toBe(5);
     expect(s.topology.regions[0]?.profile).toMatchObject({ capacity: 100, overload: 'crash' });
     expect(s.topology.regions[1]?.balancer).toMatchObject({
@@ -307,5 +318,34 @@ export default defineScenario({
       code: 'PB_BAD_SCENARIO',
       message: expect.stringMatching(/failed to load: .*no-such-package-here/),
     });
+  });
+});
+
+describe('homing devices in regions', () => {
+  it('interleaves the regions by share so that every stretch of indices holds each', () => {
+    const blocks = interleaveByShare(2400, [
+      { region: 'rr', share: 1 },
+      { region: 'lc', share: 1 },
+    ]);
+    const inHalf = (from: number, to: number, region: string) =>
+      blocks
+        .filter((b) => b.region === region && b.first >= from && b.first < to)
+        .reduce((n, b) => n + b.count, 0);
+    // Two fleet threads each hold a contiguous half: each gets half of each region, to
+    // within one block (1,200 / 32 rounds = 38 devices).
+    expect(Math.abs(inHalf(0, 1200, 'rr') - 600)).toBeLessThanOrEqual(38);
+    expect(Math.abs(inHalf(1200, 2400, 'rr') - 600)).toBeLessThanOrEqual(38);
+    expect(blocks.length).toBeLessThanOrEqual(64);
+    // Uneven shares keep their exact totals, and one region stays one block.
+    const uneven = interleaveByShare(1000, [
+      { region: 'a', share: 0.7 },
+      { region: 'b', share: 0.3 },
+    ]);
+    const total = (r: string) =>
+      uneven.filter((b) => b.region === r).reduce((n, b) => n + b.count, 0);
+    expect([total('a'), total('b')]).toEqual([700, 300]);
+    expect(interleaveByShare(50, [{ region: 'x', share: 1 }])).toEqual([
+      { region: 'x', first: 0, count: 50 },
+    ]);
   });
 });
