@@ -194,7 +194,12 @@ export class Cluster {
       }
     }
     if (topology.managedRedis) {
-      this.managedRedis = await ManagedRedis.start(topology.managedRedis);
+      // On the kernel engine Redis is a host of its own, like the hub.
+      const redisHost = this.fabric ? await this.fabric.addHost('redis') : undefined;
+      this.managedRedis = await ManagedRedis.start({
+        ...topology.managedRedis,
+        ...(redisHost && { host: redisHost }),
+      });
       this.redisUrl = this.managedRedis.url;
     }
     // Nodes share state through Redis when configured, else through a hub process

@@ -14,6 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PushbenchError } from '../core/errors.js';
 
+/** Redis's own port, on a kernel-engine host of its own. */
+const REDIS_PORT = 6379;
+
 /** A port nothing listens on right now. */
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -33,13 +36,25 @@ export class ManagedRedis {
   private constructor(
     readonly port: number,
     readonly appendonly: boolean,
+    /** The kernel-engine host it runs on (its own namespace and address); else this machine's loopback. */
+    private readonly host: { namespace: string; address: string } | undefined,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'pushbench-redis-'));
   }
 
-  /** Starts one on a free port and resolves once it accepts connections. */
-  static async start(options: { appendonly: boolean }): Promise<ManagedRedis> {
-    const redis = new ManagedRedis(await freePort(), options.appendonly);
+  /**
+   * Starts one and resolves once it accepts connections: on a free port of this
+   * machine's loopback, or, given a kernel-engine host, on port 6379 of that host's
+   * address, inside its namespace (the nodes on their own hosts reach it across the
+   * bridge, and a dead run's sweep kills it with the namespace).
+   */
+  static async start(options: {
+    appendonly: boolean;
+    host?: { namespace: string; address: string };
+  }): Promise<ManagedRedis> {
+    const redis = options.host
+      ? new ManagedRedis(REDIS_PORT, options.appendonly, options.host)
+      : new ManagedRedis(await freePort(), options.appendonly, undefined);
     try {
       await redis.start('empty');
     } catch (err) {
@@ -50,7 +65,7 @@ export class ManagedRedis {
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `redis://${this.host?.address ?? '127.0.0.1'}:${this.port}`;
   }
 
   /** Its pid while it runs, else 0. */
@@ -71,13 +86,23 @@ export class ManagedRedis {
     if (data === 'empty') {
       for (const name of readdirSync(this.dir)) rmSync(join(this.dir, name), { recursive: true });
     }
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', ''];
+    const bind = this.host?.address ?? '127.0.0.1';
+    const args = ['--port', String(this.port), '--bind', bind, '--save', ''];
+    // On its own host it answers the nodes' hosts, not loopback: protected mode would
+    // refuse them (no password). Only the run's bridge reaches that address.
+    if (this.host) args.push('--protected-mode', 'no');
     args.push('--dir', this.dir, '--appendonly', this.appendonly ? 'yes' : 'no');
     // Every write on disk before Redis answers: a SIGKILL loses nothing it acknowledged.
     if (this.appendonly) args.push('--appendfsync', 'always');
     let child: ChildProcess;
     try {
-      child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // `ip netns exec` execs redis-server in the host's namespace: the pid stays Redis's own,
+      // so a SIGKILL is a real crash of it.
+      child = this.host
+        ? spawn('ip', ['netns', 'exec', this.host.namespace, 'redis-server', ...args], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          })
+        : spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       throw new PushbenchError('PB_USAGE', `cannot start redis-server: ${(err as Error).message}`);
     }

@@ -274,6 +274,37 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(await leftovers()).toBe('');
   }, 120_000);
 
+  it('a managed Redis on a host of its own: SIGKILLed and started empty, the nodes keep their devices and find them again', async () => {
+    await ensureCommand('nft', 'nftables');
+    await ensureCommand('redis-server', 'redis-server');
+    const { report } = await run(
+      {
+        name: 'kernel-redis',
+        topology: {
+          nodes: 2,
+          redis: 'managed',
+          balancer: { algorithm: 'round-robin', engine: 'kernel' },
+        },
+        devices: { count: 100, connectRate: 200 },
+        traffic: { direct: { rate: 40 }, indirect: { rate: 10 } },
+        duration: '9s',
+        timeline: [
+          { at: '2s', action: 'datastore-down', label: 'down' },
+          { at: '4s', action: 'datastore-restart', label: 'back' },
+        ],
+        gates: ['fault(back).notFoundFor < 1s', 'connections.held >= 100%'],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    expect(report.faults.filter((f) => f.action === 'crash')).toEqual([]);
+    expect(report.delivery.rejectedByStatus['503'] ?? 0).toBeGreaterThan(0);
+    expect(report.delivery.lost).toBe(0);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    // Redis ran in the run's namespace: nothing of it outlives the run.
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
   it('a SIGKILLed run leaves namespaces, nodes and HAProxy behind; the next run removes them all and says so', async () => {
     await ensureCommand('haproxy', 'haproxy');
     const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-kill-'));

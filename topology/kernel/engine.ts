@@ -84,11 +84,6 @@ export function kernelUnsupported(scenario: Scenario): string[] {
       );
     }
   }
-  if (topology.managedRedis !== null) {
-    out.push(
-      'topology.redis "managed" (it listens on this machine\'s loopback, which nodes on their own hosts cannot reach)',
-    );
-  }
   if (topology.redisUrl !== null && LOOPBACK.test(topology.redisUrl)) {
     out.push(
       "a Redis on loopback (nodes on their own hosts cannot reach this machine's 127.0.0.1)",
