@@ -50,8 +50,9 @@ export default defineScenario({
     // The fault bit: registrations wait for the slower registry...
     'fault(registry-slow).rise.p50(register) > 5',
     // ...and warm device-to-device messages did not.
-    // (A p99 of a few ms moves by half on a noisy 2-core box; the datastore adds 100.)
-    'fault(registry-slow).rise.p99(d2d_warm) < 2',
+    // A p99 of a few ms can double on a busy 2-core box (2.2x was seen under a parallel
+    // test load); the datastore would add 100 ms, a rise of 15-20x.
+    'fault(registry-slow).rise.p99(d2d_warm) < 3',
     'fault(registry-slow).during.p99(d2d_warm) < 50ms',
     'delivery >= 99.9%',
   ],
