@@ -55,6 +55,16 @@ export function formatInterval(i: PercentileInterval | undefined): string {
   return `${lo === null ? '..' : formatMs(lo)}-${hi === null ? '..' : formatMs(hi)}`;
 }
 
+/** The intervals of these percentiles of a series, formatted; null when it has none. */
+export function formatIntervals(
+  s: LatencySummary,
+  stats: readonly IntervalStat[],
+): string[] | null {
+  const ci = s.ci;
+  if (!ci || s.count === 0) return null;
+  return stats.map((stat) => formatInterval(ci[stat]));
+}
+
 /** Student's t at 97.5 % for 2..9 degrees of freedom (the batch counts used). */
 const T975: Readonly<Record<number, number>> = {
   2: 4.303,

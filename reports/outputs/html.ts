@@ -11,10 +11,10 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { PushbenchError } from '../../core/errors.js';
-import type { LatencySummary, PercentileInterval } from '../../core/measure/histogram.js';
+import type { LatencySummary } from '../../core/measure/histogram.js';
 import { formatCount } from '../../core/units.js';
 import type { GateVerdict } from '../gates.js';
-import { formatInterval } from '../percentile-ci.js';
+import { formatIntervals } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 import type { FaultImpact } from '../storm.js';
 import { WINDOW_SERIES } from '../windows.js';
@@ -257,26 +257,10 @@ function summarySection(report: Report): string {
     ['series', 'count', 'min', 'mean', 'p50', 'p75', 'p90', 'p99', 'p99.9', 'max'],
     latencySeriesOf(report).flatMap((k) => {
       const s = lat[k]!;
-      if (!s.ci || s.count === 0) return [latencyRow(k, s)];
-      const ci = (i: PercentileInterval | undefined): Cell => ({
-        text: formatInterval(i),
-        className: 'num muted',
-      });
-      return [
-        latencyRow(k, s),
-        [
-          { text: '95% CI', className: 'muted' },
-          '',
-          '',
-          '',
-          ci(s.ci.p50),
-          ci(s.ci.p75),
-          ci(s.ci.p90),
-          ci(s.ci.p99),
-          ci(s.ci.p999),
-          '',
-        ],
-      ];
+      const cells = formatIntervals(s, ['p50', 'p75', 'p90', 'p99', 'p999']);
+      if (!cells) return [latencyRow(k, s)];
+      const ci = cells.map((text): Cell => ({ text, className: 'num muted' }));
+      return [latencyRow(k, s), [{ text: '95% CI', className: 'muted' }, '', '', '', ...ci, '']];
     }),
     { className: 'latency' },
   );

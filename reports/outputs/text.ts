@@ -2,7 +2,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { LatencySummary } from '../../core/measure/histogram.js';
 import { formatCount, formatMs } from '../../core/units.js';
-import { formatInterval } from '../percentile-ci.js';
+import { formatIntervals } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 import { WINDOW_SERIES } from '../windows.js';
 
@@ -48,16 +48,8 @@ function padStart(s: string, width: number): string {
 
 /** The row under a series: each percentile's 95 % interval, in the latency table's columns. */
 function intervalRow(s: LatencySummary): string[] | null {
-  if (!s.ci || s.count === 0) return null;
-  return [
-    '  95% CI',
-    '',
-    formatInterval(s.ci.p50),
-    formatInterval(s.ci.p90),
-    formatInterval(s.ci.p99),
-    formatInterval(s.ci.p999),
-    '',
-  ];
+  const cells = formatIntervals(s, ['p50', 'p90', 'p99', 'p999']);
+  return cells ? ['  95% CI', '', ...cells, ''] : null;
 }
 
 function latencyRow(name: string, s: LatencySummary): string[] {

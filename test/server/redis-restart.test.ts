@@ -27,6 +27,25 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A Redis of the test's own without persistence, and node n1 on it; both stopped after the test. */
+async function nodeOnRedis() {
+  const redis = await ManagedRedis.start({ appendonly: false });
+  cleanups.push(() => redis.stop());
+  // Heartbeats (and so the sweep's refresh of each entry) once a minute: only the
+  // re-check on reconnect can bring entries back within a test.
+  const started = await startTestNode({ redisUrl: redis.url, nodeId: 'n1' });
+  cleanups.push(() => started.stop());
+  return { redis, started };
+}
+
+/** A device token for `deviceId`, valid ten minutes. */
+function tokenFor(deviceId: string): string {
+  return signToken(
+    { deviceId, accountId: 'a', expiresAtSec: Date.now() / 1000 + 600 },
+    TEST_SECRET,
+  );
+}
+
 async function until<T>(probe: () => Promise<T | undefined>, ms: number): Promise<T | undefined> {
   const end = Date.now() + ms;
   for (;;) {
@@ -68,20 +87,11 @@ describe('the queue across a Redis SIGKILL', () => {
 
 describe('Redis killed and started again empty', () => {
   it('the node re-registers every connected device as soon as Redis is back', async () => {
-    const redis = await ManagedRedis.start({ appendonly: false });
-    cleanups.push(() => redis.stop());
-    // Heartbeats (and so the sweep's refresh of each entry) once a minute: only the
-    // re-check on reconnect can bring the entries back within this test.
-    const started = await startTestNode({ redisUrl: redis.url, nodeId: 'n1' });
-    cleanups.push(() => started.stop());
+    const { redis, started } = await nodeOnRedis();
     const { registry } = started.backends;
     const devices: WebSocket[] = [];
     for (let i = 0; i < 20; i++) {
-      const token = signToken(
-        { deviceId: `d${i}`, accountId: 'a', expiresAtSec: Date.now() / 1000 + 600 },
-        TEST_SECRET,
-      );
-      const ws = new WebSocket(`${started.address.wsUrl}?token=${token}`);
+      const ws = new WebSocket(`${started.address.wsUrl}?token=${tokenFor(`d${i}`)}`);
       await once(ws, 'open');
       devices.push(ws);
     }
@@ -128,24 +138,15 @@ describe('Redis killed and started again empty', () => {
 
 describe('registration', () => {
   it('a device that asks with registered=1 hears "registered" once its entry is in Redis', async () => {
-    const redis = await ManagedRedis.start({ appendonly: false });
-    cleanups.push(() => redis.stop());
-    const started = await startTestNode({ redisUrl: redis.url, nodeId: 'n1' });
-    cleanups.push(() => started.stop());
-    const token = signToken(
-      { deviceId: 'r1', accountId: 'a', expiresAtSec: Date.now() / 1000 + 600 },
-      TEST_SECRET,
-    );
-    const ws = new WebSocket(`${started.address.wsUrl}?token=${token}&registered=1`);
+    const { started } = await nodeOnRedis();
+    const ws = new WebSocket(`${started.address.wsUrl}?token=${tokenFor('r1')}&registered=1`);
     cleanups.push(async () => ws.terminate());
     const [data] = (await once(ws, 'message')) as [Buffer];
     expect(JSON.parse(data.toString())).toEqual({ type: 'registered' });
     // Written before the frame was sent, not after.
     expect((await started.backends.registry.lookup('r1'))?.nodeId).toBe('n1');
     // Without the flag, no such frame.
-    const plain = new WebSocket(
-      `${started.address.wsUrl}?token=${signToken({ deviceId: 'r2', accountId: 'a', expiresAtSec: Date.now() / 1000 + 600 }, TEST_SECRET)}`,
-    );
+    const plain = new WebSocket(`${started.address.wsUrl}?token=${tokenFor('r2')}`);
     cleanups.push(async () => plain.terminate());
     const frames: string[] = [];
     plain.on('message', (d: Buffer) => frames.push(d.toString()));
