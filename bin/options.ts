@@ -14,6 +14,7 @@
  * Commander does not type option values, so `command.opts<Flags>()` trusts the
  * table: each option's parser, choices and default produce its field's type.
  */
+import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, Option } from 'commander';
 // Values from the modules that define them, not from index.js: `serve` must
 // load the server and the flag parsers, not the harness (a node boots faster).
@@ -125,6 +126,10 @@ export interface RunFlags {
   summary?: string;
   json?: boolean;
   preflight?: boolean;
+  agents?: number;
+  listen?: string;
+  agentToken?: string;
+  agentsTimeout?: number;
 }
 
 /** The flag table of `pushbench run`. */
@@ -159,7 +164,66 @@ export const runFlags: FlagTable<RunFlags> = {
     '--preflight',
     'only check what the run needs (files, ports, memory) against this machine and print where it would be placed',
   ),
+  agents: whole(
+    '--agents <n>',
+    'run every device on n load agents on other hosts (`pushbench agent --join`), wait for them first',
+  ),
+  listen: new Option(
+    '--listen <host:port>',
+    'with --agents: the address agents join at; the devices connect to this host too',
+  ),
+  agentToken: new Option(
+    '--agent-token <token>',
+    'with --agents: the token agents must bring (default: a random one, printed)',
+  ).env('PUSHBENCH_AGENT_TOKEN'),
+  agentsTimeout: duration(
+    '--agents-timeout <time>',
+    'with --agents: how long to wait for them',
+    120_000,
+  ),
 };
+
+/** `HOST:PORT` of `--listen`; throws `PB_USAGE` with the flag's value. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || !(port >= 1 && port <= 65_535)) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--listen must be HOST:PORT with a port 1-65535, e.g. 10.0.0.5:7400; got "${value}"`,
+    );
+  }
+  return { host: m[1]!, port };
+}
+
+/** `--agents` and its companions as {@link RunOptions.agents}, or undefined without `--agents`. */
+function agentsOption(flags: RunFlags): RunOptions['agents'] {
+  if (flags.agents === undefined) {
+    if (flags.listen !== undefined) {
+      throw new PushbenchError('PB_USAGE', '--listen only goes with --agents N');
+    }
+    return undefined;
+  }
+  if (flags.agents < 1 || flags.agents > 10_000) {
+    throw new PushbenchError('PB_USAGE', `--agents must be 1-10000, got ${flags.agents}`);
+  }
+  if (flags.listen === undefined) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      '--agents needs --listen HOST:PORT: the address agents (and their devices) reach this machine at',
+    );
+  }
+  const token = flags.agentToken ?? randomBytes(18).toString('base64url');
+  if (token.length < 8) {
+    throw new PushbenchError('PB_USAGE', '--agent-token must be at least 8 characters');
+  }
+  return {
+    count: flags.agents,
+    ...parseListen(flags.listen),
+    token,
+    timeoutMs: flags.agentsTimeout ?? 120_000,
+  };
+}
 
 /**
  * What `pushbench run` was asked to do: only check the run against this
@@ -196,7 +260,9 @@ export function parseRunFlags(scenario: string, flags: RunFlags, now = new Date(
     return { kind: 'preflight', overrides: { devices, workers, connectRate, set } };
   }
   const json = flags.json === true;
+  const agents = agentsOption(flags);
   const options: RunOptions = {
+    ...(agents && { agents }),
     devices: flags.devices,
     rate: flags.rate,
     duration: flags.duration,
@@ -215,6 +281,12 @@ export function parseRunFlags(scenario: string, flags: RunFlags, now = new Date(
     throw new PushbenchError('PB_USAGE', `--repeat must be 1-100, got ${repeat}`);
   }
   if (axes.length === 0 && repeat === 1) return { kind: 'single', options, json };
+  if (agents) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      '--agents runs one run: drop --matrix and --repeat (agents join one run at a time)',
+    );
+  }
   if (options.junit) {
     throw new PushbenchError(
       'PB_USAGE',
@@ -714,6 +786,55 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
 }
 
 // ---------------------------------------------------------------- token
+
+// ---------------------------------------------------------------- agent
+
+/** Flags of `pushbench agent`. */
+export interface AgentFlags {
+  join: string;
+  token: string;
+  name?: string;
+  maxDevices?: number;
+}
+
+/** The flag table of `pushbench agent`. */
+export const agentFlags: FlagTable<AgentFlags> = {
+  join: new Option(
+    '--join <url>',
+    "the run's join URL, ws://HOST:PORT (printed by run --agents)",
+  ).makeOptionMandatory(),
+  token: new Option('--token <token>', "the run's agent token")
+    .env('PUSHBENCH_AGENT_TOKEN')
+    .makeOptionMandatory(),
+  name: new Option('--name <name>', 'how the run names this agent (default: the host name)'),
+  maxDevices: whole('--max-devices <n>', 'never hold more devices than this'),
+};
+
+/** `pushbench agent`'s flags, checked; throws `PB_USAGE` with the flag's value. */
+export function parseAgentFlags(flags: AgentFlags): AgentFlags {
+  let url: URL;
+  try {
+    url = new URL(flags.join);
+  } catch {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--join must be a ws:// or wss:// URL, got "${flags.join}"`,
+    );
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--join must be a ws:// or wss:// URL, got "${flags.join}"`,
+    );
+  }
+  if (flags.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(flags.name)) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--name must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit; got "${flags.name}"`,
+    );
+  }
+  return flags;
+}
 
 /** Flags of `pushbench token`. */
 export interface TokenFlags {

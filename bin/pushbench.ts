@@ -11,6 +11,8 @@ import { PushbenchError } from '../core/errors.js';
 import { ExitCode } from '../core/exit-codes.js';
 import { version } from '../core/version.js';
 import {
+  type AgentFlags,
+  agentFlags,
   type CapacityFlags,
   type CompareFlags,
   capacityFlags,
@@ -21,6 +23,7 @@ import {
   modelCheckFlags,
   modelCheckOptions,
   type PlanFlags,
+  parseAgentFlags,
   parseRunFlags,
   parseServeFlags,
   planFlags,
@@ -327,6 +330,23 @@ command('token', 'make a signed device token', tokenFlags).action(
     process.exitCode = await tokenCommand(flagsOf<TokenFlags>(cmd));
   },
 );
+
+command(
+  'agent',
+  "join a run's fleet from this host (the run waits for it with --agents)",
+  agentFlags,
+).action(async (_: unknown, cmd: Command) => {
+  const flags = parseAgentFlags(flagsOf<AgentFlags>(cmd));
+  const { runAgent } = await import('../loadgen/join/agent.js');
+  const exit = await runAgent({
+    url: flags.join,
+    token: flags.token,
+    ...(flags.name !== undefined && { name: flags.name }),
+    ...(flags.maxDevices !== undefined && { maxDevices: flags.maxDevices }),
+    log: (line) => process.stderr.write(`agent: ${line}\n`),
+  });
+  process.exitCode = exit.code;
+});
 
 command('list', 'list the built-in scenarios', {}).action(async () => {
   process.exitCode = await listCommand();

@@ -23,6 +23,10 @@ const errorCodes = {
   PB_SERVER_START: ExitCode.Internal,
   PB_BACKEND_UNREACHABLE: ExitCode.Usage,
   PB_WORKER_FAILED: ExitCode.Internal,
+  /** A load agent on another host left the run before it ended. */
+  PB_AGENT_LOST: ExitCode.AgentLost,
+  /** Fewer load agents joined than `--agents` asked for, in time. */
+  PB_AGENTS_MISSING: ExitCode.Usage,
   PB_INTERNAL: ExitCode.Internal,
   /** {@link BrokerUnavailableError}. */
   PB_BROKER_UNAVAILABLE: ExitCode.Internal,

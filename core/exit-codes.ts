@@ -14,6 +14,8 @@ export const ExitCode = {
   Inconclusive: 4,
   /** The load generator saturated: its own delay would be blamed on the server. */
   Invalid: 5,
+  /** A load agent on another host was lost mid-run: no partial result is given. */
+  AgentLost: 6,
 } as const;
 
 /** One of the values of {@link ExitCode}. */

@@ -122,6 +122,57 @@ export interface PlacementSummary {
   reasons: string[];
 }
 
+/** What a load agent on another host says about it when it joins (`pushbench agent`). */
+export interface AgentHostFacts {
+  hostname: string;
+  cores: number;
+  cpuModel: string;
+  memoryBytes: number;
+  freeMemoryBytes: number;
+  /** RLIMIT_NOFILE of one process there (null: unknown). */
+  openFiles: number | null;
+  /** Ephemeral ports per source address (null: unknown). */
+  ephemeralPorts: number | null;
+  /** The host's non-loopback IPv4 addresses. */
+  addresses: string[];
+  /** Devices it offered to hold (its own preflight: memory, ports, `--max-devices`). */
+  maxDevices: number;
+}
+
+/** A load agent on another host (`--agents`), as the report lists it. */
+export interface LoadAgentRecord {
+  index: number;
+  name: string;
+  /** Where it connected from. */
+  address: string;
+  pushbench: string;
+  node: string;
+  facts: AgentHostFacts;
+  /** Devices placed on it (initial and reserve). */
+  devices: number;
+  /**
+   * Its latest clock offset onto the coordinator's (µs to add to its clock),
+   * ± `uncertaintyUs` (half the best round trip of the latest burst); the
+   * largest uncertainty of the run; how many bursts; the offset's drift since
+   * the first (null before a second burst a second later).
+   */
+  clock: {
+    offsetUs: number;
+    uncertaintyUs: number;
+    roundTripUs: number;
+    samples: number;
+    worstUncertaintyUs: number;
+    estimates: number;
+    driftUsPerS: number | null;
+  } | null;
+  /** Its processes at their last reading, from its own /proc. */
+  resources: { processes: number; rssBytes: number; cpuSeconds: number } | null;
+  /** Messages from it that were refused (malformed, out of order, another agent's shard). */
+  refused: number;
+  /** Why it was lost, when it was; null while it stayed to the end. */
+  lost: string | null;
+}
+
 /** One report interval's merged histograms, for HdrHistogram interval logs. */
 export interface IntervalHistograms {
   /** Interval start and end, ms since the fleet started. */

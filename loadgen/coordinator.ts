@@ -13,6 +13,7 @@ import { processLimits } from '../core/machine.js';
 import type { LoadResult, RunMarker, RunPhase, TimelinePoint } from '../core/result.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
+import type { AgentListener } from './join/listener.js';
 import { buildLoadResult, summarizePlacement } from './load-result.js';
 import type { DeviceRoute, FromWorker, ToWorker, WsTarget } from './messages.js';
 import { type Placement, placeScenario } from './placement.js';
@@ -45,6 +46,11 @@ export interface LoadPlan {
   sampleNodes?: () => Promise<Record<string, number>>;
   /** Where the shards go (see placement.ts); default: placed for this process's limits. */
   placement?: Placement;
+  /**
+   * Load agents on other hosts (`--agents`) that run every device shard:
+   * `processesOf[k]` are agent k's processes in `placement` (join/placement.ts).
+   */
+  agents?: { listener: AgentListener; processesOf: number[][] };
 }
 
 /**
@@ -199,7 +205,15 @@ export class Coordinator extends EventEmitter<{
       this.plan.placement ?? placeScenario(scenario, this.routes(), processLimits());
     this.placement = placement;
     const data = shardData({ scenario, secret: this.plan.secret, reportIntervalMs }, placement);
-    this.hosts = startShardHosts(placement, data);
+    const agents = this.plan.agents;
+    this.hosts =
+      agents === undefined
+        ? startShardHosts(placement, data)
+        : agents.listener.start(
+            data,
+            placement.shards.map((s) => s.process),
+            agents.processesOf,
+          );
     for (const host of this.hosts) {
       for (const { name, handle } of host.shards) this.deviceShards.push(this.watch(name, handle));
     }
@@ -232,7 +246,12 @@ export class Coordinator extends EventEmitter<{
       this.signal.wake();
     });
     worker.on('error', (err) =>
-      this.signal.fail(new PushbenchError('PB_WORKER_FAILED', `${name} crashed: ${err.message}`)),
+      this.signal.fail(
+        // A lost agent says which, and ends the run with its own exit code.
+        err instanceof PushbenchError && err.code === 'PB_AGENT_LOST'
+          ? err
+          : new PushbenchError('PB_WORKER_FAILED', `${name} crashed: ${err.message}`),
+      ),
     );
     worker.on('exit', (code) => {
       if (code !== 0 && this.phase !== 'done') {

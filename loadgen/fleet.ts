@@ -1,4 +1,4 @@
-import { everyOnGrid, monoNowUs } from '../core/clock.js';
+import { everyOnGrid, monoNowUs, setClockOffsetUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
 import {
   createLatencyHistogram,
@@ -317,6 +317,10 @@ export class Fleet implements WsClientSink, DeviceChannel {
         break;
       case 'api-targets':
         // Publisher only.
+        break;
+      case 'clock':
+        // An agent on another host followed its clock's drift (loadgen/join/agent.ts).
+        setClockOffsetUs(msg.offsetUs);
         break;
     }
   }
@@ -872,6 +876,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
 
 /** Runs a device worker on `port` until `finish` has been answered. */
 export function runFleet(data: DeviceWorkerData, port: ShardLink): void {
+  // On another host than the coordinator's: every timestamp on the coordinator's clock.
+  if (data.clockOffsetUs !== undefined) setClockOffsetUs(data.clockOffsetUs);
   const traffic =
     data.traffic === null || data.traffic === undefined
       ? null

@@ -74,6 +74,11 @@ export interface DeviceWorkerData {
   seed: number;
   /** Opaque settings of the device traffic module (`deviceTrafficConfig`); null = no traffic. */
   traffic: unknown;
+  /**
+   * Added to this host's monotonic clock to get the coordinator's (core/clock.ts
+   * `setClockOffsetUs`): set by an agent on another host; absent on the coordinator's.
+   */
+  clockOffsetUs?: number;
 }
 
 /** Start-up data of the publisher worker. */
@@ -122,7 +127,9 @@ export type ToWorker =
   /** Devices: the publisher starts at `atUs`; device traffic (d2d) starts with it. */
   | { type: 'publishing'; atUs: number }
   /** Publisher: the API base URLs to use from now on (nodes die and get added during chaos). */
-  | { type: 'api-targets'; urls: string[] };
+  | { type: 'api-targets'; urls: string[] }
+  /** Devices on another host: the agent's new offset onto the coordinator's clock, µs. */
+  | { type: 'clock'; offsetUs: number };
 
 /** One device worker's interval report: its connection events of the interval, and more. */
 export interface DeviceInterval extends ConnectionEvents {

@@ -188,6 +188,8 @@ export class Publisher {
         break;
       case 'deadline':
       case 'finish':
+      case 'clock':
+        // The publisher runs on the coordinator's host: its clock is the run's.
         break;
     }
   }

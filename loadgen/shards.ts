@@ -68,17 +68,21 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
 
 /** Starts the placed shards: as threads here when the placement has one process, else one agent per process. */
 export function startShardHosts(placement: Placement, data: DeviceWorkerData[]): ShardHost[] {
-  if (placement.processes === 1) return [new ThreadShards(data)];
-  const hosts: ShardHost[] = [];
+  const groups: DeviceWorkerData[][] = [];
   for (let p = 0; p < placement.processes; p++) {
-    hosts.push(
-      new AgentShards(
-        p,
-        data.filter((_, i) => placement.shards[i]!.process === p),
-      ),
-    );
+    groups.push(data.filter((_, i) => placement.shards[i]!.process === p));
   }
-  return hosts;
+  return startShardGroups(groups);
+}
+
+/**
+ * Starts shards grouped by process: one group runs as threads of this process,
+ * several as one load-agent process each (an agent on another host starts its
+ * share this way too).
+ */
+export function startShardGroups(groups: DeviceWorkerData[][]): ShardHost[] {
+  if (groups.length === 1) return [new ThreadShards(groups[0]!)];
+  return groups.map((group, p) => new AgentShards(p, group));
 }
 
 /** Shards as worker threads of the coordinator's own process. */

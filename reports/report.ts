@@ -4,6 +4,7 @@ import { encodeHistogram, type LatencySummary } from '../core/measure/histogram.
 import { addCounts, type DeliveryLedger } from '../core/measure/ledger.js';
 import {
   type ConnectionTotals,
+  type LoadAgentRecord,
   type LoadResult,
   type PlacementSummary,
   RUN_SERIES,
@@ -91,6 +92,13 @@ export interface Report {
     placement?: PlacementSummary;
     /** The load generator's processes from /proc just before the fleet closed. */
     resources?: { processes: number; rssBytes: number; cpuSeconds: number };
+    /** Load agents on other hosts (`--agents`), each with its clock offset and resources. */
+    agents?: LoadAgentRecord[];
+    /**
+     * With agents: the largest clock uncertainty of any agent, µs. Every latency
+     * figure measured on an agent is within ± this of the truth (besides its own error).
+     */
+    clockUncertaintyUs?: number;
   };
   timeline: TimelinePoint[];
   /** Labelled instants on the timeline (phase changes; faults once they exist). */
@@ -164,6 +172,8 @@ export interface ReportContext {
   topology?: TopologyReport;
   /** Scheduled send times (s since start) of messages accepted and never delivered. */
   lostAtS?: number[];
+  /** Load agents on other hosts, when the run had them. */
+  agents?: LoadAgentRecord[];
 }
 
 /** Assembles the report, evaluates the gates and decides the verdict. */
@@ -286,7 +296,13 @@ export function buildReport(load: LoadResult, ctx: ReportContext): Report {
     }),
     latency,
     gates,
-    generator: load.generator,
+    generator: {
+      ...load.generator,
+      ...(ctx.agents && {
+        agents: ctx.agents,
+        clockUncertaintyUs: Math.max(0, ...ctx.agents.map((a) => a.clock?.worstUncertaintyUs ?? 0)),
+      }),
+    },
     timeline: load.timeline,
     markers: [
       ...load.markers,

@@ -163,24 +163,33 @@ export function checkRun(
   limits: MachineLimits,
   /** The network engine the run will use (topology/kernel/engine.ts). Default userland. */
   engine: 'userland' | 'kernel' = 'userland',
+  /**
+   * The fleet placed on load agents on other hosts (`--agents`,
+   * loadgen/join/placement.ts): each agent checked its own host, so only this
+   * machine's side (nodes, fabric, its end of each socket) is checked here.
+   */
+  remote?: Placement,
 ): PreflightResult {
   const { count, reserve } = scenario.devices;
   const devices = count + reserve;
-  const placement = placeScenario(scenario, routes, limits);
+  const placement = remote ?? placeScenario(scenario, routes, limits);
   const checks: PreflightCheck[] = [];
   const files = limits.openFiles;
   const ulimit = (n: number) => `raise it with \`ulimit -n ${n}\` where the hard limit allows`;
 
   // Load generator: each process holds its devices' sockets.
-  const devicesByProcess = new Array<number>(placement.processes).fill(0);
-  for (const s of placement.shards) devicesByProcess[s.process]! += s.deviceCount + s.reserveCount;
-  const busiest = Math.max(0, ...devicesByProcess);
-  checks.push({
-    what: `open files, busiest load-generator process (of ${placement.processes})`,
-    need: busiest + PROCESS_FD_OVERHEAD,
-    allowed: files,
-    ok: files === null || busiest + PROCESS_FD_OVERHEAD <= files,
-  });
+  if (remote === undefined) {
+    const devicesByProcess = new Array<number>(placement.processes).fill(0);
+    for (const s of placement.shards)
+      devicesByProcess[s.process]! += s.deviceCount + s.reserveCount;
+    const busiest = Math.max(0, ...devicesByProcess);
+    checks.push({
+      what: `open files, busiest load-generator process (of ${placement.processes})`,
+      need: busiest + PROCESS_FD_OVERHEAD,
+      allowed: files,
+      ok: files === null || busiest + PROCESS_FD_OVERHEAD <= files,
+    });
+  }
 
   // On the kernel engine no process of ours relays bytes; HAProxy does, two sockets per
   // connection of its region, under the same per-process limit: a region that needs
@@ -235,8 +244,8 @@ export function checkRun(
     });
   }
 
-  // Ephemeral ports: per source address of each route.
-  if (limits.ephemeralPorts !== null) {
+  // Ephemeral ports: per source address of each route (an agent's are its own).
+  if (limits.ephemeralPorts !== null && remote === undefined) {
     const usable = Math.floor(limits.ephemeralPorts * PORT_HEADROOM);
     for (const route of placement.routes) {
       const addresses = Math.max(1, route.localAddresses.length);
@@ -259,9 +268,12 @@ export function checkRun(
 
   // Memory, all told: sockets of both ends, processes.
   const nodeProcs = scenario.topology.regions.reduce((a, r) => a + r.nodes * procs[r.name]!, 0);
+  const localLoad = remote === undefined ? placement.processes : 0;
   const processMemory =
-    (placement.processes + nodeProcs + (scenario.topology.balanced ? 1 : 0)) * BYTES_PER_PROCESS;
-  const memoryNeed = devices * BYTES_PER_CONNECTION + processMemory;
+    (localLoad + nodeProcs + (scenario.topology.balanced ? 1 : 0)) * BYTES_PER_PROCESS;
+  // With agents elsewhere, this machine holds the servers' end of each connection only.
+  const perDevice = remote === undefined ? BYTES_PER_CONNECTION : BYTES_PER_CONNECTION / 2;
+  const memoryNeed = devices * perDevice + processMemory;
   const memOk = limits.memoryAvailableBytes === null || memoryNeed <= limits.memoryAvailableBytes;
   checks.push({
     what: `memory, all processes and kernel sockets (~${formatBytes(BYTES_PER_CONNECTION)} per device)`,
@@ -270,12 +282,13 @@ export function checkRun(
     allowed: limits.memoryAvailableBytes,
     ok: memOk,
     ...(!memOk && {
-      lift: `run at most ${formatCount(Math.max(0, Math.floor(((limits.memoryAvailableBytes ?? 0) - processMemory) / BYTES_PER_CONNECTION)))} devices here, or free memory`,
+      lift: `run at most ${formatCount(Math.max(0, Math.floor(((limits.memoryAvailableBytes ?? 0) - processMemory) / perDevice)))} devices here, or free memory`,
     }),
   });
 
   // System-wide file table: both ends of every connection, twice more through the fabric.
-  const systemNeed = devices * (scenario.topology.balanced ? 4 : 2);
+  const systemNeed =
+    devices * (scenario.topology.balanced ? 4 : 2) - (remote === undefined ? 0 : devices);
   const sysOk = limits.systemFilesFree === null || systemNeed <= limits.systemFilesFree;
   checks.push({
     what: 'open files, system-wide (fs.file-max)',
@@ -285,7 +298,7 @@ export function checkRun(
     ...(!sysOk && { lift: `raise fs.file-max (sysctl -w fs.file-max=${systemNeed * 2})` }),
   });
 
-  const cpu = cpuCheck(scenario, limits.cores);
+  const cpu = cpuCheck(scenario, limits.cores, remote !== undefined);
   if (cpu) checks.push(cpu);
 
   return {
@@ -327,8 +340,14 @@ function messageRates(scenario: Scenario): {
  * {@link CPU_PLAN_SHARE} of the cores the result will likely be saturated, and
  * saying so before the run beats an INVALID verdict after it.
  */
-function cpuCheck(scenario: Scenario, cores: number | null): PreflightCheck | undefined {
+function cpuCheck(
+  scenario: Scenario,
+  cores: number | null,
+  /** The devices run on agents elsewhere: this machine carries the nodes' half (planned as half). */
+  serversOnly = false,
+): PreflightCheck | undefined {
   if (cores === null) return undefined;
+  const share = serversOnly ? 0.5 : 1;
   const devices = scenario.devices.count + scenario.devices.reserve;
   const heartbeatMs = Math.min(
     ...scenario.topology.regions.map((r) => r.profile.heartbeatIntervalMs),
@@ -341,13 +360,14 @@ function cpuCheck(scenario: Scenario, cores: number | null): PreflightCheck | un
     (rates.push + rates.roomPublish) * CPU_US_PER_MESSAGE.push +
     rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
     rates.d2d * CPU_US_PER_MESSAGE.d2d;
-  const steadyCores = (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs) / 1e6;
-  const need = (connectHz * CPU_US_PER_CONNECT) / 1e6 + steadyCores;
+  const steadyCores = (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs)) / 1e6;
+  const need = (share * connectHz * CPU_US_PER_CONNECT) / 1e6 + steadyCores;
   const allowed = cores * CPU_PLAN_SHARE;
   const ok = need <= allowed;
-  const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / CPU_US_PER_CONNECT / 100) * 100;
+  const fitHz =
+    Math.floor(((allowed - steadyCores) * 1e6) / (share * CPU_US_PER_CONNECT) / 100) * 100;
   return {
-    what: `cpu estimate, both ends (${formatCount(connectHz)} connects/s, ${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
+    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'} (${formatCount(connectHz)} connects/s, ${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
     unit: 'cores',
     estimate: true,
     need,

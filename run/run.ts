@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { PushbenchError } from '../core/errors.js';
 import { machineFacts, processLimits } from '../core/machine.js';
 import type { LoadResult } from '../core/result.js';
 import { version } from '../core/version.js';
 import { Coordinator } from '../loadgen/coordinator.js';
+import { AgentListener, type AgentRecord } from '../loadgen/join/listener.js';
+import { type AgentPlacement, placeOverAgents } from '../loadgen/join/placement.js';
 import { withLiveRoutes } from '../loadgen/placement.js';
 import { checkGateTargets, parseGates } from '../reports/gates.js';
 import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
@@ -44,6 +47,83 @@ export interface RunOptions extends ScenarioOverrides, OutputRequest {
   write?: boolean;
   /** Progress and notices. */
   listener?: RunListener;
+  /** Run every device on load agents on other hosts (`--agents`). */
+  agents?: AgentsOption;
+}
+
+/** `--agents N --listen HOST:PORT --agent-token T --agents-timeout D`. */
+export interface AgentsOption {
+  count: number;
+  /** Where agents join; the devices' endpoints listen on the same host. */
+  host: string;
+  port: number;
+  token: string;
+  /** How long to wait for every agent. */
+  timeoutMs: number;
+}
+
+/**
+ * Listens for `--agents`, waits until every one has joined and measured its
+ * clock, and places the fleet over them. Refuses what agents cannot reach.
+ */
+async function gatherAgents(
+  scenario: Awaited<ReturnType<typeof loadScenario>>,
+  option: AgentsOption,
+  engine: 'userland' | 'kernel',
+  listener: RunListener,
+): Promise<{ agents: AgentListener; placed: AgentPlacement; records: AgentRecord[] }> {
+  if (engine === 'kernel') {
+    throw new PushbenchError(
+      'PB_USAGE',
+      "load agents on other hosts cannot reach the kernel engine's hosts (a private bridge on this machine): use --set topology.network=userland with --agents",
+    );
+  }
+  if (scenario.topology.balanced && scenario.topology.regions.length > 1) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      "one region with --agents: the global entry tells a device's home region by its source address on this host, which devices on other hosts do not have",
+    );
+  }
+  if (option.host === '0.0.0.0' || option.host === '::') {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--listen ${option.host}:${option.port}: give the address agents reach this machine at (the devices connect to it too), not a wildcard`,
+    );
+  }
+  const agents = await AgentListener.listen({
+    host: option.host,
+    port: option.port,
+    token: option.token,
+    expect: option.count,
+    notice: (line) => listener.notice?.(line),
+  });
+  try {
+    listener.notice?.(
+      `waiting ${Math.round(option.timeoutMs / 1000)} s for ${option.count} load agent${option.count === 1 ? '' : 's'}; on each load host run: pushbench agent --join ${agents.url} --token ${option.token}`,
+    );
+    const records = await agents.waitForAgents(option.timeoutMs);
+    const { count, reserve } = scenario.devices;
+    const placed = placeOverAgents(
+      {
+        devices: count,
+        reserve,
+        threads: scenario.workers,
+        routes: plannedRoutes(scenario),
+      },
+      records.map((r) => ({ name: r.name, facts: r.facts })),
+      processLimits().heapBytes,
+    );
+    for (const r of records) {
+      const c = r.clock!;
+      listener.notice?.(
+        `agent ${r.name}: clock offset ${(c.offsetUs / 1000).toFixed(3)} ms ± ${(c.uncertaintyUs / 1000).toFixed(3)} ms (best round trip ${(c.roundTripUs / 1000).toFixed(3)} ms of ${c.samples})`,
+      );
+    }
+    return { agents, placed, records };
+  } catch (err) {
+    await agents.close();
+    throw err;
+  }
 }
 
 /** A finished run: the report and where it was written. */
@@ -144,8 +224,23 @@ export async function run(
       `removed what dead runs left: ${swept.join(', ')} (namespaces and their processes)`,
     );
   }
-  const checked = checkRun(scenario, plannedRoutes(scenario), limits, engine.engine);
-  refuseIfCapped(scenario, checked);
+  const gathered =
+    options.agents === undefined
+      ? undefined
+      : await gatherAgents(scenario, options.agents, engine.engine, listener);
+  const checked = checkRun(
+    scenario,
+    plannedRoutes(scenario),
+    limits,
+    engine.engine,
+    gathered?.placed.placement,
+  );
+  try {
+    refuseIfCapped(scenario, checked);
+  } catch (err) {
+    await gathered?.agents.close();
+    throw err;
+  }
   listener.notice?.(describePreflight(scenario, checked));
   const cpuWarnings = preflightWarnings(checked);
   for (const w of cpuWarnings) listener.notice?.(w);
@@ -160,18 +255,25 @@ export async function run(
   if (scenario.topology.network !== 'userland' || engine.engine === 'kernel') {
     listener.notice?.(`network: ${engine.engine} (${engine.why})`);
   }
-  const cluster = await Cluster.start(
-    scenario,
-    secrets,
-    {
-      unexpectedExit: (node, exit) => {
-        const how = exit.signal ?? `code ${exit.exitCode}`;
-        listener.notice?.(`${node.nodeId} exited on its own (${how}) ${exit.lastError}`.trim());
-        director?.noteCrash(node.nodeId, exit.lastError);
+  let cluster: Cluster;
+  try {
+    cluster = await Cluster.start(
+      scenario,
+      secrets,
+      {
+        unexpectedExit: (node, exit) => {
+          const how = exit.signal ?? `code ${exit.exitCode}`;
+          listener.notice?.(`${node.nodeId} exited on its own (${how}) ${exit.lastError}`.trim());
+          director?.noteCrash(node.nodeId, exit.lastError);
+        },
       },
-    },
-    engine,
-  );
+      engine,
+      options.agents?.host,
+    );
+  } catch (err) {
+    await gathered?.agents.close();
+    throw err;
+  }
   for (const note of cluster.limitNotes()) listener.notice?.(note);
   const nodes = cluster.describe();
   listener.notice?.(
@@ -184,12 +286,17 @@ export async function run(
   let loadResources: LoadResult['generator']['resources'];
   let faults: FaultRecord[] = [];
   try {
-    const routes = cluster.deviceRoutes(scenario.devices.regions);
+    const live = cluster.deviceRoutes(scenario.devices.regions);
+    // Devices on other hosts bind no address of this one: their own kernel picks.
+    const routes = gathered ? live.map((r) => ({ ...r, localAddresses: [] })) : live;
     const coordinator = new Coordinator({
       scenario,
       routes,
       // What preflight checked is what runs, pointed at the cluster that now exists.
       placement: withLiveRoutes(checked.placement, routes),
+      ...(gathered && {
+        agents: { listener: gathered.agents, processesOf: gathered.placed.processesOf },
+      }),
       httpUrls: cluster.apiUrls(),
       secret: secrets.secret,
       apiKey: secrets.apiKey,
@@ -244,6 +351,7 @@ export async function run(
     faults = chaos.stop();
   } finally {
     director?.stop();
+    await gathered?.agents.close();
     await cluster.stop();
   }
 
@@ -257,6 +365,7 @@ export async function run(
     server,
     faults,
     lostAtS: load.lostAtS,
+    ...(gathered && { agents: gathered.agents.records() }),
     topology: {
       nodes: cluster.describe(),
       ...cluster.infrastructure(),

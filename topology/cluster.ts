@@ -152,6 +152,8 @@ export class Cluster {
     private readonly events: ClusterEvents,
     /** The network engine this run uses (topology/kernel/engine.ts). */
     readonly engine: NetworkEngineChoice,
+    /** Where devices' endpoints listen (balancers, or the one node); default 127.0.0.1. */
+    private readonly deviceHost: string | undefined,
   ) {
     this.redisUrl = scenario.topology.redisUrl;
   }
@@ -162,8 +164,14 @@ export class Cluster {
     secrets: ClusterSecrets,
     events: ClusterEvents = {},
     engine: NetworkEngineChoice = { engine: 'userland', why: 'default' },
+    /**
+     * Where the devices' endpoints listen, when devices come from load agents
+     * on other hosts (`--agents`): the balancers on the userland engine, else
+     * the one node. Default 127.0.0.1. Not for the kernel engine.
+     */
+    deviceHost?: string,
   ): Promise<Cluster> {
-    const cluster = new Cluster(scenario, secrets, events, engine);
+    const cluster = new Cluster(scenario, secrets, events, engine, deviceHost);
     try {
       await cluster.boot();
     } catch (err) {
@@ -251,7 +259,7 @@ export class Cluster {
       );
     } else if (topology.balanced) {
       const spec: NetworkSpec = {
-        host: '127.0.0.1',
+        host: this.deviceHost ?? '127.0.0.1',
         seed: this.scenario.seed,
         regions: topology.regions.map((r) => this.regionSpec(r)),
       };
@@ -350,6 +358,10 @@ export class Cluster {
     const proc = await startNodeProcess({
       nodeId,
       ...(host && { host: host.address, namespace: host.namespace, port: KERNEL_NODE_PORT }),
+      // Devices from other hosts reach the one node directly.
+      ...(!host &&
+        !this.scenario.topology.balanced &&
+        this.deviceHost !== undefined && { host: this.deviceHost }),
       processes: nodeProcesses(
         profile,
         expectedConnectionsPerNode(this.scenario, region),

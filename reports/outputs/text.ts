@@ -238,6 +238,44 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       ]),
     );
   }
+  const agents = report.generator.agents ?? [];
+  if (agents.length > 0) {
+    out.push('');
+    out.push(
+      table([
+        [
+          'agent',
+          'from',
+          'devices',
+          'clock offset',
+          '± (worst)',
+          'drift',
+          'cores',
+          'RSS',
+          'CPU',
+          'refused',
+        ],
+        ...agents.map((a) => [
+          a.lost ? c.red(a.name) : a.name,
+          a.address,
+          formatCount(a.devices),
+          a.clock ? formatMs(a.clock.offsetUs / 1000) : '-',
+          a.clock ? formatMs(a.clock.worstUncertaintyUs / 1000) : '-',
+          a.clock?.driftUsPerS == null ? '-' : `${a.clock.driftUsPerS.toFixed(1)} us/s`,
+          String(a.facts.cores),
+          a.resources ? `${(a.resources.rssBytes / 2 ** 20).toFixed(0)} MiB` : '-',
+          a.resources ? `${a.resources.cpuSeconds.toFixed(1)} s` : '-',
+          String(a.refused),
+        ]),
+      ]),
+    );
+    out.push(
+      c.dim(
+        `  latency measured on agents is on the coordinator's clock, within ± ${formatMs((report.generator.clockUncertaintyUs ?? 0) / 1000)} (the worst agent's clock uncertainty: half its best round trip)`,
+      ),
+    );
+    for (const a of agents.filter((x) => x.lost)) out.push(c.red(`  ${a.name} lost: ${a.lost}`));
+  }
   if (!report.generator.valid) {
     out.push('');
     out.push(c.magenta('generator saturated, results invalid:'));

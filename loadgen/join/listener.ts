@@ -1,0 +1,397 @@
+/**
+ * The coordinator's side of the join channel (protocol.ts): listens, admits
+ * agents that bring the run's token and the same pushbench, answers their
+ * clock requests with the coordinator's clock, keeps what they say about
+ * themselves (host facts, clock offsets, resources), and gives the
+ * coordinator one shard host per agent (loadgen/shards.ts `ShardHost`), whose
+ * shards behave like worker threads. An agent lost before the run ends fails
+ * the run with `PB_AGENT_LOST` (exit 6), naming the agent.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { monoNowUs } from '../../core/clock.js';
+import { PushbenchError } from '../../core/errors.js';
+import type { LoadAgentRecord } from '../../core/result.js';
+import { version } from '../../core/version.js';
+import type { DeviceWorkerData, FromWorker, ToWorker } from '../messages.js';
+import type { ShardHandle } from '../remote-shards.js';
+import type { NamedShard, ShardHost } from '../shards.js';
+import {
+  type AgentText,
+  type CoordinatorText,
+  encodeBinary,
+  JOIN_PROTOCOL,
+  JoinClose,
+  JoinProtocolError,
+  parseAgentBinary,
+  parseAgentText,
+} from './protocol.js';
+
+/** How long a new connection has to say `hello`. */
+const HELLO_DEADLINE_MS = 10_000;
+/** How long `close()` waits for agents to leave after `end`. */
+const END_WAIT_MS = 5000;
+
+/** One agent, as the report shows it. */
+export type AgentRecord = LoadAgentRecord;
+
+/** An admitted agent. */
+class Agent {
+  readonly record: AgentRecord;
+  /** Its shards by worker index, once spawned. */
+  readonly shards = new Map<number, RemoteShard>();
+  private firstOffset: { atUs: number; offsetUs: number } | undefined;
+  ended = false;
+  readonly closed: Promise<void>;
+
+  constructor(
+    readonly ws: WebSocket,
+    index: number,
+    hello: Extract<AgentText, { t: 'hello' }>,
+    address: string,
+    private readonly listener: AgentListener,
+  ) {
+    this.record = {
+      index,
+      name: hello.name,
+      address,
+      pushbench: hello.pushbench,
+      node: hello.node,
+      facts: hello.facts,
+      devices: 0,
+      clock: null,
+      resources: null,
+      refused: 0,
+      lost: null,
+    };
+    this.closed = new Promise((resolve) => ws.once('close', () => resolve()));
+  }
+
+  send(msg: CoordinatorText): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  sendBinary(data: Buffer): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(data);
+  }
+
+  refuse(why: string): void {
+    this.record.refused++;
+    this.listener.notice(`agent ${this.record.name}: refused a message (${why})`);
+  }
+
+  text(msg: AgentText): void {
+    switch (msg.t) {
+      case 'hello':
+        this.refuse('a second hello');
+        break;
+      case 'clock':
+        this.send({ t: 'clock', id: msg.id, us: monoNowUs() });
+        break;
+      case 'offset': {
+        const now = monoNowUs();
+        this.firstOffset ??= { atUs: now, offsetUs: msg.offsetUs };
+        const spanS = (now - this.firstOffset.atUs) / 1e6;
+        const before = this.record.clock;
+        this.record.clock = {
+          offsetUs: msg.offsetUs,
+          uncertaintyUs: msg.uncertaintyUs,
+          roundTripUs: msg.roundTripUs,
+          samples: msg.samples,
+          worstUncertaintyUs: Math.max(before?.worstUncertaintyUs ?? 0, msg.uncertaintyUs),
+          estimates: (before?.estimates ?? 0) + 1,
+          driftUsPerS: spanS >= 1 ? (msg.offsetUs - this.firstOffset.offsetUs) / spanS : null,
+        };
+        this.listener.emit('offset', this.record);
+        break;
+      }
+      case 'stats':
+        this.record.resources = {
+          processes: msg.processes,
+          rssBytes: msg.rssBytes,
+          cpuSeconds: msg.cpuSeconds,
+        };
+        break;
+    }
+  }
+
+  binary(data: Buffer): void {
+    const msg = parseAgentBinary(data);
+    const shard = this.shards.get(msg.shard);
+    if (!shard) throw new JoinProtocolError(`shard ${msg.shard} is not this agent's`);
+    switch (msg.type) {
+      case 'from-shard':
+        shard.emit('message', msg.msg as FromWorker);
+        break;
+      case 'shard-error':
+        shard.emit('error', new Error(msg.message));
+        break;
+      case 'shard-exit':
+        shard.emit('exit', msg.code);
+        break;
+    }
+  }
+
+  /** The agent is gone: before the run ended, every shard of it fails the run. */
+  lost(why: string): void {
+    if (this.ended) {
+      for (const s of this.shards.values()) s.emit('exit', 0);
+      return;
+    }
+    this.record.lost = why;
+    const err = new PushbenchError(
+      'PB_AGENT_LOST',
+      `load agent ${this.record.name} (${this.record.address}, ${this.record.devices} devices) was lost: ${why}`,
+    );
+    for (const s of this.shards.values()) s.emit('error', err);
+  }
+
+  async end(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    this.send({ t: 'end' });
+    const timer = setTimeout(() => this.ws.terminate(), END_WAIT_MS);
+    await this.closed;
+    clearTimeout(timer);
+  }
+}
+
+/** One shard on a remote agent: a worker-thread-like handle. */
+class RemoteShard extends EventEmitter implements ShardHandle {
+  constructor(
+    private readonly agent: Agent,
+    readonly shard: number,
+  ) {
+    super();
+  }
+
+  postMessage(msg: ToWorker): void {
+    this.agent.sendBinary(encodeBinary({ t: 'to-shard', shard: this.shard, msg }));
+  }
+
+  terminate(): Promise<void> {
+    return this.agent.end();
+  }
+}
+
+/** Settings of {@link AgentListener.listen}. */
+export interface ListenOptions {
+  host: string;
+  port: number;
+  token: string;
+  /** Agents the run waits for. */
+  expect: number;
+  /** One line per event worth telling the user. */
+  notice?: (line: string) => void;
+}
+
+/** Listens for agents and holds those admitted. */
+export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset: [AgentRecord] }> {
+  private readonly agents: Agent[] = [];
+  private started = false;
+  private readonly tokenDigest: Buffer;
+  /** Connections refused at the door (token, version, hello), for the report. */
+  readonly refusals: string[] = [];
+
+  private constructor(
+    private readonly wss: WebSocketServer,
+    private readonly options: ListenOptions,
+  ) {
+    super();
+    this.tokenDigest = createHash('sha256').update(options.token).digest();
+    wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? 'unknown'));
+  }
+
+  /** Starts listening; rejects with one line when the address cannot be had. */
+  static listen(options: ListenOptions): Promise<AgentListener> {
+    return new Promise((resolve, reject) => {
+      const wss = new WebSocketServer({
+        host: options.host,
+        port: options.port,
+        perMessageDeflate: false,
+        maxPayload: 512 * 2 ** 20,
+      });
+      wss.once('listening', () => resolve(new AgentListener(wss, options)));
+      wss.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new PushbenchError(
+            err.code === 'EADDRINUSE' ? 'PB_PORT_IN_USE' : 'PB_USAGE',
+            `cannot listen for agents on ${options.host}:${options.port}: ${err.message}`,
+          ),
+        ),
+      );
+    });
+  }
+
+  /** Where agents join: `ws://host:port`. */
+  get url(): string {
+    const a = this.wss.address() as AddressInfo;
+    return `ws://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  notice(line: string): void {
+    this.options.notice?.(line);
+  }
+
+  /** The admitted agents' records, in join order. */
+  records(): AgentRecord[] {
+    return this.agents.map((a) => a.record);
+  }
+
+  private accept(ws: WebSocket, address: string): void {
+    let agent: Agent | undefined;
+    const door = (code: number, why: string) => {
+      this.refusals.push(`${address}: ${why}`);
+      this.notice(`agent at ${address} refused: ${why}`);
+      ws.close(code, why.slice(0, 120));
+    };
+    const deadline = setTimeout(
+      () => door(JoinClose.HelloTimeout, `no hello within ${HELLO_DEADLINE_MS / 1000} s`),
+      HELLO_DEADLINE_MS,
+    );
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      try {
+        if (agent === undefined) {
+          if (isBinary) throw new JoinProtocolError('a binary frame before hello');
+          const msg = parseAgentText(data.toString('utf8'));
+          if (msg.t !== 'hello') throw new JoinProtocolError(`${msg.t} before hello`);
+          clearTimeout(deadline);
+          agent = this.admit(ws, msg, address, door);
+          return;
+        }
+        if (isBinary) agent.binary(data);
+        else agent.text(parseAgentText(data.toString('utf8')));
+      } catch (err) {
+        const why = err instanceof JoinProtocolError ? err.message : String(err);
+        if (agent === undefined) {
+          clearTimeout(deadline);
+          door(JoinClose.Malformed, `malformed hello: ${why}`);
+        } else {
+          agent.refuse(why);
+        }
+      }
+    });
+    ws.on('close', (code, reason) => {
+      clearTimeout(deadline);
+      agent?.lost(
+        `its connection closed (code ${code}${reason.length > 0 ? `: ${reason.toString('utf8')}` : ''})`,
+      );
+    });
+    ws.on('error', () => {
+      // 'close' follows with the code.
+    });
+  }
+
+  private admit(
+    ws: WebSocket,
+    hello: Extract<AgentText, { t: 'hello' }>,
+    address: string,
+    door: (code: number, why: string) => void,
+  ): Agent | undefined {
+    const given = createHash('sha256').update(hello.token).digest();
+    if (!timingSafeEqual(given, this.tokenDigest)) {
+      door(JoinClose.BadToken, 'wrong token');
+      return undefined;
+    }
+    if (hello.protocol !== JOIN_PROTOCOL || hello.pushbench !== version) {
+      door(
+        JoinClose.VersionMismatch,
+        `version mismatch: the coordinator runs pushbench ${version} (join protocol ${JOIN_PROTOCOL}), the agent ${hello.pushbench} (protocol ${hello.protocol})`,
+      );
+      return undefined;
+    }
+    if (this.started || this.agents.length >= this.options.expect) {
+      door(
+        JoinClose.RunFull,
+        `the run has its ${this.options.expect} agent${this.options.expect === 1 ? '' : 's'}`,
+      );
+      return undefined;
+    }
+    if (this.agents.some((a) => a.record.name === hello.name)) {
+      door(
+        JoinClose.RunFull,
+        `an agent named ${hello.name} has already joined: give each agent its own --name`,
+      );
+      return undefined;
+    }
+    const agent = new Agent(ws, this.agents.length, hello, address, this);
+    this.agents.push(agent);
+    agent.send({ t: 'welcome', index: agent.record.index, name: hello.name });
+    this.notice(
+      `agent ${hello.name} joined from ${address}: ${hello.facts.cores} cores, ${(hello.facts.memoryBytes / 2 ** 30).toFixed(1)} GiB, offers ${hello.facts.maxDevices.toLocaleString('en-US')} devices (${this.agents.length} of ${this.options.expect})`,
+    );
+    this.emit('joined', agent.record);
+    return agent;
+  }
+
+  /**
+   * Resolves once `expect` agents have joined and each has reported a clock
+   * offset; rejects with `PB_AGENTS_MISSING` (exit 2) after `timeoutMs`, saying
+   * who joined and how many are missing.
+   */
+  waitForAgents(timeoutMs: number): Promise<AgentRecord[]> {
+    const ready = () =>
+      this.agents.length >= this.options.expect &&
+      this.agents.every((a) => a.record.clock !== null && a.record.lost === null);
+    return new Promise((resolve, reject) => {
+      if (ready()) {
+        resolve(this.records());
+        return;
+      }
+      const check = () => {
+        if (!ready()) return;
+        cleanup();
+        resolve(this.records());
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        const joined = this.agents.filter((a) => a.record.lost === null);
+        const missing = this.options.expect - joined.length;
+        reject(
+          new PushbenchError(
+            'PB_AGENTS_MISSING',
+            `waited ${Math.round(timeoutMs / 1000)} s for ${this.options.expect} agent${this.options.expect === 1 ? '' : 's'} at ${this.url}: ${joined.length} joined (${joined.map((a) => `${a.record.name} from ${a.record.address}`).join(', ') || 'none'}), ${missing} missing${this.refusals.length > 0 ? `; refused: ${this.refusals.join('; ')}` : ''}`,
+          ),
+        );
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('joined', check);
+        this.off('offset', check);
+      };
+      this.on('joined', check);
+      this.on('offset', check);
+    });
+  }
+
+  /**
+   * Sends each agent its shards (`processesOf[k]`: agent k's processes, each
+   * a group of shards) and returns one shard host per agent for the coordinator.
+   */
+  start(data: DeviceWorkerData[], shardProcess: number[], processesOf: number[][]): ShardHost[] {
+    this.started = true;
+    return this.agents.map((agent, k) => {
+      const groups = (processesOf[k] ?? []).map((p) =>
+        data.filter((_, i) => shardProcess[i] === p),
+      );
+      const shards: NamedShard[] = [];
+      for (const d of groups.flat()) {
+        const handle = new RemoteShard(agent, d.workerIndex);
+        agent.shards.set(d.workerIndex, handle);
+        shards.push({ name: `device shard ${d.workerIndex} (agent ${agent.record.name})`, handle });
+        agent.record.devices += d.deviceCount + d.reserveCount;
+      }
+      if (groups.length > 0) agent.sendBinary(encodeBinary({ t: 'spawn', groups }));
+      return { shards, pids: () => [] };
+    });
+  }
+
+  /** Ends every agent's part of the run and stops listening. */
+  async close(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.end()));
+    for (const ws of this.wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}
