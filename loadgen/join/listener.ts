@@ -185,6 +185,8 @@ export interface ListenOptions {
   expect: number;
   /** One line per event worth telling the user. */
   notice?: (line: string) => void;
+  /** How long a new connection has to say `hello`, ms. Default 10 s. */
+  helloDeadlineMs?: number;
 }
 
 /** Listens for agents and holds those admitted. */
@@ -247,9 +249,10 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
       this.notice(`agent at ${address} refused: ${why}`);
       ws.close(code, why.slice(0, 120));
     };
+    const helloMs = this.options.helloDeadlineMs ?? HELLO_DEADLINE_MS;
     const deadline = setTimeout(
-      () => door(JoinClose.HelloTimeout, `no hello within ${HELLO_DEADLINE_MS / 1000} s`),
-      HELLO_DEADLINE_MS,
+      () => door(JoinClose.HelloTimeout, `no hello within ${helloMs / 1000} s`),
+      helloMs,
     );
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       try {
