@@ -1,0 +1,219 @@
+/**
+ * Load agents on other hosts, with real separate network stacks: each agent
+ * runs in a network namespace of its own (a host on a kernel fabric, the
+ * primitive of the kernel network engine) and joins the coordinator across a
+ * veth; the devices cross the same link to the node, which listens on the
+ * coordinator's address on that fabric. One agent runs in a time namespace of
+ * its own as well, its monotonic clock seconds ahead. Needs root (CI here is
+ * root and runs them); elsewhere they skip, saying why.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Report } from '../../reports/report.js';
+import { ip } from '../../topology/kernel/commands.js';
+import { KernelFabric, type KernelHost } from '../../topology/kernel/fabric.js';
+
+const isRoot = process.getuid?.() === 0;
+const BIN = ['--import', 'tsx', 'bin/pushbench.ts'];
+const TOKEN = 'e2e-agents-token';
+
+/** What a finished command printed, both streams. */
+function text(r: { all?: unknown }): string {
+  return String(r.all ?? '');
+}
+
+/** A free TCP port on `host`. */
+async function freePort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)', () => {
+  let fabric: KernelFabric;
+  const hosts: KernelHost[] = [];
+
+  beforeAll(async () => {
+    fabric = await KernelFabric.create();
+    for (const name of ['agent-1', 'agent-2', 'agent-3']) hosts.push(await fabric.addHost(name));
+  });
+  afterAll(async () => {
+    await fabric?.destroy();
+  });
+
+  /** `pushbench agent` on `host`, optionally with its monotonic clock `skewS` seconds ahead. */
+  function agent(host: KernelHost, url: string, name: string, skewS = 0): ResultPromise {
+    const node = [
+      process.execPath,
+      ...BIN,
+      'agent',
+      '--join',
+      url,
+      '--token',
+      TOKEN,
+      '--name',
+      name,
+    ];
+    const command = skewS === 0 ? node : ['unshare', '-T', '--monotonic', String(skewS), ...node];
+    return execa('ip', ['netns', 'exec', host.namespace, ...command], {
+      reject: false,
+      all: true,
+      env: { NO_COLOR: '1' },
+    });
+  }
+
+  /** `pushbench run FILE --agents N`, listening on the fabric. */
+  function coordinator(scenario: object, agents: number, port: number, out: string): ResultPromise {
+    const file = join(out, '..', 'scenario.json');
+    writeFileSync(file, JSON.stringify(scenario));
+    return execa(
+      process.execPath,
+      [
+        ...BIN,
+        'run',
+        file,
+        '--agents',
+        String(agents),
+        '--listen',
+        `${fabric.rootAddress}:${port}`,
+        '--agent-token',
+        TOKEN,
+        '--agents-timeout',
+        '60s',
+        '--out',
+        out,
+      ],
+      { reject: false, all: true, env: { NO_COLOR: '1' } },
+    );
+  }
+
+  it("30,000 devices over 3 agent hosts, one clock 5 s ahead: one merged result on the coordinator's clock, gates on it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-'));
+    const out = join(dir, 'out');
+    const port = await freePort(fabric.rootAddress);
+    const url = `ws://${fabric.rootAddress}:${port}`;
+    const run = coordinator(
+      {
+        name: 'agents-30k',
+        topology: { nodes: 1, heartbeatInterval: '30s' },
+        devices: { count: 30_000, connectRate: 3000 },
+        traffic: { direct: { rate: 600 } },
+        duration: '6s',
+        gates: ['delivery >= 99.9%', 'p99(push) < 1s', 'connections.held >= 100%'],
+      },
+      3,
+      port,
+      out,
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    const agents = [
+      agent(hosts[0]!, url, 'a1'),
+      agent(hosts[1]!, url, 'a2', 5),
+      agent(hosts[2]!, url, 'a3'),
+    ];
+    const result = await run;
+    const exits = await Promise.all(agents);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
+    const context = `${text(result)}\n${exits.map(text).join('\n')}`;
+    // The run's verdict: pass, or invalid where two cores could not carry it (said why).
+    expect([0, 5], context).toContain(result.exitCode);
+    expect(
+      report.gates.map((g) => g.verdict),
+      context,
+    ).toEqual(['pass', 'pass', 'pass']);
+    for (const e of exits) expect(e.exitCode, text(e)).toBe(0);
+
+    // Both ends agree on every device, held by three hosts.
+    expect(report.devices.requested).toBe(30_000);
+    expect(report.devices.heldAtEnd).toBe(30_000);
+    expect(report.devices.heldAtServer).toBe(30_000);
+    const records = report.generator.agents ?? [];
+    expect(records.map((a) => a.name).sort()).toEqual(['a1', 'a2', 'a3']);
+    expect(records.reduce((n, a) => n + a.devices, 0)).toBe(30_000);
+    expect(new Set(records.map((a) => a.address))).toEqual(new Set(hosts.map((h) => h.address)));
+    for (const a of records) {
+      expect(a.lost).toBeNull();
+      expect(a.refused).toBe(0);
+      expect(a.resources?.processes).toBeGreaterThan(0);
+    }
+
+    // The skewed agent's offset is the skew, within its stated uncertainty (plus
+    // the moment between the two namespaces' clock reads, well under a ms).
+    const skewed = records.find((a) => a.name === 'a2')!;
+    expect(Math.abs(skewed.clock!.offsetUs + 5e6)).toBeLessThan(
+      skewed.clock!.worstUncertaintyUs + 1000,
+    );
+    const straight = records.find((a) => a.name === 'a1')!;
+    expect(Math.abs(straight.clock!.offsetUs)).toBeLessThan(
+      straight.clock!.worstUncertaintyUs + 1000,
+    );
+    expect(report.generator.clockUncertaintyUs).toBeGreaterThan(0);
+    // Latency from the scheduled send, on one time base: seconds of skew left nowhere.
+    expect(report.latency.push.max).toBeLessThan(1000);
+    expect(report.latency.connect.max).toBeLessThan(5000);
+    expect(report.delivery.lost).toBe(0);
+    // The summary lists the agents and says how far off latency can be.
+    expect(result.all).toMatch(
+      /latency measured on agents is on the coordinator's clock, within ± /,
+    );
+  }, 180_000);
+
+  it('an agent killed mid-run ends the run with exit 6, naming it, and leaves nothing running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-kill-'));
+    const out = join(dir, 'out');
+    const port = await freePort(fabric.rootAddress);
+    const url = `ws://${fabric.rootAddress}:${port}`;
+    const run = coordinator(
+      {
+        name: 'agents-kill',
+        topology: { nodes: 1 },
+        devices: { count: 2000, connectRate: 1000 },
+        traffic: { direct: { rate: 100 } },
+        duration: '10s',
+      },
+      2,
+      port,
+      out,
+    );
+    let progress = '';
+    run.all?.on('data', (chunk: Buffer) => {
+      progress += chunk.toString('utf8');
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    const keeper = agent(hosts[0]!, url, 'keeper');
+    const victim = agent(hosts[1]!, url, 'victim');
+    // Once the run publishes, the victim's whole process tree dies at once.
+    for (let i = 0; i < 300 && !progress.includes('phase publishing'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    await execa('ip', ['netns', 'pids', hosts[1]!.namespace]).then(({ stdout }) =>
+      Promise.all(
+        stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((pid) => execa('kill', ['-9', pid], { reject: false })),
+      ),
+    );
+    const result = await run;
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.exitCode, text(result)).toBe(6);
+    expect(text(result)).toMatch(
+      /load agent victim \(10\.\d+\.\d+\.\d+, 1000 devices\) was lost: its connection closed/,
+    );
+    expect((await keeper).exitCode).toBe(0);
+    expect((await victim).exitCode).not.toBe(0);
+    // The run's node went with it.
+    const { stdout } = await execa('pgrep', ['-f', `pushbench.*serve.*${fabric.rootAddress}`], {
+      reject: false,
+    });
+    expect(stdout).toBe('');
+    expect(await ip(['netns', 'pids', hosts[0]!.namespace])).toBe('');
+  }, 120_000);
+});
