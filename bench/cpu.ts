@@ -3,7 +3,7 @@
  * another process's from /proc (through the harness's own reader), this
  * process's from `process.cpuUsage()`, both in seconds of user + system time.
  */
-import { readProcessStats } from '../topology/process-stats.js';
+import { readProcessStats } from '../core/process-stats.js';
 
 /** CPU seconds (user + system) of process `pid` so far; 0 once it is gone. */
 export function processCpuSeconds(pid: number): number {

@@ -20,8 +20,8 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { machineFacts } from '../core/machine.js';
+import { descendantsOf, readProcessStats } from '../core/process-stats.js';
 import type { Report } from '../reports/report.js';
-import { descendantsOf, readProcessStats } from '../topology/process-stats.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist/bin/pushbench.js');

@@ -73,7 +73,14 @@ export function buildLoadResult(end: LoadEnd): LoadResult {
     generator: {
       valid: reasons.length === 0,
       reasons,
-      warnings: lag.warnings,
+      warnings: [
+        ...lag.warnings,
+        ...(fold.lateReports > 0
+          ? [
+              `${fold.lateReports} interval report${fold.lateReports === 1 ? '' : 's'} arrived after ${fold.lateReports === 1 ? 'its' : 'their'} second was closed (agents across a slow link, or a lagging worker); each was merged into its own second all the same`,
+            ]
+          : []),
+      ],
       workers,
       skippedSends: pub.skipped,
       placement: end.placement,

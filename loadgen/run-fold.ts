@@ -106,6 +106,8 @@ export class RunFold {
   /** Latency samples of the whole run, and those recorded while the generator lagged. */
   private samplesAll = 0;
   private samplesLate = 0;
+  /** Interval reports that arrived after their interval was flushed (merged into it all the same). */
+  lateReports = 0;
 
   /** Fixes t = 0 of the timeline and the start of the first interval (host-monotonic µs). */
   begin(startUs: number): void {
@@ -131,22 +133,38 @@ export class RunFold {
         addCounts(a.traffic, msg.trafficCounters);
         a.received += msg.received;
         this.totalReceived += msg.received;
-        const samples = this.mergeAll(msg.histograms);
-        a.samples += samples;
-        if (this.noteSelf(source, msg.self)) a.lateSamples += samples;
+        const past = this.pastInterval(msg.atUs);
+        const samples = this.mergeAll(msg.histograms, past);
+        const lagged = this.noteSelf(source, msg.self);
+        if (past === undefined) {
+          a.samples += samples;
+          if (lagged) a.lateSamples += samples;
+        } else {
+          this.samplesAll += samples;
+          if (lagged) this.samplesLate += samples;
+        }
         break;
       }
       case 'device-final':
         this.samplesAll += this.mergeAll(msg.histograms);
         this.finals.push(msg);
         break;
-      case 'publisher-interval':
+      case 'publisher-interval': {
         a.sent += msg.sent;
         a.accepted += msg.accepted;
         this.totalAccepted += msg.accepted;
-        a.samples += this.mergeAll(msg.histograms);
-        if (this.noteSelf(source, msg.self)) a.publisherLate = true;
+        const past = this.pastInterval(msg.atUs);
+        const samples = this.mergeAll(msg.histograms, past);
+        const lagged = this.noteSelf(source, msg.self);
+        if (past === undefined) {
+          a.samples += samples;
+          if (lagged) a.publisherLate = true;
+        } else {
+          this.samplesAll += samples;
+          if (lagged) this.samplesLate += samples;
+        }
         break;
+      }
       case 'publisher-final':
         this.samplesAll += this.mergeAll(msg.histograms);
         this.publisherFinal = msg;
@@ -234,14 +252,34 @@ export class RunFold {
     return true;
   }
 
-  /** Merges a worker's encoded histograms into the run and the interval; the samples they hold. */
-  private mergeAll(histograms: Record<string, string>): number {
+  /**
+   * The interval already closed that a report stamped `atUs` (on the
+   * coordinator's clock) belongs to, or undefined for the one in progress. A
+   * report that arrives after its interval was flushed (an agent across a slow
+   * link) is merged there, never dropped and never moved to a later second.
+   */
+  private pastInterval(atUs: number): IntervalHistograms | undefined {
+    if (this.startUs === 0 || atUs >= this.intervalStartUs) return undefined;
+    const relMs = (atUs - this.startUs) / 1000;
+    for (let k = this.intervals.length - 1; k >= 0; k--) {
+      const iv = this.intervals[k]!;
+      if (relMs > iv.startMs || k === 0) {
+        this.lateReports++;
+        return iv;
+      }
+    }
+    return undefined;
+  }
+
+  /** Merges a worker's encoded histograms into the run and its interval (`past`, or the one in progress); the samples they hold. */
+  private mergeAll(histograms: Record<string, string>, past?: IntervalHistograms): number {
     let samples = 0;
+    const interval = past?.histograms ?? this.acc.histograms;
     for (const [series, snapshot] of Object.entries(histograms)) {
       this.histograms[series] ??= createLatencyHistogram();
       const count = mergeSnapshot(this.histograms[series], snapshot);
-      this.acc.histograms[series] ??= createLatencyHistogram();
-      mergeSnapshot(this.acc.histograms[series], snapshot);
+      interval[series] ??= createLatencyHistogram();
+      mergeSnapshot(interval[series], snapshot);
       // `push@eu` repeats samples of `push`: count each sample once.
       if (!series.includes('@')) samples += count;
     }

@@ -3,6 +3,11 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
 import { machineFacts, processLimits } from '../core/machine.js';
+import {
+  type ProcessStats,
+  readProcessStats,
+  readProcessTreeStats,
+} from '../core/process-stats.js';
 import type { LoadResult } from '../core/result.js';
 import { version } from '../core/version.js';
 import { Coordinator } from '../loadgen/coordinator.js';
@@ -26,11 +31,6 @@ import { Cluster, plannedRoutes } from '../topology/cluster.js';
 import { chooseNetworkEngine } from '../topology/kernel/engine.js';
 import { sweepIfPossible } from '../topology/kernel/fabric.js';
 import type { NetworkSample } from '../topology/network/types.js';
-import {
-  type ProcessStats,
-  readProcessStats,
-  readProcessTreeStats,
-} from '../topology/process-stats.js';
 import {
   checkRun,
   describePreflight,

@@ -1,5 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
 import { PushbenchError } from '../core/errors.js';
+import { reniceTree } from '../core/process-stats.js';
 import { entryBeside } from '../core/runtime.js';
 import {
   type CgroupUsage,
@@ -11,7 +12,6 @@ import {
   type NodeCgroup,
   planLimits,
 } from './limits.js';
-import { reniceTree } from './process-stats.js';
 
 /** Settings for one node process. */
 export interface NodeProcessOptions {

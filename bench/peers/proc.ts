@@ -7,7 +7,7 @@
  * TCP sockets in TIME_WAIT, which must drain between tools.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { readProcessStats } from '../../topology/process-stats.js';
+import { readProcessStats } from '../../core/process-stats.js';
 
 /** RSS and CPU of one process tree at one instant. */
 export interface TreeSample {

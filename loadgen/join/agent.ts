@@ -18,8 +18,8 @@ import {
   setClockOffsetUs,
 } from '../../core/clock.js';
 import { machineFacts, processLimits } from '../../core/machine.js';
+import { readProcessStats } from '../../core/process-stats.js';
 import { version } from '../../core/version.js';
-import { readProcessStats } from '../../topology/process-stats.js';
 import type { FromWorker, ToWorker } from '../messages.js';
 import type { ShardHandle } from '../remote-shards.js';
 import { type ShardHost, startShardGroups } from '../shards.js';

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { descendantsOf } from '../../core/process-stats.js';
 import { signToken } from '../../server/token.js';
-import { descendantsOf } from '../../topology/process-stats.js';
 
 /**
  * Three real `pushbench serve` processes, driven only through their sockets by

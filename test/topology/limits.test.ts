@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { monoNowUs } from '../../core/clock.js';
+import { descendantsOf } from '../../core/process-stats.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import { signToken } from '../../server/token.js';
 import { Cluster } from '../../topology/cluster.js';
@@ -14,7 +15,6 @@ import {
   type LimitSupport,
   planLimits,
 } from '../../topology/limits.js';
-import { descendantsOf } from '../../topology/process-stats.js';
 import {
   BOOT_NICE,
   limitSupport,

@@ -1,0 +1,59 @@
+/**
+ * The fold merges interval reports by the second they were stamped in, on the
+ * coordinator's clock: one that arrives after its second was closed (an agent
+ * across a slow link) lands in that second, never in a later one, and never
+ * goes missing from the run's totals.
+ */
+import { describe, expect, it } from 'vitest';
+import { monoNowUs } from '../../core/clock.js';
+import { createLatencyHistogram, encodeHistogram, recordUs } from '../../core/measure/histogram.js';
+import type { DeviceInterval } from '../../loadgen/messages.js';
+import { RunFold } from '../../loadgen/run-fold.js';
+
+function report(atUs: number, pushUs: number[]): DeviceInterval {
+  const push = createLatencyHistogram();
+  for (const us of pushUs) recordUs(push, us);
+  return {
+    type: 'device-interval',
+    workerIndex: 0,
+    atUs,
+    open: 1,
+    established: 1,
+    connectsOk: 0,
+    received: pushUs.length,
+    trafficCounters: {},
+    histograms: { push: encodeHistogram(push) },
+    self: { elu: 0.1, lagP99Ms: 1, lagMaxMs: 1 },
+    connectAttempts: 0,
+    connectFailures: 0,
+    disconnects: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    losses: 0,
+    periodic: 0,
+    failuresByReason: {},
+  };
+}
+
+describe('interval reports that arrive late', () => {
+  it('are merged into the second they were stamped in, and counted in the run', () => {
+    const fold = new RunFold();
+    const startUs = monoNowUs() - 5_000_000;
+    fold.begin(startUs);
+    // Second 1, on time.
+    fold.apply('shard 0', report(startUs + 1_000_000, [1000, 2000]));
+    fold.flush('publishing');
+    // Second 1 again, from an agent whose report arrived after the flush.
+    fold.apply('shard 1 (agent far)', report(startUs + 1_000_000, [3000, 4000, 5000]));
+    // Second 2, on time: stamped after the first flush.
+    fold.apply('shard 0', report(monoNowUs() + 1, [6000]));
+    fold.flush('publishing');
+
+    expect(fold.lateReports).toBe(1);
+    expect(fold.intervals.map((iv) => iv.histograms.push?.totalCount)).toEqual([5, 1]);
+    expect(fold.histograms.push?.totalCount).toBe(6);
+    // The late samples are the first second's: its max is 5 ms, the second's 6 ms alone.
+    expect(fold.intervals[0]?.histograms.push?.maxValue).toBeGreaterThanOrEqual(4990);
+    expect(fold.intervals[1]?.histograms.push?.minNonZeroValue).toBeGreaterThanOrEqual(5990);
+  });
+});
