@@ -169,6 +169,8 @@ export interface LoadAgentRecord {
   resources: { processes: number; rssBytes: number; cpuSeconds: number } | null;
   /** Messages from it that were refused (malformed, out of order, another agent's shard). */
   refused: number;
+  /** The join channel's traffic since the welcome: bytes each way (TCP payload), over `seconds`. */
+  channel: { bytesIn: number; bytesOut: number; seconds: number };
   /** Why it was lost, when it was; null while it stayed to the end. */
   lost: string | null;
 }

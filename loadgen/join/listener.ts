@@ -9,7 +9,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { monoNowUs } from '../../core/clock.js';
 import { PushbenchError } from '../../core/errors.js';
@@ -48,6 +48,7 @@ class Agent {
 
   constructor(
     readonly ws: WebSocket,
+    socket: Socket,
     index: number,
     hello: Extract<AgentText, { t: 'hello' }>,
     address: string,
@@ -64,10 +65,28 @@ class Agent {
       clock: null,
       resources: null,
       refused: 0,
+      channel: { bytesIn: 0, bytesOut: 0, seconds: 0 },
       lost: null,
     };
-    this.closed = new Promise((resolve) => ws.once('close', () => resolve()));
+    const base = { in: socket.bytesRead, out: socket.bytesWritten, atMs: performance.now() };
+    this.readChannel = () => {
+      this.record.channel = {
+        bytesIn: socket.bytesRead - base.in,
+        bytesOut: socket.bytesWritten - base.out,
+        seconds: Math.round(performance.now() - base.atMs) / 1000,
+      };
+    };
+    this.closed = new Promise((resolve) =>
+      ws.once('close', () => {
+        this.readChannel();
+        this.readChannel = () => {};
+        resolve();
+      }),
+    );
   }
+
+  /** Brings `record.channel` up to date (frozen once the channel closed). */
+  readChannel: () => void;
 
   send(msg: CoordinatorText): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(msg));
@@ -203,7 +222,7 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
   ) {
     super();
     this.tokenDigest = createHash('sha256').update(options.token).digest();
-    wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? 'unknown'));
+    wss.on('connection', (ws, req) => this.accept(ws, req.socket));
   }
 
   /** Starts listening; rejects with one line when the address cannot be had. */
@@ -239,10 +258,14 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
 
   /** The admitted agents' records, in join order. */
   records(): AgentRecord[] {
-    return this.agents.map((a) => a.record);
+    return this.agents.map((a) => {
+      a.readChannel();
+      return a.record;
+    });
   }
 
-  private accept(ws: WebSocket, address: string): void {
+  private accept(ws: WebSocket, socket: Socket): void {
+    const address = socket.remoteAddress ?? 'unknown';
     let agent: Agent | undefined;
     const door = (code: number, why: string) => {
       this.refusals.push(`${address}: ${why}`);
@@ -261,7 +284,7 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
           const msg = parseAgentText(data.toString('utf8'));
           if (msg.t !== 'hello') throw new JoinProtocolError(`${msg.t} before hello`);
           clearTimeout(deadline);
-          agent = this.admit(ws, msg, address, door);
+          agent = this.admit(ws, socket, msg, address, door);
           return;
         }
         if (isBinary) agent.binary(data);
@@ -289,6 +312,7 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
 
   private admit(
     ws: WebSocket,
+    socket: Socket,
     hello: Extract<AgentText, { t: 'hello' }>,
     address: string,
     door: (code: number, why: string) => void,
@@ -319,7 +343,7 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
       );
       return undefined;
     }
-    const agent = new Agent(ws, this.agents.length, hello, address, this);
+    const agent = new Agent(ws, socket, this.agents.length, hello, address, this);
     this.agents.push(agent);
     agent.send({ t: 'welcome', index: agent.record.index, name: hello.name });
     this.notice(

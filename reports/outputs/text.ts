@@ -6,6 +6,13 @@ import { formatIntervals } from '../percentile-ci.js';
 import { latencySeriesOf, type Report, type Verdict } from '../report.js';
 import { WINDOW_SERIES } from '../windows.js';
 
+/** The join channel's average rates, KiB/s each way. */
+function channelRate(ch: { bytesIn: number; bytesOut: number; seconds: number }): string {
+  if (!(ch.seconds > 0)) return '-';
+  const kib = (b: number) => (b / 1024 / ch.seconds).toFixed(1);
+  return `${kib(ch.bytesIn)}/${kib(ch.bytesOut)} KiB/s`;
+}
+
 /** Whether to colour: never when NO_COLOR is set or the stream is not a terminal. */
 export function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
   const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '';
@@ -265,6 +272,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
           String(a.facts.cores),
           a.resources ? `${(a.resources.rssBytes / 2 ** 20).toFixed(0)} MiB` : '-',
           a.resources ? `${a.resources.cpuSeconds.toFixed(1)} s` : '-',
+          channelRate(a.channel),
           String(a.refused),
         ]),
       ]),
