@@ -277,9 +277,9 @@ export class RunFold {
     const interval = past?.histograms ?? this.acc.histograms;
     for (const [series, snapshot] of Object.entries(histograms)) {
       this.histograms[series] ??= createLatencyHistogram();
-      const count = mergeSnapshot(this.histograms[series], snapshot);
       interval[series] ??= createLatencyHistogram();
-      mergeSnapshot(interval[series], snapshot);
+      // Decoded once, added to the run's histogram and its second's.
+      const count = mergeSnapshot([this.histograms[series], interval[series]], snapshot);
       // `push@eu` repeats samples of `push`: count each sample once.
       if (!series.includes('@')) samples += count;
     }

@@ -72,10 +72,17 @@ export function decodeHistogram(snapshot: string): LatencyHistogram {
   return decodeFromCompressedBase64(snapshot);
 }
 
-/** Adds a snapshot into `into` and returns the decoded snapshot's count. */
-export function mergeSnapshot(into: LatencyHistogram, snapshot: string): number {
+/**
+ * Adds a snapshot into `into` (one histogram, or several: it is decoded once)
+ * and returns the decoded snapshot's count.
+ */
+export function mergeSnapshot(
+  into: LatencyHistogram | readonly LatencyHistogram[],
+  snapshot: string,
+): number {
   const part = decodeHistogram(snapshot);
-  into.add(part);
+  if (Array.isArray(into)) for (const h of into) h.add(part);
+  else (into as LatencyHistogram).add(part);
   return part.totalCount;
 }
 
