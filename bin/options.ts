@@ -21,6 +21,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { type PlanInput, parseReconnectSpec } from '../capacity/plan.js';
 import { PushbenchError } from '../core/errors.js';
 import { parseDurationMs } from '../core/units.js';
+import { version } from '../core/version.js';
 import type { CapacityOptions, CapacityReport, ModelCheckOptions, RunOptions } from '../index.js';
 import { defaultResultsDir } from '../reports/outputs/results-dir.js';
 import {
@@ -831,6 +832,75 @@ export function parseAgentFlags(flags: AgentFlags): AgentFlags {
     throw new PushbenchError(
       'PB_USAGE',
       `--name must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit; got "${flags.name}"`,
+    );
+  }
+  return flags;
+}
+
+/** Flags of `pushbench k8s agents`. */
+export interface K8sAgentsFlags {
+  agents: number;
+  coordinator: string;
+  image: string;
+  name: string;
+  namespace?: string;
+  tokenSecret: string;
+  maxDevices?: number;
+  cpu: string;
+  memory: string;
+}
+
+/** The flag table of `pushbench k8s agents`. */
+export const k8sAgentsFlags: FlagTable<K8sAgentsFlags> = {
+  agents: whole('--agents <n>', 'load agents to place').makeOptionMandatory(),
+  coordinator: new Option(
+    '--coordinator <url>',
+    "the run's join URL, ws://HOST:PORT (as run --agents prints it)",
+  ).makeOptionMandatory(),
+  image: new Option('--image <image>', 'a container image with pushbench on its PATH').default(
+    `pushbench:${version}`,
+  ),
+  name: new Option('--name <name>', 'name of the Job and its Service').default('pushbench-agents'),
+  namespace: new Option('--namespace <ns>', 'namespace of both objects'),
+  tokenSecret: new Option(
+    '--token-secret <name>',
+    "Secret with the run's agent token under key `token`",
+  ).default('pushbench-agent-token'),
+  maxDevices: whole('--max-devices <n>', 'per agent: never hold more devices than this'),
+  cpu: new Option('--cpu <quantity>', 'per agent: CPU request').default('2'),
+  memory: new Option('--memory <quantity>', 'per agent: memory request and limit').default('4Gi'),
+};
+
+const K8S_NAME = /^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$/;
+
+/** `pushbench k8s agents`' flags, checked; throws `PB_USAGE` naming the flag. */
+export function parseK8sAgentsFlags(flags: K8sAgentsFlags): K8sAgentsFlags {
+  if (flags.agents < 1 || flags.agents > 100_000) {
+    throw new PushbenchError('PB_USAGE', `--agents must be 1-100000, got ${flags.agents}`);
+  }
+  parseAgentFlags({ join: flags.coordinator, token: 'x' });
+  for (const [flag, v] of [
+    ['--name', flags.name],
+    ['--token-secret', flags.tokenSecret],
+    ['--namespace', flags.namespace],
+  ] as const) {
+    if (v !== undefined && !K8S_NAME.test(v)) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `${flag} "${v}" is not a Kubernetes name: 1-52 of a-z 0-9 -, starting and ending with a letter or digit`,
+      );
+    }
+  }
+  if (!/^[0-9]+(\.[0-9]+)?m?$/.test(flags.cpu)) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--cpu must be a CPU quantity like 2 or 500m, got "${flags.cpu}"`,
+    );
+  }
+  if (!/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/.test(flags.memory)) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--memory must be a quantity like 4Gi, got "${flags.memory}"`,
     );
   }
   return flags;

@@ -19,11 +19,14 @@ import {
   capacitySearch,
   compareFlags,
   type FlagTable,
+  type K8sAgentsFlags,
+  k8sAgentsFlags,
   type ModelCheckFlags,
   modelCheckFlags,
   modelCheckOptions,
   type PlanFlags,
   parseAgentFlags,
+  parseK8sAgentsFlags,
   parseRunFlags,
   parseServeFlags,
   planFlags,
@@ -346,6 +349,29 @@ command(
     log: (line) => process.stderr.write(`agent: ${line}\n`),
   });
   process.exitCode = exit.code;
+});
+
+const k8s = program.command('k8s').description('print Kubernetes manifests');
+const k8sAgents = k8s
+  .command('agents')
+  .description('print an Indexed Job and its headless Service placing N load agents for a run');
+for (const option of Object.values<Option>(k8sAgentsFlags)) k8sAgents.addOption(option);
+k8sAgents.action(async (_: unknown, cmd: Command) => {
+  const flags = parseK8sAgentsFlags(flagsOf<K8sAgentsFlags>(cmd));
+  const { agentsManifest } = await import('../loadgen/join/k8s.js');
+  process.stdout.write(
+    agentsManifest({
+      agents: flags.agents,
+      coordinator: flags.coordinator,
+      image: flags.image,
+      name: flags.name,
+      ...(flags.namespace !== undefined && { namespace: flags.namespace }),
+      tokenSecret: flags.tokenSecret,
+      ...(flags.maxDevices !== undefined && { maxDevices: flags.maxDevices }),
+      cpu: flags.cpu,
+      memory: flags.memory,
+    }),
+  );
 });
 
 command('list', 'list the built-in scenarios', {}).action(async () => {
