@@ -23,6 +23,7 @@ import { PushbenchError } from '../core/errors.js';
 import { parseDurationMs } from '../core/units.js';
 import { version } from '../core/version.js';
 import type { CapacityOptions, CapacityReport, ModelCheckOptions, RunOptions } from '../index.js';
+import { parseSshTargets } from '../loadgen/join/ssh.js';
 import { defaultResultsDir } from '../reports/outputs/results-dir.js';
 import {
   type MatrixAxis,
@@ -131,6 +132,9 @@ export interface RunFlags {
   listen?: string;
   agentToken?: string;
   agentsTimeout?: number;
+  ssh?: string;
+  sshCommand?: string;
+  sshOption?: string[];
 }
 
 /** The flag table of `pushbench run`. */
@@ -182,6 +186,18 @@ export const runFlags: FlagTable<RunFlags> = {
     'with --agents: how long to wait for them',
     120_000,
   ),
+  ssh: new Option(
+    '--ssh <user@host,...>',
+    'start an agent on each host over ssh (batch mode), same pushbench version checked; implies --agents',
+  ),
+  sshCommand: new Option(
+    '--ssh-command <cmd>',
+    'with --ssh: the command that runs pushbench on those hosts',
+  ).default('pushbench'),
+  sshOption: repeated(
+    '--ssh-option <opt>',
+    'with --ssh: an ssh -o option, e.g. IdentityFile=~/.ssh/load (repeatable)',
+  ),
 };
 
 /** `HOST:PORT` of `--listen`; throws `PB_USAGE` with the flag's value. */
@@ -199,11 +215,20 @@ export function parseListen(value: string): { host: string; port: number } {
 
 /** `--agents` and its companions as {@link RunOptions.agents}, or undefined without `--agents`. */
 function agentsOption(flags: RunFlags): RunOptions['agents'] {
-  if (flags.agents === undefined) {
+  const targets = flags.ssh === undefined ? undefined : parseSshTargets(flags.ssh);
+  const count = flags.agents ?? targets?.length;
+  if (count === undefined) {
     if (flags.listen !== undefined) {
       throw new PushbenchError('PB_USAGE', '--listen only goes with --agents N');
     }
     return undefined;
+  }
+  flags.agents = count;
+  if (targets !== undefined && count < targets.length) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--agents ${count} is fewer than the ${targets.length} hosts --ssh names`,
+    );
   }
   if (flags.agents < 1 || flags.agents > 10_000) {
     throw new PushbenchError('PB_USAGE', `--agents must be 1-10000, got ${flags.agents}`);
@@ -223,6 +248,13 @@ function agentsOption(flags: RunFlags): RunOptions['agents'] {
     ...parseListen(flags.listen),
     token,
     timeoutMs: flags.agentsTimeout ?? 120_000,
+    ...(targets && {
+      ssh: {
+        targets,
+        command: flags.sshCommand ?? 'pushbench',
+        options: flags.sshOption ?? [],
+      },
+    }),
   };
 }
 

@@ -13,6 +13,7 @@ import { version } from '../core/version.js';
 import { Coordinator } from '../loadgen/coordinator.js';
 import { AgentListener, type AgentRecord } from '../loadgen/join/listener.js';
 import { type AgentPlacement, placeOverAgents } from '../loadgen/join/placement.js';
+import { launchOverSsh, type SshAgents, type SshTarget } from '../loadgen/join/ssh.js';
 import { withLiveRoutes } from '../loadgen/placement.js';
 import { checkGateTargets, parseGates } from '../reports/gates.js';
 import { type OutputRequest, writeOutputs } from '../reports/outputs/index.js';
@@ -60,6 +61,8 @@ export interface AgentsOption {
   token: string;
   /** How long to wait for every agent. */
   timeoutMs: number;
+  /** Start agents on these hosts over ssh (`--ssh`), running `command` there. */
+  ssh?: { targets: SshTarget[]; command: string; options: string[] };
 }
 
 /**
@@ -71,7 +74,12 @@ async function gatherAgents(
   option: AgentsOption,
   engine: 'userland' | 'kernel',
   listener: RunListener,
-): Promise<{ agents: AgentListener; placed: AgentPlacement; records: AgentRecord[] }> {
+): Promise<{
+  agents: AgentListener;
+  placed: AgentPlacement;
+  records: AgentRecord[];
+  ssh: SshAgents | undefined;
+}> {
   if (engine === 'kernel') {
     throw new PushbenchError(
       'PB_USAGE',
@@ -97,11 +105,29 @@ async function gatherAgents(
     expect: option.count,
     notice: (line) => listener.notice?.(line),
   });
+  let ssh: SshAgents | undefined;
   try {
+    const byHand = option.count - (option.ssh?.targets.length ?? 0);
     listener.notice?.(
-      `waiting ${Math.round(option.timeoutMs / 1000)} s for ${option.count} load agent${option.count === 1 ? '' : 's'}; on each load host run: pushbench agent --join ${agents.url} --token ${option.token}`,
+      `waiting ${Math.round(option.timeoutMs / 1000)} s for ${option.count} load agent${option.count === 1 ? '' : 's'}${
+        byHand > 0
+          ? `; on each load host run: pushbench agent --join ${agents.url} --token ${option.token}`
+          : ''
+      }`,
     );
-    const records = await agents.waitForAgents(option.timeoutMs);
+    if (option.ssh) {
+      ssh = await launchOverSsh(option.ssh.targets, {
+        url: agents.url,
+        token: option.token,
+        command: option.ssh.command,
+        options: option.ssh.options,
+        version,
+        log: (line) => listener.notice?.(line),
+      });
+    }
+    const records = await (ssh
+      ? Promise.race([agents.waitForAgents(option.timeoutMs), ssh.failed])
+      : agents.waitForAgents(option.timeoutMs));
     const { count, reserve } = scenario.devices;
     const placed = placeOverAgents(
       {
@@ -119,9 +145,10 @@ async function gatherAgents(
         `agent ${r.name}: clock offset ${(c.offsetUs / 1000).toFixed(3)} ms ± ${(c.uncertaintyUs / 1000).toFixed(3)} ms (best round trip ${(c.roundTripUs / 1000).toFixed(3)} ms of ${c.samples})`,
       );
     }
-    return { agents, placed, records };
+    return { agents, placed, records, ssh };
   } catch (err) {
     await agents.close();
+    await ssh?.stop();
     throw err;
   }
 }
@@ -239,6 +266,7 @@ export async function run(
     refuseIfCapped(scenario, checked);
   } catch (err) {
     await gathered?.agents.close();
+    await gathered?.ssh?.stop();
     throw err;
   }
   listener.notice?.(describePreflight(scenario, checked));
@@ -272,6 +300,7 @@ export async function run(
     );
   } catch (err) {
     await gathered?.agents.close();
+    await gathered?.ssh?.stop();
     throw err;
   }
   for (const note of cluster.limitNotes()) listener.notice?.(note);
@@ -352,6 +381,7 @@ export async function run(
   } finally {
     director?.stop();
     await gathered?.agents.close();
+    await gathered?.ssh?.stop();
     await cluster.stop();
   }
 

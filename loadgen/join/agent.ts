@@ -253,6 +253,8 @@ export function runAgent(options: AgentOptions): Promise<AgentExit> {
             }
             case 'end':
               ended = true;
+              // Its processes' last reading, however short the run was.
+              report();
               void finish({ code: 0, reason: 'the run ended' });
               break;
           }

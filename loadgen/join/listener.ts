@@ -212,6 +212,8 @@ export interface ListenOptions {
 export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset: [AgentRecord] }> {
   private readonly agents: Agent[] = [];
   private started = false;
+  /** Pending {@link waitForAgents} calls' cleanups. */
+  private readonly waits = new Set<() => void>();
   private readonly tokenDigest: Buffer;
   /** Connections refused at the door (token, version, hello), for the report. */
   readonly refusals: string[] = [];
@@ -387,7 +389,9 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
         clearTimeout(timer);
         this.off('joined', check);
         this.off('offset', check);
+        this.waits.delete(cleanup);
       };
+      this.waits.add(cleanup);
       this.on('joined', check);
       this.on('offset', check);
     });
@@ -417,6 +421,8 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
 
   /** Ends every agent's part of the run and stops listening. */
   async close(): Promise<void> {
+    // A wait given up on (the run failed otherwise) holds no timer.
+    for (const cleanup of [...this.waits]) cleanup();
     await Promise.all(this.agents.map((a) => a.end()));
     for (const ws of this.wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

@@ -260,6 +260,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
           'cores',
           'RSS',
           'CPU',
+          'channel in/out',
           'refused',
         ],
         ...agents.map((a) => [

@@ -8,7 +8,7 @@
  * root and runs them); elsewhere they skip, saying why.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../reports/report.js';
 import { ip } from '../../topology/kernel/commands.js';
 import { KernelFabric, type KernelHost } from '../../topology/kernel/fabric.js';
+import { ensureCommand } from '../setup/debian.js';
 
 const isRoot = process.getuid?.() === 0;
 const BIN = ['--import', 'tsx', 'bin/pushbench.ts'];
@@ -215,5 +216,137 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     });
     expect(stdout).toBe('');
     expect(await ip(['netns', 'pids', hosts[0]!.namespace])).toBe('');
+  }, 120_000);
+
+  it('--ssh starts an agent on a host through its sshd (checking its version first) and stops it at the end', async () => {
+    await ensureCommand('sshd', 'openssh-server');
+    const host = hosts[2]!;
+    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-ssh-'));
+    for (const key of ['host_key', 'client_key']) {
+      await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, key)]);
+    }
+    writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
+    writeFileSync(
+      join(dir, 'sshd_config'),
+      [
+        'Port 2222',
+        `ListenAddress ${host.address}`,
+        `HostKey ${join(dir, 'host_key')}`,
+        `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',
+        `PidFile ${join(dir, 'sshd.pid')}`,
+        '',
+      ].join('\n'),
+    );
+    // sshd's privilege separation directory (Debian's service would make it).
+    await execa('mkdir', ['-p', '/run/sshd']);
+    const sshd = execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        host.namespace,
+        '/usr/sbin/sshd',
+        '-D',
+        '-e',
+        '-f',
+        join(dir, 'sshd_config'),
+      ],
+      { reject: false, all: true },
+    );
+    try {
+      for (let i = 0; i < 100; i++) {
+        const up = await new Promise<boolean>((resolve) => {
+          const s = connect(2222, host.address, () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on('error', () => resolve(false));
+        });
+        if (up) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const ssh = [
+        '--ssh',
+        `root@${host.address}:2222`,
+        '--ssh-option',
+        `IdentityFile=${join(dir, 'client_key')}`,
+        '--ssh-option',
+        `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+        '--ssh-option',
+        'StrictHostKeyChecking=no',
+      ];
+      const scenario = {
+        name: 'agents-ssh',
+        topology: { nodes: 1 },
+        devices: { count: 200, connectRate: 400 },
+        traffic: { direct: { rate: 50 } },
+        duration: '3s',
+        gates: ['connections.held >= 100%'],
+      };
+      const file = join(dir, 'scenario.json');
+      writeFileSync(file, JSON.stringify(scenario));
+      const listen = ['--listen', `${fabric.rootAddress}:${await freePort(fabric.rootAddress)}`];
+
+      // Another version on the host: refused before anything starts, naming the host.
+      const other = await execa(
+        process.execPath,
+        [
+          ...BIN,
+          'run',
+          file,
+          ...listen,
+          ...ssh,
+          '--ssh-command',
+          'echo 9.9.9 #',
+          '--agent-token',
+          TOKEN,
+        ],
+        { reject: false, all: true, env: { NO_COLOR: '1' } },
+      );
+      expect(other.exitCode, text(other)).toBe(2);
+      expect(text(other)).toMatch(
+        new RegExp(
+          `--ssh root@${host.address.replaceAll('.', '\\.')} runs pushbench 9\\.9\\.9, this coordinator`,
+        ),
+      );
+
+      const r = await execa(
+        process.execPath,
+        [
+          ...BIN,
+          'run',
+          file,
+          ...listen,
+          ...ssh,
+          '--ssh-command',
+          `cd ${process.cwd()} && ${process.execPath} --import tsx bin/pushbench.ts`,
+          '--agent-token',
+          TOKEN,
+          '--out',
+          join(dir, 'out'),
+        ],
+        { reject: false, all: true, env: { NO_COLOR: '1' } },
+      );
+      expect([0, 5], text(r)).toContain(r.exitCode);
+      const report = JSON.parse(readFileSync(join(dir, 'out', 'report.json'), 'utf8')) as Report;
+      expect(report.gates.map((g) => g.verdict)).toEqual(['pass']);
+      const [record] = report.generator.agents ?? [];
+      expect(record?.name).toBe(host.address);
+      expect(record?.address).toBe(host.address);
+      expect(record?.devices).toBe(200);
+      expect(report.devices.heldAtServer).toBe(200);
+      // The agent left with the run: only sshd is left on the host.
+      const left = (await ip(['netns', 'pids', host.namespace])).split('\n').filter(Boolean);
+      expect(left).toEqual([String(sshd.pid)]);
+    } finally {
+      sshd.kill('SIGTERM');
+      await sshd;
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });
