@@ -135,6 +135,8 @@ export interface RunFlags {
   ssh?: string;
   sshCommand?: string;
   sshOption?: string[];
+  agentTlsCert?: string;
+  agentTlsKey?: string;
 }
 
 /** The flag table of `pushbench run`. */
@@ -198,6 +200,11 @@ export const runFlags: FlagTable<RunFlags> = {
     '--ssh-option <opt>',
     'with --ssh: an ssh -o option, e.g. IdentityFile=~/.ssh/load (repeatable)',
   ),
+  agentTlsCert: new Option(
+    '--agent-tls-cert <file>',
+    'with --agents: serve the join channel as wss:// with this certificate (PEM)',
+  ),
+  agentTlsKey: new Option('--agent-tls-key <file>', 'with --agent-tls-cert: its private key (PEM)'),
 };
 
 /** `HOST:PORT` of `--listen`; throws `PB_USAGE` with the flag's value. */
@@ -211,6 +218,15 @@ export function parseListen(value: string): { host: string; port: number } {
     );
   }
   return { host: m[1]!, port };
+}
+
+/** `--agent-tls-cert` and `--agent-tls-key`, both or neither. */
+function tlsFiles(flags: RunFlags): { certFile: string; keyFile: string } | undefined {
+  if (flags.agentTlsCert === undefined && flags.agentTlsKey === undefined) return undefined;
+  if (flags.agentTlsCert === undefined || flags.agentTlsKey === undefined) {
+    throw new PushbenchError('PB_USAGE', '--agent-tls-cert and --agent-tls-key go together');
+  }
+  return { certFile: flags.agentTlsCert, keyFile: flags.agentTlsKey };
 }
 
 /** `--agents` and its companions as {@link RunOptions.agents}, or undefined without `--agents`. */
@@ -248,6 +264,7 @@ function agentsOption(flags: RunFlags): RunOptions['agents'] {
     ...parseListen(flags.listen),
     token,
     timeoutMs: flags.agentsTimeout ?? 120_000,
+    ...(tlsFiles(flags) && { tls: tlsFiles(flags) }),
     ...(targets && {
       ssh: {
         targets,
@@ -828,6 +845,8 @@ export interface AgentFlags {
   token: string;
   name?: string;
   maxDevices?: number;
+  sourceAddresses?: string;
+  ca?: string;
 }
 
 /** The flag table of `pushbench agent`. */
@@ -841,6 +860,11 @@ export const agentFlags: FlagTable<AgentFlags> = {
     .makeOptionMandatory(),
   name: new Option('--name <name>', 'how the run names this agent (default: the host name)'),
   maxDevices: whole('--max-devices <n>', 'never hold more devices than this'),
+  ca: new Option('--ca <file>', 'with a wss:// join URL: trust this CA certificate (PEM)'),
+  sourceAddresses: new Option(
+    '--source-addresses <a,b,...>',
+    "this host's IPv4 addresses for devices to bind, round-robin (each adds ~28k ports toward one destination; bind slows past ~2,000 devices per address, so give about one per 2,048)",
+  ),
 };
 
 /** `pushbench agent`'s flags, checked; throws `PB_USAGE` with the flag's value. */
@@ -859,6 +883,14 @@ export function parseAgentFlags(flags: AgentFlags): AgentFlags {
       'PB_USAGE',
       `--join must be a ws:// or wss:// URL, got "${flags.join}"`,
     );
+  }
+  for (const a of flags.sourceAddresses?.split(',') ?? []) {
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(a)) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `--source-addresses takes IPv4 addresses, comma-separated; got "${a}"`,
+      );
+    }
   }
   if (flags.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(flags.name)) {
     throw new PushbenchError(

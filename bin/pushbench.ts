@@ -5,7 +5,7 @@
  * of each command, typed, are in ./options.ts; each command below turns them
  * into one API call, prints the outcome and returns the exit code.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, type Option } from 'commander';
 import { PushbenchError } from '../core/errors.js';
 import { ExitCode } from '../core/exit-codes.js';
@@ -341,11 +341,26 @@ command(
 ).action(async (_: unknown, cmd: Command) => {
   const flags = parseAgentFlags(flagsOf<AgentFlags>(cmd));
   const { runAgent } = await import('../loadgen/join/agent.js');
+  let ca: Buffer | undefined;
+  if (flags.ca !== undefined) {
+    try {
+      ca = readFileSync(flags.ca);
+    } catch (err) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `cannot read --ca ${flags.ca}: ${(err as Error).message}`,
+      );
+    }
+  }
   const exit = await runAgent({
+    ...(ca !== undefined && { ca }),
     url: flags.join,
     token: flags.token,
     ...(flags.name !== undefined && { name: flags.name }),
     ...(flags.maxDevices !== undefined && { maxDevices: flags.maxDevices }),
+    ...(flags.sourceAddresses !== undefined && {
+      sourceAddresses: flags.sourceAddresses.split(','),
+    }),
     log: (line) => process.stderr.write(`agent: ${line}\n`),
   });
   process.exitCode = exit.code;

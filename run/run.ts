@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
@@ -63,6 +64,17 @@ export interface AgentsOption {
   timeoutMs: number;
   /** Start agents on these hosts over ssh (`--ssh`), running `command` there. */
   ssh?: { targets: SshTarget[]; command: string; options: string[] };
+  /** Serve the join channel as `wss://` with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/** A PEM file for the join channel's TLS, or `PB_USAGE` naming it. */
+function readPem(what: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new PushbenchError('PB_USAGE', `cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
 }
 
 /**
@@ -104,6 +116,12 @@ async function gatherAgents(
     token: option.token,
     expect: option.count,
     notice: (line) => listener.notice?.(line),
+    ...(option.tls && {
+      tls: {
+        cert: readPem('--agent-tls-cert', option.tls.certFile),
+        key: readPem('--agent-tls-key', option.tls.keyFile),
+      },
+    }),
   });
   let ssh: SshAgents | undefined;
   try {

@@ -56,6 +56,12 @@ export interface AgentOptions {
   name?: string;
   /** Never offer more devices than this. */
   maxDevices?: number;
+  /**
+   * Source addresses of this host for the devices to bind, round-robin: each
+   * gives another range of ephemeral ports toward one destination. Default:
+   * the kernel picks (one address's ports).
+   */
+  sourceAddresses?: string[];
   /** Give up joining after this long, ms. Default 30 s. */
   joinTimeoutMs?: number;
   /** Trust this CA (PEM) for a `wss://` coordinator. */
@@ -76,7 +82,7 @@ function availableMemory(): number {
 }
 
 /** This host's facts and what it offers to hold. */
-export function hostFacts(maxDevices?: number): HostFacts {
+export function hostFacts(maxDevices?: number, sourceAddresses = 1): HostFacts {
   const machine = machineFacts();
   const limits = processLimits();
   const free = availableMemory();
@@ -86,7 +92,7 @@ export function hostFacts(maxDevices?: number): HostFacts {
   }
   const byMemory = Math.floor((free * MEMORY_SHARE) / BYTES_PER_DEVICE);
   // Devices reach one destination from one source address unless told otherwise.
-  const byPorts = Math.floor((limits.ephemeralPorts ?? 28_232) * PORT_SHARE);
+  const byPorts = Math.floor((limits.ephemeralPorts ?? 28_232) * PORT_SHARE) * sourceAddresses;
   const offer = Math.min(byMemory, byPorts, maxDevices ?? Number.POSITIVE_INFINITY);
   return {
     hostname: hostname(),
@@ -187,7 +193,15 @@ export function runAgent(options: AgentOptions): Promise<AgentExit> {
     const spawn = (order: Extract<CoordinatorBinary, { t: 'spawn' }>) => {
       if (hosts.length > 0) throw new JoinProtocolError('a second spawn order');
       const offsetUs = offset?.offsetUs ?? 0;
-      const groups = order.groups.map((g) => g.map((d) => ({ ...d, clockOffsetUs: offsetUs })));
+      const local = options.sourceAddresses ?? [];
+      const groups = order.groups.map((g) =>
+        g.map((d) => ({
+          ...d,
+          clockOffsetUs: offsetUs,
+          // This host's own addresses, when it was given some; else its kernel picks.
+          routes: d.routes.map((r) => ({ ...r, localAddresses: local })),
+        })),
+      );
       hosts = startShardGroups(groups);
       const indices = groups.flat().map((d) => d.workerIndex);
       let i = 0;
@@ -222,7 +236,7 @@ export function runAgent(options: AgentOptions): Promise<AgentExit> {
         name,
         pushbench: version,
         node: process.version,
-        facts: hostFacts(options.maxDevices),
+        facts: hostFacts(options.maxDevices, Math.max(1, options.sourceAddresses?.length ?? 0)),
       });
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {

@@ -9,6 +9,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { monoNowUs } from '../../core/clock.js';
@@ -206,6 +207,8 @@ export interface ListenOptions {
   notice?: (line: string) => void;
   /** How long a new connection has to say `hello`, ms. Default 10 s. */
   helloDeadlineMs?: number;
+  /** Serve `wss://` with this certificate and key (PEM); default plain `ws://`. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 /** Listens for agents and holds those admitted. */
@@ -230,28 +233,43 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
   /** Starts listening; rejects with one line when the address cannot be had. */
   static listen(options: ListenOptions): Promise<AgentListener> {
     return new Promise((resolve, reject) => {
-      const wss = new WebSocketServer({
-        host: options.host,
-        port: options.port,
-        perMessageDeflate: false,
-        maxPayload: 512 * 2 ** 20,
-      });
-      wss.once('listening', () => resolve(new AgentListener(wss, options)));
-      wss.once('error', (err: NodeJS.ErrnoException) =>
+      const fail = (err: NodeJS.ErrnoException) =>
         reject(
           new PushbenchError(
             err.code === 'EADDRINUSE' ? 'PB_PORT_IN_USE' : 'PB_USAGE',
             `cannot listen for agents on ${options.host}:${options.port}: ${err.message}`,
           ),
-        ),
-      );
+        );
+      const settings = { perMessageDeflate: false, maxPayload: 512 * 2 ** 20 };
+      if (options.tls === undefined) {
+        const wss = new WebSocketServer({ host: options.host, port: options.port, ...settings });
+        wss.once('listening', () => resolve(new AgentListener(wss, options)));
+        wss.once('error', fail);
+        return;
+      }
+      let server: ReturnType<typeof createHttpsServer>;
+      try {
+        server = createHttpsServer({ cert: options.tls.cert, key: options.tls.key });
+      } catch (err) {
+        reject(
+          new PushbenchError(
+            'PB_USAGE',
+            `the agents' TLS certificate or key cannot be used: ${(err as Error).message}`,
+          ),
+        );
+        return;
+      }
+      const wss = new WebSocketServer({ server, ...settings });
+      server.once('error', fail);
+      server.listen(options.port, options.host, () => resolve(new AgentListener(wss, options)));
     });
   }
 
-  /** Where agents join: `ws://host:port`. */
+  /** Where agents join: `ws://host:port`, or `wss://` with TLS. */
   get url(): string {
     const a = this.wss.address() as AddressInfo;
-    return `ws://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+    const scheme = this.options.tls === undefined ? 'ws' : 'wss';
+    return `${scheme}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
   notice(line: string): void {
@@ -426,5 +444,8 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
     await Promise.all(this.agents.map((a) => a.end()));
     for (const ws of this.wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    // With TLS the HTTPS server is ours to close; ws leaves a server it was given open.
+    const server = (this.wss.options as { server?: { close(cb: () => void): void } }).server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }

@@ -7,7 +7,11 @@
  * are in test/e2e/agents.test.ts.
  */
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { serialize } from 'node:v8';
+import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { version } from '../../core/version.js';
@@ -195,6 +199,54 @@ describe('the agent', () => {
     expect(nobody.reason).toMatch(
       /^could not reach the coordinator at ws:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/,
     );
+  });
+});
+
+describe('the join channel over TLS', () => {
+  it('serves wss:// with a certificate; an agent trusting its CA joins, one that does not is refused by its own TLS check', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-join-tls-'));
+    try {
+      await execa('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=pushbench-test',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ]);
+      const cert = readFileSync(join(dir, 'cert.pem'));
+      listener = await AgentListener.listen({
+        host: '127.0.0.1',
+        port: 0,
+        token: TOKEN,
+        expect: 1,
+        tls: { cert, key: readFileSync(join(dir, 'key.pem')) },
+      });
+      const l = listener;
+      expect(l.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
+      const untrusting = await runAgent({ url: l.url, token: TOKEN, name: 'x' });
+      expect(untrusting.code).toBe(1);
+      expect(untrusting.reason).toMatch(/self-signed certificate/);
+      const trusting = runAgent({ url: l.url, token: TOKEN, name: 'tls-agent', ca: cert });
+      const [record] = await l.waitForAgents(10_000);
+      expect(record?.name).toBe('tls-agent');
+      await l.close();
+      listener = undefined;
+      expect(await trusting).toEqual({ code: 0, reason: 'the run ended' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
