@@ -171,6 +171,12 @@ export interface LoadAgentRecord {
   refused: number;
   /** The join channel's traffic since the welcome: bytes each way (TCP payload), over `seconds`. */
   channel: { bytesIn: number; bytesOut: number; seconds: number };
+  /**
+   * Its own devices' latency, per series: the merge of its shards' snapshots
+   * (compressed base64 HdrHistogram, µs), and the run's histogram is the sum of
+   * every agent's. Absent when the run failed before the end.
+   */
+  histograms?: Record<string, string>;
   /** Why it was lost, when it was; null while it stayed to the end. */
   lost: string | null;
 }
@@ -260,6 +266,11 @@ export interface LoadResult {
   unaddressed: number;
   /** Frames devices received that were not readable pushes. */
   badFrames: number;
+  /**
+   * Merged histograms by series of each group of shards that has a name: each
+   * load agent on another host (`--agents`). The run's histograms are their sum.
+   */
+  groupHistograms?: Record<string, Record<string, LatencyHistogram>>;
   /** Per-interval merged histograms, in time order. */
   intervals: IntervalHistograms[];
   /** Phase changes on the run's time axis. */

@@ -215,7 +215,9 @@ export class Coordinator extends EventEmitter<{
             agents.processesOf,
           );
     for (const host of this.hosts) {
-      for (const { name, handle } of host.shards) this.deviceShards.push(this.watch(name, handle));
+      for (const { name, handle } of host.shards) {
+        this.deviceShards.push(this.watch(name, handle, host.group));
+      }
     }
     this.reserveLeft = placement.shards.map((s) => s.reserveCount);
     this.publisherThread = this.watch(
@@ -234,14 +236,14 @@ export class Coordinator extends EventEmitter<{
   }
 
   /** Folds a worker's messages and fails the run when it fails, crashes or exits early. */
-  private watch<W extends ShardHandle>(name: string, worker: W): W {
+  private watch<W extends ShardHandle>(name: string, worker: W, group?: string): W {
     worker.on('message', (msg: FromWorker) => {
       if (msg.type === 'fatal') {
         this.signal.fail(
           new PushbenchError('PB_WORKER_FAILED', `${name} failed: ${msg.message.split('\n')[0]}`),
         );
       } else {
-        this.fold.apply(name, msg);
+        this.fold.apply(name, msg, group);
       }
       this.signal.wake();
     });

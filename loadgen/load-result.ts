@@ -69,6 +69,7 @@ export function buildLoadResult(end: LoadEnd): LoadResult {
     ),
     traffic: mergeTraffic(finals, pub),
     histograms: fold.histograms,
+    ...(fold.groups.size > 0 && { groupHistograms: Object.fromEntries(fold.groups) }),
     timeline: fold.timeline,
     generator: {
       valid: reasons.length === 0,

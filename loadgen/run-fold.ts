@@ -108,6 +108,17 @@ export class RunFold {
   private samplesLate = 0;
   /** Interval reports that arrived after their interval was flushed (merged into it all the same). */
   lateReports = 0;
+  /** The group of the message being folded, if any. */
+  private group: Record<string, LatencyHistogram> | undefined;
+
+  private groupHistograms(name: string): Record<string, LatencyHistogram> {
+    let g = this.groups.get(name);
+    if (g === undefined) {
+      g = {};
+      this.groups.set(name, g);
+    }
+    return g;
+  }
 
   /** Fixes t = 0 of the timeline and the start of the first interval (host-monotonic µs). */
   begin(startUs: number): void {
@@ -115,8 +126,15 @@ export class RunFold {
     this.intervalStartUs = startUs;
   }
 
-  /** Folds one message from worker `source` (a name used in the generator's reasons). */
-  apply(source: string, msg: FoldedMessage): void {
+  /** Per named group of shards (a load agent on another host): its merged histograms by series. */
+  readonly groups = new Map<string, Record<string, LatencyHistogram>>();
+
+  /**
+   * Folds one message from worker `source` (a name used in the generator's
+   * reasons); a device shard's latency also goes to its `group`'s histograms.
+   */
+  apply(source: string, msg: FoldedMessage, group?: string): void {
+    this.group = group === undefined ? undefined : this.groupHistograms(group);
     const a = this.acc;
     switch (msg.type) {
       case 'ready':
@@ -278,8 +296,13 @@ export class RunFold {
     for (const [series, snapshot] of Object.entries(histograms)) {
       this.histograms[series] ??= createLatencyHistogram();
       interval[series] ??= createLatencyHistogram();
-      // Decoded once, added to the run's histogram and its second's.
-      const count = mergeSnapshot([this.histograms[series], interval[series]], snapshot);
+      const targets = [this.histograms[series], interval[series]];
+      if (this.group !== undefined) {
+        this.group[series] ??= createLatencyHistogram();
+        targets.push(this.group[series]);
+      }
+      // Decoded once, added to the run's histogram, its second's and its group's.
+      const count = mergeSnapshot(targets, snapshot);
       // `push@eu` repeats samples of `push`: count each sample once.
       if (!series.includes('@')) samples += count;
     }

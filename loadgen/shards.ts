@@ -27,6 +27,8 @@ export interface ShardHost {
   readonly shards: NamedShard[];
   /** Process ids on this host to read from /proc (empty: the coordinator's own process). */
   pids(): number[];
+  /** A name whose devices' latency the run also keeps apart (a load agent on another host). */
+  readonly group?: string;
 }
 
 /** Settings every shard shares, from the load plan. */

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
 import { machineFacts, processLimits } from '../core/machine.js';
+import { encodeHistogram } from '../core/measure/histogram.js';
 import {
   type ProcessStats,
   readProcessStats,
@@ -413,7 +414,19 @@ export async function run(
     server,
     faults,
     lostAtS: load.lostAtS,
-    ...(gathered && { agents: gathered.agents.records() }),
+    ...(gathered && {
+      agents: gathered.agents.records().map((a) => {
+        const own = load.groupHistograms?.[a.name];
+        return own === undefined
+          ? a
+          : {
+              ...a,
+              histograms: Object.fromEntries(
+                Object.entries(own).map(([series, h]) => [series, encodeHistogram(h)]),
+              ),
+            };
+      }),
+    }),
     topology: {
       nodes: cluster.describe(),
       ...cluster.infrastructure(),

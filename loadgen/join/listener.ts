@@ -433,7 +433,7 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
         agent.record.devices += d.deviceCount + d.reserveCount;
       }
       if (groups.length > 0) agent.sendBinary(encodeBinary({ t: 'spawn', groups }));
-      return { shards, pids: () => [] };
+      return { shards, pids: () => [], group: agent.record.name };
     });
   }
 

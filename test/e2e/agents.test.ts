@@ -13,6 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createLatencyHistogram,
+  decodeHistogram,
+  summarize,
+} from '../../core/measure/histogram.js';
 import type { Report } from '../../reports/report.js';
 import { ip } from '../../topology/kernel/commands.js';
 import { KernelFabric, type KernelHost } from '../../topology/kernel/fabric.js';
@@ -155,6 +160,15 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       straight.clock!.worstUncertaintyUs + 1000,
     );
     expect(report.generator.clockUncertaintyUs).toBeGreaterThan(0);
+    // The merged histograms are the sum of the agents' own: counts and percentiles.
+    for (const series of ['push', 'connect']) {
+      const sum = createLatencyHistogram();
+      for (const a of records) sum.add(decodeHistogram(a.histograms![series]!));
+      const merged = decodeHistogram(report.histograms[series]!);
+      expect(sum.totalCount).toBe(merged.totalCount);
+      expect(summarize(sum).p99).toBe(report.latency[series]!.p99);
+      expect(summarize(sum).max).toBe(report.latency[series]!.max);
+    }
     // Latency from the scheduled send, on one time base: seconds of skew left nowhere.
     expect(report.latency.push.max).toBeLessThan(1000);
     expect(report.latency.connect.max).toBeLessThan(5000);
