@@ -137,6 +137,7 @@ export interface RunFlags {
   sshOption?: string[];
   agentTlsCert?: string;
   agentTlsKey?: string;
+  agentsTolerate?: string;
 }
 
 /** The flag table of `pushbench run`. */
@@ -205,6 +206,10 @@ export const runFlags: FlagTable<RunFlags> = {
     'with --agents: serve the join channel as wss:// with this certificate (PEM)',
   ),
   agentTlsKey: new Option('--agent-tls-key <file>', 'with --agent-tls-cert: its private key (PEM)'),
+  agentsTolerate: new Option(
+    '--agents-tolerate <share>',
+    'with --agents: go on when agents holding at most this share of the devices are lost (e.g. 10%); default: any loss ends the run (exit 6)',
+  ),
 };
 
 /** `HOST:PORT` of `--listen`; throws `PB_USAGE` with the flag's value. */
@@ -218,6 +223,19 @@ export function parseListen(value: string): { host: string; port: number } {
     );
   }
   return { host: m[1]!, port };
+}
+
+/** `--agents-tolerate`: `10%` or `0.1`, in [0, 1). */
+function parseShare(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(value.trim());
+  const share = m ? Number(m[1]) / (m[2] === '%' ? 100 : 1) : Number.NaN;
+  if (!(share >= 0 && share < 1)) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--agents-tolerate must be a share below 100%, e.g. 10% or 0.1; got "${value}"`,
+    );
+  }
+  return share;
 }
 
 /** `--agent-tls-cert` and `--agent-tls-key`, both or neither. */
@@ -265,6 +283,7 @@ function agentsOption(flags: RunFlags): RunOptions['agents'] {
     token,
     timeoutMs: flags.agentsTimeout ?? 120_000,
     ...(tlsFiles(flags) && { tls: tlsFiles(flags) }),
+    ...(flags.agentsTolerate !== undefined && { tolerateShare: parseShare(flags.agentsTolerate) }),
     ...(targets && {
       ssh: {
         targets,

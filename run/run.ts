@@ -67,6 +67,8 @@ export interface AgentsOption {
   ssh?: { targets: SshTarget[]; command: string; options: string[] };
   /** Serve the join channel as `wss://` with this certificate and key (PEM files). */
   tls?: { certFile: string; keyFile: string };
+  /** Go on when agents holding at most this share of the devices are lost (0-1). */
+  tolerateShare?: number;
 }
 
 /** A PEM file for the join channel's TLS, or `PB_USAGE` naming it. */
@@ -117,6 +119,7 @@ async function gatherAgents(
     token: option.token,
     expect: option.count,
     notice: (line) => listener.notice?.(line),
+    ...(option.tolerateShare !== undefined && { tolerateShare: option.tolerateShare }),
     ...(option.tls && {
       tls: {
         cert: readPem('--agent-tls-cert', option.tls.certFile),
@@ -393,6 +396,14 @@ export async function run(
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));
     load = await coordinator.run();
     if (loadResources) load.generator.resources = loadResources;
+    // Agents lost within --agents-tolerate: the result stands, and says so.
+    for (const a of gathered?.agents.records() ?? []) {
+      if (a.lost !== null) {
+        load.generator.warnings.push(
+          `load agent ${a.name} (${a.address}, ${a.devices} devices) was lost mid-run: ${a.lost}; its devices are counted as held by nobody at the end, and messages to them as lost`,
+        );
+      }
+    }
     // What the preflight foresaw stands beside the generator's own verdict.
     if (load.generator.valid) load.generator.warnings.push(...cpuWarnings);
     else load.generator.reasons.push(...cpuWarnings);

@@ -143,6 +143,7 @@ class Agent {
     if (!shard) throw new JoinProtocolError(`shard ${msg.shard} is not this agent's`);
     switch (msg.type) {
       case 'from-shard':
+        shard.note(msg.msg as FromWorker);
         shard.emit('message', msg.msg as FromWorker);
         break;
       case 'shard-error':
@@ -161,6 +162,14 @@ class Agent {
       return;
     }
     this.record.lost = why;
+    if (this.listener.tolerates(this.record.devices)) {
+      this.record.lost = `${why} (tolerated: --agents-tolerate)`;
+      this.listener.notice(
+        `load agent ${this.record.name} (${this.record.address}, ${this.record.devices} devices) was lost: ${why}; the run goes on without it (--agents-tolerate), its devices held nothing more and messages to them count as lost`,
+      );
+      for (const s of this.shards.values()) s.standIn();
+      return;
+    }
     const err = new PushbenchError(
       'PB_AGENT_LOST',
       `load agent ${this.record.name} (${this.record.address}, ${this.record.devices} devices) was lost: ${why}`,
@@ -180,11 +189,71 @@ class Agent {
 
 /** One shard on a remote agent: a worker-thread-like handle. */
 class RemoteShard extends EventEmitter implements ShardHandle {
+  /** What the shard has said so far, to stand in for it if its agent is lost (tolerated). */
+  private rampDone = false;
+  private finalSent = false;
+  private open = 0;
+  private established = 0;
+
   constructor(
     private readonly agent: Agent,
     readonly shard: number,
+    /** Its initial devices, and the global index of its first. */
+    private readonly devices: number,
   ) {
     super();
+  }
+
+  /** Keeps what a stand-in needs from a relayed message. */
+  note(msg: FromWorker): void {
+    if (msg.type === 'ramp-done') this.rampDone = true;
+    else if (msg.type === 'device-final') this.finalSent = true;
+    else if (msg.type === 'device-interval') {
+      this.open = msg.open;
+      this.established = msg.established;
+    }
+  }
+
+  /**
+   * Its agent is gone and the run tolerates it: the messages the coordinator
+   * still waits for, saying what is known. Its devices count as requested,
+   * established as last reported, held by nobody; it delivered nothing more,
+   * so messages to its devices count as lost, never as delivered.
+   */
+  standIn(): void {
+    if (!this.rampDone) {
+      this.rampDone = true;
+      this.emit('message', {
+        type: 'ramp-done',
+        workerIndex: this.shard,
+        established: new Int32Array(0),
+        failed: 0,
+      } satisfies FromWorker);
+    }
+    if (this.finalSent) return;
+    this.finalSent = true;
+    this.emit('message', {
+      type: 'device-final',
+      workerIndex: this.shard,
+      requested: this.devices,
+      established: this.established,
+      heldAtEnd: 0,
+      failuresByReason: {},
+      closesByCode: {},
+      lossesByCause: this.open > 0 ? { agent_lost: this.open } : {},
+      reconnectingAtEnd: 0,
+      histograms: {},
+      delivered: new Uint8Array(0),
+      late: new Uint8Array(0),
+      duplicates: 0,
+      drops: new Float64Array(0),
+      dropNodes: new Int32Array(0),
+      nodeNames: [],
+      gaveUp: 0,
+      badFrames: 0,
+      traffic: null,
+      self: { elu: 0, lagP99Ms: 0, lagMaxMs: 0 },
+    } satisfies FromWorker);
   }
 
   postMessage(msg: ToWorker): void {
@@ -209,6 +278,8 @@ export interface ListenOptions {
   helloDeadlineMs?: number;
   /** Serve `wss://` with this certificate and key (PEM); default plain `ws://`. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Agents may be lost mid-run while the devices they held total at most this share (0-1) of the fleet. Default 0. */
+  tolerateShare?: number;
 }
 
 /** Listens for agents and holds those admitted. */
@@ -217,6 +288,9 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
   private started = false;
   /** Pending {@link waitForAgents} calls' cleanups. */
   private readonly waits = new Set<() => void>();
+  /** Devices on agents lost so far (tolerated), and on all agents. */
+  private lostDevices = 0;
+  private placedDevices = 0;
   private readonly tokenDigest: Buffer;
   /** Connections refused at the door (token, version, hello), for the report. */
   readonly refusals: string[] = [];
@@ -427,14 +501,24 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
       );
       const shards: NamedShard[] = [];
       for (const d of groups.flat()) {
-        const handle = new RemoteShard(agent, d.workerIndex);
+        const handle = new RemoteShard(agent, d.workerIndex, d.deviceCount);
         agent.shards.set(d.workerIndex, handle);
         shards.push({ name: `device shard ${d.workerIndex} (agent ${agent.record.name})`, handle });
         agent.record.devices += d.deviceCount + d.reserveCount;
+        this.placedDevices += d.deviceCount + d.reserveCount;
       }
       if (groups.length > 0) agent.sendBinary(encodeBinary({ t: 'spawn', groups }));
       return { shards, pids: () => [], group: agent.record.name };
     });
+  }
+
+  /** True (and counted) when losing `devices` more keeps the run within its tolerance. */
+  tolerates(devices: number): boolean {
+    const share = this.options.tolerateShare ?? 0;
+    if (!(share > 0) || this.placedDevices === 0) return false;
+    if ((this.lostDevices + devices) / this.placedDevices > share) return false;
+    this.lostDevices += devices;
+    return true;
   }
 
   /** Ends every agent's part of the run and stops listening. */

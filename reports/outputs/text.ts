@@ -291,7 +291,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
     for (const r of report.generator.reasons) out.push(c.magenta(`  - ${r}`));
   } else if ((report.generator.warnings ?? []).length > 0) {
     out.push('');
-    out.push(c.dim('generator lagged, result stands:'));
+    out.push(c.dim('generator warnings, result stands:'));
     for (const r of report.generator.warnings ?? []) out.push(c.dim(`  - ${r}`));
   }
   out.push('');

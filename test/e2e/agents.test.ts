@@ -232,6 +232,73 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     expect(await ip(['netns', 'pids', hosts[0]!.namespace])).toBe('');
   }, 120_000);
 
+  it('--agents-tolerate: a lost agent within the share lets the run finish, saying so; its devices held by nobody', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-tolerate-'));
+    const out = join(dir, 'out');
+    const port = await freePort(fabric.rootAddress);
+    const url = `ws://${fabric.rootAddress}:${port}`;
+    writeFileSync(
+      join(dir, 'scenario.json'),
+      JSON.stringify({
+        name: 'agents-tolerate',
+        topology: { nodes: 1 },
+        devices: { count: 1500, connectRate: 1500 },
+        traffic: { direct: { rate: 100 } },
+        duration: '6s',
+        gates: ['connections.heldAtServer >= 60%'],
+      }),
+    );
+    const run = execa(
+      process.execPath,
+      [
+        ...BIN,
+        'run',
+        join(dir, 'scenario.json'),
+        '--agents',
+        '3',
+        '--listen',
+        `${fabric.rootAddress}:${port}`,
+        '--agent-token',
+        TOKEN,
+        '--agents-tolerate',
+        '40%',
+        '--out',
+        out,
+      ],
+      { reject: false, all: true, env: { NO_COLOR: '1' } },
+    );
+    let progress = '';
+    run.all?.on('data', (chunk: Buffer) => {
+      progress += chunk.toString('utf8');
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    const agents = [
+      agent(hosts[0]!, url, 't1'),
+      agent(hosts[1]!, url, 'gone'),
+      agent(hosts[2]!, url, 't3'),
+    ];
+    for (let i = 0; i < 300 && !progress.includes('phase publishing'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const { stdout } = await execa('ip', ['netns', 'pids', hosts[1]!.namespace]);
+    for (const pid of stdout.split('\n').filter(Boolean))
+      await execa('kill', ['-9', pid], { reject: false });
+    const result = await run;
+    await Promise.all(agents);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
+    rmSync(dir, { recursive: true, force: true });
+    // The run finished and its own gates decided (exit 0 here: 2 of 3 agents' devices held).
+    expect(result.exitCode, text(result)).toBe(0);
+    const gone = report.generator.agents?.find((a) => a.name === 'gone');
+    expect(gone?.lost).toMatch(/its connection closed .*\(tolerated: --agents-tolerate\)/);
+    expect(report.generator.warnings?.join('\n')).toMatch(/load agent gone .* was lost mid-run/);
+    expect(report.devices.requested).toBe(1500);
+    expect(report.devices.heldAtEnd).toBe(1500 - gone!.devices);
+    expect(report.devices.heldAtServer).toBe(1500 - gone!.devices);
+    expect(report.devices.lossesByCause.agent_lost).toBe(gone!.devices);
+  }, 120_000);
+
   it('--ssh starts an agent on a host through its sshd (checking its version first) and stops it at the end', async () => {
     await ensureCommand('sshd', 'openssh-server');
     const host = hosts[2]!;
