@@ -128,12 +128,18 @@ export function runAgent(options: AgentOptions): Promise<AgentExit> {
       .replace(/[^A-Za-z0-9._-]/g, '-')
       .slice(0, 64);
   return new Promise<AgentExit>((resolve) => {
-    const ws = new WebSocket(options.url, {
-      perMessageDeflate: false,
-      maxPayload: 512 * 2 ** 20,
-      handshakeTimeout: options.joinTimeoutMs ?? 30_000,
-      ...(options.ca !== undefined && { ca: options.ca }),
-    });
+    const joinTimeoutMs = options.joinTimeoutMs ?? 30_000;
+    const giveUpAt = performance.now() + joinTimeoutMs;
+    const open = () =>
+      new WebSocket(options.url, {
+        perMessageDeflate: false,
+        maxPayload: 512 * 2 ** 20,
+        handshakeTimeout: joinTimeoutMs,
+        // Checked at the upgrade, before the coordinator reads a byte of ours.
+        headers: { authorization: `Bearer ${options.token}` },
+        ...(options.ca !== undefined && { ca: options.ca }),
+      });
+    let ws = open();
     let hosts: ShardHost[] = [];
     const shards = new Map<number, ShardHandle>();
     let welcomed = false;
@@ -228,96 +234,121 @@ export function runAgent(options: AgentOptions): Promise<AgentExit> {
       );
     };
 
-    ws.on('open', () => {
-      sendText({
-        t: 'hello',
-        protocol: JOIN_PROTOCOL,
-        token: options.token,
-        name,
-        pushbench: version,
-        node: process.version,
-        facts: hostFacts(options.maxDevices, Math.max(1, options.sourceAddresses?.length ?? 0)),
+    const attach = (sock: WebSocket) => {
+      let opened = false;
+      sock.on('open', () => {
+        opened = true;
+        sendText({
+          t: 'hello',
+          protocol: JOIN_PROTOCOL,
+          token: options.token,
+          name,
+          pushbench: version,
+          node: process.version,
+          facts: hostFacts(options.maxDevices, Math.max(1, options.sourceAddresses?.length ?? 0)),
+        });
       });
-    });
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      try {
-        if (!isBinary) {
-          const msg = parseCoordinatorText(data.toString('utf8'));
-          switch (msg.t) {
-            case 'welcome':
-              welcomed = true;
-              log(`joined as ${msg.name} (agent ${msg.index})`);
-              void measure(FIRST_BURST).then(() => {
-                if (offset)
-                  log(
-                    `clock offset ${(offset.offsetUs / 1000).toFixed(3)} ms ± ${(offset.uncertaintyUs / 1000).toFixed(3)} ms`,
-                  );
-              });
-              resync = setInterval(() => {
-                void measure(LATER_BURST);
+      sock.on('message', (data: Buffer, isBinary: boolean) => {
+        try {
+          if (!isBinary) {
+            const msg = parseCoordinatorText(data.toString('utf8'));
+            switch (msg.t) {
+              case 'welcome':
+                welcomed = true;
+                log(`joined as ${msg.name} (agent ${msg.index})`);
+                void measure(FIRST_BURST).then(() => {
+                  if (offset)
+                    log(
+                      `clock offset ${(offset.offsetUs / 1000).toFixed(3)} ms ± ${(offset.uncertaintyUs / 1000).toFixed(3)} ms`,
+                    );
+                });
+                resync = setInterval(() => {
+                  void measure(LATER_BURST);
+                  report();
+                }, RESYNC_MS);
+                resync.unref();
+                break;
+              case 'clock': {
+                const receivedUs = hostMonoUs();
+                pending.get(msg.id)?.(msg.us, receivedUs);
+                pending.delete(msg.id);
+                break;
+              }
+              case 'end':
+                ended = true;
+                // Its processes' last reading, however short the run was.
                 report();
-              }, RESYNC_MS);
-              resync.unref();
-              break;
-            case 'clock': {
-              const receivedUs = hostMonoUs();
-              pending.get(msg.id)?.(msg.us, receivedUs);
-              pending.delete(msg.id);
-              break;
+                void finish({ code: 0, reason: 'the run ended' });
+                break;
             }
-            case 'end':
-              ended = true;
-              // Its processes' last reading, however short the run was.
-              report();
-              void finish({ code: 0, reason: 'the run ended' });
-              break;
+            return;
           }
+          if (!welcomed) throw new JoinProtocolError('a binary frame before welcome');
+          const msg = parseCoordinatorBinary(data);
+          if (msg.t === 'spawn') spawn(msg);
+          else shards.get(msg.shard)?.postMessage(msg.msg as ToWorker);
+        } catch (err) {
+          const why = err instanceof JoinProtocolError ? err.message : String(err);
+          log(`refused a message from the coordinator: ${why}`);
+          if (sock.readyState === WebSocket.OPEN) sock.close(JoinClose.BadSpawn, why.slice(0, 120));
+          void finish({
+            code: 1,
+            reason: `stopped: the coordinator sent what this agent will not run (${why})`,
+          });
+        }
+      });
+      sock.on('unexpected-response', (_req, res) => {
+        // The coordinator answered the upgrade with an HTTP status: 401 is a wrong token.
+        const why =
+          res.statusCode === 401 ? 'wrong token' : `HTTP ${res.statusCode} at the upgrade`;
+        res.resume();
+        sock.terminate();
+        void finish({ code: 2, reason: `refused by the coordinator: ${why}` });
+      });
+      sock.on('close', (code: number, reasonBuf: Buffer) => {
+        // A dial that never opened is the error handler's (it may dial again).
+        if (!opened) return;
+        const reason = reasonBuf.toString('utf8');
+        if (ended || code === JoinClose.Done) {
+          void finish({ code: 0, reason: 'the run ended' });
+        } else if (
+          code === JoinClose.BadToken ||
+          code === JoinClose.VersionMismatch ||
+          code === JoinClose.RunFull ||
+          code === JoinClose.Malformed ||
+          code === JoinClose.HelloTimeout
+        ) {
+          void finish({
+            code: 2,
+            reason: `refused by the coordinator: ${reason || `close code ${code}`}`,
+          });
+        } else {
+          void finish({
+            code: 1,
+            reason: welcomed
+              ? `lost the coordinator (close code ${code}${reason ? `: ${reason}` : ''})`
+              : `could not join ${options.url} (close code ${code}${reason ? `: ${reason}` : ''})`,
+          });
+        }
+      });
+      sock.on('error', (err: Error & { code?: string }) => {
+        log(`join channel: ${err.message}`);
+        // Not listening yet (an agent started before its run): dial again until the deadline.
+        const early = !opened && (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH');
+        if (early && !done && performance.now() + 1000 < giveUpAt) {
+          setTimeout(() => {
+            if (done) return;
+            ws = open();
+            attach(ws);
+          }, 1000);
           return;
         }
-        if (!welcomed) throw new JoinProtocolError('a binary frame before welcome');
-        const msg = parseCoordinatorBinary(data);
-        if (msg.t === 'spawn') spawn(msg);
-        else shards.get(msg.shard)?.postMessage(msg.msg as ToWorker);
-      } catch (err) {
-        const why = err instanceof JoinProtocolError ? err.message : String(err);
-        log(`refused a message from the coordinator: ${why}`);
-        if (ws.readyState === WebSocket.OPEN) ws.close(JoinClose.BadSpawn, why.slice(0, 120));
         void finish({
           code: 1,
-          reason: `stopped: the coordinator sent what this agent will not run (${why})`,
+          reason: `could not reach the coordinator at ${options.url}: ${err.message}`,
         });
-      }
-    });
-    ws.on('close', (code: number, reasonBuf: Buffer) => {
-      const reason = reasonBuf.toString('utf8');
-      if (ended || code === JoinClose.Done) {
-        void finish({ code: 0, reason: 'the run ended' });
-      } else if (
-        code === JoinClose.BadToken ||
-        code === JoinClose.VersionMismatch ||
-        code === JoinClose.RunFull ||
-        code === JoinClose.Malformed ||
-        code === JoinClose.HelloTimeout
-      ) {
-        void finish({
-          code: 2,
-          reason: `refused by the coordinator: ${reason || `close code ${code}`}`,
-        });
-      } else {
-        void finish({
-          code: 1,
-          reason: welcomed
-            ? `lost the coordinator (close code ${code}${reason ? `: ${reason}` : ''})`
-            : `could not join ${options.url} (close code ${code}${reason ? `: ${reason}` : ''})`,
-        });
-      }
-    });
-    ws.on('error', (err: Error) => {
-      log(`join channel: ${err.message}`);
-      void finish({
-        code: 1,
-        reason: `could not reach the coordinator at ${options.url}: ${err.message}`,
       });
-    });
+    };
+    attach(ws);
   });
 }

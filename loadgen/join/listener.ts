@@ -143,8 +143,9 @@ class Agent {
     if (!shard) throw new JoinProtocolError(`shard ${msg.shard} is not this agent's`);
     switch (msg.type) {
       case 'from-shard':
-        shard.note(msg.msg as FromWorker);
-        shard.emit('message', msg.msg as FromWorker);
+        // A shard says ready, ramp-done and final once each, and only for itself.
+        shard.note(msg.msg);
+        shard.emit('message', msg.msg);
         break;
       case 'shard-error':
         shard.emit('error', new Error(msg.message));
@@ -157,11 +158,18 @@ class Agent {
 
   /** The agent is gone: before the run ended, every shard of it fails the run. */
   lost(why: string): void {
-    if (this.ended) {
-      for (const s of this.shards.values()) s.emit('exit', 0);
+    const shards = [...this.shards.values()];
+    // Ended by the run, or gone after every shard sent its final: nothing is missing.
+    if (this.ended || (shards.length > 0 && shards.every((s) => s.done))) {
+      for (const s of shards) s.emit('exit', 0);
       return;
     }
     this.record.lost = why;
+    // Before the start it holds nothing yet: its place is free for another agent.
+    if (!this.listener.hasStarted) {
+      this.listener.forget(this);
+      return;
+    }
     if (this.listener.tolerates(this.record.devices)) {
       this.record.lost = `${why} (tolerated: --agents-tolerate)`;
       this.listener.notice(
@@ -190,6 +198,7 @@ class Agent {
 /** One shard on a remote agent: a worker-thread-like handle. */
 class RemoteShard extends EventEmitter implements ShardHandle {
   /** What the shard has said so far, to stand in for it if its agent is lost (tolerated). */
+  private ready = false;
   private rampDone = false;
   private finalSent = false;
   private open = 0;
@@ -204,13 +213,42 @@ class RemoteShard extends EventEmitter implements ShardHandle {
     super();
   }
 
-  /** Keeps what a stand-in needs from a relayed message. */
+  /** True once its final has arrived. */
+  get done(): boolean {
+    return this.finalSent;
+  }
+
+  /**
+   * Checks a relayed message against what this shard has said so far (ready,
+   * ramp-done and its final once each, its own worker index) and keeps what a
+   * stand-in would need; throws {@link JoinProtocolError} for one out of order.
+   */
   note(msg: FromWorker): void {
-    if (msg.type === 'ramp-done') this.rampDone = true;
-    else if (msg.type === 'device-final') this.finalSent = true;
-    else if (msg.type === 'device-interval') {
-      this.open = msg.open;
-      this.established = msg.established;
+    if ('workerIndex' in msg && msg.workerIndex !== this.shard) {
+      throw new JoinProtocolError(`shard ${this.shard} sent worker ${msg.workerIndex}'s message`);
+    }
+    const once = (seen: boolean) => {
+      if (seen) throw new JoinProtocolError(`shard ${this.shard} sent ${msg.type} twice`);
+    };
+    switch (msg.type) {
+      case 'ready':
+        once(this.ready);
+        this.ready = true;
+        break;
+      case 'ramp-done':
+        once(this.rampDone);
+        this.rampDone = true;
+        break;
+      case 'device-final':
+        once(this.finalSent);
+        this.finalSent = true;
+        break;
+      case 'device-interval':
+        this.open = msg.open;
+        this.established = msg.established;
+        break;
+      default:
+        break;
     }
   }
 
@@ -221,6 +259,10 @@ class RemoteShard extends EventEmitter implements ShardHandle {
    * so messages to its devices count as lost, never as delivered.
    */
   standIn(): void {
+    if (!this.ready) {
+      this.ready = true;
+      this.emit('message', { type: 'ready', role: 'devices' } satisfies FromWorker);
+    }
     if (!this.rampDone) {
       this.rampDone = true;
       this.emit('message', {
@@ -288,6 +330,8 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
   private started = false;
   /** Pending {@link waitForAgents} calls' cleanups. */
   private readonly waits = new Set<() => void>();
+  /** Agents that joined and left before the start. */
+  private readonly departed: string[] = [];
   /** Devices on agents lost so far (tolerated), and on all agents. */
   private lostDevices = 0;
   private placedDevices = 0;
@@ -314,7 +358,23 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
             `cannot listen for agents on ${options.host}:${options.port}: ${err.message}`,
           ),
         );
-      const settings = { perMessageDeflate: false, maxPayload: 512 * 2 ** 20 };
+      const tokenDigest = createHash('sha256').update(options.token).digest();
+      const settings = {
+        perMessageDeflate: false,
+        // The largest an agent sends is a shard's final (ledger bitsets, drops): tens of MB at most.
+        maxPayload: 64 * 2 ** 20,
+        // The token is checked at the upgrade, before a frame is read: a stranger gets 401.
+        verifyClient: (
+          info: { req: { headers: Record<string, string | string[] | undefined> } },
+          done: (ok: boolean, status?: number, message?: string) => void,
+        ) => {
+          const header = info.req.headers.authorization;
+          const given =
+            typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : '';
+          const ok = timingSafeEqual(createHash('sha256').update(given).digest(), tokenDigest);
+          done(ok, 401, 'wrong token');
+        },
+      };
       if (options.tls === undefined) {
         const wss = new WebSocketServer({ host: options.host, port: options.port, ...settings });
         wss.once('listening', () => resolve(new AgentListener(wss, options)));
@@ -334,7 +394,8 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
         return;
       }
       const wss = new WebSocketServer({ server, ...settings });
-      server.once('error', fail);
+      // ws re-emits the HTTPS server's errors on itself.
+      wss.once('error', fail);
       server.listen(options.port, options.host, () => resolve(new AgentListener(wss, options)));
     });
   }
@@ -361,7 +422,10 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
   private accept(ws: WebSocket, socket: Socket): void {
     const address = socket.remoteAddress ?? 'unknown';
     let agent: Agent | undefined;
+    let refused = false;
     const door = (code: number, why: string) => {
+      if (refused) return;
+      refused = true;
       this.refusals.push(`${address}: ${why}`);
       this.notice(`agent at ${address} refused: ${why}`);
       ws.close(code, why.slice(0, 120));
@@ -372,6 +436,8 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
       helloMs,
     );
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      // A refused connection is closing: nothing it says counts.
+      if (refused) return;
       try {
         if (agent === undefined) {
           if (isBinary) throw new JoinProtocolError('a binary frame before hello');
@@ -495,6 +561,15 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
    */
   start(data: DeviceWorkerData[], shardProcess: number[], processesOf: number[][]): ShardHost[] {
     this.started = true;
+    // One that left between the wait and now (while the nodes started) has no shards to fail.
+    const gone = this.agents.filter((a) => a.record.lost !== null || a.ws.readyState !== a.ws.OPEN);
+    if (gone.length > 0 || this.agents.length < this.options.expect) {
+      const names = [...gone.map((a) => a.record.name), ...this.departed].join(', ');
+      throw new PushbenchError(
+        'PB_AGENT_LOST',
+        `load agent ${names || '(unnamed)'} left while the run was starting, after its devices were placed`,
+      );
+    }
     return this.agents.map((agent, k) => {
       const groups = (processesOf[k] ?? []).map((p) =>
         data.filter((_, i) => shardProcess[i] === p),
@@ -510,6 +585,22 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
       if (groups.length > 0) agent.sendBinary(encodeBinary({ t: 'spawn', groups }));
       return { shards, pids: () => [], group: agent.record.name };
     });
+  }
+
+  /** The fleet was handed out: agents hold shards from now on. */
+  get hasStarted(): boolean {
+    return this.started;
+  }
+
+  /** Drops an agent lost before the start, so that another may take its place. */
+  forget(agent: Agent): void {
+    const at = this.agents.indexOf(agent);
+    if (at < 0) return;
+    this.agents.splice(at, 1);
+    this.departed.push(agent.record.name);
+    this.notice(
+      `agent ${agent.record.name} left before the run started (${agent.record.lost}); waiting for another`,
+    );
   }
 
   /** True (and counted) when losing `devices` more keeps the run within its tolerance. */

@@ -226,8 +226,7 @@ export function parseAgentBinary(data: Buffer): AgentBinary {
   const shard = count(o, 'shard');
   switch (o.type) {
     case 'from-shard':
-      if (!isRecord(o.msg) || typeof o.msg.type !== 'string') fail('from-shard needs a message');
-      return { type: 'from-shard', shard, msg: o.msg as unknown as FromWorker };
+      return { type: 'from-shard', shard, msg: shardMessage(o.msg) };
     case 'shard-error':
       return { type: 'shard-error', shard, message: str(o, 'message', 4096) };
     case 'shard-exit':
@@ -235,6 +234,106 @@ export function parseAgentBinary(data: Buffer): AgentBinary {
     default:
       fail(`unknown relay type ${JSON.stringify(o.type)?.slice(0, 40)}`);
   }
+}
+
+const CONNECTION_EVENTS = [
+  'connectAttempts',
+  'connectFailures',
+  'disconnects',
+  'reconnectAttempts',
+  'reconnects',
+  'losses',
+  'periodic',
+];
+
+function counts(v: unknown, what: string): void {
+  if (!isRecord(v)) fail(`${what} must be an object`);
+  for (const x of Object.values(v)) {
+    if (typeof x !== 'number' || !Number.isFinite(x)) fail(`${what} must hold numbers`);
+  }
+}
+
+function snapshots(v: unknown): void {
+  if (!isRecord(v)) fail('histograms must be an object');
+  for (const x of Object.values(v)) {
+    if (typeof x !== 'string') fail('histograms must hold encoded snapshots');
+  }
+}
+
+function selfCheck(v: unknown): void {
+  if (!isRecord(v)) fail('self must be an object');
+  num(v, 'elu');
+  num(v, 'lagP99Ms');
+  num(v, 'lagMaxMs');
+}
+
+/**
+ * A device shard's message as the coordinator folds it, its fields checked:
+ * numbers are finite numbers, bitsets and arrays are typed arrays, so a bad
+ * agent can be refused but never poison the fold's sums.
+ */
+function shardMessage(v: unknown): FromWorker {
+  if (!isRecord(v)) fail('from-shard needs a message');
+  switch (v.type) {
+    case 'ready':
+      if (v.role !== 'devices') fail('ready must come from a device shard');
+      break;
+    case 'fatal':
+      str(v, 'message', 65_536);
+      break;
+    case 'ramp-done':
+      count(v, 'workerIndex');
+      count(v, 'failed');
+      if (!(v.established instanceof Int32Array))
+        fail('ramp-done needs established as an Int32Array');
+      break;
+    case 'device-interval':
+      for (const k of [
+        'workerIndex',
+        'open',
+        'established',
+        'connectsOk',
+        'received',
+        ...CONNECTION_EVENTS,
+      ]) {
+        count(v, k);
+      }
+      num(v, 'atUs');
+      counts(v.failuresByReason, 'failuresByReason');
+      counts(v.trafficCounters, 'trafficCounters');
+      snapshots(v.histograms);
+      selfCheck(v.self);
+      break;
+    case 'device-final':
+      for (const k of [
+        'workerIndex',
+        'requested',
+        'established',
+        'heldAtEnd',
+        'reconnectingAtEnd',
+        'duplicates',
+        'gaveUp',
+        'badFrames',
+      ]) {
+        count(v, k);
+      }
+      for (const k of ['failuresByReason', 'closesByCode', 'lossesByCause']) counts(v[k], k);
+      snapshots(v.histograms);
+      if (!(v.delivered instanceof Uint8Array) || !(v.late instanceof Uint8Array)) {
+        fail('device-final needs delivered and late as Uint8Arrays');
+      }
+      if (!(v.drops instanceof Float64Array) || !(v.dropNodes instanceof Int32Array)) {
+        fail('device-final needs drops (Float64Array) and dropNodes (Int32Array)');
+      }
+      if (!Array.isArray(v.nodeNames) || v.nodeNames.some((n) => typeof n !== 'string')) {
+        fail('device-final needs nodeNames as strings');
+      }
+      selfCheck(v.self);
+      break;
+    default:
+      fail(`a device shard does not send ${JSON.stringify(v.type)?.slice(0, 40)}`);
+  }
+  return v as unknown as FromWorker;
 }
 
 const TO_WORKER = new Set(['start', 'deadline', 'finish', 'connect-more', 'publishing', 'clock']);
@@ -249,6 +348,8 @@ export function parseCoordinatorBinary(data: Buffer): CoordinatorBinary {
         if (!Array.isArray(g) || g.length === 0) fail('each spawn group needs shards');
         return g.map(workerData);
       });
+      const indices = new Set(groups.flat().map((d) => d.workerIndex));
+      if (indices.size !== groups.flat().length) fail('two shards with one worker index');
       return { t: 'spawn', groups };
     }
     case 'to-shard': {
@@ -280,8 +381,10 @@ function workerData(v: unknown): DeviceWorkerData {
   ]) {
     count(v, k);
   }
-  for (const k of ['connectRateHz', 'connectTimeoutMs', 'reportIntervalMs', 'tokenTtlSec'])
-    num(v, k);
+  if (num(v, 'connectRateHz') < 0) fail('connectRateHz must be >= 0');
+  for (const k of ['connectTimeoutMs', 'reportIntervalMs', 'tokenTtlSec']) {
+    if (!(num(v, k) > 0)) fail(`${k} must be positive`);
+  }
   str(v, 'secret', 1024);
   if (!Array.isArray(v.routes) || v.routes.length === 0) fail('a shard needs routes');
   for (const r of v.routes) {

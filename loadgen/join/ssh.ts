@@ -33,7 +33,9 @@ export interface SshLaunchOptions {
   log?: (line: string) => void;
 }
 
-const DESTINATION = /^(?:([A-Za-z0-9._-]{1,64})@)?([A-Za-z0-9.-]{1,253})(?::(\d{1,5}))?$/;
+/** `user@host[:port]`; neither part may start with `-` (ssh would take it for an option). */
+const DESTINATION =
+  /^(?:([A-Za-z0-9._][A-Za-z0-9._-]{0,63})@)?([A-Za-z0-9.][A-Za-z0-9.-]{0,252})(?::(\d{1,5}))?$/;
 
 /** `--ssh`'s list, checked; throws `PB_USAGE` naming a bad entry. */
 export function parseSshTargets(list: string): SshTarget[] {

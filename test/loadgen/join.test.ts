@@ -74,9 +74,9 @@ async function listen(expect = 1, helloDeadlineMs?: number): Promise<AgentListen
   return listener;
 }
 
-/** Opens a raw join connection; resolves once open. */
-async function dial(l: AgentListener): Promise<WebSocket> {
-  const ws = new WebSocket(l.url);
+/** Opens a raw join connection bringing `token` at the upgrade; resolves once open. */
+async function dial(l: AgentListener, token = TOKEN): Promise<WebSocket> {
+  const ws = new WebSocket(l.url, { headers: { authorization: `Bearer ${token}` } });
   await once(ws, 'open');
   return ws;
 }
@@ -85,6 +85,12 @@ async function dial(l: AgentListener): Promise<WebSocket> {
 async function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
   const [code, reason] = (await once(ws, 'close')) as [number, Buffer];
   return { code, reason: reason.toString('utf8') };
+}
+
+/** The next message on `ws`, whatever it is. */
+async function nextMessage(ws: WebSocket): Promise<Buffer> {
+  const [data] = (await once(ws, 'message')) as [Buffer];
+  return data;
 }
 
 /** The next text message on `ws`, parsed. */
@@ -96,6 +102,15 @@ async function nextText(ws: WebSocket): Promise<Record<string, unknown>> {
 describe('the coordinator at the door', () => {
   it('refuses a wrong token and another pushbench version with their own codes and reasons, and admits the right one', async () => {
     const l = await listen(1);
+    // A stranger is turned away at the upgrade, before a frame of it is read.
+    const stranger = new WebSocket(l.url, { headers: { authorization: 'Bearer guess' } });
+    const [, response] = (await once(stranger, 'unexpected-response')) as [
+      unknown,
+      { statusCode: number },
+    ];
+    expect(response.statusCode).toBe(401);
+    stranger.on('error', () => {});
+    stranger.terminate();
     const bad = await dial(l);
     bad.send(hello({ token: 'not-the-token' }));
     expect(await closed(bad)).toEqual({ code: JoinClose.BadToken, reason: 'wrong token' });
@@ -111,6 +126,20 @@ describe('the coordinator at the door', () => {
     expect(await nextText(good)).toEqual({ t: 'welcome', index: 0, name: 'a1' });
     expect(l.records().map((r) => r.name)).toEqual(['a1']);
     expect(l.refusals).toHaveLength(2);
+    // A shard's messages are checked before the fold sees them: a string for a count, a
+    // second ready, or another worker's message are refused and counted.
+    const [record] = l.records();
+    l.start([{ workerIndex: 0, deviceCount: 10, reserveCount: 0 } as never], [0], [[0]]);
+    await nextMessage(good);
+    const relay = (msg: object) => good.send(serialize({ type: 'from-shard', shard: 0, msg }));
+    relay({ type: 'ready', role: 'devices' });
+    relay({ type: 'ready', role: 'devices' });
+    relay({ type: 'ramp-done', workerIndex: 1, established: new Int32Array(0), failed: 0 });
+    relay({ type: 'ramp-done', workerIndex: 0, established: [1, 2], failed: 0 });
+    good.send(JSON.stringify({ t: 'stats', processes: 1, rssBytes: 1, cpuSeconds: 0 }));
+    for (let i = 0; i < 50 && record?.resources === null; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(record?.refused).toBe(3);
 
     // One more than the run asked for is turned away.
     const extra = await dial(l);
@@ -187,6 +216,25 @@ describe('the coordinator at the door', () => {
 });
 
 describe('the agent', () => {
+  it('dials again while the coordinator is not listening yet, until its join deadline', async () => {
+    const probe = await listen(1);
+    const port = Number(new URL(probe.url).port);
+    await probe.close();
+    const joining = runAgent({
+      url: `ws://127.0.0.1:${port}`,
+      token: TOKEN,
+      name: 'early',
+      joinTimeoutMs: 10_000,
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    listener = await AgentListener.listen({ host: '127.0.0.1', port, token: TOKEN, expect: 1 });
+    const [record] = await listener.waitForAgents(8000);
+    expect(record?.name).toBe('early');
+    await listener.close();
+    listener = undefined;
+    expect(await joining).toEqual({ code: 0, reason: 'the run ended' });
+  });
+
   it("exits 2 with the coordinator's reason when refused, and 1 when there is no coordinator", async () => {
     const l = await listen(1);
     const refused = await runAgent({ url: l.url, token: 'wrong-token', name: 'x' });
@@ -194,7 +242,12 @@ describe('the agent', () => {
     const port = Number(new URL(l.url).port);
     await l.close();
     listener = undefined;
-    const nobody = await runAgent({ url: `ws://127.0.0.1:${port}`, token: TOKEN, name: 'x' });
+    const nobody = await runAgent({
+      url: `ws://127.0.0.1:${port}`,
+      token: TOKEN,
+      name: 'x',
+      joinTimeoutMs: 1500,
+    });
     expect(nobody.code).toBe(1);
     expect(nobody.reason).toMatch(
       /^could not reach the coordinator at ws:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/,
