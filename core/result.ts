@@ -167,6 +167,18 @@ export interface LoadAgentRecord {
   } | null;
   /** Its processes at their last reading, from its own /proc. */
   resources: { processes: number; rssBytes: number; cpuSeconds: number } | null;
+  /**
+   * Its shards' self-check over the run, the worst of them: event-loop delay p99
+   * and max (ms), utilisation (0-1) and its process's CPU share (1 = one core).
+   * Each shard's own is in `generator.workers` as `devices-K`.
+   */
+  health?: {
+    shards: number;
+    lagP99Ms: number;
+    lagMaxMs: number;
+    elu: number;
+    processCpu: number | null;
+  };
   /** Messages from it that were refused (malformed, out of order, another agent's shard). */
   refused: number;
   /** The join channel's traffic since the welcome: bytes each way (TCP payload), over `seconds`. */

@@ -428,14 +428,27 @@ export async function run(
     ...(gathered && {
       agents: gathered.agents.records().map((a) => {
         const own = load.groupHistograms?.[a.name];
-        return own === undefined
-          ? a
-          : {
-              ...a,
-              histograms: Object.fromEntries(
-                Object.entries(own).map(([series, h]) => [series, encodeHistogram(h)]),
-              ),
-            };
+        const mine = new Set(gathered.agents.shardsOf(a.name).map((i) => `devices-${i}`));
+        const shards = load.generator.workers.filter((w) => mine.has(w.worker));
+        return {
+          ...a,
+          ...(shards.length > 0 && {
+            health: {
+              shards: shards.length,
+              lagP99Ms: Math.max(...shards.map((w) => w.lagP99Ms)),
+              lagMaxMs: Math.max(...shards.map((w) => w.lagMaxMs)),
+              elu: Math.max(...shards.map((w) => w.elu)),
+              processCpu: shards.some((w) => w.processCpu !== undefined)
+                ? Math.max(...shards.map((w) => w.processCpu ?? 0))
+                : null,
+            },
+          }),
+          ...(own !== undefined && {
+            histograms: Object.fromEntries(
+              Object.entries(own).map(([series, h]) => [series, encodeHistogram(h)]),
+            ),
+          }),
+        };
       }),
     }),
     topology: {

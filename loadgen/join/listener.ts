@@ -587,6 +587,12 @@ export class AgentListener extends EventEmitter<{ joined: [AgentRecord]; offset:
     });
   }
 
+  /** The worker indices of agent `name`'s shards (empty before the start). */
+  shardsOf(name: string): number[] {
+    const agent = this.agents.find((a) => a.record.name === name);
+    return agent === undefined ? [] : [...agent.shards.keys()];
+  }
+
   /** The fleet was handed out: agents hold shards from now on. */
   get hasStarted(): boolean {
     return this.started;

@@ -147,6 +147,9 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       expect(a.lost).toBeNull();
       expect(a.refused).toBe(0);
       expect(a.resources?.processes).toBeGreaterThan(0);
+      // Its shards' self-check, summed up per agent.
+      expect(a.health?.shards).toBeGreaterThan(0);
+      expect(a.health?.lagP99Ms).toBeGreaterThanOrEqual(0);
     }
 
     // The skewed agent's offset is the skew, within its stated uncertainty (plus
