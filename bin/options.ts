@@ -23,6 +23,7 @@ import { PushbenchError } from '../core/errors.js';
 import { parseDurationMs } from '../core/units.js';
 import { version } from '../core/version.js';
 import type { CapacityOptions, CapacityReport, ModelCheckOptions, RunOptions } from '../index.js';
+import type { K8sAgentsOptions } from '../loadgen/join/k8s.js';
 import { parseSshTargets } from '../loadgen/join/ssh.js';
 import { defaultResultsDir } from '../reports/outputs/results-dir.js';
 import {
@@ -920,18 +921,8 @@ export function parseAgentFlags(flags: AgentFlags): AgentFlags {
   return flags;
 }
 
-/** Flags of `pushbench k8s agents`. */
-export interface K8sAgentsFlags {
-  agents: number;
-  coordinator: string;
-  image: string;
-  name: string;
-  namespace?: string;
-  tokenSecret: string;
-  maxDevices?: number;
-  cpu: string;
-  memory: string;
-}
+/** Flags of `pushbench k8s agents`: the manifest's settings, one flag each. */
+export type K8sAgentsFlags = K8sAgentsOptions;
 
 /** The flag table of `pushbench k8s agents`. */
 export const k8sAgentsFlags: FlagTable<K8sAgentsFlags> = {

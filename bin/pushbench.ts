@@ -374,19 +374,7 @@ for (const option of Object.values<Option>(k8sAgentsFlags)) k8sAgents.addOption(
 k8sAgents.action(async (_: unknown, cmd: Command) => {
   const flags = parseK8sAgentsFlags(flagsOf<K8sAgentsFlags>(cmd));
   const { agentsManifest } = await import('../loadgen/join/k8s.js');
-  process.stdout.write(
-    agentsManifest({
-      agents: flags.agents,
-      coordinator: flags.coordinator,
-      image: flags.image,
-      name: flags.name,
-      ...(flags.namespace !== undefined && { namespace: flags.namespace }),
-      tokenSecret: flags.tokenSecret,
-      ...(flags.maxDevices !== undefined && { maxDevices: flags.maxDevices }),
-      cpu: flags.cpu,
-      memory: flags.memory,
-    }),
-  );
+  process.stdout.write(agentsManifest(flags));
 });
 
 command('list', 'list the built-in scenarios', {}).action(async () => {

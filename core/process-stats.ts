@@ -111,3 +111,22 @@ export function reniceTree(pid: number, priority: number): number {
   }
   return set;
 }
+
+/** RSS and CPU summed over these processes (/proc); ones already gone are skipped. */
+export function sumProcessStats(pids: number[]): {
+  processes: number;
+  rssBytes: number;
+  cpuSeconds: number;
+} {
+  let rssBytes = 0;
+  let cpuSeconds = 0;
+  let processes = 0;
+  for (const pid of pids) {
+    const s = readProcessStats(pid);
+    if (!s) continue;
+    rssBytes += s.rssBytes;
+    cpuSeconds += s.cpuSeconds;
+    processes++;
+  }
+  return { processes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
+}

@@ -19,6 +19,21 @@ export interface ShardHandle {
   terminate(): Promise<unknown>;
 }
 
+/** An agent's envelope as the shard handle's events, as a worker thread would emit them. */
+export function emitFromAgent(shard: EventEmitter, msg: FromAgent): void {
+  switch (msg.type) {
+    case 'from-shard':
+      shard.emit('message', msg.msg);
+      break;
+    case 'shard-error':
+      shard.emit('error', new Error(msg.message));
+      break;
+    case 'shard-exit':
+      shard.emit('exit', msg.code);
+      break;
+  }
+}
+
 /** One shard living in an agent process. */
 export class RemoteShard extends EventEmitter implements ShardHandle {
   constructor(
@@ -87,18 +102,7 @@ export class LoadAgent {
 
   private receive(msg: FromAgent): void {
     const shard = this.shards.get(msg.shard);
-    if (!shard) return;
-    switch (msg.type) {
-      case 'from-shard':
-        shard.emit('message', msg.msg);
-        break;
-      case 'shard-error':
-        shard.emit('error', new Error(msg.message));
-        break;
-      case 'shard-exit':
-        shard.emit('exit', msg.code);
-        break;
-    }
+    if (shard) emitFromAgent(shard, msg);
   }
 
   /** Closes the channel (the agent exits on its own) and kills it if it lingers. */

@@ -5,11 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
 import { machineFacts, processLimits } from '../core/machine.js';
 import { encodeHistogram } from '../core/measure/histogram.js';
-import {
-  type ProcessStats,
-  readProcessStats,
-  readProcessTreeStats,
-} from '../core/process-stats.js';
+import { type ProcessStats, readProcessTreeStats, sumProcessStats } from '../core/process-stats.js';
 import type { LoadResult } from '../core/result.js';
 import { version } from '../core/version.js';
 import { Coordinator } from '../loadgen/coordinator.js';
@@ -206,21 +202,6 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
   };
 }
 
-/** RSS and CPU summed over these processes (/proc). */
-function sumStats(pids: number[]): { processes: number; rssBytes: number; cpuSeconds: number } {
-  let rssBytes = 0;
-  let cpuSeconds = 0;
-  let processes = 0;
-  for (const pid of pids) {
-    const s = readProcessStats(pid);
-    if (!s) continue;
-    rssBytes += s.rssBytes;
-    cpuSeconds += s.cpuSeconds;
-    processes++;
-  }
-  return { processes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
-}
-
 /**
  * Why this machine could not carry the scenario (the preflight's refusal, as
  * `run` would throw it), or undefined when it fits. Starts nothing.
@@ -353,7 +334,7 @@ export async function run(
       apiKey: secrets.apiKey,
       beforeClose: async () => {
         const atEnd = Date.now();
-        loadResources = sumStats(coordinator.loadPids());
+        loadResources = sumProcessStats(coordinator.loadPids());
         const metrics = await cluster.nodeMetrics();
         for (const m of metrics) {
           const node = cluster.describe().find((n) => n.nodeId === m.nodeId);

@@ -18,7 +18,7 @@ import {
   setClockOffsetUs,
 } from '../../core/clock.js';
 import { machineFacts, processLimits } from '../../core/machine.js';
-import { readProcessStats } from '../../core/process-stats.js';
+import { sumProcessStats } from '../../core/process-stats.js';
 import { version } from '../../core/version.js';
 import type { FromWorker, ToWorker } from '../messages.js';
 import type { ShardHandle } from '../remote-shards.js';
@@ -183,17 +183,7 @@ export function runAgent(options: AgentOptions): Promise<AgentExit> {
     };
     const report = () => {
       const pids = [process.pid, ...hosts.flatMap((h) => h.pids())];
-      let rssBytes = 0;
-      let cpuSeconds = 0;
-      let processes = 0;
-      for (const pid of pids) {
-        const s = readProcessStats(pid);
-        if (!s) continue;
-        rssBytes += s.rssBytes;
-        cpuSeconds += s.cpuSeconds;
-        processes++;
-      }
-      sendText({ t: 'stats', processes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 });
+      sendText({ t: 'stats', ...sumProcessStats(pids) });
     };
 
     const spawn = (order: Extract<CoordinatorBinary, { t: 'spawn' }>) => {

@@ -17,7 +17,7 @@ import { PushbenchError } from '../../core/errors.js';
 import type { LoadAgentRecord } from '../../core/result.js';
 import { version } from '../../core/version.js';
 import type { DeviceWorkerData, FromWorker, ToWorker } from '../messages.js';
-import type { ShardHandle } from '../remote-shards.js';
+import { emitFromAgent, type ShardHandle } from '../remote-shards.js';
 import type { NamedShard, ShardHost } from '../shards.js';
 import {
   type AgentText,
@@ -141,19 +141,9 @@ class Agent {
     const msg = parseAgentBinary(data);
     const shard = this.shards.get(msg.shard);
     if (!shard) throw new JoinProtocolError(`shard ${msg.shard} is not this agent's`);
-    switch (msg.type) {
-      case 'from-shard':
-        // A shard says ready, ramp-done and final once each, and only for itself.
-        shard.note(msg.msg);
-        shard.emit('message', msg.msg);
-        break;
-      case 'shard-error':
-        shard.emit('error', new Error(msg.message));
-        break;
-      case 'shard-exit':
-        shard.emit('exit', msg.code);
-        break;
-    }
+    // A shard says ready, ramp-done and final once each, and only for itself.
+    if (msg.type === 'from-shard') shard.note(msg.msg);
+    emitFromAgent(shard, msg);
   }
 
   /** The agent is gone: before the run ended, every shard of it fails the run. */

@@ -74,8 +74,33 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     });
   }
 
+  /**
+   * Once `run` says it publishes (and a second more), kills every process on
+   * `host` at once with SIGKILL: the agent's whole process tree dies mid-run.
+   */
+  async function killWhenPublishing(run: ResultPromise, host: KernelHost): Promise<void> {
+    let progress = '';
+    run.all?.on('data', (chunk: Buffer) => {
+      progress += chunk.toString('utf8');
+    });
+    for (let i = 0; i < 400 && !progress.includes('phase publishing'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const { stdout } = await execa('ip', ['netns', 'pids', host.namespace]);
+    for (const pid of stdout.split('\n').filter(Boolean)) {
+      await execa('kill', ['-9', pid], { reject: false });
+    }
+  }
+
   /** `pushbench run FILE --agents N`, listening on the fabric. */
-  function coordinator(scenario: object, agents: number, port: number, out: string): ResultPromise {
+  function coordinator(
+    scenario: object,
+    agents: number,
+    port: number,
+    out: string,
+    extra: string[] = [],
+  ): ResultPromise {
     const file = join(out, '..', 'scenario.json');
     writeFileSync(file, JSON.stringify(scenario));
     return execa(
@@ -94,6 +119,7 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
         '60s',
         '--out',
         out,
+        ...extra,
       ],
       { reject: false, all: true, env: { NO_COLOR: '1' } },
     );
@@ -199,26 +225,10 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       port,
       out,
     );
-    let progress = '';
-    run.all?.on('data', (chunk: Buffer) => {
-      progress += chunk.toString('utf8');
-    });
     await new Promise((r) => setTimeout(r, 1500));
     const keeper = agent(hosts[0]!, url, 'keeper');
     const victim = agent(hosts[1]!, url, 'victim');
-    // Once the run publishes, the victim's whole process tree dies at once.
-    for (let i = 0; i < 300 && !progress.includes('phase publishing'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    await execa('ip', ['netns', 'pids', hosts[1]!.namespace]).then(({ stdout }) =>
-      Promise.all(
-        stdout
-          .split('\n')
-          .filter(Boolean)
-          .map((pid) => execa('kill', ['-9', pid], { reject: false })),
-      ),
-    );
+    await killWhenPublishing(run, hosts[1]!);
     const result = await run;
     rmSync(dir, { recursive: true, force: true });
     expect(result.exitCode, text(result)).toBe(6);
@@ -240,53 +250,27 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     const out = join(dir, 'out');
     const port = await freePort(fabric.rootAddress);
     const url = `ws://${fabric.rootAddress}:${port}`;
-    writeFileSync(
-      join(dir, 'scenario.json'),
-      JSON.stringify({
+    const run = coordinator(
+      {
         name: 'agents-tolerate',
         topology: { nodes: 1 },
         devices: { count: 1500, connectRate: 1500 },
         traffic: { direct: { rate: 100 } },
         duration: '6s',
         gates: ['connections.heldAtServer >= 60%'],
-      }),
+      },
+      3,
+      port,
+      out,
+      ['--agents-tolerate', '40%'],
     );
-    const run = execa(
-      process.execPath,
-      [
-        ...BIN,
-        'run',
-        join(dir, 'scenario.json'),
-        '--agents',
-        '3',
-        '--listen',
-        `${fabric.rootAddress}:${port}`,
-        '--agent-token',
-        TOKEN,
-        '--agents-tolerate',
-        '40%',
-        '--out',
-        out,
-      ],
-      { reject: false, all: true, env: { NO_COLOR: '1' } },
-    );
-    let progress = '';
-    run.all?.on('data', (chunk: Buffer) => {
-      progress += chunk.toString('utf8');
-    });
     await new Promise((r) => setTimeout(r, 1500));
     const agents = [
       agent(hosts[0]!, url, 't1'),
       agent(hosts[1]!, url, 'gone'),
       agent(hosts[2]!, url, 't3'),
     ];
-    for (let i = 0; i < 300 && !progress.includes('phase publishing'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    const { stdout } = await execa('ip', ['netns', 'pids', hosts[1]!.namespace]);
-    for (const pid of stdout.split('\n').filter(Boolean))
-      await execa('kill', ['-9', pid], { reject: false });
+    await killWhenPublishing(run, hosts[1]!);
     const result = await run;
     await Promise.all(agents);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
