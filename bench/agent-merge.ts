@@ -17,7 +17,7 @@ import { monoNowUs } from '../core/clock.js';
 import { createLatencyHistogram, encodeHistogram, recordUs } from '../core/measure/histogram.js';
 import { Rng } from '../core/rng.js';
 import type { DeviceInterval } from '../loadgen/messages.js';
-import { RunFold } from '../loadgen/run-fold.js';
+import { noConnectionEvents, RunFold } from '../loadgen/run-fold.js';
 
 const samples = Number(process.argv[2] ?? 2000);
 const rounds = Number(process.argv[3] ?? 5);
@@ -42,14 +42,7 @@ function message(rng: Rng, worker: number, atUs: number): DeviceInterval {
     trafficCounters: { room: samples },
     histograms,
     self: { elu: 0.2, lagP99Ms: 3, lagMaxMs: 5, processCpu: 0.3 },
-    connectAttempts: 0,
-    connectFailures: 0,
-    disconnects: 0,
-    reconnectAttempts: 0,
-    reconnects: 0,
-    losses: 0,
-    periodic: 0,
-    failuresByReason: {},
+    ...noConnectionEvents(),
   };
 }
 

@@ -46,7 +46,8 @@ interface IntervalSums extends ConnectionEvents {
   publisherLate: boolean;
 }
 
-function emptyInterval(): IntervalSums {
+/** An interval's connection events before anything happened. */
+export function noConnectionEvents(): ConnectionEvents {
   return {
     connectAttempts: 0,
     connectFailures: 0,
@@ -56,6 +57,12 @@ function emptyInterval(): IntervalSums {
     losses: 0,
     periodic: 0,
     failuresByReason: {},
+  };
+}
+
+function emptyInterval(): IntervalSums {
+  return {
+    ...noConnectionEvents(),
     traffic: {},
     sent: 0,
     accepted: 0,

@@ -20,6 +20,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { ClockOffset } from '../../core/clock.js';
 import type { AgentHostFacts } from '../../core/result.js';
 import type { DeviceWorkerData, FromAgent, FromWorker, ToWorker } from '../messages.js';
+import { noConnectionEvents } from '../run-fold.js';
 
 /** Bumped on any change to the messages below; coordinator and agent must agree. */
 export const JOIN_PROTOCOL = 1;
@@ -236,15 +237,8 @@ export function parseAgentBinary(data: Buffer): AgentBinary {
   }
 }
 
-const CONNECTION_EVENTS = [
-  'connectAttempts',
-  'connectFailures',
-  'disconnects',
-  'reconnectAttempts',
-  'reconnects',
-  'losses',
-  'periodic',
-];
+/** The counters of an interval's connection events (all but the by-reason map). */
+const CONNECTION_EVENTS = Object.keys(noConnectionEvents()).filter((k) => k !== 'failuresByReason');
 
 function counts(v: unknown, what: string): void {
   if (!isRecord(v)) fail(`${what} must be an object`);

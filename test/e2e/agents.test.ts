@@ -93,17 +93,22 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     }
   }
 
-  /** `pushbench run FILE --agents N`, listening on the fabric. */
-  function coordinator(
-    scenario: object,
+  /**
+   * `pushbench run FILE --agents N`, listening on a free port of the fabric,
+   * its scenario and results in a fresh folder: the run, the join URL, the
+   * folder and the results folder.
+   */
+  async function coordinator(
+    scenario: { name: string } & Record<string, unknown>,
     agents: number,
-    port: number,
-    out: string,
     extra: string[] = [],
-  ): ResultPromise {
-    const file = join(out, '..', 'scenario.json');
+  ): Promise<{ run: ResultPromise; url: string; dir: string; out: string }> {
+    const dir = mkdtempSync(join(tmpdir(), `pb-${scenario.name}-`));
+    const out = join(dir, 'out');
+    const port = await freePort(fabric.rootAddress);
+    const file = join(dir, 'scenario.json');
     writeFileSync(file, JSON.stringify(scenario));
-    return execa(
+    const run = execa(
       process.execPath,
       [
         ...BIN,
@@ -123,14 +128,11 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       ],
       { reject: false, all: true, env: { NO_COLOR: '1' } },
     );
+    return { run, url: `ws://${fabric.rootAddress}:${port}`, dir, out };
   }
 
   it("30,000 devices over 3 agent hosts, one clock 5 s ahead: one merged result on the coordinator's clock, gates on it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-'));
-    const out = join(dir, 'out');
-    const port = await freePort(fabric.rootAddress);
-    const url = `ws://${fabric.rootAddress}:${port}`;
-    const run = coordinator(
+    const { run, url, dir, out } = await coordinator(
       {
         name: 'agents-30k',
         topology: { nodes: 1, heartbeatInterval: '30s' },
@@ -140,8 +142,6 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
         gates: ['delivery >= 99.9%', 'p99(push) < 1s', 'connections.held >= 100%'],
       },
       3,
-      port,
-      out,
     );
     await new Promise((r) => setTimeout(r, 1500));
     const agents = [
@@ -206,14 +206,11 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     expect(result.all).toMatch(
       /latency measured on agents is on the coordinator's clock, within ± /,
     );
+    rmSync(dir, { recursive: true, force: true });
   }, 180_000);
 
   it('an agent killed mid-run ends the run with exit 6, naming it, and leaves nothing running', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-kill-'));
-    const out = join(dir, 'out');
-    const port = await freePort(fabric.rootAddress);
-    const url = `ws://${fabric.rootAddress}:${port}`;
-    const run = coordinator(
+    const { run, url, dir } = await coordinator(
       {
         name: 'agents-kill',
         topology: { nodes: 1 },
@@ -222,8 +219,6 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
         duration: '10s',
       },
       2,
-      port,
-      out,
     );
     await new Promise((r) => setTimeout(r, 1500));
     const keeper = agent(hosts[0]!, url, 'keeper');
@@ -246,11 +241,7 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
   }, 120_000);
 
   it('--agents-tolerate: a lost agent within the share lets the run finish, saying so; its devices held by nobody', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pb-agents-tolerate-'));
-    const out = join(dir, 'out');
-    const port = await freePort(fabric.rootAddress);
-    const url = `ws://${fabric.rootAddress}:${port}`;
-    const run = coordinator(
+    const { run, url, dir, out } = await coordinator(
       {
         name: 'agents-tolerate',
         topology: { nodes: 1 },
@@ -260,8 +251,6 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
         gates: ['connections.heldAtServer >= 60%'],
       },
       3,
-      port,
-      out,
       ['--agents-tolerate', '40%'],
     );
     await new Promise((r) => setTimeout(r, 1500));

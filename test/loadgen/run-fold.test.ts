@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { monoNowUs } from '../../core/clock.js';
 import { createLatencyHistogram, encodeHistogram, recordUs } from '../../core/measure/histogram.js';
 import type { DeviceInterval } from '../../loadgen/messages.js';
-import { RunFold } from '../../loadgen/run-fold.js';
+import { noConnectionEvents, RunFold } from '../../loadgen/run-fold.js';
 
 function report(atUs: number, pushUs: number[]): DeviceInterval {
   const push = createLatencyHistogram();
@@ -24,14 +24,7 @@ function report(atUs: number, pushUs: number[]): DeviceInterval {
     trafficCounters: {},
     histograms: { push: encodeHistogram(push) },
     self: { elu: 0.1, lagP99Ms: 1, lagMaxMs: 1 },
-    connectAttempts: 0,
-    connectFailures: 0,
-    disconnects: 0,
-    reconnectAttempts: 0,
-    reconnects: 0,
-    losses: 0,
-    periodic: 0,
-    failuresByReason: {},
+    ...noConnectionEvents(),
   };
 }
 

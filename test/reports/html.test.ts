@@ -11,6 +11,7 @@ import {
   recordUs,
 } from '../../core/measure/histogram.js';
 import { run } from '../../index.js';
+import { noConnectionEvents } from '../../loadgen/run-fold.js';
 import { escapeHtml, jsonForScript, renderHtml } from '../../reports/outputs/html.js';
 import {
   formatPercentile,
@@ -75,14 +76,8 @@ function fixtureReport(): Report {
     open: 100,
     requested: 100,
     established: 100,
+    ...noConnectionEvents(),
     connectAttempts: t === 1 ? 100 : 0,
-    connectFailures: 0,
-    disconnects: 0,
-    reconnectAttempts: 0,
-    reconnects: 0,
-    losses: 0,
-    periodic: 0,
-    failuresByReason: {},
     traffic: {},
     sent: 50,
     accepted: 50,
