@@ -592,6 +592,66 @@ describe('global entry', () => {
   });
 });
 
+describe('hand-off mode (relays carry the bytes)', () => {
+  it('relays each connection through a relay process, counts it on its node until the relay reports it finished, and carries a FIN on its own', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const network = await startNetwork({
+      regions: [region('eu', [n1, n2], { algorithm: 'least-connections' })],
+      relays: 2,
+    });
+    const port = network.addresses().regions.eu!.port;
+    const sockets = await Promise.all(Array.from({ length: 6 }, () => dial(port)));
+    await Promise.all(sockets.map((s, i) => echo(s, `m${i}`)));
+    const counts = () => network.sample().backends.map((b) => b.connections);
+    expect(counts()).toEqual([3, 3]);
+    expect(n1.sockets.size + n2.sockets.size).toBe(6);
+    // Nothing is relayed in this process: each connection is carried by a relay.
+    expect(n1.bytesIn + n2.bytesIn).toBe(12);
+    // Two of n1's devices leave; the relay's report brings n1 back to 1.
+    const onN1 = sockets.filter((_, i) => i % 2 === 0).slice(0, 2);
+    for (const s of onN1) s.end();
+    await until(() => counts()[0] === 1);
+    expect(counts()).toEqual([1, 3]);
+    // least-connections sees it: the next two go to n1.
+    const more = await Promise.all([dial(port), dial(port)]);
+    await Promise.all(more.map((s, i) => echo(s, `n${i}`)));
+    expect(counts()).toEqual([3, 3]);
+    // A half-close travels on its own: the node still answers after the device's FIN.
+    const half = await dial(port);
+    const seen = watch(half);
+    half.end('last');
+    await until(() => seen.data === 'last');
+  });
+
+  it('routes through the global entry in health mode and fails over, handing the socket on unread', async () => {
+    const e1 = await fakeNode('e1');
+    const u1 = await fakeNode('u1');
+    const network = await startNetwork({
+      regions: [region('eu', [e1]), region('us', [u1])],
+      global: {
+        mode: 'health',
+        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
+        homeByAddress: { '127.0.0.2': 'eu' },
+      },
+      relays: 1,
+    });
+    const port = network.addresses().global!.port;
+    await echo(await dial(port, '127.0.0.2'), 'x');
+    e1.status = 503;
+    await until(() => network.sample().global!.healthy.eu === false);
+    await echo(await dial(port, '127.0.0.2'), 'y');
+    expect(network.sample().global!.routed).toEqual({ eu: { eu: 1, us: 1 } });
+    expect([e1.bytesIn, u1.bytesIn]).toEqual([1, 1]);
+  });
+
+  it('refuses a relay count out of range in one line', async () => {
+    await expect(
+      Network.start({ host: HOST, seed: 1, regions: [region('eu', [])], relays: 0 }),
+    ).rejects.toThrow(/bad network spec: spec\.relays must be an integer from 1 to 256 \(got 0\)/);
+  });
+});
+
 describe('network process', () => {
   it('starts, answers sample, applies a fault and stops', async () => {
     const n1 = await fakeNode('n1');

@@ -27,6 +27,11 @@ export interface RegionBalancerOptions {
   /** Seconds after arrival at which a held connection is re-checked. */
   synRetriesS: readonly number[];
   rng: Rng;
+  /**
+   * Hand-off mode (relays.ts): an admitted connection, paused and unread, is
+   * given to this to carry instead of being relayed here.
+   */
+  handOff?: (socket: Socket, backend: Backend) => void;
 }
 
 /**
@@ -70,6 +75,8 @@ export class Backend {
   conntrackTimedOut = 0;
   /** Smooth weighted round-robin state. */
   currentWeight = 0;
+  /** Connections handed off to relays and not yet reported finished (hand-off mode). */
+  carried = 0;
 
   constructor(
     readonly nodeId: string,
@@ -85,9 +92,9 @@ export class Backend {
     this.health = new HealthState(assumeHealthy, !assumeHealthy);
   }
 
-  /** Established proxied connections: its conntrack entries. */
+  /** Established proxied connections: its conntrack entries (here or in the relays). */
   get connections(): number {
-    return this.link.relays.size;
+    return this.link.relays.size + this.carried;
   }
 
   get inRotation(): boolean {
@@ -124,8 +131,10 @@ export class RegionBalancer {
 
   constructor(readonly options: RegionBalancerOptions) {
     // Half-open sockets: a device's FIN is relayed on its own, not turned into a full close.
-    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
-      this.handleConnection(socket),
+    // Handed off, a socket must reach its relay with nothing read from it.
+    this.server = createServer(
+      { allowHalfOpen: true, pauseOnConnect: options.handOff !== undefined },
+      (socket) => this.handleConnection(socket),
     );
   }
 
@@ -370,6 +379,12 @@ export class RegionBalancer {
 
   /** Connects to the node and relays; a refused connection closes the device's socket. */
   private admit(socket: Socket, backend: Backend, early: Buffer[]): void {
+    const handOff = this.options.handOff;
+    if (handOff && early.length === 0) {
+      backend.carried++;
+      handOff(socket, backend);
+      return;
+    }
     const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
     node.setNoDelay(true);
     socket.setNoDelay(true);

@@ -27,7 +27,11 @@ export class GlobalEntry {
     private readonly regions: RegionBalancer[],
   ) {
     for (const region of regions) this.health.set(region.name, new HealthState(true, false));
-    this.server = createServer({ allowHalfOpen: true }, (socket) => this.route(socket));
+    // In hand-off mode the socket goes on to a relay unread.
+    this.server = createServer(
+      { allowHalfOpen: true, pauseOnConnect: regions.some((r) => r.options.handOff) },
+      (socket) => this.route(socket),
+    );
   }
 
   /** Listens on an ephemeral port and resolves with it; starts the region checks in `health` mode. */

@@ -5,6 +5,7 @@ import { TokenBucket } from '../../server/rate-limit.js';
 import { type NodeAdmission, RegionBalancer } from './balancer.js';
 import { GlobalEntry } from './global-entry.js';
 import { Link, type LinkFaults } from './link.js';
+import { RelayPool } from './relays.js';
 import { parseNetworkSpec } from './spec.js';
 import {
   type AddBackendOptions,
@@ -57,6 +58,8 @@ export class Network {
   private readonly rng: Rng;
   private links = 0;
   private stopping: Promise<void> | undefined;
+  /** Hand-off mode: the relays that carry every device's bytes. */
+  private relays: RelayPool | undefined;
 
   private constructor(private readonly spec: NetworkSpec) {
     this.rng = new Rng(spec.seed);
@@ -77,6 +80,14 @@ export class Network {
 
   private async open(): Promise<void> {
     const spec = this.spec;
+    if (spec.relays !== undefined) {
+      this.relays = await RelayPool.start(spec.relays, (nodeId, n) => {
+        const balancer = this.balancers.get(this.nodes.get(nodeId)?.region ?? '');
+        const backend = balancer?.get(nodeId);
+        if (backend) backend.carried = Math.max(0, backend.carried - n);
+      });
+    }
+    const relays = this.relays;
     spec.regions.forEach((region, i) => {
       const balancer = new RegionBalancer({
         name: region.name,
@@ -86,6 +97,7 @@ export class Network {
         health: region.health,
         synRetriesS: spec.synRetriesS ?? DEFAULT_SYN_RETRIES_S,
         rng: this.rng.fork(i),
+        ...(relays && { handOff: (socket, backend) => relays.carry(socket, backend) }),
       });
       this.balancers.set(region.name, balancer);
       for (const b of region.backends) this.addBackend(region.name, b);
@@ -210,6 +222,7 @@ export class Network {
     this.stopping ??= (async () => {
       await this.global?.close();
       await Promise.all([...this.balancers.values()].map((b) => b.close()));
+      this.relays?.stop();
     })();
     return this.stopping;
   }

@@ -167,6 +167,11 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
     if (ok) spec.synRetriesS = list as number[];
     else p.add('spec.synRetriesS', `must be increasing seconds >= 0 (got ${JSON.stringify(list)})`);
   }
+  if (o.relays !== undefined) {
+    const n = o.relays;
+    if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 256) spec.relays = n;
+    else p.add('spec.relays', `must be an integer from 1 to 256 (got ${JSON.stringify(n)})`);
+  }
   p.throwIfAny('bad network spec');
   return spec;
 }

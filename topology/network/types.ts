@@ -68,6 +68,12 @@ export interface NetworkSpec {
    * after its arrival. Default {@link DEFAULT_SYN_RETRIES_S}.
    */
   synRetriesS?: number[];
+  /**
+   * Hand-off mode (relays.ts): this many relay processes carry the devices'
+   * bytes; the network process only picks a node for each connection and hands
+   * the socket over. Unset: the network relays every byte itself.
+   */
+  relays?: number;
 }
 
 /**
