@@ -17,7 +17,9 @@ import {
   placeScenario,
 } from '../loadgen/placement.js';
 import type { Scenario } from '../scenarios/schema.js';
+import { decisionRegions } from '../topology/kernel/engine.js';
 import { haproxyProcesses } from '../topology/kernel/haproxy.js';
+import { relaysFor } from '../topology/network/relays.js';
 import {
   expectedConnectionsPerNode,
   NODE_FD_OVERHEAD,
@@ -208,6 +210,22 @@ export function checkRun(
         ok: files === null || need <= files,
       });
     }
+  }
+  // The builtin balancers on the kernel engine pick in one process and hand each socket
+  // to relays, as many as their devices need, each within the limit.
+  const decided = engine === 'kernel' ? decisionRegions(scenario) : [];
+  if (decided.length > 0) {
+    const relayed = scenario.devices.regions
+      .filter((b) => decided.some((r) => r.name === b.region))
+      .reduce((a, b) => a + b.count, 0);
+    const relays = relaysFor(relayed, files);
+    const need = 2 * Math.ceil(relayed / relays) + PROCESS_FD_OVERHEAD;
+    checks.push({
+      what: `open files, busiest relay of the builtin balancers (of ${relays}; 2 sockets per device)`,
+      need,
+      allowed: files,
+      ok: files === null || need <= files,
+    });
   }
   // The network fabric relays every device's connection in one process: two sockets each.
   if (scenario.topology.balanced && engine === 'userland') {

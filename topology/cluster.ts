@@ -9,13 +9,14 @@ import type {
   Scenario,
 } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
-import type { NetworkEngineChoice } from './kernel/engine.js';
+import { decisionRegions, type NetworkEngineChoice, routesByHealth } from './kernel/engine.js';
 import { KernelFabric, type KernelHost } from './kernel/fabric.js';
 import { type LatencyLink, startLatencyLink, startLink } from './kernel/links.js';
-import { KernelNetwork } from './kernel/network.js';
+import { type DecisionSpec, KernelNetwork } from './kernel/network.js';
 import type { CgroupUsage, LimitPlan } from './limits.js';
 import { ManagedRedis } from './managed-redis.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
+import { relaysFor } from './network/relays.js';
 import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
 import { expectedConnectionsPerNode, nodeProcesses } from './node-placement.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
@@ -232,10 +233,11 @@ export class Cluster {
     await Promise.all(starts);
     if (this.fabric) {
       // Regions of one node without a balancer engine of the kernel connect straight to it.
+      const decided = decisionRegions(this.scenario);
       this.network = await KernelNetwork.start(
         this.fabric,
         topology.regions
-          .filter((r) => r.balancer.engine !== 'builtin')
+          .filter((r) => r.balancer.engine !== 'builtin' && !decided.includes(r))
           .map((r) => ({
             ...this.regionSpec(r),
             engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
@@ -256,6 +258,7 @@ export class Cluster {
                 .map((n) => n.nodeId),
         [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
         this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
+        decided.length > 0 ? { spec: this.decisionSpec(decided) } : null,
       );
     } else if (topology.balanced) {
       const spec: NetworkSpec = {
@@ -292,6 +295,29 @@ export class Cluster {
         }
       }
     }
+  }
+
+  /**
+   * The builtin balancers of the kernel engine, as the userland network in
+   * hand-off mode: their regions, the global entry with health routing (homes by
+   * the kernel fabric's source addresses), and relays enough for their devices.
+   */
+  private decisionSpec(regions: RegionTopology[]): DecisionSpec['spec'] {
+    const { topology } = this.scenario;
+    const devices = regions.reduce((n, r) => n + regionDevices(this.scenario, r.name), 0);
+    const spec: DecisionSpec['spec'] = {
+      seed: this.scenario.seed,
+      regions: regions.map((r) => this.regionSpec(r)),
+      relays: { count: relaysFor(devices, openFilesLimit()), openFiles: openFilesLimit() },
+    };
+    if (routesByHealth(this.scenario)) {
+      const homeByAddress: Record<string, string> = {};
+      for (const [region, addresses] of this.sourceAddresses) {
+        for (const a of addresses) homeByAddress[a] = region;
+      }
+      spec.global = { mode: 'health', health: topology.routing.health, homeByAddress };
+    }
+    return spec;
   }
 
   /** A region's balancer settings and its nodes as backends, for either engine. */

@@ -47,7 +47,9 @@ describe('network engine choice', () => {
             balancer: { engine: 'haproxy' },
           }),
         ),
-      ).toThrow(/does not play routing "health" between regions/);
+      ).toThrow(
+        /does not play routing "health" between regions with region eu on balancer.engine "haproxy" \(the global entry fails over between builtin balancers only\)/,
+      );
       expect(() =>
         chooseNetworkEngine(
           scenario({
@@ -124,6 +126,16 @@ describe('network engine choice', () => {
   });
 });
 
+/** The last balancer sample with the most connections: before the devices closed. */
+function lastHolding<T extends { backends: Record<string, { connections: number }> }>(
+  samples: T[],
+): T {
+  const total = (s: T) => Object.values(s.backends).reduce((n, b) => n + b.connections, 0);
+  let best = samples[0]!;
+  for (const s of samples) if (total(s) >= total(best)) best = s;
+  return best;
+}
+
 describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
   async function leftovers(): Promise<string> {
     return (await ip(['netns', 'list']))
@@ -167,6 +179,78 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     // HAProxy's own per-server sessions were sampled beside the nodes' counts.
     expect(report.topology.balancer.length).toBeGreaterThan(0);
     expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('node-kill on the builtin balancer (least-connections): relays carry the devices, the herd comes back, both ends agree, nothing is left', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-builtin-kill',
+        topology: {
+          network: 'kernel',
+          nodes: 3,
+          balancer: {
+            algorithm: 'least-connections',
+            health: { interval: '300ms', timeout: '300ms' },
+          },
+        },
+        devices: { count: 300, connectRate: 300 },
+        traffic: { direct: { rate: 20 } },
+        duration: '6s',
+        timeline: [{ at: '2s', action: 'kill-node', node: 'local-2', label: 'kill' }],
+        gates: ['connections.held >= 100%'],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    expect(report.devices.heldAtEnd).toBe(300);
+    expect(report.devices.heldAtServer).toBe(300);
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(kill?.affected).toBeGreaterThan(0);
+    expect(kill?.notBack).toBe(0);
+    // The decision point's counts, from the relays' reports, agree with the nodes': the
+    // last sample before the devices closed.
+    const last = lastHolding(report.topology.balancer);
+    const counted = Object.values(last.backends).reduce((n, b) => n + b.connections, 0);
+    expect(counted).toBe(300);
+    // least-connections sent the herd to the two survivors evenly.
+    expect(last.backends['local-1']!.connections).toBe(150);
+    expect(last.backends['local-3']!.connections).toBe(150);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('routing by health between regions on the kernel: a region whose node dies sends its devices to the other, through the global entry', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-health-routing',
+        topology: {
+          network: 'kernel',
+          regions: [
+            { name: 'eu', nodes: 1 },
+            { name: 'us', nodes: 1 },
+          ],
+          routing: { mode: 'health', health: { interval: '200ms', timeout: '200ms' } },
+        },
+        devices: { count: 200, connectRate: 400 },
+        traffic: { direct: { rate: 20 } },
+        duration: '6s',
+        timeline: [{ at: '2s', action: 'kill-node', node: 'eu-1', label: 'eu down' }],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    const last = lastHolding(report.topology.balancer);
+    // eu's devices first went home (and a few reconnects, before the entry's checks
+    // failed), then, with eu down, to us.
+    expect(last.routed?.eu?.eu).toBeGreaterThanOrEqual(100);
+    expect(last.routed?.eu?.us).toBeGreaterThanOrEqual(100);
+    expect(last.routed?.us).toEqual({ us: 100 });
+    expect(last.regionsHealthy).toEqual({ eu: false, us: true });
+    expect(last.backends['us-1']!.connections).toBe(200);
+    expect(report.devices.heldAtEnd).toBe(200);
     expect(await leftovers()).toBe('');
   }, 120_000);
 

@@ -592,22 +592,28 @@ describe('global entry', () => {
   });
 });
 
-describe('hand-off mode (relays carry the bytes)', () => {
-  it('relays each connection through a relay process, counts it on its node until the relay reports it finished, and carries a FIN on its own', async () => {
+describe('relay mode (relays accept and carry the bytes)', () => {
+  it('relays accept and carry each connection, counted on its node until the relay reports it finished; a FIN travels on its own', async () => {
     const n1 = await fakeNode('n1');
     const n2 = await fakeNode('n2');
     const network = await startNetwork({
       regions: [region('eu', [n1, n2], { algorithm: 'least-connections' })],
-      relays: 2,
+      relays: { count: 2, openFiles: null },
     });
     const port = network.addresses().regions.eu!.port;
-    const sockets = await Promise.all(Array.from({ length: 6 }, () => dial(port)));
-    await Promise.all(sockets.map((s, i) => echo(s, `m${i}`)));
+    // One at a time, so least-connections alternates: n1, n2, n1, ...
+    const sockets: Socket[] = [];
+    for (let i = 0; i < 6; i++) {
+      const s = await dial(port);
+      await echo(s, `m${i}`);
+      sockets.push(s);
+    }
     const counts = () => network.sample().backends.map((b) => b.connections);
     expect(counts()).toEqual([3, 3]);
     expect(n1.sockets.size + n2.sockets.size).toBe(6);
-    // Nothing is relayed in this process: each connection is carried by a relay.
     expect(n1.bytesIn + n2.bytesIn).toBe(12);
+    // Nothing is relayed in this process: each connection is carried by a relay.
+    expect(network.sample().regions.eu!.connections).toBe(6);
     // Two of n1's devices leave; the relay's report brings n1 back to 1.
     const onN1 = sockets.filter((_, i) => i % 2 === 0).slice(0, 2);
     for (const s of onN1) s.end();
@@ -624,7 +630,7 @@ describe('hand-off mode (relays carry the bytes)', () => {
     await until(() => seen.data === 'last');
   });
 
-  it('routes through the global entry in health mode and fails over, handing the socket on unread', async () => {
+  it('routes through the global entry in health mode and fails over', async () => {
     const e1 = await fakeNode('e1');
     const u1 = await fakeNode('u1');
     const network = await startNetwork({
@@ -634,7 +640,7 @@ describe('hand-off mode (relays carry the bytes)', () => {
         health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
         homeByAddress: { '127.0.0.2': 'eu' },
       },
-      relays: 1,
+      relays: { count: 1, openFiles: null },
     });
     const port = network.addresses().global!.port;
     await echo(await dial(port, '127.0.0.2'), 'x');
@@ -645,10 +651,33 @@ describe('hand-off mode (relays carry the bytes)', () => {
     expect([e1.bytesIn, u1.bytesIn]).toEqual([1, 1]);
   });
 
-  it('refuses a relay count out of range in one line', async () => {
-    await expect(
-      Network.start({ host: HOST, seed: 1, regions: [region('eu', [])], relays: 0 }),
-    ).rejects.toThrow(/bad network spec: spec\.relays must be an integer from 1 to 256 \(got 0\)/);
+  it('refuses a relay count or file limit out of range in one line', async () => {
+    const start = (relays: NetworkSpec['relays']) =>
+      Network.start({ host: HOST, seed: 1, regions: [region('eu', [])], relays });
+    await expect(start({ count: 0, openFiles: null })).rejects.toThrow(
+      /^bad network spec: spec\.relays\.count must be an integer from 1 to 256 \(got 0\)$/,
+    );
+    await expect(start({ count: 1, openFiles: 100 })).rejects.toThrow(
+      /^bad network spec: spec\.relays\.openFiles must be null or an integer over 200 \(got 100\)$/,
+    );
+  });
+
+  it('stops accepting on a relay at its capacity and leaves new devices to the others', async () => {
+    const n1 = await fakeNode('n1');
+    // (206 - 200) / 2 = 3 connections per relay.
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      relays: { count: 2, openFiles: 206 },
+    });
+    const port = network.addresses().regions.eu!.port;
+    const six = await Promise.all(Array.from({ length: 6 }, () => dial(port)));
+    await Promise.all(six.map((s, i) => echo(s, `c${i}`)));
+    expect(network.sample().backends[0]!.connections).toBe(6);
+    // Both relays are full and have closed their copies of the listening socket.
+    const seventh = connect({ host: HOST, port });
+    clients.push(seventh);
+    const [err] = (await once(seventh, 'error')) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ECONNREFUSED');
   });
 });
 

@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { PushbenchError } from '../../core/errors.js';
-import type { Scenario } from '../../scenarios/types.js';
+import type { RegionTopology, Scenario } from '../../scenarios/types.js';
 import { kernelEngineMissing } from './commands.js';
 
 /** The engine a run uses, and why. */
@@ -43,24 +43,41 @@ const KERNEL_ONLY_ACTIONS = new Set(['bandwidth', 'partition']);
 const IPV4_HOST = /^rediss?:\/\/(?:[^@/]*@)?\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?:\/|$)/;
 const LOOPBACK = /^(?:rediss?:\/\/)(?:[^@/]*@)?(?:127\.|localhost|\[::1\])/;
 
+/** True when the run routes between regions by health: a global entry in front of them. */
+export function routesByHealth(scenario: Scenario): boolean {
+  return scenario.topology.regions.length > 1 && scenario.topology.routing.mode === 'health';
+}
+
+/**
+ * The regions whose balancer, on the kernel engine, is pushbench's builtin one
+ * (the hand-off decision point and its relays, topology/kernel/network.ts): a
+ * region on `builtin` with more than one node or a scale-up; with health
+ * routing, every region (the global entry hands devices to their balancers).
+ */
+export function decisionRegions(scenario: Scenario): RegionTopology[] {
+  if (routesByHealth(scenario)) return scenario.topology.regions;
+  return scenario.topology.regions.filter(
+    (r) =>
+      r.balancer.engine === 'builtin' &&
+      (r.nodes > 1 ||
+        scenario.timeline.some((t) => t.action === 'scale-up' && t.region === r.name)),
+  );
+}
+
 /** What in the scenario the kernel engine does not play yet; empty when it plays all of it. */
 export function kernelUnsupported(scenario: Scenario): string[] {
   const out: string[] = [];
   const { topology } = scenario;
-  if (topology.regions.length > 1 && topology.routing.mode !== 'latency') {
-    out.push(
-      'routing "health" between regions (the global entry\'s failover is not in the kernel engine yet)',
-    );
+  if (routesByHealth(scenario)) {
+    // The global entry hands each device to its region's balancer in its own process.
+    for (const r of topology.regions.filter((x) => x.balancer.engine !== 'builtin')) {
+      out.push(
+        `routing "health" between regions with region ${r.name} on balancer.engine "${r.balancer.engine}" (the global entry fails over between builtin balancers only)`,
+      );
+    }
   }
   if (topology.balanced) {
     for (const r of topology.regions) {
-      const grows = scenario.timeline.some((t) => t.action === 'scale-up' && t.region === r.name);
-      // One node that stays one node needs no balancer: its devices go straight to its host.
-      if (r.balancer.engine === 'builtin' && (r.nodes > 1 || grows)) {
-        out.push(
-          `region ${r.name}: balancer.engine "builtin" (use "haproxy", or "kernel" for round-robin and random)`,
-        );
-      }
       if (
         r.balancer.engine === 'kernel' &&
         (r.balancer.algorithm === 'least-connections' || r.balancer.algorithm === 'power-of-two')

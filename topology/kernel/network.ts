@@ -13,7 +13,7 @@
  */
 import { PushbenchError } from '../../core/errors.js';
 import { openFilesLimit } from '../../core/machine.js';
-import type { NetworkHandle } from '../network/handle.js';
+import { type NetworkHandle, startNetworkProcess } from '../network/handle.js';
 import type {
   BackendSample,
   BackendSpec,
@@ -21,6 +21,7 @@ import type {
   NetworkAddresses,
   NetworkFault,
   NetworkSample,
+  NetworkSpec,
 } from '../network/types.js';
 import { type KernelBackend, KernelBalancer } from './balancer.js';
 import { execIn } from './commands.js';
@@ -153,9 +154,23 @@ async function conntrackByAddress(host: KernelHost): Promise<Map<string, number>
   return out;
 }
 
+/**
+ * pushbench's builtin balancers, and the global entry, on the kernel engine:
+ * the userland network in hand-off mode (topology/network/relays.ts) on a
+ * balancer host of its own. It picks a node for each device exactly as on
+ * userland and hands the socket to relay processes on the same host, as many
+ * as the devices need under the open-file limit; faults stay in the kernel.
+ */
+export interface DecisionSpec {
+  /** The regions it balances and the global entry (health routing), with the relay count; `host` is set here. */
+  spec: Omit<NetworkSpec, 'host'>;
+}
+
 /** The kernel engine's network for one run. */
 export class KernelNetwork implements NetworkHandle {
   private readonly regions = new Map<string, RegionBalancer>();
+  /** The builtin balancers' decision point, and the regions it balances. */
+  private decision: { handle: NetworkHandle; host: KernelHost; regions: Set<string> } | undefined;
   private readonly faults = new Map<
     string,
     { fault: NetworkFault; handles: KernelFaultHandle[] }
@@ -178,10 +193,10 @@ export class KernelNetwork implements NetworkHandle {
     private readonly nodesOf: (scope: FaultScope) => string[],
   ) {}
 
-  /** HAProxy's pid, or 0 with the kernel balancer only (no process of ours). */
+  /** HAProxy's pid, or the builtin balancers' decision point's, or 0 with the kernel balancer only (no process of ours). */
   get pid(): number {
     for (const r of this.regions.values()) if (r.kind === 'haproxy') return r.lb.pid;
-    return 0;
+    return this.decision?.handle.pid ?? 0;
   }
 
   /** Starts each region's balancer on its own host of `fabric`. */
@@ -193,9 +208,22 @@ export class KernelNetwork implements NetworkHandle {
     nodesOf: (scope: FaultScope) => string[],
     controlAddresses: string[],
     datastoreAddresses: string[],
+    decision: DecisionSpec | null = null,
   ): Promise<KernelNetwork> {
     const net = new KernelNetwork(controlAddresses, datastoreAddresses, linkOf, hostOf, nodesOf);
     try {
+      if (decision) {
+        const host = await fabric.addHost('lb-builtin');
+        const handle = await startNetworkProcess(
+          { ...decision.spec, host: host.address },
+          host.namespace,
+        );
+        net.decision = {
+          handle,
+          host,
+          regions: new Set(decision.spec.regions.map((r) => r.name)),
+        };
+      }
       for (const spec of regions) {
         const backends = spec.backends.map(
           (b): KernelBackend => ({ nodeId: b.nodeId, address: b.host, port: b.port }),
@@ -243,17 +271,22 @@ export class KernelNetwork implements NetworkHandle {
   }
 
   async addresses(): Promise<NetworkAddresses> {
-    const regions: NetworkAddresses['regions'] = {};
+    const decided = await this.decision?.handle.addresses();
+    const regions: NetworkAddresses['regions'] = { ...decided?.regions };
     for (const [name, r] of this.regions) {
       regions[name] = {
         host: r.kind === 'haproxy' ? r.lb.options.bindAddress : r.lb.address,
         port: BALANCER_PORT,
       };
     }
-    return { regions };
+    return decided?.global ? { regions, global: decided.global } : { regions };
   }
 
   async addBackend(region: string, backend: BackendSpec): Promise<void> {
+    if (this.decision?.regions.has(region)) {
+      await this.decision.handle.addBackend(region, backend);
+      return;
+    }
     const r = this.region(region);
     const b: KernelBackend = { nodeId: backend.nodeId, address: backend.host, port: backend.port };
     if (r.kind === 'haproxy') {
@@ -268,6 +301,10 @@ export class KernelNetwork implements NetworkHandle {
   }
 
   async removeBackend(region: string, nodeId: string): Promise<void> {
+    if (this.decision?.regions.has(region)) {
+      await this.decision.handle.removeBackend(region, nodeId);
+      return;
+    }
     const r = this.region(region);
     if (r.kind === 'haproxy') await r.lb.drain(nodeId);
     else await r.health.remove(nodeId);
@@ -377,8 +414,9 @@ export class KernelNetwork implements NetworkHandle {
   }
 
   async sample(): Promise<NetworkSample> {
-    const backends: BackendSample[] = [];
-    const regions: NetworkSample['regions'] = {};
+    const decided = await this.decision?.handle.sample();
+    const backends: BackendSample[] = [...(decided?.backends ?? [])];
+    const regions: NetworkSample['regions'] = { ...decided?.regions };
     for (const [name, r] of this.regions) {
       let total = 0;
       if (r.kind === 'haproxy') {
@@ -401,10 +439,16 @@ export class KernelNetwork implements NetworkHandle {
       }
       regions[name] = { connections: total, noBackend: 0, admissionRejected: 0, resets: 0 };
     }
-    return { atMs: Date.now(), backends, regions };
+    return {
+      atMs: Date.now(),
+      backends,
+      regions,
+      ...(decided?.global && { global: decided.global }),
+    };
   }
 
   async stop(): Promise<void> {
+    await this.decision?.handle.stop().catch(() => {});
     for (const r of this.regions.values()) {
       if (r.kind === 'haproxy') await r.lb.stop();
       else r.health.stop();

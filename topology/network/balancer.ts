@@ -27,11 +27,6 @@ export interface RegionBalancerOptions {
   /** Seconds after arrival at which a held connection is re-checked. */
   synRetriesS: readonly number[];
   rng: Rng;
-  /**
-   * Hand-off mode (relays.ts): an admitted connection, paused and unread, is
-   * given to this to carry instead of being relayed here.
-   */
-  handOff?: (socket: Socket, backend: Backend) => void;
 }
 
 /**
@@ -75,7 +70,7 @@ export class Backend {
   conntrackTimedOut = 0;
   /** Smooth weighted round-robin state. */
   currentWeight = 0;
-  /** Connections handed off to relays and not yet reported finished (hand-off mode). */
+  /** Connections carried by relays (relay mode) and not yet reported finished. */
   carried = 0;
 
   constructor(
@@ -92,7 +87,7 @@ export class Backend {
     this.health = new HealthState(assumeHealthy, !assumeHealthy);
   }
 
-  /** Established proxied connections: its conntrack entries (here or in the relays). */
+  /** Established proxied connections: its conntrack entries (relayed here, or by relays). */
   get connections(): number {
     return this.link.relays.size + this.carried;
   }
@@ -131,10 +126,8 @@ export class RegionBalancer {
 
   constructor(readonly options: RegionBalancerOptions) {
     // Half-open sockets: a device's FIN is relayed on its own, not turned into a full close.
-    // Handed off, a socket must reach its relay with nothing read from it.
-    this.server = createServer(
-      { allowHalfOpen: true, pauseOnConnect: options.handOff !== undefined },
-      (socket) => this.handleConnection(socket),
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
+      this.handleConnection(socket),
     );
   }
 
@@ -153,7 +146,8 @@ export class RegionBalancer {
           ),
         ),
       );
-      this.server.listen(port, this.options.host, () => {
+      // A herd's SYNs wait in the accept queue (capped by net.core.somaxconn), not in retransmits.
+      this.server.listen({ port, host: this.options.host, backlog: 65_535 }, () => {
         const address = this.server.address();
         resolve(typeof address === 'object' && address ? address.port : port);
       });
@@ -228,33 +222,45 @@ export class RegionBalancer {
   /** Takes one new device connection: admission, backend choice, conntrack, then relay. */
   handleConnection(socket: Socket): void {
     const atMs = nowMs();
-    if (this.closed) {
-      socket.destroy();
-      return;
-    }
+    const choice = this.choose(atMs);
+    if (choice === 'reset') resetSocket(socket);
+    else if (choice === 'close') socket.destroy();
+    else if (this.hasRoom(choice)) this.admit(socket, choice, []);
+    else this.hold(socket, choice, atMs);
+  }
+
+  /**
+   * The decision for one new connection, with nothing done to a socket: its
+   * backend (counted as accepted), or `reset` (refused by admission) or `close`
+   * (no backend in rotation, or the balancer is closed). Relay mode carries
+   * the connection elsewhere on this answer (relays.ts).
+   */
+  choose(atMs: number): Backend | 'reset' | 'close' {
+    if (this.closed) return 'close';
     for (const bucket of this.regionBuckets) {
       if (!bucket.take(atMs)) {
         this.admissionRejected++;
-        resetSocket(socket);
-        return;
+        return 'reset';
       }
     }
     const backend = this.pick(atMs);
     if (!backend) {
       this.noBackend++;
-      socket.destroy();
-      return;
+      return 'close';
     }
     for (const bucket of backend.admission.buckets) {
       if (!bucket.take(atMs)) {
         this.admissionRejected++;
-        resetSocket(socket);
-        return;
+        return 'reset';
       }
     }
     backend.accepted++;
-    if (this.hasRoom(backend)) this.admit(socket, backend, []);
-    else this.hold(socket, backend, atMs);
+    return backend;
+  }
+
+  /** Its listening socket, for relay mode to share with the relays. */
+  get listener(): Server {
+    return this.server;
   }
 
   /** Health-checks every backend not already being checked. */
@@ -379,12 +385,6 @@ export class RegionBalancer {
 
   /** Connects to the node and relays; a refused connection closes the device's socket. */
   private admit(socket: Socket, backend: Backend, early: Buffer[]): void {
-    const handOff = this.options.handOff;
-    if (handOff && early.length === 0) {
-      backend.carried++;
-      handOff(socket, backend);
-      return;
-    }
     const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
     node.setNoDelay(true);
     socket.setNoDelay(true);

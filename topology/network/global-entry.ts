@@ -27,11 +27,7 @@ export class GlobalEntry {
     private readonly regions: RegionBalancer[],
   ) {
     for (const region of regions) this.health.set(region.name, new HealthState(true, false));
-    // In hand-off mode the socket goes on to a relay unread.
-    this.server = createServer(
-      { allowHalfOpen: true, pauseOnConnect: regions.some((r) => r.options.handOff) },
-      (socket) => this.route(socket),
-    );
+    this.server = createServer({ allowHalfOpen: true }, (socket) => this.route(socket));
   }
 
   /** Listens on an ephemeral port and resolves with it; starts the region checks in `health` mode. */
@@ -43,7 +39,7 @@ export class GlobalEntry {
       this.server.once('error', (err) =>
         reject(new PushbenchError('PB_INTERNAL', `global entry cannot listen: ${err.message}`)),
       );
-      this.server.listen(0, this.spec.host, () => {
+      this.server.listen({ port: 0, host: this.spec.host, backlog: 65_535 }, () => {
         const address = this.server.address();
         resolve(typeof address === 'object' && address ? address.port : 0);
       });
@@ -81,9 +77,20 @@ export class GlobalEntry {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
+  /** Its listening socket, for relay mode to share with the relays. */
+  get listener(): Server {
+    return this.server;
+  }
+
   private route(socket: Socket): void {
+    this.chooseRegion((socket.remoteAddress ?? '').replace(/^::ffff:/, '')).handleConnection(
+      socket,
+    );
+  }
+
+  /** The region a device from `address` goes to now, counted in {@link routed}. */
+  chooseRegion(address: string): RegionBalancer {
     const first = this.regions[0]!;
-    const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const homeName = this.spec.homeByAddress[address] ?? first.name;
     const homeIndex = Math.max(
       0,
@@ -102,6 +109,6 @@ export class GlobalEntry {
     const row = this.routed[homeName] ?? {};
     this.routed[homeName] = row;
     row[target.name] = (row[target.name] ?? 0) + 1;
-    target.handleConnection(socket);
+    return target;
   }
 }

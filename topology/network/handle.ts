@@ -45,9 +45,18 @@ type Args<Op extends NetworkOp> = Extract<NetworkRequest, { op: Op }>['args'];
  * Rejects with a one-line PB_INTERNAL error if it exits first (a bad spec, a
  * port in use); each request rejects the same way on failure or after 10 s.
  */
-export async function startNetworkProcess(spec: NetworkSpec): Promise<NetworkHandle> {
+export async function startNetworkProcess(
+  spec: NetworkSpec,
+  /** Runs it inside this network namespace (a host of the kernel fabric). */
+  namespace?: string,
+): Promise<NetworkHandle> {
   const entry = entryBeside(import.meta.url, './process', { leanHeap: true });
-  const child = execa(process.execPath, [...entry.execArgv, entry.path], {
+  const node = [process.execPath, ...entry.execArgv, entry.path];
+  const [command, args] =
+    namespace === undefined
+      ? [node[0] as string, node.slice(1)]
+      : ['ip', ['netns', 'exec', namespace, ...node]];
+  const child = execa(command, args, {
     env: { PUSHBENCH_NETWORK_SPEC: JSON.stringify(spec) },
     stdin: 'ignore',
     stdout: 'pipe',

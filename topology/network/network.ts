@@ -18,6 +18,10 @@ import {
   type NetworkSpec,
 } from './types.js';
 
+/** Relay mode's names of the listening sockets it shares: a region's balancer, the global entry. */
+const REGION_ENTRY = 'region:';
+const GLOBAL_ENTRY = 'global';
+
 /** A standing fault; admission-rate faults own their bucket, shared by all they cover. */
 interface FaultRecord {
   fault: NetworkFault;
@@ -58,7 +62,7 @@ export class Network {
   private readonly rng: Rng;
   private links = 0;
   private stopping: Promise<void> | undefined;
-  /** Hand-off mode: the relays that carry every device's bytes. */
+  /** Relay mode: the relays that accept and carry every device. */
   private relays: RelayPool | undefined;
 
   private constructor(private readonly spec: NetworkSpec) {
@@ -80,14 +84,6 @@ export class Network {
 
   private async open(): Promise<void> {
     const spec = this.spec;
-    if (spec.relays !== undefined) {
-      this.relays = await RelayPool.start(spec.relays, (nodeId, n) => {
-        const balancer = this.balancers.get(this.nodes.get(nodeId)?.region ?? '');
-        const backend = balancer?.get(nodeId);
-        if (backend) backend.carried = Math.max(0, backend.carried - n);
-      });
-    }
-    const relays = this.relays;
     spec.regions.forEach((region, i) => {
       const balancer = new RegionBalancer({
         name: region.name,
@@ -97,7 +93,6 @@ export class Network {
         health: region.health,
         synRetriesS: spec.synRetriesS ?? DEFAULT_SYN_RETRIES_S,
         rng: this.rng.fork(i),
-        ...(relays && { handOff: (socket, backend) => relays.carry(socket, backend) }),
       });
       this.balancers.set(region.name, balancer);
       for (const b of region.backends) this.addBackend(region.name, b);
@@ -110,6 +105,38 @@ export class Network {
       ]);
       this.globalPort = await this.global.listen();
     }
+    if (spec.relays !== undefined) await this.startRelays(spec.relays.count, spec.relays.openFiles);
+  }
+
+  /**
+   * Relay mode: the relays take over every listening socket and ask here,
+   * per device, which node it goes to; this process then holds no device.
+   */
+  private async startRelays(count: number, openFiles: number | null): Promise<void> {
+    const global = this.global;
+    const relays = await RelayPool.start(
+      count,
+      openFiles,
+      (entry, address) => {
+        const balancer =
+          entry === GLOBAL_ENTRY
+            ? global?.chooseRegion(address)
+            : this.balancers.get(entry.slice(REGION_ENTRY.length));
+        const choice = balancer?.choose(monoNowUs() / 1000) ?? 'close';
+        if (choice === 'reset' || choice === 'close') return { refuse: choice };
+        choice.carried++;
+        return { nodeId: choice.nodeId, host: choice.host, port: choice.port };
+      },
+      (nodeId, n) => {
+        const backend = this.balancers.get(this.nodes.get(nodeId)?.region ?? '')?.get(nodeId);
+        if (backend) backend.carried = Math.max(0, backend.carried - n);
+      },
+    );
+    this.relays = relays;
+    for (const [name, balancer] of this.balancers) {
+      await relays.share(`${REGION_ENTRY}${name}`, balancer.listener);
+    }
+    if (global) await relays.share(GLOBAL_ENTRY, global.listener);
   }
 
   /** Where each region balancer and the global entry listen. */

@@ -1,39 +1,60 @@
 /**
- * One relay of a network in hand-off mode (relays.ts): a child of the network
- * process that receives accepted device sockets over IPC, each with the node
- * its balancer picked, connects to that node and relays both ways through a
- * faultless {@link Link} (half-open FINs travel on their own; a reset tears
- * the other side down). It reports each finished connection back, so the
- * balancer's per-node counts stay exact within one IPC hop. Exits when its
- * parent's channel closes.
+ * One relay of a network in relay mode (relays.ts): a child of the network
+ * process that accepts devices itself, on listening sockets it shares with the
+ * other relays, asks the network which node each goes to, connects to that
+ * node and relays both ways through a faultless {@link Link} (half-open FINs
+ * travel on their own; a reset tears the other side down). It reports each
+ * finished connection back, so the balancer's per-node counts stay exact
+ * within one IPC hop. At its connection capacity it stops accepting and
+ * leaves new devices to the other relays. Exits when its parent's channel
+ * closes.
  *
- * Says `{op: "ready"}` once it listens; takes `{op: "carry", nodeId, host,
- * port}` with a socket handle; sends `{op: "closed", counts: {nodeId: n}}`,
- * coalesced per event-loop turn.
+ * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry}` with a
+ * listening server handle; asks `{op: "ask", id, entry, address}`; takes
+ * `{op: "answer", id, nodeId, host, port}` or `{op: "answer", id, refuse:
+ * "reset" | "close"}`; sends `{op: "closed", counts: {nodeId: n}}`, coalesced
+ * per event-loop turn.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { Rng } from '../../core/rng.js';
 import { Link, resetSocket } from './link.js';
 
-/** What the network sends a relay with each socket. */
-export interface CarryMessage {
-  op: 'carry';
-  nodeId: string;
-  host: string;
-  port: number;
+/** What the network answers an ask with: the node to carry the device to, or a refusal. */
+export type RelayAnswer =
+  | { op: 'answer'; id: number; nodeId: string; host: string; port: number }
+  | { op: 'answer'; id: number; refuse: 'reset' | 'close' };
+
+/** What a relay asks for each device it accepted on `entry`. */
+export interface RelayAsk {
+  op: 'ask';
+  id: number;
+  entry: string;
+  address: string;
 }
 
-/** What a relay reports back: connections finished since its last report, per node. */
-export interface ClosedMessage {
+/** What a relay reports: connections finished since its last report, per node. */
+export interface RelayClosed {
   op: 'closed';
   counts: Record<string, number>;
 }
 
+/** Connections this relay carries before it stops accepting (from its parent). */
+const capacity = Number(process.env.PUSHBENCH_RELAY_CAPACITY ?? '1000000');
+
 const link = new Link({ latency: null, blackholed: false }, new Rng(1));
+const listeners = new Set<Server>();
+const waiting = new Map<number, Socket>();
+let nextId = 1;
+let live = 0;
 let closed: Record<string, number> = {};
 let reporting = false;
 
-function report(nodeId: string): void {
+function send(m: RelayAsk | RelayClosed | { op: 'ready' }): void {
+  if (process.connected) process.send?.(m);
+}
+
+function finished(nodeId: string): void {
+  live--;
   closed[nodeId] = (closed[nodeId] ?? 0) + 1;
   if (reporting) return;
   reporting = true;
@@ -41,41 +62,66 @@ function report(nodeId: string): void {
     reporting = false;
     const counts = closed;
     closed = {};
-    if (process.connected) process.send?.({ op: 'closed', counts } satisfies ClosedMessage);
+    send({ op: 'closed', counts });
   });
 }
 
-function isCarry(m: unknown): m is CarryMessage {
-  const c = m as CarryMessage;
-  return (
-    typeof m === 'object' &&
-    m !== null &&
-    c.op === 'carry' &&
-    typeof c.nodeId === 'string' &&
-    typeof c.host === 'string' &&
-    Number.isInteger(c.port)
-  );
+function accepted(entry: string, socket: Socket): void {
+  socket.on('error', () => {});
+  live++;
+  if (live >= capacity) {
+    // Full: the other relays take the next devices.
+    for (const l of listeners) l.close();
+    listeners.clear();
+  }
+  const id = nextId++;
+  waiting.set(id, socket);
+  send({
+    op: 'ask',
+    id,
+    entry,
+    address: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
+  });
 }
 
-process.on('message', (m: unknown, handle: unknown) => {
-  const client = handle as Socket | undefined;
-  if (!client || typeof client.destroy !== 'function') return;
-  if (!isCarry(m)) {
-    client.destroy();
+function answered(a: RelayAnswer): void {
+  const client = waiting.get(a.id);
+  if (!client) return;
+  waiting.delete(a.id);
+  if ('refuse' in a) {
+    live--;
+    if (a.refuse === 'reset') resetSocket(client);
+    else client.destroy();
+    return;
+  }
+  if (client.destroyed) {
+    finished(a.nodeId);
     return;
   }
   // A device's FIN is relayed on its own, not turned into a full close.
   client.allowHalfOpen = true;
   client.setNoDelay(true);
-  const node = connect({ host: m.host, port: m.port, allowHalfOpen: true, noDelay: true });
+  const node = connect({ host: a.host, port: a.port, allowHalfOpen: true, noDelay: true });
   let ends = 0;
   const ended = () => {
-    if (++ends === 2) report(m.nodeId);
+    if (++ends === 2) finished(a.nodeId);
   };
   client.once('close', ended);
   node.once('close', ended);
   node.on('error', () => resetSocket(client));
   link.relay(client, node);
+}
+
+process.on('message', (m: unknown, handle: unknown) => {
+  const msg = m as { op?: unknown; entry?: unknown; id?: unknown };
+  if (msg?.op === 'listen' && typeof msg.entry === 'string' && handle) {
+    const server = handle as Server;
+    const entry = msg.entry;
+    server.on('connection', (socket: Socket) => accepted(entry, socket));
+    listeners.add(server);
+    return;
+  }
+  if (msg?.op === 'answer' && typeof msg.id === 'number') answered(m as RelayAnswer);
 });
 process.on('disconnect', () => process.exit(0));
-process.send?.({ op: 'ready' });
+send({ op: 'ready' });

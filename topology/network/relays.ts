@@ -1,26 +1,31 @@
 /**
- * Hand-off mode of the network (the kernel engine's builtin balancer): the
- * network process is only the decision point. Its balancers accept each
- * device, pick a node exactly as they always do, and hand the accepted socket
- * (paused, nothing read) to one of several relay processes (relay-process.ts),
- * which carry the bytes. The network process holds no socket of a device once
- * it is handed off, so one process's open-file limit no longer caps the
- * region: each relay holds up to (RLIMIT_NOFILE − 200) / 2 connections, and
- * there are as many relays as the devices need.
+ * Relay mode of the network (the kernel engine's builtin balancer): the
+ * network process is only the decision point; it holds no socket of a device.
+ * Relay processes (relay-process.ts) share the balancers' and the global
+ * entry's listening sockets, accept the devices themselves, and ask the
+ * network, by a small IPC message, which node each goes to. The network
+ * answers exactly as its balancers always pick (round-robin order, slow start,
+ * health, least-connections and power-of-two on live counts), counts the
+ * connection on its node at once, and uncounts it when the relay reports it
+ * finished (coalesced per event-loop turn of the relay). So the counts are
+ * exact but for closes in flight, about one IPC hop.
  *
- * Per-node connection counts stay exact but for one IPC hop: a connection is
- * counted on its node when it is handed off, and uncounted when its relay
- * reports it finished (coalesced per event-loop turn of the relay). So
- * least-connections and power-of-two see every assignment at once and every
- * close within about a millisecond.
+ * Node's IPC sends one socket handle per acknowledgement, which on a busy box
+ * caps a per-connection hand-off at a few hundred connects/s; the listening
+ * sockets are sent once instead, and asks and answers are plain messages that
+ * need no acknowledgement. Each relay holds up to (RLIMIT_NOFILE − 200) / 2
+ * connections and stops accepting when full; there are enough relays for the
+ * devices with room to spare, as the kernel does not spread accepts evenly.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import type { Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { entryBeside } from '../../core/runtime.js';
-import type { CarryMessage, ClosedMessage } from './relay-process.js';
+import type { RelayAnswer, RelayAsk, RelayClosed } from './relay-process.js';
 
 /** Descriptors a relay keeps for itself (IPC, stdio, the heap's files). */
 const RELAY_RESERVED_FILES = 200;
+/** Share of a relay's capacity the plan fills: accepts do not spread evenly over relays. */
+const RELAY_FILL = 0.75;
 
 /** Connections one relay carries under an open-file limit (two descriptors each). */
 export function relayCapacity(openFiles: number | null): number {
@@ -28,68 +33,65 @@ export function relayCapacity(openFiles: number | null): number {
   return Math.max(1, Math.floor((openFiles - RELAY_RESERVED_FILES) / 2));
 }
 
-/** Relays `devices` connections need under an open-file limit. */
+/** Relays `devices` connections need under an open-file limit, each filled to 75 % at most. */
 export function relaysFor(devices: number, openFiles: number | null): number {
-  return Math.max(1, Math.ceil(devices / relayCapacity(openFiles)));
+  return Math.max(1, Math.ceil(devices / (relayCapacity(openFiles) * RELAY_FILL)));
 }
 
-interface RelayChild {
-  child: ChildProcess;
-  live: number;
-}
+/** The decision for one device: its node, or a refusal (reset: RST; close: FIN). */
+export type RelayDecision =
+  | { nodeId: string; host: string; port: number }
+  | { refuse: 'reset' | 'close' };
 
-/** The relay processes of one network, and the per-node counts they report. */
+/** The relay processes of one network. */
 export class RelayPool {
-  private readonly relays: RelayChild[] = [];
+  private readonly children: ChildProcess[] = [];
   private stopped = false;
 
-  private constructor(private readonly closed: (nodeId: string, n: number) => void) {}
+  private constructor(
+    private readonly decide: (entry: string, address: string) => RelayDecision,
+    private readonly closed: (nodeId: string, n: number) => void,
+  ) {}
 
-  /** Forks `count` relays; `closed` hears of finished connections per node. */
+  /**
+   * Forks `count` relays. `decide` picks the node for a device accepted on an
+   * entry (and counts it); `closed` hears of finished connections per node.
+   */
   static async start(
     count: number,
+    openFiles: number | null,
+    decide: (entry: string, address: string) => RelayDecision,
     closed: (nodeId: string, n: number) => void,
   ): Promise<RelayPool> {
-    const pool = new RelayPool(closed);
+    const pool = new RelayPool(decide, closed);
     const entry = entryBeside(import.meta.url, './relay-process', { leanHeap: true });
     for (let i = 0; i < count; i++) {
       const child = fork(entry.path, [], {
         execArgv: entry.execArgv,
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        env: { ...process.env, PUSHBENCH_RELAY_CAPACITY: String(relayCapacity(openFiles)) },
       });
-      const relay: RelayChild = { child, live: 0 };
-      child.on('message', (m: ClosedMessage) => {
-        if (m?.op !== 'closed' || typeof m.counts !== 'object') return;
-        for (const [nodeId, n] of Object.entries(m.counts)) {
-          relay.live -= n;
-          pool.closed(nodeId, n);
-        }
-      });
+      child.on('message', (m: RelayAsk | RelayClosed) => pool.heard(child, m));
       child.on('exit', (code, signal) => {
-        if (!pool.stopped) {
-          process.stderr.write(
-            `relay ${i} exited (${signal ?? code}); its ${relay.live} connections are gone\n`,
-          );
-        }
+        if (!pool.stopped) process.stderr.write(`relay ${i} exited (${signal ?? code})\n`);
       });
-      pool.relays.push(relay);
+      pool.children.push(child);
     }
-    // Each says `ready` once it listens for sockets.
     try {
       await Promise.all(
-        pool.relays.map(
-          (r, i) =>
+        pool.children.map(
+          (child, i) =>
             new Promise<void>((resolve, reject) => {
               const timer = setTimeout(
                 () => reject(new Error(`relay ${i} did not start within 15 s`)),
                 15_000,
               );
-              r.child.on('message', (m: { op?: string }) => {
+              child.on('message', (m: { op?: string }) => {
                 if (m?.op !== 'ready') return;
                 clearTimeout(timer);
                 resolve();
               });
-              r.child.once('exit', (code, signal) => {
+              child.once('exit', (code, signal) => {
                 clearTimeout(timer);
                 reject(new Error(`relay ${i} exited (${signal ?? code}) before it was ready`));
               });
@@ -103,47 +105,46 @@ export class RelayPool {
     return pool;
   }
 
-  /** Connections the relays carry now. */
-  get live(): number {
-    let n = 0;
-    for (const r of this.relays) n += r.live;
-    return n;
+  /**
+   * Gives every relay a copy of a listening socket, then closes this process's
+   * own: from then on only relays accept on it.
+   */
+  async share(entry: string, server: Server): Promise<void> {
+    await Promise.all(
+      this.children.map(
+        (child) =>
+          new Promise<void>((resolve, reject) =>
+            child.send({ op: 'listen', entry }, server, { keepOpen: true }, (err) =>
+              err ? reject(err) : resolve(),
+            ),
+          ),
+      ),
+    );
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** Hands a paused, unread socket to the relay with the fewest connections, to carry to the node. */
-  carry(socket: Socket, backend: { nodeId: string; host: string; port: number }): void {
-    let best: RelayChild | undefined;
-    for (const r of this.relays) {
-      if (r.child.connected && (!best || r.live < best.live)) best = r;
-    }
-    if (!best) {
-      socket.destroy();
-      this.closed(backend.nodeId, 1);
+  private heard(child: ChildProcess, m: RelayAsk | RelayClosed): void {
+    if (m?.op === 'closed' && typeof m.counts === 'object') {
+      for (const [nodeId, n] of Object.entries(m.counts)) this.closed(nodeId, n);
       return;
     }
-    best.live++;
-    const message: CarryMessage = {
-      op: 'carry',
-      nodeId: backend.nodeId,
-      host: backend.host,
-      port: backend.port,
-    };
-    const relay = best;
-    relay.child.send(message, socket, (err) => {
-      if (!err) return;
-      // Never reached the relay: the device's socket is dropped here and uncounted.
-      relay.live--;
-      socket.destroy();
-      this.closed(backend.nodeId, 1);
-    });
+    if (m?.op !== 'ask' || typeof m.id !== 'number') return;
+    const decision = this.decide(String(m.entry), String(m.address));
+    const answer: RelayAnswer =
+      'refuse' in decision
+        ? { op: 'answer', id: m.id, refuse: decision.refuse }
+        : { op: 'answer', id: m.id, ...decision };
+    if (child.connected) child.send(answer);
+    // A relay gone before the answer took its sockets with it.
+    else if (!('refuse' in decision)) this.closed(decision.nodeId, 1);
   }
 
   /** Stops every relay (their connections close with them). */
   stop(): void {
     this.stopped = true;
-    for (const r of this.relays) {
-      if (r.child.connected) r.child.disconnect();
-      r.child.kill('SIGTERM');
+    for (const child of this.children) {
+      if (child.connected) child.disconnect();
+      child.kill('SIGTERM');
     }
   }
 }

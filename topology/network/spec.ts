@@ -168,9 +168,22 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
     else p.add('spec.synRetriesS', `must be increasing seconds >= 0 (got ${JSON.stringify(list)})`);
   }
   if (o.relays !== undefined) {
-    const n = o.relays;
-    if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 256) spec.relays = n;
-    else p.add('spec.relays', `must be an integer from 1 to 256 (got ${JSON.stringify(n)})`);
+    const r = p.obj(o.relays, 'spec.relays');
+    const count = r.count;
+    const files = r.openFiles;
+    const countOk =
+      typeof count === 'number' && Number.isInteger(count) && count >= 1 && count <= 256;
+    const filesOk =
+      files === null || (typeof files === 'number' && Number.isInteger(files) && files > 200);
+    if (!countOk)
+      p.add('spec.relays.count', `must be an integer from 1 to 256 (got ${JSON.stringify(count)})`);
+    if (!filesOk)
+      p.add(
+        'spec.relays.openFiles',
+        `must be null or an integer over 200 (got ${JSON.stringify(files)})`,
+      );
+    if (countOk && filesOk)
+      spec.relays = { count: count as number, openFiles: files as number | null };
   }
   p.throwIfAny('bad network spec');
   return spec;

@@ -69,11 +69,11 @@ export interface NetworkSpec {
    */
   synRetriesS?: number[];
   /**
-   * Hand-off mode (relays.ts): this many relay processes carry the devices'
-   * bytes; the network process only picks a node for each connection and hands
-   * the socket over. Unset: the network relays every byte itself.
+   * Relay mode (relays.ts): `count` relay processes accept and carry the
+   * devices, each holding up to (`openFiles` − 200) / 2; the network process
+   * only picks a node for each. Unset: the network relays every byte itself.
    */
-  relays?: number;
+  relays?: { count: number; openFiles: number | null };
 }
 
 /**
