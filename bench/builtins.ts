@@ -6,7 +6,10 @@
  * calling the built-ins sized for a 2-core CI runner; the table goes in the
  * closing note and bench/RESULTS.md with the machine's facts.
  *
- *   npm run builtins [-- --only smoke,five-nines] [--out DIR]
+ *   npm run builtins [-- --only smoke,five-nines] [--out DIR] [--set path=value ...]
+ *
+ * `--set` goes to every run as it is (e.g. `--set topology.network=kernel`: each
+ * built-in on the kernel network engine).
  *
  * Exits 0 whatever the verdicts: it reports, it does not gate.
  */
@@ -23,8 +26,10 @@ const { values } = parseArgs({
   options: {
     only: { type: 'string' },
     out: { type: 'string', default: join('results', `builtins-${Date.now()}`) },
+    set: { type: 'string', multiple: true, default: [] },
   },
 });
+const sets = values.set.flatMap((s) => ['--set', s]);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/bin/pushbench.js');
@@ -48,7 +53,7 @@ for (const name of names) {
   const out = join(values.out, name);
   const t0 = performance.now();
   process.stderr.write(`running ${name} ...\n`);
-  const res = spawnSync(process.execPath, [cli, 'run', name, '--out', out], {
+  const res = spawnSync(process.execPath, [cli, 'run', name, '--out', out, ...sets], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -72,7 +77,7 @@ for (const name of names) {
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(
-  `built-ins at their defaults, ${new Date().toISOString()}, ${cpus().length} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+  `built-ins at their defaults${sets.length > 0 ? ` with ${values.set.map((s) => `--set ${s}`).join(' ')}` : ''}, ${new Date().toISOString()}, ${cpus().length} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
 );
 console.log('');
 console.log('scenario            verdict       exit  wall     notes');
