@@ -10,26 +10,30 @@
  * closes.
  *
  * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry}` with a
- * listening server handle; asks `{op: "ask", id, entry, address}`; takes
- * `{op: "answer", id, nodeId, host, port}` or `{op: "answer", id, refuse:
- * "reset" | "close"}`; sends `{op: "closed", counts: {nodeId: n}}`, coalesced
- * per event-loop turn.
+ * listening server handle; asks `{op: "ask", asks: [[id, entry, address], …]}`;
+ * takes `{op: "answer", answers: [[id, nodeId, host, port] | [id, "reset" |
+ * "close"], …]}`; sends `{op: "closed", counts: {nodeId: n}}`. Asks and
+ * closes are coalesced per event-loop turn (a burst of accepts is one message).
  */
 import { connect, type Server, type Socket } from 'node:net';
 import { Rng } from '../../core/rng.js';
 import { Link, resetSocket } from './link.js';
 
-/** What the network answers an ask with: the node to carry the device to, or a refusal. */
-export type RelayAnswer =
-  | { op: 'answer'; id: number; nodeId: string; host: string; port: number }
-  | { op: 'answer'; id: number; refuse: 'reset' | 'close' };
+/** One answer: the node to carry device `id` to, or a refusal (reset: RST; close: FIN). */
+export type RelayAnswerItem =
+  | [id: number, nodeId: string, host: string, port: number]
+  | [id: number, refuse: 'reset' | 'close'];
 
-/** What a relay asks for each device it accepted on `entry`. */
+/** What the network answers a batch of asks with. */
+export interface RelayAnswer {
+  op: 'answer';
+  answers: RelayAnswerItem[];
+}
+
+/** What a relay asks, for each device it accepted on `entry` from `address`. */
 export interface RelayAsk {
   op: 'ask';
-  id: number;
-  entry: string;
-  address: string;
+  asks: [id: number, entry: string, address: string][];
 }
 
 /** What a relay reports: connections finished since its last report, per node. */
@@ -48,6 +52,7 @@ let nextId = 1;
 let live = 0;
 let closed: Record<string, number> = {};
 let reporting = false;
+let asks: RelayAsk['asks'] = [];
 
 function send(m: RelayAsk | RelayClosed | { op: 'ready' }): void {
   if (process.connected) process.send?.(m);
@@ -76,35 +81,38 @@ function accepted(entry: string, socket: Socket): void {
   }
   const id = nextId++;
   waiting.set(id, socket);
-  send({
-    op: 'ask',
-    id,
-    entry,
-    address: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
-  });
+  if (asks.length === 0) {
+    setImmediate(() => {
+      const batch = asks;
+      asks = [];
+      send({ op: 'ask', asks: batch });
+    });
+  }
+  asks.push([id, entry, (socket.remoteAddress ?? '').replace(/^::ffff:/, '')]);
 }
 
-function answered(a: RelayAnswer): void {
-  const client = waiting.get(a.id);
+function answered(a: RelayAnswerItem): void {
+  const client = waiting.get(a[0]);
   if (!client) return;
-  waiting.delete(a.id);
-  if ('refuse' in a) {
+  waiting.delete(a[0]);
+  if (a.length === 2) {
     live--;
-    if (a.refuse === 'reset') resetSocket(client);
+    if (a[1] === 'reset') resetSocket(client);
     else client.destroy();
     return;
   }
+  const [, nodeId, host, port] = a;
   if (client.destroyed) {
-    finished(a.nodeId);
+    finished(nodeId);
     return;
   }
   // A device's FIN is relayed on its own, not turned into a full close.
   client.allowHalfOpen = true;
   client.setNoDelay(true);
-  const node = connect({ host: a.host, port: a.port, allowHalfOpen: true, noDelay: true });
+  const node = connect({ host, port, allowHalfOpen: true, noDelay: true });
   let ends = 0;
   const ended = () => {
-    if (++ends === 2) finished(a.nodeId);
+    if (++ends === 2) finished(nodeId);
   };
   client.once('close', ended);
   node.once('close', ended);
@@ -113,7 +121,7 @@ function answered(a: RelayAnswer): void {
 }
 
 process.on('message', (m: unknown, handle: unknown) => {
-  const msg = m as { op?: unknown; entry?: unknown; id?: unknown };
+  const msg = m as { op?: unknown; entry?: unknown; answers?: unknown };
   if (msg?.op === 'listen' && typeof msg.entry === 'string' && handle) {
     const server = handle as Server;
     const entry = msg.entry;
@@ -121,7 +129,9 @@ process.on('message', (m: unknown, handle: unknown) => {
     listeners.add(server);
     return;
   }
-  if (msg?.op === 'answer' && typeof msg.id === 'number') answered(m as RelayAnswer);
+  if (msg?.op === 'answer' && Array.isArray(msg.answers)) {
+    for (const a of msg.answers as RelayAnswerItem[]) answered(a);
+  }
 });
 process.on('disconnect', () => process.exit(0));
 send({ op: 'ready' });

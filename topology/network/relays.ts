@@ -20,7 +20,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Server } from 'node:net';
 import { entryBeside } from '../../core/runtime.js';
-import type { RelayAnswer, RelayAsk, RelayClosed } from './relay-process.js';
+import type { RelayAnswerItem, RelayAsk, RelayClosed } from './relay-process.js';
 
 /** Descriptors a relay keeps for itself (IPC, stdio, the heap's files). */
 const RELAY_RESERVED_FILES = 200;
@@ -128,15 +128,18 @@ export class RelayPool {
       for (const [nodeId, n] of Object.entries(m.counts)) this.closed(nodeId, n);
       return;
     }
-    if (m?.op !== 'ask' || typeof m.id !== 'number') return;
-    const decision = this.decide(String(m.entry), String(m.address));
-    const answer: RelayAnswer =
-      'refuse' in decision
-        ? { op: 'answer', id: m.id, refuse: decision.refuse }
-        : { op: 'answer', id: m.id, ...decision };
-    if (child.connected) child.send(answer);
+    if (m?.op !== 'ask' || !Array.isArray(m.asks)) return;
+    const answers: RelayAnswerItem[] = [];
+    for (const [id, entry, address] of m.asks) {
+      const d = this.decide(String(entry), String(address));
+      answers.push('refuse' in d ? [id, d.refuse] : [id, d.nodeId, d.host, d.port]);
+    }
+    if (child.connected) {
+      child.send({ op: 'answer', answers });
+      return;
+    }
     // A relay gone before the answer took its sockets with it.
-    else if (!('refuse' in decision)) this.closed(decision.nodeId, 1);
+    for (const a of answers) if (a.length === 4) this.closed(a[1], 1);
   }
 
   /** Stops every relay (their connections close with them). */
