@@ -17,7 +17,7 @@ import {
   placeScenario,
 } from '../loadgen/placement.js';
 import type { Scenario } from '../scenarios/schema.js';
-import { decisionRegions } from '../topology/kernel/engine.js';
+import { decisionRegions, needsDecisionPoint, routesByHealth } from '../topology/kernel/engine.js';
 import { haproxyProcesses } from '../topology/kernel/haproxy.js';
 import { relaysFor } from '../topology/network/relays.js';
 import {
@@ -213,10 +213,11 @@ export function checkRun(
   }
   // The builtin balancers on the kernel engine pick in one process and hand each socket
   // to relays, as many as their devices need, each within the limit.
-  const decided = engine === 'kernel' ? decisionRegions(scenario) : [];
-  if (decided.length > 0) {
+  if (engine === 'kernel' && needsDecisionPoint(scenario)) {
+    // With a global entry (health routing) every device passes the relays.
+    const decided = decisionRegions(scenario);
     const relayed = scenario.devices.regions
-      .filter((b) => decided.some((r) => r.name === b.region))
+      .filter((b) => routesByHealth(scenario) || decided.some((r) => r.name === b.region))
       .reduce((a, b) => a + b.count, 0);
     const relays = relaysFor(relayed, files);
     const need = 2 * Math.ceil(relayed / relays) + PROCESS_FD_OVERHEAD;

@@ -9,7 +9,12 @@ import type {
   Scenario,
 } from '../scenarios/schema.js';
 import { nodeId as nodeIdOf, nodeNumber } from '../scenarios/sections/topology.js';
-import { decisionRegions, type NetworkEngineChoice, routesByHealth } from './kernel/engine.js';
+import {
+  decisionRegions,
+  type NetworkEngineChoice,
+  needsDecisionPoint,
+  routesByHealth,
+} from './kernel/engine.js';
 import { KernelFabric, type KernelHost } from './kernel/fabric.js';
 import { type LatencyLink, startLatencyLink, startLink } from './kernel/links.js';
 import { type DecisionSpec, KernelNetwork } from './kernel/network.js';
@@ -258,7 +263,7 @@ export class Cluster {
                 .map((n) => n.nodeId),
         [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
         this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
-        decided.length > 0 ? { spec: this.decisionSpec(decided) } : null,
+        needsDecisionPoint(this.scenario) ? this.decisionSpec(decided) : null,
       );
     } else if (topology.balanced) {
       const spec: NetworkSpec = {
@@ -302,9 +307,14 @@ export class Cluster {
    * hand-off mode: their regions, the global entry with health routing (homes by
    * the kernel fabric's source addresses), and relays enough for their devices.
    */
-  private decisionSpec(regions: RegionTopology[]): DecisionSpec['spec'] {
+  private decisionSpec(regions: RegionTopology[]): DecisionSpec {
     const { topology } = this.scenario;
-    const devices = regions.reduce((n, r) => n + regionDevices(this.scenario, r.name), 0);
+    const health = routesByHealth(this.scenario);
+    // With a global entry every device passes the relays (to a builtin balancer's node,
+    // or on to another engine's balancer).
+    const devices = health
+      ? this.scenario.devices.count + this.scenario.devices.reserve
+      : regions.reduce((n, r) => n + regionDevices(this.scenario, r.name), 0);
     const spec: DecisionSpec['spec'] = {
       seed: this.scenario.seed,
       regions: regions.map((r) => this.regionSpec(r)),
@@ -315,9 +325,17 @@ export class Cluster {
       for (const [region, addresses] of this.sourceAddresses) {
         for (const a of addresses) homeByAddress[a] = region;
       }
-      spec.global = { mode: 'health', health: topology.routing.health, homeByAddress };
+      spec.global = {
+        mode: 'health',
+        health: topology.routing.health,
+        homeByAddress,
+        order: topology.regions.map((r) => r.name),
+      };
     }
-    return spec;
+    const external = health
+      ? topology.regions.filter((r) => !regions.includes(r)).map((r) => r.name)
+      : [];
+    return { spec, external };
   }
 
   /** A region's balancer settings and its nodes as backends, for either engine. */

@@ -651,6 +651,47 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     expect([e1.bytesIn, u1.bytesIn]).toEqual([1, 1]);
   });
 
+  it('routes to a region balanced outside the network (relay mode), checked through its balancer, and fails over from it', async () => {
+    // The "outside balancer" is a stand-in node: it answers /healthz and echoes.
+    const outside = await fakeNode('lb-eu');
+    const u1 = await fakeNode('u1');
+    const network = await startNetwork({
+      regions: [region('us', [u1])],
+      global: {
+        mode: 'health',
+        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
+        homeByAddress: { '127.0.0.2': 'eu' },
+        external: [{ name: 'eu', host: HOST, port: outside.port }],
+        order: ['eu', 'us'],
+      },
+      relays: { count: 1, openFiles: null },
+    });
+    const port = network.addresses().global!.port;
+    await echo(await dial(port, '127.0.0.2'), 'x');
+    expect(outside.bytesIn).toBe(1);
+    outside.status = 503;
+    await until(() => network.sample().global!.healthy.eu === false);
+    await echo(await dial(port, '127.0.0.2'), 'y');
+    expect(network.sample().global!.routed).toEqual({ eu: { eu: 1, us: 1 } });
+    expect(u1.bytesIn).toBe(1);
+    // An outside region needs relay mode and health routing, and a name of its own.
+    await expect(
+      Network.start({
+        host: HOST,
+        seed: 1,
+        regions: [region('us', [u1])],
+        global: {
+          mode: 'health',
+          health: QUIET_HEALTH,
+          homeByAddress: {},
+          external: [{ name: 'us', host: HOST, port: 1 }],
+        },
+      }),
+    ).rejects.toThrow(
+      /^bad network spec: spec\.global\.external needs mode "health" and relay mode \(spec\.relays\) \(and 1 more\)$/,
+    );
+  });
+
   it('refuses a relay count or file limit out of range in one line', async () => {
     const start = (relays: NetworkSpec['relays']) =>
       Network.start({ host: HOST, seed: 1, regions: [region('eu', [])], relays });

@@ -50,32 +50,31 @@ export function routesByHealth(scenario: Scenario): boolean {
 
 /**
  * The regions whose balancer, on the kernel engine, is pushbench's builtin one
- * (the hand-off decision point and its relays, topology/kernel/network.ts): a
- * region on `builtin` with more than one node or a scale-up; with health
- * routing, every region (the global entry hands devices to their balancers).
+ * (the decision point and its relays, topology/kernel/network.ts): a region on
+ * `builtin` with more than one node or a scale-up; with health routing, every
+ * region on `builtin` (the global entry routes devices to their balancers, and
+ * to the others' HAProxy or DNAT addresses).
  */
 export function decisionRegions(scenario: Scenario): RegionTopology[] {
-  if (routesByHealth(scenario)) return scenario.topology.regions;
+  const health = routesByHealth(scenario);
   return scenario.topology.regions.filter(
     (r) =>
       r.balancer.engine === 'builtin' &&
-      (r.nodes > 1 ||
+      (health ||
+        r.nodes > 1 ||
         scenario.timeline.some((t) => t.action === 'scale-up' && t.region === r.name)),
   );
+}
+
+/** True when the run needs the decision point: builtin balancers, or a global entry. */
+export function needsDecisionPoint(scenario: Scenario): boolean {
+  return routesByHealth(scenario) || decisionRegions(scenario).length > 0;
 }
 
 /** What in the scenario the kernel engine does not play yet; empty when it plays all of it. */
 export function kernelUnsupported(scenario: Scenario): string[] {
   const out: string[] = [];
   const { topology } = scenario;
-  if (routesByHealth(scenario)) {
-    // The global entry hands each device to its region's balancer in its own process.
-    for (const r of topology.regions.filter((x) => x.balancer.engine !== 'builtin')) {
-      out.push(
-        `routing "health" between regions with region ${r.name} on balancer.engine "${r.balancer.engine}" (the global entry fails over between builtin balancers only)`,
-      );
-    }
-  }
   if (topology.balanced) {
     for (const r of topology.regions) {
       if (

@@ -164,6 +164,11 @@ async function conntrackByAddress(host: KernelHost): Promise<Map<string, number>
 export interface DecisionSpec {
   /** The regions it balances and the global entry (health routing), with the relay count; `host` is set here. */
   spec: Omit<NetworkSpec, 'host'>;
+  /**
+   * Regions the global entry also routes to whose balancers this network runs
+   * (HAProxy, DNAT): their addresses are filled in once those have started.
+   */
+  external: string[];
 }
 
 /** The kernel engine's network for one run. */
@@ -212,18 +217,6 @@ export class KernelNetwork implements NetworkHandle {
   ): Promise<KernelNetwork> {
     const net = new KernelNetwork(controlAddresses, datastoreAddresses, linkOf, hostOf, nodesOf);
     try {
-      if (decision) {
-        const host = await fabric.addHost('lb-builtin');
-        const handle = await startNetworkProcess(
-          { ...decision.spec, host: host.address },
-          host.namespace,
-        );
-        net.decision = {
-          handle,
-          host,
-          regions: new Set(decision.spec.regions.map((r) => r.name)),
-        };
-      }
       for (const spec of regions) {
         const backends = spec.backends.map(
           (b): KernelBackend => ({ nodeId: b.nodeId, address: b.host, port: b.port }),
@@ -256,6 +249,28 @@ export class KernelNetwork implements NetworkHandle {
           health.start();
           net.regions.set(spec.name, { kind: 'kernel', lb, spec, health });
         }
+      }
+      if (decision) {
+        // The global entry reaches the other engines' balancers at their addresses.
+        const own = await net.addresses();
+        const external = decision.external.map((name) => {
+          const at = own.regions[name];
+          if (!at) throw new PushbenchError('PB_INTERNAL', `no balancer for region ${name}`);
+          return { name, ...at };
+        });
+        const spec = decision.spec.global
+          ? {
+              ...decision.spec,
+              global: { ...decision.spec.global, ...(external.length > 0 && { external }) },
+            }
+          : decision.spec;
+        const host = await fabric.addHost('lb-builtin');
+        const handle = await startNetworkProcess({ ...spec, host: host.address }, host.namespace);
+        net.decision = {
+          handle,
+          host,
+          regions: new Set(decision.spec.regions.map((r) => r.name)),
+        };
       }
     } catch (err) {
       await net.stop();

@@ -1,17 +1,45 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { PushbenchError } from '../../core/errors.js';
+import { Rng } from '../../core/rng.js';
 import type { RegionBalancer } from './balancer.js';
 import { HealthState, probeHealthz } from './health.js';
-import type { NetworkSpec } from './types.js';
+import { Link } from './link.js';
+import type { ExternalRegionSpec, NetworkSpec } from './types.js';
 
 /** Settings of the global entry: the spec's `global` block and listen host. */
 export type GlobalEntrySpec = NonNullable<NetworkSpec['global']> & { host: string };
 
 /**
+ * A region whose balancer is not in this network (relay mode: the kernel
+ * engine's HAProxy or DNAT): devices routed to it are carried to its
+ * balancer's address, and it is checked through that balancer.
+ */
+export class ExternalRegion {
+  /** A faultless link: checks go straight to the balancer. */
+  readonly link = new Link({ latency: null, blackholed: false }, new Rng(1));
+
+  constructor(readonly spec: ExternalRegionSpec) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /** Its balancer, as the target of a check. */
+  probeTarget(): { host: string; port: number; link: Link } {
+    return { host: this.spec.host, port: this.spec.port, link: this.link };
+  }
+}
+
+/** A region the global entry routes to: a balancer of this network, or one outside it. */
+export type RoutedRegion = RegionBalancer | ExternalRegion;
+
+/**
  * The global entry in front of the regions: routes each device by its source
  * address to its home region (`latency` mode: always; `health` mode: while the
- * entry's own checks find it healthy, else the next healthy region in spec
- * order), handing the socket straight to that region's balancer.
+ * entry's own checks find it healthy, else the next healthy region in failover
+ * order), handing the socket straight to that region's balancer (relay mode:
+ * telling the relay where to carry it, which may be a balancer outside this
+ * network).
  */
 export class GlobalEntry {
   /** home region -> region used -> connections. */
@@ -23,8 +51,8 @@ export class GlobalEntry {
 
   constructor(
     private readonly spec: GlobalEntrySpec,
-    /** Regions in spec order. */
-    private readonly regions: RegionBalancer[],
+    /** Regions in failover order. */
+    private readonly regions: RoutedRegion[],
   ) {
     for (const region of regions) this.health.set(region.name, new HealthState(true, false));
     this.server = createServer({ allowHalfOpen: true }, (socket) => this.route(socket));
@@ -83,13 +111,14 @@ export class GlobalEntry {
   }
 
   private route(socket: Socket): void {
-    this.chooseRegion((socket.remoteAddress ?? '').replace(/^::ffff:/, '')).handleConnection(
-      socket,
-    );
+    const target = this.chooseRegion((socket.remoteAddress ?? '').replace(/^::ffff:/, ''));
+    // An external region exists in relay mode only, where relays accept, not this server.
+    if (target instanceof ExternalRegion) socket.destroy();
+    else target.handleConnection(socket);
   }
 
   /** The region a device from `address` goes to now, counted in {@link routed}. */
-  chooseRegion(address: string): RegionBalancer {
+  chooseRegion(address: string): RoutedRegion {
     const first = this.regions[0]!;
     const homeName = this.spec.homeByAddress[address] ?? first.name;
     const homeIndex = Math.max(

@@ -3,7 +3,7 @@ import { PushbenchError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import { TokenBucket } from '../../server/rate-limit.js';
 import { type NodeAdmission, RegionBalancer } from './balancer.js';
-import { GlobalEntry } from './global-entry.js';
+import { ExternalRegion, GlobalEntry, type RoutedRegion } from './global-entry.js';
 import { Link, type LinkFaults } from './link.js';
 import { RelayPool } from './relays.js';
 import { parseNetworkSpec } from './spec.js';
@@ -100,9 +100,15 @@ export class Network {
     for (const [name, balancer] of this.balancers) this.ports.set(name, await balancer.listen());
     await Promise.all([...this.balancers.values()].map((b) => b.start()));
     if (spec.global) {
-      this.global = new GlobalEntry({ ...spec.global, host: spec.host }, [
+      const routed: RoutedRegion[] = [
         ...this.balancers.values(),
-      ]);
+        ...(spec.global.external ?? []).map((e) => new ExternalRegion(e)),
+      ];
+      const order = spec.global.order ?? routed.map((r) => r.name);
+      this.global = new GlobalEntry(
+        { ...spec.global, host: spec.host },
+        order.map((name) => routed.find((r) => r.name === name)!),
+      );
       this.globalPort = await this.global.listen();
     }
     if (spec.relays !== undefined) await this.startRelays(spec.relays.count, spec.relays.openFiles);
@@ -122,6 +128,10 @@ export class Network {
           entry === GLOBAL_ENTRY
             ? global?.chooseRegion(address)
             : this.balancers.get(entry.slice(REGION_ENTRY.length));
+        // A region balanced outside: the device is carried to its balancer (counted there).
+        if (balancer instanceof ExternalRegion) {
+          return { nodeId: '', host: balancer.spec.host, port: balancer.spec.port };
+        }
         const choice = balancer?.choose(monoNowUs() / 1000) ?? 'close';
         if (choice === 'reset' || choice === 'close') return { refuse: choice };
         choice.carried++;

@@ -3,6 +3,7 @@ import {
   BALANCER_ALGORITHMS,
   type BackendSpec,
   type BalancerAlgorithm,
+  type ExternalRegionSpec,
   type FaultScope,
   type HealthCheckSpec,
   type NetworkFault,
@@ -99,7 +100,10 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
     regions: [],
   };
   const regions = Array.isArray(o.regions) ? o.regions : [];
-  if (regions.length === 0) p.add('spec.regions', 'must list at least one region');
+  const externals = (o.global as { external?: unknown } | undefined)?.external;
+  if (regions.length === 0 && !(Array.isArray(externals) && externals.length > 0)) {
+    p.add('spec.regions', 'must list at least one region');
+  }
   const nodeIds = new Set<string>();
   regions.forEach((r, i) => {
     const path = `spec.regions[${i}]`;
@@ -138,10 +142,53 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
     if (go.mode !== 'latency' && go.mode !== 'health') {
       p.add('spec.global.mode', `must be latency or health (got ${JSON.stringify(go.mode)})`);
     }
+    const external: ExternalRegionSpec[] = [];
+    if (go.external !== undefined) {
+      if (!Array.isArray(go.external)) p.add('spec.global.external', 'must be an array');
+      else if (go.mode !== 'health' || o.relays === undefined) {
+        p.add('spec.global.external', 'needs mode "health" and relay mode (spec.relays)');
+      }
+      for (const [i, e] of (Array.isArray(go.external) ? go.external : []).entries()) {
+        const path = `spec.global.external[${i}]`;
+        const eo = p.obj(e, path);
+        const region: ExternalRegionSpec = {
+          name: p.str(eo, 'name', path),
+          host: p.str(eo, 'host', path),
+          port: p.num(eo, 'port', path, 1, true),
+        };
+        if (
+          spec.regions.some((r) => r.name === region.name) ||
+          external.some((r) => r.name === region.name)
+        ) {
+          p.add(
+            `${path}.name`,
+            `repeats region ${JSON.stringify(region.name)}; names must be unique`,
+          );
+        }
+        external.push(region);
+      }
+    }
+    const known = [...spec.regions.map((r) => r.name), ...external.map((r) => r.name)];
+    let order: string[] | undefined;
+    if (go.order !== undefined) {
+      const list = go.order;
+      if (
+        !Array.isArray(list) ||
+        list.length !== known.length ||
+        !known.every((name) => list.includes(name))
+      ) {
+        p.add(
+          'spec.global.order',
+          `must list every region once (${known.join(', ')}), got ${JSON.stringify(list)}`,
+        );
+      } else {
+        order = list as string[];
+      }
+    }
     const homes = p.obj(go.homeByAddress ?? {}, 'spec.global.homeByAddress');
     const homeByAddress: Record<string, string> = {};
     for (const [address, region] of Object.entries(homes)) {
-      if (typeof region !== 'string' || !spec.regions.some((r) => r.name === region)) {
+      if (typeof region !== 'string' || !known.includes(region)) {
         p.add(
           `spec.global.homeByAddress.${address}`,
           `names no region (${JSON.stringify(region)})`,
@@ -154,6 +201,8 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
       mode: go.mode === 'health' ? 'health' : 'latency',
       health: health(p, go.health, 'spec.global.health'),
       homeByAddress,
+      ...(external.length > 0 && { external }),
+      ...(order && { order }),
     };
   }
   if (o.synRetriesS !== undefined) {

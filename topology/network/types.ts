@@ -47,6 +47,13 @@ export interface RegionSpec {
   backends: BackendSpec[];
 }
 
+/** A region the global entry routes to whose balancer is not in this network. */
+export interface ExternalRegionSpec {
+  name: string;
+  host: string;
+  port: number;
+}
+
 /** Everything the network process needs to start. */
 export interface NetworkSpec {
   /** Listen host for every balancer and the global entry, e.g. `127.0.0.1`. */
@@ -62,6 +69,14 @@ export interface NetworkSpec {
     health: HealthCheckSpec;
     /** Device source address -> home region; unknown addresses go to the first region. */
     homeByAddress: Record<string, string>;
+    /**
+     * Regions balanced outside this network (relay mode only: the kernel
+     * engine's HAProxy or DNAT balancers), reached at their balancer's address;
+     * the entry checks them with `GET /healthz` through that balancer.
+     */
+    external?: ExternalRegionSpec[];
+    /** Every region's name in failover order; default: `regions`, then `external`. */
+    order?: string[];
   };
   /**
    * When a connection held by a full conntrack table is re-checked, in seconds
