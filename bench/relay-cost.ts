@@ -7,15 +7,25 @@
  * difference is the relays' own cost.
  *
  *   node --import tsx bench/relay-cost.ts RELAYS [N] [RATE]   (RELAYS 0: the in-process fabric)
+ *
+ * With RELAYS 0 this process holds four descriptors per connection (client,
+ * both fabric sides, node), so N stays under (RLIMIT_NOFILE − 200) / 4.
  */
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { Network } from '../topology/network/network.js';
 
-const relays = Number(process.argv[2] ?? 1),
-  N = Number(process.argv[3] ?? 6000),
-  R = Number(process.argv[4] ?? 2000);
+const relays = Number(process.argv[2] ?? 1);
+const N = Number(process.argv[3] ?? 4000);
+const R = Number(process.argv[4] ?? 1500);
+const files = Number(
+  readFileSync('/proc/self/limits', 'utf8').match(/Max open files\s+(\d+)/)?.[1] ?? 'Infinity',
+);
+if (4 * N + 200 > files) {
+  console.error(`${N} connections need ${4 * N + 200} open files here; the limit is ${files}`);
+  process.exit(2);
+}
 const node = net.createServer((s) => {
   s.on('error', () => {});
   s.on('data', (c) => {
