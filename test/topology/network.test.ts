@@ -692,6 +692,33 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     );
   });
 
+  it('a relay that dies takes its connections with it: they are uncounted, and the other relay goes on', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      relays: { count: 2, openFiles: null },
+    });
+    const port = network.addresses().regions.eu!.port;
+    const sockets = await Promise.all(Array.from({ length: 20 }, () => dial(port)));
+    await Promise.all(sockets.map((s, i) => echo(s, `d${i}`)));
+    const count = () => network.sample().backends[0]!.connections;
+    expect(count()).toBe(20);
+    const loads = network.relayLoads();
+    expect(loads.reduce((n, r) => n + r.connections, 0)).toBe(20);
+    // The kernel does not spread accepts evenly: kill the relay that holds the most.
+    const busiest = loads.reduce((a, b) => (b.connections > a.connections ? b : a));
+    process.kill(busiest.pid, 'SIGKILL');
+    // Its share is gone at both ends and from the count.
+    await until(
+      () =>
+        count() === 20 - busiest.connections &&
+        sockets.filter((s) => !s.destroyed).length === count(),
+    );
+    const after = await dial(port);
+    await echo(after, 'after');
+    expect(count()).toBe(sockets.filter((s) => !s.destroyed).length + 1);
+  });
+
   it('refuses a relay count or file limit out of range in one line', async () => {
     const start = (relays: NetworkSpec['relays']) =>
       Network.start({ host: HOST, seed: 1, regions: [region('eu', [])], relays });

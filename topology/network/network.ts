@@ -149,6 +149,11 @@ export class Network {
     if (global) await relays.share(GLOBAL_ENTRY, global.listener);
   }
 
+  /** Relay mode: each relay's process id and the connections it carries; empty otherwise. */
+  relayLoads(): { pid: number; connections: number }[] {
+    return this.relays?.loads() ?? [];
+  }
+
   /** Where each region balancer and the global entry listen. */
   addresses(): NetworkAddresses {
     const host = this.spec.host;

@@ -46,6 +46,8 @@ export type RelayDecision =
 /** The relay processes of one network. */
 export class RelayPool {
   private readonly children: ChildProcess[] = [];
+  /** Connections each relay carries, per node: what a relay that dies takes with it. */
+  private readonly carried = new Map<ChildProcess, Map<string, number>>();
   private stopped = false;
 
   private constructor(
@@ -71,9 +73,23 @@ export class RelayPool {
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
         env: { ...process.env, PUSHBENCH_RELAY_CAPACITY: String(relayCapacity(openFiles)) },
       });
+      pool.carried.set(child, new Map());
       child.on('message', (m: RelayAsk | RelayClosed) => pool.heard(child, m));
       child.on('exit', (code, signal) => {
-        if (!pool.stopped) process.stderr.write(`relay ${i} exited (${signal ?? code})\n`);
+        // Its devices' connections died with it: uncount them, so the balancers'
+        // counts stay those of live connections. The other relays go on accepting.
+        const lost = pool.carried.get(child) ?? new Map<string, number>();
+        let n = 0;
+        for (const [nodeId, count] of lost) {
+          n += count;
+          pool.closed(nodeId, count);
+        }
+        lost.clear();
+        if (!pool.stopped) {
+          process.stderr.write(
+            `relay ${i} exited (${signal ?? code}); its ${n} connections are gone\n`,
+          );
+        }
       });
       pool.children.push(child);
     }
@@ -124,8 +140,12 @@ export class RelayPool {
   }
 
   private heard(child: ChildProcess, m: RelayAsk | RelayClosed): void {
+    const carried = this.carried.get(child)!;
     if (m?.op === 'closed' && typeof m.counts === 'object') {
-      for (const [nodeId, n] of Object.entries(m.counts)) this.closed(nodeId, n);
+      for (const [nodeId, n] of Object.entries(m.counts)) {
+        carried.set(nodeId, (carried.get(nodeId) ?? 0) - n);
+        this.closed(nodeId, n);
+      }
       return;
     }
     if (m?.op !== 'ask' || !Array.isArray(m.asks)) return;
@@ -135,11 +155,21 @@ export class RelayPool {
       answers.push('refuse' in d ? [id, d.refuse] : [id, d.nodeId, d.host, d.port]);
     }
     if (child.connected) {
+      for (const a of answers) if (a.length === 4) carried.set(a[1], (carried.get(a[1]) ?? 0) + 1);
       child.send({ op: 'answer', answers });
       return;
     }
     // A relay gone before the answer took its sockets with it.
     for (const a of answers) if (a.length === 4) this.closed(a[1], 1);
+  }
+
+  /** Each relay's process id and the connections it carries now. */
+  loads(): { pid: number; connections: number }[] {
+    return this.children.map((c) => {
+      let connections = 0;
+      for (const n of this.carried.get(c)?.values() ?? []) connections += n;
+      return { pid: c.pid ?? 0, connections };
+    });
   }
 
   /** Stops every relay (their connections close with them). */
