@@ -25,7 +25,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PushbenchError } from '../../core/errors.js';
-import { ip, ipSync } from './commands.js';
+import { execIn, ip, ipSync } from './commands.js';
 
 /** One host of a fabric: its namespace and address. */
 export interface KernelHost {
@@ -119,6 +119,16 @@ export class KernelFabric {
       await ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       await ip(['-n', ns, 'link', 'add', BRIDGE, 'type', 'bridge']);
       await ip(['-n', ns, 'link', 'set', BRIDGE, 'up']);
+      // Frames crossing the bridge need no netfilter of the bridge's own (faults are
+      // rules on the hosts); br_netfilter, where the kernel has it, would pass each one
+      // through this namespace's IP hooks. Best effort: a kernel without it has no knob.
+      await execIn(ns, 'sysctl', [
+        '-q',
+        '-w',
+        'net.bridge.bridge-nf-call-iptables=0',
+        'net.bridge.bridge-nf-call-ip6tables=0',
+        'net.bridge.bridge-nf-call-arptables=0',
+      ]).catch(() => {});
       // This namespace's door to the bridge.
       const root = `${tag}r`;
       await ip(['link', 'add', root, 'type', 'veth', 'peer', 'name', `${tag}rp`]);
