@@ -19,7 +19,7 @@ import {
 import type { Scenario } from '../scenarios/schema.js';
 import { decisionRegions, needsDecisionPoint, routesByHealth } from '../topology/kernel/engine.js';
 import { haproxyProcesses } from '../topology/kernel/haproxy.js';
-import { relaysFor } from '../topology/network/relays.js';
+import { MAX_RELAYS, relaysFor } from '../topology/network/relays.js';
 import {
   expectedConnectionsPerNode,
   NODE_FD_OVERHEAD,
@@ -211,21 +211,25 @@ export function checkRun(
       });
     }
   }
-  // The builtin balancers on the kernel engine pick in one process and hand each socket
-  // to relays, as many as their devices need, each within the limit.
+  // The builtin balancers on the kernel engine decide in one process; relay processes
+  // carry the bytes, each filled to 75 % of what its open files allow (2 per device).
+  let relays = 0;
   if (engine === 'kernel' && needsDecisionPoint(scenario)) {
     // With a global entry (health routing) every device passes the relays.
     const decided = decisionRegions(scenario);
     const relayed = scenario.devices.regions
       .filter((b) => routesByHealth(scenario) || decided.some((r) => r.name === b.region))
       .reduce((a, b) => a + b.count, 0);
-    const relays = relaysFor(relayed, files);
-    const need = 2 * Math.ceil(relayed / relays) + PROCESS_FD_OVERHEAD;
+    relays = relaysFor(relayed, files);
+    const ok = relays <= MAX_RELAYS;
     checks.push({
-      what: `open files, busiest relay of the builtin balancers (of ${relays}; 2 sockets per device)`,
-      need,
-      allowed: files,
-      ok: files === null || need <= files,
+      what: `relay processes of the builtin balancers (${formatCount(Math.ceil(relayed / relays))} devices each, 2 open files per device)`,
+      need: relays,
+      allowed: MAX_RELAYS,
+      ok,
+      ...(!ok && {
+        lift: `${ulimit(2 * Math.ceil(relayed / MAX_RELAYS) + PROCESS_FD_OVERHEAD)}, or use balancer.engine "haproxy" (docs/network.md)`,
+      }),
     });
   }
   // The network fabric relays every device's connection in one process: two sockets each.
@@ -289,7 +293,7 @@ export function checkRun(
   const nodeProcs = scenario.topology.regions.reduce((a, r) => a + r.nodes * procs[r.name]!, 0);
   const localLoad = remote === undefined ? placement.processes : 0;
   const processMemory =
-    (localLoad + nodeProcs + (scenario.topology.balanced ? 1 : 0)) * BYTES_PER_PROCESS;
+    (localLoad + nodeProcs + (scenario.topology.balanced ? 1 : 0) + relays) * BYTES_PER_PROCESS;
   // With agents elsewhere, this machine holds the servers' end of each connection only.
   const perDevice = remote === undefined ? BYTES_PER_CONNECTION : BYTES_PER_CONNECTION / 2;
   const memoryNeed = devices * perDevice + processMemory;

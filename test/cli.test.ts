@@ -48,11 +48,20 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
       ['run', 'smoke', '--set', 'topology.network=ebpf'],
       /topology\.network: must be one of userland, kernel, auto, got "ebpf"/,
     ));
-  it('the kernel engine asked for what it does not play (the builtin balancer)', () =>
+  it('the kernel engine asked for what it does not play (least-connections in nft DNAT)', () =>
     expectUsageError(
-      ['run', 'regional-latency', '--set', 'topology.network=kernel'],
+      [
+        'run',
+        'node-kill',
+        '--set',
+        'topology.network=kernel',
+        '--set',
+        'topology.balancer.engine=kernel',
+        '--set',
+        'topology.balancer.algorithm=least-connections',
+      ],
       process.getuid?.() === 0
-        ? /the kernel network engine does not play region eu: balancer.engine "builtin"/
+        ? /the kernel network engine does not play region local: balancer.engine "kernel" cannot do least-connections \(the kernel does not count connections per backend\)/
         : /the kernel network engine needs root/,
     ));
   it('HAProxy asked for on the userland engine', () =>

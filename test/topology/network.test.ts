@@ -730,22 +730,50 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     );
   });
 
-  it('stops accepting on a relay at its capacity and leaves new devices to the others', async () => {
+  it("resets a device past a relay's capacity, and carries again once there is room", async () => {
     const n1 = await fakeNode('n1');
-    // (206 - 200) / 2 = 3 connections per relay.
+    // (206 - 200) / 2 = 3 connections.
     const network = await startNetwork({
       regions: [region('eu', [n1])],
-      relays: { count: 2, openFiles: 206 },
+      relays: { count: 1, openFiles: 206 },
     });
     const port = network.addresses().regions.eu!.port;
-    const six = await Promise.all(Array.from({ length: 6 }, () => dial(port)));
-    await Promise.all(six.map((s, i) => echo(s, `c${i}`)));
-    expect(network.sample().backends[0]!.connections).toBe(6);
-    // Both relays are full and have closed their copies of the listening socket.
-    const seventh = connect({ host: HOST, port });
-    clients.push(seventh);
-    const [err] = (await once(seventh, 'error')) as [NodeJS.ErrnoException];
-    expect(err.code).toBe('ECONNREFUSED');
+    const three = await Promise.all(Array.from({ length: 3 }, () => dial(port)));
+    await Promise.all(three.map((s, i) => echo(s, `c${i}`)));
+    expect(network.sample().backends[0]!.connections).toBe(3);
+    const fourth = await dial(port);
+    const seen = watch(fourth);
+    fourth.write('x');
+    await until(() => seen.closed);
+    expect(seen.error).toBe('ECONNRESET');
+    expect(seen.data).toBe('');
+    // One leaves: the relay takes the next device, as it never stopped accepting.
+    three[0]!.end();
+    await until(() => network.sample().backends[0]!.connections === 2);
+    await echo(await dial(port), 'again');
+    expect(network.sample().backends[0]!.connections).toBe(3);
+  });
+
+  it('plays no faults in relay mode, and a port out of range is refused by path, in one line', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      relays: { count: 1, openFiles: null },
+    });
+    expect(() => network.applyFault({ kind: 'blackhole', scope: { region: 'eu' } })).toThrow(
+      /^blackhole: a network in relay mode plays no faults/,
+    );
+    await expect(
+      Network.start({
+        host: HOST,
+        seed: 1,
+        regions: [
+          region('eu', [{ ...n1, spec: () => ({ nodeId: 'n1', host: HOST, port: 70_000 }) }]),
+        ],
+      }),
+    ).rejects.toThrow(
+      /^bad network spec: spec\.regions\[0\]\.backends\[0\]\.port must be a port from 1 to 65535 \(got 70000\)$/,
+    );
   });
 });
 

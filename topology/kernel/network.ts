@@ -264,7 +264,8 @@ export class KernelNetwork implements NetworkHandle {
               global: { ...decision.spec.global, ...(external.length > 0 && { external }) },
             }
           : decision.spec;
-        const host = await fabric.addHost('lb-builtin');
+        // Not `lb-<name>` as the other balancers' hosts: a region may be called `builtin`.
+        const host = await fabric.addHost('builtin-lb');
         const handle = await startNetworkProcess({ ...spec, host: host.address }, host.namespace);
         net.decision = {
           handle,

@@ -139,7 +139,7 @@ export class Network {
       },
       (nodeId, n) => {
         const backend = this.balancers.get(this.nodes.get(nodeId)?.region ?? '')?.get(nodeId);
-        if (backend) backend.carried = Math.max(0, backend.carried - n);
+        if (backend) backend.carried -= n;
       },
     );
     this.relays = relays;
@@ -195,6 +195,13 @@ export class Network {
 
   /** Puts a fault on the network and returns its id; a reset acts at once and its id clears nothing. */
   applyFault(fault: NetworkFault): string {
+    if (this.relays) {
+      // Relays carry bytes through no fault link; the kernel plays faults on that engine.
+      throw new PushbenchError(
+        'PB_USAGE',
+        `${fault.kind}: a network in relay mode plays no faults (the kernel engine plays them on the nodes' hosts)`,
+      );
+    }
     if (fault.kind === 'bandwidth' || fault.kind === 'partition') {
       throw new PushbenchError(
         'PB_USAGE',
@@ -262,9 +269,10 @@ export class Network {
   /** Closes every listener and connection; calling it again waits for the same close. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      // The relays first: no device is accepted, or asked about, once the balancers close.
+      this.relays?.stop();
       await this.global?.close();
       await Promise.all([...this.balancers.values()].map((b) => b.close()));
-      this.relays?.stop();
     })();
     return this.stopping;
   }

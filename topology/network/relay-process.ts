@@ -5,9 +5,9 @@
  * node and relays both ways through a faultless {@link Link} (half-open FINs
  * travel on their own; a reset tears the other side down). It reports each
  * finished connection back, so the balancer's per-node counts stay exact
- * within one IPC hop. At its connection capacity it stops accepting and
- * leaves new devices to the other relays. Exits when its parent's channel
- * closes.
+ * within one IPC hop. At its connection capacity it resets each new device
+ * it accepts (a device's reconnect then most likely lands on another relay);
+ * it never stops accepting. Exits when its parent's channel closes.
  *
  * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry}` with a
  * listening server handle; asks `{op: "ask", asks: [[id, entry, address], …]}`;
@@ -15,7 +15,7 @@
  * "close"], …]}`; sends `{op: "closed", counts: {nodeId: n}}`. Asks and
  * closes are coalesced per event-loop turn (a burst of accepts is one message).
  */
-import { connect, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Rng } from '../../core/rng.js';
 import { Link, resetSocket } from './link.js';
 
@@ -42,12 +42,16 @@ export interface RelayClosed {
   counts: Record<string, number>;
 }
 
-/** Connections this relay carries before it stops accepting (from its parent). */
+/** Connections this relay carries before it resets new ones (from its parent). */
 const capacity = Number(process.env.PUSHBENCH_RELAY_CAPACITY ?? '1000000');
+/** The shared sockets' accept queue: a herd's SYNs wait there, not in retransmits. */
+const BACKLOG = 65_535;
 
 const link = new Link({ latency: null, blackholed: false }, new Rng(1));
 const listeners = new Set<Server>();
 const waiting = new Map<number, Socket>();
+/** The 'end' listener of each socket waiting for its answer. */
+const gone = new Map<Socket, () => void>();
 let nextId = 1;
 let live = 0;
 let closed: Record<string, number> = {};
@@ -73,14 +77,18 @@ function finished(nodeId: string): void {
 
 function accepted(entry: string, socket: Socket): void {
   socket.on('error', () => {});
-  live++;
   if (live >= capacity) {
-    // Full: the other relays take the next devices.
-    for (const l of listeners) l.close();
-    listeners.clear();
+    // Full (its open files): this device goes; its reconnect may land on another relay.
+    resetSocket(socket);
+    return;
   }
+  live++;
   const id = nextId++;
   waiting.set(id, socket);
+  // A device that gives up (FIN) before its node is known is dropped, not relayed.
+  const gaveUp = () => socket.destroy();
+  socket.once('end', gaveUp);
+  gone.set(socket, gaveUp);
   if (asks.length === 0) {
     setImmediate(() => {
       const batch = asks;
@@ -102,12 +110,13 @@ function answered(a: RelayAnswerItem): void {
     return;
   }
   const [, nodeId, host, port] = a;
+  const gaveUp = gone.get(client);
+  if (gaveUp) client.off('end', gaveUp);
+  gone.delete(client);
   if (client.destroyed) {
     finished(nodeId);
     return;
   }
-  // A device's FIN is relayed on its own, not turned into a full close.
-  client.allowHalfOpen = true;
   client.setNoDelay(true);
   const node = connect({ host, port, allowHalfOpen: true, noDelay: true });
   let ends = 0;
@@ -123,9 +132,14 @@ function answered(a: RelayAnswerItem): void {
 process.on('message', (m: unknown, handle: unknown) => {
   const msg = m as { op?: unknown; entry?: unknown; answers?: unknown };
   if (msg?.op === 'listen' && typeof msg.entry === 'string' && handle) {
-    const server = handle as Server;
+    // Node listened on the received socket with its default queue (511), which on
+    // Linux resets the shared socket's; a server of our own takes the handle over with
+    // the full queue, and half-open sockets (a device's FIN is relayed on its own).
     const entry = msg.entry;
-    server.on('connection', (socket: Socket) => accepted(entry, socket));
+    const server = createServer({ allowHalfOpen: true }, (socket: Socket) =>
+      accepted(entry, socket),
+    );
+    server.listen(handle as Server, BACKLOG);
     listeners.add(server);
     return;
   }

@@ -24,6 +24,8 @@ import type { RelayAnswerItem, RelayAsk, RelayClosed } from './relay-process.js'
 
 /** Descriptors a relay keeps for itself (IPC, stdio, the heap's files). */
 const RELAY_RESERVED_FILES = 200;
+/** Most relays one network runs (spec.relays.count). */
+export const MAX_RELAYS = 256;
 /** Share of a relay's capacity the plan fills: accepts do not spread evenly over relays. */
 const RELAY_FILL = 0.75;
 
@@ -48,6 +50,8 @@ export class RelayPool {
   private readonly children: ChildProcess[] = [];
   /** Connections each relay carries, per node: what a relay that dies takes with it. */
   private readonly carried = new Map<ChildProcess, Map<string, number>>();
+  /** Relays that exited: what they still send is ignored (their exit uncounted everything). */
+  private readonly dead = new Set<ChildProcess>();
   private stopped = false;
 
   private constructor(
@@ -75,9 +79,13 @@ export class RelayPool {
       });
       pool.carried.set(child, new Map());
       child.on('message', (m: RelayAsk | RelayClosed) => pool.heard(child, m));
+      // A write to a relay that just died fails (EPIPE); its exit says the rest.
+      child.on('error', () => {});
       child.on('exit', (code, signal) => {
         // Its devices' connections died with it: uncount them, so the balancers'
         // counts stay those of live connections. The other relays go on accepting.
+        // Messages it sent before dying may still arrive: they are ignored.
+        pool.dead.add(child);
         const lost = pool.carried.get(child) ?? new Map<string, number>();
         let n = 0;
         for (const [nodeId, count] of lost) {
@@ -140,6 +148,7 @@ export class RelayPool {
   }
 
   private heard(child: ChildProcess, m: RelayAsk | RelayClosed): void {
+    if (this.dead.has(child)) return;
     const carried = this.carried.get(child)!;
     if (m?.op === 'closed' && typeof m.counts === 'object') {
       for (const [nodeId, n] of Object.entries(m.counts)) {
@@ -156,7 +165,8 @@ export class RelayPool {
     }
     if (child.connected) {
       for (const a of answers) if (a.length === 4) carried.set(a[1], (carried.get(a[1]) ?? 0) + 1);
-      child.send({ op: 'answer', answers });
+      // Should it die before reading them, its exit uncounts these with the rest.
+      child.send({ op: 'answer', answers }, undefined, {}, () => {});
       return;
     }
     // A relay gone before the answer took its sockets with it.

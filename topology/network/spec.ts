@@ -1,4 +1,5 @@
 import { PushbenchError } from '../../core/errors.js';
+import { MAX_RELAYS } from './relays.js';
 import {
   BALANCER_ALGORITHMS,
   type BackendSpec,
@@ -48,6 +49,14 @@ class Problems {
     return min;
   }
 
+  /** A TCP port, 1-65535. */
+  port(o: Obj, key: string, path: string): number {
+    const v = o[key];
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65_535) return v;
+    this.add(`${path}.${key}`, `must be a port from 1 to 65535 (got ${JSON.stringify(v)})`);
+    return 1;
+  }
+
   obj(v: unknown, path: string): Obj {
     if (isObj(v)) return v;
     this.add(path, `must be an object (got ${JSON.stringify(v)})`);
@@ -78,7 +87,7 @@ function backend(p: Problems, v: unknown, path: string): BackendSpec {
   return {
     nodeId: p.str(o, 'nodeId', path),
     host: p.str(o, 'host', path),
-    port: p.num(o, 'port', path, 1, true),
+    port: p.port(o, 'port', path),
   };
 }
 
@@ -154,7 +163,7 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
         const region: ExternalRegionSpec = {
           name: p.str(eo, 'name', path),
           host: p.str(eo, 'host', path),
-          port: p.num(eo, 'port', path, 1, true),
+          port: p.port(eo, 'port', path),
         };
         if (
           spec.regions.some((r) => r.name === region.name) ||
@@ -221,7 +230,7 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
     const count = r.count;
     const files = r.openFiles;
     const countOk =
-      typeof count === 'number' && Number.isInteger(count) && count >= 1 && count <= 256;
+      typeof count === 'number' && Number.isInteger(count) && count >= 1 && count <= MAX_RELAYS;
     const filesOk =
       files === null || (typeof files === 'number' && Number.isInteger(files) && files > 200);
     if (!countOk)
