@@ -335,7 +335,7 @@ export class Cluster {
     const external = health
       ? topology.regions.filter((r) => !regions.includes(r)).map((r) => r.name)
       : [];
-    return { spec, external };
+    return { spec, external, devices };
   }
 
   /** A region's balancer settings and its nodes as backends, for either engine. */

@@ -719,6 +719,31 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     expect(count()).toBe(sockets.filter((s) => !s.destroyed).length + 1);
   });
 
+  it('opens node connections from its source addresses in turn', async () => {
+    const seen = new Set<string>();
+    const server = createServer((socket) => {
+      seen.add(socket.remoteAddress ?? '');
+      socket.on('error', () => {});
+      socket.on('data', (c: Buffer) => {
+        if (c.toString('latin1').startsWith('GET /healthz')) {
+          socket.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+        } else socket.write(c);
+      });
+    });
+    servers.push(server);
+    server.listen(0, HOST);
+    await once(server, 'listening');
+    const port0 = (server.address() as { port: number }).port;
+    const network = await startNetwork({
+      regions: [{ ...region('eu', []), backends: [{ nodeId: 'n1', host: HOST, port: port0 }] }],
+      relays: { count: 1, openFiles: null, sourceAddresses: ['127.0.0.2', '127.0.0.3'] },
+    });
+    seen.clear(); // the first health checks come from this process
+    const port = network.addresses().regions.eu!.port;
+    for (let i = 0; i < 4; i++) await echo(await dial(port), `s${i}`);
+    expect([...seen].sort()).toEqual(['127.0.0.2', '127.0.0.3']);
+  });
+
   it('refuses a relay count or file limit out of range in one line', async () => {
     const start = (relays: NetworkSpec['relays']) =>
       Network.start({ host: HOST, seed: 1, regions: [region('eu', [])], relays });

@@ -163,6 +163,27 @@ export class KernelFabric {
     return out;
   }
 
+  /**
+   * Adds `count` (1-254) more addresses `10.N.<block>.k` to a host's `eth0`
+   * (block 100-199, default 199): source addresses for the connections it opens,
+   * so its ephemeral ports never run out. Returns them.
+   */
+  async addHostAddresses(host: KernelHost, count: number, block = 199): Promise<string[]> {
+    if (!Number.isInteger(count) || count < 1 || count > 254) {
+      throw new RangeError(`1-254 source addresses, got ${count}`);
+    }
+    if (!Number.isInteger(block) || block < 100 || block > 199) {
+      throw new RangeError(`host source address blocks are 10.N.100-199.x, got ${block}`);
+    }
+    const out: string[] = [];
+    for (let k = 1; k <= count; k++) {
+      const address = `10.${this.subnet}.${block}.${k}`;
+      await ip(['-n', host.namespace, 'addr', 'add', `${address}/16`, 'dev', 'eth0']);
+      out.push(address);
+    }
+    return out;
+  }
+
   /** Adds a host: a namespace with `lo` and `eth0` up, `eth0` on the bridge. */
   async addHost(name: string): Promise<KernelHost> {
     if (!HOST_NAME.test(name)) {

@@ -12,7 +12,8 @@
  * starts.
  */
 import { PushbenchError } from '../../core/errors.js';
-import { openFilesLimit } from '../../core/machine.js';
+import { ephemeralPorts, openFilesLimit } from '../../core/machine.js';
+import { addressesFor } from '../../loadgen/placement.js';
 import { type NetworkHandle, startNetworkProcess } from '../network/handle.js';
 import type {
   BackendSample,
@@ -169,6 +170,8 @@ export interface DecisionSpec {
    * (HAProxy, DNAT): their addresses are filled in once those have started.
    */
   external: string[];
+  /** Devices the relays may carry at once: how many source addresses they need. */
+  devices: number;
 }
 
 /** The kernel engine's network for one run. */
@@ -266,7 +269,24 @@ export class KernelNetwork implements NetworkHandle {
           : decision.spec;
         // Not `lb-<name>` as the other balancers' hosts: a region may be called `builtin`.
         const host = await fabric.addHost('builtin-lb');
-        const handle = await startNetworkProcess({ ...spec, host: host.address }, host.namespace);
+        // The relays open every device's connection to its node from this host: spread
+        // them over source addresses as the fleet spreads its own (about 2,048 each).
+        const relays = spec.relays;
+        const sourceAddresses =
+          relays === undefined
+            ? []
+            : await fabric.addHostAddresses(
+                host,
+                Math.min(254, addressesFor(decision.devices, ephemeralPorts())),
+              );
+        const handle = await startNetworkProcess(
+          {
+            ...spec,
+            host: host.address,
+            ...(relays && { relays: { ...relays, sourceAddresses } }),
+          },
+          host.namespace,
+        );
         net.decision = {
           handle,
           host,

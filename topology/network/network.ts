@@ -111,18 +111,29 @@ export class Network {
       );
       this.globalPort = await this.global.listen();
     }
-    if (spec.relays !== undefined) await this.startRelays(spec.relays.count, spec.relays.openFiles);
+    if (spec.relays !== undefined) {
+      await this.startRelays(
+        spec.relays.count,
+        spec.relays.openFiles,
+        spec.relays.sourceAddresses ?? [],
+      );
+    }
   }
 
   /**
    * Relay mode: the relays take over every listening socket and ask here,
    * per device, which node it goes to; this process then holds no device.
    */
-  private async startRelays(count: number, openFiles: number | null): Promise<void> {
+  private async startRelays(
+    count: number,
+    openFiles: number | null,
+    sourceAddresses: string[],
+  ): Promise<void> {
     const global = this.global;
     const relays = await RelayPool.start(
       count,
       openFiles,
+      sourceAddresses,
       (entry, address) => {
         const balancer =
           entry === GLOBAL_ENTRY

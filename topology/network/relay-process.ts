@@ -44,6 +44,9 @@ export interface RelayClosed {
 
 /** Connections this relay carries before it resets new ones (from its parent). */
 const capacity = Number(process.env.PUSHBENCH_RELAY_CAPACITY ?? '1000000');
+/** Addresses to open node connections from, in turn (none: the host's own). */
+const sources = (process.env.PUSHBENCH_RELAY_SOURCES ?? '').split(',').filter((a) => a !== '');
+let nextSource = 0;
 /** The shared sockets' accept queue: a herd's SYNs wait there, not in retransmits. */
 const BACKLOG = 65_535;
 
@@ -118,7 +121,8 @@ function answered(a: RelayAnswerItem): void {
     return;
   }
   client.setNoDelay(true);
-  const node = connect({ host, port, allowHalfOpen: true, noDelay: true });
+  const localAddress = sources.length > 0 ? sources[nextSource++ % sources.length] : undefined;
+  const node = connect({ host, port, localAddress, allowHalfOpen: true, noDelay: true });
   let ends = 0;
   const ended = () => {
     if (++ends === 2) finished(nodeId);

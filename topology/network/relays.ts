@@ -66,6 +66,7 @@ export class RelayPool {
   static async start(
     count: number,
     openFiles: number | null,
+    sourceAddresses: string[],
     decide: (entry: string, address: string) => RelayDecision,
     closed: (nodeId: string, n: number) => void,
   ): Promise<RelayPool> {
@@ -75,7 +76,15 @@ export class RelayPool {
       const child = fork(entry.path, [], {
         execArgv: entry.execArgv,
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-        env: { ...process.env, PUSHBENCH_RELAY_CAPACITY: String(relayCapacity(openFiles)) },
+        env: {
+          ...process.env,
+          PUSHBENCH_RELAY_CAPACITY: String(relayCapacity(openFiles)),
+          // Each relay starts at its own place in the list.
+          PUSHBENCH_RELAY_SOURCES: [
+            ...sourceAddresses.slice(i % Math.max(1, sourceAddresses.length)),
+            ...sourceAddresses.slice(0, i % Math.max(1, sourceAddresses.length)),
+          ].join(','),
+        },
       });
       pool.carried.set(child, new Map());
       child.on('message', (m: RelayAsk | RelayClosed) => pool.heard(child, m));

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { PushbenchError } from '../../core/errors.js';
 import { MAX_RELAYS } from './relays.js';
 import {
@@ -240,8 +241,25 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
         'spec.relays.openFiles',
         `must be null or an integer over 200 (got ${JSON.stringify(files)})`,
       );
-    if (countOk && filesOk)
-      spec.relays = { count: count as number, openFiles: files as number | null };
+    const sources = r.sourceAddresses;
+    const sourcesOk =
+      sources === undefined ||
+      (Array.isArray(sources) &&
+        sources.length <= 254 &&
+        sources.every((a) => typeof a === 'string' && isIPv4(a)));
+    if (!sourcesOk) {
+      p.add(
+        'spec.relays.sourceAddresses',
+        `must be at most 254 IPv4 addresses (got ${JSON.stringify(sources)})`,
+      );
+    }
+    if (countOk && filesOk && sourcesOk) {
+      spec.relays = {
+        count: count as number,
+        openFiles: files as number | null,
+        ...(sources !== undefined && { sourceAddresses: sources as string[] }),
+      };
+    }
   }
   p.throwIfAny('bad network spec');
   return spec;

@@ -88,7 +88,16 @@ export interface NetworkSpec {
    * devices, each holding up to (`openFiles` − 200) / 2; the network process
    * only picks a node for each. Unset: the network relays every byte itself.
    */
-  relays?: { count: number; openFiles: number | null };
+  relays?: {
+    count: number;
+    openFiles: number | null;
+    /**
+     * Addresses the relays open their connections to nodes from, in turn (one
+     * address's ephemeral ports run out near 28,000, fewer per destination);
+     * empty: the host's own.
+     */
+    sourceAddresses?: string[];
+  };
 }
 
 /**
