@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
 import { validateScenario } from '../../scenarios/schema.js';
+import type { ScenarioInput } from '../../scenarios/types.js';
 import { ip } from '../../topology/kernel/commands.js';
 import { chooseNetworkEngine } from '../../topology/kernel/engine.js';
 import { fabricTag } from '../../topology/kernel/fabric.js';
@@ -124,6 +125,27 @@ describe('network engine choice', () => {
   });
 });
 
+/** node-kill in small: 3 nodes behind a least-connections balancer of `engine`, 300 devices, local-2 killed at 2 s. */
+function smallKill(name: string, engine: 'haproxy' | 'builtin'): ScenarioInput {
+  return {
+    name,
+    topology: {
+      network: 'kernel',
+      nodes: 3,
+      balancer: {
+        algorithm: 'least-connections',
+        engine,
+        health: { interval: '300ms', timeout: '300ms' },
+      },
+    },
+    devices: { count: 300, connectRate: 300 },
+    traffic: { direct: { rate: 20 } },
+    duration: '6s',
+    timeline: [{ at: '2s', action: 'kill-node', node: 'local-2', label: 'kill' }],
+    gates: ['connections.held >= 100%'],
+  };
+}
+
 /** The last balancer sample before the devices closed (the last that counts any connection). */
 function lastHolding<T extends { backends: Record<string, { connections: number }> }>(
   samples: T[],
@@ -145,26 +167,10 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
   it('node-kill behind a real HAProxy (leastconn): the herd comes back, both ends agree, nothing is left', async () => {
     await ensureCommand('nft', 'nftables');
     await ensureCommand('haproxy', 'haproxy');
-    const { report } = await run(
-      {
-        name: 'kernel-haproxy-kill',
-        topology: {
-          network: 'kernel',
-          nodes: 3,
-          balancer: {
-            algorithm: 'least-connections',
-            engine: 'haproxy',
-            health: { interval: '300ms', timeout: '300ms' },
-          },
-        },
-        devices: { count: 300, connectRate: 300 },
-        traffic: { direct: { rate: 20 } },
-        duration: '6s',
-        timeline: [{ at: '2s', action: 'kill-node', node: 'local-2', label: 'kill' }],
-        gates: ['connections.held >= 100%'],
-      },
-      { write: false, workers: 1 },
-    );
+    const { report } = await run(smallKill('kernel-haproxy-kill', 'haproxy'), {
+      write: false,
+      workers: 1,
+    });
     expect(report.topology.network).toEqual({
       engine: 'kernel',
       why: 'asked (topology.network "kernel")',
@@ -182,25 +188,10 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
 
   it('node-kill on the builtin balancer (least-connections): relays carry the devices, the herd comes back, both ends agree, nothing is left', async () => {
     await ensureCommand('nft', 'nftables');
-    const { report } = await run(
-      {
-        name: 'kernel-builtin-kill',
-        topology: {
-          network: 'kernel',
-          nodes: 3,
-          balancer: {
-            algorithm: 'least-connections',
-            health: { interval: '300ms', timeout: '300ms' },
-          },
-        },
-        devices: { count: 300, connectRate: 300 },
-        traffic: { direct: { rate: 20 } },
-        duration: '6s',
-        timeline: [{ at: '2s', action: 'kill-node', node: 'local-2', label: 'kill' }],
-        gates: ['connections.held >= 100%'],
-      },
-      { write: false, workers: 1 },
-    );
+    const { report } = await run(smallKill('kernel-builtin-kill', 'builtin'), {
+      write: false,
+      workers: 1,
+    });
     expect(report.topology.network?.engine).toBe('kernel');
     expect(report.devices.heldAtEnd).toBe(300);
     expect(report.devices.heldAtServer).toBe(300);

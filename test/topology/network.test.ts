@@ -14,6 +14,8 @@ import type {
 } from '../../topology/network/types.js';
 
 const HOST = '127.0.0.1';
+/** The global entry's checks in tests about its failover: a region is out after 100-250 ms. */
+const FAST_HEALTH: HealthCheckSpec = { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 };
 /** Checks slow enough not to matter, for tests that are not about health. */
 const QUIET_HEALTH: HealthCheckSpec = { intervalMs: 5000, timeoutMs: 1000, fall: 2, rise: 2 };
 
@@ -167,6 +169,25 @@ function backend(sample: NetworkSample, nodeId: string) {
   const b = sample.backends.find((x) => x.nodeId === nodeId);
   if (!b) throw new Error(`no backend ${nodeId} in sample`);
   return b;
+}
+
+/**
+ * Regions eu and us of one fake node each behind a global entry in `mode`
+ * (homes: 127.0.0.2 in eu, 127.0.0.3 in us), optionally in relay mode.
+ */
+async function twoRegions(mode: 'latency' | 'health', relays?: NetworkSpec['relays']) {
+  const e1 = await fakeNode('e1');
+  const u1 = await fakeNode('u1');
+  const network = await startNetwork({
+    regions: [region('eu', [e1]), region('us', [u1])],
+    global: {
+      mode,
+      health: FAST_HEALTH,
+      homeByAddress: { '127.0.0.2': 'eu', '127.0.0.3': 'us' },
+    },
+    ...(relays && { relays }),
+  });
+  return { e1, u1, network };
 }
 
 afterEach(async () => {
@@ -545,19 +566,8 @@ describe('node-scoped admission', () => {
 });
 
 describe('global entry', () => {
-  const homes = { '127.0.0.2': 'eu', '127.0.0.3': 'us' };
-
   it('in latency mode sends devices home even when home is slow', async () => {
-    const e1 = await fakeNode('e1');
-    const u1 = await fakeNode('u1');
-    const network = await startNetwork({
-      regions: [region('eu', [e1]), region('us', [u1])],
-      global: {
-        mode: 'latency',
-        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
-        homeByAddress: homes,
-      },
-    });
+    const { e1, network } = await twoRegions('latency');
     network.applyFault({ kind: 'latency', scope: { region: 'eu' }, delayMs: 300, jitterMs: 0 });
     const port = network.addresses().global!.port;
     const eu = await dial(port, '127.0.0.2');
@@ -568,16 +578,7 @@ describe('global entry', () => {
   });
 
   it('in health mode moves devices off a region whose checks time out', async () => {
-    const e1 = await fakeNode('e1');
-    const u1 = await fakeNode('u1');
-    const network = await startNetwork({
-      regions: [region('eu', [e1]), region('us', [u1])],
-      global: {
-        mode: 'health',
-        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
-        homeByAddress: homes,
-      },
-    });
+    const { u1, network } = await twoRegions('health');
     const port = network.addresses().global!.port;
     const before = await dial(port, '127.0.0.2');
     await echo(before, 'x');
@@ -631,17 +632,7 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it('routes through the global entry in health mode and fails over', async () => {
-    const e1 = await fakeNode('e1');
-    const u1 = await fakeNode('u1');
-    const network = await startNetwork({
-      regions: [region('eu', [e1]), region('us', [u1])],
-      global: {
-        mode: 'health',
-        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
-        homeByAddress: { '127.0.0.2': 'eu' },
-      },
-      relays: { count: 1, openFiles: null },
-    });
+    const { e1, u1, network } = await twoRegions('health', { count: 1, openFiles: null });
     const port = network.addresses().global!.port;
     await echo(await dial(port, '127.0.0.2'), 'x');
     e1.status = 503;
@@ -659,7 +650,7 @@ describe('relay mode (relays accept and carry the bytes)', () => {
       regions: [region('us', [u1])],
       global: {
         mode: 'health',
-        health: { intervalMs: 50, timeoutMs: 150, fall: 2, rise: 1 },
+        health: FAST_HEALTH,
         homeByAddress: { '127.0.0.2': 'eu' },
         external: [{ name: 'eu', host: HOST, port: outside.port }],
         order: ['eu', 'us'],
