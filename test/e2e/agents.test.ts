@@ -199,8 +199,18 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       expect(summarize(sum).max).toBe(report.latency[series]!.max);
     }
     // Latency from the scheduled send, on one time base: seconds of skew left nowhere.
-    expect(report.latency.push.max).toBeLessThan(1000);
-    expect(report.latency.connect.max).toBeLessThan(5000);
+    // A skew not taken out would move every sample of a2 by 5 s against the others
+    // (up, or down to nothing), so its median must sit with theirs. Absolute bounds do
+    // not tell skew from a saturated box: on the AMD box one agent's connect p50 was
+    // 1.26 s and a connect took 8.7 s (SYNs retransmitted), with the skew correct.
+    const medianOf = (name: string, series: string) =>
+      summarize(decodeHistogram(records.find((a) => a.name === name)!.histograms![series]!)).p50;
+    for (const series of ['push', 'connect']) {
+      for (const other of ['a1', 'a3']) {
+        const gap = Math.abs(medianOf('a2', series)! - medianOf(other, series)!);
+        expect(gap, `${series} p50 of a2 against ${other}`).toBeLessThan(2500);
+      }
+    }
     expect(report.delivery.lost).toBe(0);
     // The summary lists the agents and says how far off latency can be.
     expect(result.all).toMatch(
