@@ -358,23 +358,27 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       const file = join(dir, 'scenario.json');
       writeFileSync(file, JSON.stringify(scenario));
       const listen = ['--listen', `${fabric.rootAddress}:${await freePort(fabric.rootAddress)}`];
+      /** The run with its agent started through sshd by `sshCommand`. */
+      const runOverSsh = (sshCommand: string, ...more: string[]) =>
+        execa(
+          process.execPath,
+          [
+            ...BIN,
+            'run',
+            file,
+            ...listen,
+            ...ssh,
+            '--ssh-command',
+            sshCommand,
+            '--agent-token',
+            TOKEN,
+            ...more,
+          ],
+          { reject: false, all: true, env: { NO_COLOR: '1' } },
+        );
 
       // Another version on the host: refused before anything starts, naming the host.
-      const other = await execa(
-        process.execPath,
-        [
-          ...BIN,
-          'run',
-          file,
-          ...listen,
-          ...ssh,
-          '--ssh-command',
-          'echo 9.9.9 #',
-          '--agent-token',
-          TOKEN,
-        ],
-        { reject: false, all: true, env: { NO_COLOR: '1' } },
-      );
+      const other = await runOverSsh('echo 9.9.9 #');
       expect(other.exitCode, text(other)).toBe(2);
       expect(text(other)).toMatch(
         new RegExp(
@@ -382,22 +386,10 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
         ),
       );
 
-      const r = await execa(
-        process.execPath,
-        [
-          ...BIN,
-          'run',
-          file,
-          ...listen,
-          ...ssh,
-          '--ssh-command',
-          `cd ${process.cwd()} && ${process.execPath} --import tsx bin/pushbench.ts`,
-          '--agent-token',
-          TOKEN,
-          '--out',
-          join(dir, 'out'),
-        ],
-        { reject: false, all: true, env: { NO_COLOR: '1' } },
+      const r = await runOverSsh(
+        `cd ${process.cwd()} && ${process.execPath} --import tsx bin/pushbench.ts`,
+        '--out',
+        join(dir, 'out'),
       );
       expect([0, 5], text(r)).toContain(r.exitCode);
       const report = JSON.parse(readFileSync(join(dir, 'out', 'report.json'), 'utf8')) as Report;
