@@ -17,12 +17,15 @@ import { ensureCommand } from '../setup/debian.js';
 const isRoot = process.getuid?.() === 0;
 const PORT = 7000;
 
-/** A backend: answers HAProxy's `GET /healthz` with 200, and anyone else with its name, then holds the connection. */
+/**
+ * A backend: answers HAProxy's `GET /healthz` with 200, and anyone else with
+ * its name and the address the connection came from, then holds the connection.
+ */
 function backendScript(name: string): string {
   return (
     `require('net').createServer((s) => { s.on('error', () => {}); s.once('data', (d) => {` +
     `  if (String(d).startsWith('GET /healthz')) s.end('HTTP/1.0 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n');` +
-    `  else s.write('${name}');` +
+    `  else s.write('${name} ' + s.remoteAddress);` +
     `}); }).listen(${PORT}, '0.0.0.0', () => console.log('ready'));`
   );
 }
@@ -72,6 +75,9 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
     await fabric?.destroy();
   });
 
+  /** Where HAProxy connected each connection `open` made from, in order. */
+  const sourcesSeen: string[] = [];
+
   /** Opens `n` held connections through `lb`, one after another; returns who answered each. */
   async function open(lb: Haproxy, n: number): Promise<string[]> {
     const names: string[] = [];
@@ -82,7 +88,9 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
       await once(s, 'connect');
       s.write('hi');
       const [d] = (await once(s, 'data')) as [Buffer];
-      names.push(d.toString());
+      const [name, from] = d.toString().split(' ');
+      names.push(name as string);
+      sourcesSeen.push(from as string);
     }
     return names;
   }
@@ -139,8 +147,9 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
     }, 60_000);
   }
 
-  it('several processes on one port (SO_REUSEPORT): the kernel spreads connections over them, commands reach all, sessions add up', async () => {
+  it('several processes on one port (SO_REUSEPORT): the kernel spreads connections over them, each from its own source address; commands reach all, sessions add up', async () => {
     const host = await fabric.addHost('lb-mp');
+    const sourceAddresses = await fabric.addHostAddresses(host, 3, 198);
     const lb = await Haproxy.start({
       name: 'mp',
       host,
@@ -152,6 +161,7 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
       backends: backends.slice(0, 5),
       processes: 3,
       maxconn: 100,
+      sourceAddresses,
     });
     try {
       expect(new Set(lb.pids).size).toBe(3);
@@ -159,6 +169,7 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
         () => lb.servers(),
         (all) => Object.values(all).filter((s) => s.status.startsWith('UP')).length === 5,
       );
+      sourcesSeen.length = 0;
       await open(lb, 60);
       // Each process took a share of the 60 (the kernel hashes each new connection's ports).
       const perProcess = await Promise.all(
@@ -168,6 +179,14 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
       );
       expect(perProcess.reduce((a, b) => a + b, 0)).toBe(60);
       expect(perProcess.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+      // Each process connected from its own address, never from the host's.
+      const bySource = new Map<string, number>();
+      for (const from of sourcesSeen) bySource.set(from, (bySource.get(from) ?? 0) + 1);
+      expect([...bySource.keys()].every((a) => sourceAddresses.includes(a))).toBe(true);
+      expect(
+        sourceAddresses.map((a) => bySource.get(a) ?? 0).sort(),
+        `connections per source address, processes held ${perProcess}`,
+      ).toEqual([...perProcess].sort());
       // leastconn is exact within a process: per server, at most one apart in each.
       const total = Object.values(await sessions(lb));
       expect(total.reduce((a, b) => a + b, 0)).toBe(60);

@@ -22,6 +22,12 @@
  * own, so leastconn is exact per process and, across them, right to within
  * the spread of the kernel's hash; every runtime command goes to all of them
  * and `servers()` adds up their sessions.
+ *
+ * Source addresses. From one address, a host has one ephemeral port range per
+ * node (28,232 ports here), so one address caps a region at that many
+ * connections per node. Given `sourceAddresses`, each process opens its node
+ * connections and health checks from its own address (the backend's `source`):
+ * a process never holds more than its `maxconn`, well inside one range.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -71,6 +77,11 @@ export interface HaproxyOptions {
   processes?: number;
   /** Connections one process takes (`maxconn`); default from the open-file limit ({@link haproxyMaxconn}). */
   maxconn?: number;
+  /**
+   * Addresses of `host` the processes open node connections from, process i
+   * from address i; as many as there are processes. Default: the host's own.
+   */
+  sourceAddresses?: string[];
 }
 
 /** File descriptors an HAProxy process keeps besides two per connection: listeners, checks, logs. */
@@ -129,6 +140,12 @@ export class Haproxy {
     const balance = haproxyBalance(options.algorithm);
     const processes = Math.max(1, options.processes ?? 1);
     const maxconn = options.maxconn ?? 9900;
+    const sources = options.sourceAddresses;
+    if (sources !== undefined && sources.length !== processes) {
+      throw new RangeError(
+        `${processes} HAProxy processes need as many source addresses, got ${sources.length}`,
+      );
+    }
     // Named by the run's tag, so a dead run's sweep removes it too (fabric.ts).
     const dir = mkdtempSync(join(tmpdir(), `pushbench-haproxy-${fabricTag()}-${options.name}-`));
     const socketPaths = Array.from({ length: processes }, (_, i) => join(dir, `admin-${i}.sock`));
@@ -151,6 +168,8 @@ export class Haproxy {
       `backend be_${options.name}`,
       `  balance ${balance}`,
       '  option httpchk GET /healthz',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: HAProxy expands "${VAR}" from its environment
+      ...(sources === undefined ? [] : ['  source "${PB_HAPROXY_SOURCE}"']),
     ];
     for (const b of options.backends) {
       config.push(
@@ -162,7 +181,11 @@ export class Haproxy {
     const argv = ['-db', '-f', file];
     const stderr: string[] = [];
     const children = socketPaths.map((socketPath, i) => {
-      const env = { ...process.env, PB_HAPROXY_SOCKET: socketPath };
+      const env = {
+        ...process.env,
+        PB_HAPROXY_SOCKET: socketPath,
+        ...(sources !== undefined && { PB_HAPROXY_SOURCE: sources[i] }),
+      };
       const child =
         options.host === undefined
           ? spawn('haproxy', argv, { stdio: ['ignore', 'ignore', 'pipe'], env })

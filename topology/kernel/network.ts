@@ -38,6 +38,8 @@ import type { LatencyLink } from './links.js';
 
 /** Where devices reach a region's balancer on the fabric. */
 export const BALANCER_PORT = 7000;
+/** HAProxy regions' source addresses are `10.N.<block>.k`, from this block down (the decision point has 199). */
+const HAPROXY_SOURCE_BLOCK = 198;
 
 /** One region as the kernel network runs it. */
 export interface KernelRegionSpec {
@@ -219,6 +221,7 @@ export class KernelNetwork implements NetworkHandle {
     decision: DecisionSpec | null = null,
   ): Promise<KernelNetwork> {
     const net = new KernelNetwork(controlAddresses, datastoreAddresses, linkOf, hostOf, nodesOf);
+    let haproxyRegions = 0;
     try {
       for (const spec of regions) {
         const backends = spec.backends.map(
@@ -228,6 +231,17 @@ export class KernelNetwork implements NetworkHandle {
           const host = await fabric.addHost(
             `lb-${spec.name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'),
           );
+          // HAProxy inherits this process's open-file limit.
+          const processes = haproxyProcesses(spec.devices, openFilesLimit());
+          // Each process connects from an address of its own (haproxy.ts), in a block per
+          // region below the decision point's 199.
+          const block = HAPROXY_SOURCE_BLOCK - haproxyRegions++;
+          if (block < 100 || processes > 254) {
+            throw new PushbenchError(
+              'PB_USAGE',
+              `the kernel engine runs at most 99 HAProxy regions of at most 254 processes each (region ${spec.name}: ${processes})`,
+            );
+          }
           const lb = await Haproxy.start({
             name: spec.name.replace(/[^A-Za-z0-9._-]/g, '_'),
             host,
@@ -237,9 +251,9 @@ export class KernelNetwork implements NetworkHandle {
             health: spec.health,
             slowStartMs: spec.slowStartMs,
             backends,
-            // HAProxy inherits this process's open-file limit.
-            processes: haproxyProcesses(spec.devices, openFilesLimit()),
+            processes,
             maxconn: haproxyMaxconn(openFilesLimit()),
+            sourceAddresses: await fabric.addHostAddresses(host, processes, block),
           });
           net.regions.set(spec.name, { kind: 'haproxy', lb, spec });
         } else {
