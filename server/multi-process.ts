@@ -3,10 +3,23 @@
  * processes (node:cluster) that share the node's port, so a node can hold more
  * connections than one process's open-file limit. The workers accept from
  * the one listening socket the primary shares with them (SCHED_NONE: the
- * kernel hands each connection to whichever worker is waiting in accept, so a
- * busier worker takes fewer); the primary holds no device socket. A worker near its open-file
- * limit stops accepting until some of its connections have gone, so the
- * others take the new ones (see PushNode.setAcceptCeiling).
+ * kernel hands each connection to a worker waiting in accept); the primary
+ * holds no device socket.
+ *
+ * Each new connection on a shared socket wakes every process polling it, and
+ * all but one find nothing to accept. `--acceptors N` keeps only N of the
+ * workers listening, the ones holding the fewest connections, and moves that
+ * role twice a second as the counts change; the others close their copy of the
+ * socket until asked again. The socket, and its accept queue, stays open as
+ * long as one worker holds it, so a worker lets go only once a new acceptor
+ * has said it listens. Measured here (bench/RESULTS.md): 14 processes at 2,000
+ * connects/s on an otherwise idle 2-core box, 619 µs of node CPU per connect
+ * with all accepting, 453 µs with 2. But on a box whose cores are saturated
+ * (the fleet on the same two cores) the few acceptors get too little CPU and
+ * connects wait in the queue (a 250,000-device hold: connect p99 214 ms with
+ * all accepting, 6.5 s with 2), so the default is every worker.
+ * A worker near its open-file limit also stops accepting until some of its
+ * connections have gone (see PushNode.setAcceptCeiling).
  *
  * Each worker is a full PushNode named `<node>.p<i>` inside the node's own
  * cluster: without `--redis` or `--join` the primary runs the hub (an
@@ -33,13 +46,41 @@ const ACCEPT_HEADROOM = 400;
 type ToPrimary =
   | { pb: 'listening'; wsUrl: string; httpUrl: string }
   | { pb: 'counts'; connections: number }
+  | { pb: 'accepting'; on: boolean }
   | { pb: 'drain' };
-type ToWorker = { pb: 'totals'; perProcess: number[] };
+type ToWorker = { pb: 'totals'; perProcess: number[] } | { pb: 'accept'; on: boolean };
+
+/**
+ * A current acceptor keeps its role until another process holds at least this
+ * many connections fewer, so two processes with about the same count do not
+ * trade it every tick.
+ */
+const ACCEPTOR_MARGIN = 32;
+
+/**
+ * Which processes accept next: the `acceptors` holding the fewest connections,
+ * those accepting now counted {@link ACCEPTOR_MARGIN} lower, ties to the lower
+ * index. `counts[i]` undefined: process i is gone.
+ */
+export function chooseAcceptors(
+  counts: readonly (number | undefined)[],
+  accepting: readonly boolean[],
+  acceptors: number,
+): boolean[] {
+  const score = (i: number) => (counts[i] ?? 0) - (accepting[i] ? ACCEPTOR_MARGIN : 0);
+  const order = [...counts.keys()]
+    .filter((i) => counts[i] !== undefined)
+    .sort((a, b) => score(a) - score(b) || a - b);
+  const chosen = new Set(order.slice(0, acceptors));
+  return counts.map((_, i) => chosen.has(i));
+}
 
 /** What the primary needs to run the node's processes. */
 export interface PrimaryOptions {
   nodeId: string;
   processes: number;
+  /** How many workers accept at once; default all of them. */
+  acceptors?: number;
   /** The join URL workers use: the primary's own hub, another node's, or none with Redis. */
   join: string | undefined;
   /** The module each worker process runs, and its Node flags. */
@@ -84,6 +125,32 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
     stopping = true;
     for (const w of workers) if (!w.isDead()) w.process.kill(signal);
   };
+  // Every worker listens at first (their 'listening' says the node is up); from the
+  // first tick on, only the chosen ones. `wanted`: what each was last asked; `open`:
+  // what each last said it does.
+  const acceptors = opts.acceptors ?? opts.processes;
+  const wanted = new Array<boolean>(opts.processes).fill(true);
+  const open = new Array<boolean>(opts.processes).fill(true);
+  const moveAcceptors = () => {
+    const alive = counts.map((n, i) => (workers[i]?.isConnected() ? n : undefined));
+    const next = chooseAcceptors(alive, wanted, acceptors);
+    for (const [i, w] of workers.entries()) {
+      if (next[i] && !wanted[i] && w.isConnected()) {
+        wanted[i] = true;
+        w.send({ pb: 'accept', on: true });
+      }
+    }
+    // The socket lives while some worker holds it (node:cluster closes it, and resets
+    // its accept queue, when the last one lets go): the old ones stop only once a
+    // new one has said it accepts; until then they go on, and the next tick tries again.
+    if (!next.some((on, i) => on && open[i])) return;
+    for (const [i, w] of workers.entries()) {
+      if (!next[i] && wanted[i] && w.isConnected()) {
+        wanted[i] = false;
+        w.send({ pb: 'accept', on: false });
+      }
+    }
+  };
   return new Promise((resolve) => {
     let alive = opts.processes;
     for (let i = 0; i < opts.processes; i++) {
@@ -100,6 +167,9 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
             break;
           case 'counts':
             counts[i] = msg.connections;
+            break;
+          case 'accepting':
+            open[i] = msg.on;
             break;
           case 'drain':
             if (!stopping) stopAll('SIGTERM');
@@ -119,7 +189,10 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
         if (--alive === 0) resolve(exitCode);
       });
     }
-    const ticker = setInterval(() => broadcast({ pb: 'totals', perProcess: [...counts] }), 500);
+    const ticker = setInterval(() => {
+      broadcast({ pb: 'totals', perProcess: [...counts] });
+      if (listening === opts.processes && !stopping) moveAcceptors();
+    }, 500);
     ticker.unref();
     process.on('SIGTERM', () => stopAll('SIGTERM'));
     process.on('SIGINT', () => stopAll('SIGINT'));
@@ -140,6 +213,7 @@ export function attachWorker(
     if (process.connected) process.send?.(msg);
   };
   send({ pb: 'listening', ...address });
+  node.onAcceptingChange = (on) => send({ pb: 'accepting', on });
   // The processes accept from one shared socket: one near its open-file limit steps
   // aside (server sockets beyond devices: the API's, the hub's, heads in flight).
   const openFiles = processLimits().openFiles;
@@ -156,6 +230,10 @@ export function attachWorker(
   }, 500);
   ticker.unref();
   process.on('message', (msg: ToWorker) => {
+    if (msg?.pb === 'accept') {
+      node.setAccepting(msg.on);
+      return;
+    }
     if (msg?.pb !== 'totals') return;
     // This process's own count is current; the others' are at most half a second old.
     const perProcess = [...msg.perProcess];

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { Server as NetServer } from 'node:net';
@@ -286,9 +287,13 @@ export class PushNode implements NodeApi {
   /** The port bound by {@link start} (the asked one may be 0). */
   private boundPort: number | undefined;
   /** Where this process stops and starts accepting again (see {@link setAcceptCeiling}). */
-  private acceptCeiling:
-    | { pauseAt: number; resumeAt: number; state: 'accepting' | 'paused' | 'reopening' }
-    | undefined;
+  private acceptCeiling: { pauseAt: number; resumeAt: number; below: boolean } | undefined;
+  /** Whether the node's primary wants this process accepting (see {@link setAccepting}). */
+  private acceptWanted = true;
+  /** Set by {@link stop}: the listener is not opened again. */
+  private stopping = false;
+  /** Whether the listener is open, closed, or being opened again; undefined until gated. */
+  private acceptState: 'accepting' | 'paused' | 'reopening' | undefined;
 
   constructor(
     options: Partial<NodeOptions> & Pick<NodeOptions, 'secret' | 'apiKey'>,
@@ -481,42 +486,77 @@ export class PushNode implements NodeApi {
     if (!(resumeAt < pauseAt) || resumeAt < 0) {
       throw new TypeError(`need 0 <= resumeAt < pauseAt, got ${resumeAt} and ${pauseAt}`);
     }
-    this.acceptCeiling = { pauseAt, resumeAt, state: 'accepting' };
-    this.checkAcceptCeiling();
+    this.acceptCeiling = { pauseAt, resumeAt, below: true };
+    this.gateAccepting();
   }
 
-  private checkAcceptCeiling(): void {
+  /**
+   * In a worker of a multi-process node: whether the node's primary wants this
+   * process accepting now (server/multi-process.ts keeps only a few of them
+   * accepting at once, so one connect does not wake every process). The
+   * ceiling still applies on top.
+   */
+  setAccepting(wanted: boolean): void {
+    this.acceptWanted = wanted;
+    this.gateAccepting();
+  }
+
+  /** Called each time this process's listener opens (true) or closes (false). */
+  onAcceptingChange: ((on: boolean) => void) | undefined;
+
+  /** Whether this process's listener is open (it takes new connections). */
+  get accepting(): boolean {
+    return this.acceptState === undefined || this.acceptState === 'accepting';
+  }
+
+  /** Opens or closes the listener as the primary's wish and the ceiling say together. */
+  private gateAccepting(): void {
+    if (this.stopping) return;
     const ceiling = this.acceptCeiling;
-    if (ceiling === undefined) return;
-    const held = this.connections.size;
-    if (ceiling.state === 'accepting' && held >= ceiling.pauseAt) {
-      ceiling.state = 'paused';
-      this.metrics.inc('pushbench_accept_pauses_total');
+    if (ceiling !== undefined) {
+      const held = this.connections.size;
+      if (ceiling.below && held >= ceiling.pauseAt) {
+        ceiling.below = false;
+        this.metrics.inc('pushbench_accept_pauses_total');
+      } else if (!ceiling.below && held <= ceiling.resumeAt) {
+        ceiling.below = true;
+      }
+    }
+    const want = this.acceptWanted && (ceiling === undefined || ceiling.below);
+    const state = this.acceptState ?? 'accepting';
+    if (state === 'accepting' && !want) {
+      this.acceptState = 'paused';
       // net's close, not http's: that one would also close the API's idle keep-alive sockets.
       NetServer.prototype.close.call(this.http);
-    } else if (ceiling.state === 'paused' && held <= ceiling.resumeAt) {
-      ceiling.state = 'reopening';
-      const port = this.boundPort ?? this.options.port;
+      this.onAcceptingChange?.(false);
+    } else if (state === 'paused' && want) {
+      this.acceptState = 'reopening';
+      // A cluster worker asks for the port as it first did (0 included): node:cluster keys
+      // the primary's shared socket by it. Alone, the port it was given.
+      const port = cluster.isWorker ? this.options.port : (this.boundPort ?? this.options.port);
       const failed = (err: Error) => {
-        // Not fatal: the others still accept. Try again on the next close.
+        // Not fatal: the others still accept. Try again on the next change.
         this.http.off('listening', listening);
-        ceiling.state = 'paused';
+        this.acceptState = 'paused';
         process.stderr.write(`node ${this.options.nodeId}: cannot accept again: ${err.message}\n`);
       };
       const listening = () => {
         this.http.off('error', failed);
-        if (this.acceptCeiling !== ceiling) return;
-        ceiling.state = 'accepting';
-        this.checkAcceptCeiling();
+        this.acceptState = 'accepting';
+        this.onAcceptingChange?.(true);
+        this.gateAccepting();
       };
       this.http.once('error', failed);
       this.http.once('listening', listening);
       this.http.listen({ port, host: this.options.host, backlog: 65_535 });
+    } else {
+      this.acceptState = state;
     }
   }
 
   /** Closes every device with 1001 (going away), leaves the cluster and closes the listener. */
   async stop(): Promise<void> {
+    this.stopping = true;
     this.acceptCeiling = undefined;
     this.sweep.stop();
     if (this.drainTimer) clearInterval(this.drainTimer);
@@ -772,7 +812,7 @@ export class PushNode implements NodeApi {
     this.sweep.add(conn);
     const previous = this.connections.put(conn);
     if (previous) this.replace(previous);
-    if (this.acceptCeiling?.state === 'accepting') this.checkAcceptCeiling();
+    if (this.acceptCeiling?.below === true) this.gateAccepting();
     if (
       this.options.overload === 'crash' &&
       this.connections.size > this.options.maxConnections &&
@@ -1019,7 +1059,7 @@ export class PushNode implements NodeApi {
     this.rooms.leaveAll(conn);
     if (conn.presence) this.presenceSubscribers.get(conn.accountId)?.delete(conn);
     const current = this.connections.deleteIfCurrent(conn);
-    if (this.acceptCeiling?.state === 'paused') this.checkAcceptCeiling();
+    if (this.acceptCeiling?.below === false) this.gateAccepting();
     if (code !== CloseCode.Replaced) {
       this.metrics.inc('pushbench_disconnects_total', { reason: `close_${code}` });
     }

@@ -31,6 +31,8 @@ export interface ServeOptions {
   node: ServeNodeOptions;
   /** Worker processes sharing the port; 1: this process is the node. */
   processes: number;
+  /** How many of them accept at once, the least loaded; default all (multi-process.ts). */
+  acceptors?: number;
 }
 
 /** The environment variable a worker process reads its {@link ServeOptions} from. */
@@ -122,6 +124,7 @@ async function servePrimary(options: ServeOptions, print: (line: string) => void
   const exitCode = await runPrimary({
     nodeId: o.nodeId,
     processes: options.processes,
+    ...(options.acceptors !== undefined && { acceptors: options.acceptors }),
     join: hub?.address.httpUrl ?? o.join,
     exec: worker.path,
     execArgv: worker.execArgv,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -207,4 +207,93 @@ describe('pushbench serve --processes 2, started by hand', () => {
     expect(codes).toEqual(new Array(8).fill(1001));
     expect((await node.child).exitCode).toBe(0);
   }, 60_000);
+});
+
+/** The inode of the socket listening on `port` (IPv4), from /proc/net/tcp. */
+function listeningInode(port: number): string | undefined {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A') return f[9];
+  }
+  return undefined;
+}
+
+/** The processes among `pids` that hold socket `inode` open. */
+function holders(pids: number[], inode: string): number[] {
+  return pids.filter((pid) => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`;
+        } catch {
+          return false;
+        }
+      });
+    } catch {
+      return false;
+    }
+  });
+}
+
+describe('pushbench serve --processes 4 --acceptors 2', () => {
+  it('keeps two processes accepting, moves the role to the least loaded as devices arrive, and never loses the socket', async () => {
+    const node = await serve(['--node-id', 'acc', '--processes', '4', '--acceptors', '2']);
+    const port = Number(new URL(node.ws).port);
+    const workers = descendantsOf(node.child.pid!).filter((p) =>
+      readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('serve-worker'),
+    );
+    expect(workers).toHaveLength(4);
+    const inode = listeningInode(port);
+    expect(inode).toBeDefined();
+    // From the primary's first tick on, two of the four hold the socket.
+    await until(async () => holders(workers, inode!).length === 2);
+    const devices: ReturnType<typeof device>[] = [];
+    for (let wave = 0; wave < 4; wave++) {
+      const batch = Array.from({ length: 40 }, (_, i) => device(node, `a${wave}-${i}`));
+      await Promise.all(batch.map((d) => d.opened));
+      devices.push(...batch);
+      // The counts reach the primary twice a second; it moves the role on its next tick.
+      await new Promise((r) => setTimeout(r, 1300));
+      expect(holders(workers, inode!).length, `wave ${wave}`).toBe(2);
+      // The same socket throughout: its accept queue was never dropped.
+      expect(listeningInode(port)).toBe(inode);
+    }
+    const m = (await (await fetch(`${node.http}/metrics.json`)).json()) as {
+      connections: number;
+      processes: { perProcess: number[] };
+    };
+    expect(m.connections).toBe(160);
+    // Every process took some: the role moved on to the ones holding fewer.
+    expect(
+      m.processes.perProcess.every((n) => n > 0),
+      `${m.processes.perProcess}`,
+    ).toBe(true);
+    const closed = devices.map((d) => once(d.ws, 'close'));
+    node.child.kill('SIGTERM');
+    await Promise.all(closed);
+    expect((await node.child).exitCode).toBe(0);
+  }, 60_000);
+
+  it('refuses --acceptors outside 1 to --processes in one line, exit 2', async () => {
+    const r = await execa(
+      process.execPath,
+      [
+        ...BIN,
+        'serve',
+        '--secret',
+        SECRET,
+        '--api-key',
+        KEY,
+        '--processes',
+        '2',
+        '--acceptors',
+        '3',
+      ],
+      { reject: false },
+    );
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--acceptors must be 1-2 \(--processes\), got 3/);
+  });
 });
