@@ -230,11 +230,18 @@ function deviceSocketSink(node: PushNode): LeanWebSocketSink<DeviceConnection> {
   };
 }
 
-/** Devices per registry call when every entry is re-checked after an outage. */
 /** The frame a device that asked with `?registered=1` gets once its registry entry is written. */
 const REGISTERED_FRAME = encodeFrame({ type: 'registered' });
 
+/** Devices per registry call when every entry is re-checked after an outage. */
 const RECHECK_BATCH = 500;
+
+/**
+ * The event-loop delay monitor's sampling period. Each sample is a wakeup of an
+ * otherwise idle process: at 10 ms, 14 workers of one node spent 19 ms of CPU a
+ * second more than at 20 ms.
+ */
+const LAG_RESOLUTION_MS = 20;
 
 /**
  * One reference push node: WebSocket endpoint for devices, HTTP API for
@@ -269,7 +276,7 @@ export class PushNode implements NodeApi {
   private readonly admission: TokenBucket | undefined;
   private readonly pendingAcks = new Map<string, (acked: boolean) => void>();
   private readonly presenceSubscribers = new Map<string, Set<DeviceConnection>>();
-  private readonly lag = monitorEventLoopDelay({ resolution: 10 });
+  private readonly lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   private lagTimer: NodeJS.Timeout | undefined;
   private messageSeq = 0;
   private connSeq = 0;
@@ -460,7 +467,7 @@ export class PushNode implements NodeApi {
     this.lagTimer = setInterval(() => {
       this.metrics.set(
         'pushbench_event_loop_lag_seconds',
-        Math.max(0, this.lag.percentile(99) / 1e9 - 0.01),
+        Math.max(0, this.lag.percentile(99) / 1e9 - LAG_RESOLUTION_MS / 1000),
       );
       this.lag.reset();
     }, 10_000);
