@@ -11,6 +11,7 @@
  * calling {@link WsClientConnection.expireIfStale}.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { monoNowUs } from '../../core/clock.js';
 import { PushbenchError } from '../../core/errors.js';
 import { CloseCode } from '../../core/ws/close-codes.js';
@@ -64,7 +65,42 @@ export type ConnectFailure =
   | 'http_status'
   | 'bad_handshake'
   | 'address'
-  | 'error';
+  | 'error'
+  /** The server's certificate does not chain to a CA the device trusts. */
+  | 'tls_untrusted'
+  /** The server's certificate (or one in its chain) has expired or is not yet valid. */
+  | 'tls_expired'
+  /** The certificate is not for the name the device asked for (SNI). */
+  | 'tls_hostname'
+  /** TCP connected but the TLS handshake did not finish within the connect timeout. */
+  | 'tls_timeout'
+  /** Any other TLS failure (a protocol version, an alert, plain TCP on the other end). */
+  | 'tls_error';
+
+/**
+ * A `wss://` connection's TLS settings. One object serves every device of a
+ * fleet: the trust store lives in a `secureContext` made once, not per connect.
+ */
+export interface WsTlsOptions {
+  /** Made once with `tls.createSecureContext({ ca })`; default: Node's bundled CAs. */
+  secureContext?: tls.SecureContext;
+  /** The name sent as SNI and checked against the certificate; default `host` (none for an IP). */
+  servername?: string;
+  /** Keep each device's session ticket and offer it on its next connect. */
+  resume: boolean;
+  minVersion?: tls.SecureVersion;
+  maxVersion?: tls.SecureVersion;
+}
+
+/** How the TLS part of an opened `wss://` attempt went. */
+export interface WsTlsTiming {
+  /** connect() to TCP established, µs. */
+  tcpUs: number;
+  /** TCP established to the TLS handshake done, µs. */
+  tlsUs: number;
+  /** The server took the session the device offered (no full handshake). */
+  resumed: boolean;
+}
 
 /** Lifecycle of one connection object; `closed` may go back to `connecting` on reconnect. */
 export type WsClientState = 'idle' | 'connecting' | 'open' | 'closing' | 'closed';
@@ -83,6 +119,8 @@ export interface WsConnectOptions {
   headers?: Record<string, string>;
   /** Largest message accepted before closing with 1009; default 16 MiB. */
   maxMessageBytes?: number;
+  /** Connect over TLS (`wss://`); absent: plain TCP. */
+  tls?: WsTlsOptions;
 }
 
 /** The most bytes of upgrade response head we buffer before giving up on the server. */
@@ -137,11 +175,34 @@ export class WsClientConnection {
   /** Why a connecting attempt failed, from the socket's 'error' that precedes its 'close'. */
   private failure: ConnectFailure | null = null;
   private failureReason = '';
+  /**
+   * `wss://` only: the session ticket the server last gave this device, offered
+   * on its next connect when resumption is on (kept across reconnects).
+   */
+  tlsSession: Buffer | undefined = undefined;
+  /** `wss://` only: when TCP and the TLS handshake completed in this attempt (µs, 0: not yet). */
+  private tcpUpUs = 0;
+  private secureUs = 0;
+  private tlsResume = false;
 
   /** Creates an idle connection reporting to `sink`; `id` is the owner's device index. */
   constructor(sink: WsClientSink, id: number) {
     this.sink = sink;
     this.id = id;
+  }
+
+  /**
+   * `wss://` only, once open: TCP and TLS handshake times of this attempt and
+   * whether the session was resumed; undefined for plain `ws://`.
+   */
+  get tlsTiming(): WsTlsTiming | undefined {
+    const socket = this.socket;
+    if (this.secureUs === 0 || !(socket instanceof tls.TLSSocket)) return undefined;
+    return {
+      tcpUs: this.tcpUpUs - this.startedUs,
+      tlsUs: this.secureUs - this.tcpUpUs,
+      resumed: socket.isSessionReused(),
+    };
   }
 
   /** Bytes queued in the socket's write buffer (socket.writableLength). */
@@ -163,18 +224,39 @@ export class WsClientConnection {
     }
     const key = makeHandshakeKey();
     const request = upgradeRequest(opts, key);
-    // Before any state changes: net.connect throws synchronously for a bad port or
+    // net calls it as a method of the socket (`this`), as it has since onread came in (v12).
+    const onread = {
+      buffer: READ_BUFFER,
+      callback: onSocketRead as (n: number, b: Uint8Array) => boolean,
+    };
+    const t = opts.tls;
+    // Before any state changes: connect throws synchronously for a bad port or
     // local address, and the object must then still be reusable.
-    const socket: OwnedSocket = net.connect({
-      host: opts.host,
-      port: opts.port,
-      localAddress: opts.localAddress,
-      // net calls it as a method of the socket (`this`), as it has since onread came in (v12).
-      onread: {
-        buffer: READ_BUFFER,
-        callback: onSocketRead as (n: number, b: Uint8Array) => boolean,
-      },
-    });
+    const socket: OwnedSocket =
+      t === undefined
+        ? net.connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress, onread })
+        : tls.connect({
+            // Any socket.connect() option passes through (node:tls docs), `onread` and
+            // `localAddress` included; the types omit them.
+            ...({ localAddress: opts.localAddress, onread } as tls.ConnectionOptions),
+            host: opts.host,
+            port: opts.port,
+            ...(t.secureContext !== undefined && { secureContext: t.secureContext }),
+            // Default: node:tls sends `host` as SNI unless it is an address, and checks the
+            // certificate against `host` either way.
+            ...(t.servername !== undefined && { servername: t.servername }),
+            ...(t.resume && this.tlsSession !== undefined && { session: this.tlsSession }),
+            ...(t.minVersion !== undefined && { minVersion: t.minVersion }),
+            ...(t.maxVersion !== undefined && { maxVersion: t.maxVersion }),
+          });
+    this.tcpUpUs = 0;
+    this.secureUs = 0;
+    this.tlsResume = t?.resume === true;
+    if (t !== undefined) {
+      socket.once('connect', onTcpConnect);
+      socket.once('secureConnect', onSecureConnect);
+      if (t.resume) socket.on('session', onTlsSession);
+    }
 
     this.state = 'connecting';
     this.startedUs = monoNowUs();
@@ -244,7 +326,13 @@ export class WsClientConnection {
    */
   expireIfStale(nowUs: number, connectTimeoutUs: number, closeTimeoutUs: number): boolean {
     if (this.state === 'connecting' && nowUs - this.startedUs >= connectTimeoutUs) {
-      this.failConnect('timeout', `no upgrade within ${Math.round(connectTimeoutUs / 1000)} ms`);
+      const ms = Math.round(connectTimeoutUs / 1000);
+      // TCP up but no TLS yet: the handshake is what stalled.
+      if (this.tcpUpUs !== 0 && this.secureUs === 0) {
+        this.failConnect('tls_timeout', `TLS handshake not done within ${ms} ms`);
+      } else {
+        this.failConnect('timeout', `no upgrade within ${ms} ms`);
+      }
       return true;
     }
     if (this.state === 'closing' && nowUs - this.startedUs >= closeTimeoutUs) {
@@ -287,6 +375,21 @@ export class WsClientConnection {
     } else if (this.state === 'open' || this.state === 'closing') {
       this.finishOpened(this.closeReason || 'connection closed without a close frame');
     }
+  }
+
+  /** @internal `wss://`: TCP is established; only the shared socket handler calls this. */
+  tcpConnected(): void {
+    this.tcpUpUs = monoNowUs();
+  }
+
+  /** @internal `wss://`: the TLS handshake is done; only the shared socket handler calls this. */
+  secureConnected(): void {
+    this.secureUs = monoNowUs();
+  }
+
+  /** @internal `wss://`: the server sent a session ticket; kept for the next connect. */
+  sessionReceived(session: Buffer): void {
+    if (this.tlsResume) this.tlsSession = session;
   }
 
   /** @internal A ping arrived; answered with a pong carrying the same payload (RFC 6455 §5.5.3). */
@@ -448,6 +551,18 @@ function onSocketClose(this: net.Socket): void {
   ownerOf(this)?.socketClosed();
 }
 
+function onTcpConnect(this: net.Socket): void {
+  ownerOf(this)?.tcpConnected();
+}
+
+function onSecureConnect(this: net.Socket): void {
+  ownerOf(this)?.secureConnected();
+}
+
+function onTlsSession(this: net.Socket, session: Buffer): void {
+  ownerOf(this)?.sessionReceived(session);
+}
+
 /** The one parser handler every connection shares. */
 const frameEvents: FrameHandler<WsClientConnection> = {
   onTextBytes: (conn, data) => conn.deliverText(data),
@@ -472,8 +587,27 @@ function connectFailureOf(err: NodeJS.ErrnoException): ConnectFailure {
     case 'ETIMEDOUT':
       // The kernel gave up on the SYN: the same outcome as our own connect timeout.
       return 'timeout';
+    // OpenSSL's verify results, as node:tls names them.
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return 'tls_expired';
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'CERT_UNTRUSTED':
+    case 'CERT_SIGNATURE_FAILURE':
+      return 'tls_untrusted';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return 'tls_hostname';
+    // OpenSSL failed the TLS exchange itself (e.g. plain TCP on the other end).
+    case 'EPROTO':
+      return 'tls_error';
     default:
-      return 'error';
+      return err.code?.startsWith('ERR_SSL_') || err.code?.startsWith('ERR_TLS_')
+        ? 'tls_error'
+        : 'error';
   }
 }
 

@@ -1,0 +1,185 @@
+/**
+ * Throwaway certificates for a run or a test: a CA of its own and server
+ * certificates it signs, made by the `openssl` command line (no network, no
+ * npm dependency), EC P-256 keys. Everything is written into one folder the
+ * caller owns (a run's results folder or a temp folder it removes), private
+ * keys with mode 0600.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { PushbenchError } from './errors.js';
+
+const run = promisify(execFile);
+
+/** A certificate and its key, as files and as PEM. */
+export interface CertFiles {
+  certFile: string;
+  keyFile: string;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** What a server certificate is for. */
+export interface ServerCertOptions {
+  /** DNS names and IP addresses it is valid for (its subjectAltName). */
+  names: string[];
+  /** Valid from `notBefore` days from now (negative: in the past) for `days`; default 0 and 7. */
+  notBeforeDays?: number;
+  days?: number;
+  /** Files are `<basename>.pem` and `<basename>.key`; default `server`. */
+  basename?: string;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  try {
+    await run('openssl', args, { cwd });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') {
+      throw new PushbenchError(
+        'PB_USAGE',
+        'TLS needs the openssl command to make its certificates (Debian: apt-get install openssl)',
+      );
+    }
+    const last = (e.stderr ?? e.message).trim().split('\n').pop();
+    throw new PushbenchError('PB_INTERNAL', `openssl ${args[0]} failed: ${last}`);
+  }
+}
+
+function files(dir: string, basename: string): CertFiles {
+  const certFile = join(dir, `${basename}.pem`);
+  const keyFile = join(dir, `${basename}.key`);
+  chmodSync(keyFile, 0o600);
+  return { certFile, keyFile, cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
+
+/** `YYYYMMDDHHMMSSZ`, `days` from now, as `openssl ca` and `x509` take dates. */
+function asn1Time(days: number): string {
+  const d = new Date(Date.now() + days * 86_400_000);
+  return `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+}
+
+/** A self-signed CA in `dir` (`ca.pem`, `ca.key`), valid for 30 days. */
+export async function makeCa(dir: string, name = 'pushbench run CA'): Promise<CertFiles> {
+  mkdirSync(dir, { recursive: true });
+  await openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '30',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
+  return files(dir, 'ca');
+}
+
+/**
+ * A server certificate signed by `ca`, for `names` (each a DNS name or an IP
+ * address), written beside the CA's files.
+ */
+export async function makeServerCert(
+  dir: string,
+  ca: CertFiles,
+  options: ServerCertOptions,
+): Promise<CertFiles> {
+  if (options.names.length === 0) throw new TypeError('a server certificate needs a name');
+  const basename = options.basename ?? 'server';
+  // openssl's request, signing database and copies go here, and away at the end.
+  const work = join(dir, `.${basename}-work`);
+  mkdirSync(work, { recursive: true });
+  const san = options.names.map((n) => (isIP(n) === 0 ? `DNS:${n}` : `IP:${n}`)).join(',');
+  await openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${basename}.key`,
+      '-out',
+      join(work, 'request.csr'),
+      '-subj',
+      `/CN=${options.names[0]}`,
+    ],
+    dir,
+  );
+  // `x509 -req` takes no start date; a tiny `ca` setup does (an expired certificate
+  // for the tests needs one in the past).
+  const ext = join(work, 'extensions');
+  writeFileSync(
+    ext,
+    `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n`,
+  );
+  const db = join(work, 'index');
+  writeFileSync(db, '');
+  const serial = join(work, 'serial');
+  writeFileSync(serial, `${randomBytes(8).toString('hex')}\n`);
+  const conf = join(work, 'ca.cnf');
+  writeFileSync(
+    conf,
+    [
+      '[ca]',
+      'default_ca = run',
+      '[run]',
+      `database = ${db}`,
+      `serial = ${serial}`,
+      `new_certs_dir = ${work}`,
+      'default_md = sha256',
+      'policy = any',
+      'unique_subject = no',
+      'copy_extensions = none',
+      '[any]',
+      'commonName = supplied',
+      '',
+    ].join('\n'),
+  );
+  const from = options.notBeforeDays ?? 0;
+  await openssl(
+    [
+      'ca',
+      '-batch',
+      '-config',
+      conf,
+      '-cert',
+      ca.certFile,
+      '-keyfile',
+      ca.keyFile,
+      '-in',
+      join(work, 'request.csr'),
+      '-out',
+      `${basename}.pem`,
+      '-notext',
+      '-startdate',
+      asn1Time(from),
+      '-enddate',
+      asn1Time(from + (options.days ?? 7)),
+      '-extfile',
+      ext,
+    ],
+    dir,
+  );
+  rmSync(work, { recursive: true, force: true });
+  return files(dir, basename);
+}
