@@ -34,7 +34,7 @@ import {
 } from '../scenarios/load.js';
 import { BALANCER_ALGORITHMS, type BalancerAlgorithmName } from '../scenarios/types.js';
 import { parseD2dAllow } from '../server/d2d.js';
-import { type NodeOptions, nodeDefaults } from '../server/node.js';
+import { type NodeOptions, nodeDefaults, readNodeTls } from '../server/node.js';
 import type { ServeOptions } from '../server/serve.js';
 import { type DeviceClaims, isValidId } from '../server/token.js';
 
@@ -646,6 +646,9 @@ export interface ServeFlags {
   maxBody: number;
   processes: number;
   acceptors?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsTicketKeys?: string;
   join?: string;
   redisPrefix?: string;
   registryRedis?: string;
@@ -691,6 +694,15 @@ export const serveFlags: FlagTable<ServeFlags> = {
     '--processes <n>',
     "worker processes sharing the port (a node past one process's open-file limit)",
     1,
+  ),
+  tlsCert: new Option(
+    '--tls-cert <file>',
+    'serve devices and the API over TLS (wss://, https://) with this PEM certificate chain; needs --tls-key',
+  ),
+  tlsKey: new Option('--tls-key <file>', 'the PEM private key of --tls-cert'),
+  tlsTicketKeys: new Option(
+    '--tls-ticket-keys <file>',
+    "48 bytes of session-ticket keys, shared by nodes that should resume each other's TLS sessions",
   ),
   acceptors: whole(
     '--acceptors <n>',
@@ -825,6 +837,22 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
   if (processes < 1 || processes > 256) {
     throw new PushbenchError('PB_USAGE', `--processes must be 1-256, got ${processes}`);
   }
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+    throw new PushbenchError('PB_USAGE', '--tls-cert and --tls-key go together');
+  }
+  if (flags.tlsTicketKeys !== undefined && flags.tlsCert === undefined) {
+    throw new PushbenchError('PB_USAGE', '--tls-ticket-keys needs --tls-cert and --tls-key');
+  }
+  const tls =
+    flags.tlsCert !== undefined && flags.tlsKey !== undefined
+      ? {
+          certFile: flags.tlsCert,
+          keyFile: flags.tlsKey,
+          ...(flags.tlsTicketKeys !== undefined && { ticketKeysFile: flags.tlsTicketKeys }),
+        }
+      : undefined;
+  // Read and checked here, so a bad file is one line before any process starts.
+  if (tls !== undefined) readNodeTls(tls, 1000);
   const acceptors = flags.acceptors;
   if (acceptors !== undefined && (acceptors < 1 || acceptors > processes)) {
     throw new PushbenchError(
@@ -838,6 +866,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
     node: {
       host: flags.host,
       port,
+      ...(tls !== undefined && { tls }),
       secret,
       apiKey,
       nodeId: flags.nodeId,

@@ -49,6 +49,12 @@ export interface DevicePortOptions {
   onShed?: () => void;
   /** Monotonic milliseconds; injectable for tests. Default `performance.now`. */
   nowMs?: () => number;
+  /**
+   * The server's event that hands over a new socket: `'connection'` for
+   * node:http (default), `'secureConnection'` for node:https, whose sockets
+   * reach the front once their TLS handshake is done.
+   */
+  socketEvent?: 'connection' | 'secureConnection';
 }
 
 const CRLF_CRLF = Buffer.from('\r\n\r\n');
@@ -105,9 +111,10 @@ export class DevicePort {
       throw new TypeError(`headTimeoutMs must be positive, got ${options.headTimeoutMs}`);
     }
     this.nowMs = options.nowMs ?? (() => performance.now());
-    this.httpListeners = http.listeners('connection') as ((socket: Socket) => void)[];
-    http.removeAllListeners('connection');
-    http.on('connection', (socket: Socket) => this.accept(socket));
+    const event = options.socketEvent ?? 'connection';
+    this.httpListeners = http.listeners(event) as ((socket: Socket) => void)[];
+    http.removeAllListeners(event);
+    http.on(event, (socket: Socket) => this.accept(socket));
     http.headersTimeout = options.headTimeoutMs;
   }
 

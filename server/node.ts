@@ -1,9 +1,12 @@
 import cluster from 'node:cluster';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
+import { createSecureContext, type TlsOptions as TlsServerOptions } from 'node:tls';
 import { NodeUnreachableError, PushbenchError, QueueFullError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { CloseCode } from '../core/ws/close-codes.js';
@@ -42,6 +45,8 @@ export interface NodeOptions {
   host: string;
   /** Port to bind; 0 picks a free one. Default 0. */
   port: number;
+  /** Serve devices and the API over TLS (`wss://`, `https://`); absent: plain TCP. */
+  tls?: NodeTls;
   /** HMAC secret that device tokens are signed with. Required. */
   secret: string;
   /** Bearer key for the HTTP API. Required. */
@@ -129,6 +134,56 @@ export interface NodeOptions {
    * once; past it the oldest is answered 503 `pending_shed` and closed.
    */
   maxPendingUpgrades: number;
+}
+
+/**
+ * A node's TLS: its certificate chain and key (PEM files), and optionally a
+ * 48-byte session-ticket key file that the region's nodes share, so a device
+ * resumes its session on whichever node it lands (without one, each process
+ * makes its own keys and only resumes what it issued).
+ */
+export interface NodeTls {
+  certFile: string;
+  keyFile: string;
+  ticketKeysFile?: string;
+}
+
+/** Reads a node's TLS files into server options; `PB_USAGE` naming the file that cannot be used. */
+export function readNodeTls(t: NodeTls, handshakeTimeout: number): TlsServerOptions {
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
+    }
+  };
+  const options: TlsServerOptions = {
+    cert: read('--tls-cert', t.certFile),
+    key: read('--tls-key', t.keyFile),
+    handshakeTimeout,
+  };
+  if (t.ticketKeysFile !== undefined) {
+    const keys = read('--tls-ticket-keys', t.ticketKeysFile);
+    if (keys.length !== 48) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `--tls-ticket-keys ${t.ticketKeysFile}: must hold exactly 48 bytes, has ${keys.length}`,
+      );
+    }
+    options.ticketKeys = keys;
+  }
+  try {
+    createSecureContext(options);
+  } catch (err) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--tls-cert ${t.certFile} / --tls-key ${t.keyFile}: ${(err as Error).message}`,
+    );
+  }
+  return options;
 }
 
 /** Defaults for every optional node setting. */
@@ -320,15 +375,20 @@ export class PushNode implements NodeApi {
     this.wss = new LeanWebSocketServer(deviceSocketSink(this), {
       maxMessageBytes: this.options.maxFrameBytes,
     });
-    this.http = createServer(
-      createPushApi(this, {
-        apiKey: this.options.apiKey,
-        maxBodyBytes: this.options.maxBodyBytes,
-        maxBatch: this.options.maxBatch,
-        ackTimeoutMs: this.options.ackTimeoutMs,
-        maxAckTimeoutMs: this.options.maxAckTimeoutMs,
-      }),
-    );
+    const api = createPushApi(this, {
+      apiKey: this.options.apiKey,
+      maxBodyBytes: this.options.maxBodyBytes,
+      maxBatch: this.options.maxBatch,
+      ackTimeoutMs: this.options.ackTimeoutMs,
+      maxAckTimeoutMs: this.options.maxAckTimeoutMs,
+    });
+    // https.Server is an http.Server on a tls.Server: the same API and upgrades.
+    this.http = this.options.tls
+      ? (createHttpsServer(
+          readNodeTls(this.options.tls, this.options.headTimeoutMs),
+          api,
+        ) as unknown as Server)
+      : createServer(api);
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.onHttpUpgrade(req, socket, head),
     );
@@ -338,6 +398,7 @@ export class PushNode implements NodeApi {
       (req, socket, head) => this.onUpgrade(req, socket, head),
       {
         headTimeoutMs: this.options.headTimeoutMs,
+        ...(this.options.tls && { socketEvent: 'secureConnection' as const }),
         onHeadTimeout: () =>
           this.metrics.inc('pushbench_upgrades_refused_total', {
             status: 408,
@@ -476,8 +537,8 @@ export class PushNode implements NodeApi {
     return {
       host,
       port: address.port,
-      wsUrl: `ws://${shownHost}:${address.port}/ws`,
-      httpUrl: `http://${shownHost}:${address.port}`,
+      wsUrl: `${this.options.tls ? 'wss' : 'ws'}://${shownHost}:${address.port}/ws`,
+      httpUrl: `${this.options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
     };
   }
 

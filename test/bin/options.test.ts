@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command, type Option } from 'commander';
 import { describe, expect, it } from 'vitest';
 import {
@@ -74,6 +77,47 @@ describe('flag tables', () => {
     ]);
     expect(flags.heartbeatInterval).toBe(5000);
     expect(() => parseServeFlags(flags)).toThrow('--admission-rate must be > 0, got 0');
+  });
+
+  it('serve over TLS: both files or none, a ticket-key file of 48 bytes, each bad file named in one line', async () => {
+    const { makeCa, makeServerCert } = await import('../../core/tls-certs.js');
+    const dir = mkdtempSync(join(tmpdir(), 'pushbench-serve-tls-'));
+    try {
+      const ca = await makeCa(dir);
+      const cert = await makeServerCert(dir, ca, { names: ['localhost'] });
+      const serveWith = (...more: string[]) =>
+        parseServeFlags(
+          parse<ServeFlags>(serveFlags, ['--secret', 's', '--api-key', 'k', ...more]),
+        );
+      expect(serveWith('--tls-cert', cert.certFile, '--tls-key', cert.keyFile).node.tls).toEqual({
+        certFile: cert.certFile,
+        keyFile: cert.keyFile,
+      });
+      expect(() => serveWith('--tls-cert', cert.certFile)).toThrow(
+        '--tls-cert and --tls-key go together',
+      );
+      expect(() => serveWith('--tls-cert', cert.certFile, '--tls-key', join(dir, 'none'))).toThrow(
+        /^--tls-key .*none: cannot read it \(ENOENT\)$/,
+      );
+      // The CA's key is not the certificate's.
+      expect(() => serveWith('--tls-cert', cert.certFile, '--tls-key', ca.keyFile)).toThrow(
+        /key values mismatch/,
+      );
+      const short = join(dir, 'tickets');
+      writeFileSync(short, 'too short');
+      expect(() =>
+        serveWith(
+          '--tls-cert',
+          cert.certFile,
+          '--tls-key',
+          cert.keyFile,
+          '--tls-ticket-keys',
+          short,
+        ),
+      ).toThrow(/must hold exactly 48 bytes, has 9$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('capacity keeps herd search on unless --no-herd, and parses --step-duration to ms', () => {

@@ -1,0 +1,163 @@
+/**
+ * A node serving over TLS (`--tls-cert/--tls-key`): the lean client's upgrade,
+ * hello and pushes over `wss://`, the API over `https://`, and whether a
+ * device's session resumes on another node, with the region's ticket keys
+ * shared and without: the question after a node kill.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CertFiles, makeCa, makeServerCert } from '../../core/tls-certs.js';
+import {
+  WsClientConnection,
+  type WsClientSink,
+  type WsCloseInfo,
+  type WsTlsTiming,
+} from '../../loadgen/ws-client/connection.js';
+import { type NodeTls, startNode } from '../../server/node.js';
+import { signToken } from '../../server/token.js';
+import { EventLog } from '../helpers/event-log.js';
+
+const SECRET = 'tls-secret';
+const KEY = 'tls-key';
+
+type SinkEvent =
+  | { kind: 'open'; timing: WsTlsTiming | undefined }
+  | { kind: 'text'; text: string }
+  | { kind: 'close'; info: WsCloseInfo };
+
+class RecordingSink extends EventLog<SinkEvent> implements WsClientSink {
+  onOpen(conn: WsClientConnection): void {
+    this.push({ kind: 'open', timing: conn.tlsTiming });
+  }
+  onText(_conn: WsClientConnection, text: string): void {
+    this.push({ kind: 'text', text });
+  }
+  onClose(_conn: WsClientConnection, info: WsCloseInfo): void {
+    this.push({ kind: 'close', info });
+  }
+}
+
+let dir: string;
+let ca: CertFiles;
+let nodeTls: NodeTls;
+let sharedTickets: NodeTls;
+let trusting: tls.SecureContext;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pushbench-node-tls-'));
+  ca = await makeCa(dir);
+  const cert = await makeServerCert(dir, ca, { names: ['localhost', '127.0.0.1'] });
+  nodeTls = { certFile: cert.certFile, keyFile: cert.keyFile };
+  const tickets = join(dir, 'tickets');
+  writeFileSync(tickets, randomBytes(48), { mode: 0o600 });
+  sharedTickets = { ...nodeTls, ticketKeysFile: tickets };
+  trusting = tls.createSecureContext({ ca: ca.cert });
+}, 30_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function tlsNode(nodeId: string, t: NodeTls) {
+  const started = await startNode({ secret: SECRET, apiKey: KEY, nodeId, tls: t });
+  return {
+    ...started,
+    port: Number(new URL(started.address.wsUrl).port),
+    stop: async () => {
+      await started.node.stop();
+      await started.backends.registry.close();
+      await started.backends.broker.close();
+    },
+  };
+}
+
+function token(deviceId: string): string {
+  return signToken({ deviceId, accountId: 'acme', expiresAtSec: Date.now() / 1000 + 600 }, SECRET);
+}
+
+/** Opens one device over wss, waits for its hello, returns its TLS timing. */
+async function open(conn: WsClientConnection, sink: RecordingSink, port: number, id: string) {
+  conn.connect({
+    host: '127.0.0.1',
+    port,
+    path: `/ws?token=${token(id)}&hello=1`,
+    tls: { secureContext: trusting, resume: true },
+  });
+  const opened = await sink.next('open');
+  const hello = JSON.parse((await sink.next('text')).text) as { type: string };
+  expect(hello.type).toBe('hello');
+  return opened.timing;
+}
+
+function post(port: number, path: string, body: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'POST',
+        ca: ca.cert,
+        servername: 'localhost',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+describe('a node over TLS', () => {
+  it('serves wss:// devices and the https:// API on one port', async () => {
+    const n = await tlsNode('tls-1', nodeTls);
+    try {
+      expect(n.address.wsUrl).toMatch(/^wss:\/\//);
+      expect(n.address.httpUrl).toMatch(/^https:\/\//);
+      const sink = new RecordingSink();
+      const conn = new WsClientConnection(sink, 1);
+      const timing = await open(conn, sink, n.port, 'd1');
+      expect(timing?.resumed).toBe(false);
+      expect(await post(n.port, '/v1/push/d1', { payload: { n: 1 }, id: 'p1' })).toBe(200);
+      const push = JSON.parse((await sink.next('text')).text) as { id: string };
+      expect(push.id).toBe('p1');
+      conn.close(1000);
+      await sink.next('close');
+    } finally {
+      await n.stop();
+    }
+  });
+
+  for (const [what, t, resumesElsewhere] of [
+    ['with the ticket keys shared', () => sharedTickets, true],
+    ['each with its own ticket keys', () => nodeTls, false],
+  ] as const) {
+    it(`two nodes ${what}: a device that moves from one to the other ${resumesElsewhere ? 'resumes' : 'makes a full handshake'}`, async () => {
+      const a = await tlsNode('tls-a', t());
+      const b = await tlsNode('tls-b', t());
+      try {
+        const sink = new RecordingSink();
+        const conn = new WsClientConnection(sink, 2);
+        await open(conn, sink, a.port, 'mover');
+        conn.close(1000);
+        await sink.next('close');
+        // On the node it came from, the session always resumes.
+        expect((await open(conn, sink, a.port, 'mover'))?.resumed).toBe(true);
+        conn.close(1000);
+        await sink.next('close');
+        expect((await open(conn, sink, b.port, 'mover'))?.resumed).toBe(resumesElsewhere);
+        conn.close(1000);
+        await sink.next('close');
+      } finally {
+        await a.stop();
+        await b.stop();
+      }
+    });
+  }
+});
