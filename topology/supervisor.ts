@@ -119,7 +119,7 @@ function optionalArgs(o: NodeProcessOptions): string[] {
   return [...args, ...(o.extraArgs ?? [])];
 }
 
-const LISTENING = /^listening (ws:\/\/\S+) (http:\/\/\S+)$/m;
+const LISTENING = /^listening (wss?:\/\/\S+) (https?:\/\/\S+)$/m;
 
 let support: LimitSupport | undefined;
 
