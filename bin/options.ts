@@ -649,6 +649,7 @@ export interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsTicketKeys?: string;
+  tlsAndPlain?: boolean;
   join?: string;
   redisPrefix?: string;
   registryRedis?: string;
@@ -703,6 +704,10 @@ export const serveFlags: FlagTable<ServeFlags> = {
   tlsTicketKeys: new Option(
     '--tls-ticket-keys <file>',
     "48 bytes of session-ticket keys, shared by nodes that should resume each other's TLS sessions",
+  ),
+  tlsAndPlain: new Option(
+    '--tls-and-plain',
+    'with --tls-cert: plain TCP on the same port too, told apart by the first byte (devices over TLS, a harness calling the API in plain)',
   ),
   acceptors: whole(
     '--acceptors <n>',
@@ -840,8 +845,13 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
   if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
     throw new PushbenchError('PB_USAGE', '--tls-cert and --tls-key go together');
   }
-  if (flags.tlsTicketKeys !== undefined && flags.tlsCert === undefined) {
-    throw new PushbenchError('PB_USAGE', '--tls-ticket-keys needs --tls-cert and --tls-key');
+  for (const [flag, set] of [
+    ['--tls-ticket-keys', flags.tlsTicketKeys !== undefined],
+    ['--tls-and-plain', flags.tlsAndPlain === true],
+  ] as const) {
+    if (set && flags.tlsCert === undefined) {
+      throw new PushbenchError('PB_USAGE', `${flag} needs --tls-cert and --tls-key`);
+    }
   }
   const tls =
     flags.tlsCert !== undefined && flags.tlsKey !== undefined
@@ -849,6 +859,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
           certFile: flags.tlsCert,
           keyFile: flags.tlsKey,
           ...(flags.tlsTicketKeys !== undefined && { ticketKeysFile: flags.tlsTicketKeys }),
+          ...(flags.tlsAndPlain === true && { plainToo: true }),
         }
       : undefined;
   // Read and checked here, so a bad file is one line before any process starts.

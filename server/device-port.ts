@@ -24,6 +24,7 @@
  */
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import type { UpgradeRequest } from './ws-server.js';
 
 /** node:http's default `maxHeaderSize`: a longer head goes to node:http, which answers 431. */
@@ -55,9 +56,18 @@ export interface DevicePortOptions {
    * reach the front once their TLS handshake is done.
    */
   socketEvent?: 'connection' | 'secureConnection';
+  /**
+   * TLS and plain TCP on one port: a socket whose first byte opens a TLS
+   * handshake record (0x16) is wrapped in a server TLSSocket with this context
+   * and comes back to the front once decrypted; any other is read as plain
+   * HTTP. The head deadline covers the handshake too.
+   */
+  tlsContext?: SecureContext;
 }
 
 const CRLF_CRLF = Buffer.from('\r\n\r\n');
+/** The first byte of a TLS record carrying a handshake message (a ClientHello here). */
+const TLS_HANDSHAKE_RECORD = 0x16;
 /** The one route the front takes: `GET /ws` followed by a space or a query. */
 const DEVICE_PREFIX = Buffer.from('GET /ws');
 const SPACE = 0x20;
@@ -77,7 +87,13 @@ interface Waiting {
   buffered: Buffer | undefined;
 }
 const kWaiting = Symbol('pushbench.devicePortWaiting');
-type FrontSocket = Socket & { [kWaiting]?: Waiting | undefined };
+/** Set on a TLS socket the front made once its handshake is done. */
+const kSecure = Symbol('pushbench.devicePortSecure');
+type FrontSocket = Socket & { [kWaiting]?: Waiting | undefined; [kSecure]?: boolean };
+
+function onSecure(this: FrontSocket): void {
+  this[kSecure] = true;
+}
 
 /** What the front decides about the bytes a socket has sent so far. */
 enum Verdict {
@@ -149,6 +165,16 @@ export class DevicePort {
 
   /** @internal The bytes a waiting socket has sent so far: hand it on, or keep waiting. */
   received(socket: FrontSocket, waiting: Waiting, chunk: Buffer): void {
+    const context = this.options.tlsContext;
+    if (
+      context !== undefined &&
+      waiting.buffered === undefined &&
+      chunk[0] === TLS_HANDSHAKE_RECORD &&
+      !(socket instanceof TLSSocket)
+    ) {
+      this.startTls(socket, chunk, context);
+      return;
+    }
     const bytes = waiting.buffered === undefined ? chunk : Buffer.concat([waiting.buffered, chunk]);
     const headEnd = bytes.indexOf(CRLF_CRLF, Math.max(0, bytes.length - chunk.length - 3));
     const verdict = judge(bytes, headEnd);
@@ -165,6 +191,22 @@ export class DevicePort {
       }
     }
     this.handToHttp(socket, bytes);
+  }
+
+  /**
+   * The socket's first bytes open a TLS handshake: put them back and let a
+   * server TLSSocket take the connection over (it reads what was put back
+   * first). The TLSSocket then waits at the front for its head like any new
+   * socket: a handshake that stalls is closed by the sweep as a slow head is
+   * (its 408 goes nowhere on a socket that never became secure; the close does).
+   */
+  private startTls(socket: FrontSocket, chunk: Buffer, context: SecureContext): void {
+    this.release(socket);
+    socket.pause();
+    socket.unshift(chunk);
+    const secure: FrontSocket = new TLSSocket(socket, { isServer: true, secureContext: context });
+    secure.once('secure', onSecure);
+    this.accept(secure);
   }
 
   /** Gives the socket, with every byte read from it so far, to node:http. */
@@ -211,6 +253,11 @@ export class DevicePort {
   /** Writes a last answer and closes the socket once it is out. */
   private answerAndClose(socket: FrontSocket, answer: string): void {
     socket.on('error', onWaitingError);
+    // A handshake never finished: nothing can be written to it, only closed.
+    if (socket instanceof TLSSocket && (socket as FrontSocket)[kSecure] !== true) {
+      socket.destroy();
+      return;
+    }
     // The port's sockets allow half-open connections: end() alone would wait for the peer's FIN.
     socket.once('finish', destroySocket);
     socket.end(answer);

@@ -146,6 +146,12 @@ export interface NodeTls {
   certFile: string;
   keyFile: string;
   ticketKeysFile?: string;
+  /**
+   * Plain TCP on the same port too, told apart by the first byte (a TLS
+   * handshake record is 0x16): devices connect over TLS while a harness's own
+   * API calls and health checks stay plain. The node then names its plain URLs.
+   */
+  plainToo?: boolean;
 }
 
 /** Reads a node's TLS files into server options; `PB_USAGE` naming the file that cannot be used. */
@@ -352,6 +358,8 @@ export class PushNode implements NodeApi {
   private acceptCeiling: { pauseAt: number; resumeAt: number; below: boolean } | undefined;
   /** Whether the node's primary wants this process accepting (see {@link setAccepting}). */
   private acceptWanted = true;
+  /** The port speaks TLS only (`https://`, `wss://`). */
+  private readonly tlsOnly: boolean;
   /** Set by {@link stop}: the listener is not opened again. */
   private stopping = false;
   /** Whether the listener is open, closed, or being opened again; undefined until gated. */
@@ -383,12 +391,13 @@ export class PushNode implements NodeApi {
       maxAckTimeoutMs: this.options.maxAckTimeoutMs,
     });
     // https.Server is an http.Server on a tls.Server: the same API and upgrades.
-    this.http = this.options.tls
-      ? (createHttpsServer(
-          readNodeTls(this.options.tls, this.options.headTimeoutMs),
-          api,
-        ) as unknown as Server)
-      : createServer(api);
+    const t = this.options.tls;
+    const tlsOnly = t !== undefined && t.plainToo !== true;
+    this.tlsOnly = tlsOnly;
+    this.http =
+      t !== undefined && tlsOnly
+        ? (createHttpsServer(readNodeTls(t, this.options.headTimeoutMs), api) as unknown as Server)
+        : createServer(api);
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.onHttpUpgrade(req, socket, head),
     );
@@ -398,7 +407,10 @@ export class PushNode implements NodeApi {
       (req, socket, head) => this.onUpgrade(req, socket, head),
       {
         headTimeoutMs: this.options.headTimeoutMs,
-        ...(this.options.tls && { socketEvent: 'secureConnection' as const }),
+        ...(tlsOnly && { socketEvent: 'secureConnection' as const }),
+        ...(t?.plainToo === true && {
+          tlsContext: createSecureContext(readNodeTls(t, this.options.headTimeoutMs)),
+        }),
         onHeadTimeout: () =>
           this.metrics.inc('pushbench_upgrades_refused_total', {
             status: 408,
@@ -537,8 +549,8 @@ export class PushNode implements NodeApi {
     return {
       host,
       port: address.port,
-      wsUrl: `${this.options.tls ? 'wss' : 'ws'}://${shownHost}:${address.port}/ws`,
-      httpUrl: `${this.options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
+      wsUrl: `${this.tlsOnly ? 'wss' : 'ws'}://${shownHost}:${address.port}/ws`,
+      httpUrl: `${this.tlsOnly ? 'https' : 'http'}://${shownHost}:${address.port}`,
     };
   }
 

@@ -6,7 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -61,8 +63,8 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function tlsNode(nodeId: string, t: NodeTls) {
-  const started = await startNode({ secret: SECRET, apiKey: KEY, nodeId, tls: t });
+async function tlsNode(nodeId: string, t: NodeTls, headTimeoutMs = 10_000) {
+  const started = await startNode({ secret: SECRET, apiKey: KEY, nodeId, tls: t, headTimeoutMs });
   return {
     ...started,
     port: Number(new URL(started.address.wsUrl).port),
@@ -160,4 +162,68 @@ describe('a node over TLS', () => {
       }
     });
   }
+});
+
+describe('a node over TLS and plain on one port (--tls-and-plain)', () => {
+  it('takes TLS devices, resumes their sessions, and answers plain HTTP and ws:// on the same port', async () => {
+    const n = await tlsNode('both', { ...sharedTickets, plainToo: true });
+    try {
+      // It names its plain URLs: the harness's API calls stay plain.
+      expect(n.address.httpUrl).toMatch(/^http:\/\//);
+      const sink = new RecordingSink();
+      const conn = new WsClientConnection(sink, 7);
+      expect((await open(conn, sink, n.port, 'both-1'))?.resumed).toBe(false);
+      conn.close(1000);
+      await sink.next('close');
+      expect((await open(conn, sink, n.port, 'both-1'))?.resumed).toBe(true);
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port: n.port,
+            path: '/v1/push/both-1',
+            method: 'POST',
+            headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ payload: 1, id: 'plain-api' }));
+      });
+      expect(status).toBe(200);
+      expect(JSON.parse((await sink.next('text')).text)).toMatchObject({ id: 'plain-api' });
+      const plainSink = new RecordingSink();
+      const plain = new WsClientConnection(plainSink, 8);
+      plain.connect({
+        host: '127.0.0.1',
+        port: n.port,
+        path: `/ws?token=${token('plain-1')}&hello=1`,
+      });
+      expect((await plainSink.next('open')).timing).toBeUndefined();
+      plain.close(1000);
+      conn.close(1000);
+      await Promise.all([plainSink.next('close'), sink.next('close')]);
+    } finally {
+      await n.stop();
+    }
+  });
+
+  it('closes a socket whose TLS handshake stalls after its first bytes, at the head deadline', async () => {
+    const n = await tlsNode('stall', { ...nodeTls, plainToo: true }, 300);
+    try {
+      const socket = net.connect(n.port, '127.0.0.1');
+      socket.on('error', () => {});
+      await new Promise((r) => socket.once('connect', r));
+      // A TLS record header and nothing more.
+      socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40]));
+      const started = Date.now();
+      await new Promise((r) => socket.once('close', r));
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      await n.stop();
+    }
+  });
 });
