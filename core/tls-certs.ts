@@ -7,8 +7,17 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PushbenchError } from './errors.js';
@@ -182,4 +191,77 @@ export async function makeServerCert(
   );
   rmSync(work, { recursive: true, force: true });
   return files(dir, basename);
+}
+
+/** The name devices send as SNI and check the run's certificate against. */
+export const RUN_TLS_SERVERNAME = 'push.pushbench.test';
+
+/** A run's TLS material in a temp folder of its own, removed by {@link RunTls.remove}. */
+export interface RunTls {
+  dir: string;
+  ca: CertFiles;
+  server: CertFiles;
+  /** 48 random bytes (mode 0600): the session-ticket keys nodes share when told to. */
+  ticketKeysFile: string;
+  servername: string;
+  /** Removes the folder, keys and all. */
+  remove(): void;
+}
+
+const RUN_TLS_PREFIX = 'pushbench-tls-';
+
+/**
+ * Makes a run's throwaway CA, a server certificate for {@link RUN_TLS_SERVERNAME},
+ * `localhost` and 127.0.0.1 (devices check the name they sent, wherever the
+ * node is), and ticket keys, in `<tmp>/pushbench-tls-<pid>-…`. Folders of runs
+ * whose process is gone (SIGKILLed) are removed first.
+ */
+export async function makeRunTls(): Promise<RunTls> {
+  sweepDeadRunTls();
+  const dir = mkdtempSync(join(tmpdir(), `${RUN_TLS_PREFIX}${process.pid}-`));
+  try {
+    const ca = await makeCa(dir);
+    const server = await makeServerCert(dir, ca, {
+      names: [RUN_TLS_SERVERNAME, 'localhost', '127.0.0.1'],
+    });
+    const ticketKeysFile = join(dir, 'ticket-keys');
+    writeFileSync(ticketKeysFile, randomBytes(48), { mode: 0o600 });
+    return {
+      dir,
+      ca,
+      server,
+      ticketKeysFile,
+      servername: RUN_TLS_SERVERNAME,
+      remove: () => rmSync(dir, { recursive: true, force: true }),
+    };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Removes the TLS folders of runs whose process no longer exists. */
+export function sweepDeadRunTls(): void {
+  let names: string[];
+  try {
+    names = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${RUN_TLS_PREFIX}(\\d+)-`).exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processExists(pid)) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,3 +1,4 @@
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { everyOnGrid, monoNowUs, setClockOffsetUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
 import {
@@ -16,7 +17,12 @@ import { nextDelayMs } from './reconnect.js';
 import { SelfMonitor } from './self-check.js';
 import type { DeviceChannel, DeviceTraffic } from './traffic/device-traffic.js';
 import { createDeviceTraffic } from './traffic/index.js';
-import { WsClientConnection, type WsClientSink, type WsCloseInfo } from './ws-client/connection.js';
+import {
+  WsClientConnection,
+  type WsClientSink,
+  type WsCloseInfo,
+  type WsTlsOptions,
+} from './ws-client/connection.js';
 
 /** How often connect, close and heartbeat timeouts are swept. */
 const SWEEP_INTERVAL_MS = 100;
@@ -161,7 +167,14 @@ export class Fleet implements WsClientSink, DeviceChannel {
   private readonly reconnect: LatencyHistogram;
   /** Attempt due -> the node says the registry entry is written; null unless the scenario asks. */
   private readonly register: LatencyHistogram | null;
-  /** Per route: its region's push histogram, or null with a single region. */
+  /**
+   * Per route: its TLS settings (one secure context per CA, made once), or
+   * undefined for plain `ws://`; with TLS, the handshake's own time goes to
+   * `tls_full` or `tls_resumed`, whose counts are the resumed share.
+   */
+  private readonly routeTls: Array<WsTlsOptions | undefined>;
+  private readonly tlsFull: LatencyHistogram | null;
+  private readonly tlsResumed: LatencyHistogram | null;
   /** Per route: `push@`, `connect@`, `reconnect@<region>` series, when there are several regions. */
   private readonly regionPush: Array<LatencyHistogram | null>;
   private readonly regionConnect: Array<LatencyHistogram | null>;
@@ -267,6 +280,19 @@ export class Fleet implements WsClientSink, DeviceChannel {
     const regions = new Set(data.routes.map((r) => r.region));
     const regional = (prefix: string) =>
       data.routes.map((r) => (regions.size > 1 ? this.series(`${prefix}@${r.region}`) : null));
+    const contexts = new Map<string, SecureContext>();
+    this.routeTls = data.routes.map((r) => {
+      if (r.tls === undefined) return undefined;
+      let secureContext = contexts.get(r.tls.caPem);
+      if (!secureContext) {
+        secureContext = createSecureContext({ ca: r.tls.caPem });
+        contexts.set(r.tls.caPem, secureContext);
+      }
+      return { secureContext, servername: r.tls.servername, resume: r.tls.resume };
+    });
+    const tls = this.routeTls.some((t) => t !== undefined);
+    this.tlsFull = tls ? this.series('tls_full') : null;
+    this.tlsResumed = tls ? this.series('tls_resumed') : null;
     this.regionPush = regional('push');
     this.regionConnect = regional('connect');
     this.regionReconnect = regional('reconnect');
@@ -478,6 +504,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       // hello=1: the node says who it is, so a loss can be laid against the node that lost it.
       path: `${route.path}?token=${token}&hello=1${this.register ? '&registered=1' : ''}`,
       localAddress: addrs.length > 0 ? addrs[global % addrs.length] : undefined,
+      tls: this.routeTls[this.route[k]!],
     });
   }
 
@@ -644,6 +671,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
     recordUs(this.connect, now - this.dueUs[k]!);
     const regionalConnect = this.regionConnect[this.route[k]!];
     if (regionalConnect) recordUs(regionalConnect, now - this.dueUs[k]!);
+    const tls = this.tlsFull === null ? undefined : conn.tlsTiming;
+    if (tls) recordUs(tls.resumed ? this.tlsResumed! : this.tlsFull!, tls.tlsUs);
     this.open++;
     this.iOk++;
     if (this.everOpened[k] === 0) {

@@ -27,6 +27,8 @@ export interface DeviceRoute {
   path: string;
   /** Source addresses; device i binds `localAddresses[i % length]`; empty lets the kernel choose. */
   localAddresses: string[];
+  /** Connect over TLS (`wss://`): the CA to trust (PEM), the SNI name, and whether devices resume. */
+  tls?: { caPem: string; servername: string; resume: boolean };
 }
 
 /**

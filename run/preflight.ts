@@ -54,6 +54,15 @@ export const BYTES_PER_PROCESS = 64 * 2 ** 20;
 export const CPU_US_PER_CONNECT = 600;
 
 /**
+ * What a full TLS handshake adds to a connect at both ends, µs, for planning
+ * (`topology.tls`): `bench/tls-cost.ts` on the AMD EPYC box read +418 µs at
+ * the node and +723 µs at the client over a plain connect (EC P-256, TLS 1.3,
+ * Node 20); a resumed one +232 and +447. The planning figure is the full one:
+ * a run's first connects, and every connect without resumption, are full.
+ */
+export const CPU_US_PER_TLS_HANDSHAKE = 1200;
+
+/**
  * CPU of one heartbeat (the node's ping, the device's pong), both ends, µs,
  * for planning: `bench/connect-cost.ts` read 18.7-19.3 µs on the Xeon and
  * 41.7-49.2 µs on the AMD box (the slower one sets the figure).
@@ -384,13 +393,13 @@ function cpuCheck(
     rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
     rates.d2d * CPU_US_PER_MESSAGE.d2d;
   const steadyCores = (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs)) / 1e6;
-  const need = (share * connectHz * CPU_US_PER_CONNECT) / 1e6 + steadyCores;
+  const perConnectUs = CPU_US_PER_CONNECT + (scenario.topology.tls ? CPU_US_PER_TLS_HANDSHAKE : 0);
+  const need = (share * connectHz * perConnectUs) / 1e6 + steadyCores;
   const allowed = cores * CPU_PLAN_SHARE;
   const ok = need <= allowed;
-  const fitHz =
-    Math.floor(((allowed - steadyCores) * 1e6) / (share * CPU_US_PER_CONNECT) / 100) * 100;
+  const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / (share * perConnectUs) / 100) * 100;
   return {
-    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'} (${formatCount(connectHz)} connects/s, ${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
+    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
     unit: 'cores',
     estimate: true,
     need,

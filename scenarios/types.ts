@@ -190,11 +190,22 @@ export interface TopologyInput {
   redis?: string;
   /** `userland` (default): one fabric process carries every byte; `kernel`: nodes are hosts (namespaces, veth) and the kernel plays faults; `auto`: kernel where this machine and the scenario allow it. */
   network?: NetworkEngineName;
+  /** `"node"`: devices connect over TLS (`wss://`) and the nodes terminate it; `"off"` (default): plain. */
+  tls?: TlsMode;
+  /** With TLS, whether a region's nodes share session-ticket keys (`"shared"`, default) or each has its own (`"per-node"`). */
+  tlsTickets?: TlsTickets;
   /** Heartbeat ping period of the nodes. Default `10s`. */
   heartbeatInterval?: DurationInput;
   /** Silence after which a node closes a connection. Default `30s`. */
   heartbeatTimeout?: DurationInput;
 }
+
+/** Where devices' TLS ends: nowhere (plain `ws://`) or at the nodes. */
+export type TlsMode = 'off' | 'node';
+export const TLS_MODES: readonly TlsMode[] = ['off', 'node'];
+/** Whether nodes share session-ticket keys, so a device resumes its session on any of them. */
+export type TlsTickets = 'shared' | 'per-node';
+export const TLS_TICKETS: readonly TlsTickets[] = ['shared', 'per-node'];
 
 /** A reconnect policy as written in a scenario (object form). */
 export interface ReconnectInput {
@@ -233,6 +244,8 @@ export interface DevicesInput {
    * written (`?registered=1`), the client registration Pushy's article follows. Default false.
    */
   registration?: boolean;
+  /** With `topology.tls`, devices keep their session ticket and resume on reconnect. Default true. */
+  tlsResume?: boolean;
 }
 
 /** One flow of messages as written in a scenario. */
@@ -492,6 +505,8 @@ export interface Scenario {
     balanced: boolean;
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
+    /** Devices over TLS to the nodes, with shared or per-node ticket keys; null: plain. */
+    tls: { at: 'node'; tickets: TlsTickets } | null;
   };
   devices: {
     /** Devices that connect at the start. */
@@ -513,6 +528,8 @@ export interface Scenario {
     heartbeatTimeoutMs: number | null;
     /** Devices ask the node to say when their registry entry is written: the `register` series. */
     registration: boolean;
+    /** Over TLS, devices offer their last session ticket when they reconnect. */
+    tlsResume: boolean;
     /** Devices opened later by `connect` actions (indices after `count`). */
     reserve: number;
   };

@@ -1,5 +1,6 @@
 import { PushbenchError } from '../core/errors.js';
 import { ephemeralPorts, openFilesLimit } from '../core/machine.js';
+import { makeRunTls, type RunTls } from '../core/tls-certs.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
 import { addressesFor } from '../loadgen/placement.js';
 import type {
@@ -147,6 +148,8 @@ export class Cluster {
     { nodeId: string | null; link: LinkRole; delayMs: number; jitterMs: number }
   >();
   private nextDatastoreDelay = 0;
+  /** The run's CA, node certificate and ticket keys (`topology.tls`), in a temp folder stop() removes. */
+  private tls: RunTls | undefined;
   /** The redis-server this run owns (`topology.redis: "managed"`). */
   private managedRedis: ManagedRedis | undefined;
   /** The Redis the nodes share: the scenario's URL or the managed one's; null: a hub or in-process. */
@@ -197,6 +200,7 @@ export class Cluster {
     const { topology } = this.scenario;
     const total = topology.regions.reduce((a, r) => a + r.nodes, 0);
     const growing = this.scenario.timeline.some((t) => t.action === 'scale-up');
+    if (topology.tls) this.tls = await makeRunTls();
     if (this.engine.engine === 'kernel') {
       this.fabric = await KernelFabric.create();
       for (const [k, r] of topology.regions.entries()) {
@@ -426,7 +430,7 @@ export class Cluster {
       ...(profile.admissionRateHz !== null && { admissionRateHz: profile.admissionRateHz }),
       ...(profile.d2dCacheTtlMs !== null && { d2dCacheTtlMs: profile.d2dCacheTtlMs }),
       // d2d and pushes are the harness's load, not abuse: lift the per-device limits.
-      extraArgs: ['--d2d-rate', '1000', '--push-rate', '10000'],
+      extraArgs: ['--d2d-rate', '1000', '--push-rate', '10000', ...this.tlsArgs()],
       limits: { cpu: profile.cpu, memoryBytes: profile.memoryBytes, openFiles: profile.openFiles },
     });
     // `exited` resolves after the node's cgroups are removed; stop() waits for every life's.
@@ -503,6 +507,13 @@ export class Cluster {
         localAddresses: this.fabric
           ? (this.sourceAddresses.get(b.region) ?? [])
           : regionAddresses(Math.max(0, k), regionDevices(this.scenario, b.region)),
+        ...(this.tls && {
+          tls: {
+            caPem: this.tls.ca.cert.toString(),
+            servername: this.tls.servername,
+            resume: this.scenario.devices.tlsResume,
+          },
+        }),
       };
     });
   }
@@ -802,6 +813,28 @@ export class Cluster {
     for (const { link } of this.datastoreLinks.values()) link.stop();
     // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
     await this.fabric?.destroy();
+    this.tls?.remove();
+  }
+
+  /**
+   * A node's TLS flags: the run's certificate, plain too on the same port (the
+   * harness's API calls and health checks stay plain), and the shared ticket
+   * keys unless each node is to have its own.
+   */
+  private tlsArgs(): string[] {
+    const t = this.tls;
+    if (!t) return [];
+    const args = [
+      '--tls-cert',
+      t.server.certFile,
+      '--tls-key',
+      t.server.keyFile,
+      '--tls-and-plain',
+    ];
+    if (this.scenario.topology.tls?.tickets === 'shared') {
+      args.push('--tls-ticket-keys', t.ticketKeysFile);
+    }
+    return args;
   }
 }
 

@@ -41,6 +41,7 @@ export const devicesDefaults = {
   periodicReconnect: OFF,
   heartbeatTimeout: OFF,
   registration: false,
+  tlsResume: true,
 } as const satisfies Defaults<DevicesInput>;
 
 /** Defaults of `devices.periodicReconnect` when it is given. */
@@ -89,6 +90,7 @@ export function validateDevices(
         ? d.heartbeatTimeout
         : duration(p, 'devices.heartbeatTimeout', dev.heartbeatTimeout, REQUIRED, 10),
     registration: flag(p, 'devices.registration', dev.registration, d.registration),
+    tlsResume: flag(p, 'devices.tlsResume', dev.tlsResume, d.tlsResume),
   };
 }
 
@@ -113,6 +115,7 @@ export function homeDevices(draft: DevicesDraft, timeline: TimelineAction[]): Sc
     periodicReconnect: draft.periodicReconnect,
     heartbeatTimeoutMs: draft.heartbeatTimeoutMs,
     registration: draft.registration,
+    tlsResume: draft.tlsResume,
     reserve,
   };
 }

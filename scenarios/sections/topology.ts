@@ -24,6 +24,10 @@ import {
   type HealthCheck,
   type HealthCheckInput,
   NETWORK_ENGINES,
+  TLS_MODES,
+  TLS_TICKETS,
+  type TlsMode,
+  type TlsTickets,
   type NodeProfile,
   type NodeProfileInput,
   type OverloadBehaviour,
@@ -51,6 +55,8 @@ export const topologyDefaults = {
   /** The embedded hub. */
   redis: OFF,
   network: 'auto',
+  tls: 'off',
+  tlsTickets: 'shared',
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
 } as const satisfies Defaults<TopologyInput>;
@@ -142,6 +148,19 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
     routing: readRouting(p, topo.routing),
     ...readRedis(p, topo.redis),
     network: oneOf(p, 'topology.network', topo.network, NETWORK_ENGINES, topologyDefaults.network),
+    tls:
+      oneOf<TlsMode>(p, 'topology.tls', topo.tls, TLS_MODES, topologyDefaults.tls) === 'node'
+        ? {
+            at: 'node',
+            tickets: oneOf<TlsTickets>(
+              p,
+              'topology.tlsTickets',
+              topo.tlsTickets,
+              TLS_TICKETS,
+              topologyDefaults.tlsTickets,
+            ),
+          }
+        : null,
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||

@@ -83,6 +83,7 @@ function scenario(devices: number, reserve: number): Scenario {
       managedRedis: null,
       balanced: false,
       network: 'userland',
+      tls: null,
     },
     devices: {
       count: devices,
@@ -97,6 +98,7 @@ function scenario(devices: number, reserve: number): Scenario {
       periodicReconnect: null,
       heartbeatTimeoutMs: null,
       registration: false,
+      tlsResume: true,
       reserve,
     },
     traffic: {
