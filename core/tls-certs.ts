@@ -203,6 +203,10 @@ export interface RunTls {
   server: CertFiles;
   /** 48 random bytes (mode 0600): the session-ticket keys nodes share when told to. */
   ticketKeysFile: string;
+  /** The server certificate and its key in one PEM file (mode 0600), as HAProxy's `crt` takes them. */
+  combinedPemFile: string;
+  /** Three base64 lines of 48 bytes (mode 0600), as HAProxy's `tls-ticket-keys` takes them. */
+  haproxyTicketKeysFile: string;
   servername: string;
   /** Removes the folder, keys and all. */
   remove(): void;
@@ -226,11 +230,19 @@ export async function makeRunTls(): Promise<RunTls> {
     });
     const ticketKeysFile = join(dir, 'ticket-keys');
     writeFileSync(ticketKeysFile, randomBytes(48), { mode: 0o600 });
+    const combinedPemFile = join(dir, 'server-with-key.pem');
+    writeFileSync(combinedPemFile, Buffer.concat([server.cert, server.key]), { mode: 0o600 });
+    const haproxyTicketKeysFile = join(dir, 'haproxy-ticket-keys');
+    // HAProxy wants at least three keys: the one before, the one in use, the next.
+    const lines = [0, 1, 2].map(() => randomBytes(48).toString('base64'));
+    writeFileSync(haproxyTicketKeysFile, `${lines.join('\n')}\n`, { mode: 0o600 });
     return {
       dir,
       ca,
       server,
       ticketKeysFile,
+      combinedPemFile,
+      haproxyTicketKeysFile,
       servername: RUN_TLS_SERVERNAME,
       remove: () => rmSync(dir, { recursive: true, force: true }),
     };

@@ -175,6 +175,9 @@ export class Fleet implements WsClientSink, DeviceChannel {
   private readonly routeTls: Array<WsTlsOptions | undefined>;
   private readonly tlsFull: LatencyHistogram | null;
   private readonly tlsResumed: LatencyHistogram | null;
+  /** With TLS, the connect's other parts: attempt started -> TCP up, handshake done -> upgraded. */
+  private readonly tcp: LatencyHistogram | null;
+  private readonly upgrade: LatencyHistogram | null;
   /** Per route: `push@`, `connect@`, `reconnect@<region>` series, when there are several regions. */
   private readonly regionPush: Array<LatencyHistogram | null>;
   private readonly regionConnect: Array<LatencyHistogram | null>;
@@ -293,6 +296,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
     const tls = this.routeTls.some((t) => t !== undefined);
     this.tlsFull = tls ? this.series('tls_full') : null;
     this.tlsResumed = tls ? this.series('tls_resumed') : null;
+    this.tcp = tls ? this.series('tcp') : null;
+    this.upgrade = tls ? this.series('upgrade') : null;
     this.regionPush = regional('push');
     this.regionConnect = regional('connect');
     this.regionReconnect = regional('reconnect');
@@ -672,7 +677,11 @@ export class Fleet implements WsClientSink, DeviceChannel {
     const regionalConnect = this.regionConnect[this.route[k]!];
     if (regionalConnect) recordUs(regionalConnect, now - this.dueUs[k]!);
     const tls = this.tlsFull === null ? undefined : conn.tlsTiming;
-    if (tls) recordUs(tls.resumed ? this.tlsResumed! : this.tlsFull!, tls.tlsUs);
+    if (tls) {
+      recordUs(this.tcp!, tls.tcpUs);
+      recordUs(tls.resumed ? this.tlsResumed! : this.tlsFull!, tls.tlsUs);
+      recordUs(this.upgrade!, tls.upgradeUs);
+    }
     this.open++;
     this.iOk++;
     if (this.everOpened[k] === 0) {

@@ -190,7 +190,7 @@ export interface TopologyInput {
   redis?: string;
   /** `userland` (default): one fabric process carries every byte; `kernel`: nodes are hosts (namespaces, veth) and the kernel plays faults; `auto`: kernel where this machine and the scenario allow it. */
   network?: NetworkEngineName;
-  /** `"node"`: devices connect over TLS (`wss://`) and the nodes terminate it; `"off"` (default): plain. */
+  /** `"node"`: devices connect over TLS (`wss://`) and the nodes terminate it; `"balancer"`: each region's HAProxy does; `"off"` (default): plain. */
   tls?: TlsMode;
   /** With TLS, whether a region's nodes share session-ticket keys (`"shared"`, default) or each has its own (`"per-node"`). */
   tlsTickets?: TlsTickets;
@@ -200,9 +200,9 @@ export interface TopologyInput {
   heartbeatTimeout?: DurationInput;
 }
 
-/** Where devices' TLS ends: nowhere (plain `ws://`) or at the nodes. */
-export type TlsMode = 'off' | 'node';
-export const TLS_MODES: readonly TlsMode[] = ['off', 'node'];
+/** Where devices' TLS ends: nowhere (plain `ws://`), at the nodes, or at the regions' HAProxy. */
+export type TlsMode = 'off' | 'node' | 'balancer';
+export const TLS_MODES: readonly TlsMode[] = ['off', 'node', 'balancer'];
 /** Whether nodes share session-ticket keys, so a device resumes its session on any of them. */
 export type TlsTickets = 'shared' | 'per-node';
 export const TLS_TICKETS: readonly TlsTickets[] = ['shared', 'per-node'];
@@ -505,8 +505,8 @@ export interface Scenario {
     balanced: boolean;
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
-    /** Devices over TLS to the nodes, with shared or per-node ticket keys; null: plain. */
-    tls: { at: 'node'; tickets: TlsTickets } | null;
+    /** Devices over TLS to the nodes or to the regions' HAProxy, with shared or per-process ticket keys; null: plain. */
+    tls: { at: 'node' | 'balancer'; tickets: TlsTickets } | null;
   };
   devices: {
     /** Devices that connect at the start. */

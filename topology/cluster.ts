@@ -251,6 +251,7 @@ export class Cluster {
             ...this.regionSpec(r),
             engine: r.balancer.engine === 'kernel' ? 'kernel' : 'haproxy',
             devices: regionDevices(this.scenario, r.name),
+            ...this.balancerTls(),
           })),
         (nodeId) => {
           const host = this.hosts.get(nodeId);
@@ -823,7 +824,7 @@ export class Cluster {
    */
   private tlsArgs(): string[] {
     const t = this.tls;
-    if (!t) return [];
+    if (!t || this.scenario.topology.tls?.at !== 'node') return [];
     const args = [
       '--tls-cert',
       t.server.certFile,
@@ -835,6 +836,20 @@ export class Cluster {
       args.push('--tls-ticket-keys', t.ticketKeysFile);
     }
     return args;
+  }
+
+  /** With TLS at the balancer: HAProxy's certificate file, and the shared ticket keys unless per process. */
+  private balancerTls(): { tls?: { pemFile: string; ticketKeysFile?: string } } {
+    const t = this.tls;
+    if (!t || this.scenario.topology.tls?.at !== 'balancer') return {};
+    return {
+      tls: {
+        pemFile: t.combinedPemFile,
+        ...(this.scenario.topology.tls.tickets === 'shared' && {
+          ticketKeysFile: t.haproxyTicketKeysFile,
+        }),
+      },
+    };
   }
 }
 

@@ -98,6 +98,8 @@ export interface WsTlsTiming {
   tcpUs: number;
   /** TCP established to the TLS handshake done, µs. */
   tlsUs: number;
+  /** TLS handshake done to the upgrade answered (101 read), µs. */
+  upgradeUs: number;
   /** The server took the session the device offered (no full handshake). */
   resumed: boolean;
 }
@@ -183,6 +185,7 @@ export class WsClientConnection {
   /** `wss://` only: when TCP and the TLS handshake completed in this attempt (µs, 0: not yet). */
   private tcpUpUs = 0;
   private secureUs = 0;
+  private openUs = 0;
   private tlsResume = false;
 
   /** Creates an idle connection reporting to `sink`; `id` is the owner's device index. */
@@ -201,6 +204,7 @@ export class WsClientConnection {
     return {
       tcpUs: this.tcpUpUs - this.startedUs,
       tlsUs: this.secureUs - this.tcpUpUs,
+      upgradeUs: this.openUs - this.secureUs,
       resumed: socket.isSessionReused(),
     };
   }
@@ -480,6 +484,7 @@ export class WsClientConnection {
 
     this.accept = null;
     this.state = 'open';
+    if (this.secureUs !== 0) this.openUs = monoNowUs();
     const parser = new FrameParser(frameEvents, this, { maxMessageBytes: this.maxMessageBytes });
     this.parser = parser;
     this.sink.onOpen(this);

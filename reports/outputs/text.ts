@@ -145,7 +145,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   out.push(
     c.dim(
       '  95% CI: where each percentile lies, 19 times in 20 (order statistics widened by batch means over the run\'s seconds, no shape assumed; ".." = the sample cannot bound it); ' +
-        'push: scheduled send -> device; connect: attempt due -> upgraded; register: attempt due -> registry entry written; api: scheduled send -> HTTP answer; reconnect: lost -> open again; tls_full, tls_resumed: TCP up -> TLS handshake done, by whether the session was resumed',
+        'push: scheduled send -> device; connect: attempt due -> upgraded; register: attempt due -> registry entry written; api: scheduled send -> HTTP answer; reconnect: lost -> open again; with TLS: tcp: attempt started -> TCP up; tls_full, tls_resumed: TCP up -> handshake done, by whether the session was resumed; upgrade: handshake done -> upgraded',
     ),
   );
   const byKind = report.deliveryByKind;

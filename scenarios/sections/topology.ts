@@ -24,16 +24,17 @@ import {
   type HealthCheck,
   type HealthCheckInput,
   NETWORK_ENGINES,
-  TLS_MODES,
-  TLS_TICKETS,
-  type TlsMode,
-  type TlsTickets,
   type NodeProfile,
   type NodeProfileInput,
   type OverloadBehaviour,
   type RegionInput,
   type RegionTopology,
+  type RoutingMode,
   type Scenario,
+  TLS_MODES,
+  TLS_TICKETS,
+  type TlsMode,
+  type TlsTickets,
   type TopologyInput,
 } from '../types.js';
 
@@ -143,24 +144,13 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
   const profiles = readProfiles(p, topo.profiles, heartbeat);
   const defaultBalancer = balancer(p, 'topology.balancer', topo.balancer, tableBalancer);
   const regions = readRegions(p, topo, profiles, defaultBalancer);
+  const routing = readRouting(p, topo.routing);
   return {
     regions,
-    routing: readRouting(p, topo.routing),
+    routing,
     ...readRedis(p, topo.redis),
     network: oneOf(p, 'topology.network', topo.network, NETWORK_ENGINES, topologyDefaults.network),
-    tls:
-      oneOf<TlsMode>(p, 'topology.tls', topo.tls, TLS_MODES, topologyDefaults.tls) === 'node'
-        ? {
-            at: 'node',
-            tickets: oneOf<TlsTickets>(
-              p,
-              'topology.tlsTickets',
-              topo.tlsTickets,
-              TLS_TICKETS,
-              topologyDefaults.tlsTickets,
-            ),
-          }
-        : null,
+    tls: readTls(p, topo, regions, routing.mode),
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||
@@ -390,6 +380,43 @@ function readOverload(p: Problems, path: string, v: unknown): OverloadBehaviour 
   if (v === 'refuse' || v === 'unhealthy' || v === 'crash') return v;
   p.add(path, `must be refuse, unhealthy or crash, got ${JSON.stringify(v)}`);
   return profileDefaults.overload;
+}
+
+/**
+ * `topology.tls` and `topology.tlsTickets`. TLS at the balancer is HAProxy's
+ * (`bind … ssl`): the builtin and kernel balancers pass bytes through, so
+ * with them TLS ends at the node.
+ */
+function readTls(
+  p: Problems,
+  topo: TopologyInput,
+  regions: RegionTopology[],
+  routing: RoutingMode,
+): Scenario['topology']['tls'] {
+  const at = oneOf<TlsMode>(p, 'topology.tls', topo.tls, TLS_MODES, topologyDefaults.tls);
+  const tickets = oneOf<TlsTickets>(
+    p,
+    'topology.tlsTickets',
+    topo.tlsTickets,
+    TLS_TICKETS,
+    topologyDefaults.tlsTickets,
+  );
+  if (at === 'off') return null;
+  if (at === 'balancer') {
+    const other = regions.find((r) => r.balancer.engine !== 'haproxy');
+    if (other) {
+      p.add(
+        'topology.tls',
+        `"balancer" is TLS ended by HAProxy: region ${other.name} has balancer.engine "${other.balancer.engine}" (set it to "haproxy", or use "node": the builtin and kernel balancers pass TLS through to the nodes)`,
+      );
+    } else if (regions.length > 1 && routing === 'health') {
+      p.add(
+        'topology.tls',
+        '"balancer" with topology.routing.mode "health": the global entry checks each region through its balancer in plain HTTP; use "node"',
+      );
+    }
+  }
+  return { at, tickets };
 }
 
 /** One of `allowed`, or `fallback` when absent; anything else is a problem at `path`. */

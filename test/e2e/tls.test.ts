@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
 
-async function nodeKillOverTls(tickets: 'shared' | 'per-node') {
+const isRoot = process.getuid?.() === 0;
+
+async function nodeKillOverTls(tickets: 'shared' | 'per-node', more: Record<string, string> = {}) {
   const { report } = await run('node-kill', {
     workers: 2,
     outDir: mkdtempSync(join(tmpdir(), 'pb-tls-node-kill-')),
@@ -25,6 +27,7 @@ async function nodeKillOverTls(tickets: 'shared' | 'per-node') {
       'topology.tlsTickets': tickets,
       'timeline[0].at': '4s',
       'devices.reconnect': 'full-jitter:200ms:2s',
+      ...more,
     },
   });
   return report;
@@ -43,6 +46,9 @@ describe('node-kill over TLS, reduced', () => {
       const resumed = report.latency.tls_resumed?.count ?? 0;
       // Every connect that opened went through one TLS handshake, full or resumed.
       expect(full + resumed).toBe(report.latency.connect?.count);
+      // ... and each is split into TCP, TLS and upgrade.
+      expect(report.latency.tcp?.count).toBe(full + resumed);
+      expect(report.latency.upgrade?.count).toBe(full + resumed);
       if (tickets === 'shared') {
         expect(full).toBe(300);
         expect(resumed).toBe(kill!.affected);
@@ -56,4 +62,25 @@ describe('node-kill over TLS, reduced', () => {
       ).toEqual([]);
     }, 120_000);
   }
+});
+
+describe.skipIf(!isRoot)('node-kill over TLS ended by HAProxy (kernel engine, root)', () => {
+  it('HAProxy terminates TLS with the run certificate; the herd reconnects to it and resumes', async () => {
+    const report = await nodeKillOverTls('shared', {
+      'topology.tls': 'balancer',
+      'topology.balancer.engine': 'haproxy',
+    });
+    expect(report.topology.network).toMatchObject({ engine: 'kernel' });
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(kill!.affected).toBeGreaterThan(50);
+    expect(kill!.notBack).toBe(0);
+    expect(report.devices.heldAtServer).toBe(300);
+    // The devices' TLS is HAProxy's: a node's death costs them no handshake with a
+    // new server, only a resumed one with the same HAProxy.
+    expect(report.latency.tls_full?.count).toBe(300);
+    expect(report.latency.tls_resumed?.count).toBe(kill!.affected);
+    expect(
+      readdirSync(tmpdir()).filter((n) => n.startsWith(`pushbench-tls-${process.pid}-`)),
+    ).toEqual([]);
+  }, 120_000);
 });

@@ -111,6 +111,7 @@ describe('the lean client over TLS', () => {
     expect(open.timing).toMatchObject({ resumed: false });
     expect(open.timing!.tcpUs).toBeGreaterThan(0);
     expect(open.timing!.tlsUs).toBeGreaterThan(0);
+    expect(open.timing!.upgradeUs).toBeGreaterThan(0);
     conn.sendText('hello over tls');
     expect((await sink.next('text')).text).toBe('hello over tls');
     conn.close(1000, 'done');

@@ -69,6 +69,37 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('reads topology.tls, and refuses TLS at a balancer that is not HAProxy in one line', () => {
+    const base = { name: 't', devices: { count: 10 }, duration: '5s' };
+    expect(validateScenario(base, ctx).topology.tls).toBeNull();
+    expect(
+      validateScenario({ ...base, topology: { nodes: 2, tls: 'node' } }, ctx).topology.tls,
+    ).toEqual({ at: 'node', tickets: 'shared' });
+    expect(
+      validateScenario(
+        {
+          ...base,
+          topology: {
+            nodes: 2,
+            tls: 'balancer',
+            tlsTickets: 'per-node',
+            balancer: { engine: 'haproxy' },
+          },
+        },
+        ctx,
+      ).topology.tls,
+    ).toEqual({ at: 'balancer', tickets: 'per-node' });
+    expect(problemsOf({ ...base, topology: { nodes: 2, tls: 'balancer' } })).toEqual([
+      expect.stringMatching(
+        /^topology\.tls: "balancer" is TLS ended by HAProxy: region local has balancer\.engine "builtin"/,
+      ),
+    ]);
+    expect(problemsOf({ ...base, topology: { tls: 'yes', tlsTickets: 'global' } })).toEqual([
+      'topology.tls: must be one of off, node, balancer, got "yes"',
+      'topology.tlsTickets: must be one of shared, per-node, got "global"',
+    ]);
+  });
+
   it('requires devices and duration', () => {
     expect(problemsOf({ name: 'x' })).toEqual(['devices: is required', 'duration: is required']);
   });

@@ -82,6 +82,12 @@ export interface HaproxyOptions {
    * from address i; as many as there are processes. Default: the host's own.
    */
   sourceAddresses?: string[];
+  /**
+   * End devices' TLS here (`bind … ssl crt`): the certificate and key in one
+   * PEM file, and optionally a `tls-ticket-keys` file every process shares
+   * (without it each process issues and resumes only its own tickets).
+   */
+  tls?: { pemFile: string; ticketKeysFile?: string };
 }
 
 /** File descriptors an HAProxy process keeps besides two per connection: listeners, checks, logs. */
@@ -100,6 +106,13 @@ export function haproxyProcesses(devices: number, openFiles: number | null): num
 }
 
 const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The `bind` line's TLS words, or none. */
+function bindTls(tls: HaproxyOptions['tls']): string {
+  if (tls === undefined) return '';
+  const tickets = tls.ticketKeysFile === undefined ? '' : ` tls-ticket-keys ${tls.ticketKeysFile}`;
+  return ` ssl crt ${tls.pemFile}${tickets}`;
+}
 
 /** A server's health check and ramp, as `server` lines and `add server` take them. */
 function serverParams(options: HaproxyOptions): string {
@@ -163,7 +176,7 @@ export class Haproxy {
       '  timeout server 24h',
       '  timeout tunnel 24h',
       `frontend fe_${options.name}`,
-      `  bind ${options.bindAddress}:${options.port}`,
+      `  bind ${options.bindAddress}:${options.port}${bindTls(options.tls)}`,
       `  default_backend be_${options.name}`,
       `backend be_${options.name}`,
       `  balance ${balance}`,

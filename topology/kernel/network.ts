@@ -51,6 +51,8 @@ export interface KernelRegionSpec {
   backends: BackendSpec[];
   /** Devices homed in the region: how many HAProxy processes it needs. */
   devices: number;
+  /** HAProxy ends the devices' TLS (`topology.tls: "balancer"`). */
+  tls?: { pemFile: string; ticketKeysFile?: string };
 }
 
 type RegionBalancer =
@@ -254,6 +256,7 @@ export class KernelNetwork implements NetworkHandle {
             processes,
             maxconn: haproxyMaxconn(openFilesLimit()),
             sourceAddresses: await fabric.addHostAddresses(host, processes, block),
+            ...(spec.tls && { tls: spec.tls }),
           });
           net.regions.set(spec.name, { kind: 'haproxy', lb, spec });
         } else {
