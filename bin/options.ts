@@ -419,6 +419,7 @@ export interface CapacityFlags {
   connectRate: number;
   refine: number;
   herd: boolean;
+  tls?: boolean;
   herdSlo: string;
   devices?: number;
   workers?: number;
@@ -456,6 +457,10 @@ export const capacityFlags: FlagTable<CapacityFlags> = {
   connectRate: decimal('--connect-rate <hz>', 'connect rate while filling a step', 2000),
   refine: whole('--refine <n>', 'bisection steps after the first failure', 2),
   herd: new Option('--no-herd', 'skip the connect (herd) absorption search'),
+  tls: new Option(
+    '--tls',
+    "devices connect over TLS (the run's own certificate); measures the node's CPU per full and resumed handshake for plan",
+  ),
   herdSlo: new Option('--herd-slo <gate>', 'SLO of the herd steps').default('p99(connect) < 1s'),
   devices: whole('--devices <n>', 'with several profiles: nodes and cost for this many devices'),
   workers: whole('--workers <n>', 'device worker threads'),
@@ -489,6 +494,7 @@ export function capacitySearch(
     connectRate: flags.connectRate,
     refine: flags.refine,
     herd: flags.herd,
+    ...(flags.tls === true && { tls: true }),
     herdSlo: flags.herdSlo,
     ...(flags.workers !== undefined && { workers: flags.workers }),
     outDir,
@@ -507,6 +513,7 @@ export interface PlanFlags {
   zone?: number;
   detect: number;
   absorption?: number;
+  resumedShare?: number;
   json?: boolean;
 }
 
@@ -533,6 +540,10 @@ export const planFlags: FlagTable<PlanFlags> = {
     '--absorption <hz>',
     "override the report's herd absorption (connects/s per node)",
   ),
+  resumedShare: decimal(
+    '--resumed-share <0-1>',
+    'with a capacity report made with --tls: share of the herd that resumes its TLS session on the survivors (1: nodes share ticket keys; 0: each its own). Default 1',
+  ),
   json: new Option('--json', 'print the plan as JSON'),
 };
 
@@ -557,7 +568,14 @@ export function planInput(flags: PlanFlags, report: CapacityReport): PlanInput {
       absorptionPerSec: absorption,
       price: report.price,
       profile: report.profile,
+      ...(report.tls && {
+        tls: {
+          fullConnectUs: report.tls.fullConnectUs,
+          resumedConnectUs: report.tls.resumedConnectUs,
+        },
+      }),
     },
+    ...(flags.resumedShare !== undefined && { resumedShare: flags.resumedShare }),
     headroom: flags.headroom,
     balancer: flags.balancer,
     reconnect: parseReconnectSpec(flags.reconnect),

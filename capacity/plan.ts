@@ -24,7 +24,19 @@ export interface PlanInput {
     absorptionPerSec: number;
     price?: number | null;
     profile?: string;
+    /**
+     * From a capacity report made with `--tls`: the node's CPU per connect with
+     * a full handshake and with a resumed one, µs. `absorptionPerSec` was then
+     * measured with full handshakes (the herd steps' devices were new).
+     */
+    tls?: { fullConnectUs: number; resumedConnectUs: number };
   };
+  /**
+   * With `capacity.tls`: the share of a herd's reconnects that resume their TLS
+   * session on the node they land on (1: the nodes share ticket keys; 0: each
+   * has its own, so every reconnect to a survivor is a full handshake). Default 1.
+   */
+  resumedShare?: number;
   /** Plan so the average node holds `connectionsPerNode / headroom`. Default 2 (Pushy: 200k average, 400k headroom). */
   headroom?: number;
   /** Balancer in front of the nodes. Default least-connections. */
@@ -58,6 +70,14 @@ export interface FleetPlan {
   balancer: BalancerAlgorithmName;
   reconnect: ReconnectPolicy;
   detectMs: number;
+  /**
+   * Connects per second one node takes in a herd: the measured absorption, and
+   * with TLS scaled by the node's CPU per connect with the herd's mix of full
+   * and resumed handshakes over its CPU per full one.
+   */
+  herdAbsorptionPerSec: number;
+  /** With TLS: the share of the herd's reconnects that resume. */
+  resumedShare?: number;
   /** One node dies. */
   nodeLoss: LabelledHerd;
   /** A zone of `zoneNodes` nodes dies, when asked for. */
@@ -158,7 +178,32 @@ function validate(input: PlanInput, headroom: number, detectMs: number): string[
   if (!(Number.isFinite(detectMs) && detectMs >= 0)) {
     problems.push(`detectMs must be >= 0, got ${detectMs}`);
   }
+  const share = input.resumedShare;
+  if (share !== undefined) {
+    if (c.tls === undefined) {
+      problems.push(
+        "resumedShare needs the node's TLS handshake figures (a capacity report made with --tls)",
+      );
+    } else if (!(Number.isFinite(share) && share >= 0 && share <= 1)) {
+      problems.push(`resumedShare must be 0-1, got ${share}`);
+    }
+  }
+  if (c.tls !== undefined && !(c.tls.fullConnectUs > 0 && c.tls.resumedConnectUs > 0)) {
+    problems.push('capacity.tls handshake costs must be > 0');
+  }
   return problems;
+}
+
+/**
+ * The connects per second a node takes in a herd. Absorption is CPU-bound:
+ * with TLS, measured with full handshakes, it scales by full / (the herd's
+ * mix of resumed and full) CPU per connect.
+ */
+export function herdAbsorption(capacity: PlanInput['capacity'], resumedShare: number): number {
+  const t = capacity.tls;
+  if (t === undefined) return capacity.absorptionPerSec;
+  const mixUs = resumedShare * t.resumedConnectUs + (1 - resumedShare) * t.fullConnectUs;
+  return (capacity.absorptionPerSec * t.fullConnectUs) / mixUs;
 }
 
 /** What one simulated loss means, in a few words. */
@@ -189,6 +234,8 @@ export function planFleet(input: PlanInput): FleetPlan {
     throw new PushbenchError('PB_USAGE', `fleet plan: ${head}`, problems);
   }
   const c = input.capacity;
+  const resumedShare = c.tls === undefined ? undefined : (input.resumedShare ?? 1);
+  const absorption = herdAbsorption(c, resumedShare ?? 0);
   const balancer = input.balancer ?? 'least-connections';
   const reconnect = input.reconnect ?? DEFAULT_PLAN_RECONNECT;
   // Rounded first so that e.g. 200e6·2/200e3 stays exactly 2000 under floating point.
@@ -210,7 +257,7 @@ export function planFleet(input: PlanInput): FleetPlan {
       failedNodes,
       capacity: c.connectionsPerNode,
       overloadAt: c.connectionsPerNode,
-      absorptionPerSec: c.absorptionPerSec,
+      absorptionPerSec: absorption,
       balancer,
       reconnect,
       detectMs,
@@ -239,6 +286,8 @@ export function planFleet(input: PlanInput): FleetPlan {
     balancer,
     reconnect,
     detectMs,
+    herdAbsorptionPerSec: absorption,
+    ...(resumedShare !== undefined && { resumedShare }),
     nodeLoss,
     ...(zoneLoss ? { zoneLoss } : {}),
     verdict,
@@ -277,6 +326,14 @@ export function formatPlan(plan: FleetPlan): string {
       'node capacity',
       `${formatCount(c.connectionsPerNode)} connections, ${formatCount(c.absorptionPerSec)} connects/s`,
     ],
+    ...(c.tls
+      ? ([
+          [
+            'TLS handshakes',
+            `node CPU per connect ${c.tls.fullConnectUs} us full, ${c.tls.resumedConnectUs} us resumed; herd ${Math.round((plan.resumedShare ?? 0) * 100)}% resumed: ${formatCount(plan.herdAbsorptionPerSec)} connects/s per node`,
+          ],
+        ] as Array<[string, string]>)
+      : []),
     ['headroom', `${plan.headroom}x`],
     ['cost per hour', plan.costPerHour === null ? '- (no price)' : formatCount(plan.costPerHour)],
     ['balancer', plan.balancer],

@@ -69,6 +69,21 @@ export interface CapacityReport {
   /** Slope of node CPU (cores) over delivered msgs/s, per 1,000 msgs/s. */
   coresPer1kMsgsPerSec: number | null;
   herd: { steps: HerdStep[]; absorptionPerSec: number | null; slo: string; limitedBy: string };
+  /**
+   * With `--tls`: the node's CPU per connect, µs, plain, with a full TLS
+   * handshake and with a resumed one (capacity/handshakes.ts), the share the
+   * resumed round really resumed, and the node's RSS per held device, KB. The
+   * herd steps ran over TLS, their connects full handshakes.
+   */
+  tls?: {
+    devices: number;
+    plainConnectUs: number;
+    fullConnectUs: number;
+    resumedConnectUs: number;
+    resumedShare: number;
+    plainKbPerDevice: number;
+    tlsKbPerDevice: number;
+  };
   price: number | null;
   machine: MachineFacts;
 }
@@ -156,6 +171,15 @@ export function formatCapacity(r: CapacityReport): string {
       ? 'herd absorption: not measured (--no-herd)'
       : `herd absorption: ${r.herd.absorptionPerSec === null ? 'n/a' : `${formatCount(r.herd.absorptionPerSec)} connects/s`} within ${r.herd.slo}${herd ? ` [${herd}]` : ''}; limited by ${r.herd.limitedBy}`,
   );
+  if (r.tls) {
+    const t = r.tls;
+    lines.push(
+      `TLS (devices over wss://, herd steps full handshakes): node CPU per connect plain ${t.plainConnectUs} us, ` +
+        `full handshake ${t.fullConnectUs} us (${(t.fullConnectUs / Math.max(1, t.plainConnectUs)).toFixed(1)}x), ` +
+        `resumed ${t.resumedConnectUs} us (${(t.resumedConnectUs / Math.max(1, t.plainConnectUs)).toFixed(1)}x; ${Math.round(t.resumedShare * 100)}% resumed); ` +
+        `node RSS per device ${t.plainKbPerDevice} KB plain, ${t.tlsKbPerDevice} KB TLS`,
+    );
+  }
   if (r.price !== null) lines.push(`price: ${r.price} per node-hour`);
   return lines.join('\n');
 }

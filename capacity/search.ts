@@ -6,6 +6,7 @@
  * generator itself saturates; then the connect (herd) absorption rate at that
  * load. Every figure comes from the steps' reports and /proc, never assumed.
  */
+
 import { PushbenchError } from '../core/errors.js';
 import { machineFacts } from '../core/machine.js';
 import { version } from '../core/version.js';
@@ -13,6 +14,7 @@ import { parseGates } from '../reports/gates.js';
 import type { Report } from '../reports/report.js';
 import { preflightRefusal, run } from '../run/run.js';
 import type { NodeProfileInput, ScenarioInput } from '../scenarios/schema.js';
+import { measureHandshakes } from './handshakes.js';
 import type { CapacityReport, CapacityStep, HerdStep } from './report.js';
 
 /** What to search and how. Every field but `profile` and `slo` has a default. */
@@ -47,6 +49,13 @@ export interface CapacityOptions {
   herdMax?: number;
   /** The connect SLO of the herd steps. Default `p99(connect) < 1s`. */
   herdSlo?: string;
+  /**
+   * Devices connect over TLS to the node (`topology.tls: "node"`) in every
+   * step, the herd's included (its connects are full handshakes), and the
+   * node's CPU per full and per resumed handshake is measured (capacity/handshakes.ts)
+   * for `plan`. Default false.
+   */
+  tls?: boolean;
   workers?: number;
   seed?: number;
   /** Results folder; each step writes its own run folder inside. */
@@ -59,7 +68,7 @@ export interface CapacityOptions {
 const STEP_GATES = ['connections.held >= 99.9%', 'nodes.crashed < 1'];
 
 function stepScenario(
-  o: Required<Pick<CapacityOptions, 'profile' | 'slo' | 'connectRate'>>,
+  o: Required<Pick<CapacityOptions, 'profile' | 'slo' | 'connectRate' | 'tls'>>,
   name: string,
   connections: number,
   rateHz: number,
@@ -72,6 +81,7 @@ function stepScenario(
     topology: {
       regions: [{ name: 'cap', nodes: 1, profile: o.profile.name }],
       profiles: { [o.profile.name]: o.profile.input },
+      ...(o.tls && { tls: 'node' as const }),
     },
     devices: { count: connections, connectRate: o.connectRate, reconnect: 'full-jitter:500ms:5s' },
     traffic: { direct: { rate: rateHz } },
@@ -201,6 +211,7 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
     herdStart: 1000,
     herdMax: 32_000,
     herdSlo: 'p99(connect) < 1s',
+    tls: false,
     workers: undefined as number | undefined,
     seed: 1,
     ...options,
@@ -349,6 +360,24 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
     }
   }
 
+  let handshakes: CapacityReport['tls'];
+  if (o.tls) {
+    notice('TLS handshakes: full and resumed, against a node of their own');
+    const c = await measureHandshakes(HANDSHAKE_DEVICES);
+    handshakes = {
+      devices: c.devices,
+      plainConnectUs: Math.round(c.plain.nodeUs),
+      fullConnectUs: Math.round(c.full.nodeUs),
+      resumedConnectUs: Math.round(c.resumed.nodeUs),
+      resumedShare: c.resumed.open > 0 ? c.resumed.resumed / c.resumed.open : 0,
+      plainKbPerDevice: Math.round(c.plain.nodeKb * 100) / 100,
+      tlsKbPerDevice: Math.round(c.full.nodeKb * 100) / 100,
+    };
+    notice(
+      `  node CPU per connect: plain ${handshakes.plainConnectUs} us, full handshake ${handshakes.fullConnectUs} us, resumed ${handshakes.resumedConnectUs} us`,
+    );
+  }
+
   const passing = steps.filter((s) => s.pass);
   const memory = slope(
     passing
@@ -389,6 +418,7 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
       stepDurationMs: o.stepDurationMs,
       connectRate: o.connectRate,
       herdSlo: o.herdSlo,
+      tls: o.tls ? 'node' : 'off',
     },
     steps: [...steps].sort((a, b) => a.connections - b.connections),
     knee: lastPass
@@ -405,7 +435,11 @@ export async function searchCapacity(options: CapacityOptions): Promise<Capacity
         herdLimitedBy ||
         (o.herd ? `--herd-max ${o.herdMax}/s reached (a lower bound)` : 'not measured'),
     },
+    ...(handshakes && { tls: handshakes }),
     price: typeof o.profile.input.price === 'number' ? o.profile.input.price : null,
     machine: machineFacts(),
   };
 }
+
+/** Connections per round of the handshake measurement: enough to average, one process's files. */
+const HANDSHAKE_DEVICES = 4000;

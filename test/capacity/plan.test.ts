@@ -2,12 +2,50 @@ import { describe, expect, it } from 'vitest';
 import {
   formatPlan,
   formatReconnectSpec,
+  herdAbsorption,
   parseReconnectSpec,
   planFleet,
 } from '../../capacity/plan.js';
 import { PushbenchError } from '../../core/errors.js';
 
 const node = { connectionsPerNode: 50_000, absorptionPerSec: 1000 };
+
+describe('planFleet with TLS handshake costs', () => {
+  const tlsNode = { ...node, tls: { fullConnectUs: 500, resumedConnectUs: 300 } };
+
+  it('scales the herd absorption, measured with full handshakes, by the herd mix of resumed and full', () => {
+    expect(herdAbsorption(tlsNode, 0)).toBeCloseTo(1000, 9);
+    expect(herdAbsorption(tlsNode, 1)).toBeCloseTo(1000 * (500 / 300), 9);
+    expect(herdAbsorption(tlsNode, 0.5)).toBeCloseTo(1000 * (500 / 400), 9);
+    expect(herdAbsorption(node, 1)).toBe(1000);
+  });
+
+  it('a herd that resumes is absorbed sooner than one that makes full handshakes', () => {
+    const plan = (resumedShare: number) =>
+      planFleet({
+        devices: 400_000,
+        capacity: tlsNode,
+        resumedShare,
+        reconnect: parseReconnectSpec('full-jitter:100ms:2s'),
+      });
+    const resumed = plan(1);
+    const full = plan(0);
+    expect(resumed.herdAbsorptionPerSec).toBeGreaterThan(full.herdAbsorptionPerSec);
+    expect(resumed.nodeLoss.reconnected.t99Ms!).toBeLessThan(full.nodeLoss.reconnected.t99Ms!);
+    expect(formatPlan(resumed)).toMatch(
+      /TLS handshakes .*500 us full, 300 us resumed; herd 100% resumed/,
+    );
+  });
+
+  it('refuses a resumed share without handshake figures, or outside 0-1, in one line', () => {
+    expect(() => planFleet({ devices: 10, capacity: node, resumedShare: 1 })).toThrow(
+      /resumedShare needs the node's TLS handshake figures/,
+    );
+    expect(() => planFleet({ devices: 10, capacity: tlsNode, resumedShare: 2 })).toThrow(
+      /resumedShare must be 0-1, got 2/,
+    );
+  });
+});
 
 describe('planFleet', () => {
   it('sizes the fleet as ceil(devices x headroom / connectionsPerNode)', () => {

@@ -61,6 +61,33 @@ describe('capacity search', () => {
     expect(formatCapacity(noHerd)).toMatch(/^herd absorption: not measured \(--no-herd\)$/m);
   }, 180_000);
 
+  it("--tls: steps over TLS, and the node's CPU per full and per resumed handshake for plan", async () => {
+    const report = await searchCapacity({
+      profile: { name: 'tls', input: {} },
+      slo: ['p99(push) < 500ms'],
+      start: 300,
+      factor: 2,
+      maxConnections: 300,
+      stepDurationMs: 2000,
+      connectRate: 300,
+      herdStart: 300,
+      herdMax: 300,
+      workers: 2,
+      tls: true,
+    });
+    expect(report.settings.tls).toBe('node');
+    expect(report.steps[0]?.held).toBe(300);
+    const t = report.tls!;
+    expect(t.plainConnectUs).toBeGreaterThan(0);
+    // A full handshake costs the node more than a plain connect, a resumed one less than a full.
+    expect(t.fullConnectUs).toBeGreaterThan(t.plainConnectUs);
+    expect(t.resumedConnectUs).toBeGreaterThan(0);
+    expect(t.resumedConnectUs).toBeLessThan(t.fullConnectUs);
+    expect(t.resumedShare).toBe(1);
+    expect(t.tlsKbPerDevice).toBeGreaterThan(0);
+    expect(formatCapacity(report)).toMatch(/^TLS \(devices over wss:\/\/.*full handshake \d+ us/m);
+  }, 240_000);
+
   it('refuses a bad profile, SLO or option before any step runs', async () => {
     const profiles = await loadProfiles();
     expect(() => resolveProfile(profiles, 'huge')).toThrow(/unknown profile "huge"/);
