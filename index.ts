@@ -12,6 +12,7 @@ export {
 export {
   type FleetPlan,
   formatPlan,
+  herdAbsorption,
   type PlanInput,
   parseReconnectSpec,
   planFleet,

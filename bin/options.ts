@@ -591,6 +591,7 @@ export interface ModelCheckFlags {
   reconnect: string;
   balancer: BalancerAlgorithmName;
   from?: string;
+  tls?: boolean;
   workers?: number;
   out?: string;
   json?: boolean;
@@ -613,6 +614,10 @@ export const modelCheckFlags: FlagTable<ModelCheckFlags> = {
     '--from <capacity.json>',
     "take the node's herd absorption rate from a capacity report",
   ),
+  tls: new Option(
+    '--tls',
+    'devices over TLS to the nodes, sharing ticket keys (the herd resumes); with a --from report made with --tls the simulation pays the handshakes',
+  ),
   workers: whole('--workers <n>', 'device worker threads'),
   out: new Option('--out <dir>', 'write the live run and model-check.json here'),
   json: new Option('--json', 'print model-check.json on stdout'),
@@ -629,6 +634,7 @@ export function modelCheckOptions(
     reconnect: flags.reconnect,
     balancer: flags.balancer,
     ...(absorptionPerSec !== undefined && { absorptionPerSec }),
+    ...(flags.tls === true && { tls: true }),
     ...(flags.workers !== undefined && { workers: flags.workers }),
     ...(flags.out !== undefined && { outDir: `${flags.out}/live` }),
   };

@@ -225,10 +225,25 @@ async function planCommand(flags: PlanFlags): Promise<number> {
 }
 
 async function modelCheckCommand(flags: ModelCheckFlags): Promise<number> {
-  const { checkModel, formatModelCheck, readCapacityReport } = await harness();
-  const absorption = flags.from
-    ? (readCapacityReport(flags.from).herd.absorptionPerSec ?? undefined)
-    : undefined;
+  const { checkModel, formatModelCheck, herdAbsorption, readCapacityReport } = await harness();
+  const report = flags.from ? readCapacityReport(flags.from) : undefined;
+  const measured = report?.herd.absorptionPerSec ?? undefined;
+  // A TLS report's absorption is a full-handshake figure; a TLS herd with shared
+  // ticket keys resumes, and the node takes it faster by their CPU ratio.
+  const absorption =
+    measured !== undefined && flags.tls === true && report?.tls
+      ? herdAbsorption(
+          {
+            connectionsPerNode: 1,
+            absorptionPerSec: measured,
+            tls: {
+              fullConnectUs: report.tls.fullConnectUs,
+              resumedConnectUs: report.tls.resumedConnectUs,
+            },
+          },
+          1,
+        )
+      : measured;
   const check = await checkModel({
     ...modelCheckOptions(flags, absorption),
     notice: noticeUnless(flags.json),

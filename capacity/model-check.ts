@@ -29,6 +29,8 @@ export interface ModelCheckOptions {
   absorptionPerSec?: number;
   /** How long the live run goes on after the kill. Default 20 s. */
   afterMs?: number;
+  /** Devices over TLS to the nodes, ticket keys shared (the herd resumes). Default false. */
+  tls?: boolean;
   workers?: number;
   seed?: number;
   outDir?: string;
@@ -99,6 +101,7 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
     description: 'live half of the model check: kill one node, measure the herd',
     topology: {
       nodes: o.nodes,
+      ...(o.tls === true && { tls: 'node' as const, tlsTickets: 'shared' as const }),
       balancer: {
         algorithm: o.balancer,
         health: {
