@@ -538,7 +538,7 @@ export const planFlags: FlagTable<PlanFlags> = {
   detect: duration('--detect <time>', 'until health checks take a dead node out', 2000),
   absorption: decimal(
     '--absorption <hz>',
-    "override the report's herd absorption (connects/s per node)",
+    "override the report's herd absorption (connects/s per node; from a --tls report, read as a full-handshake figure and scaled like the report's)",
   ),
   resumedShare: decimal(
     '--resumed-share <0-1>',
@@ -887,7 +887,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
         }
       : undefined;
   // Read and checked here, so a bad file is one line before any process starts.
-  if (tls !== undefined) readNodeTls(tls, 1000);
+  if (tls !== undefined) readNodeTls(tls);
   const acceptors = flags.acceptors;
   if (acceptors !== undefined && (acceptors < 1 || acceptors > processes)) {
     throw new PushbenchError(

@@ -231,7 +231,11 @@ async function modelCheckCommand(flags: ModelCheckFlags): Promise<number> {
   // A TLS report's absorption is a full-handshake figure; a TLS herd with shared
   // ticket keys resumes, and the node takes it faster by their CPU ratio.
   const absorption =
-    measured !== undefined && flags.tls === true && report?.tls
+    measured !== undefined &&
+    flags.tls === true &&
+    report?.tls &&
+    report.tls.fullConnectUs > 0 &&
+    report.tls.resumedConnectUs > 0
       ? herdAbsorption(
           {
             connectionsPerNode: 1,

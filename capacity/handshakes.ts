@@ -80,9 +80,10 @@ export async function measureHandshakes(devices = 5000): Promise<HandshakeCosts>
     heartbeatIntervalMs: 30_000,
     heartbeatTimeoutMs: 90_000,
   };
-  const plainNode = await startNodeProcess({ ...base, nodeId: 'plain' });
+  let plainNode: Awaited<ReturnType<typeof startNodeProcess>> | undefined;
   let tlsNode: Awaited<ReturnType<typeof startNodeProcess>> | undefined;
   try {
+    plainNode = await startNodeProcess({ ...base, nodeId: 'plain' });
     tlsNode = await startNodeProcess({
       ...base,
       nodeId: 'tls',
@@ -155,7 +156,8 @@ export async function measureHandshakes(devices = 5000): Promise<HandshakeCosts>
 
     const fresh = () => Array.from({ length: devices }, (_, i) => new WsClientConnection(sink, i));
     const secure = tlsNode;
-    const plain = await round('ws:// (plain)', plainNode, fresh(), (i) => target(plainNode, i));
+    const plainOne = plainNode;
+    const plain = await round('ws:// (plain)', plainOne, fresh(), (i) => target(plainOne, i));
     const full = await round('wss://, full handshake', secure, fresh(), (i) => ({
       ...target(secure, i),
       tls: { secureContext, resume: false },
@@ -174,8 +176,7 @@ export async function measureHandshakes(devices = 5000): Promise<HandshakeCosts>
     const resumed = await round('wss://, reconnect (resumed)', secure, keeping, withTickets);
     return { devices, plain, full, firstWithTickets, resumed };
   } finally {
-    await plainNode.stop();
-    await tlsNode?.stop();
+    await Promise.allSettled([plainNode?.stop(), tlsNode?.stop()]);
     tls.remove();
   }
 }

@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -252,7 +253,12 @@ export async function makeRunTls(): Promise<RunTls> {
   }
 }
 
-/** Removes the TLS folders of runs whose process no longer exists. */
+/**
+ * Removes the TLS folders of runs whose process no longer exists: only this
+ * user's, and only those at least a minute old (a pid seen from another pid
+ * namespace sharing /tmp may look dead while its run is starting). Nothing it
+ * cannot remove stops a run.
+ */
 export function sweepDeadRunTls(): void {
   let names: string[];
   try {
@@ -260,14 +266,25 @@ export function sweepDeadRunTls(): void {
   } catch {
     return;
   }
+  const uid = process.getuid?.();
   for (const name of names) {
     const m = new RegExp(`^${RUN_TLS_PREFIX}(\\d+)-`).exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid || processExists(pid)) continue;
-    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    const path = join(tmpdir(), name);
+    try {
+      const st = lstatSync(path);
+      if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      if (Date.now() - st.mtimeMs < SWEEP_MIN_AGE_MS) continue;
+      rmSync(path, { recursive: true, force: true });
+    } catch {
+      // Someone else's, or gone: not ours to fail on.
+    }
   }
 }
+
+const SWEEP_MIN_AGE_MS = 60_000;
 
 function processExists(pid: number): boolean {
   try {

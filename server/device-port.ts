@@ -51,18 +51,15 @@ export interface DevicePortOptions {
   /** Monotonic milliseconds; injectable for tests. Default `performance.now`. */
   nowMs?: () => number;
   /**
-   * The server's event that hands over a new socket: `'connection'` for
-   * node:http (default), `'secureConnection'` for node:https, whose sockets
-   * reach the front once their TLS handshake is done.
-   */
-  socketEvent?: 'connection' | 'secureConnection';
-  /**
-   * TLS and plain TCP on one port: a socket whose first byte opens a TLS
-   * handshake record (0x16) is wrapped in a server TLSSocket with this context
-   * and comes back to the front once decrypted; any other is read as plain
-   * HTTP. The head deadline covers the handshake too.
+   * TLS: a socket whose first byte opens a TLS handshake record (0x16) is
+   * wrapped in a server TLSSocket with this context and comes back to the
+   * front once decrypted; the head deadline, counted from the plain socket's
+   * accept, covers the handshake, and a handshake in progress counts against
+   * {@link maxWaiting}. Any other first byte is plain HTTP, unless `tlsOnly`.
    */
   tlsContext?: SecureContext;
+  /** With `tlsContext`: a socket that does not open with a TLS handshake is closed. */
+  tlsOnly?: boolean;
 }
 
 const CRLF_CRLF = Buffer.from('\r\n\r\n');
@@ -127,10 +124,9 @@ export class DevicePort {
       throw new TypeError(`headTimeoutMs must be positive, got ${options.headTimeoutMs}`);
     }
     this.nowMs = options.nowMs ?? (() => performance.now());
-    const event = options.socketEvent ?? 'connection';
-    this.httpListeners = http.listeners(event) as ((socket: Socket) => void)[];
-    http.removeAllListeners(event);
-    http.on(event, (socket: Socket) => this.accept(socket));
+    this.httpListeners = http.listeners('connection') as ((socket: Socket) => void)[];
+    http.removeAllListeners('connection');
+    http.on('connection', (socket: Socket) => this.accept(socket));
     http.headersTimeout = options.headTimeoutMs;
   }
 
@@ -146,12 +142,12 @@ export class DevicePort {
     this.stopSweep();
   }
 
-  private accept(socket: FrontSocket): void {
+  private accept(socket: FrontSocket, acceptedMs = this.nowMs()): void {
     socket[kWaiting] = { port: this, buffered: undefined };
     // Listening is what keeps a socket error from crashing the process.
     socket.on('error', onWaitingError);
     socket.on('data', onWaitingData);
-    this.waiting.set(socket, this.nowMs());
+    this.waiting.set(socket, acceptedMs);
     const max = this.options.maxWaiting;
     if (max !== undefined && this.waiting.size > max) this.shedOldest();
     if (this.sweep === undefined) {
@@ -166,14 +162,17 @@ export class DevicePort {
   /** @internal The bytes a waiting socket has sent so far: hand it on, or keep waiting. */
   received(socket: FrontSocket, waiting: Waiting, chunk: Buffer): void {
     const context = this.options.tlsContext;
-    if (
-      context !== undefined &&
-      waiting.buffered === undefined &&
-      chunk[0] === TLS_HANDSHAKE_RECORD &&
-      !(socket instanceof TLSSocket)
-    ) {
-      this.startTls(socket, chunk, context);
-      return;
+    if (context !== undefined && waiting.buffered === undefined && !(socket instanceof TLSSocket)) {
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        this.startTls(socket, chunk, context);
+        return;
+      }
+      if (this.options.tlsOnly) {
+        // Plain bytes on a TLS port: nothing to answer in a language it speaks.
+        this.release(socket);
+        socket.destroy();
+        return;
+      }
     }
     const bytes = waiting.buffered === undefined ? chunk : Buffer.concat([waiting.buffered, chunk]);
     const headEnd = bytes.indexOf(CRLF_CRLF, Math.max(0, bytes.length - chunk.length - 3));
@@ -196,17 +195,19 @@ export class DevicePort {
   /**
    * The socket's first bytes open a TLS handshake: put them back and let a
    * server TLSSocket take the connection over (it reads what was put back
-   * first). The TLSSocket then waits at the front for its head like any new
-   * socket: a handshake that stalls is closed by the sweep as a slow head is
-   * (its 408 goes nowhere on a socket that never became secure; the close does).
+   * first). The TLSSocket then waits at the front for its head, from the plain
+   * socket's accept: a handshake that stalls is closed by the sweep as a slow
+   * head is (its 408 goes nowhere on a socket that never became secure; the
+   * close does).
    */
   private startTls(socket: FrontSocket, chunk: Buffer, context: SecureContext): void {
+    const acceptedMs = this.waiting.get(socket) ?? this.nowMs();
     this.release(socket);
     socket.pause();
     socket.unshift(chunk);
     const secure: FrontSocket = new TLSSocket(socket, { isServer: true, secureContext: context });
     secure.once('secure', onSecure);
-    this.accept(secure);
+    this.accept(secure, acceptedMs);
   }
 
   /** Gives the socket, with every byte read from it so far, to node:http. */
@@ -271,7 +272,8 @@ export class DevicePort {
         this.release(socket);
         continue;
       }
-      if (acceptedMs > deadline) break;
+      // Not `break`: a TLS socket re-enters the map with its plain socket's older accept time.
+      if (acceptedMs > deadline) continue;
       this.release(socket);
       this.options.onHeadTimeout?.();
       this.answerAndClose(socket, TIMEOUT_ANSWER);

@@ -46,9 +46,12 @@ const ACCEPT_HEADROOM = 400;
 type ToPrimary =
   | { pb: 'listening'; wsUrl: string; httpUrl: string }
   | { pb: 'counts'; connections: number }
-  | { pb: 'accepting'; on: boolean }
+  | { pb: 'accepting'; on: boolean; gen: number }
   | { pb: 'drain' };
-type ToWorker = { pb: 'totals'; perProcess: number[] } | { pb: 'accept'; on: boolean };
+type ToWorker =
+  | { pb: 'totals'; perProcess: number[] }
+  /** `gen` numbers the primary's asks; the worker's `accepting` reports carry the last it got. */
+  | { pb: 'accept'; on: boolean; gen: number };
 
 /**
  * A current acceptor keeps its role until another process holds at least this
@@ -126,30 +129,33 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
     for (const w of workers) if (!w.isDead()) w.process.kill(signal);
   };
   // Every worker listens at first (their 'listening' says the node is up); from the
-  // first tick on, only the chosen ones. `wanted`: what each was last asked; `open`:
-  // what each last said it does.
+  // first tick on, only the chosen ones. `wanted`: what each was last asked (ask
+  // number `sent`); `open`: what each last said it does, about ask number `acked`.
   const acceptors = opts.acceptors ?? opts.processes;
   const wanted = new Array<boolean>(opts.processes).fill(true);
   const open = new Array<boolean>(opts.processes).fill(true);
+  const sent = new Array<number>(opts.processes).fill(0);
+  const acked = new Array<number>(opts.processes).fill(0);
+  const ask = (i: number, on: boolean) => {
+    const w = workers[i];
+    if (!w?.isConnected()) return;
+    wanted[i] = on;
+    sent[i] = (sent[i] ?? 0) + 1;
+    // Letting go counts at once: never a holder again until it says so anew.
+    if (!on) open[i] = false;
+    w.send({ pb: 'accept', on, gen: sent[i] });
+  };
+  /** Wanted, and has said it listens since it was last asked. */
+  const holds = (i: number) => wanted[i] === true && open[i] === true && acked[i] === sent[i];
   const moveAcceptors = () => {
     const alive = counts.map((n, i) => (workers[i]?.isConnected() ? n : undefined));
     const next = chooseAcceptors(alive, wanted, acceptors);
-    for (const [i, w] of workers.entries()) {
-      if (next[i] && !wanted[i] && w.isConnected()) {
-        wanted[i] = true;
-        w.send({ pb: 'accept', on: true });
-      }
-    }
+    for (const i of workers.keys()) if (next[i] && !wanted[i]) ask(i, true);
     // The socket lives while some worker holds it (node:cluster closes it, and resets
     // its accept queue, when the last one lets go): the old ones stop only once a
     // new one has said it accepts; until then they go on, and the next tick tries again.
-    if (!next.some((on, i) => on && open[i])) return;
-    for (const [i, w] of workers.entries()) {
-      if (!next[i] && wanted[i] && w.isConnected()) {
-        wanted[i] = false;
-        w.send({ pb: 'accept', on: false });
-      }
-    }
+    if (!next.some((on, i) => on && holds(i))) return;
+    for (const i of workers.keys()) if (!next[i] && wanted[i]) ask(i, false);
   };
   return new Promise((resolve) => {
     let alive = opts.processes;
@@ -170,6 +176,7 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
             break;
           case 'accepting':
             open[i] = msg.on;
+            acked[i] = msg.gen;
             break;
           case 'drain':
             if (!stopping) stopAll('SIGTERM');
@@ -213,7 +220,9 @@ export function attachWorker(
     if (process.connected) process.send?.(msg);
   };
   send({ pb: 'listening', ...address });
-  node.onAcceptingChange = (on) => send({ pb: 'accepting', on });
+  // The last ask this worker got, echoed in its reports.
+  let gen = 0;
+  node.onAcceptingChange = (on) => send({ pb: 'accepting', on, gen });
   // The processes accept from one shared socket: one near its open-file limit steps
   // aside (server sockets beyond devices: the API's, the hub's, heads in flight).
   const openFiles = processLimits().openFiles;
@@ -231,7 +240,10 @@ export function attachWorker(
   ticker.unref();
   process.on('message', (msg: ToWorker) => {
     if (msg?.pb === 'accept') {
+      gen = msg.gen;
       node.setAccepting(msg.on);
+      // Already as asked (no change to report): say so, so the primary knows.
+      if (node.accepting === msg.on) send({ pb: 'accepting', on: msg.on, gen });
       return;
     }
     if (msg?.pb !== 'totals') return;

@@ -2,11 +2,10 @@ import cluster from 'node:cluster';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { createSecureContext, type TlsOptions as TlsServerOptions } from 'node:tls';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { NodeUnreachableError, PushbenchError, QueueFullError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { CloseCode } from '../core/ws/close-codes.js';
@@ -154,8 +153,8 @@ export interface NodeTls {
   plainToo?: boolean;
 }
 
-/** Reads a node's TLS files into server options; `PB_USAGE` naming the file that cannot be used. */
-export function readNodeTls(t: NodeTls, handshakeTimeout: number): TlsServerOptions {
+/** Reads a node's TLS files into secure-context options; `PB_USAGE` naming the file that cannot be used. */
+export function readNodeTls(t: NodeTls): SecureContextOptions {
   const read = (flag: string, file: string): Buffer => {
     try {
       return readFileSync(file);
@@ -166,10 +165,9 @@ export function readNodeTls(t: NodeTls, handshakeTimeout: number): TlsServerOpti
       );
     }
   };
-  const options: TlsServerOptions = {
+  const options: SecureContextOptions = {
     cert: read('--tls-cert', t.certFile),
     key: read('--tls-key', t.keyFile),
-    handshakeTimeout,
   };
   if (t.ticketKeysFile !== undefined) {
     const keys = read('--tls-ticket-keys', t.ticketKeysFile);
@@ -304,6 +302,9 @@ const RECHECK_BATCH = 500;
  */
 const LAG_RESOLUTION_MS = 20;
 
+/** A worker whose listener could not be opened again tries again after this. */
+const RELISTEN_RETRY_MS = 500;
+
 /**
  * One reference push node: WebSocket endpoint for devices, HTTP API for
  * services, and the lifecycle sweep. It names its collaborators: the Push
@@ -390,14 +391,12 @@ export class PushNode implements NodeApi {
       ackTimeoutMs: this.options.ackTimeoutMs,
       maxAckTimeoutMs: this.options.maxAckTimeoutMs,
     });
-    // https.Server is an http.Server on a tls.Server: the same API and upgrades.
     const t = this.options.tls;
     const tlsOnly = t !== undefined && t.plainToo !== true;
     this.tlsOnly = tlsOnly;
-    this.http =
-      t !== undefined && tlsOnly
-        ? (createHttpsServer(readNodeTls(t, this.options.headTimeoutMs), api) as unknown as Server)
-        : createServer(api);
+    // TLS is the device front's (device-port.ts): it wraps each socket that opens with
+    // a handshake, under the same head deadline and cap of sockets in waiting.
+    this.http = createServer(api);
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.onHttpUpgrade(req, socket, head),
     );
@@ -407,9 +406,9 @@ export class PushNode implements NodeApi {
       (req, socket, head) => this.onUpgrade(req, socket, head),
       {
         headTimeoutMs: this.options.headTimeoutMs,
-        ...(tlsOnly && { socketEvent: 'secureConnection' as const }),
-        ...(t?.plainToo === true && {
-          tlsContext: createSecureContext(readNodeTls(t, this.options.headTimeoutMs)),
+        ...(t !== undefined && {
+          tlsContext: createSecureContext(readNodeTls(t)),
+          tlsOnly,
         }),
         onHeadTimeout: () =>
           this.metrics.inc('pushbench_upgrades_refused_total', {
@@ -615,14 +614,20 @@ export class PushNode implements NodeApi {
       // the primary's shared socket by it. Alone, the port it was given.
       const port = cluster.isWorker ? this.options.port : (this.boundPort ?? this.options.port);
       const failed = (err: Error) => {
-        // Not fatal: the others still accept. Try again on the next change.
+        // Not fatal: the others still accept. Try again in a while.
         this.http.off('listening', listening);
         this.acceptState = 'paused';
         process.stderr.write(`node ${this.options.nodeId}: cannot accept again: ${err.message}\n`);
+        setTimeout(() => this.gateAccepting(), RELISTEN_RETRY_MS).unref();
       };
       const listening = () => {
         this.http.off('error', failed);
         this.acceptState = 'accepting';
+        // Stopped meanwhile: no listener may outlive stop().
+        if (this.stopping) {
+          NetServer.prototype.close.call(this.http);
+          return;
+        }
         this.onAcceptingChange?.(true);
         this.gateAccepting();
       };

@@ -70,7 +70,9 @@ export class QueueProcessor {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.loop = this.run();
+    // After stop(), a loop may still wait on the broker: the new one starts once it is out.
+    const previous = this.loop ?? Promise.resolve();
+    this.loop = previous.then(() => this.run());
   }
 
   /**
@@ -97,6 +99,8 @@ export class QueueProcessor {
           retryAfterMs: this.options.retryAfterMs,
         });
       } catch {
+        // Stopped meanwhile (a closing hub rejects what waits): nothing to count.
+        if (!this.running) break;
         // The broker is down: back off and try again; messages wait in the queue.
         this.count('broker_unavailable');
         await new Promise((r) => setTimeout(r, 500));

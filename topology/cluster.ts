@@ -804,17 +804,21 @@ export class Cluster {
   /** Stops everything: network first (so nothing reconnects through it), then nodes, then the hub. */
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.network?.stop().catch(() => {});
-    await Promise.all([...this.procs.values()].map((p) => p.stop(3000)));
-    // Nodes that died earlier: their cgroups are removed by the time these resolve.
-    await Promise.all(this.lifeEnds);
-    await this.hub?.stop(3000);
-    await this.managedRedis?.stop();
-    for (const link of this.links.values()) link.stop();
-    for (const { link } of this.datastoreLinks.values()) link.stop();
-    // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
-    await this.fabric?.destroy();
-    this.tls?.remove();
+    try {
+      await this.network?.stop().catch(() => {});
+      await Promise.all([...this.procs.values()].map((p) => p.stop(3000)));
+      // Nodes that died earlier: their cgroups are removed by the time these resolve.
+      await Promise.all(this.lifeEnds);
+      await this.hub?.stop(3000);
+      await this.managedRedis?.stop();
+      for (const link of this.links.values()) link.stop();
+      for (const { link } of this.datastoreLinks.values()) link.stop();
+      // Last: kills whatever still runs on the hosts, removes namespaces, links and rules.
+      await this.fabric?.destroy();
+    } finally {
+      // The run's private keys go whatever else failed.
+      this.tls?.remove();
+    }
   }
 
   /**

@@ -211,17 +211,37 @@ describe('a node over TLS and plain on one port (--tls-and-plain)', () => {
     }
   });
 
-  it('closes a socket whose TLS handshake stalls after its first bytes, at the head deadline', async () => {
-    const n = await tlsNode('stall', { ...nodeTls, plainToo: true }, 300);
+  for (const plainToo of [true, false]) {
+    it(`closes a socket whose TLS handshake stalls after its first bytes, at the head deadline (${plainToo ? 'TLS and plain' : 'TLS only'})`, async () => {
+      const n = await tlsNode('stall', { ...nodeTls, plainToo }, 300);
+      try {
+        const socket = net.connect(n.port, '127.0.0.1');
+        socket.on('error', () => {});
+        await new Promise((r) => socket.once('connect', r));
+        // A TLS record header and nothing more.
+        socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40]));
+        const started = Date.now();
+        await new Promise((r) => socket.once('close', r));
+        expect(Date.now() - started).toBeLessThan(3000);
+      } finally {
+        await n.stop();
+      }
+    });
+  }
+
+  it('a TLS-only port closes a socket that speaks plain HTTP', async () => {
+    const n = await tlsNode('only', nodeTls);
     try {
       const socket = net.connect(n.port, '127.0.0.1');
       socket.on('error', () => {});
       await new Promise((r) => socket.once('connect', r));
-      // A TLS record header and nothing more.
-      socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40]));
-      const started = Date.now();
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      let answer = '';
+      socket.on('data', (d) => {
+        answer += d;
+      });
       await new Promise((r) => socket.once('close', r));
-      expect(Date.now() - started).toBeLessThan(3000);
+      expect(answer).toBe('');
     } finally {
       await n.stop();
     }
