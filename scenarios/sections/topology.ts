@@ -145,17 +145,20 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
   const defaultBalancer = balancer(p, 'topology.balancer', topo.balancer, tableBalancer);
   const regions = readRegions(p, topo, profiles, defaultBalancer);
   const routing = readRouting(p, topo.routing);
+  const tls = readTls(p, topo, regions, routing.mode);
   return {
     regions,
     routing,
     ...readRedis(p, topo.redis),
     network: oneOf(p, 'topology.network', topo.network, NETWORK_ENGINES, topologyDefaults.network),
-    tls: readTls(p, topo, regions, routing.mode),
+    tls,
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||
       regions.some((r) => r.profile.conntrack !== null) ||
-      topo.balancer !== undefined,
+      topo.balancer !== undefined ||
+      // TLS ended at the balancer needs one in front of every region, one node or not.
+      tls?.at === 'balancer',
   };
 }
 

@@ -89,6 +89,18 @@ describe('scenario validation', () => {
         ctx,
       ).topology.tls,
     ).toEqual({ at: 'balancer', tickets: 'per-node' });
+    // One node behind its region's own HAProxy: still balanced, so the HAProxy runs.
+    const single = validateScenario(
+      {
+        ...base,
+        topology: {
+          regions: [{ name: 'eu', nodes: 1, balancer: { engine: 'haproxy' } }],
+          tls: 'balancer',
+        },
+      },
+      ctx,
+    ).topology;
+    expect(single.balanced).toBe(true);
     expect(problemsOf({ ...base, topology: { nodes: 2, tls: 'balancer' } })).toEqual([
       expect.stringMatching(
         /^topology\.tls: "balancer" is TLS ended by HAProxy: region local has balancer\.engine "builtin"/,
