@@ -6,13 +6,18 @@
  * device at each end (the first TLS round on a fresh node process is the fair
  * memory figure: later rounds reuse the heap the earlier ones grew).
  *
- *   npx tsx bench/tls-cost.ts [connections=5000]
+ *   npx tsx bench/tls-cost.ts [connections=5000] [ec-p256|rsa-2048]
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { type HandshakeRound, measureHandshakes } from '../capacity/handshakes.js';
+import type { TlsKeyType } from '../core/tls-certs.js';
 
 const devices = Number(process.argv[2] ?? 5000);
+const keyType = (process.argv[3] ?? 'ec-p256') as TlsKeyType;
+if (keyType !== 'ec-p256' && keyType !== 'rsa-2048') {
+  throw new Error(`key type must be ec-p256 or rsa-2048, got ${keyType}`);
+}
 
 function row(r: HandshakeRound): string {
   return (
@@ -23,9 +28,9 @@ function row(r: HandshakeRound): string {
   );
 }
 
-const c = await measureHandshakes(devices);
+const c = await measureHandshakes(devices, keyType);
 console.log(
-  `TLS vs plain: ${devices} devices per round, node and client on the same ${availableParallelism()} cores; EC P-256, TLS 1.3\n`,
+  `TLS vs plain: ${devices} devices per round, node and client on the same ${availableParallelism()} cores; ${keyType}, TLS 1.3\n`,
 );
 console.log(
   `${'round'.padEnd(38)}  open failed resumed  conns/s  node us client us   both  node KB client KB`,
@@ -38,16 +43,20 @@ console.log(
     `+${(c.resumed.clientUs - c.plain.clientUs).toFixed(0)} us client`,
 );
 try {
-  const out = execFileSync('openssl', ['speed', '-seconds', '2', 'ecdsap256'], {
+  const algorithm = keyType === 'rsa-2048' ? 'rsa2048' : 'ecdsap256';
+  const out = execFileSync('openssl', ['speed', '-seconds', '2', algorithm], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'ignore'],
   });
-  const m = /256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(out);
+  const m =
+    /(?:256 bits ecdsa \(nistp256\)|rsa 2048 bits)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(
+      out,
+    );
   if (m) {
     // The per-operation columns round to 0.0000s; the rates do not.
     const us = (perSecond: string) => (1e6 / Number(perSecond)).toFixed(1);
     console.log(
-      `openssl speed ecdsap256 on this box: sign ${us(m[1]!)} us, verify ${us(m[2]!)} us ` +
+      `openssl speed ${algorithm} on this box: sign ${us(m[1]!)} us, verify ${us(m[2]!)} us ` +
         '(a full handshake signs once at the server and verifies at the client, plus an ECDHE at each end)',
     );
   }

@@ -15,7 +15,7 @@
 import { createSecureContext } from 'node:tls';
 import { monoNowUs } from '../core/clock.js';
 import { readProcessStats } from '../core/process-stats.js';
-import { makeRunTls } from '../core/tls-certs.js';
+import { makeRunTls, type TlsKeyType } from '../core/tls-certs.js';
 import {
   WsClientConnection,
   type WsClientSink,
@@ -41,6 +41,7 @@ export interface HandshakeRound {
 /** The four rounds, in order: plain, full, first with tickets, resumed. */
 export interface HandshakeCosts {
   devices: number;
+  keyType: TlsKeyType;
   plain: HandshakeRound;
   full: HandshakeRound;
   firstWithTickets: HandshakeRound;
@@ -61,7 +62,10 @@ function selfCpuSeconds(): number {
 }
 
 /** Measures the four rounds with `devices` connections each (at most ~19,000: one process's files). */
-export async function measureHandshakes(devices = 5000): Promise<HandshakeCosts> {
+export async function measureHandshakes(
+  devices = 5000,
+  keyType: TlsKeyType = 'ec-p256',
+): Promise<HandshakeCosts> {
   const counts = { open: 0, failed: 0, resumed: 0 };
   const sink: WsClientSink = {
     onOpen: (c) => {
@@ -73,7 +77,7 @@ export async function measureHandshakes(devices = 5000): Promise<HandshakeCosts>
       if (!info.opened) counts.failed++;
     },
   };
-  const tls = await makeRunTls();
+  const tls = await makeRunTls(keyType);
   const base = {
     secret: SECRET,
     apiKey: 'handshake-key',
@@ -174,7 +178,7 @@ export async function measureHandshakes(devices = 5000): Promise<HandshakeCosts>
       withTickets,
     );
     const resumed = await round('wss://, reconnect (resumed)', secure, keeping, withTickets);
-    return { devices, plain, full, firstWithTickets, resumed };
+    return { devices, keyType, plain, full, firstWithTickets, resumed };
   } finally {
     await Promise.allSettled([plainNode?.stop(), tlsNode?.stop()]);
     tls.remove();

@@ -25,6 +25,17 @@ import { PushbenchError } from './errors.js';
 
 const run = promisify(execFile);
 
+/** The server key types a run can make: EC P-256 (the default) or RSA 2048. */
+export type TlsKeyType = 'ec-p256' | 'rsa-2048';
+export const TLS_KEY_TYPES: readonly TlsKeyType[] = ['ec-p256', 'rsa-2048'];
+
+/** openssl's `-newkey` arguments for a key type. */
+function newKeyArgs(type: TlsKeyType): string[] {
+  return type === 'rsa-2048'
+    ? ['-newkey', 'rsa:2048']
+    : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
+}
+
 /** A certificate and its key, as files and as PEM. */
 export interface CertFiles {
   certFile: string;
@@ -42,6 +53,8 @@ export interface ServerCertOptions {
   days?: number;
   /** Files are `<basename>.pem` and `<basename>.key`; default `server`. */
   basename?: string;
+  /** Default EC P-256. */
+  keyType?: TlsKeyType;
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
@@ -121,10 +134,7 @@ export async function makeServerCert(
   await openssl(
     [
       'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
+      ...newKeyArgs(options.keyType ?? 'ec-p256'),
       '-nodes',
       '-keyout',
       `${basename}.key`,
@@ -209,6 +219,7 @@ export interface RunTls {
   /** Three base64 lines of 48 bytes (mode 0600), as HAProxy's `tls-ticket-keys` takes them. */
   haproxyTicketKeysFile: string;
   servername: string;
+  keyType: TlsKeyType;
   /** Removes the folder, keys and all. */
   remove(): void;
 }
@@ -216,18 +227,19 @@ export interface RunTls {
 const RUN_TLS_PREFIX = 'pushbench-tls-';
 
 /**
- * Makes a run's throwaway CA, a server certificate for {@link RUN_TLS_SERVERNAME},
+ * Makes a run's throwaway CA, a server certificate (EC P-256 or RSA 2048) for {@link RUN_TLS_SERVERNAME},
  * `localhost` and 127.0.0.1 (devices check the name they sent, wherever the
  * node is), and ticket keys, in `<tmp>/pushbench-tls-<pid>-…`. Folders of runs
  * whose process is gone (SIGKILLed) are removed first.
  */
-export async function makeRunTls(): Promise<RunTls> {
+export async function makeRunTls(keyType: TlsKeyType = 'ec-p256'): Promise<RunTls> {
   sweepDeadRunTls();
   const dir = mkdtempSync(join(tmpdir(), `${RUN_TLS_PREFIX}${process.pid}-`));
   try {
     const ca = await makeCa(dir);
     const server = await makeServerCert(dir, ca, {
       names: [RUN_TLS_SERVERNAME, 'localhost', '127.0.0.1'],
+      keyType,
     });
     const ticketKeysFile = join(dir, 'ticket-keys');
     writeFileSync(ticketKeysFile, randomBytes(48), { mode: 0o600 });
@@ -245,6 +257,7 @@ export async function makeRunTls(): Promise<RunTls> {
       combinedPemFile,
       haproxyTicketKeysFile,
       servername: RUN_TLS_SERVERNAME,
+      keyType,
       remove: () => rmSync(dir, { recursive: true, force: true }),
     };
   } catch (err) {

@@ -286,6 +286,12 @@ export async function run(
   if (scenario.topology.network !== 'userland' || engine.engine === 'kernel') {
     listener.notice?.(`network: ${engine.engine} (${engine.why})`);
   }
+  const tls = scenario.topology.tls;
+  if (tls) {
+    listener.notice?.(
+      `tls: ended at the ${tls.at === 'node' ? 'nodes' : "regions' HAProxy"}, ${tls.key} certificate from a CA made for this run, ticket keys ${tls.tickets}, devices ${scenario.devices.tlsResume ? 'resume' : 'do not resume'}`,
+    );
+  }
   let cluster: Cluster;
   try {
     cluster = await Cluster.start(

@@ -194,6 +194,8 @@ export interface TopologyInput {
   tls?: TlsMode;
   /** With TLS, whether a region's nodes share session-ticket keys (`"shared"`, default) or each has its own (`"per-node"`). */
   tlsTickets?: TlsTickets;
+  /** With TLS, the run certificate's key: `"ec-p256"` (default) or `"rsa-2048"`. */
+  tlsKey?: 'ec-p256' | 'rsa-2048';
   /** Heartbeat ping period of the nodes. Default `10s`. */
   heartbeatInterval?: DurationInput;
   /** Silence after which a node closes a connection. Default `30s`. */
@@ -506,7 +508,7 @@ export interface Scenario {
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
     /** Devices over TLS to the nodes or to the regions' HAProxy, with shared or per-process ticket keys; null: plain. */
-    tls: { at: 'node' | 'balancer'; tickets: TlsTickets } | null;
+    tls: { at: 'node' | 'balancer'; tickets: TlsTickets; key: 'ec-p256' | 'rsa-2048' } | null;
   };
   devices: {
     /** Devices that connect at the start. */

@@ -200,7 +200,7 @@ export class Cluster {
     const { topology } = this.scenario;
     const total = topology.regions.reduce((a, r) => a + r.nodes, 0);
     const growing = this.scenario.timeline.some((t) => t.action === 'scale-up');
-    if (topology.tls) this.tls = await makeRunTls();
+    if (topology.tls) this.tls = await makeRunTls(topology.tls.key);
     if (this.engine.engine === 'kernel') {
       this.fabric = await KernelFabric.create();
       for (const [k, r] of topology.regions.entries()) {

@@ -58,6 +58,7 @@ export const topologyDefaults = {
   network: 'auto',
   tls: 'off',
   tlsTickets: 'shared',
+  tlsKey: 'ec-p256',
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
 } as const satisfies Defaults<TopologyInput>;
@@ -404,6 +405,13 @@ function readTls(
     TLS_TICKETS,
     topologyDefaults.tlsTickets,
   );
+  const key = oneOf<'ec-p256' | 'rsa-2048'>(
+    p,
+    'topology.tlsKey',
+    topo.tlsKey,
+    ['ec-p256', 'rsa-2048'],
+    topologyDefaults.tlsKey,
+  );
   if (at === 'off') return null;
   if (at === 'balancer') {
     const other = regions.find((r) => r.balancer.engine !== 'haproxy');
@@ -419,7 +427,7 @@ function readTls(
       );
     }
   }
-  return { at, tickets };
+  return { at, tickets, key };
 }
 
 /** One of `allowed`, or `fallback` when absent; anything else is a problem at `path`. */

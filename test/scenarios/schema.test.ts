@@ -74,7 +74,7 @@ describe('scenario validation', () => {
     expect(validateScenario(base, ctx).topology.tls).toBeNull();
     expect(
       validateScenario({ ...base, topology: { nodes: 2, tls: 'node' } }, ctx).topology.tls,
-    ).toEqual({ at: 'node', tickets: 'shared' });
+    ).toEqual({ at: 'node', tickets: 'shared', key: 'ec-p256' });
     expect(
       validateScenario(
         {
@@ -83,12 +83,13 @@ describe('scenario validation', () => {
             nodes: 2,
             tls: 'balancer',
             tlsTickets: 'per-node',
+            tlsKey: 'rsa-2048',
             balancer: { engine: 'haproxy' },
           },
         },
         ctx,
       ).topology.tls,
-    ).toEqual({ at: 'balancer', tickets: 'per-node' });
+    ).toEqual({ at: 'balancer', tickets: 'per-node', key: 'rsa-2048' });
     // One node behind its region's own HAProxy: still balanced, so the HAProxy runs.
     const single = validateScenario(
       {
