@@ -6,14 +6,15 @@
  * agent runs it. Real sockets on loopback; the namespaced, multi-host runs
  * are in test/e2e/agents.test.ts.
  */
+
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialize } from 'node:v8';
-import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { makeCa, makeServerCert } from '../../core/tls-certs.js';
 import { version } from '../../core/version.js';
 import { runAgent } from '../../loadgen/join/agent.js';
 import { AgentListener } from '../../loadgen/join/listener.js';
@@ -259,39 +260,21 @@ describe('the join channel over TLS', () => {
   it('serves wss:// with a certificate; an agent trusting its CA joins, one that does not is refused by its own TLS check', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-join-tls-'));
     try {
-      await execa('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=pushbench-test',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ]);
-      const cert = readFileSync(join(dir, 'cert.pem'));
+      const ca = await makeCa(dir);
+      const server = await makeServerCert(dir, ca, { names: ['127.0.0.1'] });
       listener = await AgentListener.listen({
         host: '127.0.0.1',
         port: 0,
         token: TOKEN,
         expect: 1,
-        tls: { cert, key: readFileSync(join(dir, 'key.pem')) },
+        tls: { cert: server.cert, key: server.key },
       });
       const l = listener;
       expect(l.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
       const untrusting = await runAgent({ url: l.url, token: TOKEN, name: 'x' });
       expect(untrusting.code).toBe(1);
-      expect(untrusting.reason).toMatch(/self-signed certificate/);
-      const trusting = runAgent({ url: l.url, token: TOKEN, name: 'tls-agent', ca: cert });
+      expect(untrusting.reason).toMatch(/unable to verify the first certificate/);
+      const trusting = runAgent({ url: l.url, token: TOKEN, name: 'tls-agent', ca: ca.cert });
       const [record] = await l.waitForAgents(10_000);
       expect(record?.name).toBe('tls-agent');
       await l.close();

@@ -15,31 +15,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { monoNowUs } from '../../core/clock.js';
 import { type CertFiles, makeCa, makeServerCert } from '../../core/tls-certs.js';
-import {
-  WsClientConnection,
-  type WsClientSink,
-  type WsCloseInfo,
-  type WsConnectOptions,
-  type WsTlsTiming,
-} from '../../loadgen/ws-client/connection.js';
-import { EventLog } from '../helpers/event-log.js';
-
-type SinkEvent =
-  | { kind: 'open'; timing: WsTlsTiming | undefined }
-  | { kind: 'text'; text: string }
-  | { kind: 'close'; info: WsCloseInfo };
-
-class RecordingSink extends EventLog<SinkEvent> implements WsClientSink {
-  onOpen(conn: WsClientConnection): void {
-    this.push({ kind: 'open', timing: conn.tlsTiming });
-  }
-  onText(_conn: WsClientConnection, text: string): void {
-    this.push({ kind: 'text', text });
-  }
-  onClose(_conn: WsClientConnection, info: WsCloseInfo): void {
-    this.push({ kind: 'close', info });
-  }
-}
+import { WsClientConnection, type WsConnectOptions } from '../../loadgen/ws-client/connection.js';
+import { TlsRecordingSink } from '../helpers/tls-sink.js';
 
 let dir: string;
 let ca: CertFiles;
@@ -104,7 +81,7 @@ function options(
 describe('the lean client over TLS', () => {
   it('upgrades, exchanges frames and closes over TLS, and splits the connect into TCP and TLS', async () => {
     const { port } = await startWssServer(good);
-    const sink = new RecordingSink();
+    const sink = new TlsRecordingSink();
     const conn = new WsClientConnection(sink, 1);
     conn.connect(options(port));
     const open = await sink.next('open');
@@ -121,7 +98,7 @@ describe('the lean client over TLS', () => {
   for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
     it(`${version}: a reconnect offers the device's session and the server resumes it`, async () => {
       const { port, reused } = await startWssServer(good);
-      const sink = new RecordingSink();
+      const sink = new TlsRecordingSink();
       const conn = new WsClientConnection(sink, 2);
       const opts = options(port, { minVersion: version, maxVersion: version });
       conn.connect(opts);
@@ -143,7 +120,7 @@ describe('the lean client over TLS', () => {
 
   it('with resumption off, every connect is a full handshake', async () => {
     const { port, reused } = await startWssServer(good);
-    const sink = new RecordingSink();
+    const sink = new TlsRecordingSink();
     const conn = new WsClientConnection(sink, 3);
     const opts = options(port, { resume: false });
     for (let i = 0; i < 2; i++) {
@@ -199,7 +176,7 @@ describe('the lean client over TLS', () => {
   ];
   for (const [what, setup, reason] of failures) {
     it(`${what}: a failed connect with reason ${reason}`, async () => {
-      const sink = new RecordingSink();
+      const sink = new TlsRecordingSink();
       const conn = new WsClientConnection(sink, 4);
       conn.connect(await setup());
       const { info } = await sink.next('close');
@@ -220,7 +197,7 @@ describe('the lean client over TLS', () => {
       for (const s of held) s.destroy();
       return new Promise<void>((r) => server.close(() => r()));
     });
-    const sink = new RecordingSink();
+    const sink = new TlsRecordingSink();
     const conn = new WsClientConnection(sink, 5);
     conn.connect(options((server.address() as net.AddressInfo).port));
     await new Promise((r) => setTimeout(r, 200));

@@ -14,35 +14,13 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CertFiles, makeCa, makeServerCert } from '../../core/tls-certs.js';
-import {
-  WsClientConnection,
-  type WsClientSink,
-  type WsCloseInfo,
-  type WsTlsTiming,
-} from '../../loadgen/ws-client/connection.js';
+import { WsClientConnection } from '../../loadgen/ws-client/connection.js';
 import { type NodeTls, startNode } from '../../server/node.js';
 import { signToken } from '../../server/token.js';
-import { EventLog } from '../helpers/event-log.js';
+import { TlsRecordingSink } from '../helpers/tls-sink.js';
 
 const SECRET = 'tls-secret';
 const KEY = 'tls-key';
-
-type SinkEvent =
-  | { kind: 'open'; timing: WsTlsTiming | undefined }
-  | { kind: 'text'; text: string }
-  | { kind: 'close'; info: WsCloseInfo };
-
-class RecordingSink extends EventLog<SinkEvent> implements WsClientSink {
-  onOpen(conn: WsClientConnection): void {
-    this.push({ kind: 'open', timing: conn.tlsTiming });
-  }
-  onText(_conn: WsClientConnection, text: string): void {
-    this.push({ kind: 'text', text });
-  }
-  onClose(_conn: WsClientConnection, info: WsCloseInfo): void {
-    this.push({ kind: 'close', info });
-  }
-}
 
 let dir: string;
 let ca: CertFiles;
@@ -81,7 +59,7 @@ function token(deviceId: string): string {
 }
 
 /** Opens one device over wss, waits for its hello, returns its TLS timing. */
-async function open(conn: WsClientConnection, sink: RecordingSink, port: number, id: string) {
+async function open(conn: WsClientConnection, sink: TlsRecordingSink, port: number, id: string) {
   conn.connect({
     host: '127.0.0.1',
     port,
@@ -122,7 +100,7 @@ describe('a node over TLS', () => {
     try {
       expect(n.address.wsUrl).toMatch(/^wss:\/\//);
       expect(n.address.httpUrl).toMatch(/^https:\/\//);
-      const sink = new RecordingSink();
+      const sink = new TlsRecordingSink();
       const conn = new WsClientConnection(sink, 1);
       const timing = await open(conn, sink, n.port, 'd1');
       expect(timing?.resumed).toBe(false);
@@ -144,7 +122,7 @@ describe('a node over TLS', () => {
       const a = await tlsNode('tls-a', t());
       const b = await tlsNode('tls-b', t());
       try {
-        const sink = new RecordingSink();
+        const sink = new TlsRecordingSink();
         const conn = new WsClientConnection(sink, 2);
         await open(conn, sink, a.port, 'mover');
         conn.close(1000);
@@ -170,7 +148,7 @@ describe('a node over TLS and plain on one port (--tls-and-plain)', () => {
     try {
       // It names its plain URLs: the harness's API calls stay plain.
       expect(n.address.httpUrl).toMatch(/^http:\/\//);
-      const sink = new RecordingSink();
+      const sink = new TlsRecordingSink();
       const conn = new WsClientConnection(sink, 7);
       expect((await open(conn, sink, n.port, 'both-1'))?.resumed).toBe(false);
       conn.close(1000);
@@ -195,7 +173,7 @@ describe('a node over TLS and plain on one port (--tls-and-plain)', () => {
       });
       expect(status).toBe(200);
       expect(JSON.parse((await sink.next('text')).text)).toMatchObject({ id: 'plain-api' });
-      const plainSink = new RecordingSink();
+      const plainSink = new TlsRecordingSink();
       const plain = new WsClientConnection(plainSink, 8);
       plain.connect({
         host: '127.0.0.1',
