@@ -98,7 +98,7 @@ export async function measureHandshakes(
     const tokens = Array.from({ length: devices }, (_, i) =>
       signToken({ deviceId: `h${i}`, accountId: `a${i % 100}`, expiresAtSec }, SECRET),
     );
-    const secureContext = createSecureContext({ ca: tls.ca.cert });
+    const secureContext = createSecureContext({ ca: tls.caPem });
     const target = (node: { host: string; port: number }, i: number): WsConnectOptions => ({
       host: node.host,
       port: node.port,

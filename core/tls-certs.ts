@@ -20,6 +20,7 @@ import {
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import { PushbenchError } from './errors.js';
 
@@ -210,7 +211,8 @@ export const RUN_TLS_SERVERNAME = 'push.pushbench.test';
 /** A run's TLS material in a temp folder of its own, removed by {@link RunTls.remove}. */
 export interface RunTls {
   dir: string;
-  ca: CertFiles;
+  /** The CA devices trust (PEM); undefined: Node's bundled public CAs. */
+  caPem: Buffer | undefined;
   server: CertFiles;
   /** 48 random bytes (mode 0600): the session-ticket keys nodes share when told to. */
   ticketKeysFile: string;
@@ -227,20 +229,74 @@ export interface RunTls {
 const RUN_TLS_PREFIX = 'pushbench-tls-';
 
 /**
+ * A certificate the user brings instead of the run's own: its chain and key
+ * (PEM files, which stay where they are), the CA devices trust (default:
+ * Node's bundled public CAs) and the name they ask for (SNI, checked against
+ * the certificate).
+ */
+export interface GivenCertificate {
+  certFile: string;
+  keyFile: string;
+  caFile?: string;
+  servername: string;
+}
+
+function readPem(field: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `${field} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
+  }
+}
+
+/** The given certificate and key, read and checked to belong together; one line naming what is wrong. */
+function readGiven(given: GivenCertificate): CertFiles {
+  const cert = readPem('topology.tlsCertificate.cert', given.certFile);
+  const key = readPem('topology.tlsCertificate.key', given.keyFile);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `topology.tlsCertificate: ${given.certFile} with ${given.keyFile}: ${(err as Error).message}`,
+    );
+  }
+  return { certFile: given.certFile, keyFile: given.keyFile, cert, key };
+}
+
+/**
  * Makes a run's throwaway CA, a server certificate (EC P-256 or RSA 2048) for {@link RUN_TLS_SERVERNAME},
+ * or takes the user's ({@link GivenCertificate}),
  * `localhost` and 127.0.0.1 (devices check the name they sent, wherever the
  * node is), and ticket keys, in `<tmp>/pushbench-tls-<pid>-…`. Folders of runs
  * whose process is gone (SIGKILLed) are removed first.
  */
-export async function makeRunTls(keyType: TlsKeyType = 'ec-p256'): Promise<RunTls> {
+export async function makeRunTls(
+  keyType: TlsKeyType = 'ec-p256',
+  given?: GivenCertificate,
+): Promise<RunTls> {
   sweepDeadRunTls();
   const dir = mkdtempSync(join(tmpdir(), `${RUN_TLS_PREFIX}${process.pid}-`));
   try {
-    const ca = await makeCa(dir);
-    const server = await makeServerCert(dir, ca, {
-      names: [RUN_TLS_SERVERNAME, 'localhost', '127.0.0.1'],
-      keyType,
-    });
+    let server: CertFiles;
+    let caPem: Buffer | undefined;
+    if (given) {
+      server = readGiven(given);
+      caPem =
+        given.caFile === undefined
+          ? undefined
+          : readPem('topology.tlsCertificate.ca', given.caFile);
+    } else {
+      const ca = await makeCa(dir);
+      server = await makeServerCert(dir, ca, {
+        names: [RUN_TLS_SERVERNAME, 'localhost', '127.0.0.1'],
+        keyType,
+      });
+      caPem = ca.cert;
+    }
     const ticketKeysFile = join(dir, 'ticket-keys');
     writeFileSync(ticketKeysFile, randomBytes(48), { mode: 0o600 });
     const combinedPemFile = join(dir, 'server-with-key.pem');
@@ -251,12 +307,12 @@ export async function makeRunTls(keyType: TlsKeyType = 'ec-p256'): Promise<RunTl
     writeFileSync(haproxyTicketKeysFile, `${lines.join('\n')}\n`, { mode: 0o600 });
     return {
       dir,
-      ca,
+      caPem,
       server,
       ticketKeysFile,
       combinedPemFile,
       haproxyTicketKeysFile,
-      servername: RUN_TLS_SERVERNAME,
+      servername: given?.servername ?? RUN_TLS_SERVERNAME,
       keyType,
       remove: () => rmSync(dir, { recursive: true, force: true }),
     };

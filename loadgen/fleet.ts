@@ -286,10 +286,12 @@ export class Fleet implements WsClientSink, DeviceChannel {
     const contexts = new Map<string, SecureContext>();
     this.routeTls = data.routes.map((r) => {
       if (r.tls === undefined) return undefined;
-      let secureContext = contexts.get(r.tls.caPem);
+      const ca = r.tls.caPem ?? '';
+      let secureContext = contexts.get(ca);
       if (!secureContext) {
-        secureContext = createSecureContext({ ca: r.tls.caPem });
-        contexts.set(r.tls.caPem, secureContext);
+        // No CA named: Node's bundled public ones.
+        secureContext = createSecureContext(ca === '' ? {} : { ca });
+        contexts.set(ca, secureContext);
       }
       return { secureContext, servername: r.tls.servername, resume: r.tls.resume };
     });

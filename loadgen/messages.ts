@@ -27,8 +27,11 @@ export interface DeviceRoute {
   path: string;
   /** Source addresses; device i binds `localAddresses[i % length]`; empty lets the kernel choose. */
   localAddresses: string[];
-  /** Connect over TLS (`wss://`): the CA to trust (PEM), the SNI name, and whether devices resume. */
-  tls?: { caPem: string; servername: string; resume: boolean };
+  /**
+   * Connect over TLS (`wss://`): the CA to trust (PEM; absent: Node's bundled
+   * public CAs), the SNI name, and whether devices resume.
+   */
+  tls?: { caPem?: string; servername: string; resume: boolean };
 }
 
 /**

@@ -289,7 +289,7 @@ export async function run(
   const tls = scenario.topology.tls;
   if (tls) {
     listener.notice?.(
-      `tls: ended at the ${tls.at === 'node' ? 'nodes' : "regions' HAProxy"}, ${tls.key} certificate from a CA made for this run, ticket keys ${tls.tickets}, devices ${scenario.devices.tlsResume ? 'resume' : 'do not resume'}`,
+      `tls: ended at the ${tls.at === 'node' ? 'nodes' : "regions' HAProxy"}, ${tls.certificate ? `certificate ${tls.certificate.certFile} for ${tls.certificate.servername}` : `${tls.key} certificate from a CA made for this run`}, ticket keys ${tls.tickets}, devices ${scenario.devices.tlsResume ? 'resume' : 'do not resume'}`,
     );
   }
   let cluster: Cluster;

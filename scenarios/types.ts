@@ -196,6 +196,8 @@ export interface TopologyInput {
   tlsTickets?: TlsTickets;
   /** With TLS, the run certificate's key: `"ec-p256"` (default) or `"rsa-2048"`. */
   tlsKey?: 'ec-p256' | 'rsa-2048';
+  /** With TLS, the user's certificate instead of the run's own: PEM files, the CA devices trust, the SNI name. */
+  tlsCertificate?: { cert: string; key: string; ca?: string; servername: string };
   /** Heartbeat ping period of the nodes. Default `10s`. */
   heartbeatInterval?: DurationInput;
   /** Silence after which a node closes a connection. Default `30s`. */
@@ -508,7 +510,13 @@ export interface Scenario {
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
     /** Devices over TLS to the nodes or to the regions' HAProxy, with shared or per-process ticket keys; null: plain. */
-    tls: { at: 'node' | 'balancer'; tickets: TlsTickets; key: 'ec-p256' | 'rsa-2048' } | null;
+    tls: {
+      at: 'node' | 'balancer';
+      tickets: TlsTickets;
+      key: 'ec-p256' | 'rsa-2048';
+      /** The user's certificate (files), else undefined: the run makes its own. */
+      certificate?: { certFile: string; keyFile: string; caFile?: string; servername: string };
+    } | null;
   };
   devices: {
     /** Devices that connect at the start. */

@@ -200,7 +200,7 @@ export class Cluster {
     const { topology } = this.scenario;
     const total = topology.regions.reduce((a, r) => a + r.nodes, 0);
     const growing = this.scenario.timeline.some((t) => t.action === 'scale-up');
-    if (topology.tls) this.tls = await makeRunTls(topology.tls.key);
+    if (topology.tls) this.tls = await makeRunTls(topology.tls.key, topology.tls.certificate);
     if (this.engine.engine === 'kernel') {
       this.fabric = await KernelFabric.create();
       for (const [k, r] of topology.regions.entries()) {
@@ -510,7 +510,7 @@ export class Cluster {
           : regionAddresses(Math.max(0, k), regionDevices(this.scenario, b.region)),
         ...(this.tls && {
           tls: {
-            caPem: this.tls.ca.cert.toString(),
+            ...(this.tls.caPem && { caPem: this.tls.caPem.toString() }),
             servername: this.tls.servername,
             resume: this.scenario.devices.tlsResume,
           },

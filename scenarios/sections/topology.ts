@@ -59,6 +59,8 @@ export const topologyDefaults = {
   tls: 'off',
   tlsTickets: 'shared',
   tlsKey: 'ec-p256',
+  /** The run makes its own. */
+  tlsCertificate: OFF,
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
 } as const satisfies Defaults<TopologyInput>;
@@ -412,6 +414,8 @@ function readTls(
     ['ec-p256', 'rsa-2048'],
     topologyDefaults.tlsKey,
   );
+  const certificate =
+    topo.tlsCertificate === undefined ? undefined : readCertificate(p, topo.tlsCertificate);
   if (at === 'off') return null;
   if (at === 'balancer') {
     const other = regions.find((r) => r.balancer.engine !== 'haproxy');
@@ -427,7 +431,56 @@ function readTls(
       );
     }
   }
-  return { at, tickets, key };
+  return { at, tickets, key, ...(certificate && { certificate }) };
+}
+
+/** The fields of `topology.tlsCertificate`. */
+const certificateFields = { cert: REQUIRED, key: REQUIRED, ca: OFF, servername: REQUIRED };
+
+/** A host name as SNI carries it (RFC 6066: a DNS name, never an address). */
+const SNI_NAME =
+  /^(?=.{1,253}$)(?!\d+\.\d+\.\d+\.\d+$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * `topology.tlsCertificate`: the user's certificate chain and key (PEM
+ * files; read when the run starts), the CA devices trust (default Node's
+ * bundled public CAs) and the name they ask for.
+ */
+function readCertificate(
+  p: Problems,
+  v: unknown,
+): NonNullable<Scenario['topology']['tls']>['certificate'] {
+  const path = 'topology.tlsCertificate';
+  const c = section(p, path, v);
+  checkKeys(p, path, c, certificateFields);
+  const file = (field: string, required: boolean): string | undefined => {
+    const x = c[field];
+    if (x === undefined) {
+      if (required) p.add(`${path}.${field}`, 'is required');
+      return undefined;
+    }
+    if (typeof x !== 'string' || x === '') {
+      p.add(`${path}.${field}`, `must be a file path, got ${JSON.stringify(x)}`);
+      return undefined;
+    }
+    return x;
+  };
+  const certFile = file('cert', true);
+  const keyFile = file('key', true);
+  const caFile = file('ca', false);
+  const servername = c.servername;
+  if (typeof servername !== 'string' || !SNI_NAME.test(servername)) {
+    p.add(
+      `${path}.servername`,
+      servername === undefined
+        ? 'is required: the name devices ask for (SNI) and check the certificate against'
+        : `must be a DNS name, got ${JSON.stringify(servername)}`,
+    );
+  }
+  if (certFile === undefined || keyFile === undefined || typeof servername !== 'string') {
+    return undefined;
+  }
+  return { certFile, keyFile, ...(caFile !== undefined && { caFile }), servername };
 }
 
 /** One of `allowed`, or `fallback` when absent; anything else is a problem at `path`. */

@@ -21,7 +21,7 @@ describe("a run's TLS material", () => {
     try {
       expect(tls.dir.startsWith(join(tmpdir(), `pushbench-tls-${process.pid}-`))).toBe(true);
       for (const file of [
-        tls.ca.keyFile,
+        join(tls.dir, 'ca.key'),
         tls.server.keyFile,
         tls.ticketKeysFile,
         tls.combinedPemFile,
@@ -32,7 +32,7 @@ describe("a run's TLS material", () => {
       expect(statSync(tls.ticketKeysFile).size).toBe(48);
       const verify = execFileSync(
         'openssl',
-        ['verify', '-CAfile', tls.ca.certFile, tls.server.certFile],
+        ['verify', '-CAfile', join(tls.dir, 'ca.pem'), tls.server.certFile],
         {
           encoding: 'utf8',
         },

@@ -6,10 +6,11 @@
  * shows which (the `tls_full` and `tls_resumed` series), and the run leaves no
  * key behind.
  */
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { makeCa, makeServerCert } from '../../core/tls-certs.js';
 import { run } from '../../index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -82,5 +83,53 @@ describe.skipIf(!isRoot)('node-kill over TLS ended by HAProxy (kernel engine, ro
     expect(
       readdirSync(tmpdir()).filter((n) => n.startsWith(`pushbench-tls-${process.pid}-`)),
     ).toEqual([]);
+  }, 120_000);
+});
+
+describe("a user's own certificate (topology.tlsCertificate)", () => {
+  it('serves it, devices trust the CA given and ask for the name given; a key that cannot be read is one line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-user-cert-'));
+    try {
+      const ca = await makeCa(dir, 'user CA');
+      const cert = await makeServerCert(dir, ca, {
+        names: ['push.example.test'],
+        keyType: 'rsa-2048',
+      });
+      const certificate = {
+        cert: cert.certFile,
+        key: cert.keyFile,
+        ca: ca.certFile,
+        servername: 'push.example.test',
+      };
+      const { report } = await run('smoke', {
+        workers: 2,
+        outDir: mkdtempSync(join(tmpdir(), 'pb-user-cert-run-')),
+        devices: 50,
+        connectRate: 100,
+        rate: 20,
+        duration: '2s',
+        set: { 'topology.tls': 'node', 'topology.tlsCertificate': certificate },
+      });
+      expect(report.devices.heldAtServer).toBe(50);
+      expect(report.latency.tls_full?.count).toBe(50);
+      // Every push the node accepted reached its device over the user's TLS.
+      expect(report.delivery.lost).toBe(0);
+      expect(report.delivery.delivered).toBe(report.delivery.accepted);
+      // The user's files stay where they are; only the run's own folder goes.
+      expect(readdirSync(dir)).toEqual(expect.arrayContaining(['server.pem', 'server.key']));
+      await expect(
+        run('smoke', {
+          write: false,
+          devices: 10,
+          duration: '1s',
+          set: {
+            'topology.tls': 'node',
+            'topology.tlsCertificate': { ...certificate, key: join(dir, 'nope.key') },
+          },
+        }),
+      ).rejects.toThrow(/^topology\.tlsCertificate\.key .*nope\.key: cannot read it \(ENOENT\)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });

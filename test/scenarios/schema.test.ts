@@ -107,6 +107,19 @@ describe('scenario validation', () => {
         /^topology\.tls: "balancer" is TLS ended by HAProxy: region local has balancer\.engine "builtin"/,
       ),
     ]);
+    expect(
+      problemsOf({
+        ...base,
+        topology: {
+          tls: 'node',
+          tlsCertificate: { cert: 'c.pem', servername: '10.0.0.1', extra: 1 },
+        },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^topology\.tlsCertificate\.extra: unknown field/),
+      'topology.tlsCertificate.key: is required',
+      'topology.tlsCertificate.servername: must be a DNS name, got "10.0.0.1"',
+    ]);
     expect(problemsOf({ ...base, topology: { tls: 'yes', tlsTickets: 'global' } })).toEqual([
       'topology.tls: must be one of off, node, balancer, got "yes"',
       'topology.tlsTickets: must be one of shared, per-node, got "global"',
