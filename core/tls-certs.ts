@@ -241,7 +241,8 @@ export interface GivenCertificate {
   servername: string;
 }
 
-function readPem(field: string, file: string): Buffer {
+/** A PEM (or any) file's bytes, or `PB_USAGE` naming the field or flag and the file. */
+export function readPemFile(field: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
@@ -254,8 +255,8 @@ function readPem(field: string, file: string): Buffer {
 
 /** The given certificate and key, read and checked to belong together; one line naming what is wrong. */
 function readGiven(given: GivenCertificate): CertFiles {
-  const cert = readPem('topology.tlsCertificate.cert', given.certFile);
-  const key = readPem('topology.tlsCertificate.key', given.keyFile);
+  const cert = readPemFile('topology.tlsCertificate.cert', given.certFile);
+  const key = readPemFile('topology.tlsCertificate.key', given.keyFile);
   try {
     createSecureContext({ cert, key });
   } catch (err) {
@@ -288,7 +289,7 @@ export async function makeRunTls(
       caPem =
         given.caFile === undefined
           ? undefined
-          : readPem('topology.tlsCertificate.ca', given.caFile);
+          : readPemFile('topology.tlsCertificate.ca', given.caFile);
     } else {
       const ca = await makeCa(dir);
       server = await makeServerCert(dir, ca, {

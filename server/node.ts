@@ -1,6 +1,5 @@
 import cluster from 'node:cluster';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { Server as NetServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -8,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { NodeUnreachableError, PushbenchError, QueueFullError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
+import { readPemFile } from '../core/tls-certs.js';
 import { CloseCode } from '../core/ws/close-codes.js';
 import { createBroker, createRegistry } from './backends.js';
 import type { Broker } from './broker.js';
@@ -155,16 +155,7 @@ export interface NodeTls {
 
 /** Reads a node's TLS files into secure-context options; `PB_USAGE` naming the file that cannot be used. */
 export function readNodeTls(t: NodeTls): SecureContextOptions {
-  const read = (flag: string, file: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new PushbenchError(
-        'PB_USAGE',
-        `${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-      );
-    }
-  };
+  const read = readPemFile;
   const options: SecureContextOptions = {
     cert: read('--tls-cert', t.certFile),
     key: read('--tls-key', t.keyFile),
