@@ -5,6 +5,7 @@
  * elsewhere they skip, saying why. The engine choice itself is checked
  * everywhere.
  */
+
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
+import type { Report } from '../../reports/report.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import type { ScenarioInput } from '../../scenarios/types.js';
 import { ip } from '../../topology/kernel/commands.js';
@@ -146,13 +148,21 @@ function smallKill(name: string, engine: 'haproxy' | 'builtin'): ScenarioInput {
   };
 }
 
-/** The last balancer sample before the devices closed (the last that counts any connection). */
-function lastHolding<T extends { backends: Record<string, { connections: number }> }>(
-  samples: T[],
-): T {
-  const total = (s: T) => Object.values(s.backends).reduce((n, b) => n + b.connections, 0);
-  const last = samples.filter((s) => total(s) > 0).at(-1);
-  if (!last) throw new Error('no balancer sample counted a connection');
+/**
+ * The last balancer sample before the devices began to close (the run's
+ * `closing` phase): a sample taken while they close counts only some of them.
+ */
+function lastHolding(report: Report): Report['topology']['balancer'][number] {
+  // A point's `t` ends its second: the closing began after the point before the first closing one.
+  const first = report.timeline.findIndex((p) => p.phase === 'closing');
+  const closingAt =
+    first > 0
+      ? (report.timeline[first - 1]?.t ?? Number.POSITIVE_INFINITY)
+      : Number.POSITIVE_INFINITY;
+  const total = (s: Report['topology']['balancer'][number]) =>
+    Object.values(s.backends).reduce((n, b) => n + b.connections, 0);
+  const last = report.topology.balancer.filter((s) => s.t < closingAt && total(s) > 0).at(-1);
+  if (!last) throw new Error('no balancer sample counted a connection before the devices closed');
   return last;
 }
 
@@ -200,7 +210,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(kill?.notBack).toBe(0);
     // The decision point's counts, from the relays' reports, agree with the nodes': the
     // last sample before the devices closed.
-    const last = lastHolding(report.topology.balancer);
+    const last = lastHolding(report);
     const [l1, l2, l3] = ['local-1', 'local-2', 'local-3'].map(
       (id) => last.backends[id]!.connections,
     );
@@ -240,7 +250,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
       { write: false, workers: 1 },
     );
     expect(report.topology.network?.engine).toBe('kernel');
-    const last = lastHolding(report.topology.balancer);
+    const last = lastHolding(report);
     // eu's devices first went home (and a few reconnects, before the entry's checks
     // failed), then, with eu down, to us.
     expect(last.routed?.eu?.eu).toBeGreaterThanOrEqual(100);
