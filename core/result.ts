@@ -120,6 +120,8 @@ export interface PlacementSummary {
   /** Source addresses each route's devices bound, by region (empty: the kernel chose). */
   sourceAddresses: Record<string, string[]>;
   reasons: string[];
+  /** The region whose client host ran each process, in process order (the kernel engine). */
+  clientHosts?: string[];
 }
 
 /** What a load agent on another host says about it when it joins (`pushbench agent`). */

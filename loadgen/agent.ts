@@ -24,7 +24,8 @@ if (typeof process.send !== 'function') {
 }
 
 function send(msg: FromAgent): void {
-  process.send?.(msg);
+  // After the coordinator closed the channel (threads then exit and say so), nobody listens.
+  if (process.connected) process.send?.(msg);
 }
 
 /** Where each shard's messages from the coordinator go. */

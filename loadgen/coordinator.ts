@@ -51,6 +51,11 @@ export interface LoadPlan {
    * `processesOf[k]` are agent k's processes in `placement` (join/placement.ts).
    */
   agents?: { listener: AgentListener; processesOf: number[][] };
+  /**
+   * The network namespace of each region's client host, for a placement on
+   * client hosts (the kernel engine: placement.ts `placeOnClientHosts`).
+   */
+  clientNamespaces?: Map<string, string>;
 }
 
 /**
@@ -102,7 +107,8 @@ export class Coordinator extends EventEmitter<{
 
   /**
    * Opens `count` more devices from the scenario's reserve, open-loop at
-   * `rateHz` in total, split evenly over the device workers. Asks for no more
+   * `rateHz` in total, split over the device workers by what each has left
+   * (evenly when their reserves are equal; see {@link splitByReserve}). Asks for no more
    * than the reserve has left; called before the fleet starts, it waits for the start.
    */
   connectMore(count: number, rateHz: number): void {
@@ -111,18 +117,13 @@ export class Coordinator extends EventEmitter<{
       return;
     }
     if (this.phase === 'closing' || this.phase === 'done') return;
-    const workers = this.deviceShards.length;
     const want = Math.max(0, Math.floor(count));
     // Never before the fleet's own start: the reserve follows the initial ramp's clock.
     const atUs = Math.max(monoNowUs() + 10_000, this.startUs);
-    let left = want;
-    for (let i = 0; i < workers && left > 0; i++) {
-      // Even split; the first (want mod workers) workers take one more.
-      const share = Math.floor(want / workers) + (i < want % workers ? 1 : 0);
-      const n = Math.min(share, this.reserveLeft[i] ?? 0, left);
+    const shares = splitByReserve(want, this.reserveLeft);
+    for (const [i, n] of shares.entries()) {
       if (n <= 0) continue;
       this.reserveLeft[i] = (this.reserveLeft[i] ?? 0) - n;
-      left -= n;
       this.deviceShards[i]!.postMessage({
         type: 'connect-more',
         count: n,
@@ -208,7 +209,7 @@ export class Coordinator extends EventEmitter<{
     const agents = this.plan.agents;
     this.hosts =
       agents === undefined
-        ? startShardHosts(placement, data)
+        ? startShardHosts(placement, data, (region) => this.plan.clientNamespaces?.get(region))
         : agents.listener.start(
             data,
             placement.shards.map((s) => s.process),
@@ -398,4 +399,31 @@ class RunSignal {
       this.failed,
     ]);
   }
+}
+
+/**
+ * Splits `want` devices over shards in proportion to what each has left of
+ * its reserve (never more than that): shards with equal reserves share evenly,
+ * the first ones taking one more; shards of regions with unequal shares (client
+ * hosts) keep their regions' proportions.
+ */
+export function splitByReserve(want: number, left: readonly number[]): number[] {
+  const total = left.reduce((a, b) => a + Math.max(0, b), 0);
+  const n = Math.min(want, total);
+  if (n <= 0) return left.map(() => 0);
+  const exact = left.map((l) => (n * Math.max(0, l)) / total);
+  const out = exact.map(Math.floor);
+  let rest = n - out.reduce((a, b) => a + b, 0);
+  // Largest remainders first; ties go to the lower index.
+  const order = exact
+    .map((e, i) => ({ i, r: e - Math.floor(e) }))
+    .sort((a, b) => b.r - a.r || a.i - b.i);
+  for (const { i } of order) {
+    if (rest === 0) break;
+    if (out[i]! < Math.max(0, left[i]!)) {
+      out[i]!++;
+      rest--;
+    }
+  }
+  return out;
 }

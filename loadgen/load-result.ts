@@ -184,5 +184,6 @@ export function summarizePlacement(placement: Placement, agentPids: number[]): P
     agentPids,
     sourceAddresses,
     reasons: placement.reasons,
+    ...(placement.clientHosts && { clientHosts: placement.clientHosts }),
   };
 }

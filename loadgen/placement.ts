@@ -85,6 +85,12 @@ export interface Placement {
   devicesPerProcess: number;
   /** Why the fleet is split as it is, in words. */
   reasons: string[];
+  /**
+   * The region whose client host runs each process, in process order (the
+   * kernel engine: {@link placeOnClientHosts}); absent: every process runs on
+   * this host's own network.
+   */
+  clientHosts?: string[];
 }
 
 /** 127.1.0.1, 127.1.0.2, ... 127.1.0.254, 127.1.1.1, ...: n loopback addresses outside those regions use. */
@@ -171,9 +177,11 @@ export function placeScenario(
   scenario: Scenario,
   routes: DeviceRoute[],
   limits: ProcessLimits,
+  /** Each region's devices run on its own client host (the kernel engine; see {@link placeOnClientHosts}). */
+  onClientHosts = false,
 ): Placement {
   const { count, reserve } = scenario.devices;
-  return placeFleet(
+  return (onClientHosts ? placeOnClientHosts : placeFleet)(
     {
       devices: count,
       reserve,
@@ -187,6 +195,88 @@ export function placeScenario(
       }),
     },
     limits,
+  );
+}
+
+/**
+ * Places a fleet whose devices are numbered region by region (scenarios/
+ * sections/devices.ts `homeByRegion`) on a client host per region: each
+ * region's devices are placed as a fleet of their own, in processes that hold
+ * that region's devices only (at least one per region), with the threads asked
+ * for shared by device count. Shards and processes are numbered on across
+ * regions, in region order.
+ */
+export function placeOnClientHosts(req: PlacementRequest, limits: ProcessLimits): Placement {
+  const byRegion = new Map<
+    string,
+    { first: number; count: number; reserveFirst: number; reserve: number }
+  >();
+  for (const r of req.routes) {
+    const at = byRegion.get(r.region) ?? { first: -1, count: 0, reserveFirst: -1, reserve: 0 };
+    byRegion.set(r.region, at);
+    if (r.first < req.devices) {
+      if (at.first >= 0 && at.first + at.count !== r.first) throw notByRegion(r.region);
+      if (at.first < 0) at.first = r.first;
+      at.count += r.count;
+    } else {
+      if (at.reserveFirst >= 0 && at.reserveFirst + at.reserve !== r.first)
+        throw notByRegion(r.region);
+      if (at.reserveFirst < 0) at.reserveFirst = r.first;
+      at.reserve += r.count;
+    }
+  }
+  const total = req.devices + req.reserve;
+  const shards: Shard[] = [];
+  const clientHosts: string[] = [];
+  const reasons: string[] = [];
+  let threadsPerProcess = 1;
+  let devicesPerProcess = Number.POSITIVE_INFINITY;
+  for (const [region, at] of byRegion) {
+    const devices = at.count + at.reserve;
+    if (devices === 0) continue;
+    const one = placeFleet(
+      {
+        ...req,
+        devices: at.count,
+        reserve: at.reserve,
+        threads: Math.max(1, Math.round((req.threads * devices) / Math.max(1, total))),
+        routes: [],
+      },
+      limits,
+    );
+    const base = { shard: shards.length, process: clientHosts.length };
+    for (const s of one.shards) {
+      shards.push({
+        index: base.shard + s.index,
+        process: base.process + s.process,
+        firstDevice: at.first + s.firstDevice,
+        deviceCount: s.deviceCount,
+        // placeFleet numbers a region's reserve from its own device count on.
+        reserveFirst: at.reserveFirst + (s.reserveFirst - at.count),
+        reserveCount: s.reserveCount,
+      });
+    }
+    for (let p = 0; p < one.processes; p++) clientHosts.push(region);
+    threadsPerProcess = Math.max(threadsPerProcess, one.threadsPerProcess);
+    devicesPerProcess = Math.min(devicesPerProcess, one.devicesPerProcess);
+    reasons.push(
+      `region ${region}: ${fmt(devices)} devices in ${one.processes} process${one.processes === 1 ? '' : 'es'} on its client host${one.reasons.length > 0 ? ` (${one.reasons.join('; ')})` : ''}`,
+    );
+  }
+  return {
+    processes: clientHosts.length,
+    threadsPerProcess,
+    shards,
+    routes: spreadAddresses(req, limits, reasons),
+    devicesPerProcess: Number.isFinite(devicesPerProcess) ? devicesPerProcess : 0,
+    reasons,
+    clientHosts,
+  };
+}
+
+function notByRegion(region: string): Error {
+  return new RangeError(
+    `region ${region}'s devices are not numbered region by region (homeByRegion): they cannot be placed on its client host`,
   );
 }
 

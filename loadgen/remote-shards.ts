@@ -62,10 +62,21 @@ export class LoadAgent {
   constructor(
     readonly index: number,
     shards: DeviceWorkerData[],
+    /**
+     * A network namespace to run in (a client host of the kernel engine):
+     * `ip netns exec` enters it and execs node, so the pid and the IPC
+     * channel stay the agent's own.
+     */
+    namespace?: string,
   ) {
     const entry = entryBeside(import.meta.url, './agent', { leanHeap: true });
     this.child = fork(entry.path, [], {
-      execArgv: entry.execArgv,
+      ...(namespace === undefined
+        ? { execArgv: entry.execArgv }
+        : {
+            execPath: 'ip',
+            execArgv: ['netns', 'exec', namespace, process.execPath, ...entry.execArgv],
+          }),
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

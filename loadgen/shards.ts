@@ -8,6 +8,7 @@
  * its processes for /proc readings (or none it can read), and relays messages.
  */
 
+import { PushbenchError } from '../core/errors.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
 import type { DeviceWorkerData } from './messages.js';
@@ -68,13 +69,30 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
   }));
 }
 
-/** Starts the placed shards: as threads here when the placement has one process, else one agent per process. */
-export function startShardHosts(placement: Placement, data: DeviceWorkerData[]): ShardHost[] {
+/**
+ * Starts the placed shards: as threads here when the placement has one
+ * process, else one agent per process. A placement on client hosts runs every
+ * process as an agent in its region's host namespace (`namespaceOf`).
+ */
+export function startShardHosts(
+  placement: Placement,
+  data: DeviceWorkerData[],
+  namespaceOf?: (region: string) => string | undefined,
+): ShardHost[] {
   const groups: DeviceWorkerData[][] = [];
   for (let p = 0; p < placement.processes; p++) {
     groups.push(data.filter((_, i) => placement.shards[i]!.process === p));
   }
-  return startShardGroups(groups);
+  const hosts = placement.clientHosts;
+  if (hosts === undefined) return startShardGroups(groups);
+  return groups.map((group, p) => {
+    const region = hosts[p]!;
+    const namespace = namespaceOf?.(region);
+    if (namespace === undefined) {
+      throw new PushbenchError('PB_INTERNAL', `no client host for region ${region}`);
+    }
+    return new AgentShards(p, group, namespace, region);
+  });
 }
 
 /**
@@ -108,11 +126,14 @@ class AgentShards implements ShardHost {
   readonly shards: NamedShard[];
   private readonly agent: LoadAgent;
 
-  constructor(index: number, data: DeviceWorkerData[]) {
-    this.agent = new LoadAgent(index, data);
+  /** `namespace`: the client host it runs on, region `region`'s (the kernel engine). */
+  constructor(index: number, data: DeviceWorkerData[], namespace?: string, region?: string) {
+    this.agent = new LoadAgent(index, data, namespace);
+    const where =
+      region === undefined ? `agent ${index}` : `agent ${index}, ${region}'s client host`;
     this.shards = this.agent
       .handles()
-      .map((handle) => ({ name: `device shard ${handle.shard} (agent ${index})`, handle }));
+      .map((handle) => ({ name: `device shard ${handle.shard} (${where})`, handle }));
   }
 
   pids(): number[] {

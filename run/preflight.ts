@@ -183,7 +183,8 @@ export function checkRun(
 ): PreflightResult {
   const { count, reserve } = scenario.devices;
   const devices = count + reserve;
-  const placement = remote ?? placeScenario(scenario, routes, limits);
+  // On the kernel engine each region's devices run on its own client host.
+  const placement = remote ?? placeScenario(scenario, routes, limits, engine === 'kernel');
   const checks: PreflightCheck[] = [];
   const files = limits.openFiles;
   const ulimit = (n: number) => `raise it with \`ulimit -n ${n}\` where the hard limit allows`;

@@ -24,7 +24,8 @@ import {
   type TopologyReport,
 } from '../reports/report.js';
 import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
-import type { ScenarioInput } from '../scenarios/schema.js';
+import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
+import { homeByRegion } from '../scenarios/sections/devices.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster, plannedRoutes } from '../topology/cluster.js';
 import { chooseNetworkEngine } from '../topology/kernel/engine.js';
@@ -203,6 +204,16 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
 }
 
 /**
+ * The scenario as `engine` runs it: on the kernel engine each region's devices
+ * run on a client host of the region's own, so they are numbered region by
+ * region (the shards then hold one region each); elsewhere as written, each
+ * region's devices interleaved so every shard carries every region alike.
+ */
+function onEngine(scenario: Scenario, engine: 'userland' | 'kernel'): Scenario {
+  return engine === 'kernel' ? { ...scenario, devices: homeByRegion(scenario.devices) } : scenario;
+}
+
+/**
  * Why this machine could not carry the scenario (the preflight's refusal, as
  * `run` would throw it), or undefined when it fits. Starts nothing.
  */
@@ -210,13 +221,15 @@ export async function preflightRefusal(
   ref: string | ScenarioInput,
   options: ScenarioOverrides = {},
 ): Promise<string | undefined> {
-  const scenario = await loadScenario(ref, options);
+  const loaded = await loadScenario(ref, options);
   try {
+    const engine = chooseNetworkEngine(loaded).engine;
+    const scenario = onEngine(loaded, engine);
     const checked = checkRun(
       scenario,
       plannedRoutes(scenario),
       machineLimits(processLimits()),
-      chooseNetworkEngine(scenario).engine,
+      engine,
     );
     refuseIfCapped(scenario, checked);
     return undefined;
@@ -237,16 +250,17 @@ export async function run(
   ref: string | ScenarioInput,
   options: RunOptions = {},
 ): Promise<RunResult> {
-  const scenario = await loadScenario(ref, options);
-  const gates = parseGates(scenario.gates);
+  const loaded = await loadScenario(ref, options);
+  const gates = parseGates(loaded.gates);
   checkGateTargets(gates, {
-    labels: scenario.timeline.map((t) => t.label),
-    regions: scenario.topology.regions.map((r) => r.name),
+    labels: loaded.timeline.map((t) => t.label),
+    regions: loaded.topology.regions.map((r) => r.name),
   });
   const listener = options.listener ?? {};
   const limits = machineLimits(processLimits());
   // Which network carries the devices' bytes: asked, or `auto` resolved here (exit 2 if impossible).
-  const engine = chooseNetworkEngine(scenario);
+  const engine = chooseNetworkEngine(loaded);
+  const scenario = onEngine(loaded, engine.engine);
   // What a SIGKILLed run left (namespaces, and the nodes and HAProxy still in them) goes first.
   const swept = await sweepIfPossible();
   if (swept.length > 0) {
@@ -317,6 +331,18 @@ export async function run(
   listener.notice?.(
     `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})`,
   );
+  const clientHosts = cluster.clientHostsByRegion();
+  if (clientHosts.size > 0) {
+    const processes = checked.placement.clientHosts ?? [];
+    listener.notice?.(
+      `clients: ${[...clientHosts]
+        .map(([region, h]) => {
+          const n = processes.filter((r) => r === region).length;
+          return `${region} on host ${h.namespace} (${h.address}), ${n} load agent${n === 1 ? '' : 's'}`;
+        })
+        .join('; ')}`,
+    );
+  }
   const server: ServerCounts[] = [];
   const atPublish = new Map<number, { stats: ProcessStats; atMs: number }>();
   const balancer: TopologyReport['balancer'] = [];
@@ -332,6 +358,9 @@ export async function run(
       routes,
       // What preflight checked is what runs, pointed at the cluster that now exists.
       placement: withLiveRoutes(checked.placement, routes),
+      clientNamespaces: new Map(
+        [...cluster.clientHostsByRegion()].map(([region, h]) => [region, h.namespace]),
+      ),
       ...(gathered && {
         agents: { listener: gathered.agents, processesOf: gathered.placed.processesOf },
       }),

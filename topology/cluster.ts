@@ -69,6 +69,11 @@ export interface ClusterSecrets {
   apiKey: string;
 }
 
+/** Client hosts' source addresses are `10.N.<block>.k`, region k's block this plus k (fabric.ts: host blocks 100-199). */
+const CLIENT_SOURCE_BLOCK = 100;
+/** Regions on the kernel engine: client blocks count up from 100 and HAProxy's down from 198, so they never meet. */
+const MAX_KERNEL_REGIONS = 49;
+
 /**
  * Source addresses of region `k`'s devices, 127.0.(10+k).1 up: at least 8,
  * and enough that each is lightly used (placement.ts `addressesFor`; at most
@@ -134,6 +139,8 @@ export class Cluster {
   private readonly links = new Map<string, LatencyLink>();
   /** Devices' source addresses on the fabric, by home region. */
   private readonly sourceAddresses = new Map<string, string[]>();
+  /** Each region's client host on the fabric: its load agents run there and its devices connect from it. */
+  private readonly clientHosts = new Map<string, KernelHost>();
   /**
    * Each node's link to its datastore (Redis or the hub), when the timeline has
    * a datastore-latency: the node reaches its registry and broker through it.
@@ -203,11 +210,24 @@ export class Cluster {
     if (topology.tls) this.tls = await makeRunTls(topology.tls.key, topology.tls.certificate);
     if (this.engine.engine === 'kernel') {
       this.fabric = await KernelFabric.create();
+      // Each region's devices run on a client host of their own, and connect from
+      // addresses on it (a block per region, from 10.N.100.x up; HAProxy's and the
+      // relays' blocks count down from 199).
+      if (topology.regions.length > MAX_KERNEL_REGIONS) {
+        throw new PushbenchError(
+          'PB_USAGE',
+          `the kernel engine runs at most ${MAX_KERNEL_REGIONS} regions (a block of client and balancer addresses each); this scenario has ${topology.regions.length}`,
+        );
+      }
       for (const [k, r] of topology.regions.entries()) {
         const count = regionAddresses(k, regionDevices(this.scenario, r.name)).length;
+        const slug = `clients-${r.name.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 32);
+        const taken = this.fabric.list().some((h) => h.name === slug);
+        const host = await this.fabric.addHost(taken ? `clients-${k + 1}` : slug);
+        this.clientHosts.set(r.name, host);
         this.sourceAddresses.set(
           r.name,
-          await this.fabric.addRootAddresses(Math.min(254, count), 255 - k),
+          await this.fabric.addHostAddresses(host, Math.min(254, count), CLIENT_SOURCE_BLOCK + k),
         );
       }
     }
@@ -470,6 +490,19 @@ export class Cluster {
         node.state = 'stopped';
       }
     });
+  }
+
+  /**
+   * Each region's client host (the kernel engine): the namespace its load
+   * agents run in, and its address. Empty on the userland engine.
+   */
+  clientHostsByRegion(): Map<string, { namespace: string; address: string }> {
+    return new Map(
+      [...this.clientHosts].map(([region, h]) => [
+        region,
+        { namespace: h.namespace, address: h.address },
+      ]),
+    );
   }
 
   /** Where each region's devices connect (the global entry, a region balancer, or the one node). */

@@ -120,6 +120,36 @@ export function homeDevices(draft: DevicesDraft, timeline: TimelineAction[]): Sc
   };
 }
 
+/**
+ * The same homes numbered region by region: each region's initial devices one
+ * contiguous block, in region order, then each region's reserve one block from
+ * `count` on. Every region keeps exactly its devices; only the indices move.
+ * For fleets whose shards each live in one region's client host (the kernel
+ * engine), where a shard must hold one region's devices and nothing else.
+ */
+export function homeByRegion(devices: Scenario['devices']): Scenario['devices'] {
+  const initial = new Map<string, number>();
+  const reserve = new Map<string, number>();
+  for (const b of devices.regions) {
+    const into = b.first < devices.count ? initial : reserve;
+    into.set(b.region, (into.get(b.region) ?? 0) + b.count);
+    // A region with reserve only still comes in region order.
+    if (!initial.has(b.region)) initial.set(b.region, 0);
+  }
+  const regions: DeviceBlock[] = [];
+  let first = 0;
+  for (const [region, count] of initial) {
+    regions.push({ region, first, count });
+    first += count;
+  }
+  for (const region of initial.keys()) {
+    const count = reserve.get(region) ?? 0;
+    regions.push({ region, first, count });
+    first += count;
+  }
+  return { ...devices, regions: regions.filter((b) => b.count > 0) };
+}
+
 /** A boolean field: `true` or `false` (a `--set` gives the strings, which count too). */
 function flag(p: Problems, path: string, v: unknown, fallback: boolean): boolean {
   if (v === undefined) return fallback;

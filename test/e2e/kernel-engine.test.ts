@@ -399,6 +399,110 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(await leftovers()).toBe('');
   }, 120_000);
 
+  it("each region's devices run on a client host of its own: its load agents live in the region's namespace and its sockets leave from its addresses, initial and reserve alike", async () => {
+    await ensureCommand('nft', 'nftables');
+    const tag = fabricTag();
+    /** Established device sockets on a client host, by peer (the node host they reach). */
+    const sockets = async (region: string): Promise<{ local: string[]; peers: string[] }> => {
+      const out = await ip([
+        'netns',
+        'exec',
+        `${tag}-clients-${region}`,
+        'ss',
+        '-Htn',
+        'state',
+        'established',
+      ]).catch(() => '');
+      const rows = out
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f.length >= 4);
+      return {
+        local: rows.map((f) => f[2]!.replace(/:\d+$/, '')),
+        peers: rows.map((f) => f[3]!),
+      };
+    };
+    const seen: Record<string, { local: string[]; peers: string[]; agents: number }> = {};
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        for (const region of ['eu', 'us']) {
+          const now = await sockets(region);
+          const pids = (await ip(['netns', 'pids', `${tag}-clients-${region}`]).catch(() => ''))
+            .split('\n')
+            .filter((p) => /^\d+$/.test(p.trim()))
+            .filter((p) => {
+              try {
+                return readFileSync(`/proc/${p.trim()}/cmdline`, 'utf8').includes('agent');
+              } catch {
+                return false;
+              }
+            });
+          if (now.local.length >= (seen[region]?.local.length ?? 0)) {
+            seen[region] = { ...now, agents: pids.length };
+          }
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const notices: string[] = [];
+    const { report } = await run(
+      {
+        name: 'kernel-client-hosts',
+        topology: {
+          network: 'kernel',
+          regions: [
+            { name: 'eu', nodes: 1 },
+            { name: 'us', nodes: 1 },
+          ],
+        },
+        devices: { count: 200, connectRate: 400, regions: { eu: 3, us: 1 } },
+        traffic: { direct: { rate: 20 } },
+        duration: '5s',
+        timeline: [{ at: '1s', action: 'connect', devices: 40, rate: 200, label: 'more' }],
+      },
+      { write: false, workers: 2, listener: { notice: (line: string) => notices.push(line) } },
+    ).finally(() => {
+      watching = false;
+    });
+    await watch;
+    expect(report.topology.network?.engine).toBe('kernel');
+    expect(notices.find((l) => l.startsWith('clients: '))).toMatch(
+      new RegExp(
+        `^clients: eu on host ${tag}-clients-eu \\(10\\.\\d+\\.\\d+\\.\\d+\\), \\d+ load agents?; us on host ${tag}-clients-us`,
+      ),
+    );
+    // Every device, the 40 the timeline opened too, held at both ends.
+    expect(report.devices.heldAtEnd).toBe(240);
+    expect(report.devices.heldAtServer).toBe(240);
+    // Each region's processes ran on its own host, its devices only: 180 eu, 60 us.
+    const placement = report.generator.placement!;
+    expect(new Set(placement.clientHosts)).toEqual(new Set(['eu', 'us']));
+    const byRegion = (r: string) =>
+      placement.devicesByProcess
+        .filter((_, p) => placement.clientHosts![p] === r)
+        .reduce((a, b) => a + b, 0);
+    expect([byRegion('eu'), byRegion('us')]).toEqual([180, 60]);
+    // Seen from inside each client host: agent processes, and every one of its devices'
+    // sockets from its own block of addresses to its own node's host, none to the other's.
+    const eu = seen.eu!;
+    const us = seen.us!;
+    expect(eu.agents).toBeGreaterThanOrEqual(1);
+    expect(us.agents).toBeGreaterThanOrEqual(1);
+    expect(eu.local.length).toBe(180);
+    expect(us.local.length).toBe(60);
+    const block = (addrs: string[]) =>
+      new Set(addrs.map((a) => a.split('.').slice(0, 3).join('.')));
+    expect(block(eu.local).size).toBe(1);
+    expect(block(us.local).size).toBe(1);
+    expect([...block(eu.local)][0]).not.toBe([...block(us.local)][0]);
+    expect(new Set(eu.peers).size).toBe(1);
+    expect(new Set(us.peers).size).toBe(1);
+    expect(eu.peers[0]).not.toBe(us.peers[0]);
+    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
   it('a SIGKILLed run leaves namespaces, nodes and HAProxy behind; the next run removes them all and says so', async () => {
     await ensureCommand('haproxy', 'haproxy');
     const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-kill-'));

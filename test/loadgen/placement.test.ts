@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { splitByReserve } from '../../loadgen/coordinator.js';
 import type { DeviceRoute } from '../../loadgen/messages.js';
 import {
   loopbackPool,
   PROCESS_FD_OVERHEAD,
   type ProcessLimits,
   placeFleet,
+  placeOnClientHosts,
 } from '../../loadgen/placement.js';
 import { nodeProcesses } from '../../topology/node-placement.js';
 
@@ -148,6 +150,94 @@ describe('placeFleet', () => {
     const pool = loopbackPool(256);
     expect(pool[253]).toBe('127.1.0.254');
     expect(pool[254]).toBe('127.1.1.1');
+  });
+});
+
+describe('placeOnClientHosts', () => {
+  const regional = (region: string, first: number, count: number): DeviceRoute => ({
+    ...route(count, [`10.9.${region === 'eu' ? 100 : 101}.1`], first),
+    region,
+  });
+  // Numbered region by region: eu 0-749, us 750-999, then reserve eu 1000-1074, us 1075-1099.
+  const routes = [
+    regional('eu', 0, 750),
+    regional('us', 750, 250),
+    regional('eu', 1000, 75),
+    regional('us', 1075, 25),
+  ];
+
+  it('gives each region processes of its own that hold its devices only, initial and reserve', () => {
+    const p = placeOnClientHosts(
+      { devices: 1000, reserve: 100, threads: 2, routes },
+      limits(20_000),
+    );
+    expect(p.clientHosts).toEqual(['eu', 'us']);
+    expect(p.processes).toBe(2);
+    // eu takes 1.5 of the 2 threads asked for, rounded: 2; us at least 1.
+    expect(
+      p.shards.map((s) => [
+        s.index,
+        s.process,
+        s.firstDevice,
+        s.deviceCount,
+        s.reserveFirst,
+        s.reserveCount,
+      ]),
+    ).toEqual([
+      [0, 0, 0, 375, 1000, 38],
+      [1, 0, 375, 375, 1038, 37],
+      [2, 1, 750, 250, 1075, 25],
+    ]);
+    expect(p.routes).toEqual(routes);
+    expect(p.reasons).toEqual([
+      'region eu: 825 devices in 1 process on its client host',
+      'region us: 275 devices in 1 process on its client host',
+    ]);
+  });
+
+  it("splits a region past one process's open files over processes on the same host", () => {
+    const p = placeOnClientHosts(
+      {
+        devices: 30_000,
+        reserve: 0,
+        threads: 1,
+        routes: [regional('eu', 0, 25_000), regional('us', 25_000, 5_000)],
+      },
+      limits(20_000),
+    );
+    expect(p.clientHosts).toEqual(['eu', 'eu', 'us']);
+    const held = (proc: number) =>
+      p.shards.filter((s) => s.process === proc).reduce((a, s) => a + s.deviceCount, 0);
+    expect([held(0), held(1), held(2)]).toEqual([12_500, 12_500, 5_000]);
+    expect(
+      p.shards.every((s) => (s.process < 2 ? s.firstDevice < 25_000 : s.firstDevice >= 25_000)),
+    ).toBe(true);
+  });
+
+  it('refuses devices that are not numbered region by region', () => {
+    expect(() =>
+      placeOnClientHosts(
+        {
+          devices: 300,
+          reserve: 0,
+          threads: 1,
+          routes: [regional('eu', 0, 100), regional('us', 100, 100), regional('eu', 200, 100)],
+        },
+        limits(20_000),
+      ),
+    ).toThrow(/region eu's devices are not numbered region by region/);
+  });
+});
+
+describe('splitByReserve', () => {
+  it('splits evenly over equal reserves, the first taking one more, and by share over unequal ones', () => {
+    expect(splitByReserve(10, [250, 250, 250, 250])).toEqual([3, 3, 2, 2]);
+    expect(splitByReserve(100, [75, 25])).toEqual([75, 25]);
+    expect(splitByReserve(40, [75, 25])).toEqual([30, 10]);
+    // Never more than a shard has left, nor more than all have.
+    expect(splitByReserve(500, [75, 25])).toEqual([75, 25]);
+    expect(splitByReserve(3, [0, 5, 0])).toEqual([0, 3, 0]);
+    expect(splitByReserve(0, [5, 5])).toEqual([0, 0]);
   });
 });
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
 import { loadScenario } from '../../scenarios/load.js';
 import { validateScenario } from '../../scenarios/schema.js';
-import { interleaveByShare } from '../../scenarios/sections/devices.js';
+import { homeByRegion, interleaveByShare } from '../../scenarios/sections/devices.js';
 
 const ctx = { cores: 2 };
 
@@ -404,5 +404,34 @@ describe('homing devices in regions', () => {
     expect(interleaveByShare(50, [{ region: 'x', share: 1 }])).toEqual([
       { region: 'x', first: 0, count: 50 },
     ]);
+  });
+
+  it('numbers the same homes region by region for client hosts: initial then reserve, each region one block', () => {
+    const s = validateScenario(
+      {
+        name: 'homes',
+        topology: {
+          regions: [
+            { name: 'eu', nodes: 1 },
+            { name: 'us', nodes: 1 },
+          ],
+        },
+        devices: { count: 1000, regions: { eu: 3, us: 1 } },
+        duration: '1s',
+        timeline: [{ at: '1s', action: 'connect', devices: 100 }],
+      },
+      { cores: 2 },
+    );
+    // Written: interleaved in rounds, the reserve after the initial devices.
+    expect(s.devices.regions.length).toBeGreaterThan(4);
+    const homed = homeByRegion(s.devices);
+    expect(homed.regions).toEqual([
+      { region: 'eu', first: 0, count: 750 },
+      { region: 'us', first: 750, count: 250 },
+      { region: 'eu', first: 1000, count: 75 },
+      { region: 'us', first: 1075, count: 25 },
+    ]);
+    // Nothing else moves.
+    expect({ ...homed, regions: [] }).toEqual({ ...s.devices, regions: [] });
   });
 });

@@ -143,27 +143,6 @@ export class KernelFabric {
   }
 
   /**
-   * Adds `count` (1-254) more addresses to this namespace's door to the bridge,
-   * `10.N.<block>.k` (block 200-255, default 255): source addresses for
-   * devices, so ephemeral ports never run out (a block per region). Returns them.
-   */
-  async addRootAddresses(count: number, block = 255): Promise<string[]> {
-    if (!Number.isInteger(count) || count < 1 || count > 254) {
-      throw new RangeError(`1-254 source addresses, got ${count}`);
-    }
-    if (!Number.isInteger(block) || block < 200 || block > 255) {
-      throw new RangeError(`source address blocks are 10.N.200-255.x, got ${block}`);
-    }
-    const out: string[] = [];
-    for (let k = 1; k <= count; k++) {
-      const address = `10.${this.subnet}.${block}.${k}`;
-      await ip(['addr', 'add', `${address}/16`, 'dev', `${this.tag}r`]);
-      out.push(address);
-    }
-    return out;
-  }
-
-  /**
    * Adds `count` (1-254) more addresses `10.N.<block>.k` to a host's `eth0`
    * (block 100-199, default 199): source addresses for the connections it opens,
    * so its ephemeral ports never run out. Returns them.
