@@ -375,9 +375,9 @@ export class Fleet implements WsClientSink, DeviceChannel {
   }
 
   private start(atUs: number, gridUs: number): void {
-    const { deviceCount, connectRateHz } = this.data;
+    const { deviceCount, connectRateHz, rampDelayUs = 0 } = this.data;
     this.traffic?.connecting(this);
-    this.addRamp(0, deviceCount, atUs, connectRateHz);
+    this.addRamp(0, deviceCount, atUs + rampDelayUs, connectRateHz);
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.stopReports = everyOnGrid(gridUs, this.data.reportIntervalMs, () => this.report());
     this.maybeRampDone();

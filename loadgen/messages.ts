@@ -63,8 +63,13 @@ export interface DeviceWorkerData {
   secret: string;
   tokenTtlSec: number;
   accounts: number;
-  /** This worker's share of the initial connect rate. */
+  /** The rate this worker opens its initial devices at. */
   connectRateHz: number;
+  /**
+   * How long after the run's start this worker's initial ramp begins, µs
+   * (shards.ts `shardData`: processes ramp one after another). Absent: at once.
+   */
+  rampDelayUs?: number;
   connectTimeoutMs: number;
   reportIntervalMs: number;
   /** How a device waits before each attempt after a loss or a failed attempt. */

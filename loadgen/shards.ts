@@ -39,12 +39,53 @@ export interface ShardSettings {
   reportIntervalMs: number;
 }
 
-/** Each shard's start-up data: its blocks of devices and its share of the connect rate. */
+/**
+ * When each shard opens its initial devices: the processes of one client host
+ * (or of the whole fleet, without client hosts) ramp one after another, each
+ * at the host's whole share of the connect rate, and the threads of one
+ * process together. The run's schedule is the same open model; only which
+ * process makes each connect differs. One process connecting at 2,000/s pays
+ * far less than thirteen at 154/s each, every one woken cold for each connect
+ * (a 250,000-device hold: the agents took ~0.75 cores for 2,000 connects/s
+ * against ~0.1 for one process, bench/RESULTS.md).
+ */
+export function rampPlan(
+  placement: Placement,
+  connectRateHz: number,
+  initial: number,
+): { rateHz: number; delayUs: number }[] {
+  const hostOf = (p: number) => placement.clientHosts?.[p] ?? '';
+  const byProcess = new Map<number, number>();
+  const byHost = new Map<string, number>();
+  for (const s of placement.shards) {
+    byProcess.set(s.process, (byProcess.get(s.process) ?? 0) + s.deviceCount);
+    byHost.set(hostOf(s.process), (byHost.get(hostOf(s.process)) ?? 0) + s.deviceCount);
+  }
+  // Where each process's ramp starts: after the earlier processes of its host have opened theirs.
+  const startOf = new Map<number, number>();
+  const opened = new Map<string, number>();
+  for (const p of [...byProcess.keys()].sort((a, b) => a - b)) {
+    startOf.set(p, opened.get(hostOf(p)) ?? 0);
+    opened.set(hostOf(p), (opened.get(hostOf(p)) ?? 0) + byProcess.get(p)!);
+  }
+  return placement.shards.map((s) => {
+    const host = hostOf(s.process);
+    const hostRate = initial > 0 ? (connectRateHz * byHost.get(host)!) / initial : 0;
+    const inProcess = byProcess.get(s.process)!;
+    return {
+      rateHz: inProcess > 0 ? (hostRate * s.deviceCount) / inProcess : 0,
+      delayUs: hostRate > 0 ? Math.round((startOf.get(s.process)! / hostRate) * 1e6) : 0,
+    };
+  });
+}
+
+/** Each shard's start-up data: its blocks of devices and when and how fast it opens them. */
 export function shardData(settings: ShardSettings, placement: Placement): DeviceWorkerData[] {
   const { scenario, secret, reportIntervalMs } = settings;
   const initial = scenario.devices.count;
   const traffic = deviceTrafficConfig(scenario, placement.shards.length);
-  return placement.shards.map((shard) => ({
+  const ramps = rampPlan(placement, scenario.devices.connectRateHz, initial);
+  return placement.shards.map((shard, i) => ({
     role: 'devices',
     workerIndex: shard.index,
     firstDevice: shard.firstDevice,
@@ -56,7 +97,8 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
     secret,
     tokenTtlSec: 24 * 3600,
     accounts: scenario.devices.accounts,
-    connectRateHz: initial > 0 ? (scenario.devices.connectRateHz * shard.deviceCount) / initial : 0,
+    connectRateHz: ramps[i]!.rateHz,
+    ...(ramps[i]!.delayUs > 0 && { rampDelayUs: ramps[i]!.delayUs }),
     connectTimeoutMs: scenario.devices.connectTimeoutMs,
     reportIntervalMs,
     reconnect: scenario.devices.reconnect,

@@ -376,6 +376,9 @@ function workerData(v: unknown): DeviceWorkerData {
     count(v, k);
   }
   if (num(v, 'connectRateHz') < 0) fail('connectRateHz must be >= 0');
+  if (v.rampDelayUs !== undefined && !(num(v, 'rampDelayUs') >= 0)) {
+    fail('rampDelayUs must be >= 0');
+  }
   for (const k of ['connectTimeoutMs', 'reportIntervalMs', 'tokenTtlSec']) {
     if (!(num(v, k) > 0)) fail(`${k} must be positive`);
   }

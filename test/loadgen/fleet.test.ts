@@ -493,6 +493,21 @@ describe('routes and reserve', () => {
   });
 });
 
+describe('fleet ramp', () => {
+  it('opens nothing before its ramp delay, then its devices at its rate from the delayed start', async () => {
+    const node = await startNode();
+    const t0 = monoNowUs();
+    const h = startFleet(workerData(node.port, 20, { connectRateHz: 200, rampDelayUs: 400_000 }));
+    await new Promise((r) => setTimeout(r, 250));
+    expect(node.opens.length).toBe(0);
+    await h.untilOpen(20);
+    // 20 at 200/s from 400 ms: the last is due at 495 ms.
+    expect(monoNowUs() - t0).toBeGreaterThanOrEqual(490_000);
+    const final = await h.finish();
+    expect(final.established).toBe(20);
+  });
+});
+
 describe('fleet read path', () => {
   it('counts pushes read by the fast lane and by the full parser alike, and bad frames as bad', async () => {
     const node = await startNode();

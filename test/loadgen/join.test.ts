@@ -338,6 +338,11 @@ describe('messages the protocol refuses', () => {
       parseCoordinatorBinary(serialize({ t: 'spawn', groups }));
     expect(bad([[{ ...shard, role: 'publisher' }]])).toThrow(/must be a device shard/);
     expect(bad([[{ ...shard, deviceCount: -3 }]])).toThrow(/deviceCount/);
+    expect(bad([[{ ...shard, rampDelayUs: -1 }]])).toThrow(/rampDelayUs must be >= 0/);
+    expect(bad([[{ ...shard, rampDelayUs: 'soon' }]])).toThrow(/rampDelayUs/);
+    expect(
+      parseCoordinatorBinary(serialize({ t: 'spawn', groups: [[{ ...shard, rampDelayUs: 5e6 }]] })),
+    ).toMatchObject({ t: 'spawn' });
     expect(bad([[{ ...shard, routes: [{ ...shard.routes[0], port: 0 }] }]])).toThrow(/port/);
     expect(bad([])).toThrow(/needs groups/);
     expect(() =>

@@ -8,6 +8,7 @@ import {
   placeFleet,
   placeOnClientHosts,
 } from '../../loadgen/placement.js';
+import { rampPlan } from '../../loadgen/shards.js';
 import { nodeProcesses } from '../../topology/node-placement.js';
 
 const GiB = 2 ** 30;
@@ -238,6 +239,58 @@ describe('splitByReserve', () => {
     expect(splitByReserve(500, [75, 25])).toEqual([75, 25]);
     expect(splitByReserve(3, [0, 5, 0])).toEqual([0, 3, 0]);
     expect(splitByReserve(0, [5, 5])).toEqual([0, 0]);
+  });
+});
+
+describe('rampPlan', () => {
+  it('ramps processes one after another at the whole rate, the threads of one process together', () => {
+    // 3 processes x 2 threads, 60,000 devices at 2,000/s: 10 s per process.
+    const p = placeFleet(
+      { devices: 60_000, reserve: 0, threads: 6, routes: [route(60_000)] },
+      limits(20_200 + PROCESS_FD_OVERHEAD),
+    );
+    expect([p.processes, p.threadsPerProcess]).toEqual([3, 2]);
+    expect(rampPlan(p, 2000, 60_000)).toEqual([
+      { rateHz: 1000, delayUs: 0 },
+      { rateHz: 1000, delayUs: 0 },
+      { rateHz: 1000, delayUs: 10_000_000 },
+      { rateHz: 1000, delayUs: 10_000_000 },
+      { rateHz: 1000, delayUs: 20_000_000 },
+      { rateHz: 1000, delayUs: 20_000_000 },
+    ]);
+    // One process: its threads share the rate from the start, as before.
+    const one = placeFleet(
+      { devices: 3000, reserve: 0, threads: 3, routes: [route(3000)] },
+      limits(20_000),
+    );
+    expect(rampPlan(one, 300, 3000)).toEqual([
+      { rateHz: 100, delayUs: 0 },
+      { rateHz: 100, delayUs: 0 },
+      { rateHz: 100, delayUs: 0 },
+    ]);
+  });
+
+  it('on client hosts each region ramps at its share of the rate, its processes one after another', () => {
+    const regional = (region: string, first: number, count: number): DeviceRoute => ({
+      ...route(count, [], first),
+      region,
+    });
+    const p = placeOnClientHosts(
+      {
+        devices: 40_000,
+        reserve: 0,
+        threads: 1,
+        routes: [regional('eu', 0, 30_000), regional('us', 30_000, 10_000)],
+      },
+      limits(20_000),
+    );
+    expect(p.clientHosts).toEqual(['eu', 'eu', 'us']);
+    // eu: 3,000/s of 4,000, 15,000 per process: the second starts after 5 s; us: 1,000/s from 0.
+    expect(rampPlan(p, 4000, 40_000)).toEqual([
+      { rateHz: 3000, delayUs: 0 },
+      { rateHz: 3000, delayUs: 5_000_000 },
+      { rateHz: 1000, delayUs: 0 },
+    ]);
   });
 });
 
