@@ -29,7 +29,6 @@ import {
   type OverloadBehaviour,
   type RegionInput,
   type RegionTopology,
-  type RoutingMode,
   type Scenario,
   TLS_MODES,
   TLS_TICKETS,
@@ -148,7 +147,7 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
   const defaultBalancer = balancer(p, 'topology.balancer', topo.balancer, tableBalancer);
   const regions = readRegions(p, topo, profiles, defaultBalancer);
   const routing = readRouting(p, topo.routing);
-  const tls = readTls(p, topo, regions, routing.mode);
+  const tls = readTls(p, topo, regions);
   return {
     regions,
     routing,
@@ -397,7 +396,6 @@ function readTls(
   p: Problems,
   topo: TopologyInput,
   regions: RegionTopology[],
-  routing: RoutingMode,
 ): Scenario['topology']['tls'] {
   const at = oneOf<TlsMode>(p, 'topology.tls', topo.tls, TLS_MODES, topologyDefaults.tls);
   const tickets = oneOf<TlsTickets>(
@@ -423,11 +421,6 @@ function readTls(
       p.add(
         'topology.tls',
         `"balancer" is TLS ended by HAProxy: region ${other.name} has balancer.engine "${other.balancer.engine}" (set it to "haproxy", or use "node": the builtin and kernel balancers pass TLS through to the nodes)`,
-      );
-    } else if (regions.length > 1 && routing === 'health') {
-      p.add(
-        'topology.tls',
-        '"balancer" with topology.routing.mode "health": the global entry checks each region through its balancer in plain HTTP; use "node"',
       );
     }
   }

@@ -84,6 +84,42 @@ describe.skipIf(!isRoot)('node-kill over TLS ended by HAProxy (kernel engine, ro
       readdirSync(tmpdir()).filter((n) => n.startsWith(`pushbench-tls-${process.pid}-`)),
     ).toEqual([]);
   }, 120_000);
+
+  it("routing by health between two regions each ending TLS at its HAProxy: the global entry checks them over TLS and moves a dead region's devices to the other", async () => {
+    const haproxy = { engine: 'haproxy' as const, health: { interval: '200ms', timeout: '200ms' } };
+    const { report } = await run(
+      {
+        name: 'tls-health-routing',
+        topology: {
+          regions: [
+            { name: 'eu', nodes: 1, balancer: haproxy },
+            { name: 'us', nodes: 1, balancer: haproxy },
+          ],
+          routing: { mode: 'health', health: { interval: '200ms', timeout: '300ms' } },
+          tls: 'balancer',
+        },
+        devices: { count: 200, connectRate: 200, reconnect: 'full-jitter:200ms:1s' },
+        traffic: { direct: { rate: 20 } },
+        duration: '7s',
+        timeline: [{ at: '2s', action: 'kill-node', node: 'eu-1', label: 'eu down' }],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    const first = report.timeline.findIndex((p) => p.phase === 'closing');
+    const closingAt = first > 0 ? report.timeline[first - 1]!.t : Number.POSITIVE_INFINITY;
+    const last = report.topology.balancer.filter((b) => b.t < closingAt).at(-1)!;
+    // Both regions were healthy over TLS until eu's node died; then eu's devices went to us.
+    expect(last.regionsHealthy).toEqual({ eu: false, us: true });
+    expect(last.routed?.eu?.us).toBeGreaterThanOrEqual(100);
+    expect(last.routed?.us).toEqual({ us: 100 });
+    expect(last.backends['us-1']!.connections).toBeGreaterThanOrEqual(198);
+    expect(report.devices.heldAtEnd).toBe(200);
+    // Every device's first handshake was full, with the HAProxy of its home region; with
+    // the run's ticket keys shared by every HAProxy, eu's herd resumed its sessions at us's.
+    expect(report.latency.tls_full?.count).toBe(200);
+    expect(report.latency.tls_resumed?.count).toBeGreaterThanOrEqual(100);
+  }, 120_000);
 });
 
 describe("a user's own certificate (topology.tlsCertificate)", () => {

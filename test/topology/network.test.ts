@@ -1,9 +1,17 @@
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { monoNowUs } from '../../core/clock.js';
 import { PushbenchError } from '../../core/errors.js';
+import { Rng } from '../../core/rng.js';
+import { makeCa, makeServerCert } from '../../core/tls-certs.js';
 import { startNetworkProcess } from '../../topology/network/handle.js';
+import { probeHealthz } from '../../topology/network/health.js';
+import { Link } from '../../topology/network/link.js';
 import { Network } from '../../topology/network/network.js';
 import type {
   BackendSpec,
@@ -442,6 +450,32 @@ describe('balancing on a scale-up', () => {
     expect(backend(s, 'n2').weight).toBeLessThan(0.5);
     // At a weight under 0.5 the newcomer gets well under half (expected ~ w/(1+w)).
     expect(backend(s, 'n2').connections).toBeLessThan(backend(s, 'n1').connections / 2);
+  });
+});
+
+describe('health probes over TLS', () => {
+  it('asks a balancer that ends TLS over TLS (whatever certificate it shows); a plain probe of it fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-probe-tls-'));
+    try {
+      const ca = await makeCa(dir);
+      const cert = await makeServerCert(dir, ca, { names: ['push.pushbench.test'] });
+      let status = 200;
+      const server = createHttpsServer({ cert: cert.cert, key: cert.key }, (req, res) => {
+        res.statusCode = req.url === '/healthz' ? status : 404;
+        res.end();
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const port = (server.address() as { port: number }).port;
+      const link = new Link({ latency: null, blackholed: false }, new Rng(1));
+      expect(await probeHealthz('127.0.0.1', port, link, 2000, { tls: true })).toBe(true);
+      expect(await probeHealthz('127.0.0.1', port, link, 2000)).toBe(false);
+      status = 503;
+      expect(await probeHealthz('127.0.0.1', port, link, 2000, { tls: true })).toBe(false);
+      server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -276,7 +276,9 @@ export class KernelNetwork implements NetworkHandle {
         const external = decision.external.map((name) => {
           const at = own.regions[name];
           if (!at) throw new PushbenchError('PB_INTERNAL', `no balancer for region ${name}`);
-          return { name, ...at };
+          // A region whose HAProxy ends TLS is checked over TLS.
+          const tls = regions.find((r) => r.name === name)?.tls !== undefined;
+          return { name, ...at, ...(tls && { tls: true }) };
         });
         const spec = decision.spec.global
           ? {

@@ -24,9 +24,14 @@ export class ExternalRegion {
     return this.spec.name;
   }
 
-  /** Its balancer, as the target of a check. */
-  probeTarget(): { host: string; port: number; link: Link } {
-    return { host: this.spec.host, port: this.spec.port, link: this.link };
+  /** Its balancer, as the target of a check (over TLS where the balancer ends it). */
+  probeTarget(): { host: string; port: number; link: Link; tls?: boolean } {
+    return {
+      host: this.spec.host,
+      port: this.spec.port,
+      link: this.link,
+      ...(this.spec.tls && { tls: true }),
+    };
   }
 }
 
@@ -91,7 +96,9 @@ export class GlobalEntry {
         state.checking = true;
         const target = region.probeTarget();
         const ok = target
-          ? await probeHealthz(target.host, target.port, target.link, spec.timeoutMs)
+          ? await probeHealthz(target.host, target.port, target.link, spec.timeoutMs, {
+              tls: 'tls' in target && target.tls === true,
+            })
           : false;
         state.checking = false;
         if (!this.closed) state.record(ok, spec);

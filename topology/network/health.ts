@@ -1,4 +1,5 @@
-import { type ClientRequest, request } from 'node:http';
+import { type ClientRequest, type IncomingMessage, request } from 'node:http';
+import { request as tlsRequest } from 'node:https';
 import type { Link } from './link.js';
 import type { HealthCheckSpec } from './types.js';
 
@@ -6,13 +7,16 @@ import type { HealthCheckSpec } from './types.js';
  * One `GET /healthz` to host:port as it would look across `link`: the request
  * and the response each wait one sampled link delay, a blackholed link never
  * answers, and only a 200 within `timeoutMs` counts. Resolves true or false,
- * never rejects.
+ * never rejects. `tls`: over TLS (a balancer that ends it), the certificate
+ * not verified, as HAProxy's own `check-ssl verify none` does: the check asks
+ * whether the region answers, the devices verify who answers.
  */
 export function probeHealthz(
   host: string,
   port: number,
   link: Link,
   timeoutMs: number,
+  options: { tls?: boolean } = {},
 ): Promise<boolean> {
   return new Promise((resolve) => {
     let done = false;
@@ -31,13 +35,17 @@ export function probeHealthz(
     const backMs = link.sampleDelayMs();
     const send = () => {
       if (done || link.faults.blackholed) return;
-      req = request({ host, port, path: '/healthz', method: 'GET', agent: false }, (res) => {
+      const onResponse = (res: IncomingMessage) => {
         res.resume();
         const ok = res.statusCode === 200;
         const answer = () => finish(ok && !link.faults.blackholed);
         if (backMs > 0) setTimeout(answer, backMs);
         else answer();
-      });
+      };
+      const asked = { host, port, path: '/healthz', method: 'GET', agent: false } as const;
+      req = options.tls
+        ? tlsRequest({ ...asked, rejectUnauthorized: false }, onResponse)
+        : request(asked, onResponse);
       req.on('error', () => finish(false));
       req.end();
     };

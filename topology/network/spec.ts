@@ -166,6 +166,10 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
           host: p.str(eo, 'host', path),
           port: p.port(eo, 'port', path),
         };
+        if (eo.tls !== undefined) {
+          if (typeof eo.tls !== 'boolean') p.add(`${path}.tls`, 'must be true or false');
+          else if (eo.tls) region.tls = true;
+        }
         if (
           spec.regions.some((r) => r.name === region.name) ||
           external.some((r) => r.name === region.name)

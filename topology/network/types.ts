@@ -52,6 +52,8 @@ export interface ExternalRegionSpec {
   name: string;
   host: string;
   port: number;
+  /** It ends TLS (HAProxy with `topology.tls: "balancer"`): its checks go over TLS too. */
+  tls?: boolean;
 }
 
 /** Everything the network process needs to start. */
