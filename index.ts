@@ -74,6 +74,7 @@ export {
   checkRun,
   formatPreflight,
   machineLimits,
+  onEngine,
   type PreflightResult,
 } from './run/preflight.js';
 export { type RepeatResult, runRepeated } from './run/repeats.js';

@@ -7,7 +7,9 @@
  * many processes (a node of 14 workers, 13 load agents each ramping at 1/13 of
  * the rate) costs several times what one busy process pays for the same events.
  *
- *   node --import tsx bench/wakeup-cost.ts [rates=200,1000,5000] [seconds=6]
+ *   node --import tsx bench/wakeup-cost.ts [rates=100,200,500,1000] [seconds=6]
+ *
+ * Rates above 1,000/s are refused: a timer fires at most once a millisecond.
  */
 import { fork } from 'node:child_process';
 import net from 'node:net';
@@ -25,7 +27,11 @@ if (process.argv[2] === 'echo') {
     process.send?.(typeof at === 'object' && at ? at.port : 0);
   });
 } else {
-  const rates = (process.argv[2] ?? '200,1000,5000').split(',').map(Number);
+  const rates = (process.argv[2] ?? '100,200,500,1000').split(',').map(Number);
+  if (rates.some((r) => !(r > 0 && r <= 1000))) {
+    console.error('rates must be 1-1000 a second (a timer fires at most once a millisecond)');
+    process.exit(2);
+  }
   const seconds = Number(process.argv[3] ?? 6);
   const echo = fork(fileURLToPath(import.meta.url), ['echo'], { execArgv: process.execArgv });
   const port = await new Promise<number>((resolve) =>

@@ -95,6 +95,7 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
     formatPreflight,
     loadScenario,
     machineLimits,
+    onEngine,
     plannedRoutes,
     processLimits,
     progressListener,
@@ -106,13 +107,11 @@ async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
     writeComparison,
   } = await harness();
   if (request.kind === 'preflight') {
-    const s = await loadScenario(scenario, request.overrides);
-    const checked = checkRun(
-      s,
-      plannedRoutes(s),
-      machineLimits(processLimits()),
-      chooseNetworkEngine(s).engine,
-    );
+    const loaded = await loadScenario(scenario, request.overrides);
+    const engine = chooseNetworkEngine(loaded).engine;
+    // As the run numbers it (on the kernel engine, region by region for the client hosts).
+    const s = onEngine(loaded, engine);
+    const checked = checkRun(s, plannedRoutes(s), machineLimits(processLimits()), engine);
     print(formatPreflight(s, checked));
     return checked.problems.length === 0 ? ExitCode.Pass : ExitCode.Usage;
   }

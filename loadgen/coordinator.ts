@@ -205,8 +205,20 @@ export class Coordinator extends EventEmitter<{
     const placement =
       this.plan.placement ?? placeScenario(scenario, this.routes(), processLimits());
     this.placement = placement;
-    const data = shardData({ scenario, secret: this.plan.secret, reportIntervalMs }, placement);
     const agents = this.plan.agents;
+    // Agents on other hosts ramp side by side, each host's processes one after another.
+    const agentOf = new Map<number, number>();
+    for (const [k, processes] of (agents?.processesOf ?? []).entries())
+      for (const p of processes) agentOf.set(p, k);
+    const data = shardData(
+      {
+        scenario,
+        secret: this.plan.secret,
+        reportIntervalMs,
+        ...(agents && { ramp: { groupOf: (p: number) => `agent ${agentOf.get(p)}`, lanes: 1 } }),
+      },
+      placement,
+    );
     this.hosts =
       agents === undefined
         ? startShardHosts(placement, data, (region) => this.plan.clientNamespaces?.get(region))

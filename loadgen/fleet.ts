@@ -232,6 +232,10 @@ export class Fleet implements WsClientSink, DeviceChannel {
   private pastDeadline = false;
   private finishing = false;
   private rampReported = false;
+  /** When the whole fleet's initial ramp is due to end (DeviceWorkerData.rampEndUs). */
+  private fleetRampEndUs = 0;
+  /** Waits for {@link fleetRampEndUs} before reporting the ramp. */
+  private rampDoneTimer: NodeJS.Timeout | undefined;
   private duplicates = 0;
   private badFrames = 0;
   private readonly failuresByReason: Record<string, number> = {};
@@ -375,7 +379,8 @@ export class Fleet implements WsClientSink, DeviceChannel {
   }
 
   private start(atUs: number, gridUs: number): void {
-    const { deviceCount, connectRateHz, rampDelayUs = 0 } = this.data;
+    const { deviceCount, connectRateHz, rampDelayUs = 0, rampEndUs = 0 } = this.data;
+    this.fleetRampEndUs = atUs + rampEndUs;
     this.traffic?.connecting(this);
     this.addRamp(0, deviceCount, atUs + rampDelayUs, connectRateHz);
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
@@ -544,6 +549,15 @@ export class Fleet implements WsClientSink, DeviceChannel {
 
   private maybeRampDone(): void {
     if (this.rampReported || this.initialUnresolved > 0) return;
+    // A shard that ramped early reports with the rest, at the fleet's ramp end.
+    const earlyMs = (this.fleetRampEndUs - monoNowUs()) / 1000;
+    if (earlyMs > 0 && !this.finishing) {
+      this.rampDoneTimer ??= setTimeout(() => {
+        this.rampDoneTimer = undefined;
+        this.maybeRampDone();
+      }, Math.ceil(earlyMs));
+      return;
+    }
     this.rampReported = true;
     const established: number[] = [];
     for (const conn of this.conns) {
@@ -639,6 +653,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
     }
     const done = () => {
       if (this.sweepTimer) clearInterval(this.sweepTimer);
+      if (this.rampDoneTimer) clearTimeout(this.rampDoneTimer);
       this.post({
         type: 'device-final',
         workerIndex: this.data.workerIndex,

@@ -70,6 +70,12 @@ export interface DeviceWorkerData {
    * (shards.ts `shardData`: processes ramp one after another). Absent: at once.
    */
   rampDelayUs?: number;
+  /**
+   * When the whole fleet's initial ramp is due to end, µs after the run's
+   * start: the worker reports what it left open (`ramp-done`) no earlier, so
+   * a shard that ramped first is snapshotted with the rest. Absent: when its own ends.
+   */
+  rampEndUs?: number;
   connectTimeoutMs: number;
   reportIntervalMs: number;
   /** How a device waits before each attempt after a loss or a failed attempt. */

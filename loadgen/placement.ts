@@ -245,14 +245,17 @@ export function placeOnClientHosts(req: PlacementRequest, limits: ProcessLimits)
       limits,
     );
     const base = { shard: shards.length, process: clientHosts.length };
+    // A region without initial devices or without reserve has no block of that kind.
+    const first = Math.max(at.first, 0);
+    const reserveFirst = at.reserveFirst < 0 ? req.devices : at.reserveFirst;
     for (const s of one.shards) {
       shards.push({
         index: base.shard + s.index,
         process: base.process + s.process,
-        firstDevice: at.first + s.firstDevice,
+        firstDevice: first + s.firstDevice,
         deviceCount: s.deviceCount,
         // placeFleet numbers a region's reserve from its own device count on.
-        reserveFirst: at.reserveFirst + (s.reserveFirst - at.count),
+        reserveFirst: reserveFirst + (s.reserveFirst - at.count),
         reserveCount: s.reserveCount,
       });
     }

@@ -8,6 +8,7 @@
  * its processes for /proc readings (or none it can read), and relays messages.
  */
 
+import { availableParallelism } from 'node:os';
 import { PushbenchError } from '../core/errors.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
@@ -37,44 +38,62 @@ export interface ShardSettings {
   scenario: Scenario;
   secret: string;
   reportIntervalMs: number;
+  /** How the processes ramp (see {@link rampPlan}); default one lane per two cores of this host. */
+  ramp?: { groupOf?: (process: number) => string; lanes?: number };
 }
 
 /**
- * When each shard opens its initial devices: the processes of one client host
- * (or of the whole fleet, without client hosts) ramp one after another, each
- * at the host's whole share of the connect rate, and the threads of one
- * process together. The run's schedule is the same open model; only which
- * process makes each connect differs. One process connecting at 2,000/s pays
- * far less than thirteen at 154/s each, every one woken cold for each connect
- * (a 250,000-device hold: the agents took ~0.75 cores for 2,000 connects/s
- * against ~0.1 for one process, bench/RESULTS.md).
+ * When each shard opens its initial devices. The processes of one group (a
+ * load-agent host with `--agents`, a region's client host on the kernel engine,
+ * else the whole fleet) ramp in `lanes` lanes, the processes of a lane one
+ * after another, each at its lane's whole share of the group's rate; the
+ * threads of one process together. The run's schedule is the same open model
+ * and every lane ends at the same time; only which process makes each connect
+ * differs. One process connecting at 2,000/s costs far less than thirteen at
+ * 154/s each, every one woken cold for each connect (a 60,000-device hold on 4
+ * agents here: 26.4 s of agent CPU against 33.8, bench/RESULTS.md). Lanes
+ * default to one per two cores, so a bigger box still ramps on all its cores.
  */
 export function rampPlan(
   placement: Placement,
   connectRateHz: number,
   initial: number,
+  options: { groupOf?: (process: number) => string; lanes?: number } = {},
 ): { rateHz: number; delayUs: number }[] {
-  const hostOf = (p: number) => placement.clientHosts?.[p] ?? '';
+  const groupOf = options.groupOf ?? ((p: number) => placement.clientHosts?.[p] ?? '');
+  const lanes = Math.max(1, Math.floor(options.lanes ?? 1));
   const byProcess = new Map<number, number>();
-  const byHost = new Map<string, number>();
   for (const s of placement.shards) {
     byProcess.set(s.process, (byProcess.get(s.process) ?? 0) + s.deviceCount);
-    byHost.set(hostOf(s.process), (byHost.get(hostOf(s.process)) ?? 0) + s.deviceCount);
   }
-  // Where each process's ramp starts: after the earlier processes of its host have opened theirs.
+  const processes = [...byProcess.keys()].sort((a, b) => a - b);
+  // Each process's lane: its place among its group's processes, round the lanes.
+  const laneOf = new Map<number, string>();
+  const seen = new Map<string, number>();
+  for (const p of processes) {
+    const g = groupOf(p);
+    const k = seen.get(g) ?? 0;
+    seen.set(g, k + 1);
+    laneOf.set(p, `${g}\u0000${k % lanes}`);
+  }
+  const byLane = new Map<string, number>();
+  for (const p of processes)
+    byLane.set(laneOf.get(p)!, (byLane.get(laneOf.get(p)!) ?? 0) + byProcess.get(p)!);
+  // Where each process's ramp starts: after the earlier processes of its lane.
   const startOf = new Map<number, number>();
   const opened = new Map<string, number>();
-  for (const p of [...byProcess.keys()].sort((a, b) => a - b)) {
-    startOf.set(p, opened.get(hostOf(p)) ?? 0);
-    opened.set(hostOf(p), (opened.get(hostOf(p)) ?? 0) + byProcess.get(p)!);
+  for (const p of processes) {
+    const lane = laneOf.get(p)!;
+    startOf.set(p, opened.get(lane) ?? 0);
+    opened.set(lane, (opened.get(lane) ?? 0) + byProcess.get(p)!);
   }
   return placement.shards.map((s) => {
-    const host = hostOf(s.process);
-    const hostRate = initial > 0 ? (connectRateHz * byHost.get(host)!) / initial : 0;
+    const lane = laneOf.get(s.process)!;
+    const laneRate = initial > 0 ? (connectRateHz * byLane.get(lane)!) / initial : 0;
     const inProcess = byProcess.get(s.process)!;
     return {
-      rateHz: inProcess > 0 ? (hostRate * s.deviceCount) / inProcess : 0,
-      delayUs: hostRate > 0 ? Math.round((startOf.get(s.process)! / hostRate) * 1e6) : 0,
+      rateHz: inProcess > 0 ? (laneRate * s.deviceCount) / inProcess : 0,
+      delayUs: laneRate > 0 ? Math.round((startOf.get(s.process)! / laneRate) * 1e6) : 0,
     };
   });
 }
@@ -84,7 +103,17 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
   const { scenario, secret, reportIntervalMs } = settings;
   const initial = scenario.devices.count;
   const traffic = deviceTrafficConfig(scenario, placement.shards.length);
-  const ramps = rampPlan(placement, scenario.devices.connectRateHz, initial);
+  const ramps = rampPlan(placement, scenario.devices.connectRateHz, initial, {
+    lanes: Math.floor(availableParallelism() / 2),
+    ...settings.ramp,
+  });
+  // The whole initial ramp is due to end here; a shard reports what it left open no
+  // earlier (fleet.ts), so every shard's snapshot for the publisher is taken at its end.
+  const rampEndUs =
+    scenario.devices.connectRateHz > 0
+      ? Math.round((initial / scenario.devices.connectRateHz) * 1e6)
+      : 0;
+  const staggered = ramps.some((r) => r.delayUs > 0);
   return placement.shards.map((shard, i) => ({
     role: 'devices',
     workerIndex: shard.index,
@@ -99,6 +128,7 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
     accounts: scenario.devices.accounts,
     connectRateHz: ramps[i]!.rateHz,
     ...(ramps[i]!.delayUs > 0 && { rampDelayUs: ramps[i]!.delayUs }),
+    ...(staggered && { rampEndUs }),
     connectTimeoutMs: scenario.devices.connectTimeoutMs,
     reportIntervalMs,
     reconnect: scenario.devices.reconnect,

@@ -17,6 +17,7 @@ import {
   placeScenario,
 } from '../loadgen/placement.js';
 import type { Scenario } from '../scenarios/schema.js';
+import { homeByRegion } from '../scenarios/sections/devices.js';
 import { decisionRegions, needsDecisionPoint, routesByHealth } from '../topology/kernel/engine.js';
 import { haproxyProcesses } from '../topology/kernel/haproxy.js';
 import { MAX_RELAYS, relaysFor } from '../topology/network/relays.js';
@@ -164,6 +165,25 @@ export function machineLimits(process: ProcessLimits): MachineLimits {
 }
 
 /**
+ * The scenario as `engine` runs it: on the kernel engine each region's devices
+ * run on a client host of the region's own, so they are numbered region by
+ * region (the shards then hold one region each); elsewhere as written, each
+ * region's devices interleaved so every shard carries every region alike.
+ */
+export function onEngine(scenario: Scenario, engine: 'userland' | 'kernel'): Scenario {
+  return engine === 'kernel' ? { ...scenario, devices: homeByRegion(scenario.devices) } : scenario;
+}
+
+/** `routes` over the blocks of `blocks`: each block takes its region's route (host, port, addresses). */
+function routesOver(routes: DeviceRoute[], blocks: Scenario['devices']['regions']): DeviceRoute[] {
+  return blocks.map((b) => {
+    const like = routes.find((r) => r.region === b.region) ?? routes[0];
+    if (!like) throw new PushbenchError('PB_INTERNAL', `no route for region ${b.region}`);
+    return { ...like, first: b.first, count: b.count };
+  });
+}
+
+/**
  * Checks a run against the limits. `routes` are where devices connect (the
  * cluster's `deviceRoutes`, or a stand-in with the same blocks before the
  * cluster exists). Pure: every figure comes from the arguments.
@@ -183,8 +203,18 @@ export function checkRun(
 ): PreflightResult {
   const { count, reserve } = scenario.devices;
   const devices = count + reserve;
-  // On the kernel engine each region's devices run on its own client host.
-  const placement = remote ?? placeScenario(scenario, routes, limits, engine === 'kernel');
+  // On the kernel engine each region's devices run on its own client host, numbered
+  // region by region (run() numbers them so before it gets here; other callers may not).
+  const placement =
+    remote ??
+    (engine === 'kernel'
+      ? placeScenario(
+          onEngine(scenario, engine),
+          routesOver(routes, onEngine(scenario, engine).devices.regions),
+          limits,
+          true,
+        )
+      : placeScenario(scenario, routes, limits));
   const checks: PreflightCheck[] = [];
   const files = limits.openFiles;
   const ulimit = (n: number) => `raise it with \`ulimit -n ${n}\` where the hard limit allows`;

@@ -24,8 +24,7 @@ import {
   type TopologyReport,
 } from '../reports/report.js';
 import { loadScenario, type ScenarioOverrides } from '../scenarios/load.js';
-import type { Scenario, ScenarioInput } from '../scenarios/schema.js';
-import { homeByRegion } from '../scenarios/sections/devices.js';
+import type { ScenarioInput } from '../scenarios/schema.js';
 import { ChaosDirector, type FaultRecord } from '../topology/chaos.js';
 import { Cluster, plannedRoutes } from '../topology/cluster.js';
 import { chooseNetworkEngine } from '../topology/kernel/engine.js';
@@ -35,6 +34,7 @@ import {
   checkRun,
   describePreflight,
   machineLimits,
+  onEngine,
   preflightWarnings,
   refuseIfCapped,
 } from './preflight.js';
@@ -201,16 +201,6 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
     backends,
     ...(net.global && { routed: net.global.routed, regionsHealthy: net.global.healthy }),
   };
-}
-
-/**
- * The scenario as `engine` runs it: on the kernel engine each region's devices
- * run on a client host of the region's own, so they are numbered region by
- * region (the shards then hold one region each); elsewhere as written, each
- * region's devices interleaved so every shard carries every region alike.
- */
-function onEngine(scenario: Scenario, engine: 'userland' | 'kernel'): Scenario {
-  return engine === 'kernel' ? { ...scenario, devices: homeByRegion(scenario.devices) } : scenario;
 }
 
 /**

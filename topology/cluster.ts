@@ -220,6 +220,8 @@ export class Cluster {
         );
       }
       for (const [k, r] of topology.regions.entries()) {
+        // A region homing no device has no clients.
+        if (regionDevices(this.scenario, r.name) === 0) continue;
         const count = regionAddresses(k, regionDevices(this.scenario, r.name)).length;
         const slug = `clients-${r.name.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 32);
         const taken = this.fabric.list().some((h) => h.name === slug);

@@ -23,7 +23,7 @@ import type { DeviceWorkerData, FromAgent, FromWorker, ToWorker } from '../messa
 import { noConnectionEvents } from '../run-fold.js';
 
 /** Bumped on any change to the messages below; coordinator and agent must agree. */
-export const JOIN_PROTOCOL = 1;
+export const JOIN_PROTOCOL = 2;
 
 /** Close codes of the join channel (4000-4999: the application's range). */
 export const JoinClose = {
@@ -376,8 +376,8 @@ function workerData(v: unknown): DeviceWorkerData {
     count(v, k);
   }
   if (num(v, 'connectRateHz') < 0) fail('connectRateHz must be >= 0');
-  if (v.rampDelayUs !== undefined && !(num(v, 'rampDelayUs') >= 0)) {
-    fail('rampDelayUs must be >= 0');
+  for (const k of ['rampDelayUs', 'rampEndUs']) {
+    if (v[k] !== undefined && !(num(v, k) >= 0)) fail(`${k} must be >= 0`);
   }
   for (const k of ['connectTimeoutMs', 'reportIntervalMs', 'tokenTtlSec']) {
     if (!(num(v, k) > 0)) fail(`${k} must be positive`);

@@ -506,6 +506,17 @@ describe('fleet ramp', () => {
     const final = await h.finish();
     expect(final.established).toBe(20);
   });
+
+  it("reports what its ramp left open no earlier than the whole fleet's ramp end", async () => {
+    const node = await startNode();
+    const t0 = monoNowUs();
+    const h = startFleet(workerData(node.port, 5, { connectRateHz: 500, rampEndUs: 400_000 }));
+    await h.untilOpen(5);
+    await until(() => h.msgs.some((m) => m.type === 'ramp-done'), 'ramp-done');
+    expect(monoNowUs() - t0).toBeGreaterThanOrEqual(390_000);
+    const done = h.msgs.find((m) => m.type === 'ramp-done');
+    expect(done && 'established' in done ? done.established.length : -1).toBe(5);
+  });
 });
 
 describe('fleet read path', () => {

@@ -215,6 +215,24 @@ describe('placeOnClientHosts', () => {
     ).toBe(true);
   });
 
+  it('numbers a region with reserve only (or no reserve) from where such blocks begin', () => {
+    const p = placeOnClientHosts(
+      {
+        devices: 100,
+        reserve: 50,
+        threads: 1,
+        routes: [regional('eu', 0, 100), regional('us', 100, 50)],
+      },
+      limits(20_000),
+    );
+    expect(
+      p.shards.map((s) => [s.firstDevice, s.deviceCount, s.reserveFirst, s.reserveCount]),
+    ).toEqual([
+      [0, 100, 100, 0],
+      [0, 0, 100, 50],
+    ]);
+  });
+
   it('refuses devices that are not numbered region by region', () => {
     expect(() =>
       placeOnClientHosts(
@@ -268,6 +286,33 @@ describe('rampPlan', () => {
       { rateHz: 100, delayUs: 0 },
       { rateHz: 100, delayUs: 0 },
     ]);
+  });
+
+  it('ramps in lanes side by side, and in groups (agents on other hosts) each at its share', () => {
+    // 4 processes of 10,000 at 4,000/s: two lanes of 2,000/s, processes 0 and 1 first.
+    const p = placeFleet(
+      { devices: 40_000, reserve: 0, threads: 1, routes: [route(40_000)] },
+      limits(10_000 + PROCESS_FD_OVERHEAD),
+    );
+    expect(p.processes).toBe(4);
+    expect(rampPlan(p, 4000, 40_000, { lanes: 2 })).toEqual([
+      { rateHz: 2000, delayUs: 0 },
+      { rateHz: 2000, delayUs: 0 },
+      { rateHz: 2000, delayUs: 5_000_000 },
+      { rateHz: 2000, delayUs: 5_000_000 },
+    ]);
+    // Two agents of two processes each: each agent's first process at once, at half the rate.
+    const agentOf = (proc: number) => (proc < 2 ? 'a' : 'b');
+    expect(rampPlan(p, 4000, 40_000, { groupOf: agentOf })).toEqual([
+      { rateHz: 2000, delayUs: 0 },
+      { rateHz: 2000, delayUs: 5_000_000 },
+      { rateHz: 2000, delayUs: 0 },
+      { rateHz: 2000, delayUs: 5_000_000 },
+    ]);
+    // As many lanes as processes: the old way, all at once at their shares.
+    expect(
+      rampPlan(p, 4000, 40_000, { lanes: 8 }).every((r) => r.rateHz === 1000 && r.delayUs === 0),
+    ).toBe(true);
   });
 
   it('on client hosts each region ramps at its share of the rate, its processes one after another', () => {

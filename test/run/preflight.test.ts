@@ -5,6 +5,7 @@ import {
   describePreflight,
   formatPreflight,
   type MachineLimits,
+  onEngine,
   preflightWarnings,
   refuseIfCapped,
 } from '../../run/preflight.js';
@@ -105,6 +106,22 @@ describe('preflight', () => {
     expect(
       checkRun(onKernel, plannedRoutes(onKernel), machine(), 'kernel').problems.map((p) => p.what),
     ).toEqual([]);
+    // Regions on the kernel engine: each on its own client host, placed from the scenario as
+    // written (interleaved) as well as from the one the run numbers region by region.
+    const regional = scenario({
+      topology: {
+        regions: [
+          { name: 'eu', nodes: 1 },
+          { name: 'us', nodes: 1 },
+        ],
+      },
+      devices: { count: 30_000, regions: { eu: 2, us: 1 } },
+    });
+    for (const s of [regional, onEngine(regional, 'kernel')]) {
+      const placed = checkRun(s, plannedRoutes(s), machine(), 'kernel');
+      expect(placed.problems).toEqual([]);
+      expect(placed.placement.clientHosts).toEqual(['eu', 'eu', 'us']);
+    }
     // The same run with a raised limit goes.
     expect(
       check({ topology: { nodes: 2 }, devices: { count: 12_000 } }, { openFiles: 65_536 }).r
