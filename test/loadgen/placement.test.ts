@@ -30,6 +30,12 @@ const route = (count: number, localAddresses: string[] = [], first = 0): DeviceR
   localAddresses,
 });
 
+/** A region's block of devices, from its client host's own address. */
+const regional = (region: string, first: number, count: number): DeviceRoute => ({
+  ...route(count, [`10.9.${region === 'eu' ? 100 : 101}.1`], first),
+  region,
+});
+
 describe('placeFleet', () => {
   it('keeps a fleet that fits one process in the coordinator, one shard per thread', () => {
     const p = placeFleet(
@@ -155,10 +161,6 @@ describe('placeFleet', () => {
 });
 
 describe('placeOnClientHosts', () => {
-  const regional = (region: string, first: number, count: number): DeviceRoute => ({
-    ...route(count, [`10.9.${region === 'eu' ? 100 : 101}.1`], first),
-    region,
-  });
   // Numbered region by region: eu 0-749, us 750-999, then reserve eu 1000-1074, us 1075-1099.
   const routes = [
     regional('eu', 0, 750),
@@ -316,10 +318,6 @@ describe('rampPlan', () => {
   });
 
   it('on client hosts each region ramps at its share of the rate, its processes one after another', () => {
-    const regional = (region: string, first: number, count: number): DeviceRoute => ({
-      ...route(count, [], first),
-      region,
-    });
     const p = placeOnClientHosts(
       {
         devices: 40_000,
