@@ -256,6 +256,8 @@ async function modelCheckCommand(flags: ModelCheckFlags): Promise<number> {
     writeFileSync(`${flags.out}/model-check.json`, `${json(check)}\n`);
   }
   print(flags.json ? json(check) : formatModelCheck(check));
+  // A live half whose generator saturated measured the generator: no verdict on the model.
+  if (!check.live.valid) return ExitCode.Invalid;
   return check.worstDifference !== null && check.worstDifference <= MODEL_CHECK_TOLERANCE
     ? ExitCode.Pass
     : ExitCode.GateFailed;

@@ -23,5 +23,15 @@ describe('the herd model against a live node kill (reduced)', () => {
     expect(check.worstDifference).not.toBeNull();
     expect(check.worstDifference!).toBeLessThan(0.4);
     expect(formatModelCheck(check)).toMatch(/time to 99 % back/);
+    // Whether the live half's generator stayed valid is carried; when it did not, the
+    // comparison says it does not stand (and the command exits 5).
+    expect(typeof check.live.valid).toBe('boolean');
+    const saturated = {
+      ...check,
+      live: { ...check.live, valid: false, invalidBecause: ['62.2% of latency samples lagged'] },
+    };
+    expect(formatModelCheck(saturated)).toMatch(
+      /live run INVALID, the comparison does not stand: 62\.2% of latency samples lagged$/,
+    );
   }, 120_000);
 });
