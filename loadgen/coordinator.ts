@@ -14,6 +14,7 @@ import type { LoadResult, RunMarker, RunPhase, TimelinePoint } from '../core/res
 import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
 import type { AgentListener } from './join/listener.js';
+import { proportionalSplit } from './join/placement.js';
 import { buildLoadResult, summarizePlacement } from './load-result.js';
 import type { DeviceRoute, FromWorker, ToWorker, WsTarget } from './messages.js';
 import { type Placement, placeScenario } from './placement.js';
@@ -420,22 +421,16 @@ class RunSignal {
  * hosts) keep their regions' proportions.
  */
 export function splitByReserve(want: number, left: readonly number[]): number[] {
-  const total = left.reduce((a, b) => a + Math.max(0, b), 0);
-  const n = Math.min(want, total);
-  if (n <= 0) return left.map(() => 0);
-  const exact = left.map((l) => (n * Math.max(0, l)) / total);
-  const out = exact.map(Math.floor);
-  let rest = n - out.reduce((a, b) => a + b, 0);
-  // Largest remainders first; ties go to the lower index.
-  const order = exact
-    .map((e, i) => ({ i, r: e - Math.floor(e) }))
-    .sort((a, b) => b.r - a.r || a.i - b.i);
-  for (const { i } of order) {
-    if (rest === 0) break;
-    if (out[i]! < Math.max(0, left[i]!)) {
-      out[i]!++;
-      rest--;
-    }
-  }
-  return out;
+  const held = left.map((l) => Math.max(0, l));
+  // Never more than all have; each share then stays within what its shard has left.
+  return proportionalSplit(
+    Math.max(
+      0,
+      Math.min(
+        want,
+        held.reduce((a, b) => a + b, 0),
+      ),
+    ),
+    held,
+  );
 }

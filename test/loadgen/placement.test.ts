@@ -36,6 +36,10 @@ const regional = (region: string, first: number, count: number): DeviceRoute => 
   region,
 });
 
+/** {@link placeOnClientHosts} under a 20,000-file limit. */
+const onClientHosts = (devices: number, reserve: number, routes: DeviceRoute[], threads = 1) =>
+  placeOnClientHosts({ devices, reserve, threads, routes }, limits(20_000));
+
 describe('placeFleet', () => {
   it('keeps a fleet that fits one process in the coordinator, one shard per thread', () => {
     const p = placeFleet(
@@ -170,10 +174,7 @@ describe('placeOnClientHosts', () => {
   ];
 
   it('gives each region processes of its own that hold its devices only, initial and reserve', () => {
-    const p = placeOnClientHosts(
-      { devices: 1000, reserve: 100, threads: 2, routes },
-      limits(20_000),
-    );
+    const p = onClientHosts(1000, 100, routes, 2);
     expect(p.clientHosts).toEqual(['eu', 'us']);
     expect(p.processes).toBe(2);
     // eu takes 1.5 of the 2 threads asked for, rounded: 2; us at least 1.
@@ -199,15 +200,7 @@ describe('placeOnClientHosts', () => {
   });
 
   it("splits a region past one process's open files over processes on the same host", () => {
-    const p = placeOnClientHosts(
-      {
-        devices: 30_000,
-        reserve: 0,
-        threads: 1,
-        routes: [regional('eu', 0, 25_000), regional('us', 25_000, 5_000)],
-      },
-      limits(20_000),
-    );
+    const p = onClientHosts(30_000, 0, [regional('eu', 0, 25_000), regional('us', 25_000, 5_000)]);
     expect(p.clientHosts).toEqual(['eu', 'eu', 'us']);
     const held = (proc: number) =>
       p.shards.filter((s) => s.process === proc).reduce((a, s) => a + s.deviceCount, 0);
@@ -218,15 +211,7 @@ describe('placeOnClientHosts', () => {
   });
 
   it('numbers a region with reserve only (or no reserve) from where such blocks begin', () => {
-    const p = placeOnClientHosts(
-      {
-        devices: 100,
-        reserve: 50,
-        threads: 1,
-        routes: [regional('eu', 0, 100), regional('us', 100, 50)],
-      },
-      limits(20_000),
-    );
+    const p = onClientHosts(100, 50, [regional('eu', 0, 100), regional('us', 100, 50)]);
     expect(
       p.shards.map((s) => [s.firstDevice, s.deviceCount, s.reserveFirst, s.reserveCount]),
     ).toEqual([
@@ -237,15 +222,11 @@ describe('placeOnClientHosts', () => {
 
   it('refuses devices that are not numbered region by region', () => {
     expect(() =>
-      placeOnClientHosts(
-        {
-          devices: 300,
-          reserve: 0,
-          threads: 1,
-          routes: [regional('eu', 0, 100), regional('us', 100, 100), regional('eu', 200, 100)],
-        },
-        limits(20_000),
-      ),
+      onClientHosts(300, 0, [
+        regional('eu', 0, 100),
+        regional('us', 100, 100),
+        regional('eu', 200, 100),
+      ]),
     ).toThrow(/region eu's devices are not numbered region by region/);
   });
 });
@@ -318,15 +299,7 @@ describe('rampPlan', () => {
   });
 
   it('on client hosts each region ramps at its share of the rate, its processes one after another', () => {
-    const p = placeOnClientHosts(
-      {
-        devices: 40_000,
-        reserve: 0,
-        threads: 1,
-        routes: [regional('eu', 0, 30_000), regional('us', 30_000, 10_000)],
-      },
-      limits(20_000),
-    );
+    const p = onClientHosts(40_000, 0, [regional('eu', 0, 30_000), regional('us', 30_000, 10_000)]);
     expect(p.clientHosts).toEqual(['eu', 'eu', 'us']);
     // eu: 3,000/s of 4,000, 15,000 per process: the second starts after 5 s; us: 1,000/s from 0.
     expect(rampPlan(p, 4000, 40_000)).toEqual([
