@@ -13,7 +13,7 @@ export default defineScenario({
   topology: { nodes: 2 },
   // An odd number of accounts puts d2d partners (i and i + accounts) on different nodes
   // of a round-robin pair.
-  devices: { count: 1000, connectRate: 1000, accounts: 101 },
+  devices: { count: 1000, connectRate: 800, accounts: 101 },
   traffic: { direct: { rate: 0 }, d2d: { rate: 500 } },
   duration: '15s',
   gates: [

@@ -9,6 +9,7 @@ import {
   preflightWarnings,
   refuseIfCapped,
 } from '../../run/preflight.js';
+import { builtinScenarios } from '../../scenarios/builtin/index.js';
 import { type ScenarioInput, validateScenario } from '../../scenarios/schema.js';
 import { plannedRoutes } from '../../topology/cluster.js';
 
@@ -41,6 +42,16 @@ describe('preflight', () => {
       /^preflight: 250,000 devices on 13 load processes × 1 thread; local nodes 15 processes each; 123 source addresses; memory ~[\d.]+ GiB of 22\.0 GiB available/,
     );
     expect(() => refuseIfCapped(s, r)).not.toThrow();
+  });
+
+  // Issue 14: a 2-core CI runner is where the built-ins run; each is sized to fit
+  // the preflight's CPU plan there, so none starts with a saturation warning.
+  it.each(Object.keys(builtinScenarios))('sizes the built-in %s to fit 2 cores', (name) => {
+    const s = validateScenario(builtinScenarios[name], { cores: 2 });
+    const r = checkRun(s, plannedRoutes(s), machine());
+    expect(r.problems).toEqual([]);
+    expect(preflightWarnings(r)).toEqual([]);
+    expect(r.checks.find((c) => c.unit === 'cores')?.need).toBeLessThanOrEqual(1.4);
   });
 
   it('warns, without refusing, when connects and heartbeats need more CPU than the cores give', () => {
