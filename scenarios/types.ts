@@ -202,6 +202,12 @@ export interface TopologyInput {
   heartbeatInterval?: DurationInput;
   /** Silence after which a node closes a connection. Default `30s`. */
   heartbeatTimeout?: DurationInput;
+  /**
+   * Niceness (0-19) of the node and hub processes the run starts on this machine.
+   * Default 10: behind the load generator on a shared box, so the generator's
+   * clock stays true and the nodes get the CPU it leaves. 0: level with it.
+   */
+  nodeNice?: number;
 }
 
 /** Where devices' TLS ends: nowhere (plain `ws://`), at the nodes, or at the regions' HAProxy. */
@@ -507,6 +513,8 @@ export interface Scenario {
     managedRedis: { appendonly: boolean } | null;
     /** Devices reach nodes through the network fabric (balancers, fault links), not directly. */
     balanced: boolean;
+    /** Niceness of the node and hub processes the run starts here (`topology.nodeNice`). */
+    nodeNice: number;
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
     /** Devices over TLS to the nodes or to the regions' HAProxy, with shared or per-process ticket keys; null: plain. */

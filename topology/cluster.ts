@@ -250,6 +250,7 @@ export class Cluster {
       const hubHost = this.fabric ? await this.fabric.addHost('hub') : undefined;
       this.hub = await startNodeProcess({
         nodeId: 'hub',
+        nice: topology.nodeNice,
         ...(hubHost && { host: hubHost.address, namespace: hubHost.namespace }),
         ...this.secrets,
         heartbeatIntervalMs: 10_000,
@@ -428,6 +429,7 @@ export class Cluster {
     const datastore = await this.datastoreFor(nodeId, host);
     const proc = await startNodeProcess({
       nodeId,
+      nice: this.scenario.topology.nodeNice,
       ...(host && { host: host.address, namespace: host.namespace, port: KERNEL_NODE_PORT }),
       // Devices from other hosts reach the one node directly.
       ...(!host &&

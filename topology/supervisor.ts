@@ -47,6 +47,12 @@ export interface NodeProcessOptions {
   namespace?: string;
   /** The port to listen on; default 0 (any free one). A kernel-engine host keeps one port across restarts. */
   port?: number;
+  /**
+   * Niceness the node runs at once it listens, 0-19 (see `topology.nodeNice`).
+   * Default 0. Raising niceness needs no privilege; booting below it (BOOT_NICE) and
+   * coming back up does, so without root the node boots at this value.
+   */
+  nice?: number;
   /** Worker processes sharing the node's port (`serve --processes`). Default 1. */
   processes?: number;
   /** More `serve` flags, e.g. `['--d2d-rate', '100']`. */
@@ -166,9 +172,10 @@ async function limitsFor(
  * load generator and the running nodes, and the generator would mark the run
  * invalid for a lag the system under test would not have (its new nodes boot on
  * machines of their own). Niced, the boots take what the running work leaves.
- * Only where the priority can be raised back (root): elsewhere nodes boot at 0.
+ * Only where the priority can be raised back (root): elsewhere nodes boot at
+ * the niceness they run at.
  */
-export const BOOT_NICE = 10;
+export const BOOT_NICE = 15;
 
 function canRaisePriority(): boolean {
   return process.platform === 'linux' && process.getuid?.() === 0;
@@ -205,10 +212,12 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     options.namespace === undefined
       ? [spawn.command, spawn.args]
       : ['ip', ['netns', 'exec', options.namespace, spawn.command, ...spawn.args]];
-  // As root the node boots niced and is set back to 0 once it listens (see BOOT_NICE).
-  const [command, args] = canRaisePriority()
-    ? ['nice', ['-n', String(BOOT_NICE), inner, ...innerArgs]]
-    : [inner, innerArgs];
+  // As root the node boots at BOOT_NICE and is set to its own niceness once it
+  // listens; elsewhere it runs at its own from the start.
+  const nice = options.nice ?? 0;
+  const bootNice = canRaisePriority() ? Math.max(BOOT_NICE, nice) : nice;
+  const [command, args] =
+    bootNice > 0 ? ['nice', ['-n', String(bootNice), inner, ...innerArgs]] : [inner, innerArgs];
   const child: ResultPromise = execa(command, args, {
     // Secrets go through the environment, not argv, so `ps` does not show them.
     env: { PUSHBENCH_SECRET: options.secret, PUSHBENCH_API_KEY: options.apiKey },
@@ -265,7 +274,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
       );
     });
   });
-  if (command === 'nice' && child.pid !== undefined) reniceTree(child.pid, 0);
+  if (bootNice !== nice && child.pid !== undefined) reniceTree(child.pid, nice);
   const url = new URL(urls.httpUrl);
   return {
     nodeId: options.nodeId,

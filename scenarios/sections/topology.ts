@@ -62,6 +62,7 @@ export const topologyDefaults = {
   tlsCertificate: OFF,
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
+  nodeNice: 10,
 } as const satisfies Defaults<TopologyInput>;
 
 /** Defaults of each region (`topology.regions[i]`). */
@@ -154,6 +155,11 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
     ...readRedis(p, topo.redis),
     network: oneOf(p, 'topology.network', topo.network, NETWORK_ENGINES, topologyDefaults.network),
     tls,
+    nodeNice: num(p, 'topology.nodeNice', topo.nodeNice, topologyDefaults.nodeNice, {
+      min: 0,
+      max: 19,
+      integer: true,
+    }),
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||

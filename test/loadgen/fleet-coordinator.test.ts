@@ -82,6 +82,7 @@ function scenario(devices: number, reserve: number): Scenario {
       redisUrl: null,
       managedRedis: null,
       balanced: false,
+      nodeNice: 10,
       network: 'userland',
       tls: null,
     },

@@ -126,6 +126,18 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('reads topology.nodeNice (default 10) and refuses one outside 0-19 in one line', () => {
+    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
+    expect(validateScenario(base, ctx).topology.nodeNice).toBe(10);
+    expect(validateScenario({ ...base, topology: { nodeNice: 0 } }, ctx).topology.nodeNice).toBe(0);
+    expect(problemsOf({ ...base, topology: { nodeNice: 20 } })).toEqual([
+      'topology.nodeNice: must be <= 19, got 20',
+    ]);
+    expect(problemsOf({ ...base, topology: { nodeNice: 2.5 } })).toEqual([
+      'topology.nodeNice: must be a whole number, got 2.5',
+    ]);
+  });
+
   it('requires devices and duration', () => {
     expect(problemsOf({ name: 'x' })).toEqual(['devices: is required', 'duration: is required']);
   });

@@ -226,6 +226,24 @@ describe('boot priority', () => {
       expect(BOOT_NICE).toBeGreaterThan(0);
     },
   );
+
+  // topology.nodeNice: a run's nodes stay behind its load generator. Raising
+  // niceness needs no privilege, so this holds as any user.
+  it('a node asked to run at nice 10 has every thread of every process at 10 once it listens', async () => {
+    const p = await startNodeProcess({
+      nodeId: 'behind',
+      secret: SECRET,
+      apiKey: API_KEY,
+      heartbeatIntervalMs: 10_000,
+      heartbeatTimeoutMs: 30_000,
+      processes: 2,
+      nice: 10,
+    });
+    procs.push(p);
+    const threads = niceness(p.pid);
+    expect(threads.length).toBeGreaterThan(6);
+    expect(new Set(threads)).toEqual(new Set([10]));
+  });
 });
 
 describe('planLimits', () => {
