@@ -871,6 +871,9 @@ export class Fleet implements WsClientSink, DeviceChannel {
         return;
       }
       this.iFailures++;
+      // How long a failed attempt took to fail, from its scheduled time: a refused
+      // connect fails in a round trip, a dropped SYN only at a retransmission or timeout.
+      recordUs(this.series('connect_failed'), now - this.dueUs[k]!);
       const reason =
         info.failure === 'http_status' ? `http_${info.httpStatus}` : (info.failure ?? 'error');
       this.failuresByReason[reason] = (this.failuresByReason[reason] ?? 0) + 1;

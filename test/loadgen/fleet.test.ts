@@ -298,6 +298,9 @@ describe('fleet reconnects', () => {
       expect(backAt - lostAt).toBeGreaterThanOrEqual(1_495_000);
     }
     expect(final.failuresByReason).toEqual({ refused: 15 });
+    // Each failed attempt's time to fail is recorded: 15 of them, none before the loss.
+    expect(h.seriesCount('connect_failed')).toBe(15);
+    expect(h.seriesCount('connect')).toBe(10);
     expect(again.opens.every((o) => o.atUs - lostUs >= 1_495_000)).toBe(true);
   });
 
