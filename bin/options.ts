@@ -592,6 +592,7 @@ export interface ModelCheckFlags {
   balancer: BalancerAlgorithmName;
   from?: string;
   tls?: boolean;
+  connectRate?: number;
   workers?: number;
   out?: string;
   json?: boolean;
@@ -618,6 +619,10 @@ export const modelCheckFlags: FlagTable<ModelCheckFlags> = {
     '--tls',
     'devices over TLS to the nodes, sharing ticket keys (the herd resumes); with a --from report made with --tls the simulation pays the handshakes',
   ),
+  connectRate: whole(
+    '--connect-rate <n>',
+    'connects/s of the live run before the kill (default 1,000; 400 with --tls, where 700-1,000 overloads this 2-core box and the nodes fail their health checks mid-ramp)',
+  ),
   workers: whole('--workers <n>', 'device worker threads'),
   out: new Option('--out <dir>', 'write the live run and model-check.json here'),
   json: new Option('--json', 'print model-check.json on stdout'),
@@ -635,6 +640,7 @@ export function modelCheckOptions(
     balancer: flags.balancer,
     ...(absorptionPerSec !== undefined && { absorptionPerSec }),
     ...(flags.tls === true && { tls: true }),
+    ...(flags.connectRate !== undefined && { connectRate: flags.connectRate }),
     ...(flags.workers !== undefined && { workers: flags.workers }),
     ...(flags.out !== undefined && { outDir: `${flags.out}/live` }),
   };

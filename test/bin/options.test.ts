@@ -210,6 +210,11 @@ describe('model-check and token', () => {
       absorptionPerSec: 1234,
       outDir: 'mc/live',
     });
+    // The ramp rate is the check's own unless asked for (400/s over TLS, 1,000 plain).
+    expect(modelCheckOptions(flags, 1234)).not.toHaveProperty('connectRate');
+    const slower = parse(modelCheckFlags, ['--tls', '--connect-rate', '300']);
+    expect(modelCheckOptions(slower, undefined)).toMatchObject({ tls: true, connectRate: 300 });
+    expect(() => parse(modelCheckFlags, ['--connect-rate', 'fast'])).toThrow(/--connect-rate/);
   });
 
   it('a token expires --ttl after now, in whole seconds', () => {
