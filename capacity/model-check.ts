@@ -68,6 +68,8 @@ export interface ModelCheck {
     reconnect: ReconnectPolicy;
     balancer: BalancerAlgorithmName;
     detectMs: number;
+    /** Attempt to the balancer's choice, ms: half the live run's median failed attempt (`connect_failed`). */
+    attemptMs: number;
     absorptionPerSec: number;
   };
   herd: ModelFigure;
@@ -162,8 +164,12 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
     kill && changedAt !== undefined && changedAt >= kill.t
       ? Math.round((changedAt - kill.t) * 1000)
       : o.healthIntervalMs * (o.healthFall - 0.5);
+  // A refused attempt takes a round trip to fail: there and back, each half of what
+  // the live run's failed attempts took (median), read off the run like detectMs.
+  const failedP50 = report.latency.connect_failed?.p50;
+  const attemptMs = failedP50 !== undefined ? Math.round(failedP50 / 2) : 0;
   notice(
-    `simulated: the same herd (${formatCount(herdLive)} devices), the dead node out of rotation after ${detectMs} ms`,
+    `simulated: the same herd (${formatCount(herdLive)} devices), the dead node out of rotation after ${detectMs} ms, attempts decided ${attemptMs} ms after they start (half the live failed attempts' median)`,
   );
   const sim = simulateHerd({
     nodes: o.nodes,
@@ -176,6 +182,7 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
     balancer: o.balancer,
     reconnect: scenario.devices.reconnect,
     detectMs,
+    attemptMs,
     seed: o.seed,
   });
   const sec = (ms: number | null) => (ms === null ? null : ms / 1000);
@@ -190,6 +197,7 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
       reconnect: scenario.devices.reconnect,
       balancer: o.balancer,
       detectMs,
+      attemptMs,
       absorptionPerSec: o.absorptionPerSec,
     },
     herd: figure(herdLive, sim.herd),

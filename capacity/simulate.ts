@@ -56,6 +56,11 @@
  *   connection per bucket this is a token bucket holding one connection, so a
  *   node absorbing 2/s still takes a whole device now and then when the random
  *   balancer hands it whole devices (a hard cap of 0.02 per 10 ms would not).
+ * - **Attempt time** (`attemptMs`, default 0): an attempt is decided that long
+ *   after its scheduled start (so the balancer's detection falls that much
+ *   earlier on the attempts' clock) and a refused one is seen by the device as
+ *   long again later, before its next delay starts. Successful attempts are
+ *   still counted done at their decision bucket's end.
  * - **Dead nodes stay dead**: no restarts, no autoscaling within the horizon;
  *   once no node is left (and none is still in rotation) the simulation stops,
  *   since nothing can connect any more.
@@ -94,6 +99,14 @@ export interface HerdInput {
   reconnect: ReconnectPolicy;
   /** Time until the balancer takes a dead node out of rotation; attempts routed to it fail. Default 0. */
   detectMs?: number;
+  /**
+   * How long an attempt takes from its scheduled start to the balancer's
+   * choice, and a refused one as long again to be seen by the device (so a
+   * failed attempt takes twice this: what the fleet records as
+   * `connect_failed`). Default 0: decided in the attempt's own bucket, the
+   * failure seen one bucket later.
+   */
+  attemptMs?: number;
   /** Bucket width. Default 10 ms. */
   dtMs?: number;
   /** Simulated time after which the simulation stops even if devices are still out. Default 600 s. */
@@ -427,6 +440,12 @@ function validate(input: HerdInput): string[] {
   if (input.detectMs !== undefined && !(Number.isFinite(input.detectMs) && input.detectMs >= 0)) {
     problems.push(`detectMs must be a finite number >= 0, got ${input.detectMs}`);
   }
+  if (
+    input.attemptMs !== undefined &&
+    !(Number.isFinite(input.attemptMs) && input.attemptMs >= 0 && input.attemptMs <= 60_000)
+  ) {
+    problems.push(`attemptMs must be a finite number in [0, 60000], got ${input.attemptMs}`);
+  }
   if (input.loadByNode !== undefined) {
     const loads = input.loadByNode;
     if (loads.length !== input.nodes) {
@@ -534,6 +553,12 @@ export function simulateHerd(input: HerdInput): HerdResult {
   const dtMs = input.dtMs ?? 10;
   const horizonMs = input.horizonMs ?? 600_000;
   const detectMs = input.detectMs ?? 0;
+  // Attempts are counted at their scheduled start and decided attemptMs later, so
+  // the balancer's detection falls attemptMs earlier on the attempts' clock.
+  const attemptMs = input.attemptMs ?? 0;
+  const detectSeenMs = detectMs - attemptMs;
+  /** Buckets from a refused attempt's start to the device seeing the failure. */
+  const failBuckets = Math.round((2 * attemptMs) / dtMs);
   const overloadAt = input.overloadAt ?? input.capacity;
   const overloadLimit = overloadAt * (1 + 1e-12) + 1e-9;
   const perBucket = (input.absorptionPerSec * dtMs) / 1000;
@@ -589,7 +614,7 @@ export function simulateHerd(input: HerdInput): HerdResult {
   let maxDelayMs = 0;
   for (const pieces of pieceTable)
     for (const p of pieces) maxDelayMs = Math.max(maxDelayMs, p.hiMs);
-  const ring = Math.ceil(maxDelayMs / dtMs) + 3;
+  const ring = Math.ceil(maxDelayMs / dtMs) + failBuckets + 3;
   if (classes * ring > 25_000_000) {
     throw new PushbenchError(
       'PB_USAGE',
@@ -603,7 +628,7 @@ export function simulateHerd(input: HerdInput): HerdResult {
   const detectCount: number[] = [];
   let undetected = 0;
   if (detectMs > 0) {
-    detectAtMs.push(detectMs);
+    detectAtMs.push(detectSeenMs);
     detectCount.push(k);
     undetected = k;
   }
@@ -726,7 +751,15 @@ export function simulateHerd(input: HerdInput): HerdResult {
           if (policy.maxAttempts > 0 && c === classes - 1) gaveUp += f;
           else {
             const next = Math.min(c + 1, classes - 1);
-            calendar.schedule(next, b, 1, f, piecesOf(next), dtMs);
+            // The device sees the failure failBuckets on, then waits its policy's delay.
+            calendar.schedule(
+              next,
+              b + failBuckets,
+              failBuckets > 0 ? 0 : 1,
+              f,
+              piecesOf(next),
+              dtMs,
+            );
           }
         }
       }
@@ -749,7 +782,7 @@ export function simulateHerd(input: HerdInput): HerdResult {
         liveCount -= fell;
         cascaded += fell;
         if (detectMs > 0) {
-          detectAtMs.push(tMs + detectMs);
+          detectAtMs.push(tMs + detectSeenMs);
           detectCount.push(fell);
           undetected += fell;
         }

@@ -134,6 +134,32 @@ describe('simulateHerd: known answers', () => {
     expect(second(r, 3000).failures).toBe(0);
   });
 
+  it('decides each attempt attemptMs after it starts, and a refused one is seen as long again later', () => {
+    const lc = (over: Partial<HerdInput>) =>
+      simulateHerd(
+        ample({
+          nodes: 4,
+          devices: 400,
+          balancer: 'least-connections',
+          detectMs: 500,
+          reconnect: policy('fixed', 100),
+          ...over,
+        }),
+      );
+    // Attempts at 100 ms reach the balancer at 600 ms, after it dropped the dead node.
+    const late = lc({ attemptMs: 500 });
+    expect(late.attemptsPerDevice).toBe(1);
+    // Decided at once, they fail until 500 ms, a retry every 100 ms after each failure.
+    const atOnce = lc({});
+    expect(atOnce.attemptsPerDevice).toBeGreaterThanOrEqual(4);
+    // Decided 100 ms on: the first (100 ms) fails at the balancer at 200 ms, seen at
+    // 300 ms; the retry starts at 400 ms and is decided at 500 ms, after detection.
+    const some = lc({ attemptMs: 100 });
+    expect(some.attemptsPerDevice).toBeCloseTo(2, 6);
+    expect(some.reconnected.t50Ms).toBeGreaterThanOrEqual(400);
+    expect(() => lc({ attemptMs: -1 })).toThrow(/attemptMs must be a finite number/);
+  });
+
   it('gives up after maxAttempts when no attempt can succeed', () => {
     // The dead node is never detected within the horizon; least-connections
     // keeps every attempt on it.
