@@ -512,6 +512,7 @@ export interface PlanFlags {
   reconnect: string;
   zone?: number;
   detect: number;
+  attempt: number;
   absorption?: number;
   resumedShare?: number;
   json?: boolean;
@@ -536,6 +537,11 @@ export const planFlags: FlagTable<PlanFlags> = {
   ),
   zone: whole('--zone <k>', 'also simulate a zone of k nodes dying'),
   detect: duration('--detect <time>', 'until health checks take a dead node out', 2000),
+  attempt: duration(
+    '--attempt <time>',
+    "from a reconnect attempt's start to the balancer's choice; a refused one is seen as long again later (model-check reads it off a live run: half the median failed attempt)",
+    0,
+  ),
   absorption: decimal(
     '--absorption <hz>',
     "override the report's herd absorption (connects/s per node; from a --tls report, read as a full-handshake figure and scaled like the report's)",
@@ -581,6 +587,7 @@ export function planInput(flags: PlanFlags, report: CapacityReport): PlanInput {
     reconnect: parseReconnectSpec(flags.reconnect),
     ...(flags.zone !== undefined && { zoneNodes: flags.zone }),
     detectMs: flags.detect,
+    attemptMs: flags.attempt,
   };
 }
 

@@ -47,6 +47,11 @@ export interface PlanInput {
   zoneNodes?: number;
   /** Time until the balancer's health checks take a dead node out. Default 2000 ms. */
   detectMs?: number;
+  /**
+   * Time from a reconnect attempt's start to the balancer's choice; a refused one
+   * is seen as long again later (simulateHerd's `attemptMs`). Default 0.
+   */
+  attemptMs?: number;
   /** Seed of the simulation's random draws. Default 1. */
   seed?: number;
 }
@@ -70,6 +75,7 @@ export interface FleetPlan {
   balancer: BalancerAlgorithmName;
   reconnect: ReconnectPolicy;
   detectMs: number;
+  attemptMs: number;
   /**
    * Connects per second one node takes in a herd: the measured absorption, and
    * with TLS scaled by the node's CPU per connect with the herd's mix of full
@@ -227,6 +233,7 @@ function lossSummary(r: LabelledHerd): string {
 export function planFleet(input: PlanInput): FleetPlan {
   const headroom = input.headroom ?? 2;
   const detectMs = input.detectMs ?? 2000;
+  const attemptMs = input.attemptMs ?? 0;
   const problems = validate(input, headroom, detectMs);
   if (problems.length > 0) {
     const head =
@@ -261,6 +268,7 @@ export function planFleet(input: PlanInput): FleetPlan {
       balancer,
       reconnect,
       detectMs,
+      attemptMs,
       seed: input.seed ?? 1,
     }),
   });
@@ -286,6 +294,7 @@ export function planFleet(input: PlanInput): FleetPlan {
     balancer,
     reconnect,
     detectMs,
+    attemptMs,
     herdAbsorptionPerSec: absorption,
     ...(resumedShare !== undefined && { resumedShare }),
     nodeLoss,
@@ -339,6 +348,14 @@ export function formatPlan(plan: FleetPlan): string {
     ['balancer', plan.balancer],
     ['reconnect', formatReconnectSpec(plan.reconnect)],
     ['dead node noticed', `after ${formatMs(plan.detectMs)}`],
+    ...(plan.attemptMs > 0
+      ? ([
+          [
+            'attempt decided',
+            `${formatMs(plan.attemptMs)} after it starts (a refusal seen as long again later)`,
+          ],
+        ] as Array<[string, string]>)
+      : []),
   ];
   const keyWidth = Math.max(...facts.map(([k]) => k.length));
   for (const [k, v] of facts) out.push(`${k.padEnd(keyWidth)}  ${v}`);

@@ -48,6 +48,24 @@ describe('planFleet with TLS handshake costs', () => {
 });
 
 describe('planFleet', () => {
+  it('passes attemptMs to the herd: attempts decided later fall less into the dead node', () => {
+    const plan = (attemptMs?: number) =>
+      planFleet({
+        devices: 400_000,
+        capacity: { ...node, absorptionPerSec: 1e9 },
+        detectMs: 1000,
+        reconnect: parseReconnectSpec('full-jitter:500ms:5s'),
+        ...(attemptMs !== undefined && { attemptMs }),
+      });
+    const atOnce = plan();
+    const late = plan(400);
+    expect(atOnce.attemptMs).toBe(0);
+    expect(late.attemptMs).toBe(400);
+    expect(late.nodeLoss.attemptsPerDevice).toBeLessThan(atOnce.nodeLoss.attemptsPerDevice);
+    expect(formatPlan(late)).toMatch(/attempt decided +400 ?ms after it starts/);
+    expect(formatPlan(atOnce)).not.toMatch(/attempt decided/);
+  });
+
   it('sizes the fleet as ceil(devices x headroom / connectionsPerNode)', () => {
     const plan = planFleet({ devices: 1_000_000, capacity: { ...node, price: 0.25 } });
     expect(plan.nodes).toBe(40);
