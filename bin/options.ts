@@ -640,6 +640,12 @@ export function modelCheckOptions(
   flags: ModelCheckFlags,
   absorptionPerSec: number | undefined,
 ): ModelCheckOptions {
+  if (flags.connectRate !== undefined && flags.connectRate < 1) {
+    throw new PushbenchError(
+      'PB_USAGE',
+      `--connect-rate must be at least 1 connect/s, got ${flags.connectRate}`,
+    );
+  }
   return {
     nodes: flags.nodes,
     devices: flags.devices,

@@ -776,13 +776,18 @@ export function simulateHerd(input: HerdInput): HerdResult {
           herd += lost;
           fell += g.count;
           deadSecConnects = Math.max(deadSecConnects, g.secConnects);
-          calendar.schedule(0, b, 1, lost, piecesOf(0), dtMs);
+          // Their devices lose the connection when the node falls, attemptMs on.
+          const fallBuckets = Math.round(attemptMs / dtMs);
+          calendar.schedule(0, b + fallBuckets, fallBuckets > 0 ? 0 : 1, lost, piecesOf(0), dtMs);
         }
         groups = kept;
         liveCount -= fell;
         cascaded += fell;
         if (detectMs > 0) {
-          detectAtMs.push(tMs + detectSeenMs);
+          // These nodes fall when this bucket's attempts are decided (attemptMs on) and
+          // the balancer drops them detectMs after that: attempts starting from
+          // tMs + detectMs on are decided after it.
+          detectAtMs.push(tMs + detectMs);
           detectCount.push(fell);
           undetected += fell;
         }

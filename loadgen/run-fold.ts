@@ -310,8 +310,10 @@ export class RunFold {
       }
       // Decoded once, added to the run's histogram, its second's and its group's.
       const count = mergeSnapshot(targets, snapshot);
-      // `push@eu` repeats samples of `push`: count each sample once.
-      if (!series.includes('@')) samples += count;
+      // `push@eu` repeats samples of `push`: count each sample once. `connect_failed`
+      // times the failure path, a diagnostic no gate reads: the generator's validity
+      // share stays over the series that are judged.
+      if (!series.includes('@') && series !== 'connect_failed') samples += count;
     }
     return samples;
   }

@@ -319,7 +319,7 @@ export async function run(
   for (const note of cluster.limitNotes()) listener.notice?.(note);
   const nodes = cluster.describe();
   listener.notice?.(
-    `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})${nodes.length > 0 && scenario.topology.nodeNice > 0 ? `, at nice ${scenario.topology.nodeNice} behind the load generator (topology.nodeNice)` : ''}`,
+    `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})${nodes.length > 0 && scenario.topology.nodeNice > 0 ? `, nice +${scenario.topology.nodeNice}, behind the load generator (topology.nodeNice)` : ''}`,
   );
   const clientHosts = cluster.clientHostsByRegion();
   if (clientHosts.size > 0) {

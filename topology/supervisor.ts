@@ -1,3 +1,4 @@
+import { getPriority } from 'node:os';
 import { execa, type ResultPromise } from 'execa';
 import { PushbenchError } from '../core/errors.js';
 import { reniceTree } from '../core/process-stats.js';
@@ -48,9 +49,10 @@ export interface NodeProcessOptions {
   /** The port to listen on; default 0 (any free one). A kernel-engine host keeps one port across restarts. */
   port?: number;
   /**
-   * Niceness the node runs at once it listens, 0-19 (see `topology.nodeNice`).
-   * Default 0. Raising niceness needs no privilege; booting below it (BOOT_NICE) and
-   * coming back up does, so without root the node boots at this value.
+   * How much nicer than this process the node runs once it listens, 0-19 (see
+   * `topology.nodeNice`; capped at 19). Default 0. Raising niceness needs no
+   * privilege; booting nicer still (BOOT_NICE) and coming back up does, so
+   * without root the node boots at its running niceness.
    */
   nice?: number;
   /** Worker processes sharing the node's port (`serve --processes`). Default 1. */
@@ -212,12 +214,16 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     options.namespace === undefined
       ? [spawn.command, spawn.args]
       : ['ip', ['netns', 'exec', options.namespace, spawn.command, ...spawn.args]];
-  // As root the node boots at BOOT_NICE and is set to its own niceness once it
-  // listens; elsewhere it runs at its own from the start.
-  const nice = options.nice ?? 0;
+  // As root the node boots at BOOT_NICE and is set to its running niceness once it
+  // listens; elsewhere it runs at that from the start. Both relative to this
+  // process's own, so that a run started under `nice` keeps its nodes behind it.
+  const own = getPriority();
+  const nice = Math.min(19, own + (options.nice ?? 0));
   const bootNice = canRaisePriority() ? Math.max(BOOT_NICE, nice) : nice;
   const [command, args] =
-    bootNice > 0 ? ['nice', ['-n', String(bootNice), inner, ...innerArgs]] : [inner, innerArgs];
+    bootNice > own
+      ? ['nice', ['-n', String(bootNice - own), inner, ...innerArgs]]
+      : [inner, innerArgs];
   const child: ResultPromise = execa(command, args, {
     // Secrets go through the environment, not argv, so `ps` does not show them.
     env: { PUSHBENCH_SECRET: options.secret, PUSHBENCH_API_KEY: options.apiKey },

@@ -215,6 +215,9 @@ describe('model-check and token', () => {
     const slower = parse(modelCheckFlags, ['--tls', '--connect-rate', '300']);
     expect(modelCheckOptions(slower, undefined)).toMatchObject({ tls: true, connectRate: 300 });
     expect(() => parse(modelCheckFlags, ['--connect-rate', 'fast'])).toThrow(/--connect-rate/);
+    expect(() =>
+      modelCheckOptions(parse(modelCheckFlags, ['--connect-rate', '0']), undefined),
+    ).toThrow(/^--connect-rate must be at least 1 connect\/s, got 0$/);
   });
 
   it('a token expires --ttl after now, in whole seconds', () => {

@@ -230,6 +230,29 @@ describe('simulateHerd: cascades', () => {
     expect(lc.reconnected.t100Ms).not.toBeNull();
   });
 
+  it('keeps a node that cascades in rotation for detectMs after it falls, whatever attemptMs', () => {
+    // attemptMs = detectMs: the first dead node is out before any attempt is decided,
+    // so every failure is one routed to a node that fell in the cascade.
+    const r = simulateHerd({
+      nodes: 5,
+      devices: 330_000,
+      loadByNode: [100_000, 95_000, 95_000, 20_000, 20_000],
+      failedNodes: 1,
+      capacity: 100_000,
+      absorptionPerSec: 1e6,
+      balancer: 'round-robin',
+      reconnect: policy('full-jitter', 1000, 10_000),
+      detectMs: 1000,
+      attemptMs: 1000,
+    });
+    expect(r.cascade).toBe(true);
+    // The two old nodes fall within the first second with ~95k devices each; for the
+    // second after, round-robin still sends them two of every four attempts, over
+    // 100k attempts of a herd past 200k devices: tens of thousands fail there.
+    const failures = r.timeline.reduce((n, p) => n + p.failures, 0);
+    expect(failures).toBeGreaterThan(40_000);
+  });
+
   it('power-of-two concentrates on the emptier nodes, less than least-connections does', () => {
     const input = (balancer: HerdInput['balancer']): HerdInput => ({
       nodes: 5,

@@ -50,3 +50,29 @@ describe('interval reports that arrive late', () => {
     expect(fold.intervals[1]?.histograms.push?.minNonZeroValue).toBeGreaterThanOrEqual(5990);
   });
 });
+
+describe("the generator's validity share", () => {
+  it('counts the judged series, not connect_failed (a diagnostic of the failure path)', () => {
+    const fold = new RunFold();
+    const startUs = monoNowUs() - 5_000_000;
+    fold.begin(startUs);
+    const calm = report(
+      startUs + 1_000_000,
+      Array.from({ length: 199 }, () => 1000),
+    );
+    const lagging = report(startUs + 1_000_000, [1000]);
+    const failed = createLatencyHistogram();
+    for (let i = 0; i < 1000; i++) recordUs(failed, 150_000);
+    lagging.histograms.connect_failed = encodeHistogram(failed);
+    lagging.self = { elu: 0.3, lagP99Ms: 120, lagMaxMs: 130 };
+    fold.apply('shard 0', calm);
+    fold.apply('shard 1', lagging);
+    fold.flush('publishing');
+    // 1 of 200 judged samples lagged (0.5 %): a warning, not INVALID; counting the
+    // 1,000 failed attempts would have made it 1,001 of 1,200.
+    const lag = fold.lag();
+    expect(lag.reasons).toEqual([]);
+    expect(lag.warnings.at(-1)).toMatch(/held 0\.50% of latency samples \(1 of 200;/);
+    expect(fold.histograms.connect_failed?.totalCount).toBe(1000);
+  });
+});
