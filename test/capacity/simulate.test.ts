@@ -206,20 +206,23 @@ describe('simulateHerd: cascades', () => {
     }
   });
 
+  /** After a scale-up: the dying node, two old nodes at 95k, two new ones at 20k, capacity 100k. */
+  const scaledUp = (balancer: HerdInput['balancer'], over: Partial<HerdInput> = {}): HerdInput => ({
+    nodes: 5,
+    devices: 330_000,
+    loadByNode: [100_000, 95_000, 95_000, 20_000, 20_000],
+    failedNodes: 1,
+    capacity: 100_000,
+    absorptionPerSec: 1e6,
+    balancer,
+    reconnect: policy('full-jitter', 1000, 10_000),
+    ...over,
+  });
+
   it('cascades under round-robin but not least-connections when the survivors are unevenly loaded', () => {
-    // After a scale-up: two old nodes at 95k, two new ones at 20k, capacity 100k.
     // Round-robin gives each survivor 25k of the 100k herd (the old ones break);
     // least-connections fills the new ones to 70k each.
-    const input = (balancer: HerdInput['balancer']): HerdInput => ({
-      nodes: 5,
-      devices: 330_000,
-      loadByNode: [100_000, 95_000, 95_000, 20_000, 20_000],
-      failedNodes: 1,
-      capacity: 100_000,
-      absorptionPerSec: 1e6,
-      balancer,
-      reconnect: policy('full-jitter', 1000, 10_000),
-    });
+    const input = (balancer: HerdInput['balancer']) => scaledUp(balancer);
     const rr = simulateHerd(input('round-robin'));
     expect(rr.cascade).toBe(true);
     expect(rr.failedNodes).toBe(4);
@@ -233,18 +236,7 @@ describe('simulateHerd: cascades', () => {
   it('keeps a node that cascades in rotation for detectMs after it falls, whatever attemptMs', () => {
     // attemptMs = detectMs: the first dead node is out before any attempt is decided,
     // so every failure is one routed to a node that fell in the cascade.
-    const r = simulateHerd({
-      nodes: 5,
-      devices: 330_000,
-      loadByNode: [100_000, 95_000, 95_000, 20_000, 20_000],
-      failedNodes: 1,
-      capacity: 100_000,
-      absorptionPerSec: 1e6,
-      balancer: 'round-robin',
-      reconnect: policy('full-jitter', 1000, 10_000),
-      detectMs: 1000,
-      attemptMs: 1000,
-    });
+    const r = simulateHerd(scaledUp('round-robin', { detectMs: 1000, attemptMs: 1000 }));
     expect(r.cascade).toBe(true);
     // The two old nodes fall within the first second with ~95k devices each; for the
     // second after, round-robin still sends them two of every four attempts, over

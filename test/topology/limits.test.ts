@@ -51,6 +51,7 @@ async function node(
   nodeId: string,
   limits: NodeProcessOptions['limits'],
   extraArgs: string[] = [],
+  more: Partial<NodeProcessOptions> = {},
 ): Promise<NodeProcess> {
   const p = await startNodeProcess({
     nodeId,
@@ -62,6 +63,7 @@ async function node(
     startTimeoutMs: 60_000,
     extraArgs,
     ...(limits && { limits }),
+    ...more,
   });
   procs.push(p);
   return p;
@@ -207,18 +209,14 @@ describe('boot priority', () => {
     return out;
   }
 
+  /** A node of 2 worker processes, running `nice` nicer than this process once it listens. */
+  const startTwoProcessNode = (nodeId: string, nice?: number) =>
+    node(nodeId, undefined, [], { processes: 2, ...(nice !== undefined && { nice }) });
+
   it.skipIf(!isRoot)(
     "a node boots niced (as root) and every thread of its processes is back at the harness's own niceness once it listens",
     async () => {
-      const p = await startNodeProcess({
-        nodeId: 'niced',
-        secret: SECRET,
-        apiKey: API_KEY,
-        heartbeatIntervalMs: 10_000,
-        heartbeatTimeoutMs: 30_000,
-        processes: 2,
-      });
-      procs.push(p);
+      const p = await startTwoProcessNode('niced');
       const threads = niceness(p.pid);
       // A supervisor and 2 workers, each with V8's and libuv's threads.
       expect(threads.length).toBeGreaterThan(6);
@@ -231,16 +229,7 @@ describe('boot priority', () => {
   // topology.nodeNice: a run's nodes stay behind its load generator. Raising
   // niceness needs no privilege, so this holds as any user.
   it('a node asked to run 10 nicer has every thread of every process 10 nicer than this one once it listens', async () => {
-    const p = await startNodeProcess({
-      nodeId: 'behind',
-      secret: SECRET,
-      apiKey: API_KEY,
-      heartbeatIntervalMs: 10_000,
-      heartbeatTimeoutMs: 30_000,
-      processes: 2,
-      nice: 10,
-    });
-    procs.push(p);
+    const p = await startTwoProcessNode('behind', 10);
     const threads = niceness(p.pid);
     expect(threads.length).toBeGreaterThan(6);
     expect(new Set(threads)).toEqual(new Set([Math.min(19, getPriority() + 10)]));
