@@ -102,6 +102,14 @@ export interface SelfCheck {
    * CPU by other processes rather than busy itself; either way its timings are late.
    */
   processCpu?: number;
+  /**
+   * Device threads that started connect attempts: how late after their slots
+   * (scheduled times) they started them, p99 in ms (1 ms steps); absent when
+   * the thread started none. A thread that falls behind its schedule catches up
+   * in short slices, so its event loop never stalls for long and its delay
+   * stays low while every attempt starts late: this is where that shows.
+   */
+  startLagP99Ms?: number;
 }
 
 /** One worker's health over the run. */

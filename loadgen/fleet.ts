@@ -518,6 +518,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
       localAddress: addrs.length > 0 ? addrs[global % addrs.length] : undefined,
       tls: this.routeTls[this.route[k]!],
     });
+    this.self.started(conn.startedUs - dueUs);
   }
 
   /** After a loss or a failed attempt: the next attempt by policy, or give up. */

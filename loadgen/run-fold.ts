@@ -23,7 +23,7 @@ import {
   type TimelinePoint,
 } from '../core/result.js';
 import type { DeviceFinal, FromWorker, PublisherFinal } from './messages.js';
-import { intervalSaturation, lagSaturation } from './self-check.js';
+import { intervalSaturation, lagSaturation, lateness } from './self-check.js';
 
 /** How long after each interval's end the coordinator flushes it, so the workers' reports for it have arrived. */
 export const FLUSH_LAG_MS = 250;
@@ -270,8 +270,8 @@ export class RunFold {
     if (reason === undefined) return false;
     this.lateIntervals++;
     // One reason per worker: its worst interval.
-    if (self.lagP99Ms > (this.worstLag.get(worker) ?? 0)) {
-      this.worstLag.set(worker, self.lagP99Ms);
+    if (lateness(self) > (this.worstLag.get(worker) ?? 0)) {
+      this.worstLag.set(worker, lateness(self));
       this.lagReasons.set(worker, reason);
     }
     return true;

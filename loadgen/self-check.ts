@@ -5,6 +5,8 @@ import type { SelfCheck } from '../core/result.js';
 export const saturationLimits = {
   /** Event-loop delay p99 of any worker in any interval. */
   maxLagP99Ms: 50,
+  /** How late a device thread starts its connect attempts after their slots, p99, in any interval. */
+  maxStartLagP99Ms: 50,
   /** Event-loop utilisation of any worker over the whole run. */
   maxUtilization: 0.9,
   /**
@@ -57,15 +59,31 @@ export function lagSaturation(t: LagTally): { reasons: string[]; warnings: strin
   };
 }
 
+/** How late one interval of a worker ran: the worse of its event-loop delay and its attempts' start lag (p99, ms). */
+export function lateness(self: SelfCheck): number {
+  return Math.max(self.lagP99Ms, self.startLagP99Ms ?? 0);
+}
+
 /** Why one interval of one worker makes the result invalid, or undefined if it does not. */
 export function intervalSaturation(worker: string, self: SelfCheck): string | undefined {
-  if (self.lagP99Ms <= saturationLimits.maxLagP99Ms) return undefined;
-  // A thread that was mostly idle yet late was waiting for a core other processes held.
-  const why =
-    self.elu < 0.5
-      ? `; the thread was busy ${(self.elu * 100).toFixed(0)}%, so it waited for CPU`
-      : '';
-  return `${worker}: event-loop delay p99 reached ${self.lagP99Ms.toFixed(0)}ms (limit ${saturationLimits.maxLagP99Ms}ms${why})`;
+  const parts: string[] = [];
+  if (self.lagP99Ms > saturationLimits.maxLagP99Ms) {
+    // A thread that was mostly idle yet late was waiting for a core other processes held.
+    const why =
+      self.elu < 0.5
+        ? `; the thread was busy ${(self.elu * 100).toFixed(0)}%, so it waited for CPU`
+        : '';
+    parts.push(
+      `event-loop delay p99 reached ${self.lagP99Ms.toFixed(0)}ms (limit ${saturationLimits.maxLagP99Ms}ms${why})`,
+    );
+  }
+  const start = self.startLagP99Ms ?? 0;
+  if (start > saturationLimits.maxStartLagP99Ms) {
+    parts.push(
+      `connect attempts started ${start.toFixed(0)}ms after their slots at p99 (limit ${saturationLimits.maxStartLagP99Ms}ms): the thread fell behind its own schedule`,
+    );
+  }
+  return parts.length === 0 ? undefined : `${worker}: ${parts.join('; ')}`;
 }
 
 /** Why a finished run's generator is invalid: threads busy past the limit, or sends the publisher skipped. */
@@ -92,6 +110,9 @@ export function runSaturation(
 /** Sampling period of the event-loop delay monitor. */
 const RESOLUTION_MS = 10;
 
+/** Start lags are counted in 1 ms steps up to this; later ones share the last step. */
+const START_LAG_STEPS = 2000;
+
 /** The monitor records the whole period between samples; the lag is what exceeds it. */
 function lateBy(periodNs: number): number {
   return Math.max(0, periodNs / 1e6 - RESOLUTION_MS);
@@ -108,6 +129,10 @@ export class SelfMonitor {
   private readonly startElu: EventLoopUtilization;
   private worstLagP99Ms = 0;
   private worstLagMaxMs = 0;
+  private worstStartLagP99Ms: number | undefined;
+  /** Attempts started this interval, by how many whole ms after their slot. */
+  private readonly startLag = new Uint32Array(START_LAG_STEPS + 1);
+  private starts = 0;
   private readonly startCpu = process.cpuUsage();
   private intervalCpu = this.startCpu;
   private readonly startMs = performance.now();
@@ -126,6 +151,28 @@ export class SelfMonitor {
     return wallUs > 0 ? Math.round(((d.user + d.system) / wallUs) * 1000) / 1000 : 0;
   }
 
+  /** A connect attempt started `lateUs` after its slot (device threads). */
+  started(lateUs: number): void {
+    const ms = lateUs > 0 ? Math.floor(lateUs / 1000) : 0;
+    this.startLag[Math.min(ms, START_LAG_STEPS)]!++;
+    this.starts++;
+  }
+
+  /** This interval's start lag p99 (ms), undefined when nothing started; resets the count. */
+  private startLagP99(): number | undefined {
+    if (this.starts === 0) return undefined;
+    const rank = Math.ceil(this.starts * 0.99);
+    let seen = 0;
+    let step = 0;
+    for (; step < START_LAG_STEPS; step++) {
+      seen += this.startLag[step]!;
+      if (seen >= rank) break;
+    }
+    this.startLag.fill(0);
+    this.starts = 0;
+    return step;
+  }
+
   /** Health since the previous call; resets the interval. */
   interval(): SelfCheck {
     const elu = performance.eventLoopUtilization(this.intervalElu).utilization;
@@ -138,7 +185,10 @@ export class SelfMonitor {
     this.delay.reset();
     this.worstLagP99Ms = Math.max(this.worstLagP99Ms, lagP99Ms);
     this.worstLagMaxMs = Math.max(this.worstLagMaxMs, lagMaxMs);
-    return { elu, lagP99Ms, lagMaxMs, processCpu };
+    const startLagP99Ms = this.startLagP99();
+    if (startLagP99Ms === undefined) return { elu, lagP99Ms, lagMaxMs, processCpu };
+    this.worstStartLagP99Ms = Math.max(this.worstStartLagP99Ms ?? 0, startLagP99Ms);
+    return { elu, lagP99Ms, lagMaxMs, processCpu, startLagP99Ms };
   }
 
   /**
@@ -154,6 +204,7 @@ export class SelfMonitor {
       lagP99Ms: this.worstLagP99Ms,
       lagMaxMs: this.worstLagMaxMs,
       processCpu: this.cpuShare(this.startCpu, this.startMs),
+      ...(this.worstStartLagP99Ms !== undefined && { startLagP99Ms: this.worstStartLagP99Ms }),
     };
   }
 }

@@ -259,6 +259,8 @@ function selfCheck(v: unknown): void {
   num(v, 'elu');
   num(v, 'lagP99Ms');
   num(v, 'lagMaxMs');
+  if (v.processCpu !== undefined) num(v, 'processCpu');
+  if (v.startLagP99Ms !== undefined) num(v, 'startLagP99Ms');
 }
 
 /**

@@ -24,10 +24,12 @@ import {
   JOIN_PROTOCOL,
   JoinClose,
   JoinProtocolError,
+  parseAgentBinary,
   parseAgentText,
   parseCoordinatorBinary,
 } from '../../loadgen/join/protocol.js';
 import type { DeviceRoute } from '../../loadgen/messages.js';
+import { noConnectionEvents } from '../../loadgen/run-fold.js';
 
 const TOKEN = 'join-test-token';
 
@@ -349,6 +351,32 @@ describe('messages the protocol refuses', () => {
       parseCoordinatorBinary(serialize({ t: 'to-shard', shard: 0, msg: { type: 'rm -rf' } })),
     ).toThrow(/device shard message/);
     expect(() => parseCoordinatorBinary(Buffer.from('garbage'))).toThrow(/V8-serialized/);
+  });
+
+  it("refuses a shard's interval whose self-check figures are not numbers", () => {
+    const interval = {
+      type: 'device-interval',
+      workerIndex: 0,
+      open: 1,
+      established: 1,
+      connectsOk: 1,
+      received: 0,
+      ...Object.fromEntries(Object.keys(noConnectionEvents()).map((k) => [k, 0])),
+      failuresByReason: {},
+      atUs: 1,
+      trafficCounters: {},
+      histograms: {},
+      self: { elu: 0.1, lagP99Ms: 1, lagMaxMs: 2, processCpu: 0.2, startLagP99Ms: 3 },
+    };
+    const relay = (self: unknown) =>
+      serialize({ type: 'from-shard', shard: 0, msg: { ...interval, self } });
+    expect(parseAgentBinary(relay(interval.self))).toMatchObject({ type: 'from-shard' });
+    expect(() => parseAgentBinary(relay({ ...interval.self, startLagP99Ms: 'late' }))).toThrow(
+      /startLagP99Ms must be a finite number/,
+    );
+    expect(() => parseAgentBinary(relay({ ...interval.self, processCpu: Number.NaN }))).toThrow(
+      /processCpu must be a finite number/,
+    );
   });
 });
 

@@ -21,6 +21,34 @@ describe('generator self-check', () => {
     ).toMatch(/^devices-0: event-loop delay p99 reached 51ms \(limit 50ms\)$/);
   });
 
+  it('marks an interval whose connect attempts started past the limit after their slots', () => {
+    const calm = { elu: 0.98, lagP99Ms: 20, lagMaxMs: 30 };
+    expect(intervalSaturation('devices-0', { ...calm, startLagP99Ms: 50 })).toBeUndefined();
+    expect(intervalSaturation('devices-0', { ...calm, startLagP99Ms: 104 })).toBe(
+      'devices-0: connect attempts started 104ms after their slots at p99 (limit 50ms): the thread fell behind its own schedule',
+    );
+    // Both at once: one line naming both.
+    expect(intervalSaturation('devices-0', { ...calm, lagP99Ms: 60, startLagP99Ms: 104 })).toMatch(
+      /^devices-0: event-loop delay p99 reached 60ms \(limit 50ms\); connect attempts/,
+    );
+  });
+
+  it("takes the p99 of an interval's start lags and forgets them with the interval", () => {
+    const monitor = new SelfMonitor();
+    for (let i = 0; i < 98; i++) monitor.started(1500);
+    monitor.started(80_000);
+    monitor.started(90_500);
+    // 100 starts: the 99th is 80 ms late.
+    expect(monitor.interval().startLagP99Ms).toBe(80);
+    // 1 late of 200: p99 stays at the punctual ones' 0 ms; early (negative) counts as 0.
+    for (let i = 0; i < 199; i++) monitor.started(i % 2 === 0 ? 200 : -5);
+    monitor.started(5_000_000);
+    expect(monitor.interval().startLagP99Ms).toBe(0);
+    // No attempts this interval: no figure, and the run's worst is the first interval's.
+    expect(monitor.interval().startLagP99Ms).toBeUndefined();
+    expect(monitor.total().startLagP99Ms).toBe(80);
+  });
+
   it('invalidates a run only when lagging intervals hold more than 1% of its samples', () => {
     const worst = ['devices-0: event-loop delay p99 reached 80ms (limit 50ms)'];
     expect(lagSaturation({ lateIntervals: 0, samples: 1000, lateSamples: 0, worst: [] })).toEqual({
