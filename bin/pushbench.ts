@@ -64,9 +64,6 @@ function flagsOf<Flags>(cmd: Command): Flags {
   return cmd.opts<Flags & Record<string, unknown>>();
 }
 
-/** Worst relative difference between the live and simulated herd that `model-check` passes. */
-const MODEL_CHECK_TOLERANCE = 0.15;
-
 function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
@@ -258,9 +255,12 @@ async function modelCheckCommand(flags: ModelCheckFlags): Promise<number> {
   print(flags.json ? json(check) : formatModelCheck(check));
   // A live half whose generator saturated measured the generator: no verdict on the model.
   if (!check.live.valid) return ExitCode.Invalid;
-  return check.worstDifference !== null && check.worstDifference <= MODEL_CHECK_TOLERANCE
+  // Outside the target but inside the live intervals: this herd cannot decide it.
+  return check.verdict === 'within'
     ? ExitCode.Pass
-    : ExitCode.GateFailed;
+    : check.verdict === 'not-told-apart'
+      ? ExitCode.Inconclusive
+      : ExitCode.GateFailed;
 }
 
 async function reportCommand(dir: string, flags: ReportFlags): Promise<number> {

@@ -4,6 +4,7 @@
  * timeline, and the faults applied. Pure functions: report.ts calls them.
  */
 
+import { quantileRanks } from './percentile-ci.js';
 import { skewOf } from './skew.js';
 import type { FaultWindows } from './windows.js';
 
@@ -38,6 +39,19 @@ export interface ReconnectTimes {
   p99: number | null;
   /** Null while some device never came back. */
   p100: number | null;
+  /**
+   * Where the true p50 and p99 lie, 19 times in 20, were the same herd replayed:
+   * order statistics of the devices' own times (distribution-free). A bound is
+   * null where the sample cannot set it (too few devices, or devices never back).
+   * A herd of a few hundred cannot pin its p99 down: its 3rd-slowest device decides it.
+   */
+  ci?: { p50: TimeBounds; p99: TimeBounds };
+}
+
+/** A 95 % interval in seconds; null: open on that side. */
+export interface TimeBounds {
+  lo: number | null;
+  hi: number | null;
 }
 
 /** The herd one fault caused. */
@@ -120,10 +134,19 @@ function times(backs: number[], notBack: number): ReconnectTimes {
     const need = Math.ceil(q * n);
     return need > sorted.length ? null : round2(sorted[Math.max(0, need - 1)] ?? null);
   };
+  const bounds = (q: number): TimeBounds => {
+    // Ranks past the devices that came back (devices never back are the slowest) are open.
+    const [l, u] = quantileRanks(n, q);
+    return {
+      lo: l >= 1 && l <= sorted.length ? round2(sorted[l - 1]!) : null,
+      hi: u <= sorted.length ? round2(sorted[u - 1]!) : null,
+    };
+  };
   return {
     p50: at(0.5),
     p99: at(0.99),
     p100: notBack > 0 ? null : round2(quantileSorted(sorted, 1)),
+    ...(n > 0 && { ci: { p50: bounds(0.5), p99: bounds(0.99) } }),
   };
 }
 

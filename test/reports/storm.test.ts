@@ -91,4 +91,21 @@ describe('laying losses against faults', () => {
     expect(s.attemptsPerDevice).toBe(2.5);
     expect(s.lossToBack.p100).toBeNull();
   });
+
+  it("bounds a herd's p50 and p99 by order statistics, open where the devices cannot", () => {
+    // 300 devices back at 0.01 s, 0.02 s, ... 3.00 s after a loss at 0.
+    const back = (n: number) => Array.from({ length: n }, (_, i) => [0, (i + 1) / 100, 1]).flat();
+    const s = summarizeStorm(back(300), []);
+    expect(s.lossToBack.p99).toBe(2.97);
+    // Binomial(300, 0.99): rank 293 below, and no rank up to 300 above (open).
+    expect(s.lossToBack.ci?.p99).toEqual({ lo: 2.93, hi: null });
+    // p50: ranks 133 and 168.
+    expect(s.lossToBack.ci?.p50).toEqual({ lo: 1.33, hi: 1.68 });
+    // 1,000 devices bound the p99 on both sides; 5 more never back open its top.
+    const big = summarizeStorm(back(1000), []);
+    expect(big.lossToBack.ci?.p99.lo).toBeLessThan(big.lossToBack.p99!);
+    expect(big.lossToBack.ci?.p99.hi).toBeGreaterThan(big.lossToBack.p99!);
+    const never = Array.from({ length: 5 }, () => [0, -1, 3]).flat();
+    expect(summarizeStorm([...back(1000), ...never], []).lossToBack.ci?.p99.hi).toBeNull();
+  });
 });
