@@ -8,6 +8,12 @@ import { defineScenario } from '../define.js';
  * are behind the balancer), then more devices arrive. Round-robin keeps sending the old, full
  * nodes their share, they crash, their devices pile onto the rest: a cascade.
  * Least-connections sends the newcomers to the new nodes and nothing falls.
+ *
+ * Its 20 node processes and the hub run at nice 19, not the default 10: the
+ * scheduler weighs each process, and 21 of them at +10 (weight 110 each)
+ * outweigh a device thread (1,024) twice over while the cascade keeps them all
+ * busy. At +10 the device threads started their attempts 61-227 ms late in 3
+ * of 4 runs here (INVALID); at +19, 2 of 2 valid (bench/RESULTS.md, tenth session).
  */
 export default defineScenario({
   name: 'balancer-scale-up',
@@ -20,6 +26,7 @@ export default defineScenario({
     ],
     balancer: { health: { interval: '500ms', timeout: '500ms', fall: 2, rise: 1 } },
     profiles: { small: { capacity: 300, overload: 'crash' } },
+    nodeNice: 19,
   },
   devices: {
     count: 2400,
