@@ -158,10 +158,14 @@ export class SelfMonitor {
     this.starts++;
   }
 
-  /** This interval's start lag p99 (ms), undefined when nothing started; resets the count. */
+  /**
+   * This interval's start lag p99 (ms), undefined when nothing started; resets
+   * the count. Under 200 starts the rank is the second slowest's at most: with
+   * few attempts one late start (a GC pause) is not the thread falling behind.
+   */
   private startLagP99(): number | undefined {
     if (this.starts === 0) return undefined;
-    const rank = Math.ceil(this.starts * 0.99);
+    const rank = Math.max(1, Math.min(Math.ceil(this.starts * 0.99), this.starts - 1));
     let seen = 0;
     let step = 0;
     for (; step < START_LAG_STEPS; step++) {

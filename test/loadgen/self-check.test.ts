@@ -44,6 +44,14 @@ describe('generator self-check', () => {
     for (let i = 0; i < 199; i++) monitor.started(i % 2 === 0 ? 200 : -5);
     monitor.started(5_000_000);
     expect(monitor.interval().startLagP99Ms).toBe(0);
+    // Few starts: one late one (a GC pause) is not the thread falling behind; two are.
+    for (let i = 0; i < 32; i++) monitor.started(1000);
+    monitor.started(60_000);
+    expect(monitor.interval().startLagP99Ms).toBe(1);
+    for (let i = 0; i < 31; i++) monitor.started(1000);
+    monitor.started(60_000);
+    monitor.started(61_000);
+    expect(monitor.interval().startLagP99Ms).toBe(60);
     // No attempts this interval: no figure, and the run's worst is the first interval's.
     expect(monitor.interval().startLagP99Ms).toBeUndefined();
     expect(monitor.total().startLagP99Ms).toBe(80);
