@@ -181,8 +181,18 @@ export interface RunResult {
   files: string[];
 }
 
-/** One second of the balancers' view, keyed by node. */
-function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'][number] {
+/**
+ * One second of the balancers' view, keyed by node. `t` and `wallMs` are the
+ * run's time and the wall clock read together once the sample is in: the
+ * sample (taken at `net.atMs`) and each health change are placed on the run's
+ * axis by their wall-clock distance from that moment, so the time the sample
+ * spent waiting for the nodes' own counts does not move them later.
+ */
+export function balancerPoint(
+  t: number,
+  wallMs: number,
+  net: NetworkSample,
+): TopologyReport['balancer'][number] {
   const backends: TopologyReport['balancer'][number]['backends'] = {};
   for (const b of net.backends) {
     backends[b.nodeId] = {
@@ -192,12 +202,12 @@ function balancerPoint(t: number, net: NetworkSample): TopologyReport['balancer'
       conntrackHeld: b.conntrackHeld,
       // When its health last changed, on the run's time axis.
       ...(b.healthChangedAtMs !== null && {
-        healthChangedAtS: Math.round((t - (net.atMs - b.healthChangedAtMs) / 1000) * 100) / 100,
+        healthChangedAtS: Math.round((t - (wallMs - b.healthChangedAtMs) / 1000) * 100) / 100,
       }),
     };
   }
   return {
-    t: Math.round(t * 10) / 10,
+    t: Math.round((t - (wallMs - net.atMs) / 1000) * 10) / 10,
     backends,
     ...(net.global && { routed: net.global.routed, regionsHealthy: net.global.healthy }),
   };
@@ -381,7 +391,7 @@ export async function run(
           cluster.sampleNodes(),
           cluster.sampleNetwork().catch(() => undefined),
         ]);
-        if (net) balancer.push(balancerPoint(coordinator.elapsedS(), net));
+        if (net) balancer.push(balancerPoint(coordinator.elapsedS(), Date.now(), net));
         return counts;
       },
     });
