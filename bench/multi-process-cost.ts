@@ -46,6 +46,9 @@ const { sink, counts } = countingSink();
 const tokens = Array.from({ length: total }, (_, i) => deviceToken(i));
 const conns: WsClientConnection[] = [];
 const tree0 = treeCpuSeconds(node.pid);
+const workers0 = new Map(
+  descendantsOf(node.pid).map((p) => [p, readProcessStats(p)?.cpuSeconds ?? 0]),
+);
 const primary0 = readProcessStats(node.pid)?.cpuSeconds ?? 0;
 const self0 = selfCpuSeconds();
 const t0 = monoNowUs();
@@ -73,5 +76,11 @@ console.log(
     `${counts.open} connects (${counts.failed} failed) at ${rate}/s in ${seconds.toFixed(1)} s: ` +
     `node ${per(tree)} us per connect (primary ${per(primary)}), client ${per(client)} us`,
 );
+// Each worker's share: with few acceptors, how much the others pay while not accepting.
+const shares = [...workers0]
+  .map(([p, before]) => ((readProcessStats(p)?.cpuSeconds ?? before) - before) * 1e6)
+  .sort((a, b) => b - a)
+  .map((us) => (us / Math.max(1, counts.open)).toFixed(0));
+console.log(`  workers' us per connect, busiest first: ${shares.join(' ')}`);
 for (const c of conns) c.destroy();
 await node.stop();
