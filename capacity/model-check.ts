@@ -115,6 +115,8 @@ export interface ModelCheck {
     detectMs: number;
     /** Attempt to the balancer's choice, ms: half the live run's median failed attempt (`connect_failed`). */
     attemptMs: number;
+    /** When the herd's tenths lost their connections, ms after the kill (read off the live run). */
+    lossAtMs?: number[];
     absorptionPerSec: number;
   };
   herd: ModelFigure;
@@ -217,8 +219,10 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
   // the live run's failed attempts took (median), read off the run like detectMs.
   const failedP50 = report.latency.connect_failed?.p50;
   const attemptMs = failedP50 !== undefined ? Math.round(failedP50 / 2) : 0;
+  const noticed = kill?.noticed;
+  const lossAtMs = noticed?.tenths.map((s) => Math.round(s * 1000));
   notice(
-    `simulated: the same herd (${formatCount(herdLive)} devices), the dead node out of rotation after ${detectMs} ms, attempts decided ${attemptMs} ms after they start (half the live failed attempts' median)`,
+    `simulated: the same herd (${formatCount(herdLive)} devices), losing their connections ${noticed ? `${Math.round(noticed.p50 * 1000)} ms (median) to ${Math.round(noticed.p100 * 1000)} ms after the kill, as live` : 'at the kill'}, the dead node out of rotation after ${detectMs} ms, attempts decided ${attemptMs} ms after they start (half the live failed attempts' median)`,
   );
   const sim = simulateHerd({
     nodes: o.nodes,
@@ -232,6 +236,8 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
     reconnect: scenario.devices.reconnect,
     detectMs,
     attemptMs,
+    // When the live herd's devices heard of the kill (through the balancer, over tens of ms).
+    ...(lossAtMs && { lossAtMs }),
     seed: o.seed,
   });
   const sec = (ms: number | null) => (ms === null ? null : ms / 1000);
@@ -251,6 +257,7 @@ export async function checkModel(options: ModelCheckOptions = {}): Promise<Model
       balancer: o.balancer,
       detectMs,
       attemptMs,
+      ...(lossAtMs && { lossAtMs }),
       absorptionPerSec: o.absorptionPerSec,
     },
     herd: figure(herdLive, sim.herd),

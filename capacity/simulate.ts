@@ -61,6 +61,10 @@
  *   earlier on the attempts' clock) and a refused one is seen by the device as
  *   long again later, before its next delay starts. Successful attempts are
  *   still counted done at their decision bucket's end.
+ * - **The herd's losses** happen at t=0, or with `lossAtMs` in equal shares at
+ *   the given times (a live run's `noticed.tenths`: through a balancer a kill
+ *   reaches the last of 1,000 devices ~0.1 s later), each share starting its
+ *   first delay then.
  * - **Dead nodes stay dead**: no restarts, no autoscaling within the horizon;
  *   once no node is left (and none is still in rotation) the simulation stops,
  *   since nothing can connect any more.
@@ -107,6 +111,13 @@ export interface HerdInput {
    * failure seen one bucket later.
    */
   attemptMs?: number;
+  /**
+   * When the herd's devices see their connections lost, in ms after t=0: equal
+   * shares of the herd, one per entry (a live run's `noticed.tenths`). Default:
+   * all at t=0. A killed node's devices hear of it over tens of milliseconds
+   * through a balancer, a blackholed one's only when a heartbeat gives up.
+   */
+  lossAtMs?: readonly number[];
   /** Bucket width. Default 10 ms. */
   dtMs?: number;
   /** Simulated time after which the simulation stops even if devices are still out. Default 600 s. */
@@ -446,6 +457,15 @@ function validate(input: HerdInput): string[] {
   ) {
     problems.push(`attemptMs must be a finite number in [0, 60000], got ${input.attemptMs}`);
   }
+  if (
+    input.lossAtMs !== undefined &&
+    !(
+      input.lossAtMs.length > 0 &&
+      input.lossAtMs.every((v) => Number.isFinite(v) && v >= 0 && v <= horizonMs)
+    )
+  ) {
+    problems.push(`lossAtMs must be one or more finite numbers in [0, horizonMs ${horizonMs}]`);
+  }
   if (input.loadByNode !== undefined) {
     const loads = input.loadByNode;
     if (loads.length !== input.nodes) {
@@ -614,7 +634,9 @@ export function simulateHerd(input: HerdInput): HerdResult {
   let maxDelayMs = 0;
   for (const pieces of pieceTable)
     for (const p of pieces) maxDelayMs = Math.max(maxDelayMs, p.hiMs);
-  const ring = Math.ceil(maxDelayMs / dtMs) + failBuckets + 3;
+  const lossAtMs = input.lossAtMs ?? [0];
+  const lastLossBuckets = Math.floor(Math.max(...lossAtMs) / dtMs);
+  const ring = Math.ceil(maxDelayMs / dtMs) + failBuckets + lastLossBuckets + 3;
   if (classes * ring > 25_000_000) {
     throw new PushbenchError(
       'PB_USAGE',
@@ -633,7 +655,10 @@ export function simulateHerd(input: HerdInput): HerdResult {
     undetected = k;
   }
   let detectHead = 0;
-  calendar.schedule(0, 0, 0, herd, piecesOf(0), dtMs);
+  // The herd loses its connections at t=0, or in equal shares when it heard of the failure.
+  for (const atMs of lossAtMs) {
+    calendar.schedule(0, Math.floor(atMs / dtMs), 0, herd / lossAtMs.length, piecesOf(0), dtMs);
+  }
 
   const buckets = Math.ceil(horizonMs / dtMs);
   const cumConnects = new Float64Array(buckets);

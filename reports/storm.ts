@@ -65,6 +65,14 @@ export interface FaultImpact extends FaultLike {
   attemptsPerDevice: number | null;
   /** Seconds from the fault's start until 50/99/100 % of affected devices were back. */
   reconnected: ReconnectTimes;
+  /**
+   * Seconds from the fault's start until its devices saw their connections lost:
+   * a kill's reach the devices within milliseconds, a blackhole's only when a
+   * heartbeat or TCP gives up. `tenths`: the midpoints of ten equal shares of
+   * the devices (5th, 15th … 95th percentile), for a simulation to replay.
+   * Absent when the fault affected no device.
+   */
+  noticed?: LossNoticed;
   /** Peak reconnect attempts per second between this fault and the next. */
   peakAttemptsPerSec: number;
   /** Accepted messages that were never delivered, scheduled between this fault and the next. */
@@ -79,6 +87,14 @@ export interface FaultImpact extends FaultLike {
    * was (0 when none): the window in which connected devices could not be found.
    */
   notFoundAfter?: { count: number; forS: number };
+}
+
+/** When a fault's devices lost their connections, in seconds from its start (see {@link FaultImpact.noticed}). */
+export interface LossNoticed {
+  p50: number;
+  p99: number;
+  p100: number;
+  tenths: number[];
 }
 
 /** Run-wide storm figures. */
@@ -147,6 +163,19 @@ function times(backs: number[], notBack: number): ReconnectTimes {
     p99: at(0.99),
     p100: notBack > 0 ? null : round2(quantileSorted(sorted, 1)),
     ...(n > 0 && { ci: { p50: bounds(0.5), p99: bounds(0.99) } }),
+  };
+}
+
+/** Loss times after a fault, summarised (empty: undefined); ms precision. */
+function noticedOf(after: number[]): LossNoticed | undefined {
+  if (after.length === 0) return undefined;
+  const sorted = [...after].sort((a, b) => a - b);
+  const at = (q: number) => Math.round(Math.max(0, quantileSorted(sorted, q) ?? 0) * 1000) / 1000;
+  return {
+    p50: at(0.5),
+    p99: at(0.99),
+    p100: at(1),
+    tenths: Array.from({ length: 10 }, (_, i) => at((i + 0.5) / 10)),
   };
 }
 
@@ -245,14 +274,17 @@ export function faultImpacts(
   };
   const acc = new Map<
     FaultLike,
-    { backs: number[]; notBack: number; attempts: number; lost: number }
+    { backs: number[]; notBack: number; attempts: number; lost: number; after: number[] }
   >();
-  for (const f of disruptive) acc.set(f, { backs: [], notBack: 0, attempts: 0, lost: 0 });
+  for (const f of disruptive) {
+    acc.set(f, { backs: [], notBack: 0, attempts: 0, lost: 0, after: [] });
+  }
   for (let i = 0, k = 0; i + 2 < drops.length; i += 3, k++) {
     const f = owner(drops[i]!, ctx.dropNodes?.[k] ?? '');
     const a = f && acc.get(f);
     if (!a || !f) continue;
     const back = drops[i + 1]!;
+    a.after.push(drops[i]! - f.t);
     a.attempts += drops[i + 2]!;
     if (back < 0) a.notBack++;
     else a.backs.push(back - f.t);
@@ -282,6 +314,8 @@ export function faultImpacts(
       peakAttemptsPerSec: DISRUPTIVE.has(f.action) ? peak : 0,
       lostMessages: a?.lost ?? 0,
     };
+    const noticed = a && noticedOf(a.after);
+    if (noticed) impact.noticed = noticed;
     if (f.action === 'scale-up')
       impact.skewSettledAfterS = scaleUpSettled(f, timeline, ctx.regionOf);
     return impact;

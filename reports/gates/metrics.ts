@@ -194,6 +194,9 @@ const FAULT_FIELDS: Readonly<Record<string, Field<FaultFigures>>> = {
   t50: { kind: 'duration', read: (f) => seconds(f.reconnected.p50, 'too few devices back') },
   t99: { kind: 'duration', read: (f) => seconds(f.reconnected.p99, 'too few devices back') },
   t100: { kind: 'duration', read: (f) => seconds(f.reconnected.p100, 'some devices never back') },
+  /** From the fault until 50 / 99 % of its devices saw their connections lost. */
+  noticed50: { kind: 'duration', read: (f) => seconds(f.noticed?.p50, 'no devices affected') },
+  noticed99: { kind: 'duration', read: (f) => seconds(f.noticed?.p99, 'no devices affected') },
   notFound: {
     kind: 'count',
     read: (f) => present(f.notFoundAfter?.count, 'not a datastore-restart'),

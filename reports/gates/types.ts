@@ -38,6 +38,8 @@ export interface GateInputs {
     lostMessages: number;
     attemptsPerDevice: number | null;
     reconnected: { p50: number | null; p99: number | null; p100: number | null };
+    /** When its devices saw their connections lost, from the fault's start (s). */
+    noticed?: { p50: number; p99: number; p100: number };
     skewSettledAfterS?: number | null;
     /** datastore-restart: 404s for pushes after Redis answered again, and until when (s). */
     notFoundAfter?: { count: number; forS: number };

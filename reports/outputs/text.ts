@@ -171,11 +171,22 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
     out.push('');
     out.push(
       table([
-        ['fault', 'at', 'affected', 'peak/s', '50% back', '99% back', 'all back', 'msgs lost'],
+        [
+          'fault',
+          'at',
+          'affected',
+          'noticed p50',
+          'peak/s',
+          '50% back',
+          '99% back',
+          'all back',
+          'msgs lost',
+        ],
         ...faults.map((f) => [
           f.label,
           s(f.t),
           formatCount(f.affected),
+          s(f.noticed?.p50 ?? null),
           formatCount(f.peakAttemptsPerSec),
           s(f.reconnected.p50),
           s(f.reconnected.p99),

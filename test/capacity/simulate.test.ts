@@ -45,6 +45,19 @@ describe('simulateHerd: known answers', () => {
     expect(r.notBack).toBeCloseTo(0, 6);
   });
 
+  it('starts each share of the herd from when it lost its connection (lossAtMs)', () => {
+    // Fixed 1 s delay; half the herd hears of the failure at once, half 2 s later.
+    const r = simulateHerd(ample({ lossAtMs: [0, 2000] }));
+    expect(r.herd).toBe(10_000);
+    expect(second(r, 2000).connects).toBe(5000);
+    expect(second(r, 3000).connects).toBe(0);
+    expect(second(r, 4000).connects).toBe(5000);
+    expect(r.reconnected.t99Ms).toBeGreaterThanOrEqual(3000);
+    expect(r.reconnected.t99Ms).toBeLessThanOrEqual(3010);
+    expect(() => simulateHerd(ample({ lossAtMs: [] }))).toThrow(/lossAtMs/);
+    expect(() => simulateHerd(ample({ lossAtMs: [-1] }))).toThrow(/lossAtMs/);
+  });
+
   it('spreads a full-jitter herd (base = cap = 10 s) uniformly over 0-10 s', () => {
     const r = simulateHerd(ample({ reconnect: policy('full-jitter', 10_000) }));
     expect(r.reconnected.t50Ms).toBeGreaterThanOrEqual(4980);

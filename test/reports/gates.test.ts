@@ -351,6 +351,7 @@ describe('chaos gates', () => {
         lostMessages: 3,
         attemptsPerDevice: 1.4,
         reconnected: { p50: 0.6, p99: 2.6, p100: null },
+        noticed: { p50: 0.05, p99: 0.12, p100: 0.2 },
       },
       {
         label: 'grow',
@@ -403,6 +404,9 @@ describe('chaos gates', () => {
     expect(verdict('fault(kill).affected >= 1000')).toBe('pass');
     expect(verdict('fault(kill).t100 < 10s')).toBe('inconclusive');
     expect(verdict('fault(kill).lost <= 3')).toBe('pass');
+    expect(verdict('fault(kill).noticed50 < 100ms')).toBe('pass');
+    expect(verdict('fault(kill).noticed99 < 100ms')).toBe('fail');
+    expect(verdict('fault(instant).noticed99 < 100ms')).toBe('inconclusive');
     // A scale-up whose skew never settled fails a settle gate rather than being inconclusive.
     expect(verdict('fault(grow).skewSettled < 30s')).toBe('fail');
     expect(verdict('fault(nope).peak < 5')).toBe('inconclusive');

@@ -39,6 +39,22 @@ describe('laying losses against faults', () => {
     expect(b2?.affected).toBe(3);
   });
 
+  it("says when a fault's devices noticed their losses: median, p99, last, and tenths", () => {
+    const faults = [fault('kill', 'kill-node', 'a', 10)];
+    // Ten devices lost 10-100 ms after the kill (as through a balancer).
+    const drops = Array.from({ length: 10 }, (_, i) => [10 + (i + 1) / 100, 12, 1]).flat();
+    const [kill] = faultImpacts(faults, drops, [], [], { dropNodes: Array(10).fill('a') });
+    expect(kill?.noticed?.p50).toBeCloseTo(0.05, 6);
+    expect(kill?.noticed?.p99).toBeCloseTo(0.1, 6);
+    expect(kill?.noticed?.p100).toBeCloseTo(0.1, 6);
+    expect(kill?.noticed?.tenths.map((s) => Math.round(s * 1000))).toEqual([
+      10, 20, 30, 40, 50, 60, 70, 80, 90, 100,
+    ]);
+    // Nobody affected: nothing to say.
+    const [none] = faultImpacts([fault('kill', 'kill-node', 'b', 10)], [], [], []);
+    expect(none?.noticed).toBeUndefined();
+  });
+
   it('lays a region fault over every node of the region, and nothing outside it', () => {
     const faults = [
       fault('slow', 'latency', 'region us', 5),
