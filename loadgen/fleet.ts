@@ -391,7 +391,12 @@ export class Fleet implements WsClientSink, DeviceChannel {
   private connectMore(count: number, rateHz: number, atUs: number): void {
     if (this.finishing) return;
     const end = Math.min(this.conns.length, this.nextReserve + Math.max(0, Math.floor(count)));
-    this.addRamp(this.nextReserve, end, atUs, rateHz);
+    // The coordinator asks for a start 10 ms ahead; a load agent on another host hears of
+    // it later on a busy box (its channel, its process's turn on the cores). Its ramp then
+    // starts when it heard: the system under test saw none of these devices before, and
+    // counting the message's way here as the thread falling behind its schedule made a
+    // 240-device run INVALID (its 40 extra devices' interval, start lag over 50 ms).
+    this.addRamp(this.nextReserve, end, Math.max(atUs, monoNowUs()), rateHz);
     this.nextReserve = end;
   }
 

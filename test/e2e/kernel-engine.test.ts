@@ -192,7 +192,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(kill?.notBack).toBe(0);
     // HAProxy's own per-server sessions were sampled beside the nodes' counts.
     expect(report.topology.balancer.length).toBeGreaterThan(0);
-    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
 
@@ -220,7 +220,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(l2).toBe(0);
     expect(l1! + l3!).toBeGreaterThanOrEqual(297);
     expect(Math.abs(l1! - l3!)).toBeLessThanOrEqual(2);
-    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
 
@@ -324,7 +324,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     );
     expect(report.topology.network?.engine).toBe('kernel');
     expect(report.faults.find((f) => f.label === 'slow')?.fired).toBe(true);
-    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
 
@@ -364,7 +364,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     // Stalled, not lost: TCP carried every request and forward across once it healed.
     expect(report.delivery.lost).toBe(0);
     expect(report.delivery.delivered).toBe(report.delivery.accepted);
-    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
 
@@ -394,7 +394,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(report.faults.filter((f) => f.action === 'crash')).toEqual([]);
     expect(report.delivery.rejectedByStatus['503'] ?? 0).toBeGreaterThan(0);
     expect(report.delivery.lost).toBe(0);
-    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     // Redis ran in the run's namespace: nothing of it outlives the run.
     expect(await leftovers()).toBe('');
   }, 120_000);
@@ -499,7 +499,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(new Set(eu.peers).size).toBe(1);
     expect(new Set(us.peers).size).toBe(1);
     expect(eu.peers[0]).not.toBe(us.peers[0]);
-    expect(report.exitCode, JSON.stringify(report.gates)).toBe(0);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
 

@@ -494,6 +494,21 @@ describe('routes and reserve', () => {
     expect(final.requested).toBe(8);
     expect(final.established).toBe(8);
   });
+
+  it('starts a connect-more that arrives after its start time from its arrival, not late', async () => {
+    const node = await startNode();
+    const h = startFleet(
+      workerData(node.port, 2, { reserveCount: 20, routes: [route(node.port, 0, 22)] }),
+    );
+    await until(() => node.open.size === 2, '2 open');
+    // Asked for 300 ms ago (an agent on a busy host hears late): 20 devices at 1,000/s.
+    h.fleet.handle({ type: 'connect-more', count: 20, rateHz: 1000, atUs: monoNowUs() - 300_000 });
+    await h.untilOpen(22);
+    const final = await h.finish();
+    expect(final.established).toBe(22);
+    // Paced from arrival: no attempt counts as started 300 ms after its slot.
+    expect(final.self.startLagP99Ms ?? 0).toBeLessThan(50);
+  });
 });
 
 describe('fleet ramp', () => {
