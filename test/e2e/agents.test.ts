@@ -258,7 +258,10 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       {
         name: 'agents-tolerate',
         topology: { nodes: 1 },
-        devices: { count: 1500, connectRate: 1500 },
+        // 450/s, not 1,500/s: nine processes start at once on two cores here, and at
+        // 1,500/s the device threads began their first attempts 52-75 ms late at p99
+        // (INVALID, exit 5, in CI). The test is about the lost agent, not the ramp.
+        devices: { count: 900, connectRate: 450 },
         traffic: { direct: { rate: 100 } },
         duration: '6s',
         gates: ['connections.heldAtServer >= 60%'],
@@ -282,9 +285,9 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     const gone = report.generator.agents?.find((a) => a.name === 'gone');
     expect(gone?.lost).toMatch(/its connection closed .*\(tolerated: --agents-tolerate\)/);
     expect(report.generator.warnings?.join('\n')).toMatch(/load agent gone .* was lost mid-run/);
-    expect(report.devices.requested).toBe(1500);
-    expect(report.devices.heldAtEnd).toBe(1500 - gone!.devices);
-    expect(report.devices.heldAtServer).toBe(1500 - gone!.devices);
+    expect(report.devices.requested).toBe(900);
+    expect(report.devices.heldAtEnd).toBe(900 - gone!.devices);
+    expect(report.devices.heldAtServer).toBe(900 - gone!.devices);
     expect(report.devices.lossesByCause.agent_lost).toBe(gone!.devices);
   }, 120_000);
 
