@@ -257,6 +257,8 @@ export class WsClientConnection {
     this.secureUs = 0;
     this.tlsResume = t?.resume === true;
     if (t !== undefined) {
+      (socket as tls.TLSSocket).getPeerCertificate =
+        leafCertificate as tls.TLSSocket['getPeerCertificate'];
       socket.once('connect', onTcpConnect);
       socket.once('secureConnect', onSecureConnect);
       if (t.resume) socket.on('session', onTlsSession);
@@ -562,6 +564,18 @@ function onTcpConnect(this: net.Socket): void {
 
 function onSecureConnect(this: net.Socket): void {
   ownerOf(this)?.secureConnected();
+}
+
+/**
+ * node:tls checks the server's name on every full handshake against
+ * `getPeerCertificate(true)`: the whole chain, issuers included, turned into JS
+ * objects (~300 µs on this box), of which `tls.checkServerIdentity` reads only
+ * the leaf's `subject` and `subjectaltname`. A device's socket answers that
+ * call with the leaf alone (~25 µs): the same check by the same function, the
+ * same errors. Nothing else asks a device's socket for its peer certificate.
+ */
+function leafCertificate(this: tls.TLSSocket): tls.PeerCertificate {
+  return tls.TLSSocket.prototype.getPeerCertificate.call(this, false);
 }
 
 function onTlsSession(this: net.Socket, session: Buffer): void {
