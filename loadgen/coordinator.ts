@@ -10,6 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import { everyOnGrid, monoNowUs } from '../core/clock.js';
 import { PushbenchError } from '../core/errors.js';
 import { processLimits } from '../core/machine.js';
+import { GENERATOR_AHEAD } from '../core/priority.js';
 import type { LoadResult, RunMarker, RunPhase, TimelinePoint } from '../core/result.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
@@ -238,6 +239,7 @@ export class Coordinator extends EventEmitter<{
       'publisher',
       startWorkerBeside(import.meta.url, './worker', {
         role: 'publisher',
+        ...(scenario.topology.nodeNice > 0 && { aheadBy: GENERATOR_AHEAD }),
         httpUrls: this.plan.httpUrls,
         apiKey: this.plan.apiKey,
         ...publisherTraffic(scenario),

@@ -8,6 +8,7 @@ import {
   recordUs,
 } from '../core/measure/histogram.js';
 import { Bitset } from '../core/measure/ledger.js';
+import { runThisThreadAhead } from '../core/priority.js';
 import { Rng } from '../core/rng.js';
 import { CloseCode, retryableCloseCodes } from '../core/ws/close-codes.js';
 import { signToken } from '../server/token.js';
@@ -942,6 +943,7 @@ export class Fleet implements WsClientSink, DeviceChannel {
 export function runFleet(data: DeviceWorkerData, port: ShardLink): void {
   // On another host than the coordinator's: every timestamp on the coordinator's clock.
   if (data.clockOffsetUs !== undefined) setClockOffsetUs(data.clockOffsetUs);
+  runThisThreadAhead(data.aheadBy ?? 0);
   const traffic =
     data.traffic === null || data.traffic === undefined
       ? null

@@ -78,6 +78,11 @@ export interface DeviceWorkerData {
   rampEndUs?: number;
   connectTimeoutMs: number;
   reportIntervalMs: number;
+  /**
+   * Steps of niceness this thread runs ahead of its process, where it may
+   * (core/priority.ts `runThisThreadAhead`: Linux, root). Absent or 0: level.
+   */
+  aheadBy?: number;
   /** How a device waits before each attempt after a loss or a failed attempt. */
   reconnect: ReconnectPolicy;
   /** Devices reconnect on their own every `everyMs` minus up to `staggerMs`; null = never. */
@@ -100,6 +105,8 @@ export interface DeviceWorkerData {
 /** Start-up data of the publisher worker. */
 export interface PublisherWorkerData {
   role: 'publisher';
+  /** As {@link DeviceWorkerData.aheadBy}. */
+  aheadBy?: number;
   /** API base URLs (`http://host:port`); requests go round-robin over them. */
   httpUrls: string[];
   apiKey: string;

@@ -8,6 +8,7 @@ import {
   recordUs,
 } from '../core/measure/histogram.js';
 import { addCounts, Bitset } from '../core/measure/ledger.js';
+import { runThisThreadAhead } from '../core/priority.js';
 import { Rng } from '../core/rng.js';
 import type {
   FromWorker,
@@ -394,6 +395,7 @@ export class Publisher {
 
 /** Runs the publisher worker on `port`. */
 export function runPublisher(data: PublisherWorkerData, port: MessagePort): void {
+  runThisThreadAhead(data.aheadBy ?? 0);
   const publisher = new Publisher(data, port);
   port.on('message', (msg: ToWorker) => publisher.handle(msg));
   void publisher.warm().then(() => {

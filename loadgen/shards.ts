@@ -10,6 +10,7 @@
 
 import { availableParallelism } from 'node:os';
 import { PushbenchError } from '../core/errors.js';
+import { GENERATOR_AHEAD } from '../core/priority.js';
 import { startWorkerBeside } from '../core/runtime.js';
 import type { Scenario } from '../scenarios/schema.js';
 import type { DeviceWorkerData } from './messages.js';
@@ -131,6 +132,9 @@ export function shardData(settings: ShardSettings, placement: Placement): Device
     ...(staggered && { rampEndUs }),
     connectTimeoutMs: scenario.devices.connectTimeoutMs,
     reportIntervalMs,
+    // With the nodes behind the generator, its threads run ahead of the harness's other
+    // processes too, where they may (core/priority.ts).
+    ...(scenario.topology.nodeNice > 0 && { aheadBy: GENERATOR_AHEAD }),
     reconnect: scenario.devices.reconnect,
     periodicReconnect: scenario.devices.periodicReconnect,
     heartbeatTimeoutMs: scenario.devices.heartbeatTimeoutMs,

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PushbenchError } from '../core/errors.js';
 import { machineFacts, processLimits } from '../core/machine.js';
 import { encodeHistogram } from '../core/measure/histogram.js';
+import { GENERATOR_AHEAD, mayRaisePriority } from '../core/priority.js';
 import { type ProcessStats, readProcessTreeStats, sumProcessStats } from '../core/process-stats.js';
 import type { LoadResult } from '../core/result.js';
 import { version } from '../core/version.js';
@@ -329,7 +331,7 @@ export async function run(
   for (const note of cluster.limitNotes()) listener.notice?.(note);
   const nodes = cluster.describe();
   listener.notice?.(
-    `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})${nodes.length > 0 && scenario.topology.nodeNice > 0 ? `, nice +${scenario.topology.nodeNice}, behind the load generator (topology.nodeNice)` : ''}`,
+    `${nodes.length} node${nodes.length === 1 ? '' : 's'} up (${nodes.map((n) => `${n.nodeId} pid ${n.pid}`).join(', ')})${nodes.length > 0 && scenario.topology.nodeNice > 0 ? `, nice +${scenario.topology.nodeNice}, behind the load generator (topology.nodeNice)${mayRaisePriority() ? `, whose threads run ${GENERATOR_AHEAD} ahead (nice ${Math.max(-20, getPriority() - GENERATOR_AHEAD)})` : ''}` : ''}`,
   );
   const clientHosts = cluster.clientHostsByRegion();
   if (clientHosts.size > 0) {

@@ -1,6 +1,7 @@
 import { getPriority } from 'node:os';
 import { execa, type ResultPromise } from 'execa';
 import { PushbenchError } from '../core/errors.js';
+import { mayRaisePriority } from '../core/priority.js';
 import { reniceTree } from '../core/process-stats.js';
 import { entryBeside } from '../core/runtime.js';
 import {
@@ -179,10 +180,6 @@ async function limitsFor(
  */
 export const BOOT_NICE = 15;
 
-function canRaisePriority(): boolean {
-  return process.platform === 'linux' && process.getuid?.() === 0;
-}
-
 /**
  * Starts `pushbench serve` as a real child process (so later faults are real
  * signals) and resolves once it prints its `listening` line.
@@ -219,7 +216,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   // process's own, so that a run started under `nice` keeps its nodes behind it.
   const own = getPriority();
   const nice = Math.min(19, own + (options.nice ?? 0));
-  const bootNice = canRaisePriority() ? Math.max(BOOT_NICE, nice) : nice;
+  const bootNice = mayRaisePriority() ? Math.max(BOOT_NICE, nice) : nice;
   const [command, args] =
     bootNice > own
       ? ['nice', ['-n', String(bootNice - own), inner, ...innerArgs]]

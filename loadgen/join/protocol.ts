@@ -381,6 +381,10 @@ function workerData(v: unknown): DeviceWorkerData {
   for (const k of ['rampDelayUs', 'rampEndUs']) {
     if (v[k] !== undefined && !(num(v, k) >= 0)) fail(`${k} must be >= 0`);
   }
+  if (v.aheadBy !== undefined) {
+    const by = num(v, 'aheadBy');
+    if (!Number.isInteger(by) || by < 0 || by > 19) fail('aheadBy must be an integer 0-19');
+  }
   for (const k of ['connectTimeoutMs', 'reportIntervalMs', 'tokenTtlSec']) {
     if (!(num(v, k) > 0)) fail(`${k} must be positive`);
   }

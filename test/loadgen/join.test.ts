@@ -342,6 +342,11 @@ describe('messages the protocol refuses', () => {
     expect(bad([[{ ...shard, deviceCount: -3 }]])).toThrow(/deviceCount/);
     expect(bad([[{ ...shard, rampDelayUs: -1 }]])).toThrow(/rampDelayUs must be >= 0/);
     expect(bad([[{ ...shard, rampDelayUs: 'soon' }]])).toThrow(/rampDelayUs/);
+    expect(bad([[{ ...shard, aheadBy: -5 }]])).toThrow(/aheadBy must be an integer 0-19/);
+    expect(bad([[{ ...shard, aheadBy: 2.5 }]])).toThrow(/aheadBy/);
+    expect(
+      parseCoordinatorBinary(serialize({ t: 'spawn', groups: [[{ ...shard, aheadBy: 5 }]] })),
+    ).toMatchObject({ t: 'spawn' });
     expect(
       parseCoordinatorBinary(serialize({ t: 'spawn', groups: [[{ ...shard, rampDelayUs: 5e6 }]] })),
     ).toMatchObject({ t: 'spawn' });
