@@ -69,13 +69,13 @@ export type DatastoreLinkName = (typeof DATASTORE_LINKS)[number];
 export type TimelineActionName = (typeof TIMELINE_ACTIONS)[number];
 
 /**
- * What a `partition` cuts the nodes in scope from. Nodes exchange nothing
- * directly (node-to-node requests go through the broker), so the datastore is
- * the one peer whose loss a node feels.
+ * What a `partition` cuts the nodes in scope from: the shared datastore (the
+ * hub or Redis), or every node of another region. Nodes exchange nothing
+ * directly (node-to-node requests go through the broker), so what a node feels
+ * of a partition is the loss of the datastore: across regions, the region
+ * that does not hold it (the first region holds it) loses it.
  */
-export const PARTITION_PEERS = ['datastore'] as const;
-/** One of {@link PARTITION_PEERS}. */
-export type PartitionPeer = (typeof PARTITION_PEERS)[number];
+export type PartitionPeer = { kind: 'datastore' } | { kind: 'region'; region: string };
 
 /** What a node does over its connection capacity. */
 export type OverloadBehaviour = 'refuse' | 'unhealthy' | 'crash';
@@ -319,7 +319,7 @@ export interface TimelineActionInput extends ScopeInput {
   devices?: number;
   /** bandwidth: the cap on each node's link in scope, both directions: `"10mbit"`, `"512kbit"`, `"1gbit"`, or bits per second. */
   bandwidth?: string | number;
-  /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker. */
+  /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker; a region's name: that region's nodes (and the datastore, when that region holds it). */
   from?: string;
   /** datastore-restart: what the Redis comes back with, `"empty"` (default) or `"kept"` (needs `topology.redis: "managed:appendonly"`). */
   data?: string;

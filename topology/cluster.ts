@@ -290,7 +290,10 @@ export class Cluster {
                 .filter((n) => n.region === scope.region)
                 .map((n) => n.nodeId),
         [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
-        this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
+        {
+          addresses: this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
+          region: topology.regions[0]?.name ?? '',
+        },
         needsDecisionPoint(this.scenario) ? this.decisionSpec(decided) : null,
       );
     } else if (topology.balanced) {

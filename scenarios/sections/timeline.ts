@@ -19,7 +19,6 @@ import {
   type DatastoreLinkName,
   type DurationInput,
   type FaultScope,
-  PARTITION_PEERS,
   type PartitionPeer,
   type RegionTopology,
   TIMELINE_ACTIONS,
@@ -251,6 +250,33 @@ function scopeLabel(s: FaultScope): string {
   return 'nodeId' in s ? s.nodeId : `region ${s.region}`;
 }
 
+/** A partition's `from`: `"datastore"`, or a region other than the scope's own. */
+function partitionPeer(f: ActionFields, scope: FaultScope): PartitionPeer {
+  const { v, nodes, p, path } = f;
+  if (v.from === 'datastore') {
+    if (nodes.regionNames.includes('datastore')) {
+      p.add(`${path}.from`, '"datastore" names both the datastore and a region: rename the region');
+    }
+    return { kind: 'datastore' };
+  }
+  if (typeof v.from !== 'string' || !nodes.regionNames.includes(v.from)) {
+    p.add(
+      `${path}.from`,
+      `must be "datastore" or a region (${nodes.regionNames.join(', ')}), got ${JSON.stringify(v.from)}`,
+    );
+    return { kind: 'datastore' };
+  }
+  const own =
+    'region' in scope ? scope.region : scope.nodeId.slice(0, scope.nodeId.lastIndexOf('-'));
+  if (own === v.from) {
+    p.add(
+      `${path}.from`,
+      `${JSON.stringify(v.from)} is the scope's own region: its nodes exchange nothing directly (their requests go through the datastore: use "datastore")`,
+    );
+  }
+  return { kind: 'region', region: v.from };
+}
+
 function readAction(
   p: Problems,
   path: string,
@@ -301,16 +327,10 @@ function readAction(
       return bandwidth(f);
     case 'partition': {
       const scope = f.scope();
-      let from: PartitionPeer = 'datastore';
-      if (!(PARTITION_PEERS as readonly unknown[]).includes(f.v.from)) {
-        f.p.add(
-          `${f.path}.from`,
-          `must be one of ${PARTITION_PEERS.join(', ')}, got ${JSON.stringify(f.v.from)}`,
-        );
-      } else {
-        from = f.v.from as PartitionPeer;
-      }
-      const label = f.label(`partition ${scopeLabel(scope)} from ${from}`);
+      const from = partitionPeer(f, scope);
+      const label = f.label(
+        `partition ${scopeLabel(scope)} from ${from.kind === 'datastore' ? 'datastore' : `region ${from.region}`}`,
+      );
       return { atMs, action, scope, from, forMs: f.forMs(), label };
     }
     case 'datastore-latency': {

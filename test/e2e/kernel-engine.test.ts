@@ -85,12 +85,37 @@ describe('network engine choice', () => {
     expect(scenario({ nodes: 2 }, cut).timeline[0]).toMatchObject({
       action: 'partition',
       scope: { nodeId: 'local-1' },
-      from: 'datastore',
+      from: { kind: 'datastore' },
       label: 'partition local-1 from datastore',
     });
     expect(() =>
       scenario({ nodes: 2 }, [{ at: '1s', action: 'partition', node: 'local-1', from: 'local-2' }]),
-    ).toThrow(/timeline\[0\]\.from: must be one of datastore, got "local-2"/);
+    ).toThrow(/timeline\[0\]\.from: must be "datastore" or a region \(local\), got "local-2"/);
+    // Across regions: another region by name, never the scope's own.
+    const regions = {
+      regions: [
+        { name: 'eu', nodes: 2 },
+        { name: 'us-east', nodes: 1 },
+      ],
+    };
+    expect(
+      scenario(regions, [{ at: '1s', action: 'partition', region: 'us-east', from: 'eu' }])
+        .timeline[0],
+    ).toMatchObject({
+      scope: { region: 'us-east' },
+      from: { kind: 'region', region: 'eu' },
+      label: 'partition region us-east from region eu',
+    });
+    expect(
+      scenario(regions, [{ at: '1s', action: 'partition', node: 'eu-2', from: 'us-east' }])
+        .timeline[0],
+    ).toMatchObject({ label: 'partition eu-2 from region us-east' });
+    expect(() =>
+      scenario(regions, [{ at: '1s', action: 'partition', node: 'us-east-1', from: 'us-east' }]),
+    ).toThrow(/timeline\[0\]\.from: "us-east" is the scope's own region/);
+    expect(() =>
+      scenario(regions, [{ at: '1s', action: 'partition', region: 'eu', from: 'asia' }]),
+    ).toThrow(/timeline\[0\]\.from: must be "datastore" or a region \(eu, us-east\), got "asia"/);
     if (isRoot) {
       await ensureCommand('nft', 'nftables');
       expect(() => chooseNetworkEngine(scenario({ nodes: 1 }, cut))).toThrow(
@@ -362,6 +387,43 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(cut?.affected).toBe(0);
     expect(report.devices.heldAtEnd).toBe(60);
     // Stalled, not lost: TCP carried every request and forward across once it healed.
+    expect(report.delivery.lost).toBe(0);
+    expect(report.delivery.delivered).toBe(report.delivery.accepted);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('partition across regions: devices stay, the region without the datastore stalls, and everything accepted arrives after it', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-region-partition',
+        topology: {
+          network: 'kernel',
+          regions: [
+            { name: 'eu', nodes: 1 },
+            { name: 'us', nodes: 1 },
+          ],
+        },
+        devices: { count: 60, connectRate: 200 },
+        traffic: { direct: { rate: 30 } },
+        duration: '8s',
+        deliveryDeadline: '10s',
+        timeline: [
+          { at: '2s', action: 'partition', region: 'us', from: 'eu', for: '2500ms', label: 'cut' },
+        ],
+        // eu holds the hub: us's registry calls and the forwards to and from it wait
+        // for TCP to retransmit across the cut.
+        gates: ['p99(push@us) >= 1s', 'p50(push) < 500ms'],
+      },
+      { write: false, workers: 1 },
+    );
+    expect(report.topology.network?.engine).toBe('kernel');
+    const cut = report.faults.find((f) => f.label === 'cut');
+    expect(cut?.fired).toBe(true);
+    expect(cut?.tEnd).not.toBeNull();
+    expect(cut?.affected).toBe(0);
+    expect(report.devices.heldAtEnd).toBe(60);
     expect(report.delivery.lost).toBe(0);
     expect(report.delivery.delivered).toBe(report.delivery.accepted);
     expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);

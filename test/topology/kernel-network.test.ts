@@ -33,7 +33,7 @@ describe('KernelNetwork latency', () => {
       () => link,
       (scope) => ('nodeId' in scope ? [scope.nodeId] : ['local-1']),
       [],
-      [],
+      { addresses: [], region: 'local' },
     );
     const region = await net.applyFault({
       kind: 'latency',

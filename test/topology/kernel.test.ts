@@ -19,6 +19,7 @@ import {
   resetConnections,
   synRetransmitScheduleMs,
 } from '../../topology/kernel/faults.js';
+import { KernelNetwork } from '../../topology/kernel/network.js';
 import { startNodeProcess } from '../../topology/supervisor.js';
 import { ensureCommand } from '../setup/debian.js';
 
@@ -306,6 +307,101 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
     await fault.remove();
     expect(await fromB()).toBe('connected');
     c.socket.destroy();
+  });
+  it('partition across regions: cuts each side from the other, and the datastore from the side that does not hold it, nothing else', async () => {
+    for (const name of ['eu-1', 'eu-2', 'us-1', 'hub']) {
+      await fabric.addHost(name);
+      children.push(await echoServer(fabric, name));
+    }
+    const region = (id: string) => id.slice(0, id.lastIndexOf('-'));
+    const net = await KernelNetwork.start(
+      fabric,
+      [],
+      (id) =>
+        id === 'hub' ? undefined : { host: fabric.host(id), region: region(id), port: PORT },
+      () => undefined,
+      (scope) =>
+        'nodeId' in scope
+          ? [scope.nodeId]
+          : ['eu-1', 'eu-2', 'us-1'].filter((id) => region(id) === scope.region),
+      [],
+      { addresses: [fabric.host('hub').address], region: 'eu' },
+    );
+    const probe = async (from: string, to: string) => {
+      const [cmd, args] = fabric.commandOn(fabric.host(from), process.execPath, [
+        '-e',
+        `const s = require('net').connect(${PORT}, '${fabric.host(to).address}');` +
+          `s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });` +
+          `s.on('connect', () => { console.log('connected'); process.exit(0); });` +
+          `s.on('error', (e) => { console.log(e.code); process.exit(0); });`,
+      ]);
+      const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
+      await once(child, 'exit');
+      return `${from}->${to} ${out.trim()}`;
+    };
+    const probes = (pairs: [string, string][]) => Promise.all(pairs.map(([a, b]) => probe(a, b)));
+    try {
+      const whole = await net.applyFault({
+        kind: 'partition',
+        scope: { region: 'us' },
+        from: { kind: 'region', region: 'eu' },
+      });
+      expect(
+        await probes([
+          ['us-1', 'eu-1'],
+          ['eu-2', 'us-1'],
+          ['us-1', 'hub'],
+          ['eu-1', 'hub'],
+          ['eu-1', 'eu-2'],
+        ]),
+      ).toEqual([
+        'us-1->eu-1 timeout',
+        'eu-2->us-1 timeout',
+        'us-1->hub timeout',
+        'eu-1->hub connected',
+        'eu-1->eu-2 connected',
+      ]);
+      // The devices' side (here, the coordinator) is not named: it still reaches every node.
+      const c = open(fabric.host('us-1').address);
+      await c.connectedAtMs;
+      expect(await echoes(c, 'across')).toBe(true);
+      c.socket.destroy();
+      await net.clearFault(whole);
+      expect(
+        await probes([
+          ['us-1', 'eu-1'],
+          ['us-1', 'hub'],
+        ]),
+      ).toEqual(['us-1->eu-1 connected', 'us-1->hub connected']);
+      // One node of the region that holds the datastore: only that node and the other
+      // region part; the datastore stays in reach of both.
+      const one = await net.applyFault({
+        kind: 'partition',
+        scope: { nodeId: 'eu-2' },
+        from: { kind: 'region', region: 'us' },
+      });
+      expect(
+        await probes([
+          ['eu-2', 'us-1'],
+          ['us-1', 'eu-1'],
+          ['us-1', 'hub'],
+          ['eu-2', 'hub'],
+        ]),
+      ).toEqual([
+        'eu-2->us-1 timeout',
+        'us-1->eu-1 connected',
+        'us-1->hub connected',
+        'eu-2->hub connected',
+      ]);
+      await net.clearFault(one);
+      expect(await probes([['eu-2', 'us-1']])).toEqual(['eu-2->us-1 connected']);
+    } finally {
+      await net.stop();
+    }
   });
 });
 

@@ -87,7 +87,17 @@ export function kernelUnsupported(scenario: Scenario): string[] {
       }
     }
   }
-  if (scenario.timeline.some((t) => t.action === 'partition')) {
+  const first = topology.regions[0]?.name;
+  const partitions = scenario.timeline.filter((t) => t.action === 'partition');
+  // What cuts the datastore: `from: "datastore"`, or a cut across regions with the
+  // first region (which holds it) on one side, whole.
+  const cutsDatastore = partitions.some(
+    (t) =>
+      t.from.kind === 'datastore' ||
+      t.from.region === first ||
+      ('region' in t.scope && t.scope.region === first),
+  );
+  if (cutsDatastore) {
     const grows = scenario.timeline.some((t) => t.action === 'scale-up');
     const nodes = topology.regions.reduce((n, r) => n + r.nodes, 0);
     if (topology.redisUrl === null && nodes === 1 && !grows) {

@@ -178,6 +178,14 @@ export interface DecisionSpec {
   devices: number;
 }
 
+/** Where the nodes' shared registry and broker live. */
+export interface DatastorePlace {
+  /** The hub's host, or Redis's IPv4 address; empty when it is in the node's own process. */
+  addresses: string[];
+  /** The region that holds it (the first region): a partition across regions cuts the other side from it. */
+  region: string;
+}
+
 /** The kernel engine's network for one run. */
 export class KernelNetwork implements NetworkHandle {
   private readonly regions = new Map<string, RegionBalancer>();
@@ -194,8 +202,8 @@ export class KernelNetwork implements NetworkHandle {
   private constructor(
     /** The harness's control plane on the fabric: the coordinator (publisher, metrics) and the hub. */
     private readonly controlAddresses: string[],
-    /** Where the nodes' shared registry and broker live (the hub's host, or Redis); empty when in-process. */
-    private readonly datastoreAddresses: string[],
+    /** Where the nodes' shared registry and broker live (the hub's host, or Redis). */
+    private readonly datastore: DatastorePlace,
     /** A node's latency link, when it has one. */
     private readonly linkOf: (nodeId: string) => LatencyLink | undefined,
     /** The host of each node, and the region it is in. */
@@ -219,10 +227,10 @@ export class KernelNetwork implements NetworkHandle {
     linkOf: (nodeId: string) => LatencyLink | undefined,
     nodesOf: (scope: FaultScope) => string[],
     controlAddresses: string[],
-    datastoreAddresses: string[],
+    datastore: DatastorePlace,
     decision: DecisionSpec | null = null,
   ): Promise<KernelNetwork> {
-    const net = new KernelNetwork(controlAddresses, datastoreAddresses, linkOf, hostOf, nodesOf);
+    const net = new KernelNetwork(controlAddresses, datastore, linkOf, hostOf, nodesOf);
     let haproxyRegions = 0;
     try {
       for (const spec of regions) {
@@ -430,17 +438,28 @@ export class KernelNetwork implements NetworkHandle {
           case 'bandwidth':
             handles.push(await capBandwidth(n.host, fault.bitsPerSec));
             break;
-          case 'partition':
-            if (this.datastoreAddresses.length === 0) {
-              throw new PushbenchError(
-                'PB_USAGE',
-                'partition from the datastore needs one the nodes share across the network (a hub or Redis)',
-              );
-            }
-            handles.push(
-              await addKernelFault(n.host, { kind: 'partition', peers: this.datastoreAddresses }),
-            );
+          case 'partition': {
+            const peers =
+              fault.from.kind === 'datastore'
+                ? this.datastoreAddresses()
+                : this.regionPeers(fault.from.region, fault.scope);
+            handles.push(await addKernelFault(n.host, { kind: 'partition', peers }));
             break;
+          }
+        }
+      }
+      if (fault.kind === 'partition' && fault.from.kind === 'region') {
+        // The named region's side of the cut: its nodes drop the scope's, and the
+        // datastore too when the scope is the whole region that holds it.
+        const scopeAddresses = nodes.map((n) => n.host.address);
+        const holdsDatastore =
+          'region' in fault.scope && fault.scope.region === this.datastore.region;
+        const peers = [...scopeAddresses, ...(holdsDatastore ? this.datastoreAddresses() : [])];
+        for (const nodeId of this.nodesOf({ region: fault.from.region })) {
+          const other = this.hostOf(nodeId);
+          if (other && peers.length > 0) {
+            handles.push(await addKernelFault(other.host, { kind: 'partition', peers }));
+          }
         }
       }
     } catch (err) {
@@ -449,6 +468,37 @@ export class KernelNetwork implements NetworkHandle {
     }
     this.faults.set(id, { fault, handles });
     return id;
+  }
+
+  /** The datastore's addresses, or one line why a partition cannot cut it. */
+  private datastoreAddresses(): string[] {
+    if (this.datastore.addresses.length === 0) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        'partition from the datastore needs one the nodes share across the network (a hub or Redis)',
+      );
+    }
+    return this.datastore.addresses;
+  }
+
+  /**
+   * What the scope's nodes drop when cut from `region`: that region's nodes,
+   * and the datastore when `region` holds it.
+   */
+  private regionPeers(region: string, scope: FaultScope): string[] {
+    const own = new Set(this.nodesOf(scope));
+    const peers = this.nodesOf({ region })
+      .filter((id) => !own.has(id))
+      .map((id) => this.hostOf(id)?.host.address)
+      .filter((a): a is string => a !== undefined);
+    if (region === this.datastore.region) peers.push(...this.datastoreAddresses());
+    if (peers.length === 0) {
+      throw new PushbenchError(
+        'PB_USAGE',
+        `partition from region ${region}: it has no node running`,
+      );
+    }
+    return peers;
   }
 
   async clearFault(id: string): Promise<void> {

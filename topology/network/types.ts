@@ -126,8 +126,16 @@ export type NetworkFault =
     | { kind: 'admission-rate'; scope: FaultScope; ratePerSec: number; burst: number }
     /** Each node's link in scope is capped at this rate, both directions (the kernel engine only). */
     | { kind: 'bandwidth'; scope: FaultScope; bitsPerSec: number }
-    /** Each node in scope and the shared datastore (hub or Redis) drop each other's packets (the kernel engine only). */
-    | { kind: 'partition'; scope: FaultScope; from: 'datastore' }
+    /**
+     * Each node in scope and what it is cut from drop each other's packets (the
+     * kernel engine only): the shared datastore (hub or Redis), or every node of
+     * another region, and the datastore too when one side is the region holding it.
+     */
+    | {
+        kind: 'partition';
+        scope: FaultScope;
+        from: { kind: 'datastore' } | { kind: 'region'; region: string };
+      }
   ) & {
     /**
      * Part of the topology, not an injected fault (a profile's conntrack table):
