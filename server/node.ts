@@ -18,6 +18,7 @@ import { DevicePort } from './device-port.js';
 import { Hub } from './hub.js';
 import { LifecycleSweep } from './lifecycle.js';
 import { NodeMetrics } from './metrics.js';
+import { isConcreteHost, PeerServer } from './peer-link.js';
 import {
   type DeviceFrame,
   encodeD2dFrame,
@@ -343,6 +344,9 @@ export class PushNode implements NodeApi {
   private draining: { done: Promise<void>; resolve: () => void } | undefined;
   /** Serves this node's in-memory registry and broker to nodes that `--join` it. */
   private hub: Hub | undefined;
+  /** Where this process takes its peers' requests directly (peer-link.ts), and its `host:port`. */
+  private peerServer: PeerServer | undefined;
+  private peerAddress: string | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   /** The port bound by {@link start} (the asked one may be 0). */
   private boundPort: number | undefined;
@@ -455,7 +459,12 @@ export class PushNode implements NodeApi {
         'the queue was gone when Redis answered again (it came back without its data): every message it held is lost',
       );
     });
-    this.link = new NodeLink(this.broker, this.options.nodeId, (req) => this.onNodeRequest(req));
+    this.link = new NodeLink(
+      this.broker,
+      this.options.nodeId,
+      (req) => this.onNodeRequest(req),
+      isConcreteHost(this.options.host) ? this.options.apiKey : undefined,
+    );
     this.rooms = new RoomHub(
       this.broker,
       {
@@ -523,6 +532,14 @@ export class PushNode implements NodeApi {
     const address = this.http.address();
     if (address === null || typeof address === 'string') throw new Error('no TCP address');
     this.boundPort = address.port;
+    if (isConcreteHost(host)) {
+      // A port of this process's own for its peers' requests: each worker of a
+      // multi-process node gets one, so a forward reaches the process holding the device.
+      this.peerServer = new PeerServer(this.options.apiKey, (env, reply) =>
+        this.link.serve(env, reply),
+      );
+      this.peerAddress = await this.peerServer.listen(host);
+    }
     await this.link.start();
     this.queue.start();
     this.sweep.start();
@@ -652,6 +669,7 @@ export class PushNode implements NodeApi {
       }, 2000).unref();
     });
     this.hub?.close();
+    this.peerServer?.close();
     await this.link.stop();
   }
 
@@ -917,6 +935,7 @@ export class PushNode implements NodeApi {
           connId: conn.connId,
           accountId: conn.accountId,
           connectedAtMs: Date.now(),
+          ...(this.peerAddress !== undefined && { peer: this.peerAddress }),
         },
         this.options.registryTtlMs,
       )
@@ -933,6 +952,7 @@ export class PushNode implements NodeApi {
               replaced.nodeId,
               { t: 'replace', deviceId: conn.deviceId, connId: replaced.connId },
               this.options.nodeRequestTimeoutMs,
+              replaced.peer,
             )
             .catch(() => {});
         }
@@ -1011,6 +1031,7 @@ export class PushNode implements NodeApi {
             connId,
             accountId: conn.accountId,
             connectedAtMs: Date.now(),
+            ...(this.peerAddress !== undefined && { peer: this.peerAddress }),
           },
           this.options.registryTtlMs,
         )
@@ -1267,6 +1288,7 @@ export class PushNode implements NodeApi {
         entry.nodeId,
         { t: 'push', deviceId, id, payloadJson, wantAck, ackTimeoutMs },
         this.options.nodeRequestTimeoutMs + (wantAck ? ackTimeoutMs : 0),
+        entry.peer,
       );
       return { outcome: reply.outcome as PushOutcome, id };
     } catch (err) {
@@ -1410,6 +1432,7 @@ export class PushNode implements NodeApi {
         entry.nodeId,
         { t: 'd2d', ...frame },
         this.options.nodeRequestTimeoutMs,
+        entry.peer,
       );
       return {
         outcome: reply.outcome === 'delivered' ? 'delivered' : 'not_connected',

@@ -59,6 +59,7 @@ export class MemoryRegistry implements PushRegistry {
       connId: entry.connId,
       accountId: entry.accountId,
       connectedAtMs: entry.connectedAtMs,
+      ...(entry.peer !== undefined && { peer: entry.peer }),
     });
     this.byDevice.set(deviceId, { entry: stored, expiresAtMs: now + ttlMs });
     addTo(this.byAccount, stored.accountId, deviceId);

@@ -124,7 +124,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
  * and key prefix. Key layout (P = `keyPrefix`):
  *
  * - `P dev:<deviceId>` — string, the entry as JSON
- *   (`{"nodeId","connId","accountId","connectedAtMs"}`), with a PX TTL.
+ *   (`{"nodeId","connId","accountId","connectedAtMs"}`, and `"peer"` when the holder has a peer link), with a PX TTL.
  * - `P acct:<accountId>` — sorted set of device ids scored by the epoch ms
  *   (Redis clock) at which that device's entry expires.
  * - `P node:<nodeId>` — the same, per node.
@@ -220,6 +220,7 @@ export class RedisRegistry implements PushRegistry {
       connId: entry.connId,
       accountId: entry.accountId,
       connectedAtMs: entry.connectedAtMs,
+      ...(entry.peer !== undefined && { peer: entry.peer }),
     });
     const key = this.deviceKey(deviceId);
     const old = toOptionalString(
@@ -380,14 +381,15 @@ function parseEntry(raw: string, key: string): RegistryEntry {
     value = undefined;
   }
   if (typeof value === 'object' && value !== null) {
-    const { nodeId, connId, accountId, connectedAtMs } = value as Record<string, unknown>;
+    const { nodeId, connId, accountId, connectedAtMs, peer } = value as Record<string, unknown>;
     if (
       typeof nodeId === 'string' &&
       typeof connId === 'string' &&
       typeof accountId === 'string' &&
-      typeof connectedAtMs === 'number'
+      typeof connectedAtMs === 'number' &&
+      (peer === undefined || typeof peer === 'string')
     ) {
-      return { nodeId, connId, accountId, connectedAtMs };
+      return { nodeId, connId, accountId, connectedAtMs, ...(peer !== undefined && { peer }) };
     }
   }
   throw new Error(

@@ -12,6 +12,11 @@ export interface RegistryEntry {
   readonly accountId: string;
   /** Wall-clock epoch ms when the upgrade completed. */
   readonly connectedAtMs: number;
+  /**
+   * Where the holding process takes node-to-node requests directly: `host:port`
+   * of its peer link (peer-link.ts). Absent: they go through the broker.
+   */
+  readonly peer?: string;
 }
 
 /** One device of an index listing and the entry that places it. */

@@ -132,6 +132,15 @@ describe.each([memory, redis])('push registry contract ($name)', (backend) => {
     expect(await h.a.lookup('nobody')).toBeUndefined();
   });
 
+  it("keeps the holder's peer address when it has one, and names none when it has not", async () => {
+    const withPeer = { ...entry('node-a', 'c1'), peer: '10.100.1.2:40123' };
+    await h.a.register('d1', withPeer, LONG_TTL_MS);
+    expect(await h.b.lookup('d1')).toEqual(withPeer);
+    expect(await h.b.register('d1', entry('node-b', 'c2'), LONG_TTL_MS)).toEqual(withPeer);
+    expect(await h.a.lookup('d1')).toEqual(entry('node-b', 'c2'));
+    expect(Object.keys((await h.a.lookup('d1'))!)).not.toContain('peer');
+  });
+
   it('returns the replaced entry when the device connects again, on any node', async () => {
     await h.a.register('d1', entry('node-a', 'c1'), LONG_TTL_MS);
     expect(await h.a.register('d1', entry('node-a', 'c2'), LONG_TTL_MS)).toEqual(
