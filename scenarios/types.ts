@@ -70,12 +70,14 @@ export type TimelineActionName = (typeof TIMELINE_ACTIONS)[number];
 
 /**
  * What a `partition` cuts the nodes in scope from: the shared datastore (the
- * hub or Redis), or every node of another region. Nodes exchange nothing
- * directly (node-to-node requests go through the broker), so what a node feels
- * of a partition is the loss of the datastore: across regions, the region
- * that does not hold it (the first region holds it) loses it.
+ * hub or Redis); the other nodes of their own region (their peer links); or
+ * every node of another region, and the datastore with it when that region
+ * holds it (the first region does).
  */
-export type PartitionPeer = { kind: 'datastore' } | { kind: 'region'; region: string };
+export type PartitionPeer =
+  | { kind: 'datastore' }
+  | { kind: 'peers' }
+  | { kind: 'region'; region: string };
 
 /** What a node does over its connection capacity. */
 export type OverloadBehaviour = 'refuse' | 'unhealthy' | 'crash';
@@ -319,7 +321,7 @@ export interface TimelineActionInput extends ScopeInput {
   devices?: number;
   /** bandwidth: the cap on each node's link in scope, both directions: `"10mbit"`, `"512kbit"`, `"1gbit"`, or bits per second. */
   bandwidth?: string | number;
-  /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker; a region's name: that region's nodes (and the datastore, when that region holds it). */
+  /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker; `"peers"`: the other nodes of their region; a region's name: that region's nodes (and the datastore, when that region holds it). */
   from?: string;
   /** datastore-restart: what the Redis comes back with, `"empty"` (default) or `"kept"` (needs `topology.redis: "managed:appendonly"`). */
   data?: string;

@@ -289,7 +289,11 @@ export class Cluster {
             : [...this.nodes.values()]
                 .filter((n) => n.region === scope.region)
                 .map((n) => n.nodeId),
-        [this.fabric.rootAddress, ...(this.hub ? [this.hub.host] : [])],
+        () => [
+          this.fabric!.rootAddress,
+          ...(this.hub ? [this.hub.host] : []),
+          ...[...this.hosts.values()].map((h) => h.address),
+        ],
         {
           addresses: this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
           region: topology.regions[0]?.name ?? '',

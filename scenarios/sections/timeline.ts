@@ -250,19 +250,19 @@ function scopeLabel(s: FaultScope): string {
   return 'nodeId' in s ? s.nodeId : `region ${s.region}`;
 }
 
-/** A partition's `from`: `"datastore"`, or a region other than the scope's own. */
+/** A partition's `from`: `"datastore"`, `"peers"`, or a region other than the scope's own. */
 function partitionPeer(f: ActionFields, scope: FaultScope): PartitionPeer {
   const { v, nodes, p, path } = f;
-  if (v.from === 'datastore') {
-    if (nodes.regionNames.includes('datastore')) {
-      p.add(`${path}.from`, '"datastore" names both the datastore and a region: rename the region');
+  if (v.from === 'datastore' || v.from === 'peers') {
+    if (nodes.regionNames.includes(v.from)) {
+      p.add(`${path}.from`, `"${v.from}" names both the ${v.from} and a region: rename the region`);
     }
-    return { kind: 'datastore' };
+    return { kind: v.from };
   }
   if (typeof v.from !== 'string' || !nodes.regionNames.includes(v.from)) {
     p.add(
       `${path}.from`,
-      `must be "datastore" or a region (${nodes.regionNames.join(', ')}), got ${JSON.stringify(v.from)}`,
+      `must be "datastore", "peers" or a region (${nodes.regionNames.join(', ')}), got ${JSON.stringify(v.from)}`,
     );
     return { kind: 'datastore' };
   }
@@ -271,7 +271,7 @@ function partitionPeer(f: ActionFields, scope: FaultScope): PartitionPeer {
   if (own === v.from) {
     p.add(
       `${path}.from`,
-      `${JSON.stringify(v.from)} is the scope's own region: its nodes exchange nothing directly (their requests go through the datastore: use "datastore")`,
+      `${JSON.stringify(v.from)} is the scope's own region: to cut nodes from the others of their region, use "peers"`,
     );
   }
   return { kind: 'region', region: v.from };
@@ -329,7 +329,7 @@ function readAction(
       const scope = f.scope();
       const from = partitionPeer(f, scope);
       const label = f.label(
-        `partition ${scopeLabel(scope)} from ${from.kind === 'datastore' ? 'datastore' : `region ${from.region}`}`,
+        `partition ${scopeLabel(scope)} from ${from.kind === 'region' ? `region ${from.region}` : from.kind}`,
       );
       return { atMs, action, scope, from, forMs: f.forMs(), label };
     }

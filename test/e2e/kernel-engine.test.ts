@@ -90,7 +90,13 @@ describe('network engine choice', () => {
     });
     expect(() =>
       scenario({ nodes: 2 }, [{ at: '1s', action: 'partition', node: 'local-1', from: 'local-2' }]),
-    ).toThrow(/timeline\[0\]\.from: must be "datastore" or a region \(local\), got "local-2"/);
+    ).toThrow(
+      /timeline\[0\]\.from: must be "datastore", "peers" or a region \(local\), got "local-2"/,
+    );
+    expect(
+      scenario({ nodes: 3 }, [{ at: '1s', action: 'partition', node: 'local-2', from: 'peers' }])
+        .timeline[0],
+    ).toMatchObject({ from: { kind: 'peers' }, label: 'partition local-2 from peers' });
     // Across regions: another region by name, never the scope's own.
     const regions = {
       regions: [
@@ -115,7 +121,9 @@ describe('network engine choice', () => {
     ).toThrow(/timeline\[0\]\.from: "us-east" is the scope's own region/);
     expect(() =>
       scenario(regions, [{ at: '1s', action: 'partition', region: 'eu', from: 'asia' }]),
-    ).toThrow(/timeline\[0\]\.from: must be "datastore" or a region \(eu, us-east\), got "asia"/);
+    ).toThrow(
+      /timeline\[0\]\.from: must be "datastore", "peers" or a region \(eu, us-east\), got "asia"/,
+    );
     if (isRoot) {
       await ensureCommand('nft', 'nftables');
       expect(() => chooseNetworkEngine(scenario({ nodes: 1 }, cut))).toThrow(
@@ -124,6 +132,20 @@ describe('network engine choice', () => {
       expect(() =>
         chooseNetworkEngine(scenario({ nodes: 2, redis: 'redis://cache.internal:6379' }, cut)),
       ).toThrow(/partition from a Redis named by host name/);
+      expect(() =>
+        chooseNetworkEngine(
+          scenario(
+            {
+              network: 'kernel',
+              regions: [
+                { name: 'eu', nodes: 2 },
+                { name: 'us', nodes: 1 },
+              ],
+            },
+            [{ at: '1s', action: 'partition', node: 'us-1', from: 'peers' }],
+          ),
+        ),
+      ).toThrow(/partition from peers in region us, which has one node \(no peers\)$/);
     }
   });
 
@@ -426,6 +448,46 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(report.devices.heldAtEnd).toBe(60);
     expect(report.delivery.lost).toBe(0);
     expect(report.delivery.delivered).toBe(report.delivery.accepted);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('partition from peers: devices stay, forwards to and from the node stall or fail as 502 while it stands, and it talks to the hub throughout', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(
+      {
+        name: 'kernel-peers-partition',
+        topology: {
+          network: 'kernel',
+          nodes: 3,
+          balancer: { algorithm: 'round-robin', engine: 'kernel' },
+        },
+        devices: { count: 60, connectRate: 200 },
+        traffic: { direct: { rate: 30 } },
+        duration: '8s',
+        deliveryDeadline: '10s',
+        timeline: [
+          {
+            at: '2s',
+            action: 'partition',
+            node: 'local-2',
+            from: 'peers',
+            for: '3s',
+            label: 'cut',
+          },
+        ],
+        gates: ['p99(push) >= 1s', 'p50(push) < 500ms'],
+      },
+      { write: false, workers: 1 },
+    );
+    const cut = report.faults.find((f) => f.label === 'cut');
+    expect(cut?.fired).toBe(true);
+    expect(cut?.affected).toBe(0);
+    expect(report.devices.heldAtEnd).toBe(60);
+    // Forwards between local-2 and the others wait on the cut: past the node's 2 s
+    // request timeout they are answered 502 node_unreachable.
+    expect(report.delivery.rejectedByStatus['502'] ?? 0).toBeGreaterThan(0);
+    expect(report.delivery.lost).toBe(0);
     expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);

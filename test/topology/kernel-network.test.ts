@@ -32,7 +32,7 @@ describe('KernelNetwork latency', () => {
       (nodeId) => (nodeId === 'local-1' ? { host, region: 'local', port: 7001 } : undefined),
       () => link,
       (scope) => ('nodeId' in scope ? [scope.nodeId] : ['local-1']),
-      [],
+      () => [],
       { addresses: [], region: 'local' },
     );
     const region = await net.applyFault({

@@ -308,7 +308,7 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
     expect(await fromB()).toBe('connected');
     c.socket.destroy();
   });
-  it('partition across regions: cuts each side from the other, and the datastore from the side that does not hold it, nothing else', async () => {
+  it('partition across regions and from peers: cuts each side from the other, and the datastore from the side that does not hold it, nothing else', async () => {
     for (const name of ['eu-1', 'eu-2', 'us-1', 'hub']) {
       await fabric.addHost(name);
       children.push(await echoServer(fabric, name));
@@ -324,7 +324,7 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
         'nodeId' in scope
           ? [scope.nodeId]
           : ['eu-1', 'eu-2', 'us-1'].filter((id) => region(id) === scope.region),
-      [],
+      () => [],
       { addresses: [fabric.host('hub').address], region: 'eu' },
     );
     const probe = async (from: string, to: string) => {
@@ -399,6 +399,30 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       ]);
       await net.clearFault(one);
       expect(await probes([['eu-2', 'us-1']])).toEqual(['eu-2->us-1 connected']);
+      // From its peers: only the other nodes of its own region.
+      const peers = await net.applyFault({
+        kind: 'partition',
+        scope: { nodeId: 'eu-1' },
+        from: { kind: 'peers' },
+      });
+      expect(
+        await probes([
+          ['eu-1', 'eu-2'],
+          ['eu-2', 'eu-1'],
+          ['eu-1', 'hub'],
+          ['eu-1', 'us-1'],
+        ]),
+      ).toEqual([
+        'eu-1->eu-2 timeout',
+        'eu-2->eu-1 timeout',
+        'eu-1->hub connected',
+        'eu-1->us-1 connected',
+      ]);
+      await net.clearFault(peers);
+      // A node with no other node in its region has no peers to be cut from.
+      await expect(
+        net.applyFault({ kind: 'partition', scope: { nodeId: 'us-1' }, from: { kind: 'peers' } }),
+      ).rejects.toThrow(/no node in scope has another node of its region running/);
     } finally {
       await net.stop();
     }

@@ -94,11 +94,21 @@ export function kernelUnsupported(scenario: Scenario): string[] {
   const cutsDatastore = partitions.some(
     (t) =>
       t.from.kind === 'datastore' ||
-      t.from.region === first ||
-      ('region' in t.scope && t.scope.region === first),
+      (t.from.kind === 'region' &&
+        (t.from.region === first || ('region' in t.scope && t.scope.region === first))),
   );
+  const grows = scenario.timeline.some((t) => t.action === 'scale-up');
+  for (const t of partitions) {
+    if (t.from.kind !== 'peers' || grows) continue;
+    const region =
+      'region' in t.scope
+        ? t.scope.region
+        : t.scope.nodeId.slice(0, t.scope.nodeId.lastIndexOf('-'));
+    if ((topology.regions.find((r) => r.name === region)?.nodes ?? 0) < 2) {
+      out.push(`partition from peers in region ${region}, which has one node (no peers)`);
+    }
+  }
   if (cutsDatastore) {
-    const grows = scenario.timeline.some((t) => t.action === 'scale-up');
     const nodes = topology.regions.reduce((n, r) => n + r.nodes, 0);
     if (topology.redisUrl === null && nodes === 1 && !grows) {
       out.push(
@@ -159,7 +169,8 @@ export function chooseNetworkEngine(scenario: Scenario): NetworkEngineChoice {
     if (unsupported.length > 0) {
       throw new PushbenchError(
         'PB_USAGE',
-        `the kernel network engine does not play ${unsupported.join('; ')}; use topology.network "userland"`,
+        // Userland plays no partition: pointing there would be no way out.
+        `the kernel network engine does not play ${unsupported.join('; ')}${unsupported.some((u) => u.startsWith('partition')) ? '' : '; use topology.network "userland"'}`,
       );
     }
     return { engine: 'kernel', why: 'asked (topology.network "kernel")' };

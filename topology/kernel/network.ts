@@ -200,8 +200,12 @@ export class KernelNetwork implements NetworkHandle {
   private readonly latencies = new Map<string, Map<string, LatencySetting>>();
 
   private constructor(
-    /** The harness's control plane on the fabric: the coordinator (publisher, metrics) and the hub. */
-    private readonly controlAddresses: string[],
+    /**
+     * What a blackhole leaves in reach of a node: the harness's control plane
+     * (the coordinator: publisher, metrics; the hub) and the nodes' own hosts
+     * (their peer links), now.
+     */
+    private readonly controlAddresses: () => string[],
     /** Where the nodes' shared registry and broker live (the hub's host, or Redis). */
     private readonly datastore: DatastorePlace,
     /** A node's latency link, when it has one. */
@@ -226,7 +230,7 @@ export class KernelNetwork implements NetworkHandle {
     hostOf: (nodeId: string) => { host: KernelHost; region: string; port: number } | undefined,
     linkOf: (nodeId: string) => LatencyLink | undefined,
     nodesOf: (scope: FaultScope) => string[],
-    controlAddresses: string[],
+    controlAddresses: () => string[],
     datastore: DatastorePlace,
     decision: DecisionSpec | null = null,
   ): Promise<KernelNetwork> {
@@ -408,9 +412,12 @@ export class KernelNetwork implements NetworkHandle {
         switch (fault.kind) {
           case 'blackhole':
             // The devices' side goes dark, as on userland; the harness's control plane
-            // (hub, the publisher's HTTP API, metrics) still reaches the node.
+            // (hub, the publisher's HTTP API, metrics) and the other nodes still reach it.
             handles.push(
-              await addKernelFault(n.host, { kind: 'blackhole', except: this.controlAddresses }),
+              await addKernelFault(n.host, {
+                kind: 'blackhole',
+                except: this.controlAddresses().filter((a) => a !== n.host.address),
+              }),
             );
             break;
           case 'reset':
@@ -442,11 +449,21 @@ export class KernelNetwork implements NetworkHandle {
             const peers =
               fault.from.kind === 'datastore'
                 ? this.datastoreAddresses()
-                : this.regionPeers(fault.from.region, fault.scope);
-            handles.push(await addKernelFault(n.host, { kind: 'partition', peers }));
+                : fault.from.kind === 'peers'
+                  ? this.peersOf(n.host.address, n.region)
+                  : this.regionPeers(fault.from.region, fault.scope);
+            if (peers.length > 0) {
+              handles.push(await addKernelFault(n.host, { kind: 'partition', peers }));
+            }
             break;
           }
         }
+      }
+      if (fault.kind === 'partition' && fault.from.kind === 'peers' && handles.length === 0) {
+        throw new PushbenchError(
+          'PB_USAGE',
+          'partition from peers: no node in scope has another node of its region running',
+        );
       }
       if (fault.kind === 'partition' && fault.from.kind === 'region') {
         // The named region's side of the cut: its nodes drop the scope's, and the
@@ -479,6 +496,13 @@ export class KernelNetwork implements NetworkHandle {
       );
     }
     return this.datastore.addresses;
+  }
+
+  /** The hosts of the other running nodes of `region`, but the one at `self`. */
+  private peersOf(self: string, region: string): string[] {
+    return this.nodesOf({ region })
+      .map((id) => this.hostOf(id)?.host.address)
+      .filter((a): a is string => a !== undefined && a !== self);
   }
 
   /**

@@ -128,13 +128,14 @@ export type NetworkFault =
     | { kind: 'bandwidth'; scope: FaultScope; bitsPerSec: number }
     /**
      * Each node in scope and what it is cut from drop each other's packets (the
-     * kernel engine only): the shared datastore (hub or Redis), or every node of
-     * another region, and the datastore too when one side is the region holding it.
+     * kernel engine only): the shared datastore (hub or Redis), the other nodes of
+     * its region, or every node of another region, and the datastore too when one
+     * side is the region holding it.
      */
     | {
         kind: 'partition';
         scope: FaultScope;
-        from: { kind: 'datastore' } | { kind: 'region'; region: string };
+        from: { kind: 'datastore' } | { kind: 'peers' } | { kind: 'region'; region: string };
       }
   ) & {
     /**
