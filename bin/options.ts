@@ -693,6 +693,8 @@ export interface ServeFlags {
   tlsKey?: string;
   tlsTicketKeys?: string;
   tlsAndPlain?: boolean;
+  /** false with `--no-peer-links`. */
+  peerLinks: boolean;
   join?: string;
   redisPrefix?: string;
   registryRedis?: string;
@@ -751,6 +753,10 @@ export const serveFlags: FlagTable<ServeFlags> = {
   tlsAndPlain: new Option(
     '--tls-and-plain',
     'with --tls-cert: plain TCP on the same port too, told apart by the first byte (devices over TLS, a harness calling the API in plain)',
+  ),
+  peerLinks: new Option(
+    '--no-peer-links',
+    "node-to-node requests (forwarded pushes, device-to-device, replacements) through the broker (Redis or the hub) instead of straight to the holding process's peer port",
   ),
   acceptors: whole(
     '--acceptors <n>',
@@ -948,6 +954,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       d2dAllow,
       maxRoomsPerConnection: flags.maxRooms,
       roomHistoryLength: flags.roomHistory,
+      ...(flags.peerLinks === false && { peerLinks: false }),
     },
   };
 }

@@ -54,6 +54,13 @@ export interface NodeOptions {
   /** Name of this node, unique in the cluster. Default `node-1`. */
   nodeId: string;
   /**
+   * Node-to-node requests straight to the holding process's peer port
+   * (peer-link.ts), named in the registry entry. false: through the broker.
+   * Default true; a `host` of `0.0.0.0` or `::` has no one address to name, so
+   * it goes through the broker too.
+   */
+  peerLinks?: boolean;
+  /**
    * The name devices and the harness see (hello frame, /metrics.json), when
    * this process is one of a multi-process node whose processes are `nodeId`s
    * of their own. Default: `nodeId`.
@@ -463,7 +470,7 @@ export class PushNode implements NodeApi {
       this.broker,
       this.options.nodeId,
       (req) => this.onNodeRequest(req),
-      isConcreteHost(this.options.host) ? this.options.apiKey : undefined,
+      this.peerLinksOn() ? this.options.apiKey : undefined,
     );
     this.rooms = new RoomHub(
       this.broker,
@@ -503,6 +510,11 @@ export class PushNode implements NodeApi {
     }
   }
 
+  /** Whether node-to-node requests take peer links (see {@link NodeOptions.peerLinks}). */
+  private peerLinksOn(): boolean {
+    return this.options.peerLinks !== false && isConcreteHost(this.options.host);
+  }
+
   /** Binds the port, joins the cluster and starts the sweep; rejects with `PB_PORT_IN_USE` if taken. */
   async start(): Promise<NodeAddress> {
     const { host, port } = this.options;
@@ -532,7 +544,7 @@ export class PushNode implements NodeApi {
     const address = this.http.address();
     if (address === null || typeof address === 'string') throw new Error('no TCP address');
     this.boundPort = address.port;
-    if (isConcreteHost(host)) {
+    if (this.peerLinksOn()) {
       // A port of this process's own for its peers' requests: each worker of a
       // multi-process node gets one, so a forward reaches the process holding the device.
       this.peerServer = new PeerServer(this.options.apiKey, (env, reply) =>

@@ -143,7 +143,10 @@ describe('peer links', () => {
     expect((await caller().request('b', push('ok'), 2000, address)).outcome).toBe('delivered');
   });
 
-  it('in a cluster: each node process writes its peer port into the registry and a forwarded push skips the broker', async () => {
+  it.each([
+    [true, 'writes its peer port into the registry and a forwarded push skips the broker'],
+    [false, 'with peerLinks false writes none and a forwarded push takes the broker inbox'],
+  ])('in a cluster, each node process (peer links %s) %s', async (peerLinks) => {
     const registry = new MemoryRegistry();
     const first = new MemoryBroker();
     const brokers = [first, new MemoryBroker({ shareWith: first })];
@@ -157,6 +160,7 @@ describe('peer links', () => {
           nodeId: `node-${i + 1}`,
           heartbeatIntervalMs: 60_000,
           heartbeatTimeoutMs: 120_000,
+          peerLinks,
         },
         { registry, broker },
       );
@@ -179,8 +183,12 @@ describe('peer links', () => {
       entry = await registry.lookup('dev-1');
     }
     expect(entry?.nodeId).toBe('node-2');
-    expect(entry?.peer).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(entry?.peer).not.toBe(`127.0.0.1:${addrs[1]!.port}`);
+    if (peerLinks) {
+      expect(entry?.peer).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(entry?.peer).not.toBe(`127.0.0.1:${addrs[1]!.port}`);
+    } else {
+      expect(entry?.peer).toBeUndefined();
+    }
 
     const inboxes: string[] = [];
     for (const b of brokers) {
@@ -200,6 +208,7 @@ describe('peer links', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(frames.some((f) => f.includes('"push"') && f.includes('"n":1'))).toBe(true);
-    expect(inboxes).toEqual([]);
+    // Without peer links: the request to node-2's inbox, the answer to node-1's.
+    expect(inboxes).toEqual(peerLinks ? [] : ['node:node-2', 'node:node-1']);
   });
 });
