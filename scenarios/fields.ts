@@ -85,6 +85,15 @@ export interface Rule {
   max?: number;
 }
 
+/** A boolean field: `true` or `false` (a `--set` gives the strings, which count too). */
+export function flag(p: Problems, path: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  p.add(path, `must be true or false, got ${JSON.stringify(v)}`);
+  return fallback;
+}
+
 /** Reads a number; `fallback` is used when `v` is absent (undefined: it is required) or bad. */
 export function num(
   p: Problems,

@@ -7,6 +7,7 @@ import {
   computed,
   type Defaults,
   duration,
+  flag,
   ms,
   num,
   OFF,
@@ -148,15 +149,6 @@ export function homeByRegion(devices: Scenario['devices']): Scenario['devices'] 
     first += count;
   }
   return { ...devices, regions: regions.filter((b) => b.count > 0) };
-}
-
-/** A boolean field: `true` or `false` (a `--set` gives the strings, which count too). */
-function flag(p: Problems, path: string, v: unknown, fallback: boolean): boolean {
-  if (v === undefined) return fallback;
-  if (v === true || v === 'true') return true;
-  if (v === false || v === 'false') return false;
-  p.add(path, `must be true or false, got ${JSON.stringify(v)}`);
-  return fallback;
 }
 
 /** Rounds in which several regions' devices take turns (see {@link interleaveByShare}). */
