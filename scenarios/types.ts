@@ -210,6 +210,12 @@ export interface TopologyInput {
    * clock stays true and the nodes get the CPU it leaves. 0: level with it.
    */
   nodeNice?: number;
+  /**
+   * Nodes send each other's requests (forwarded pushes, device-to-device,
+   * replacements) straight to the holding process's peer port. false: through
+   * the broker (the hub or Redis), as before peer links. Default true.
+   */
+  peerLinks?: boolean | string;
 }
 
 /** Where devices' TLS ends: nowhere (plain `ws://`), at the nodes, or at the regions' HAProxy. */
@@ -517,6 +523,8 @@ export interface Scenario {
     balanced: boolean;
     /** Niceness of the node and hub processes the run starts here (`topology.nodeNice`). */
     nodeNice: number;
+    /** Node-to-node requests over direct peer links (`topology.peerLinks`); false: through the broker. */
+    peerLinks: boolean;
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
     /** Devices over TLS to the nodes or to the regions' HAProxy, with shared or per-process ticket keys; null: plain. */

@@ -462,7 +462,14 @@ export class Cluster {
       ...(profile.admissionRateHz !== null && { admissionRateHz: profile.admissionRateHz }),
       ...(profile.d2dCacheTtlMs !== null && { d2dCacheTtlMs: profile.d2dCacheTtlMs }),
       // d2d and pushes are the harness's load, not abuse: lift the per-device limits.
-      extraArgs: ['--d2d-rate', '1000', '--push-rate', '10000', ...this.tlsArgs()],
+      extraArgs: [
+        '--d2d-rate',
+        '1000',
+        '--push-rate',
+        '10000',
+        ...this.tlsArgs(),
+        ...(this.scenario.topology.peerLinks ? [] : ['--no-peer-links']),
+      ],
       limits: { cpu: profile.cpu, memoryBytes: profile.memoryBytes, openFiles: profile.openFiles },
     });
     // `exited` resolves after the node's cgroups are removed; stop() waits for every life's.

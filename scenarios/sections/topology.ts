@@ -9,6 +9,7 @@ import {
   computed,
   type Defaults,
   duration,
+  flag,
   ms,
   num,
   OFF,
@@ -63,6 +64,7 @@ export const topologyDefaults = {
   heartbeatInterval: '10s',
   heartbeatTimeout: '30s',
   nodeNice: 10,
+  peerLinks: true,
 } as const satisfies Defaults<TopologyInput>;
 
 /** Defaults of each region (`topology.regions[i]`). */
@@ -160,6 +162,7 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
       max: 19,
       integer: true,
     }),
+    peerLinks: flag(p, 'topology.peerLinks', topo.peerLinks, topologyDefaults.peerLinks),
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||

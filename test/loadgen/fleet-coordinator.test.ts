@@ -83,6 +83,7 @@ function scenario(devices: number, reserve: number): Scenario {
       managedRedis: null,
       balanced: false,
       nodeNice: 10,
+      peerLinks: true,
       network: 'userland',
       tls: null,
     },

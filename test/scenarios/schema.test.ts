@@ -126,6 +126,20 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('reads topology.peerLinks (default true; --set gives strings) and refuses anything else in one line', () => {
+    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
+    expect(validateScenario(base, ctx).topology.peerLinks).toBe(true);
+    expect(
+      validateScenario({ ...base, topology: { peerLinks: false } }, ctx).topology.peerLinks,
+    ).toBe(false);
+    expect(
+      validateScenario({ ...base, topology: { peerLinks: 'false' } }, ctx).topology.peerLinks,
+    ).toBe(false);
+    expect(problemsOf({ ...base, topology: { peerLinks: 'no' } })).toEqual([
+      'topology.peerLinks: must be true or false, got "no"',
+    ]);
+  });
+
   it('reads topology.nodeNice (default 10) and refuses one outside 0-19 in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };
     expect(validateScenario(base, ctx).topology.nodeNice).toBe(10);

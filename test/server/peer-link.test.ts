@@ -106,7 +106,7 @@ describe('peer links', () => {
     expect(await rejectsWithin(waiting, 2000)).toBeInstanceOf(NodeUnreachableError);
   });
 
-  it('the peer port: 404 and 401 for what is not an authorised peer upgrade, 1008 for a bad frame, and it goes on serving', async () => {
+  it('the peer port: 404 and 401 for what is not an authorised peer upgrade, 1008 for a bad frame, 1009 for one too big, and it goes on serving', async () => {
     const { address } = await holder(async () => ({ outcome: 'delivered' }));
     expect((await fetch(`http://${address}/peer`)).status).toBe(404);
     const refused = async (path: string, key?: string) => {
@@ -140,6 +140,7 @@ describe('peer links', () => {
     ]) {
       expect(await closeOf(bad)).toBe('1008 not a peer message');
     }
+    expect(await closeOf('x'.repeat(16 * 1024 * 1024 + 1))).toMatch(/^1009 /);
     expect((await caller().request('b', push('ok'), 2000, address)).outcome).toBe('delivered');
   });
 
