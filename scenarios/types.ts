@@ -116,6 +116,12 @@ export interface BalancerInput {
   /** A node that joins ramps its share of new connections from 0 to full over this. Default 0 (off). */
   slowStart?: DurationInput;
   health?: HealthCheckInput;
+  /**
+   * With every node failing its health checks, keep balancing over all of them
+   * (an AWS load balancer "fails open") instead of refusing every connection.
+   * Builtin and kernel engines; HAProxy does not (it answers 503). Default false.
+   */
+  failOpen?: boolean | string;
 }
 
 /** A node profile as written in a scenario. */
@@ -439,6 +445,8 @@ export interface Balancer {
   engine: BalancerEngineName;
   slowStartMs: number;
   health: HealthCheck;
+  /** With every node failing its checks, balance over all of them (as an AWS load balancer does) instead of refusing. */
+  failOpen: boolean;
 }
 
 /** One region: its nodes and the balancer in front of them. */

@@ -380,6 +380,7 @@ export class Cluster {
       algorithm: r.balancer.algorithm,
       slowStartMs: r.balancer.slowStartMs,
       health: r.balancer.health,
+      failOpen: r.balancer.failOpen,
       backends: [...this.nodes.values()]
         .filter((n) => n.region === r.name)
         .map((n) => this.backendOf(n.nodeId)),

@@ -47,6 +47,7 @@ export const topologyDefaults = {
     engine: 'builtin',
     slowStart: 0,
     health: { interval: '1s', timeout: '1s', fall: 2, rise: 2 },
+    failOpen: false,
   },
   profiles: computed('a `default` profile with every profile default'),
   routing: {
@@ -120,6 +121,7 @@ const tableBalancer: Balancer = {
   engine: topologyDefaults.balancer.engine,
   slowStartMs: ms(topologyDefaults.balancer.slowStart),
   health: healthOf(topologyDefaults.balancer.health),
+  failOpen: topologyDefaults.balancer.failOpen,
 };
 const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
 
@@ -317,14 +319,23 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
       );
     }
   }
+  const engine = oneOf(p, `${path}.engine`, b.engine, BALANCER_ENGINES, fallback.engine);
+  const failOpen = flag(p, `${path}.failOpen`, b.failOpen, fallback.failOpen);
+  if (failOpen && engine === 'haproxy') {
+    p.add(
+      `${path}.failOpen`,
+      'HAProxy does not fail open (with no server up it answers 503): use engine "builtin" or "kernel"',
+    );
+  }
   return {
     algorithm,
-    engine: oneOf(p, `${path}.engine`, b.engine, BALANCER_ENGINES, fallback.engine),
+    engine,
     slowStartMs: duration(p, `${path}.slowStart`, b.slowStart, fallback.slowStartMs),
     health:
       b.health === undefined
         ? fallback.health
         : healthCheck(p, `${path}.health`, b.health, fallback.health),
+    failOpen,
   };
 }
 

@@ -75,6 +75,7 @@ function scenario(devices: number, reserve: number): Scenario {
           algorithm: 'round-robin' as const,
           engine: 'builtin' as const,
           slowStartMs: 0,
+          failOpen: false,
           health,
         },
       })),

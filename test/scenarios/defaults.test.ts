@@ -140,6 +140,7 @@ describe('defaults tables', () => {
         fall: t.balancer.health.fall,
         rise: t.balancer.health.rise,
       },
+      failOpen: t.balancer.failOpen,
     });
     expect(s.topology.routing).toEqual({
       mode: t.routing.mode,

@@ -126,6 +126,27 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('reads balancer.failOpen (default false), and refuses it for HAProxy in one line', () => {
+    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
+    expect(validateScenario(base, ctx).topology.regions[0]!.balancer.failOpen).toBe(false);
+    const open = validateScenario(
+      { ...base, topology: { nodes: 2, balancer: { engine: 'kernel', failOpen: true } } },
+      ctx,
+    );
+    expect(open.topology.regions[0]!.balancer.failOpen).toBe(true);
+    expect(
+      problemsOf({
+        ...base,
+        topology: { nodes: 2, balancer: { engine: 'haproxy', failOpen: true } },
+      }),
+    ).toEqual([
+      'topology.balancer.failOpen: HAProxy does not fail open (with no server up it answers 503): use engine "builtin" or "kernel"',
+    ]);
+    expect(problemsOf({ ...base, topology: { balancer: { failOpen: 1 } } })).toEqual([
+      'topology.balancer.failOpen: must be true or false, got 1',
+    ]);
+  });
+
   it('reads topology.peerLinks (default true; --set gives strings) and refuses anything else in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };
     expect(validateScenario(base, ctx).topology.peerLinks).toBe(true);

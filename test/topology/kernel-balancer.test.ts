@@ -9,6 +9,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelBalancer, kernelAlgorithm } from '../../topology/kernel/balancer.js';
 import { KernelFabric } from '../../topology/kernel/fabric.js';
+import { KernelNetwork } from '../../topology/kernel/network.js';
 import { ensureCommand } from '../setup/debian.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -87,6 +88,52 @@ describe.skipIf(!isRoot)('kernel balancer spread (root)', () => {
     const refused = connect(PORT, lb.address);
     const [err] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
     expect(err.code).toBe('ECONNREFUSED');
+  });
+
+  it('its health checker: with every backend failing, an empty set resets new connections; failing open keeps them all', async () => {
+    // These backends speak no HTTP: every /healthz check fails.
+    for (const failOpen of [false, true]) {
+      const name = failOpen ? 'fo' : 'fc';
+      const net = await KernelNetwork.start(
+        fabric,
+        [
+          {
+            name,
+            engine: 'kernel',
+            algorithm: 'round-robin',
+            slowStartMs: 0,
+            health: { intervalMs: 50, timeoutMs: 100, fall: 1, rise: 1 },
+            failOpen,
+            backends: backends.map((b) => ({ nodeId: b.nodeId, host: b.address, port: b.port })),
+            devices: 10,
+          },
+        ],
+        () => undefined,
+        () => undefined,
+        () => [],
+        () => [],
+        { addresses: [], region: name },
+      );
+      try {
+        const at = (await net.addresses()).regions[name]!;
+        await new Promise((r) => setTimeout(r, 800));
+        const sample = await net.sample();
+        expect(sample.backends.filter((b) => b.region === name).every((b) => !b.healthy)).toBe(
+          true,
+        );
+        if (failOpen) {
+          const seen = new Set<string>();
+          for (let i = 0; i < 6; i++) seen.add((await ask(at.host)).name);
+          expect([...seen].sort()).toEqual(['n1', 'n2', 'n3']);
+        } else {
+          const refused = connect(at.port, at.host);
+          const [err] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+          expect(err.code).toBe('ECONNREFUSED');
+        }
+      } finally {
+        await net.stop();
+      }
+    }
   });
 
   it('random: every backend gets a share near a third', async () => {

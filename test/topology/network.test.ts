@@ -507,6 +507,38 @@ describe('health checks', () => {
     expect(network.sample().regions.eu!.noBackend).toBe(1);
   });
 
+  it('fails open: with every backend failing its checks it balances over all of them, and over the healthy ones again once any passes', async () => {
+    const n1 = await fakeNode('n1');
+    const n2 = await fakeNode('n2');
+    const fast: HealthCheckSpec = { intervalMs: 40, timeoutMs: 200, fall: 2, rise: 1 };
+    const network = await startNetwork({
+      regions: [region('eu', [n1, n2], { health: fast, failOpen: true })],
+    });
+    const port = network.addresses().regions.eu!.port;
+    n1.status = 503;
+    n2.status = 503;
+    await until(
+      () => !backend(network.sample(), 'n1').healthy && !backend(network.sample(), 'n2').healthy,
+    );
+    const accepted = () =>
+      backend(network.sample(), 'n1').accepted + backend(network.sample(), 'n2').accepted;
+    const before = accepted();
+    await Promise.all(Array.from({ length: 4 }, () => dial(port)));
+    await until(() => accepted() === before + 4);
+    expect(network.sample().regions.eu!.noBackend).toBe(0);
+    // The sample says where new connections go: every backend, though none is healthy.
+    expect(backend(network.sample(), 'n1').inRotation).toBe(true);
+    // One passes again: only it takes new connections.
+    n2.status = 200;
+    await until(() => backend(network.sample(), 'n2').healthy);
+    expect(backend(network.sample(), 'n1').inRotation).toBe(false);
+    const n1Before = backend(network.sample(), 'n1').accepted;
+    const n2Before = backend(network.sample(), 'n2').accepted;
+    await Promise.all(Array.from({ length: 4 }, () => dial(port)));
+    await until(() => backend(network.sample(), 'n2').accepted === n2Before + 4);
+    expect(backend(network.sample(), 'n1').accepted).toBe(n1Before);
+  });
+
   it('fails checks through a blackholed link and passes a restarted node at its new address', async () => {
     const n1 = await fakeNode('n1');
     const fast: HealthCheckSpec = { intervalMs: 40, timeoutMs: 150, fall: 2, rise: 1 };

@@ -48,6 +48,8 @@ export interface KernelRegionSpec {
   algorithm: string;
   slowStartMs: number;
   health: { intervalMs: number; timeoutMs: number; fall: number; rise: number };
+  /** With every node failing its checks, the DNAT set keeps all of them (kernel engine only). */
+  failOpen?: boolean;
   backends: BackendSpec[];
   /** Devices homed in the region: how many HAProxy processes it needs. */
   devices: number;
@@ -103,7 +105,10 @@ class KernelHealth {
   }
 
   private apply(): Promise<void> {
-    return this.lb.setBackends([...this.backends.values()].filter((b) => this.healthy(b.nodeId)));
+    const all = [...this.backends.values()];
+    const healthy = all.filter((b) => this.healthy(b.nodeId));
+    // Failing open: with none passing, every node stays in the set rather than none.
+    return this.lb.setBackends(healthy.length === 0 && this.spec.failOpen ? all : healthy);
   }
 
   private async check(): Promise<void> {
@@ -559,10 +564,12 @@ export class KernelNetwork implements NetworkHandle {
         }
       } else {
         const counts = await conntrackByAddress(r.lb.host);
+        // In the DNAT set: the healthy ones, or all of them when the region fails open.
+        const inSet = new Set(r.lb.current().map((b) => b.nodeId));
         for (const b of r.health.backends.values()) {
           const n = counts.get(b.address) ?? 0;
           const healthy = r.health.healthy(b.nodeId);
-          backends.push(sampleOf(b.nodeId, name, n, healthy, healthy));
+          backends.push(sampleOf(b.nodeId, name, n, healthy, inSet.has(b.nodeId)));
           total += n;
         }
       }

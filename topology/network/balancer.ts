@@ -24,6 +24,8 @@ export interface RegionBalancerOptions {
   algorithm: BalancerAlgorithm;
   slowStartMs: number;
   health: HealthCheckSpec;
+  /** With every backend failing its checks, pick among all of them (not removed) instead of none. */
+  failOpen?: boolean;
   /** Seconds after arrival at which a held connection is re-checked. */
   synRetriesS: readonly number[];
   rng: Rng;
@@ -298,12 +300,19 @@ export class RegionBalancer {
       connections: backend.connections,
       accepted: backend.accepted,
       healthy: backend.health.healthy,
-      inRotation: backend.inRotation,
+      inRotation: backend.inRotation || (!backend.removed && this.failingOpen()),
       weight: backend.weight(atMs, this.options.slowStartMs),
       conntrackHeld: backend.held.size,
       conntrackTimedOut: backend.conntrackTimedOut,
       healthChangedAtMs: backend.health.changedAtMs,
     };
+  }
+
+  /** Whether it fails open now: asked to, and no backend passes its checks. */
+  private failingOpen(): boolean {
+    if (!this.options.failOpen) return false;
+    for (const b of this.backends.values()) if (b.inRotation) return false;
+    return true;
   }
 
   /** Stops listening, checking and holding, and drops every connection. */
@@ -332,6 +341,10 @@ export class RegionBalancer {
   private pick(atMs: number): Backend | undefined {
     const candidates: Backend[] = [];
     for (const backend of this.backends.values()) if (backend.inRotation) candidates.push(backend);
+    if (candidates.length === 0 && this.failingOpen()) {
+      // Failing open: every check failing says more about the checks than the nodes.
+      for (const backend of this.backends.values()) if (!backend.removed) candidates.push(backend);
+    }
     if (candidates.length === 0) return undefined;
     const slowStartMs = this.options.slowStartMs;
     const weight = (b: Backend) => Math.max(MIN_WEIGHT, b.weight(atMs, slowStartMs));

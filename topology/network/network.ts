@@ -91,6 +91,7 @@ export class Network {
         algorithm: region.algorithm,
         slowStartMs: region.slowStartMs,
         health: region.health,
+        ...(region.failOpen === true && { failOpen: true }),
         synRetriesS: spec.synRetriesS ?? DEFAULT_SYN_RETRIES_S,
         rng: this.rng.fork(i),
       });

@@ -132,6 +132,10 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
       health: health(p, ro.health, `${path}.health`),
       backends: [],
     };
+    if (ro.failOpen !== undefined) {
+      if (typeof ro.failOpen !== 'boolean') p.add(`${path}.failOpen`, 'must be true or false');
+      else region.failOpen = ro.failOpen;
+    }
     if (spec.regions.some((x) => x.name === region.name)) {
       p.add(`${path}.name`, `repeats region ${JSON.stringify(region.name)}; names must be unique`);
     }

@@ -44,6 +44,8 @@ export interface RegionSpec {
   /** A backend added after start ramps its weight linearly 0 -> 1 over this time; 0 = no ramp. */
   slowStartMs: number;
   health: HealthCheckSpec;
+  /** With every backend failing its checks, balance over all of them instead of refusing. */
+  failOpen?: boolean;
   backends: BackendSpec[];
 }
 
