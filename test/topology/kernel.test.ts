@@ -38,6 +38,28 @@ async function echoServer(fabric: KernelFabric, host: string): Promise<ChildProc
   return child;
 }
 
+/**
+ * Opens a TCP connection from inside host `from` to port {@link PORT} of host
+ * `to`, in a process of its own there; `"<from>-><to> connected"`, `"… timeout"`
+ * (no answer in 1.5 s) or `"… <error code>"`.
+ */
+async function connectFrom(fabric: KernelFabric, from: string, to: string): Promise<string> {
+  const [cmd, args] = fabric.commandOn(fabric.host(from), process.execPath, [
+    '-e',
+    `const s = require('net').connect(${PORT}, '${fabric.host(to).address}');` +
+      `s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });` +
+      `s.on('connect', () => { console.log('connected'); process.exit(0); });` +
+      `s.on('error', (e) => { console.log(e.code); process.exit(0); });`,
+  ]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  await once(child, 'exit');
+  return `${from}->${to} ${out.trim()}`;
+}
+
 interface Client {
   socket: Socket;
   connectedAtMs: Promise<number>;
@@ -281,22 +303,7 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
   it('partition: cuts only what it names', async () => {
     const a = fabric.host('node-a');
     const b = fabric.host('node-b');
-    const fromB = async () => {
-      const [cmd, args] = fabric.commandOn(b, process.execPath, [
-        '-e',
-        `const s = require('net').connect(${PORT}, '${a.address}');` +
-          `s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });` +
-          `s.on('connect', () => { console.log('connected'); process.exit(0); });` +
-          `s.on('error', (e) => { console.log(e.code); process.exit(0); });`,
-      ]);
-      const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout!.on('data', (d) => {
-        out += d;
-      });
-      await once(child, 'exit');
-      return out.trim();
-    };
+    const fromB = async () => (await connectFrom(fabric, 'node-b', 'node-a')).split(' ')[1];
     expect(await fromB()).toBe('connected');
     const fault = await addKernelFault(a, { kind: 'partition', peers: [b.address] });
     expect(await fromB()).toBe('timeout');
@@ -327,22 +334,7 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       () => [],
       { addresses: [fabric.host('hub').address], region: 'eu' },
     );
-    const probe = async (from: string, to: string) => {
-      const [cmd, args] = fabric.commandOn(fabric.host(from), process.execPath, [
-        '-e',
-        `const s = require('net').connect(${PORT}, '${fabric.host(to).address}');` +
-          `s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });` +
-          `s.on('connect', () => { console.log('connected'); process.exit(0); });` +
-          `s.on('error', (e) => { console.log(e.code); process.exit(0); });`,
-      ]);
-      const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout!.on('data', (d) => {
-        out += d;
-      });
-      await once(child, 'exit');
-      return `${from}->${to} ${out.trim()}`;
-    };
+    const probe = (from: string, to: string) => connectFrom(fabric, from, to);
     const probes = (pairs: [string, string][]) => Promise.all(pairs.map(([a, b]) => probe(a, b)));
     try {
       const whole = await net.applyFault({
