@@ -122,8 +122,14 @@ export class QueueFullError extends PushbenchError {
 export class NodeUnreachableError extends PushbenchError {
   declare readonly code: 'PB_NODE_UNREACHABLE';
 
-  constructor(nodeId: string, timeoutMs: number) {
-    super('PB_NODE_UNREACHABLE', `node ${nodeId} did not answer within ${timeoutMs}ms`);
+  /** `timeoutMs`: how long it waited; a string: why it stopped waiting sooner. */
+  constructor(nodeId: string, timeoutMs: number | string) {
+    super(
+      'PB_NODE_UNREACHABLE',
+      typeof timeoutMs === 'string'
+        ? `node ${nodeId} is unreachable: ${timeoutMs}`
+        : `node ${nodeId} did not answer within ${timeoutMs}ms`,
+    );
     this.name = 'NodeUnreachableError';
   }
 }

@@ -129,7 +129,7 @@ export class NodeLink {
       if (p.peer !== address) continue;
       clearTimeout(p.timer);
       this.pending.delete(rid);
-      p.reject(new NodeUnreachableError(p.nodeId, 0));
+      p.reject(new NodeUnreachableError(p.nodeId, `its peer link at ${address} closed`));
     }
   }
 

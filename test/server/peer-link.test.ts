@@ -91,6 +91,9 @@ describe('peer links', () => {
     // A wrong key: the peer port answers 401 and the link never opens.
     const wrong = await rejectsWithin(caller('wrong').request('b', push('k'), 5000, address), 2000);
     expect(wrong).toBeInstanceOf(NodeUnreachableError);
+    expect((wrong as Error).message).toBe(
+      `node b is unreachable: its peer link at ${address} closed`,
+    );
     // Nothing listens there.
     const port = Number(address.split(':')[1]);
     const nobody = await rejectsWithin(
