@@ -134,6 +134,17 @@ export interface TopologyReport {
     }>;
   }>;
   hubPid?: number;
+  /**
+   * The hub's process (the shared registry and broker without Redis) at the end,
+   * from /proc, and its CPU from the start of publishing, as each node's is.
+   */
+  hubProcess?: {
+    pid: number;
+    rssBytes: number;
+    cpuSeconds: number;
+    publishCpuSeconds?: number;
+    publishSeconds?: number;
+  };
   networkPid?: number;
   /** The network engine the run used (`userland` or `kernel`) and why (asked, or what `auto` found). */
   network?: { engine: 'userland' | 'kernel'; why: string };

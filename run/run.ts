@@ -347,6 +347,20 @@ export async function run(
   }
   const server: ServerCounts[] = [];
   const atPublish = new Map<number, { stats: ProcessStats; atMs: number }>();
+  let hubProcess: Report['topology']['hubProcess'];
+  /** A process tree's stats now, with its CPU since publishing began when that was read. */
+  const sincePublish = (pid: number, atEnd: number) => {
+    const now = readProcessTreeStats(pid);
+    if (!now) return undefined;
+    const before = atPublish.get(pid);
+    return {
+      ...now,
+      ...(before && {
+        publishCpuSeconds: Math.round((now.cpuSeconds - before.stats.cpuSeconds) * 100) / 100,
+        publishSeconds: Math.round(atEnd - before.atMs) / 1000,
+      }),
+    };
+  };
   const balancer: TopologyReport['balancer'] = [];
   let load: LoadResult;
   let loadResources: LoadResult['generator']['resources'];
@@ -375,17 +389,11 @@ export async function run(
         const metrics = await cluster.nodeMetrics();
         for (const m of metrics) {
           const node = cluster.describe().find((n) => n.nodeId === m.nodeId);
-          const now = node ? readProcessTreeStats(node.pid) : undefined;
-          if (!now || !node) continue;
-          const before = atPublish.get(node.pid);
-          m.process = {
-            ...now,
-            ...(before && {
-              publishCpuSeconds: Math.round((now.cpuSeconds - before.stats.cpuSeconds) * 100) / 100,
-              publishSeconds: Math.round(atEnd - before.atMs) / 1000,
-            }),
-          };
+          const process = node ? sincePublish(node.pid, atEnd) : undefined;
+          if (process) m.process = process;
         }
+        const hubPid = cluster.infrastructure().hubPid;
+        if (hubPid !== undefined) hubProcess = sincePublish(hubPid, atEnd);
         server.push(...metrics);
       },
       sampleNodes: async () => {
@@ -409,6 +417,9 @@ export async function run(
         const stats = n.state === 'up' ? readProcessTreeStats(n.pid) : undefined;
         if (stats) atPublish.set(n.pid, { stats, atMs: Date.now() });
       }
+      const hubPid = cluster.infrastructure().hubPid;
+      const hub = hubPid !== undefined ? readProcessTreeStats(hubPid) : undefined;
+      if (hubPid !== undefined && hub) atPublish.set(hubPid, { stats: hub, atMs: Date.now() });
     });
     if (listener.phase) coordinator.on('phase', (p) => listener.phase?.(p));
     if (listener.interval) coordinator.on('interval', (p) => listener.interval?.(p));
@@ -472,6 +483,7 @@ export async function run(
     topology: {
       nodes: cluster.describe(),
       ...cluster.infrastructure(),
+      ...(hubProcess && { hubProcess }),
       network: cluster.engine,
       balancer,
     },

@@ -409,6 +409,9 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(report.devices.heldAtEnd).toBe(60);
     expect(report.delivery.lost).toBe(0);
     expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
+    // The hub answered the registry throughout: its own CPU is in the report too.
+    expect(report.topology.hubProcess?.pid).toBe(report.topology.hubPid);
+    expect(report.topology.hubProcess?.publishCpuSeconds).toBeGreaterThan(0);
     expect(await leftovers()).toBe('');
     return report;
   }
