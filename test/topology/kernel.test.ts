@@ -419,6 +419,131 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       await net.stop();
     }
   });
+
+  it('faults standing on a region reach the nodes that join it later, and the other side of a cut names them', async () => {
+    // Hosts of its own: us-2 and eu-3 join while faults stand.
+    for (const name of ['w-eu-1', 'w-eu-2', 'w-us-1', 'w-us-2', 'w-eu-3', 'w-hub']) {
+      await fabric.addHost(name);
+      children.push(await echoServer(fabric, name));
+    }
+    const region = (id: string) => id.slice(2, id.lastIndexOf('-'));
+    const running = ['w-eu-1', 'w-eu-2', 'w-us-1'];
+    const net = await KernelNetwork.start(
+      fabric,
+      [],
+      (id) =>
+        running.includes(id)
+          ? { host: fabric.host(id), region: region(id), port: PORT }
+          : undefined,
+      () => undefined,
+      (scope) =>
+        'nodeId' in scope ? [scope.nodeId] : running.filter((id) => region(id) === scope.region),
+      // The other nodes are spared by a blackhole; the hub is not, here.
+      () => running.map((id) => fabric.host(id).address),
+      { addresses: [fabric.host('w-hub').address], region: 'eu' },
+    );
+    const join = async (id: string) => {
+      running.push(id);
+      await net.nodeJoined(id);
+    };
+    const probes = (pairs: [string, string][]) =>
+      Promise.all(pairs.map(([a, b]) => connectFrom(fabric, a, b)));
+    try {
+      const cut = await net.applyFault({
+        kind: 'partition',
+        scope: { region: 'us' },
+        from: { kind: 'region', region: 'eu' },
+      });
+      const conntrack = await net.applyFault({
+        kind: 'conntrack-limit',
+        scope: { region: 'us' },
+        table: 5,
+        standing: true,
+      });
+      // Joins the cut region: cut from eu and from the datastore eu holds, not from us-1.
+      await join('w-us-2');
+      // Joins the other side: cut from both us nodes, not from the hub.
+      await join('w-eu-3');
+      expect(
+        await probes([
+          ['w-us-2', 'w-eu-1'],
+          ['w-eu-1', 'w-us-2'],
+          ['w-us-2', 'w-hub'],
+          ['w-us-2', 'w-us-1'],
+          ['w-eu-3', 'w-us-1'],
+          ['w-us-2', 'w-eu-3'],
+          ['w-eu-3', 'w-hub'],
+          ['w-eu-3', 'w-eu-1'],
+        ]),
+      ).toEqual([
+        'w-us-2->w-eu-1 timeout',
+        'w-eu-1->w-us-2 timeout',
+        'w-us-2->w-hub timeout',
+        'w-us-2->w-us-1 connected',
+        'w-eu-3->w-us-1 timeout',
+        'w-us-2->w-eu-3 timeout',
+        'w-eu-3->w-hub connected',
+        'w-eu-3->w-eu-1 connected',
+      ]);
+      // The region's conntrack table stands on the new node's host too.
+      const tables = await ip([
+        'netns',
+        'exec',
+        fabric.host('w-us-2').namespace,
+        'nft',
+        'list',
+        'ruleset',
+      ]);
+      expect(tables).toMatch(/ct count over 5/);
+      await net.clearFault(cut);
+      await net.clearFault(conntrack);
+      expect(
+        await ip(['netns', 'exec', fabric.host('w-us-2').namespace, 'nft', 'list', 'ruleset']),
+      ).not.toMatch(/ct count|@peers/);
+      expect(await probes([['w-us-2', 'w-eu-1']])).toEqual(['w-us-2->w-eu-1 connected']);
+
+      // A blackhole on a region: a node that joins goes dark too, and the dark ones and
+      // the newcomer still reach each other (peer links), while the hub reaches none.
+      running.splice(running.indexOf('w-us-2'), 1);
+      const dark = await net.applyFault({ kind: 'blackhole', scope: { region: 'us' } });
+      await join('w-us-2');
+      expect(
+        await probes([
+          ['w-hub', 'w-us-2'],
+          ['w-hub', 'w-us-1'],
+          ['w-us-1', 'w-us-2'],
+          ['w-us-2', 'w-us-1'],
+          ['w-eu-1', 'w-us-2'],
+        ]),
+      ).toEqual([
+        'w-hub->w-us-2 timeout',
+        'w-hub->w-us-1 timeout',
+        'w-us-1->w-us-2 connected',
+        'w-us-2->w-us-1 connected',
+        'w-eu-1->w-us-2 connected',
+      ]);
+      await net.clearFault(dark);
+
+      // From its peers: a node that joins the region is cut from the one in scope.
+      running.splice(running.indexOf('w-eu-3'), 1);
+      const peers = await net.applyFault({
+        kind: 'partition',
+        scope: { nodeId: 'w-eu-1' },
+        from: { kind: 'peers' },
+      });
+      await join('w-eu-3');
+      expect(
+        await probes([
+          ['w-eu-1', 'w-eu-3'],
+          ['w-eu-3', 'w-eu-1'],
+          ['w-eu-3', 'w-eu-2'],
+        ]),
+      ).toEqual(['w-eu-1->w-eu-3 timeout', 'w-eu-3->w-eu-1 timeout', 'w-eu-3->w-eu-2 connected']);
+      await net.clearFault(peers);
+    } finally {
+      await net.stop();
+    }
+  });
 });
 
 describe.skipIf(!isRoot)('a reference node as a kernel host (root)', () => {

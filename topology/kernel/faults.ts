@@ -15,6 +15,10 @@
  * - `admission-rate`: new connections to the port over `rate`/s (burst
  *   `burst`) are answered with an RST.
  * - `partition`: the host and the given peer addresses drop each other's packets.
+ *
+ * The addresses a blackhole spares and a partition cuts are a named nft set, so
+ * a node that joins later is added to a standing fault in place
+ * ({@link KernelFaultHandle.widen}).
  */
 import { readFileSync } from 'node:fs';
 import { execIn, nftIn } from './commands.js';
@@ -32,6 +36,11 @@ export type KernelFault =
 export interface KernelFaultHandle {
   host: KernelHost;
   table: string;
+  /**
+   * Adds addresses to what the fault names (a blackhole's spared addresses, a
+   * partition's peers); none for the other kinds. Adding one already there is a no-op.
+   */
+  widen(addresses: string[]): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -50,20 +59,26 @@ function positive(what: string, n: number): number {
   return n;
 }
 
-/** The rules of `fault`, by hook. */
-function rulesOf(fault: KernelFault): { input: string[]; output: string[] } {
+/** The named set of addresses a fault's rules match, when it has one. */
+interface AddressSet {
+  name: 'except' | 'peers';
+  addresses: string[];
+}
+
+function addresses(what: string, list: string[]): string[] {
+  for (const a of list) if (!IPV4.test(a)) throw new RangeError(`bad ${what} address ${a}`);
+  return list;
+}
+
+/** The rules of `fault`, by hook, and the address set they match. */
+function rulesOf(fault: KernelFault): { input: string[]; output: string[]; set?: AddressSet } {
   switch (fault.kind) {
-    case 'blackhole': {
-      const except = fault.except ?? [];
-      for (const a of except) if (!IPV4.test(a)) throw new RangeError(`bad address ${a}`);
-      const set = except.length > 0 ? `{ ${except.join(', ')} }` : '';
-      return except.length === 0
-        ? { input: ['iifname "eth0" drop'], output: ['oifname "eth0" drop'] }
-        : {
-            input: [`iifname "eth0" ip saddr != ${set} drop`],
-            output: [`oifname "eth0" ip daddr != ${set} drop`],
-          };
-    }
+    case 'blackhole':
+      return {
+        input: ['iifname "eth0" ip saddr != @except drop'],
+        output: ['oifname "eth0" ip daddr != @except drop'],
+        set: { name: 'except', addresses: addresses('spared', fault.except ?? []) },
+      };
     case 'conntrack-limit':
       return {
         input: [
@@ -78,12 +93,13 @@ function rulesOf(fault: KernelFault): { input: string[]; output: string[] } {
         ],
         output: [],
       };
-    case 'partition': {
+    case 'partition':
       if (fault.peers.length === 0) throw new RangeError('a partition needs at least one peer');
-      for (const a of fault.peers) if (!IPV4.test(a)) throw new RangeError(`bad peer address ${a}`);
-      const set = `{ ${fault.peers.join(', ')} }`;
-      return { input: [`ip saddr ${set} drop`], output: [`ip daddr ${set} drop`] };
-    }
+      return {
+        input: ['ip saddr @peers drop'],
+        output: ['ip daddr @peers drop'],
+        set: { name: 'peers', addresses: addresses('peer', fault.peers) },
+      };
   }
 }
 
@@ -92,20 +108,30 @@ export async function addKernelFault(
   host: KernelHost,
   fault: KernelFault,
 ): Promise<KernelFaultHandle> {
-  const { input, output } = rulesOf(fault);
+  const { input, output, set } = rulesOf(fault);
   const table = `pushbench_f${++nextFault}`;
   const chain = (name: string, hook: string, rules: string[]) =>
     rules.length === 0
       ? ''
       : `  chain ${name} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
+  const elements = (list: string[]) =>
+    list.length > 0 ? ` elements = { ${list.join(', ')} };` : '';
+  const declared = set ? `  set ${set.name} { type ipv4_addr;${elements(set.addresses)} }\n` : '';
   await nftIn(
     host.namespace,
-    `table inet ${table} {\n${chain('in', 'input', input)}${chain('out', 'output', output)}}\n`,
+    `table inet ${table} {\n${declared}${chain('in', 'input', input)}${chain('out', 'output', output)}}\n`,
   );
   let removed = false;
   return {
     host,
     table,
+    async widen(list) {
+      if (removed || !set || list.length === 0) return;
+      await nftIn(
+        host.namespace,
+        `add element inet ${table} ${set.name} { ${addresses('added', list).join(', ')} }\n`,
+      );
+    },
     async remove() {
       if (removed) return;
       removed = true;
@@ -137,6 +163,7 @@ export async function capBandwidth(
   return {
     host,
     table: `tbf ${rate}bit`,
+    widen: async () => {},
     async remove() {
       if (removed) return;
       removed = true;

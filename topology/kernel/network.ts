@@ -8,8 +8,8 @@
  * Faults by kind: blackhole, conntrack-limit and admission-rate are nft
  * tables on each node host in scope (faults.ts); reset aborts the node's
  * established connections (`ss -K`); latency is refused (no netem here; see
- * engine.ts). A region scope covers the region's nodes at the time the fault
- * starts.
+ * engine.ts). A region scope covers the region's nodes, those that join it
+ * while the fault stands too ({@link KernelNetwork.nodeJoined}).
  */
 import { PushbenchError } from '../../core/errors.js';
 import { ephemeralPorts, openFilesLimit } from '../../core/machine.js';
@@ -196,10 +196,7 @@ export class KernelNetwork implements NetworkHandle {
   private readonly regions = new Map<string, RegionBalancer>();
   /** The builtin balancers' decision point, and the regions it balances. */
   private decision: { handle: NetworkHandle; host: KernelHost; regions: Set<string> } | undefined;
-  private readonly faults = new Map<
-    string,
-    { fault: NetworkFault; handles: KernelFaultHandle[] }
-  >();
+  private readonly faults = new Map<string, StandingFault>();
   private nextFault = 0;
   /** Latency faults standing on each node's link, by fault id: the largest delay is played. */
   private readonly latencies = new Map<string, Map<string, LatencySetting>>();
@@ -355,6 +352,8 @@ export class KernelNetwork implements NetworkHandle {
   }
 
   async addBackend(region: string, backend: BackendSpec): Promise<void> {
+    // The standing faults reach it before any device can.
+    await this.nodeJoined(backend.nodeId);
     if (this.decision?.regions.has(region)) {
       await this.decision.handle.addBackend(region, backend);
       return;
@@ -384,112 +383,186 @@ export class KernelNetwork implements NetworkHandle {
 
   async applyFault(fault: NetworkFault): Promise<string> {
     const id = `k${++this.nextFault}`;
-    const ids = this.nodesOf(fault.scope);
-    const nodes = ids
-      .map((n) => this.hostOf(n))
-      .filter((h): h is NonNullable<typeof h> => h !== undefined);
-    const handles: KernelFaultHandle[] = [];
-    if (fault.kind === 'latency') {
-      for (const nodeId of ids) {
-        const link = this.linkOf(nodeId);
-        if (!link) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} has no latency link`);
-        const standing = this.latencies.get(nodeId) ?? new Map<string, LatencySetting>();
-        this.latencies.set(nodeId, standing);
-        standing.set(id, { delayMs: fault.delayMs, jitterMs: fault.jitterMs });
-        applyLargest(link, standing);
-        const host = this.hostOf(nodeId)?.host;
-        if (host) {
-          handles.push({
-            host,
-            table: 'latency link',
-            remove: async () => {
-              standing.delete(id);
-              applyLargest(link, standing);
-            },
-          });
-        }
-      }
-      this.faults.set(id, { fault, handles });
-      return id;
-    }
+    const standing: StandingFault = { fault, on: new Map() };
     try {
-      for (const n of nodes) {
-        switch (fault.kind) {
-          case 'blackhole':
-            // The devices' side goes dark, as on userland; the harness's control plane
-            // (hub, the publisher's HTTP API, metrics) and the other nodes still reach it.
-            handles.push(
-              await addKernelFault(n.host, {
-                kind: 'blackhole',
-                except: this.controlAddresses().filter((a) => a !== n.host.address),
-              }),
-            );
-            break;
-          case 'reset':
-            await resetConnections(n.host, n.port);
-            break;
-          case 'conntrack-limit':
-            handles.push(
-              await addKernelFault(n.host, {
-                kind: 'conntrack-limit',
-                port: n.port,
-                table: fault.table,
-              }),
-            );
-            break;
-          case 'admission-rate':
-            handles.push(
-              await addKernelFault(n.host, {
-                kind: 'admission-rate',
-                port: n.port,
-                ratePerSec: Math.max(1, Math.round(fault.ratePerSec)),
-                burst: Math.max(1, Math.round(fault.burst)),
-              }),
-            );
-            break;
-          case 'bandwidth':
-            handles.push(await capBandwidth(n.host, fault.bitsPerSec));
-            break;
-          case 'partition': {
-            const peers =
-              fault.from.kind === 'datastore'
-                ? this.datastoreAddresses()
-                : fault.from.kind === 'peers'
-                  ? this.peersOf(n.host.address, n.region)
-                  : this.regionPeers(fault.from.region, fault.scope);
-            if (peers.length > 0) {
-              handles.push(await addKernelFault(n.host, { kind: 'partition', peers }));
-            }
-            break;
-          }
-        }
-      }
-      if (fault.kind === 'partition' && fault.from.kind === 'peers' && handles.length === 0) {
+      for (const nodeId of this.nodesOf(fault.scope)) await this.place(id, standing, nodeId);
+      if (fault.kind === 'partition' && fault.from.kind === 'peers' && standing.on.size === 0) {
         throw new PushbenchError(
           'PB_USAGE',
           'partition from peers: no node in scope has another node of its region running',
         );
       }
       if (fault.kind === 'partition' && fault.from.kind === 'region') {
-        // The named region's side of the cut: its nodes drop the scope's, and the
-        // datastore too when the scope is the whole region that holds it.
-        const scopeAddresses = nodes.map((n) => n.host.address);
-        const holdsDatastore =
-          'region' in fault.scope && fault.scope.region === this.datastore.region;
-        const peers = [...scopeAddresses, ...(holdsDatastore ? this.datastoreAddresses() : [])];
         for (const nodeId of this.nodesOf({ region: fault.from.region })) {
-          const other = this.hostOf(nodeId);
-          if (other && peers.length > 0) {
-            handles.push(await addKernelFault(other.host, { kind: 'partition', peers }));
-          }
+          await this.placeOtherSide(standing, nodeId);
         }
       }
     } catch (err) {
-      for (const h of handles) await h.remove().catch(() => {});
+      for (const h of standing.on.values()) await h.remove().catch(() => {});
       throw err;
     }
-    this.faults.set(id, { fault, handles });
+    if (fault.kind !== 'reset') this.faults.set(id, standing);
     return id;
+  }
+
+  /**
+   * A node started after faults began (a scale-up, or a restart on its own
+   * host): each standing fault whose scope covers it is put on its host too, and
+   * those that name the other nodes' hosts (a blackhole's spared peers, a
+   * partition's sides) name it as well. A restarted node's host kept its tables;
+   * only the addresses are named again, which changes nothing.
+   */
+  async nodeJoined(nodeId: string): Promise<void> {
+    const at = this.hostOf(nodeId);
+    if (!at) return;
+    const address = [at.host.address];
+    for (const [id, standing] of this.faults) {
+      try {
+        await this.join(id, standing, nodeId, at.region, address);
+      } catch (err) {
+        // Nothing left to cut it from (the other side's nodes are all gone): the node
+        // joins without this fault, as it would have started.
+        if (!(err instanceof PushbenchError && err.code === 'PB_USAGE')) throw err;
+      }
+    }
+  }
+
+  private async join(
+    id: string,
+    standing: StandingFault,
+    nodeId: string,
+    region: string,
+    address: string[],
+  ): Promise<void> {
+    const { fault } = standing;
+    const inScope = this.covers(fault.scope, nodeId);
+    if (inScope) await this.place(id, standing, nodeId);
+    if (fault.kind === 'blackhole') {
+      for (const [other, h] of standing.on) if (other !== nodeId) await h.widen(address);
+      return;
+    }
+    if (fault.kind !== 'partition' || fault.from.kind === 'datastore') return;
+    const { from } = fault;
+    if (from.kind === 'region' && region === from.region) {
+      await this.placeOtherSide(standing, nodeId);
+    }
+    // The nodes across the cut from it drop it too.
+    for (const [other, h] of standing.on) {
+      if (other === nodeId) continue;
+      const across =
+        from.kind === 'peers'
+          ? this.hostOf(other)?.region === region
+          : (inScope && this.hostOf(other)?.region === from.region) ||
+            (region === from.region && this.covers(fault.scope, other));
+      if (across) await h.widen(address);
+    }
+  }
+
+  private covers(scope: FaultScope, nodeId: string): boolean {
+    return 'nodeId' in scope
+      ? scope.nodeId === nodeId
+      : this.hostOf(nodeId)?.region === scope.region;
+  }
+
+  /** Puts the fault on one node of its scope, unless it stands there already. */
+  private async place(id: string, standing: StandingFault, nodeId: string): Promise<void> {
+    const { fault } = standing;
+    if (standing.on.has(nodeId)) return;
+    const n = this.hostOf(nodeId);
+    if (fault.kind === 'latency') {
+      const link = this.linkOf(nodeId);
+      if (!link) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} has no latency link`);
+      const settings = this.latencies.get(nodeId) ?? new Map<string, LatencySetting>();
+      this.latencies.set(nodeId, settings);
+      settings.set(id, { delayMs: fault.delayMs, jitterMs: fault.jitterMs });
+      applyLargest(link, settings);
+      if (n) {
+        standing.on.set(nodeId, {
+          host: n.host,
+          table: 'latency link',
+          widen: async () => {},
+          remove: async () => {
+            settings.delete(id);
+            applyLargest(link, settings);
+          },
+        });
+      }
+      return;
+    }
+    if (!n) return;
+    switch (fault.kind) {
+      case 'blackhole':
+        // The devices' side goes dark, as on userland; the harness's control plane
+        // (hub, the publisher's HTTP API, metrics) and the other nodes still reach it.
+        standing.on.set(
+          nodeId,
+          await addKernelFault(n.host, {
+            kind: 'blackhole',
+            except: this.controlAddresses().filter((a) => a !== n.host.address),
+          }),
+        );
+        return;
+      case 'reset':
+        await resetConnections(n.host, n.port);
+        return;
+      case 'conntrack-limit':
+        standing.on.set(
+          nodeId,
+          await addKernelFault(n.host, {
+            kind: 'conntrack-limit',
+            port: n.port,
+            table: fault.table,
+          }),
+        );
+        return;
+      case 'admission-rate':
+        standing.on.set(
+          nodeId,
+          await addKernelFault(n.host, {
+            kind: 'admission-rate',
+            port: n.port,
+            ratePerSec: Math.max(1, Math.round(fault.ratePerSec)),
+            burst: Math.max(1, Math.round(fault.burst)),
+          }),
+        );
+        return;
+      case 'bandwidth':
+        standing.on.set(nodeId, await capBandwidth(n.host, fault.bitsPerSec));
+        return;
+      case 'partition': {
+        const peers =
+          fault.from.kind === 'datastore'
+            ? this.datastoreAddresses()
+            : fault.from.kind === 'peers'
+              ? this.peersOf(n.host.address, n.region)
+              : this.regionPeers(fault.from.region, fault.scope);
+        if (peers.length > 0) {
+          standing.on.set(nodeId, await addKernelFault(n.host, { kind: 'partition', peers }));
+        }
+        return;
+      }
+    }
+  }
+
+  /**
+   * The named region's side of a partition across regions, on one of its nodes:
+   * it drops the scope's nodes, and the datastore too when the scope is the whole
+   * region that holds it.
+   */
+  private async placeOtherSide(standing: StandingFault, nodeId: string): Promise<void> {
+    const { fault } = standing;
+    const other = this.hostOf(nodeId);
+    if (!other || standing.on.has(nodeId) || fault.kind !== 'partition') return;
+    const holdsDatastore = 'region' in fault.scope && fault.scope.region === this.datastore.region;
+    const peers = [
+      ...this.nodesOf(fault.scope)
+        .map((id) => this.hostOf(id)?.host.address)
+        .filter((a): a is string => a !== undefined),
+      ...(holdsDatastore ? this.datastoreAddresses() : []),
+    ];
+    if (peers.length > 0) {
+      standing.on.set(nodeId, await addKernelFault(other.host, { kind: 'partition', peers }));
+    }
   }
 
   /** The datastore's addresses, or one line why a partition cannot cut it. */
@@ -534,7 +607,7 @@ export class KernelNetwork implements NetworkHandle {
     const f = this.faults.get(id);
     if (!f) return;
     this.faults.delete(id);
-    for (const h of f.handles) await h.remove();
+    for (const h of f.on.values()) await h.remove();
   }
 
   async clearScope(scope: FaultScope): Promise<void> {
@@ -590,7 +663,7 @@ export class KernelNetwork implements NetworkHandle {
       else r.health.stop();
     }
     for (const f of this.faults.values())
-      for (const h of f.handles) await h.remove().catch(() => {});
+      for (const h of f.on.values()) await h.remove().catch(() => {});
     this.faults.clear();
   }
 }
@@ -614,6 +687,13 @@ function sampleOf(
     conntrackTimedOut: 0,
     healthChangedAtMs: null,
   };
+}
+
+/** A fault standing on the network: its tables (or latency setting) on each node's host. */
+interface StandingFault {
+  fault: NetworkFault;
+  /** By node: the fault in scope, or, for a partition across regions, the named region's side. */
+  on: Map<string, KernelFaultHandle>;
 }
 
 /** One latency fault's delay on a link. */
