@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelBalancer, kernelAlgorithm } from '../../topology/kernel/balancer.js';
 import { KernelFabric } from '../../topology/kernel/fabric.js';
-import { KernelNetwork } from '../../topology/kernel/network.js';
+import { establishedByBackend, KernelNetwork } from '../../topology/kernel/network.js';
 import { ensureCommand } from '../setup/debian.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -27,6 +27,26 @@ async function ask(address: string): Promise<{ name: string; saw: string }> {
   const [name = '', saw = ''] = text.split(' ');
   return { name, saw };
 }
+
+describe("the kernel balancer's sessions per backend", () => {
+  it('counts established entries by the reply source, and nothing else', () => {
+    const line = (state: string, backend: string, sport: number) =>
+      `ipv4     2 tcp      6 431999 ${state} src=10.100.1.2 dst=10.100.0.8 sport=${sport} dport=7000 src=${backend} dst=10.100.0.8 sport=7001 dport=${sport} [ASSURED] mark=0 zone=0 use=2`;
+    const text = [
+      line('ESTABLISHED', '10.100.0.4', 40001),
+      line('ESTABLISHED', '10.100.0.4', 40002),
+      line('ESTABLISHED', '10.100.0.5', 40003),
+      line('TIME_WAIT', '10.100.0.5', 40004),
+      'ipv4     2 tcp      6 117 SYN_SENT src=10.100.1.2 dst=10.100.0.8 sport=40005 dport=7000 [UNREPLIED] src=10.100.0.6 dst=10.100.0.8 sport=7001 dport=40005 mark=0 zone=0 use=2',
+      '',
+    ].join('\n');
+    expect([...establishedByBackend(text)]).toEqual([
+      ['10.100.0.4', 2],
+      ['10.100.0.5', 1],
+    ]);
+    expect(establishedByBackend('').size).toBe(0);
+  });
+});
 
 describe('kernel balancer algorithms', () => {
   it('refuses least-connections and power-of-two in one line', () => {

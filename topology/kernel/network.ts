@@ -59,7 +59,13 @@ export interface KernelRegionSpec {
 
 type RegionBalancer =
   | { kind: 'haproxy'; lb: Haproxy; spec: KernelRegionSpec }
-  | { kind: 'kernel'; lb: KernelBalancer; spec: KernelRegionSpec; health: KernelHealth };
+  | {
+      kind: 'kernel';
+      lb: KernelBalancer;
+      spec: KernelRegionSpec;
+      health: KernelHealth;
+      sessions: ConntrackCounts;
+    };
 
 /**
  * pushbench's own health checker for the kernel balancer: GET /healthz of each
@@ -145,21 +151,68 @@ class KernelHealth {
   }
 }
 
-/** Counts the balancer host's conntrack entries per backend address (the kernel balancer's sessions). */
-async function conntrackByAddress(host: KernelHost): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  let text = '';
-  try {
-    text = await execIn(host.namespace, 'cat', ['/proc/net/nf_conntrack']);
-  } catch {
-    return out;
+/**
+ * Counts the balancer host's established conntrack entries per backend address
+ * (the kernel balancer's sessions), read from `/proc/net/nf_conntrack`. The
+ * kernel formats every entry as text for that read: at 130,000 entries one read
+ * cost a third of a second of CPU, at nice 0, ahead of the nodes under test
+ * (bench/RESULTS.md). So reads are paced by their own cost: the next one waits
+ * {@link CONNTRACK_READ_SPACING} times as long as the last took, at least a
+ * second, and samples in between repeat the last counts.
+ */
+class ConntrackCounts {
+  private counts = new Map<string, number>();
+  private nextAtMs = 0;
+  private reading: Promise<void> | undefined;
+
+  constructor(private readonly host: KernelHost) {}
+
+  async current(): Promise<ReadonlyMap<string, number>> {
+    if (!this.reading && performance.now() >= this.nextAtMs) {
+      this.reading = this.read().finally(() => {
+        this.reading = undefined;
+      });
+    }
+    await this.reading;
+    return this.counts;
   }
-  for (const line of text.split('\n')) {
-    if (!line.includes('ESTABLISHED')) continue;
-    // The reply direction's source is the backend the entry was translated to.
-    const srcs = [...line.matchAll(/src=(\S+)/g)].map((m) => m[1] as string);
-    const backend = srcs[1];
-    if (backend !== undefined) out.set(backend, (out.get(backend) ?? 0) + 1);
+
+  private async read(): Promise<void> {
+    const started = performance.now();
+    let text = '';
+    try {
+      text = await execIn(this.host.namespace, 'cat', ['/proc/net/nf_conntrack']);
+    } catch {
+      // Gone with its host at the end of a run: keep the last counts.
+    }
+    if (text !== '') this.counts = establishedByBackend(text);
+    const took = performance.now() - started;
+    this.nextAtMs = performance.now() + Math.max(1000, took * CONNTRACK_READ_SPACING);
+  }
+}
+
+/** A read of the conntrack table is followed by this many times its own duration without one (5 % of a core at most). */
+const CONNTRACK_READ_SPACING = 20;
+
+/** Established entries by the address of the backend each was translated to, from `/proc/net/nf_conntrack`. */
+export function establishedByBackend(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let at = 0;
+  while (at < text.length) {
+    let end = text.indexOf('\n', at);
+    if (end === -1) end = text.length;
+    const established = text.indexOf(' ESTABLISHED ', at);
+    if (established !== -1 && established < end) {
+      // The reply direction's source (the second src=) is the backend.
+      const first = text.indexOf(' src=', at);
+      const second = first === -1 ? -1 : text.indexOf(' src=', first + 5);
+      if (second !== -1 && second < end) {
+        const stop = text.indexOf(' ', second + 5);
+        const backend = text.slice(second + 5, stop === -1 || stop > end ? end : stop);
+        out.set(backend, (out.get(backend) ?? 0) + 1);
+      }
+    }
+    at = end + 1;
   }
   return out;
 }
@@ -281,7 +334,13 @@ export class KernelNetwork implements NetworkHandle {
           );
           const health = new KernelHealth(lb, spec, new Map(backends.map((b) => [b.nodeId, b])));
           health.start();
-          net.regions.set(spec.name, { kind: 'kernel', lb, spec, health });
+          net.regions.set(spec.name, {
+            kind: 'kernel',
+            lb,
+            spec,
+            health,
+            sessions: new ConntrackCounts(lb.host),
+          });
         }
       }
       if (decision) {
@@ -636,7 +695,7 @@ export class KernelNetwork implements NetworkHandle {
           total += s.sessions;
         }
       } else {
-        const counts = await conntrackByAddress(r.lb.host);
+        const counts = await r.sessions.current();
         // In the DNAT set: the healthy ones, or all of them when the region fails open.
         const inSet = new Set(r.lb.current().map((b) => b.nodeId));
         for (const b of r.health.backends.values()) {
