@@ -222,6 +222,11 @@ export interface TopologyInput {
    * the broker (the hub or Redis), as before peer links. Default true.
    */
   peerLinks?: boolean | string;
+  /**
+   * The region that holds the nodes' shared datastore (the hub or Redis): a
+   * partition across regions cuts it from the other side. Default: the first region.
+   */
+  datastoreRegion?: string;
 }
 
 /** Where devices' TLS ends: nowhere (plain `ws://`), at the nodes, or at the regions' HAProxy. */
@@ -533,6 +538,8 @@ export interface Scenario {
     nodeNice: number;
     /** Node-to-node requests over direct peer links (`topology.peerLinks`); false: through the broker. */
     peerLinks: boolean;
+    /** The region that holds the hub or Redis (`topology.datastoreRegion`; default the first). */
+    datastoreRegion: string;
     /** The network engine asked for; `auto` is resolved when the run starts (run/network-engine.ts). */
     network: NetworkEngineName;
     /** Devices over TLS to the nodes or to the regions' HAProxy, with shared or per-process ticket keys; null: plain. */

@@ -296,7 +296,7 @@ export class Cluster {
         ],
         {
           addresses: this.hub ? [this.hub.host] : redisAddresses(this.redisUrl),
-          region: topology.regions[0]?.name ?? '',
+          region: topology.datastoreRegion,
         },
         needsDecisionPoint(this.scenario) ? this.decisionSpec(decided) : null,
       );

@@ -66,6 +66,7 @@ export const topologyDefaults = {
   heartbeatTimeout: '30s',
   nodeNice: 10,
   peerLinks: true,
+  datastoreRegion: computed('the first region'),
 } as const satisfies Defaults<TopologyInput>;
 
 /** Defaults of each region (`topology.regions[i]`). */
@@ -165,6 +166,7 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
       integer: true,
     }),
     peerLinks: flag(p, 'topology.peerLinks', topo.peerLinks, topologyDefaults.peerLinks),
+    datastoreRegion: readDatastoreRegion(p, topo.datastoreRegion, regions),
     balanced:
       regions.length > 1 ||
       regions.some((r) => r.nodes > 1) ||
@@ -173,6 +175,21 @@ export function validateTopology(p: Problems, input: unknown): Scenario['topolog
       // TLS ended at the balancer needs one in front of every region, one node or not.
       tls?.at === 'balancer',
   };
+}
+
+/** `topology.datastoreRegion`: one of the regions, the first when absent. */
+function readDatastoreRegion(p: Problems, v: unknown, regions: RegionTopology[]): string {
+  const first = regions[0]?.name ?? '';
+  if (v === undefined) return first;
+  const names = regions.map((r) => r.name);
+  if (typeof v !== 'string' || !names.includes(v)) {
+    p.add(
+      'topology.datastoreRegion',
+      `must name a region (${names.map((n) => JSON.stringify(n)).join(', ')}), got ${JSON.stringify(v)}`,
+    );
+    return first;
+  }
+  return v;
 }
 
 /** The named profiles, plus a `default` with every default when the scenario names none so. */

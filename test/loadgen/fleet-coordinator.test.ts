@@ -85,6 +85,7 @@ function scenario(devices: number, reserve: number): Scenario {
       balanced: false,
       nodeNice: 10,
       peerLinks: true,
+      datastoreRegion: 'eu',
       network: 'userland',
       tls: null,
     },

@@ -161,6 +161,30 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('reads topology.datastoreRegion (default the first region) and refuses one that is not a region', () => {
+    const base = {
+      name: 'x',
+      devices: { count: 1 },
+      duration: 1,
+      topology: {
+        regions: [
+          { name: 'eu', nodes: 1 },
+          { name: 'us', nodes: 1 },
+        ],
+      },
+    };
+    expect(validateScenario(base, ctx).topology.datastoreRegion).toBe('eu');
+    expect(
+      validateScenario({ name: 'x', devices: { count: 1 }, duration: 1 }, ctx).topology
+        .datastoreRegion,
+    ).toBe('local');
+    const us = { ...base, topology: { ...base.topology, datastoreRegion: 'us' } };
+    expect(validateScenario(us, ctx).topology.datastoreRegion).toBe('us');
+    expect(problemsOf({ ...base, topology: { ...base.topology, datastoreRegion: 'ap' } })).toEqual([
+      'topology.datastoreRegion: must name a region ("eu", "us"), got "ap"',
+    ]);
+  });
+
   it('reads topology.nodeNice (default 10) and refuses one outside 0-19 in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };
     expect(validateScenario(base, ctx).topology.nodeNice).toBe(10);

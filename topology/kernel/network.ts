@@ -240,7 +240,7 @@ export interface DecisionSpec {
 export interface DatastorePlace {
   /** The hub's host, or Redis's IPv4 address; empty when it is in the node's own process. */
   addresses: string[];
-  /** The region that holds it (the first region): a partition across regions cuts the other side from it. */
+  /** The region that holds it (`topology.datastoreRegion`): a partition across regions cuts the other side from it. */
   region: string;
 }
 
