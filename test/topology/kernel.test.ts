@@ -446,8 +446,13 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       running.push(id);
       await net.nodeJoined(id);
     };
-    const probes = (pairs: [string, string][]) =>
-      Promise.all(pairs.map(([a, b]) => connectFrom(fabric, a, b)));
+    /** Each probe `[from, to, outcome]` ends as it says. */
+    const reach = async (cases: [string, string, string][]) =>
+      expect(await Promise.all(cases.map(([a, b]) => connectFrom(fabric, a, b)))).toEqual(
+        cases.map(([a, b, outcome]) => `${a}->${b} ${outcome}`),
+      );
+    const ruleset = (host: string) =>
+      ip(['netns', 'exec', fabric.host(host).namespace, 'nft', 'list', 'ruleset']);
     try {
       const cut = await net.applyFault({
         kind: 'partition',
@@ -464,63 +469,34 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       await join('w-us-2');
       // Joins the other side: cut from both us nodes, not from the hub.
       await join('w-eu-3');
-      expect(
-        await probes([
-          ['w-us-2', 'w-eu-1'],
-          ['w-eu-1', 'w-us-2'],
-          ['w-us-2', 'w-hub'],
-          ['w-us-2', 'w-us-1'],
-          ['w-eu-3', 'w-us-1'],
-          ['w-us-2', 'w-eu-3'],
-          ['w-eu-3', 'w-hub'],
-          ['w-eu-3', 'w-eu-1'],
-        ]),
-      ).toEqual([
-        'w-us-2->w-eu-1 timeout',
-        'w-eu-1->w-us-2 timeout',
-        'w-us-2->w-hub timeout',
-        'w-us-2->w-us-1 connected',
-        'w-eu-3->w-us-1 timeout',
-        'w-us-2->w-eu-3 timeout',
-        'w-eu-3->w-hub connected',
-        'w-eu-3->w-eu-1 connected',
+      await reach([
+        ['w-us-2', 'w-eu-1', 'timeout'],
+        ['w-eu-1', 'w-us-2', 'timeout'],
+        ['w-us-2', 'w-hub', 'timeout'],
+        ['w-us-2', 'w-us-1', 'connected'],
+        ['w-eu-3', 'w-us-1', 'timeout'],
+        ['w-us-2', 'w-eu-3', 'timeout'],
+        ['w-eu-3', 'w-hub', 'connected'],
+        ['w-eu-3', 'w-eu-1', 'connected'],
       ]);
       // The region's conntrack table stands on the new node's host too.
-      const tables = await ip([
-        'netns',
-        'exec',
-        fabric.host('w-us-2').namespace,
-        'nft',
-        'list',
-        'ruleset',
-      ]);
-      expect(tables).toMatch(/ct count over 5/);
+      expect(await ruleset('w-us-2')).toMatch(/ct count over 5/);
       await net.clearFault(cut);
       await net.clearFault(conntrack);
-      expect(
-        await ip(['netns', 'exec', fabric.host('w-us-2').namespace, 'nft', 'list', 'ruleset']),
-      ).not.toMatch(/ct count|@peers/);
-      expect(await probes([['w-us-2', 'w-eu-1']])).toEqual(['w-us-2->w-eu-1 connected']);
+      expect(await ruleset('w-us-2')).not.toMatch(/ct count|@peers/);
+      await reach([['w-us-2', 'w-eu-1', 'connected']]);
 
       // A blackhole on a region: a node that joins goes dark too, and the dark ones and
       // the newcomer still reach each other (peer links), while the hub reaches none.
       running.splice(running.indexOf('w-us-2'), 1);
       const dark = await net.applyFault({ kind: 'blackhole', scope: { region: 'us' } });
       await join('w-us-2');
-      expect(
-        await probes([
-          ['w-hub', 'w-us-2'],
-          ['w-hub', 'w-us-1'],
-          ['w-us-1', 'w-us-2'],
-          ['w-us-2', 'w-us-1'],
-          ['w-eu-1', 'w-us-2'],
-        ]),
-      ).toEqual([
-        'w-hub->w-us-2 timeout',
-        'w-hub->w-us-1 timeout',
-        'w-us-1->w-us-2 connected',
-        'w-us-2->w-us-1 connected',
-        'w-eu-1->w-us-2 connected',
+      await reach([
+        ['w-hub', 'w-us-2', 'timeout'],
+        ['w-hub', 'w-us-1', 'timeout'],
+        ['w-us-1', 'w-us-2', 'connected'],
+        ['w-us-2', 'w-us-1', 'connected'],
+        ['w-eu-1', 'w-us-2', 'connected'],
       ]);
       await net.clearFault(dark);
 
@@ -532,13 +508,11 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
         from: { kind: 'peers' },
       });
       await join('w-eu-3');
-      expect(
-        await probes([
-          ['w-eu-1', 'w-eu-3'],
-          ['w-eu-3', 'w-eu-1'],
-          ['w-eu-3', 'w-eu-2'],
-        ]),
-      ).toEqual(['w-eu-1->w-eu-3 timeout', 'w-eu-3->w-eu-1 timeout', 'w-eu-3->w-eu-2 connected']);
+      await reach([
+        ['w-eu-1', 'w-eu-3', 'timeout'],
+        ['w-eu-3', 'w-eu-1', 'timeout'],
+        ['w-eu-3', 'w-eu-2', 'connected'],
+      ]);
       await net.clearFault(peers);
     } finally {
       await net.stop();

@@ -30,6 +30,7 @@ import type { KernelFabric, KernelHost } from './fabric.js';
 import {
   addKernelFault,
   capBandwidth,
+  type KernelFault,
   type KernelFaultHandle,
   resetConnections,
 } from './faults.js';
@@ -549,45 +550,40 @@ export class KernelNetwork implements NetworkHandle {
       return;
     }
     if (!n) return;
+    if (fault.kind === 'reset') {
+      await resetConnections(n.host, n.port);
+      return;
+    }
+    if (fault.kind === 'bandwidth') {
+      standing.on.set(nodeId, await capBandwidth(n.host, fault.bitsPerSec));
+      return;
+    }
+    const rules = this.rulesFor(fault, n);
+    if (rules) standing.on.set(nodeId, await addKernelFault(n.host, rules));
+  }
+
+  /** The nft fault a node's host plays for `fault`; undefined: nothing to cut (no peers). */
+  private rulesFor(
+    fault: Exclude<NetworkFault, { kind: 'latency' | 'reset' | 'bandwidth' }>,
+    n: { host: KernelHost; region: string; port: number },
+  ): KernelFault | undefined {
     switch (fault.kind) {
       case 'blackhole':
         // The devices' side goes dark, as on userland; the harness's control plane
         // (hub, the publisher's HTTP API, metrics) and the other nodes still reach it.
-        standing.on.set(
-          nodeId,
-          await addKernelFault(n.host, {
-            kind: 'blackhole',
-            except: this.controlAddresses().filter((a) => a !== n.host.address),
-          }),
-        );
-        return;
-      case 'reset':
-        await resetConnections(n.host, n.port);
-        return;
+        return {
+          kind: 'blackhole',
+          except: this.controlAddresses().filter((a) => a !== n.host.address),
+        };
       case 'conntrack-limit':
-        standing.on.set(
-          nodeId,
-          await addKernelFault(n.host, {
-            kind: 'conntrack-limit',
-            port: n.port,
-            table: fault.table,
-          }),
-        );
-        return;
+        return { kind: 'conntrack-limit', port: n.port, table: fault.table };
       case 'admission-rate':
-        standing.on.set(
-          nodeId,
-          await addKernelFault(n.host, {
-            kind: 'admission-rate',
-            port: n.port,
-            ratePerSec: Math.max(1, Math.round(fault.ratePerSec)),
-            burst: Math.max(1, Math.round(fault.burst)),
-          }),
-        );
-        return;
-      case 'bandwidth':
-        standing.on.set(nodeId, await capBandwidth(n.host, fault.bitsPerSec));
-        return;
+        return {
+          kind: 'admission-rate',
+          port: n.port,
+          ratePerSec: Math.max(1, Math.round(fault.ratePerSec)),
+          burst: Math.max(1, Math.round(fault.burst)),
+        };
       case 'partition': {
         const peers =
           fault.from.kind === 'datastore'
@@ -595,10 +591,7 @@ export class KernelNetwork implements NetworkHandle {
             : fault.from.kind === 'peers'
               ? this.peersOf(n.host.address, n.region)
               : this.regionPeers(fault.from.region, fault.scope);
-        if (peers.length > 0) {
-          standing.on.set(nodeId, await addKernelFault(n.host, { kind: 'partition', peers }));
-        }
-        return;
+        return peers.length > 0 ? { kind: 'partition', peers } : undefined;
       }
     }
   }
