@@ -60,6 +60,13 @@ async function connectFrom(fabric: KernelFabric, from: string, to: string): Prom
   return `${from}->${to} ${out.trim()}`;
 }
 
+/** Each probe `[from, to, outcome]` (see {@link connectFrom}) ends as it says. */
+async function reach(fabric: KernelFabric, cases: [string, string, string][]): Promise<void> {
+  expect(await Promise.all(cases.map(([a, b]) => connectFrom(fabric, a, b)))).toEqual(
+    cases.map(([a, b, outcome]) => `${a}->${b} ${outcome}`),
+  );
+}
+
 interface Client {
   socket: Socket;
   connectedAtMs: Promise<number>;
@@ -334,28 +341,18 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       () => [],
       { addresses: [fabric.host('hub').address], region: 'eu' },
     );
-    const probe = (from: string, to: string) => connectFrom(fabric, from, to);
-    const probes = (pairs: [string, string][]) => Promise.all(pairs.map(([a, b]) => probe(a, b)));
     try {
       const whole = await net.applyFault({
         kind: 'partition',
         scope: { region: 'us' },
         from: { kind: 'region', region: 'eu' },
       });
-      expect(
-        await probes([
-          ['us-1', 'eu-1'],
-          ['eu-2', 'us-1'],
-          ['us-1', 'hub'],
-          ['eu-1', 'hub'],
-          ['eu-1', 'eu-2'],
-        ]),
-      ).toEqual([
-        'us-1->eu-1 timeout',
-        'eu-2->us-1 timeout',
-        'us-1->hub timeout',
-        'eu-1->hub connected',
-        'eu-1->eu-2 connected',
+      await reach(fabric, [
+        ['us-1', 'eu-1', 'timeout'],
+        ['eu-2', 'us-1', 'timeout'],
+        ['us-1', 'hub', 'timeout'],
+        ['eu-1', 'hub', 'connected'],
+        ['eu-1', 'eu-2', 'connected'],
       ]);
       // The devices' side (here, the coordinator) is not named: it still reaches every node.
       const c = open(fabric.host('us-1').address);
@@ -363,12 +360,10 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       expect(await echoes(c, 'across')).toBe(true);
       c.socket.destroy();
       await net.clearFault(whole);
-      expect(
-        await probes([
-          ['us-1', 'eu-1'],
-          ['us-1', 'hub'],
-        ]),
-      ).toEqual(['us-1->eu-1 connected', 'us-1->hub connected']);
+      await reach(fabric, [
+        ['us-1', 'eu-1', 'connected'],
+        ['us-1', 'hub', 'connected'],
+      ]);
       // One node of the region that holds the datastore: only that node and the other
       // region part; the datastore stays in reach of both.
       const one = await net.applyFault({
@@ -376,39 +371,25 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
         scope: { nodeId: 'eu-2' },
         from: { kind: 'region', region: 'us' },
       });
-      expect(
-        await probes([
-          ['eu-2', 'us-1'],
-          ['us-1', 'eu-1'],
-          ['us-1', 'hub'],
-          ['eu-2', 'hub'],
-        ]),
-      ).toEqual([
-        'eu-2->us-1 timeout',
-        'us-1->eu-1 connected',
-        'us-1->hub connected',
-        'eu-2->hub connected',
+      await reach(fabric, [
+        ['eu-2', 'us-1', 'timeout'],
+        ['us-1', 'eu-1', 'connected'],
+        ['us-1', 'hub', 'connected'],
+        ['eu-2', 'hub', 'connected'],
       ]);
       await net.clearFault(one);
-      expect(await probes([['eu-2', 'us-1']])).toEqual(['eu-2->us-1 connected']);
+      await reach(fabric, [['eu-2', 'us-1', 'connected']]);
       // From its peers: only the other nodes of its own region.
       const peers = await net.applyFault({
         kind: 'partition',
         scope: { nodeId: 'eu-1' },
         from: { kind: 'peers' },
       });
-      expect(
-        await probes([
-          ['eu-1', 'eu-2'],
-          ['eu-2', 'eu-1'],
-          ['eu-1', 'hub'],
-          ['eu-1', 'us-1'],
-        ]),
-      ).toEqual([
-        'eu-1->eu-2 timeout',
-        'eu-2->eu-1 timeout',
-        'eu-1->hub connected',
-        'eu-1->us-1 connected',
+      await reach(fabric, [
+        ['eu-1', 'eu-2', 'timeout'],
+        ['eu-2', 'eu-1', 'timeout'],
+        ['eu-1', 'hub', 'connected'],
+        ['eu-1', 'us-1', 'connected'],
       ]);
       await net.clearFault(peers);
       // A node with no other node in its region has no peers to be cut from.
@@ -446,11 +427,6 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       running.push(id);
       await net.nodeJoined(id);
     };
-    /** Each probe `[from, to, outcome]` ends as it says. */
-    const reach = async (cases: [string, string, string][]) =>
-      expect(await Promise.all(cases.map(([a, b]) => connectFrom(fabric, a, b)))).toEqual(
-        cases.map(([a, b, outcome]) => `${a}->${b} ${outcome}`),
-      );
     const ruleset = (host: string) =>
       ip(['netns', 'exec', fabric.host(host).namespace, 'nft', 'list', 'ruleset']);
     try {
@@ -469,7 +445,7 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       await join('w-us-2');
       // Joins the other side: cut from both us nodes, not from the hub.
       await join('w-eu-3');
-      await reach([
+      await reach(fabric, [
         ['w-us-2', 'w-eu-1', 'timeout'],
         ['w-eu-1', 'w-us-2', 'timeout'],
         ['w-us-2', 'w-hub', 'timeout'],
@@ -484,14 +460,14 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
       await net.clearFault(cut);
       await net.clearFault(conntrack);
       expect(await ruleset('w-us-2')).not.toMatch(/ct count|@peers/);
-      await reach([['w-us-2', 'w-eu-1', 'connected']]);
+      await reach(fabric, [['w-us-2', 'w-eu-1', 'connected']]);
 
       // A blackhole on a region: a node that joins goes dark too, and the dark ones and
       // the newcomer still reach each other (peer links), while the hub reaches none.
       running.splice(running.indexOf('w-us-2'), 1);
       const dark = await net.applyFault({ kind: 'blackhole', scope: { region: 'us' } });
       await join('w-us-2');
-      await reach([
+      await reach(fabric, [
         ['w-hub', 'w-us-2', 'timeout'],
         ['w-hub', 'w-us-1', 'timeout'],
         ['w-us-1', 'w-us-2', 'connected'],
@@ -508,7 +484,7 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
         from: { kind: 'peers' },
       });
       await join('w-eu-3');
-      await reach([
+      await reach(fabric, [
         ['w-eu-1', 'w-eu-3', 'timeout'],
         ['w-eu-3', 'w-eu-1', 'timeout'],
         ['w-eu-3', 'w-eu-2', 'connected'],
