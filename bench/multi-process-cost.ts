@@ -5,7 +5,9 @@
  * one burst (bench/connect-cost.ts). Starts a reference node, measures its
  * whole process tree (primary, hub, workers) from /proc for 10 s with nothing
  * connected, then opens N lean devices at R per second and reads the tree's
- * CPU and the primary's share.
+ * CPU and the primary's share. Then the floor of the same shape
+ * (bench/multi-process-floor.ts: raw `net` processes, a minimal hub round trip) in the same
+ * run, and pushbench / floor.
  *
  *   npx tsx bench/multi-process-cost.ts [connections=15000] [rate=2000] [processes=14] [acceptors=all]
  */
@@ -15,6 +17,7 @@ import type { WsClientConnection } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
 import { selfCpuSeconds, sleep } from './cpu.js';
 import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
+import { measureMultiProcessFloor } from './multi-process-floor.js';
 
 const total = Number(process.argv[2] ?? 15_000);
 const rate = Number(process.argv[3] ?? 2000);
@@ -67,7 +70,8 @@ await new Promise<void>((resolve) => {
   tick();
 });
 const seconds = (monoNowUs() - t0) / 1e6;
-const per = (s: number) => ((s * 1e6) / Math.max(1, counts.open)).toFixed(0);
+const connected = counts.open;
+const per = (s: number) => ((s * 1e6) / Math.max(1, connected)).toFixed(0);
 const tree = treeCpuSeconds(node.pid) - tree0;
 const primary = (readProcessStats(node.pid)?.cpuSeconds ?? 0) - primary0;
 const client = selfCpuSeconds() - self0;
@@ -80,7 +84,17 @@ console.log(
 const shares = [...workers0]
   .map(([p, before]) => ((readProcessStats(p)?.cpuSeconds ?? before) - before) * 1e6)
   .sort((a, b) => b - a)
-  .map((us) => (us / Math.max(1, counts.open)).toFixed(0));
+  .map((us) => (us / Math.max(1, connected)).toFixed(0));
 console.log(`  workers' us per connect, busiest first: ${shares.join(' ')}`);
 for (const c of conns) c.destroy();
 await node.stop();
+
+// The floor of the same shape, in the same run (bench/multi-process-floor.ts): as many raw
+// `net` processes sharing the port, as many of them accepting, one hub round trip per connect.
+await sleep(1000);
+const floor = await measureMultiProcessFloor(total, rate, processes, processes > 1, acceptors);
+console.log(
+  `floor of the same shape (raw net, ${floor.acceptors} accepting${floor.hub ? ', hub floor' : ''}): ` +
+    `node ${floor.nodeUs.toFixed(0)} us per connect (primary ${floor.primaryUs.toFixed(0)}), client ${floor.clientUs.toFixed(0)} us; ` +
+    `pushbench / floor, node CPU per connect: ${(Number(per(tree)) / floor.nodeUs).toFixed(2)}`,
+);
