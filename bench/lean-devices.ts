@@ -44,7 +44,11 @@ export function deviceToken(i: number, secret = BENCH_SECRET): string {
 /**
  * Starts device `i`'s connection to `node`. Source addresses spread over
  * 127.0.1-200.1-250 so ephemeral ports never run out. `hello`: ask for the
- * node's hello frame, as the fleet's devices always do.
+ * node's hello frame, as the fleet's devices always do. `bind`: instead,
+ * `bind.perAddress` devices bound to each address of 127.`bind.net`.x.y in turn
+ * (as the fleet's placement spreads them), or `perAddress` 0 for no bind at all
+ * (the kernel picks the port inside connect()). A fresh `net` per run keeps the
+ * last run's TIME_WAIT ports out of the way.
  */
 export function connectDevice(
   sink: WsClientSink,
@@ -52,13 +56,19 @@ export function connectDevice(
   node: { host: string; port: number },
   token: string,
   hello = false,
+  bind?: { perAddress: number; net: number },
 ): WsClientConnection {
   const c = new WsClientConnection(sink, i);
+  const block = bind && bind.perAddress > 0 ? (i / bind.perAddress) | 0 : 0;
   c.connect({
     host: node.host,
     port: node.port,
     path: hello ? `/ws?token=${token}&hello=1` : `/ws?token=${token}`,
-    localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`,
+    ...(bind === undefined
+      ? { localAddress: `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}` }
+      : bind.perAddress > 0 && {
+          localAddress: `127.${bind.net}.${1 + ((block / 250) | 0)}.${1 + (block % 250)}`,
+        }),
   });
   return c;
 }
