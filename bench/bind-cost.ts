@@ -10,10 +10,9 @@
  *
  *   node --import tsx bench/bind-cost.ts [connections=15000] [rate=2000] [rounds=2] [perAddress=0,64,2048,20000]
  */
-import { monoNowUs } from '../core/clock.js';
 import type { WsClientConnection } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
-import { processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
+import { openAtRate, processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
 import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
 
 const total = Number(process.argv[2] ?? 15_000);
@@ -36,20 +35,12 @@ async function once(perAddress: number, net: number): Promise<{ client: number; 
   const conns: WsClientConnection[] = [];
   const node0 = processCpuSeconds(node.pid);
   const self0 = selfCpuSeconds();
-  const t0 = monoNowUs();
-  let opened = 0;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((monoNowUs() - t0) / 1e6) * rate));
-      while (opened < due) {
-        conns.push(connectDevice(sink, opened, node, tokens[opened]!, true, { perAddress, net }));
-        opened++;
-      }
-      if (counts.open + counts.failed >= total) resolve();
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
+  await openAtRate(
+    total,
+    rate,
+    (i) => conns.push(connectDevice(sink, i, node, tokens[i]!, true, { perAddress, net })),
+    () => counts.open + counts.failed >= total,
+  );
   const open = counts.open;
   const result = {
     client: ((selfCpuSeconds() - self0) * 1e6) / open,

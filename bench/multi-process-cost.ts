@@ -15,7 +15,7 @@ import { monoNowUs } from '../core/clock.js';
 import { descendantsOf, readProcessStats } from '../core/process-stats.js';
 import type { WsClientConnection } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
-import { selfCpuSeconds, sleep } from './cpu.js';
+import { openAtRate, selfCpuSeconds, sleep } from './cpu.js';
 import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
 import { measureMultiProcessFloor } from './multi-process-floor.js';
 
@@ -55,20 +55,12 @@ const workers0 = new Map(
 const primary0 = readProcessStats(node.pid)?.cpuSeconds ?? 0;
 const self0 = selfCpuSeconds();
 const t0 = monoNowUs();
-let opened = 0;
-await new Promise<void>((resolve) => {
-  // Every 5 ms, the devices due by now: an open model at `rate`.
-  const tick = () => {
-    const due = Math.min(total, Math.floor(((monoNowUs() - t0) / 1e6) * rate));
-    while (opened < due) {
-      conns.push(connectDevice(sink, opened, node, tokens[opened]!, true));
-      opened++;
-    }
-    if (counts.open + counts.failed >= total) resolve();
-    else setTimeout(tick, 5);
-  };
-  tick();
-});
+await openAtRate(
+  total,
+  rate,
+  (i) => conns.push(connectDevice(sink, i, node, tokens[i]!, true)),
+  () => counts.open + counts.failed >= total,
+);
 const seconds = (monoNowUs() - t0) / 1e6;
 const connected = counts.open;
 const per = (s: number) => ((s * 1e6) / Math.max(1, connected)).toFixed(0);

@@ -28,7 +28,7 @@ import cluster from 'node:cluster';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { descendantsOf } from '../core/process-stats.js';
-import { processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
+import { openAtRate, processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
 
 const UPGRADE_REQUEST = Buffer.from(
   'GET /ws HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
@@ -99,24 +99,19 @@ export async function measureMultiProcessFloor(
   const primary0 = processCpuSeconds(pid);
   const self0 = selfCpuSeconds();
   const t0 = performance.now();
-  let opened = 0;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
-      while (opened < due) {
-        const s = net.connect({ host: '127.0.0.1', port, localAddress: sourceAddress(opened) });
-        s.setNoDelay(true);
-        s.once('data', onData);
-        s.on('error', () => {});
-        s.write(UPGRADE_REQUEST);
-        sockets.push(s);
-        opened++;
-      }
-      if (open >= total || performance.now() - t0 > (total / rate) * 1000 + 30_000) resolve();
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
+  await openAtRate(
+    total,
+    rate,
+    (i) => {
+      const s = net.connect({ host: '127.0.0.1', port, localAddress: sourceAddress(i) });
+      s.setNoDelay(true);
+      s.once('data', onData);
+      s.on('error', () => {});
+      s.write(UPGRADE_REQUEST);
+      sockets.push(s);
+    },
+    () => open >= total,
+  );
   const seconds = (performance.now() - t0) / 1000;
   const per = (s: number) => (s * 1e6) / Math.max(1, open);
   const result: MultiProcessFloor = {
