@@ -33,24 +33,16 @@ import { fileURLToPath } from 'node:url';
 import type { WsClientConnection, WsClientSink } from '../loadgen/ws-client/connection.js';
 import { startNodeProcess } from '../topology/supervisor.js';
 import { processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
+import { openRawDevice, UPGRADE_ANSWER } from './floor-wire.js';
 import { BENCH_SECRET, connectDevice, countingSink, deviceToken } from './lean-devices.js';
 
 const FRAME_BYTES = 60;
 const IN_FLIGHT = 1000;
 
-const UPGRADE_REQUEST = Buffer.from(
-  'GET /ws HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-);
 /** An empty ping, as a server sends it, and the client's answer: a masked empty pong. */
 const PING = Buffer.from([0x89, 0x00]);
 const PONG = Buffer.from([0x8a, 0x80, 0x12, 0x34, 0x56, 0x78]);
 const HEARTBEAT_SLICES = 10;
-
-const UPGRADE_ANSWER = Buffer.from(
-  'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Accept: ICX+Yqv66kxgM0FcWaLWlFLwTAI=\r\n\r\n',
-);
 
 /** Waits until `cond` holds, checking every 20 ms, for at most `ms`. */
 async function until(cond: () => boolean, ms: number): Promise<void> {
@@ -141,12 +133,7 @@ async function measureFloor(total: number, rounds: number, holdSeconds: number):
   let i = 0;
   while (i < total) {
     while (i < total && i - open < IN_FLIGHT) {
-      const s = net.connect({ host: '127.0.0.1', port, localAddress: sourceAddress(i) });
-      s.setNoDelay(true);
-      s.on('data', onData);
-      s.on('error', () => {});
-      s.write(UPGRADE_REQUEST);
-      sockets.push(s);
+      sockets.push(openRawDevice(port, i, onData));
       i++;
     }
     await new Promise((r) => setImmediate(r));
@@ -196,11 +183,6 @@ async function heartbeatCost(
   const seconds = (performance.now() - t0) / 1000;
   const cpu = processCpuSeconds(serverPid) - server0 + (selfCpuSeconds() - self0);
   return (cpu * 1e6) / Math.max(1, held * seconds);
-}
-
-/** Source addresses over 127.0.1-200.1-250, as the lean devices spread theirs. */
-function sourceAddress(i: number): string {
-  return `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`;
 }
 
 // --- pushbench: its node and its lean client ------------------------------------------

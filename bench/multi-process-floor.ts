@@ -29,15 +29,8 @@ import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { descendantsOf } from '../core/process-stats.js';
 import { openAtRate, processCpuSeconds, selfCpuSeconds, sleep } from './cpu.js';
+import { openRawDevice, UPGRADE_ANSWER } from './floor-wire.js';
 
-const UPGRADE_REQUEST = Buffer.from(
-  'GET /ws HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-);
-const UPGRADE_ANSWER = Buffer.from(
-  'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Accept: ICX+Yqv66kxgM0FcWaLWlFLwTAI=\r\n\r\n',
-);
 const ROLE_FLAG = '--multi-process-floor';
 
 /** The floor node's CPU per connect, µs, and where it went. */
@@ -102,14 +95,7 @@ export async function measureMultiProcessFloor(
   await openAtRate(
     total,
     rate,
-    (i) => {
-      const s = net.connect({ host: '127.0.0.1', port, localAddress: sourceAddress(i) });
-      s.setNoDelay(true);
-      s.once('data', onData);
-      s.on('error', () => {});
-      s.write(UPGRADE_REQUEST);
-      sockets.push(s);
-    },
+    (i) => sockets.push(openRawDevice(port, i, onData, true)),
     () => open >= total,
   );
   const seconds = (performance.now() - t0) / 1000;
@@ -133,11 +119,6 @@ export async function measureMultiProcessFloor(
     } catch {}
   }
   return result;
-}
-
-/** Spread over source addresses, as the fleet does: one address's ports would run out. */
-function sourceAddress(i: number): string {
-  return `127.0.${1 + (i % 200)}.${1 + (((i / 200) | 0) % 250)}`;
 }
 
 // --- the floor node -------------------------------------------------------------------
