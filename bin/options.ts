@@ -146,7 +146,10 @@ export const runFlags: FlagTable<RunFlags> = {
   devices: whole('--devices <n>', 'devices to connect'),
   rate: decimal('--rate <hz>', 'direct pushes per second'),
   duration: new Option('--duration <time>', 'how long to publish, e.g. 20s'),
-  workers: whole('--workers <n>', 'device worker threads (default: one per core)'),
+  workers: whole(
+    '--workers <n>',
+    'device worker threads (default: half the cores, at least 1; with TLS one per core)',
+  ),
   connectRate: decimal('--connect-rate <hz>', 'new connections per second'),
   gate: repeated(
     '--gate <expr>',

@@ -48,7 +48,7 @@ export const scenarioDefaults = {
   timeline: [],
   duration: REQUIRED,
   deliveryDeadline: '5s',
-  workers: computed('one per core available'),
+  workers: computed('half the cores available, at least 1; with TLS one per core'),
   /** Off: preflight works both out from the machine's limits (docs/scenarios.md, Placement). */
   placement: { devicesPerProcess: OFF, sourceAddresses: OFF },
   gates: [],
@@ -88,7 +88,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
         root.timeline.some((t) => isRecord(t) && t.action === 'scale-up')),
     topology.redisUrl !== null || topology.managedRedis !== null,
   );
-  const run = readRun(p, root, ctx);
+  const run = readRun(p, root, ctx, topology.tls !== null);
   const gates = validateGates(p, root.gates);
   if (p.list.length > 0) {
     const head =
@@ -121,12 +121,13 @@ function readRun(
   p: Problems,
   root: Record<string, unknown>,
   ctx: ValidationContext,
+  tls: boolean,
 ): Pick<Scenario, 'durationMs' | 'deliveryDeadlineMs' | 'workers' | 'seed' | 'placement'> {
   const d = scenarioDefaults;
   return {
     durationMs: duration(p, 'duration', root.duration, d.duration, 1),
     deliveryDeadlineMs: duration(p, 'deliveryDeadline', root.deliveryDeadline, d.deliveryDeadline),
-    workers: num(p, 'workers', root.workers, Math.max(1, ctx.cores), {
+    workers: num(p, 'workers', root.workers, defaultDeviceThreads(ctx.cores, tls), {
       min: 1,
       integer: true,
       max: 256,
@@ -134,6 +135,20 @@ function readRun(
     seed: num(p, 'seed', root.seed, d.seed, { min: 0, integer: true }),
     placement: readPlacement(p, root.placement),
   };
+}
+
+/**
+ * Device worker threads when the scenario names none. Plain: half the cores,
+ * at least one. The run's nodes share this machine and its cores: on a 2-core
+ * box two device threads beside the node cost the generator 15-38 % more CPU
+ * than one for the same built-in, and a fan-out more CPU per message, each
+ * thread woken for fewer sockets. Over TLS: one per core, since a device's
+ * handshake (~5x a plain connect at the client) is work a herd spreads over
+ * threads: one thread lagged in 20 % of a 1,000-device TLS herd's samples, two
+ * in 0-2 % (bench/RESULTS.md, sixteenth session).
+ */
+export function defaultDeviceThreads(cores: number, tls: boolean): number {
+  return Math.max(1, tls ? cores : Math.floor(cores / 2));
 }
 
 const LOOPBACK = /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;

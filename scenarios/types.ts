@@ -379,7 +379,7 @@ export interface ScenarioInput {
   duration: DurationInput;
   /** How long after the last send a message may still arrive and count as delivered. Default `5s`. */
   deliveryDeadline?: DurationInput;
-  /** Device worker threads. Default: one per core. */
+  /** Device worker threads. Default: half the cores, at least one (the run's nodes share them); with TLS one per core. */
   workers?: number;
   /** Where the fleet lives. */
   placement?: PlacementInput;

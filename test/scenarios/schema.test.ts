@@ -25,7 +25,14 @@ describe('scenario validation', () => {
   it('fills defaults and converts durations to milliseconds', () => {
     const s = validateScenario({ name: 'x', devices: { count: 10 }, duration: '1.5m' }, ctx);
     expect(s.durationMs).toBe(90_000);
-    expect(s.workers).toBe(2);
+    // Half of ctx's 2 cores: the run's nodes take the other half.
+    expect(s.workers).toBe(1);
+    // Over TLS, one per core: the handshakes are the fleet's own work.
+    const tls = { name: 'x', devices: { count: 10 }, duration: '1s', topology: { tls: 'node' } };
+    expect(validateScenario(tls, ctx).workers).toBe(2);
+    expect(validateScenario(tls, { cores: 1 }).workers).toBe(1);
+    expect(validateScenario({ ...tls, topology: {} }, { cores: 8 }).workers).toBe(4);
+    expect(validateScenario({ ...tls, workers: 3 }, ctx).workers).toBe(3);
     expect(s.devices.connectRateHz).toBe(1000);
     expect(s.traffic.direct.rateHz).toBe(100);
     expect(s.deliveryDeadlineMs).toBe(5000);
