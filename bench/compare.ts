@@ -21,8 +21,8 @@
  * Tools run one after another; between two, TIME_WAIT sockets must drain (the
  * next tool needs the ephemeral ports) and the server must hold nothing.
  *
- *   node --import tsx bench/compare.ts [--connections 15000] [--rate 1000] [--fanout-rate 10]
- *     [--fanout-seconds 10] [--tools pushbench,ws,artillery,tsung] [--json out.json]
+ *   node --import tsx bench/compare.ts [--connections 15000] [--rate 1000] [--fanout-rate 4]
+ *     [--fanout-seconds 15] [--tools pushbench,ws,artillery,tsung] [--json out.json]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,9 +52,15 @@ export interface CompareOptions {
   connections?: number;
   /** Connections opened per second, paced. Default 1,000. */
   rateHz?: number;
-  /** Room publishes per second during the fan-out phase. Default 10. */
+  /**
+   * Room publishes per second during the fan-out phase. Default 4: with 15,000
+   * held, 60,000 messages a second, what the reference node on a 2-core box
+   * writes with p99 ~150 ms. At 10 (150,000/s) it saturates there, every tool's
+   * latency is the node's backlog of seconds, and what a tool pays per message
+   * depends on how large the node's bursts grow (bench/RESULTS.md).
+   */
   fanoutRateHz?: number;
-  /** Length of the fan-out phase, seconds. Default 10. */
+  /** Length of the fan-out phase, seconds. Default 15. */
   fanoutSeconds?: number;
   /** Tools to run. Default all of {@link TOOLS}. */
   tools?: readonly ToolName[];
@@ -130,8 +136,8 @@ export interface CompareResult {
 const DEFAULTS = {
   connections: 15_000,
   rateHz: 1000,
-  fanoutRateHz: 10,
-  fanoutSeconds: 10,
+  fanoutRateHz: 4,
+  fanoutSeconds: 15,
   tools: TOOLS,
 } as const;
 

@@ -23,7 +23,7 @@
  *
  *   node --import tsx bench/multi-process-floor.ts [connections=15000] [rate=2000] [processes=14] [hub=1] [acceptors=processes]
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork, spawn } from 'node:child_process';
 import cluster from 'node:cluster';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -65,10 +65,18 @@ export async function measureMultiProcessFloor(
   processes: number,
   hub: boolean,
   acceptors = processes,
+  reusePort = false,
 ): Promise<MultiProcessFloor> {
   const child = fork(
     fileURLToPath(import.meta.url),
-    [ROLE_FLAG, 'primary', String(processes), hub ? '1' : '0', String(acceptors)],
+    [
+      ROLE_FLAG,
+      'primary',
+      String(processes),
+      hub ? '1' : '0',
+      String(acceptors),
+      reusePort ? '1' : '0',
+    ],
     {
       execArgv: process.execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -123,7 +131,22 @@ export async function measureMultiProcessFloor(
 
 // --- the floor node -------------------------------------------------------------------
 
-function floorPrimary(processes: number, hub: boolean, acceptors: number): void {
+/** Opens a SO_REUSEPORT listener on 127.0.0.1:port as fd 3+ and execs the rest (Node has no such option before 22.12). */
+const REUSEPORT_PERL = `use Socket qw(:all); use Fcntl;
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+setsockopt($s, SOL_SOCKET, SO_REUSEPORT, 1) or die "reuseport: $!";
+bind($s, pack_sockaddr_in(shift @ARGV, inet_aton("127.0.0.1"))) or die "bind: $!";
+listen($s, 65535) or die "listen: $!";
+fcntl($s, F_SETFD, 0);
+$ENV{FLOOR_LISTEN_FD} = fileno($s);
+exec {$ARGV[0]} @ARGV or die "exec: $!";`;
+
+function floorPrimary(
+  processes: number,
+  hub: boolean,
+  acceptors: number,
+  reusePort: boolean,
+): void {
   // The hub floor: answers each chunk a worker writes with one short write.
   const hubServer = net.createServer({ noDelay: true }, (s) => {
     s.on('error', () => {});
@@ -135,9 +158,38 @@ function floorPrimary(processes: number, hub: boolean, acceptors: number): void 
   });
   hubServer.listen(0, '127.0.0.1', () => {
     const hubPort = (hubServer.address() as net.AddressInfo).port;
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
     let ready = 0;
     let port = 0;
+    if (reusePort) {
+      // Each worker its own listening socket on one port: the kernel hashes each
+      // connection to one of them, so a connect wakes one process, not all.
+      const start = (i: number) => {
+        const w: ChildProcess = spawn(
+          'perl',
+          [
+            '-e',
+            REUSEPORT_PERL,
+            String(port),
+            process.execPath,
+            ...process.execArgv,
+            fileURLToPath(import.meta.url),
+            ROLE_FLAG,
+            'worker',
+            String(hub ? hubPort : 0),
+            '1',
+          ],
+          { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+        );
+        w.once('message', (m: { port: number }) => {
+          port = m.port;
+          if (++ready === processes) process.send?.({ port });
+          else if (i === 0) for (let j = 1; j < processes; j++) start(j);
+        });
+      };
+      start(0);
+      return;
+    }
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     for (let i = 0; i < processes; i++) {
       cluster.setupPrimary({
         exec: fileURLToPath(import.meta.url),
@@ -169,7 +221,12 @@ function floorWorker(hubPort: number, accepting: boolean): void {
     });
   });
   // Port 0 under cluster: the primary picks one port and every worker shares it.
-  if (accepting) {
+  const fd = process.env.FLOOR_LISTEN_FD;
+  if (fd !== undefined) {
+    server.listen({ fd: Number(fd), backlog: 65_535 }, () => {
+      process.send?.({ port: (server.address() as net.AddressInfo).port });
+    });
+  } else if (accepting) {
     server.listen(0, '127.0.0.1', () => {
       process.send?.({ port: (server.address() as net.AddressInfo).port });
     });
@@ -179,8 +236,8 @@ function floorWorker(hubPort: number, accepting: boolean): void {
 const role = process.argv.indexOf(ROLE_FLAG);
 if (role >= 0) {
   const kind = process.argv[role + 1];
-  const [a, b, c] = process.argv.slice(role + 2);
-  if (kind === 'primary') floorPrimary(Number(a), b === '1', Number(c));
+  const [a, b, c, d] = process.argv.slice(role + 2);
+  if (kind === 'primary') floorPrimary(Number(a), b === '1', Number(c), d === '1');
   else floorWorker(Number(a), b === '1');
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const total = Number(process.argv[2] ?? 15_000);
@@ -188,9 +245,10 @@ if (role >= 0) {
   const processes = Number(process.argv[4] ?? 14);
   const hub = (process.argv[5] ?? '1') === '1';
   const acceptors = Number(process.argv[6] ?? processes);
-  const f = await measureMultiProcessFloor(total, rate, processes, hub, acceptors);
+  const reusePort = process.argv[7] === 'reuseport';
+  const f = await measureMultiProcessFloor(total, rate, processes, hub, acceptors, reusePort);
   console.log(
-    `floor node of ${f.processes} process(es), ${f.acceptors} accepting${f.hub ? ', with the hub floor' : ''}: idle ${f.idleMsPerS.toFixed(0)} ms CPU/s; ` +
+    `floor node of ${f.processes} process(es), ${reusePort ? 'each its own SO_REUSEPORT socket' : `${f.acceptors} accepting`}${f.hub ? ', with the hub floor' : ''}: idle ${f.idleMsPerS.toFixed(0)} ms CPU/s; ` +
       `${f.opened} connects at ${rate}/s in ${f.seconds.toFixed(1)} s: node ${f.nodeUs.toFixed(0)} us per connect (primary ${f.primaryUs.toFixed(0)}), client ${f.clientUs.toFixed(0)} us`,
   );
 }

@@ -12,7 +12,7 @@
  * connections, room messages published and received, latency percentiles.
  *
  *   node --import tsx bench/peers/pushbench-peer.ts --host 127.0.0.1 --port P --api http://127.0.0.1:P \
- *     --secret S --api-key K --connections 15000 --rate 1000 --fanout-rate 10 --fanout-seconds 10
+ *     --secret S --api-key K --connections 15000 --rate 1000 --fanout-rate 4 --fanout-seconds 15
  */
 import { parseArgs } from 'node:util';
 import { summarize } from '../../core/measure/histogram.js';
