@@ -205,10 +205,14 @@ describe('model-check and token', () => {
     const flags = parse(modelCheckFlags, ['--out', 'mc']);
     expect(modelCheckOptions(flags, 1234)).toMatchObject({
       nodes: 4,
-      devices: 4000,
       balancer: 'least-connections',
       absorptionPerSec: 1234,
       outDir: 'mc/live',
+    });
+    // The device count is the check's own unless asked for (4,000 plain, 2,000 over TLS).
+    expect(modelCheckOptions(flags, 1234)).not.toHaveProperty('devices');
+    expect(modelCheckOptions(parse(modelCheckFlags, ['--devices', '3000']), 1)).toMatchObject({
+      devices: 3000,
     });
     // The ramp rate is the check's own unless asked for (400/s over TLS, 1,000 plain).
     expect(modelCheckOptions(flags, 1234)).not.toHaveProperty('connectRate');
