@@ -130,3 +130,80 @@ export function sumProcessStats(pids: number[]): {
   }
   return { processes, rssBytes, cpuSeconds: Math.round(cpuSeconds * 100) / 100 };
 }
+
+/** The scheduler's view of one process's main thread (the one that runs a Node process's event loop). */
+export interface SchedTimes {
+  /** CPU time it has run since it started, ms (`/proc/<pid>/schedstat`, first field). */
+  ranMs: number;
+  /**
+   * Time it has waited on a run queue, runnable but not running, ms (second
+   * field). The kernel adds a wait when the wait ends, so a wait still going on
+   * is not in it yet: see `runnable`.
+   */
+  waitedMs: number;
+  /** Runnable right now, running or waiting for a CPU (state `R` in `/proc/<pid>/stat`). */
+  runnable: boolean;
+}
+
+/**
+ * {@link SchedTimes} of `pid` and of each of its children, keyed by pid;
+ * undefined when the process is gone or the kernel keeps no schedstat.
+ * Children come from `/proc/<pid>/task/<pid>/children`, one read, not a scan
+ * of /proc: this runs on every health check.
+ */
+export function readSchedTimes(pid: number): Map<number, SchedTimes> | undefined {
+  const root = schedTimesOf(pid);
+  if (root === undefined) return undefined;
+  const out = new Map([[pid, root]]);
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ');
+  } catch {
+    // No children file: the process alone.
+  }
+  for (const c of children) {
+    const child = Number(c);
+    if (c === '' || !Number.isInteger(child)) continue;
+    const times = schedTimesOf(child);
+    if (times !== undefined) out.set(child, times);
+  }
+  return out;
+}
+
+function schedTimesOf(pid: number): SchedTimes | undefined {
+  try {
+    const [ran, waited] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (!Number.isFinite(ran) || !Number.isFinite(waited)) return undefined;
+    return { ranMs: ran! / 1e6, waitedMs: waited! / 1e6, runnable: state === 'R' };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether every process of a tree read before and after a span of `spanMs`
+ * starved for a CPU through it: it waited on a run queue for at least `share`
+ * of the span, or it is runnable at the end and ran for less than `share` of
+ * it (a wait still going on, which the kernel has not added yet). A process
+ * stopped, asleep or blocked at the end that did not wait is not starved: what
+ * kept it from answering was its own. False when no process is in both readings.
+ */
+export function starvedThrough(
+  before: ReadonlyMap<number, SchedTimes>,
+  after: ReadonlyMap<number, SchedTimes>,
+  spanMs: number,
+  share: number,
+): boolean {
+  let seen = 0;
+  for (const [pid, was] of before) {
+    const now = after.get(pid);
+    if (now === undefined) continue;
+    seen++;
+    const waited = now.waitedMs - was.waitedMs >= share * spanMs;
+    const waiting = now.runnable && now.ranMs - was.ranMs < share * spanMs;
+    if (!waited && !waiting) return false;
+  }
+  return seen > 0;
+}

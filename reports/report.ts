@@ -160,6 +160,8 @@ export interface TopologyReport {
         conntrackHeld: number;
         /** When its health last changed (s since start), when it ever did. */
         healthChangedAtS?: number;
+        /** Health checks so far that timed out while the node starved for a CPU on this machine, counted neither way; absent when none. */
+        checksStarved?: number;
       }
     >;
     /** With a global entry: devices routed so far, home region -> region it was sent to. */

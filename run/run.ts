@@ -206,6 +206,7 @@ export function balancerPoint(
       ...(b.healthChangedAtMs !== null && {
         healthChangedAtS: Math.round((t - (wallMs - b.healthChangedAtMs) / 1000) * 100) / 100,
       }),
+      ...(b.checksStarved > 0 && { checksStarved: b.checksStarved }),
     };
   }
   return {
@@ -213,6 +214,26 @@ export function balancerPoint(
     backends,
     ...(net.global && { routed: net.global.routed, regionsHealthy: net.global.healthy }),
   };
+}
+
+/**
+ * The warning for health checks the balancers left unjudged because the node
+ * starved for a CPU on this shared machine (health.ts), from the last sample
+ * that names each backend; undefined when there were none.
+ */
+export function starvedChecksWarning(samples: TopologyReport['balancer']): string | undefined {
+  const byNode = new Map<string, number>();
+  for (const s of samples)
+    for (const [nodeId, b] of Object.entries(s.backends))
+      if (b.checksStarved !== undefined) byNode.set(nodeId, b.checksStarved);
+  if (byNode.size === 0) return undefined;
+  const total = [...byNode.values()].reduce((a, b) => a + b, 0);
+  const worst = [...byNode]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 5)
+    .map(([id, n]) => `${id} ${n}`)
+    .join(', ');
+  return `${total} health check${total === 1 ? '' : 's'} of live nodes (${worst}${byNode.size > 5 ? ', …' : ''}) timed out while the node waited for a CPU for most of the check: this machine gave its cores to the rest of the run, so they counted neither for nor against the node (a node on its own cores would have answered)`;
 }
 
 /**
@@ -433,6 +454,8 @@ export async function run(
         );
       }
     }
+    const starved = starvedChecksWarning(balancer);
+    if (starved) load.generator.warnings.push(starved);
     // What the preflight foresaw stands beside the generator's own verdict.
     if (load.generator.valid) load.generator.warnings.push(...cpuWarnings);
     else load.generator.reasons.push(...cpuWarnings);

@@ -23,7 +23,7 @@ import type { CgroupUsage, LimitPlan } from './limits.js';
 import { ManagedRedis } from './managed-redis.js';
 import { type NetworkHandle, startNetworkProcess } from './network/handle.js';
 import { relaysFor } from './network/relays.js';
-import type { NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
+import type { BackendSpec, NetworkFault, NetworkSample, NetworkSpec } from './network/types.js';
 import { expectedConnectionsPerNode, nodeProcesses } from './node-placement.js';
 import { type NodeExit, type NodeProcess, startNodeProcess } from './supervisor.js';
 
@@ -387,11 +387,17 @@ export class Cluster {
     };
   }
 
-  private backendOf(nodeId: string): { nodeId: string; host: string; port: number } {
+  private backendOf(nodeId: string): BackendSpec {
     const p = this.procs.get(nodeId);
     if (!p) throw new PushbenchError('PB_INTERNAL', `node ${nodeId} is not running`);
-    // Through its latency link when it has one (kernel engine).
-    return { nodeId, host: p.host, port: this.links.get(nodeId)?.port ?? p.port };
+    // Through its latency link when it has one (kernel engine). Its pid lets health checks tell
+    // a node starved of CPU by this shared machine from one that does not answer.
+    return {
+      nodeId,
+      host: p.host,
+      port: this.links.get(nodeId)?.port ?? p.port,
+      ...(p.pid > 0 && { pid: p.pid }),
+    };
   }
 
   /** The node's host on the fabric, made on its first start. */

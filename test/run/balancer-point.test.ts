@@ -13,6 +13,7 @@ const backend = (nodeId: string, healthChangedAtMs: number | null): BackendSampl
   conntrackHeld: 0,
   conntrackTimedOut: 0,
   healthChangedAtMs,
+  checksStarved: 0,
 });
 
 describe("the balancers' per-second view on the run's time axis", () => {

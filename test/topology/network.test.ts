@@ -468,10 +468,10 @@ describe('health probes over TLS', () => {
       await once(server, 'listening');
       const port = (server.address() as { port: number }).port;
       const link = new Link({ latency: null, blackholed: false }, new Rng(1));
-      expect(await probeHealthz('127.0.0.1', port, link, 2000, { tls: true })).toBe(true);
-      expect(await probeHealthz('127.0.0.1', port, link, 2000)).toBe(false);
+      expect(await probeHealthz('127.0.0.1', port, link, 2000, { tls: true })).toBe('up');
+      expect(await probeHealthz('127.0.0.1', port, link, 2000)).toBe('down');
       status = 503;
-      expect(await probeHealthz('127.0.0.1', port, link, 2000, { tls: true })).toBe(false);
+      expect(await probeHealthz('127.0.0.1', port, link, 2000, { tls: true })).toBe('down');
       server.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -26,6 +26,8 @@ export interface KernelBackend {
   nodeId: string;
   address: string;
   port: number;
+  /** Its process on this machine, for the health checker (starvation, health.ts). */
+  pid?: number;
 }
 
 const TABLE = 'pushbench_lb';

@@ -15,6 +15,7 @@ import { PushbenchError } from '../../core/errors.js';
 import { ephemeralPorts, openFilesLimit } from '../../core/machine.js';
 import { addressesFor } from '../../loadgen/placement.js';
 import { type NetworkHandle, startNetworkProcess } from '../network/handle.js';
+import { probeHealthz } from '../network/health.js';
 import type {
   BackendSample,
   BackendSpec,
@@ -74,7 +75,7 @@ type RegionBalancer =
  * successes put it back.
  */
 class KernelHealth {
-  private readonly state = new Map<string, { healthy: boolean; streak: number }>();
+  private readonly state = new Map<string, { healthy: boolean; streak: number; starved: number }>();
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
 
@@ -83,7 +84,7 @@ class KernelHealth {
     private readonly spec: KernelRegionSpec,
     readonly backends: Map<string, KernelBackend>,
   ) {
-    for (const id of backends.keys()) this.state.set(id, { healthy: true, streak: 0 });
+    for (const id of backends.keys()) this.state.set(id, { healthy: true, streak: 0, starved: 0 });
   }
 
   start(): void {
@@ -99,9 +100,18 @@ class KernelHealth {
     return this.state.get(nodeId)?.healthy ?? false;
   }
 
+  /** Its checks that timed out while it starved for a CPU, counted neither way. */
+  starved(nodeId: string): number {
+    return this.state.get(nodeId)?.starved ?? 0;
+  }
+
   add(b: KernelBackend): Promise<void> {
     this.backends.set(b.nodeId, b);
-    this.state.set(b.nodeId, { healthy: true, streak: 0 });
+    this.state.set(b.nodeId, {
+      healthy: true,
+      streak: 0,
+      starved: this.state.get(b.nodeId)?.starved ?? 0,
+    });
     return this.apply();
   }
 
@@ -125,14 +135,16 @@ class KernelHealth {
       let changed = false;
       await Promise.all(
         [...this.backends.values()].map(async (b) => {
-          const ok = await fetch(`http://${b.address}:${b.port}/healthz`, {
-            signal: AbortSignal.timeout(this.spec.health.timeoutMs),
-          }).then(
-            (r) => r.status === 200,
-            () => false,
-          );
+          const check = await probeHealthz(b.address, b.port, null, this.spec.health.timeoutMs, {
+            pid: b.pid,
+          });
           const s = this.state.get(b.nodeId);
           if (!s) return;
+          if (check === 'starved') {
+            s.starved++;
+            return;
+          }
+          const ok = check === 'up';
           if (ok === s.healthy) {
             s.streak = 0;
             return;
@@ -295,7 +307,12 @@ export class KernelNetwork implements NetworkHandle {
     try {
       for (const spec of regions) {
         const backends = spec.backends.map(
-          (b): KernelBackend => ({ nodeId: b.nodeId, address: b.host, port: b.port }),
+          (b): KernelBackend => ({
+            nodeId: b.nodeId,
+            address: b.host,
+            port: b.port,
+            pid: b.pid,
+          }),
         );
         if (spec.engine === 'haproxy') {
           const host = await fabric.addHost(
@@ -419,7 +436,12 @@ export class KernelNetwork implements NetworkHandle {
       return;
     }
     const r = this.region(region);
-    const b: KernelBackend = { nodeId: backend.nodeId, address: backend.host, port: backend.port };
+    const b: KernelBackend = {
+      nodeId: backend.nodeId,
+      address: backend.host,
+      port: backend.port,
+      pid: backend.pid,
+    };
     if (r.kind === 'haproxy') {
       const known = await r.lb.servers();
       // A restarted node comes back on its host's address and port: its server is
@@ -694,7 +716,9 @@ export class KernelNetwork implements NetworkHandle {
         for (const b of r.health.backends.values()) {
           const n = counts.get(b.address) ?? 0;
           const healthy = r.health.healthy(b.nodeId);
-          backends.push(sampleOf(b.nodeId, name, n, healthy, inSet.has(b.nodeId)));
+          backends.push(
+            sampleOf(b.nodeId, name, n, healthy, inSet.has(b.nodeId), r.health.starved(b.nodeId)),
+          );
           total += n;
         }
       }
@@ -726,6 +750,7 @@ function sampleOf(
   connections: number,
   healthy: boolean,
   inRotation: boolean,
+  checksStarved = 0,
 ): BackendSample {
   return {
     nodeId,
@@ -738,6 +763,7 @@ function sampleOf(
     conntrackHeld: 0,
     conntrackTimedOut: 0,
     healthChangedAtMs: null,
+    checksStarved,
   };
 }
 

@@ -60,6 +60,8 @@ interface Held {
 export class Backend {
   host: string;
   port: number;
+  /** Its process on this machine, when the run started it here (health checks judge starvation by it). */
+  pid: number | undefined;
   /** Connections assigned since it was added. */
   accepted = 0;
   removed = false;
@@ -85,6 +87,7 @@ export class Backend {
   ) {
     this.host = spec.host;
     this.port = spec.port;
+    this.pid = spec.pid;
     this.rampsOnEntry = rampsOnEntry;
     this.health = new HealthState(assumeHealthy, !assumeHealthy);
   }
@@ -176,6 +179,7 @@ export class RegionBalancer {
     if (existing) {
       existing.host = spec.host;
       existing.port = spec.port;
+      existing.pid = spec.pid;
       existing.removed = false;
       existing.health.restart(assumeHealthy);
       existing.rampFromMs = null;
@@ -273,10 +277,12 @@ export class RegionBalancer {
       if (backend.health.checking) continue;
       backend.health.checking = true;
       checks.push(
-        probeHealthz(backend.host, backend.port, backend.link, spec.timeoutMs).then((ok) => {
+        probeHealthz(backend.host, backend.port, backend.link, spec.timeoutMs, {
+          pid: backend.pid,
+        }).then((check) => {
           backend.health.checking = false;
           if (this.closed) return;
-          if (backend.health.record(ok, spec) && backend.health.healthy) {
+          if (backend.health.record(check, spec) && backend.health.healthy) {
             this.enteredRotation(backend);
           }
         }),
@@ -305,6 +311,7 @@ export class RegionBalancer {
       conntrackHeld: backend.held.size,
       conntrackTimedOut: backend.conntrackTimedOut,
       healthChangedAtMs: backend.health.changedAtMs,
+      checksStarved: backend.health.starved,
     };
   }
 

@@ -95,13 +95,13 @@ export class GlobalEntry {
         if (state.checking) return;
         state.checking = true;
         const target = region.probeTarget();
-        const ok = target
+        const check = target
           ? await probeHealthz(target.host, target.port, target.link, spec.timeoutMs, {
               tls: 'tls' in target && target.tls === true,
             })
-          : false;
+          : 'down';
         state.checking = false;
-        if (!this.closed) state.record(ok, spec);
+        if (!this.closed) state.record(check, spec);
       }),
     );
   }

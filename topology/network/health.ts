@@ -1,44 +1,76 @@
 import { type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { request as tlsRequest } from 'node:https';
+import { readSchedTimes, starvedThrough } from '../../core/process-stats.js';
 import type { Link } from './link.js';
 import type { HealthCheckSpec } from './types.js';
 
 /**
- * One `GET /healthz` to host:port as it would look across `link`: the request
- * and the response each wait one sampled link delay, a blackholed link never
- * answers, and only a 200 within `timeoutMs` counts. Resolves true or false,
- * never rejects. `tls`: over TLS (a balancer that ends it), the certificate
- * not verified, as HAProxy's own `check-ssl verify none` does: the check asks
- * whether the region answers, the devices verify who answers.
+ * One check's outcome: `up` (a 200 in time), `down` (anything else), or
+ * `starved`: it timed out while the node, a process of this machine, spent
+ * most of the check ready to run and waiting for a CPU the machine gave to
+ * others. A node on its own cores would have answered; on a box the run
+ * shares with its load generator that timeout is the harness's, not the
+ * node's, so a starved check counts neither way (bench/RESULTS.md,
+ * seventeenth session: balancer-scale-up's live nodes waited ~1 s of every
+ * second at nice 19, failed their checks together, and least-connections
+ * cascaded).
+ */
+export type HealthCheck = 'up' | 'down' | 'starved';
+
+/** Share of a timed-out check every process of the node must have spent waiting for a CPU for it to count as starved. */
+export const STARVED_SHARE = 0.5;
+
+/**
+ * One `GET /healthz` to host:port as it would look across `link` (none: the
+ * kernel's own network carries it): the request and the response each wait
+ * one sampled link delay, a blackholed link never answers, and only a 200
+ * within `timeoutMs` is up. Never rejects. `tls`: over TLS (a balancer that
+ * ends it), the certificate not verified, as HAProxy's own `check-ssl verify
+ * none` does: the check asks whether the region answers, the devices verify
+ * who answers. `pid`: the node's process on this machine; a timeout while it
+ * and each of its children starved for a CPU through {@link STARVED_SHARE} of
+ * the check (waited on a run queue, or is still waiting) is `starved`, not
+ * `down`.
  */
 export function probeHealthz(
   host: string,
   port: number,
-  link: Link,
+  link: Link | null,
   timeoutMs: number,
-  options: { tls?: boolean } = {},
-): Promise<boolean> {
+  options: { tls?: boolean; pid?: number } = {},
+): Promise<HealthCheck> {
   return new Promise((resolve) => {
     let done = false;
     let req: ClientRequest | undefined;
-    const finish = (ok: boolean) => {
+    const finish = (check: HealthCheck) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       req?.destroy();
-      resolve(ok);
+      resolve(check);
     };
-    const timer = setTimeout(() => finish(false), timeoutMs);
+    const blackholed = () => link?.faults.blackholed === true;
+    const startedMs = performance.now();
+    const schedBefore = options.pid !== undefined ? readSchedTimes(options.pid) : undefined;
+    const timer = setTimeout(() => {
+      const schedAfter = schedBefore && !blackholed() ? readSchedTimes(options.pid!) : undefined;
+      const spanMs = performance.now() - startedMs;
+      const starved =
+        schedBefore !== undefined &&
+        schedAfter !== undefined &&
+        starvedThrough(schedBefore, schedAfter, spanMs, STARVED_SHARE);
+      finish(starved ? 'starved' : 'down');
+    }, timeoutMs);
     // A blackholed link: the timer decides.
-    if (link.faults.blackholed) return;
-    const thereMs = link.sampleDelayMs();
-    const backMs = link.sampleDelayMs();
+    if (blackholed()) return;
+    const thereMs = link?.sampleDelayMs() ?? 0;
+    const backMs = link?.sampleDelayMs() ?? 0;
     const send = () => {
-      if (done || link.faults.blackholed) return;
+      if (done || blackholed()) return;
       const onResponse = (res: IncomingMessage) => {
         res.resume();
         const ok = res.statusCode === 200;
-        const answer = () => finish(ok && !link.faults.blackholed);
+        const answer = () => finish(ok && !blackholed() ? 'up' : 'down');
         if (backMs > 0) setTimeout(answer, backMs);
         else answer();
       };
@@ -46,7 +78,7 @@ export function probeHealthz(
       req = options.tls
         ? tlsRequest({ ...asked, rejectUnauthorized: false }, onResponse)
         : request(asked, onResponse);
-      req.on('error', () => finish(false));
+      req.on('error', () => finish('down'));
       req.end();
     };
     if (thereMs > 0) setTimeout(send, thereMs);
@@ -63,6 +95,8 @@ export class HealthState {
   private passes = 0;
   /** A check is in flight; the next tick skips this target. */
   checking = false;
+  /** Checks that timed out while the node starved for a CPU, counted neither way. */
+  starved = 0;
   /** Wall-clock time (`Date.now()`) `healthy` last changed; null = never. */
   changedAtMs: number | null = null;
 
@@ -71,9 +105,13 @@ export class HealthState {
     public pending: boolean,
   ) {}
 
-  /** Records one check result; returns true when `healthy` changed. */
-  record(ok: boolean, spec: HealthCheckSpec): boolean {
-    if (ok) {
+  /** Records one check's outcome; returns true when `healthy` changed. A starved check changes nothing. */
+  record(check: HealthCheck, spec: HealthCheckSpec): boolean {
+    if (check === 'starved') {
+      this.starved++;
+      return false;
+    }
+    if (check === 'up') {
       this.fails = 0;
       this.passes++;
       if (!this.healthy && (this.pending || this.passes >= spec.rise)) {

@@ -89,6 +89,7 @@ function backend(p: Problems, v: unknown, path: string): BackendSpec {
     nodeId: p.str(o, 'nodeId', path),
     host: p.str(o, 'host', path),
     port: p.port(o, 'port', path),
+    ...(o.pid !== undefined && { pid: p.num(o, 'pid', path, 1, true) }),
   };
 }
 

@@ -34,6 +34,8 @@ export interface BackendSpec {
   nodeId: string;
   host: string;
   port: number;
+  /** Its process, when the run started it on this machine: a health check that times out while it starved for a CPU counts neither way (health.ts). */
+  pid?: number;
 }
 
 /** One region: an L4 TCP balancer in front of its nodes. */
@@ -170,6 +172,8 @@ export interface BackendSample {
   conntrackTimedOut: number;
   /** Wall-clock time (`Date.now()`) its health last changed; null = never. */
   healthChangedAtMs: number | null;
+  /** Health checks since start that timed out while the node starved for a CPU, counted neither way (health.ts). */
+  checksStarved: number;
 }
 
 /** A cheap picture of the network, taken once per second. Counters are totals since start. */
