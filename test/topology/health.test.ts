@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readSchedTimes, type SchedTimes, starvedThrough } from '../../core/process-stats.js';
 import { type HealthCheck, HealthState, probeHealthz } from '../../topology/network/health.js';
@@ -106,7 +107,9 @@ describe('health checks of a node this machine starves', () => {
           process.execPath,
           '-e',
           `const s = require('node:http').createServer((q, r) => r.end('ok'));
-           s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+           s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+           // Work of its own: it is ready to run most of the time, as a busy node is.
+           setInterval(() => { const t = Date.now(); while (Date.now() - t < 5); }, 1);`,
         ],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
@@ -129,6 +132,28 @@ describe('health checks of a node this machine starves', () => {
       // It may get a slice within a check and answer; it never times out unexcused.
       expect(checks).not.toContain('down');
       expect(checks).toContain('starved');
+      // However starved (and busy) the node, a check whose handshake never completes is the
+      // network's doing, not the CPU's: a socket that never accepts, its queue full, answers
+      // no SYN, as a blackholed host does.
+      const deaf = spawn(
+        'python3',
+        [
+          '-c',
+          `import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)
+print(s.getsockname()[1], flush=True); time.sleep(60)`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      children.push(deaf);
+      const [deafLine] = (await once(deaf.stdout!, 'data')) as [Buffer];
+      const deafPort = Number(String(deafLine).trim());
+      const fill = Array.from({ length: 3 }, () =>
+        connect(deafPort, '127.0.0.1').on('error', () => {}),
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await probeHealthz('127.0.0.1', deafPort, null, 300, { pid })).toBe('down');
+      for (const f of fill) f.destroy();
       hog.kill('SIGKILL');
       // Served again; the wait it was in is now on its account, before the next check starts.
       expect(await probeHealthz('127.0.0.1', port, null, 2000, { pid })).toBe('up');

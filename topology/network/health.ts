@@ -27,10 +27,12 @@ export const STARVED_SHARE = 0.5;
  * within `timeoutMs` is up. Never rejects. `tls`: over TLS (a balancer that
  * ends it), the certificate not verified, as HAProxy's own `check-ssl verify
  * none` does: the check asks whether the region answers, the devices verify
- * who answers. `pid`: the node's process on this machine; a timeout while it
- * and each of its children starved for a CPU through {@link STARVED_SHARE} of
- * the check (waited on a run queue, or is still waiting) is `starved`, not
- * `down`.
+ * who answers. `pid`: the node's process on this machine; a timeout after the
+ * TCP handshake completed, while the node and each of its children starved
+ * for a CPU through {@link STARVED_SHARE} of the check (waited on a run queue,
+ * or is still waiting), is `starved`, not `down`. A check whose handshake never
+ * completed (a blackhole, a partition, a full accept queue) is `down` however
+ * starved the node: its kernel would have answered.
  */
 export function probeHealthz(
   host: string,
@@ -51,6 +53,7 @@ export function probeHealthz(
     };
     const blackholed = () => link?.faults.blackholed === true;
     const startedMs = performance.now();
+    let connected = false;
     const schedBefore = options.pid !== undefined ? readSchedTimes(options.pid) : undefined;
     const timer = setTimeout(() => {
       const schedAfter = schedBefore && !blackholed() ? readSchedTimes(options.pid!) : undefined;
@@ -58,6 +61,7 @@ export function probeHealthz(
       const starved =
         schedBefore !== undefined &&
         schedAfter !== undefined &&
+        connected &&
         starvedThrough(schedBefore, schedAfter, spanMs, STARVED_SHARE);
       finish(starved ? 'starved' : 'down');
     }, timeoutMs);
@@ -78,6 +82,9 @@ export function probeHealthz(
       req = options.tls
         ? tlsRequest({ ...asked, rejectUnauthorized: false }, onResponse)
         : request(asked, onResponse);
+      // The node's kernel completes the handshake whether or not the node gets a CPU; a
+      // blackholed, partitioned or full node's never does.
+      req.once('socket', (socket) => socket.once('connect', () => (connected = true)));
       req.on('error', () => finish('down'));
       req.end();
     };
