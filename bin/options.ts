@@ -22,6 +22,7 @@ import { type PlanInput, parseReconnectSpec } from '../capacity/plan.js';
 import { PushbenchError } from '../core/errors.js';
 import { parseDurationMs } from '../core/units.js';
 import { version } from '../core/version.js';
+import { defaultHeartbeatTimeoutMs, heartbeatTimeoutProblem } from '../core/ws/heartbeat.js';
 import type { CapacityOptions, CapacityReport, ModelCheckOptions, RunOptions } from '../index.js';
 import type { K8sAgentsOptions } from '../loadgen/join/k8s.js';
 import { parseSshTargets } from '../loadgen/join/ssh.js';
@@ -691,7 +692,7 @@ export interface ServeFlags {
   apiKey?: string;
   nodeId: string;
   heartbeatInterval: number;
-  heartbeatTimeout: number;
+  heartbeatTimeout: number | undefined;
   maxBody: number;
   processes: number;
   acceptors?: number;
@@ -738,8 +739,7 @@ export const serveFlags: FlagTable<ServeFlags> = {
   ),
   heartbeatTimeout: duration(
     '--heartbeat-timeout <time>',
-    'close after this much silence',
-    nodeDefaults.heartbeatTimeoutMs,
+    'close after this much silence, longer than the interval (default: 3 intervals, at least 30s)',
   ),
   maxBody: whole('--max-body <bytes>', 'largest push body', nodeDefaults.maxBodyBytes),
   processes: whole(
@@ -919,6 +919,11 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       : undefined;
   // Read and checked here, so a bad file is one line before any process starts.
   if (tls !== undefined) readNodeTls(tls);
+  const heartbeatTimeoutMs =
+    flags.heartbeatTimeout ?? defaultHeartbeatTimeoutMs(flags.heartbeatInterval);
+  const heartbeatProblem = heartbeatTimeoutProblem(flags.heartbeatInterval, heartbeatTimeoutMs);
+  if (heartbeatProblem)
+    throw new PushbenchError('PB_USAGE', `--heartbeat-timeout ${heartbeatProblem}`);
   const acceptors = flags.acceptors;
   if (acceptors !== undefined && (acceptors < 1 || acceptors > processes)) {
     throw new PushbenchError(
@@ -937,7 +942,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       apiKey,
       nodeId: flags.nodeId,
       heartbeatIntervalMs: flags.heartbeatInterval,
-      heartbeatTimeoutMs: flags.heartbeatTimeout,
+      heartbeatTimeoutMs,
       maxBodyBytes: flags.maxBody,
       redisUrl: flags.redis,
       join: flags.join,

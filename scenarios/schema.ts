@@ -11,6 +11,7 @@
  * docs/scenarios.md (which test/scenarios/defaults.test.ts asks for).
  */
 import { PushbenchError } from '../core/errors.js';
+import { heartbeatTimeoutProblem } from '../core/ws/heartbeat.js';
 import {
   checkKeys,
   computed,
@@ -74,6 +75,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
   }
   const topology = validateTopology(p, root.topology);
   const devices = validateDevices(p, root.devices, topology.regions);
+  checkDeviceHeartbeat(p, devices.heartbeatTimeoutMs, topology.regions);
   const traffic = validateTraffic(p, root.traffic);
   const timeline = validateTimeline(
     p,
@@ -114,6 +116,22 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     gates,
     seed: run.seed,
   };
+}
+
+/**
+ * A device that hears nothing for `devices.heartbeatTimeout` drops its
+ * connection, and a node pings each connection once per interval: a timeout no
+ * longer than a region's interval drops healthy connections (core/ws/heartbeat.ts).
+ */
+function checkDeviceHeartbeat(
+  p: Problems,
+  timeoutMs: number | null,
+  regions: Scenario['topology']['regions'],
+): void {
+  if (timeoutMs === null) return;
+  const slowest = Math.max(...regions.map((r) => r.profile.heartbeatIntervalMs));
+  const problem = heartbeatTimeoutProblem(slowest, timeoutMs);
+  if (problem) p.add('devices.heartbeatTimeout', problem);
 }
 
 /** The top level's fields that say how the run goes. */

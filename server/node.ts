@@ -9,6 +9,7 @@ import { NodeUnreachableError, PushbenchError, QueueFullError } from '../core/er
 import { Rng } from '../core/rng.js';
 import { readPemFile } from '../core/tls-certs.js';
 import { CloseCode } from '../core/ws/close-codes.js';
+import { defaultHeartbeatTimeoutMs } from '../core/ws/heartbeat.js';
 import { createBroker, createRegistry } from './backends.js';
 import type { Broker } from './broker.js';
 import { NodeLink, type NodeReply, type NodeRequest } from './cluster.js';
@@ -68,7 +69,7 @@ export interface NodeOptions {
   publicNodeId?: string;
   /** Heartbeat: every connection is pinged once per interval. Default 10 s. */
   heartbeatIntervalMs: number;
-  /** Silence after which a connection is closed. Default 30 s. */
+  /** Silence after which a connection is closed. Default 3 intervals, at least 30 s (core/ws/heartbeat.ts). */
   heartbeatTimeoutMs: number;
   /** Push Registry TTL; refreshed every heartbeat interval while connected. Default 3 intervals. */
   registryTtlMs: number;
@@ -375,7 +376,13 @@ export class PushNode implements NodeApi {
     backends: NodeBackends,
   ) {
     const heartbeatIntervalMs = options.heartbeatIntervalMs ?? nodeDefaults.heartbeatIntervalMs;
-    this.options = { ...nodeDefaults, registryTtlMs: 3 * heartbeatIntervalMs, ...options };
+    this.options = {
+      ...nodeDefaults,
+      registryTtlMs: 3 * heartbeatIntervalMs,
+      ...options,
+      heartbeatTimeoutMs:
+        options.heartbeatTimeoutMs ?? defaultHeartbeatTimeoutMs(heartbeatIntervalMs),
+    };
     if (!this.options.secret)
       throw new PushbenchError('PB_USAGE', 'the node needs a token secret (--secret)');
     if (!this.options.apiKey)

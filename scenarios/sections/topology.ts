@@ -4,6 +4,7 @@
  * share their registry and broker.
  */
 import { parseBytes } from '../../core/units.js';
+import { defaultHeartbeatTimeoutMs, heartbeatTimeoutProblem } from '../../core/ws/heartbeat.js';
 import {
   checkKeys,
   computed,
@@ -63,7 +64,7 @@ export const topologyDefaults = {
   /** The run makes its own. */
   tlsCertificate: OFF,
   heartbeatInterval: '10s',
-  heartbeatTimeout: '30s',
+  heartbeatTimeout: computed('3 × `topology.heartbeatInterval`, at least 30s'),
   nodeNice: 10,
   peerLinks: true,
   datastoreRegion: computed('the first region'),
@@ -82,7 +83,9 @@ export const profileDefaults = {
   capacity: OFF,
   overload: 'refuse',
   heartbeatInterval: computed('`topology.heartbeatInterval`'),
-  heartbeatTimeout: computed('`topology.heartbeatTimeout`'),
+  heartbeatTimeout: computed(
+    "`topology.heartbeatTimeout` if given, else 3 × the profile's heartbeat interval, at least 30s",
+  ),
   drainWindow: '10s',
   /** The node's own, 30 min. */
   maxLifetime: OFF,
@@ -133,22 +136,27 @@ const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
 export function validateTopology(p: Problems, input: unknown): Scenario['topology'] {
   const topo = section(p, 'topology', input);
   checkKeys(p, 'topology', topo, topologyDefaults);
-  const heartbeat = {
-    intervalMs: duration(
-      p,
-      'topology.heartbeatInterval',
-      topo.heartbeatInterval,
-      topologyDefaults.heartbeatInterval,
-      10,
-    ),
+  const intervalMs = duration(
+    p,
+    'topology.heartbeatInterval',
+    topo.heartbeatInterval,
+    topologyDefaults.heartbeatInterval,
+    10,
+  );
+  const heartbeat: TopologyHeartbeat = {
+    intervalMs,
+    // Unset or bad: the default for the interval (a bad one is already a problem).
     timeoutMs: duration(
       p,
       'topology.heartbeatTimeout',
       topo.heartbeatTimeout,
-      topologyDefaults.heartbeatTimeout,
+      defaultHeartbeatTimeoutMs(intervalMs),
       10,
     ),
+    timeoutGiven: topo.heartbeatTimeout !== undefined,
   };
+  const heartbeatProblem = heartbeatTimeoutProblem(heartbeat.intervalMs, heartbeat.timeoutMs);
+  if (heartbeatProblem) p.add('topology.heartbeatTimeout', heartbeatProblem);
   const profiles = readProfiles(p, topo.profiles, heartbeat);
   const defaultBalancer = balancer(p, 'topology.balancer', topo.balancer, tableBalancer);
   const regions = readRegions(p, topo, profiles, defaultBalancer);
@@ -196,7 +204,7 @@ function readDatastoreRegion(p: Problems, v: unknown, regions: RegionTopology[])
 function readProfiles(
   p: Problems,
   input: unknown,
-  heartbeat: { intervalMs: number; timeoutMs: number },
+  heartbeat: TopologyHeartbeat,
 ): Map<string, NodeProfile> {
   const profiles = new Map<string, NodeProfile>();
   for (const [name, v] of Object.entries(section(p, 'topology.profiles', input))) {
@@ -361,7 +369,7 @@ function profile(
   path: string,
   name: string,
   v: unknown,
-  heartbeat: { intervalMs: number; timeoutMs: number },
+  heartbeat: TopologyHeartbeat,
 ): NodeProfile {
   const o = section(p, path, v);
   checkKeys(p, path, o, profileDefaults);
@@ -378,20 +386,7 @@ function profile(
     name,
     capacity: optional('capacity', { min: 1, integer: true }),
     overload,
-    heartbeatIntervalMs: duration(
-      p,
-      `${path}.heartbeatInterval`,
-      o.heartbeatInterval,
-      heartbeat.intervalMs,
-      10,
-    ),
-    heartbeatTimeoutMs: duration(
-      p,
-      `${path}.heartbeatTimeout`,
-      o.heartbeatTimeout,
-      heartbeat.timeoutMs,
-      10,
-    ),
+    ...profileHeartbeat(p, path, o, heartbeat),
     drainWindowMs: duration(p, `${path}.drainWindow`, o.drainWindow, profileDefaults.drainWindow),
     maxLifetimeMs: optionalMs('maxLifetime', 100),
     admissionRateHz: optional('admissionRate', { min: 0.001 }),
@@ -403,6 +398,43 @@ function profile(
     processes: optional('processes', { min: 1, integer: true, max: 256 }),
     price: optional('price', { min: 0 }),
   };
+}
+
+/** `topology.heartbeatInterval` and `.heartbeatTimeout`, and whether the timeout was given. */
+interface TopologyHeartbeat {
+  intervalMs: number;
+  timeoutMs: number;
+  timeoutGiven: boolean;
+}
+
+/**
+ * A profile's heartbeat: its own fields, else the topology's. A profile that
+ * sets only its interval gets the default timeout for that interval unless
+ * `topology.heartbeatTimeout` was given. A timeout no longer than the interval
+ * is refused (core/ws/heartbeat.ts); the topology's own pair is checked once,
+ * by {@link validateTopology}.
+ */
+function profileHeartbeat(
+  p: Problems,
+  path: string,
+  o: Record<string, unknown>,
+  heartbeat: TopologyHeartbeat,
+): Pick<NodeProfile, 'heartbeatIntervalMs' | 'heartbeatTimeoutMs'> {
+  const intervalMs = duration(
+    p,
+    `${path}.heartbeatInterval`,
+    o.heartbeatInterval,
+    heartbeat.intervalMs,
+    10,
+  );
+  const inherited = heartbeat.timeoutGiven
+    ? heartbeat.timeoutMs
+    : defaultHeartbeatTimeoutMs(intervalMs);
+  const timeoutMs = duration(p, `${path}.heartbeatTimeout`, o.heartbeatTimeout, inherited, 10);
+  const own = o.heartbeatInterval !== undefined || o.heartbeatTimeout !== undefined;
+  const problem = own ? heartbeatTimeoutProblem(intervalMs, timeoutMs) : null;
+  if (problem) p.add(`${path}.heartbeatTimeout`, problem);
+  return { heartbeatIntervalMs: intervalMs, heartbeatTimeoutMs: timeoutMs };
 }
 
 function readMemory(p: Problems, path: string, v: unknown): number | null {

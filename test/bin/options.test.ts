@@ -79,6 +79,20 @@ describe('flag tables', () => {
     expect(() => parseServeFlags(flags)).toThrow('--admission-rate must be > 0, got 0');
   });
 
+  it('serve times heartbeats out after 3 intervals unless told, and refuses a timeout no longer than one', () => {
+    const serveWith = (...more: string[]) =>
+      parseServeFlags(parse<ServeFlags>(serveFlags, ['--secret', 's', '--api-key', 'k', ...more]))
+        .node;
+    expect(serveWith('--heartbeat-interval', '30s').heartbeatTimeoutMs).toBe(90_000);
+    expect(serveWith('--heartbeat-interval', '1s').heartbeatTimeoutMs).toBe(30_000);
+    expect(
+      serveWith('--heartbeat-interval', '30s', '--heartbeat-timeout', '40s').heartbeatTimeoutMs,
+    ).toBe(40_000);
+    expect(() => serveWith('--heartbeat-interval', '30s', '--heartbeat-timeout', '30s')).toThrow(
+      /^--heartbeat-timeout must be longer than the heartbeat interval \(30\.0s\), got 30\.0s: /,
+    );
+  });
+
   it('serve over TLS: both files or none, a ticket-key file of 48 bytes, each bad file named in one line', async () => {
     const { makeCa, makeServerCert } = await import('../../core/tls-certs.js');
     const dir = mkdtempSync(join(tmpdir(), 'pushbench-serve-tls-'));

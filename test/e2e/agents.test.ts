@@ -136,10 +136,15 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
       {
         name: 'agents-30k',
         topology: { nodes: 1, heartbeatInterval: '30s' },
-        // 1,500/s: at 3,000/s the one multi-process node could not keep up on this
-        // 2-core box on a slow day (72-93 % held at the end, at the last session's
-        // commit as at this one); what is tested is the agents, not the node.
-        devices: { count: 30_000, connectRate: 1500 },
+        // 1,000/s: what is tested is the agents, not the node. At 3,000/s the one
+        // multi-process node could not keep up on this 2-core box on a slow day (72-93 %
+        // held at the end); at 1,500/s the agents took 0.75-1.2 cores of the two, the
+        // node's workers (nice +10) got 0.6 and connects queued for seconds (p50
+        // 2.4-3.6 s, some timing out at 10 s). The devices CI once lost here (FAIL, exit
+        // 3) were the node's own doing: the 30 s interval with the old fixed 30 s
+        // timeout closed ~850 healthy connections at their first check; the timeout is
+        // now 3 intervals (core/ws/heartbeat.ts).
+        devices: { count: 30_000, connectRate: 1000 },
         traffic: { direct: { rate: 600 } },
         duration: '6s',
         gates: ['delivery >= 99.9%', 'p99(push) < 1s', 'connections.held >= 100%'],
@@ -158,6 +163,7 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     const context = `${text(result)}\n${exits.map(text).join('\n')}`;
     // The run's verdict: pass, or invalid where two cores could not carry it (said why).
     expect([0, 5], context).toContain(result.exitCode);
+    console.log(context);
     expect(
       report.gates.map((g) => g.verdict),
       context,
@@ -280,8 +286,14 @@ describe.skipIf(!isRoot)('load agents on other hosts (root: namespaces as hosts)
     await Promise.all(agents);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
     rmSync(dir, { recursive: true, force: true });
-    // The run finished and its own gates decided (exit 0 here: 2 of 3 agents' devices held).
-    expect(result.exitCode, text(result)).toBe(0);
+    // The run finished and its own gates decided: pass (2 of 3 agents' devices held), or
+    // invalid where nine processes starting at once on two cores could not keep their
+    // schedule (said why); never exit 6, the lost agent's.
+    expect([0, 5], text(result)).toContain(result.exitCode);
+    expect(
+      report.gates.map((g) => g.verdict),
+      text(result),
+    ).toEqual(['pass']);
     const gone = report.generator.agents?.find((a) => a.name === 'gone');
     expect(gone?.lost).toMatch(/its connection closed .*\(tolerated: --agents-tolerate\)/);
     expect(report.generator.warnings?.join('\n')).toMatch(/load agent gone .* was lost mid-run/);

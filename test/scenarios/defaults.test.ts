@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { PushbenchError } from '../../core/errors.js';
+import { defaultHeartbeatTimeoutMs } from '../../core/ws/heartbeat.js';
 import { ms } from '../../scenarios/fields.js';
 import { scenarioDefaults, validateScenario } from '../../scenarios/schema.js';
 import { devicesDefaults, periodicReconnectDefaults } from '../../scenarios/sections/devices.js';
@@ -154,7 +155,7 @@ describe('defaults tables', () => {
     expect(region.profile).toMatchObject({
       overload: profileDefaults.overload,
       heartbeatIntervalMs: ms(t.heartbeatInterval),
-      heartbeatTimeoutMs: ms(t.heartbeatTimeout),
+      heartbeatTimeoutMs: defaultHeartbeatTimeoutMs(ms(t.heartbeatInterval)),
       drainWindowMs: ms(profileDefaults.drainWindow),
     });
     const d = devicesDefaults;

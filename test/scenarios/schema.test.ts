@@ -346,6 +346,38 @@ describe('scenario validation', () => {
       forMs: 2000,
     });
   });
+
+  it('times heartbeats out only after a whole interval: a longer default, a shorter timeout refused', () => {
+    const base = { name: 'x', duration: '1s', devices: { count: 10 } };
+    const slow = {
+      regions: [{ name: 'a', nodes: 1, profile: 'slow' }],
+      profiles: { slow: { heartbeatInterval: '60s' } },
+    };
+    const timeoutOf = (topology: object) =>
+      validateScenario({ ...base, topology }, ctx).topology.regions[0]?.profile.heartbeatTimeoutMs;
+    // Unset: 3 intervals, at least 30 s; given: as given.
+    expect(timeoutOf({ heartbeatInterval: '30s' })).toBe(90_000);
+    expect(timeoutOf({ heartbeatInterval: '2s' })).toBe(30_000);
+    expect(timeoutOf({ heartbeatInterval: '30s', heartbeatTimeout: '45s' })).toBe(45_000);
+    // A profile with its own interval gets its own default unless the topology names one.
+    expect(timeoutOf(slow)).toBe(180_000);
+    // No longer than the interval: one line each, naming the field.
+    expect(
+      problemsOf({ ...base, topology: { heartbeatInterval: '30s', heartbeatTimeout: '30s' } }),
+    ).toEqual([
+      expect.stringMatching(
+        /^topology\.heartbeatTimeout: must be longer than the heartbeat interval \(30\.0s\), got 30\.0s: /,
+      ),
+    ]);
+    expect(problemsOf({ ...base, topology: { ...slow, heartbeatTimeout: '30s' } })).toEqual([
+      expect.stringMatching(/^topology\.profiles\.slow\.heartbeatTimeout: must be longer/),
+    ]);
+    expect(problemsOf({ ...base, devices: { count: 10, heartbeatTimeout: '10s' } })).toEqual([
+      expect.stringMatching(
+        /^devices\.heartbeatTimeout: must be longer than the heartbeat interval \(10\.0s\), got 10\.0s/,
+      ),
+    ]);
+  });
 });
 
 describe('loading scenarios', () => {
