@@ -62,13 +62,16 @@ export interface LoadPlan {
 
 /**
  * Drives one run of the load generator. Emits `phase` and `interval` events
- * for progress displays, and `started` once the fleet's t = 0 is fixed.
+ * for progress displays, `started` once the fleet's t = 0 is fixed, and
+ * `publishing` with the moment publishing begins.
  */
 export class Coordinator extends EventEmitter<{
   phase: [RunPhase];
   interval: [TimelinePoint];
   /** The fleet's start time is fixed: host-monotonic µs, the timeline's t = 0. */
   started: [number];
+  /** The initial ramp resolved: publishing starts at this host-monotonic µs. */
+  publishing: [number];
 }> {
   private readonly fold = new RunFold();
   private readonly markers: RunMarker[] = [];
@@ -310,6 +313,7 @@ export class Coordinator extends EventEmitter<{
     } satisfies ToWorker);
     for (const w of this.deviceShards)
       w.postMessage({ type: 'publishing', atUs } satisfies ToWorker);
+    this.emit('publishing', atUs);
     return atUs;
   }
 

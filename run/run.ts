@@ -431,6 +431,7 @@ export async function run(
     });
     const chaos = director;
     coordinator.on('started', (startUs) => chaos.start(startUs));
+    coordinator.on('publishing', (atUs) => chaos.rampResolved(atUs));
     // Each node's CPU time when publishing starts, so the report can say what the load cost.
     coordinator.on('phase', (phase) => {
       if (phase !== 'publishing') return;

@@ -89,6 +89,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
       (Array.isArray(root.timeline) &&
         root.timeline.some((t) => isRecord(t) && t.action === 'scale-up')),
     topology.redisUrl !== null || topology.managedRedis !== null,
+    (devices.count / devices.connectRateHz) * 1000,
   );
   const run = readRun(p, root, ctx, topology.tls !== null);
   const gates = validateGates(p, root.gates);

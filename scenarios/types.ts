@@ -313,8 +313,14 @@ export interface ScopeInput {
 
 /** One timeline action as written in a scenario (docs/scenarios.md lists each action's fields). */
 export interface TimelineActionInput extends ScopeInput {
-  /** When, from the moment the fleet starts connecting, e.g. `"15s"`. */
+  /** When, from `after`, e.g. `"15s"`. */
   at: DurationInput;
+  /**
+   * What `at` counts from: `"start"` (default), the moment the fleet starts
+   * connecting; `"ramp"`, the moment the initial ramp resolved and publishing
+   * began, so the action meets the whole fleet at any `devices.count`.
+   */
+  after?: TimelineAnchor;
   action: TimelineActionName;
   /** Marker text in reports. Default: the action and its target. */
   label?: string;
@@ -465,8 +471,15 @@ export interface RegionTopology {
 /** Who a timeline fault applies to. */
 export type FaultScope = { region: string } | { nodeId: string };
 
-/** One action on the run's timeline; `atMs` counts from the moment the fleet starts connecting. */
-export type TimelineAction = { atMs: number; label: string } & (
+/** What a timeline action's `at` counts from (see {@link TimelineActionInput.after}). */
+export const TIMELINE_ANCHORS = ['start', 'ramp'] as const;
+export type TimelineAnchor = (typeof TIMELINE_ANCHORS)[number];
+
+/**
+ * One action on the run's timeline; `atMs` counts from the moment the fleet
+ * starts connecting, or with `after: "ramp"` from the moment publishing began.
+ */
+export type TimelineAction = { atMs: number; after?: 'ramp'; label: string } & (
   | { action: 'kill-node'; node: string }
   | { action: 'restart-node'; node: string }
   | { action: 'stop-node'; node: string }

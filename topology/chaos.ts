@@ -75,6 +75,8 @@ export class ChaosDirector {
   /** Network faults in force, with their fabric id and record. */
   private readonly active: Array<{ id: string; scope: FaultScope; record: FaultRecord }> = [];
   private startUs = 0;
+  /** When the initial ramp resolved (host-monotonic µs), once it has. */
+  private rampUs: number | undefined;
   private stopped = false;
 
   constructor(
@@ -120,12 +122,33 @@ export class ChaosDirector {
     return Math.round((monoNowUs() - this.startUs) / 1e4) / 100;
   }
 
-  /** Schedules every action relative to `startUs` (host-monotonic µs, the fleet's t=0). */
+  /**
+   * Schedules every action counted from the start relative to `startUs`
+   * (host-monotonic µs, the fleet's t=0); those `after: "ramp"` wait for
+   * {@link rampResolved}.
+   */
   start(startUs: number): void {
     this.startUs = startUs;
+    this.schedule(startUs, (a) => a.after !== 'ramp');
+  }
+
+  /**
+   * The initial ramp resolved and publishing begins at `publishUs`
+   * (host-monotonic µs): schedules the actions `after: "ramp"` from then, and
+   * puts their planned time on the run's clock.
+   */
+  rampResolved(publishUs: number): void {
+    if (this.stopped || this.rampUs !== undefined) return;
+    this.rampUs = publishUs;
+    this.schedule(publishUs, (a) => a.after === 'ramp');
+  }
+
+  private schedule(fromUs: number, which: (a: TimelineAction) => boolean): void {
     this.timeline.forEach((action, i) => {
+      if (!which(action)) return;
       const record = this.faults[i]!;
-      const delayMs = Math.max(0, (startUs + action.atMs * 1000 - monoNowUs()) / 1000);
+      record.t = Math.round((fromUs - this.startUs) / 1e4 + action.atMs / 10) / 100;
+      const delayMs = Math.max(0, (fromUs + action.atMs * 1000 - monoNowUs()) / 1000);
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         void this.fire(action, record);

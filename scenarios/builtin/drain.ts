@@ -1,8 +1,9 @@
 import { defineScenario } from '../define.js';
 
 /**
- * Scaling down two ways in one run: at 8 s one node leaves by graceful drain
- * (out of the balancer, goaways spread over 5 s); at 22 s another is killed.
+ * Scaling down two ways in one run: 5 s after the ramp (8 s at the default
+ * size) one node leaves by graceful drain (out of the balancer, goaways spread
+ * over 5 s); 14 s later another is killed.
  * The drain's reconnects trickle; the kill's arrive as a herd.
  */
 export default defineScenario({
@@ -21,8 +22,24 @@ export default defineScenario({
   devices: { count: 3000, connectRate: 1000, reconnect: 'full-jitter:500ms:5s' },
   traffic: { direct: { rate: 300 } },
   timeline: [
-    { at: '8s', action: 'scale-down', region: 'local', nodes: 1, graceful: true, label: 'drain' },
-    { at: '22s', action: 'scale-down', region: 'local', nodes: 1, graceful: false, label: 'kill' },
+    {
+      at: '5s',
+      after: 'ramp',
+      action: 'scale-down',
+      region: 'local',
+      nodes: 1,
+      graceful: true,
+      label: 'drain',
+    },
+    {
+      at: '19s',
+      after: 'ramp',
+      action: 'scale-down',
+      region: 'local',
+      nodes: 1,
+      graceful: false,
+      label: 'kill',
+    },
   ],
   duration: '30s',
   gates: ['fault(drain).peak < 300', 'fault(kill).peak >= 300', 'storm.notBack < 1'],

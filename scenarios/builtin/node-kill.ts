@@ -26,7 +26,9 @@ export default defineScenario({
     connectTimeout: '5s',
   },
   traffic: { direct: { rate: 500 } },
-  timeline: [{ at: '10s', action: 'kill-node', node: 'local-2', label: 'kill' }],
+  // 6 s after the ramp (10 s at the default 4,000 devices): at any --devices the kill
+  // meets the whole fleet, spread over the four nodes.
+  timeline: [{ at: '6s', after: 'ramp', action: 'kill-node', node: 'local-2', label: 'kill' }],
   duration: '20s',
   gates: [
     'fault(kill).share >= 20%',

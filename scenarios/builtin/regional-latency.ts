@@ -1,7 +1,8 @@
 import { defineScenario } from '../define.js';
 
 /**
- * Two regions; 200 ms is added to every link of `us` at 8 s. With the default
+ * Two regions; 200 ms is added to every link of `us` 6 s after the ramp (8 s at
+ * the default size). With the default
  * latency-based routing the global entry keeps sending `us` devices home: p99
  * there jumps by the delay and nothing fails over (Pubby: latency-based
  * routing does not see a slow service). Run with `--set topology.routing.mode=health`
@@ -28,7 +29,15 @@ export default defineScenario({
   },
   traffic: { direct: { rate: 500 } },
   timeline: [
-    { at: '8s', action: 'latency', region: 'us', delay: '200ms', jitter: '10ms', label: 'slow-us' },
+    {
+      at: '6s',
+      after: 'ramp',
+      action: 'latency',
+      region: 'us',
+      delay: '200ms',
+      jitter: '10ms',
+      label: 'slow-us',
+    },
   ],
   duration: '20s',
   gates: ['p50(push@eu) < 50ms', 'p99(push@us) >= 200ms', 'delivery >= 99%'],

@@ -38,7 +38,9 @@ export default defineScenario({
   duration: '25s',
   timeline: [
     {
-      at: '14s',
+      // 14 s at the default size.
+      at: '12s',
+      after: 'ramp',
       action: 'datastore-latency',
       link: 'registry',
       delay: '50ms',

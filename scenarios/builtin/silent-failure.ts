@@ -24,7 +24,10 @@ export default defineScenario({
     reconnect: 'full-jitter:500ms:3s',
   },
   traffic: { direct: { rate: 300 } },
-  timeline: [{ at: '6s', action: 'blackhole', node: 'local-2', label: 'blackhole' }],
+  // 6 s at the default size; after the ramp at any --devices.
+  timeline: [
+    { at: '4500ms', after: 'ramp', action: 'blackhole', node: 'local-2', label: 'blackhole' },
+  ],
   duration: '20s',
   gates: [
     'fault(blackhole).share >= 20%',

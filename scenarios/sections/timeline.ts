@@ -22,9 +22,11 @@ import {
   type PartitionPeer,
   type RegionTopology,
   TIMELINE_ACTIONS,
+  TIMELINE_ANCHORS,
   type TimelineAction,
   type TimelineActionInput,
   type TimelineActionName,
+  type TimelineAnchor,
 } from '../types.js';
 import { nodeId, nodeNumber } from './topology.js';
 
@@ -33,6 +35,7 @@ type ActionTable = Partial<Defaults<TimelineActionInput>>;
 /** Defaults of the fields every action has. */
 export const actionDefaults = {
   at: REQUIRED,
+  after: 'start',
   action: REQUIRED,
   label: computed('the action and its target'),
 } as const satisfies ActionTable;
@@ -81,6 +84,12 @@ export function validateTimeline(
   sharedDatastore = true,
   /** Whether the datastore is Redis (managed or by URL), where registry and broker links part. */
   redis = managedRedis !== null,
+  /**
+   * About when the initial ramp resolves (`devices.count / connectRate`): orders
+   * actions `after: "ramp"` among the others for the checks below. The run itself
+   * starts them from the moment it did resolve.
+   */
+  rampMs = 0,
 ): TimelineAction[] {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -94,15 +103,20 @@ export function validateTimeline(
   const ats = input.map((v, i) =>
     isRecord(v) ? duration(p, `timeline[${i}].at`, v.at, actionDefaults.at) : 0,
   );
+  const anchors = input.map((v, i) =>
+    isRecord(v) ? readAnchor(p, `timeline[${i}].after`, v.after) : 'start',
+  );
+  const sortAt = (i: number) => (ats[i] ?? 0) + (anchors[i] === 'ramp' ? rampMs : 0);
   const order = input
     .map((v, i) => ({ v, i }))
-    .sort((a, b) => (ats[a.i] ?? 0) - (ats[b.i] ?? 0) || a.i - b.i);
+    .sort((a, b) => sortAt(a.i) - sortAt(b.i) || a.i - b.i);
   const nodes = new NodeBook(regions);
   const out: TimelineAction[] = [];
   let datastoreDown = false;
   for (const { v, i } of order) {
-    const action = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes);
-    if (!action) continue;
+    const read = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes);
+    if (!read) continue;
+    const action: TimelineAction = anchors[i] === 'ramp' ? { ...read, after: 'ramp' } : read;
     out.push(action);
     if (action.action === 'datastore-latency' && !sharedDatastore) {
       p.add(
@@ -275,6 +289,13 @@ function partitionPeer(f: ActionFields, scope: FaultScope): PartitionPeer {
     );
   }
   return { kind: 'region', region: v.from };
+}
+
+function readAnchor(p: Problems, path: string, v: unknown): TimelineAnchor {
+  if (v === undefined) return actionDefaults.after;
+  if (TIMELINE_ANCHORS.includes(v as TimelineAnchor)) return v as TimelineAnchor;
+  p.add(path, `must be one of ${TIMELINE_ANCHORS.join(', ')}, got ${JSON.stringify(v)}`);
+  return actionDefaults.after;
 }
 
 function readAction(

@@ -42,10 +42,14 @@ describe('built-in chaos scenarios, reduced', () => {
       connectRate: 800,
       rate: 200,
       duration: '7s',
-      set: { 'timeline[0].at': '3s', 'devices.reconnect': 'full-jitter:200ms:2s' },
+      set: { 'timeline[0].at': '2s', 'devices.reconnect': 'full-jitter:200ms:2s' },
     });
     const kill = report.faults.find((f) => f.label === 'kill');
     expect(kill?.fired).toBe(true);
+    // `after: "ramp"`: 2 s after publishing began, whenever the ramp resolved.
+    const publishing = report.markers.find((m) => m.kind === 'phase' && m.label === 'publishing');
+    expect(kill!.t - publishing!.t).toBeGreaterThanOrEqual(1.95);
+    expect(kill!.t - publishing!.t).toBeLessThan(2.5);
     expect(nodeOf(report, 'local-2').lives[0]?.exit?.signal).toBe('SIGKILL');
     // Every device the balancer had on local-2 just before the kill was lost and came back.
     const held = sampleBefore(report, kill!.t).backends['local-2']?.connections ?? 0;
@@ -165,8 +169,8 @@ describe('built-in chaos scenarios, reduced (continued)', () => {
       rate: 100,
       duration: '11s',
       set: {
-        'timeline[0].at': '3s',
-        'timeline[1].at': '10s',
+        'timeline[0].at': '2s',
+        'timeline[1].at': '9s',
         'topology.profiles.default.drainWindow': '3s',
       },
     });

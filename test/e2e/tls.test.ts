@@ -26,7 +26,7 @@ async function nodeKillOverTls(tickets: 'shared' | 'per-node', more: Record<stri
     set: {
       'topology.tls': 'node',
       'topology.tlsTickets': tickets,
-      'timeline[0].at': '4s',
+      'timeline[0].at': '2s',
       'devices.reconnect': 'full-jitter:200ms:2s',
       ...more,
     },

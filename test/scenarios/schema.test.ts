@@ -347,6 +347,45 @@ describe('scenario validation', () => {
     });
   });
 
+  it('counts an action from the ramp with after: "ramp", orders it by the ramp estimate, refuses another anchor', () => {
+    const base = {
+      name: 'x',
+      duration: '10s',
+      topology: { nodes: 4 },
+      devices: { count: 4000, connectRate: 1000 },
+    };
+    const s = validateScenario(
+      {
+        ...base,
+        timeline: [
+          // About 5 s on the run's clock (the ramp takes ~4 s): after the kill at 3 s.
+          { at: '1s', after: 'ramp', action: 'restart-node', node: 'local-2' },
+          { at: '3s', action: 'kill-node', node: 'local-2' },
+        ],
+      },
+      ctx,
+    );
+    expect(s.timeline.map((t) => [t.action, t.atMs, t.after])).toEqual([
+      ['kill-node', 3000, undefined],
+      ['restart-node', 1000, 'ramp'],
+    ]);
+    // From the start, the restart would come first, while local-2 still runs.
+    expect(
+      problemsOf({
+        ...base,
+        timeline: [
+          { at: '1s', after: 'start', action: 'restart-node', node: 'local-2' },
+          { at: '3s', action: 'kill-node', node: 'local-2' },
+        ],
+      }),
+    ).toEqual([expect.stringMatching(/^timeline\[0\]\.node: local-2 is still running/)]);
+    expect(
+      problemsOf({
+        ...base,
+        timeline: [{ at: '1s', after: 'publishing', action: 'kill-node', node: 'local-2' }],
+      }),
+    ).toEqual(['timeline[0].after: must be one of start, ramp, got "publishing"']);
+  });
   it('times heartbeats out only after a whole interval: a longer default, a shorter timeout refused', () => {
     const base = { name: 'x', duration: '1s', devices: { count: 10 } };
     const slow = {
