@@ -423,14 +423,16 @@ function cpuCheck(
     (rates.push + rates.roomPublish) * CPU_US_PER_MESSAGE.push +
     rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
     rates.d2d * CPU_US_PER_MESSAGE.d2d;
-  const steadyCores = (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs)) / 1e6;
   const perConnectUs = CPU_US_PER_CONNECT + (scenario.topology.tls ? CPU_US_PER_TLS_HANDSHAKE : 0);
+  const periodicHz = periodicReconnectHz(scenario.devices.periodicReconnect, devices);
+  const steadyCores =
+    (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs + periodicHz * perConnectUs)) / 1e6;
   const need = (share * connectHz * perConnectUs) / 1e6 + steadyCores;
   const allowed = cores * CPU_PLAN_SHARE;
   const ok = need <= allowed;
   const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / (share * perConnectUs) / 100) * 100;
   return {
-    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
+    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${periodicHz > 0 ? `${formatCount(Math.round(periodicHz))} periodic reconnects/s, ` : ''}${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
     unit: 'cores',
     estimate: true,
     need,
@@ -440,9 +442,22 @@ function cpuCheck(
       lift:
         fitHz >= 100
           ? `expect a saturated generator (an INVALID result); lower --connect-rate to about ${formatCount(fitHz)}, or run the nodes on another machine`
-          : `expect a saturated generator (an INVALID result): heartbeats and traffic alone exceed it; lengthen topology.heartbeatInterval, lower the traffic, or use fewer devices`,
+          : `expect a saturated generator (an INVALID result): ${periodicHz > 0 ? 'periodic reconnects, ' : ''}heartbeats and traffic alone exceed it; ${periodicHz > 0 ? 'lengthen devices.periodicReconnect.every, ' : ''}lengthen topology.heartbeatInterval, lower the traffic, or use fewer devices`,
     }),
   };
+}
+
+/**
+ * Reconnects a second that `devices.periodicReconnect` makes once the fleet is
+ * up: each device closes after `every` minus a uniform 0..`stagger`, so after
+ * `every - stagger / 2` on average, and connects again at once.
+ */
+export function periodicReconnectHz(
+  periodic: Scenario['devices']['periodicReconnect'],
+  devices: number,
+): number {
+  if (periodic === null) return 0;
+  return (devices * 1000) / Math.max(1, periodic.everyMs - periodic.staggerMs / 2);
 }
 
 /** One line: where the fleet and nodes go and what the run needs. */

@@ -87,6 +87,17 @@ describe('preflight', () => {
     expect(preflightWarnings(r)[0]).toMatch(/heartbeats and traffic alone exceed it/);
   });
 
+  it('counts periodic reconnects as connects: regional-latency at 20,000 devices reconnects ~4,400 a second', () => {
+    const rl = builtinScenarios['regional-latency'] as ScenarioInput;
+    const { r } = check({ ...rl, devices: { ...rl.devices, count: 20_000 } });
+    // every 6 s minus rand(0, 3 s): 4.5 s on average, 20,000 / 4.5 = 4,444 a second.
+    expect(r.warnings[0]?.what).toMatch(/1,000 connects\/s, 4,444 periodic reconnects\/s, /);
+    expect(r.warnings[0]!.need).toBeGreaterThan(3);
+    expect(preflightWarnings(r)[0]).toMatch(
+      /periodic reconnects, heartbeats and traffic alone exceed it; lengthen devices\.periodicReconnect\.every, /,
+    );
+  });
+
   it('refuses what memory cannot hold, saying how many devices would fit', () => {
     const { s, r } = check({ devices: { count: 1_000_000 } });
     expect(r.problems.map((p) => p.what)).toEqual([
