@@ -186,6 +186,11 @@ const FAULT_FIELDS: Readonly<Record<string, Field<FaultFigures>>> = {
     read: (f, { connections }) => ratio(f.affected, connections.requested, NO_REQUESTS),
   },
   peak: { kind: 'count', read: (f) => ({ value: f.peakAttemptsPerSec }) },
+  /** The peak as a share of the affected devices: a herd's size whatever the fleet's. */
+  peakShare: {
+    kind: 'percent',
+    read: (f) => ratio(f.peakAttemptsPerSec, f.affected, 'no devices affected'),
+  },
   lost: { kind: 'count', read: (f) => ({ value: f.lostMessages }) },
   attemptsPerDevice: {
     kind: 'ratio',

@@ -42,5 +42,8 @@ export default defineScenario({
     },
   ],
   duration: '30s',
-  gates: ['fault(drain).peak < 300', 'fault(kill).peak >= 300', 'storm.notBack < 1'],
+  // The drain's gate is a share of the devices it moved, so it holds at any --devices (an
+  // absolute peak < 300 failed at 20,000 devices: 1,040 a second, 31 % of 3,333 drained);
+  // the kill's herd only grows with the fleet.
+  gates: ['fault(drain).peakShare < 40%', 'fault(kill).peak >= 300', 'storm.notBack < 1'],
 });

@@ -410,6 +410,10 @@ describe('chaos gates', () => {
     // A scale-up whose skew never settled fails a settle gate rather than being inconclusive.
     expect(verdict('fault(grow).skewSettled < 30s')).toBe('fail');
     expect(verdict('fault(nope).peak < 5')).toBe('inconclusive');
+    // The peak as a share of the fault's own devices: 800 of 1,000 in one second.
+    expect(verdict('fault(kill).peakShare >= 80%')).toBe('pass');
+    expect(verdict('fault(kill).peakShare < 40%')).toBe('fail');
+    expect(verdict('fault(grow).peakShare < 40%')).toBe('inconclusive');
   });
 
   it('takes a statistic of a metric over repeats, or of the one run', () => {
