@@ -77,6 +77,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
   const devices = validateDevices(p, root.devices, topology.regions);
   checkDeviceHeartbeat(p, devices.heartbeatTimeoutMs, topology.regions);
   const traffic = validateTraffic(p, root.traffic);
+  const run = readRun(p, root, ctx, topology.tls !== null);
   const timeline = validateTimeline(
     p,
     root.timeline,
@@ -89,9 +90,8 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
       (Array.isArray(root.timeline) &&
         root.timeline.some((t) => isRecord(t) && t.action === 'scale-up')),
     topology.redisUrl !== null || topology.managedRedis !== null,
-    (devices.count / devices.connectRateHz) * 1000,
+    { rampMs: (devices.count / devices.connectRateHz) * 1000, publishMs: run.durationMs },
   );
-  const run = readRun(p, root, ctx, topology.tls !== null);
   const gates = validateGates(p, root.gates);
   if (p.list.length > 0) {
     const head =

@@ -84,12 +84,16 @@ export function validateTimeline(
   sharedDatastore = true,
   /** Whether the datastore is Redis (managed or by URL), where registry and broker links part. */
   redis = managedRedis !== null,
-  /**
-   * About when the initial ramp resolves (`devices.count / connectRate`): orders
-   * actions `after: "ramp"` among the others for the checks below. The run itself
-   * starts them from the moment it did resolve.
-   */
-  rampMs = 0,
+  run: {
+    /**
+     * About when the initial ramp resolves (`devices.count / connectRate`):
+     * orders actions `after: "ramp"` among the others for the checks below. The
+     * run itself starts them from the moment it did resolve.
+     */
+    rampMs: number;
+    /** How long publishing lasts (`duration`): an action `after: "ramp"` at or past it never fires. */
+    publishMs: number;
+  } = { rampMs: 0, publishMs: Number.POSITIVE_INFINITY },
 ): TimelineAction[] {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -106,7 +110,15 @@ export function validateTimeline(
   const anchors = input.map((v, i) =>
     isRecord(v) ? readAnchor(p, `timeline[${i}].after`, v.after) : 'start',
   );
-  const sortAt = (i: number) => (ats[i] ?? 0) + (anchors[i] === 'ramp' ? rampMs : 0);
+  const sortAt = (i: number) => (ats[i] ?? 0) + (anchors[i] === 'ramp' ? run.rampMs : 0);
+  anchors.forEach((anchor, i) => {
+    if (anchor === 'ramp' && (ats[i] ?? 0) >= run.publishMs) {
+      p.add(
+        `timeline[${i}].at`,
+        `${ats[i]}ms after the ramp is not before the end of publishing (duration ${run.publishMs}ms): it would never fire`,
+      );
+    }
+  });
   const order = input
     .map((v, i) => ({ v, i }))
     .sort((a, b) => sortAt(a.i) - sortAt(b.i) || a.i - b.i);

@@ -385,6 +385,15 @@ describe('scenario validation', () => {
         timeline: [{ at: '1s', after: 'publishing', action: 'kill-node', node: 'local-2' }],
       }),
     ).toEqual(['timeline[0].after: must be one of start, ramp, got "publishing"']);
+    // Past the end of publishing after the ramp, it could never fire.
+    expect(
+      problemsOf({
+        ...base,
+        timeline: [{ at: '10s', after: 'ramp', action: 'kill-node', node: 'local-2' }],
+      }),
+    ).toEqual([
+      'timeline[0].at: 10000ms after the ramp is not before the end of publishing (duration 10000ms): it would never fire',
+    ]);
   });
   it('times heartbeats out only after a whole interval: a longer default, a shorter timeout refused', () => {
     const base = { name: 'x', duration: '1s', devices: { count: 10 } };
