@@ -43,6 +43,36 @@ describe('pushbench CLI usage errors exit 2 with one line', () => {
   it('unknown gate metric', () =>
     expectUsageError(['run', 'smoke', '--gate', 'happiness > 3'], /happiness/));
   it('serve without a secret', () => expectUsageError(['serve', '--api-key', 'k'], /--secret/));
+  it('a heartbeat timeout no longer than the interval, in a scenario and in serve', async () => {
+    await expectUsageError(
+      ['run', 'smoke', '--set', 'topology.heartbeatTimeout=5s'],
+      /topology\.heartbeatTimeout: must be longer than the heartbeat interval \(10\.0s\), got 5000ms/,
+    );
+    await expectUsageError(
+      [
+        'serve',
+        '--secret',
+        's',
+        '--api-key',
+        'k',
+        '--heartbeat-interval',
+        '30s',
+        '--heartbeat-timeout',
+        '30s',
+      ],
+      /--heartbeat-timeout must be longer than the heartbeat interval/,
+    );
+  });
+  it('a fault after the ramp that would never fire, and an anchor that does not exist', async () => {
+    await expectUsageError(
+      ['run', 'node-kill', '--set', 'duration=5s'],
+      /timeline\[0\]\.at: 6000ms after the ramp is not before the end of publishing \(duration 5000ms\): it would never fire/,
+    );
+    await expectUsageError(
+      ['run', 'node-kill', '--set', 'timeline[0].after=later'],
+      /timeline\[0\]\.after: must be one of start, ramp, got "later"/,
+    );
+  });
   it('a network engine that does not exist', () =>
     expectUsageError(
       ['run', 'smoke', '--set', 'topology.network=ebpf'],
