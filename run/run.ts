@@ -8,7 +8,7 @@ import { machineFacts, processLimits } from '../core/machine.js';
 import { encodeHistogram } from '../core/measure/histogram.js';
 import { GENERATOR_AHEAD, mayRaisePriority } from '../core/priority.js';
 import { type ProcessStats, readProcessTreeStats, sumProcessStats } from '../core/process-stats.js';
-import type { LoadResult } from '../core/result.js';
+import type { LoadResult, RunMarker } from '../core/result.js';
 import { version } from '../core/version.js';
 import { Coordinator } from '../loadgen/coordinator.js';
 import { AgentListener, type AgentRecord } from '../loadgen/join/listener.js';
@@ -236,6 +236,37 @@ export function starvedChecksWarning(samples: TopologyReport['balancer']): strin
   return `${total} health check${total === 1 ? '' : 's'} of live nodes (${worst}${byNode.size > 5 ? ', …' : ''}) timed out while the node waited for a CPU for most of the check: this machine gave its cores to the rest of the run, so they counted neither for nor against the node (a node on its own cores would have answered)`;
 }
 
+/** Actions that meet the devices connected when they fire, so their share and herd depend on it. */
+const FLEET_FAULTS: ReadonlySet<FaultRecord['action']> = new Set([
+  'kill-node',
+  'stop-node',
+  'scale-down',
+  'blackhole',
+  'reset',
+  'latency',
+  'partition',
+  'bandwidth',
+]);
+
+/**
+ * Faults that fired while the initial ramp was still opening devices (before
+ * publishing began, from the run's phase markers): they met part of the
+ * fleet, so their share and herd count only the devices up by then. A
+ * built-in's faults count from the ramp (`after: "ramp"`); a scenario whose
+ * `at` counts from the start does this when `--devices` lengthens the ramp.
+ */
+export function midRampWarning(
+  faults: readonly FaultRecord[],
+  markers: readonly RunMarker[],
+): string | undefined {
+  const publishing = markers.find((m) => m.kind === 'phase' && m.label === 'publishing');
+  if (!publishing) return undefined;
+  const early = faults.filter((f) => f.fired && FLEET_FAULTS.has(f.action) && f.t < publishing.t);
+  if (early.length === 0) return undefined;
+  const which = early.map((f) => `${f.label} at ${f.t}s`).join(', ');
+  return `${which} fired before the initial ramp resolved (publishing began at ${publishing.t}s): ${early.length === 1 ? 'it' : 'they'} met a fleet still connecting, so shares and herds count only the devices up by then; "after": "ramp" counts an action from the ramp's end`;
+}
+
 /**
  * Why this machine could not carry the scenario (the preflight's refusal, as
  * `run` would throw it), or undefined when it fits. Starts nothing.
@@ -461,6 +492,8 @@ export async function run(
     if (load.generator.valid) load.generator.warnings.push(...cpuWarnings);
     else load.generator.reasons.push(...cpuWarnings);
     faults = chaos.stop();
+    const midRamp = midRampWarning(faults, load.markers);
+    if (midRamp) load.generator.warnings.push(midRamp);
   } finally {
     director?.stop();
     await gathered?.agents.close();
