@@ -8,6 +8,9 @@
  *
  *   node --import tsx bench/relay-cost.ts RELAYS [N] [RATE]   (RELAYS 0: the in-process fabric)
  *
+ * It prints the CPU of this process and its children per connect, and of the
+ * children (the relays) alone.
+ *
  * With RELAYS 0 this process holds four descriptors per connection (client,
  * both fabric sides, node), so N stays under (RLIMIT_NOFILE − 200) / 4.
  */
@@ -66,8 +69,10 @@ const cpuOf = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
-const total = () => cpuOf(process.pid) + kids().reduce((a, p) => a + cpuOf(p), 0);
+const relayCpu = () => kids().reduce((a, p) => a + cpuOf(p), 0);
+const total = () => cpuOf(process.pid) + relayCpu();
 const c0 = total();
+const r0 = relayCpu();
 const lat: number[] = [];
 const socks: net.Socket[] = [];
 const t0 = performance.now();
@@ -83,9 +88,10 @@ for (let j = 0; j < N; j++) {
 }
 await new Promise((r) => setTimeout(r, 2000));
 const c1 = total();
+const r1 = relayCpu();
 lat.sort((a, b) => a - b);
 console.log(
-  `relays=${relays} ${lat.length}/${N} echoed; p50 ${lat[lat.length >> 1]?.toFixed(1)} p99 ${lat[Math.floor(lat.length * 0.99)]?.toFixed(1)} ms; CPU ${(c1 - c0).toFixed(2)} s = ${(((c1 - c0) / N) * 1e6).toFixed(0)} us per connect (clients included)`,
+  `relays=${relays} ${lat.length}/${N} echoed; p50 ${lat[lat.length >> 1]?.toFixed(1)} p99 ${lat[Math.floor(lat.length * 0.99)]?.toFixed(1)} ms; CPU ${(c1 - c0).toFixed(2)} s = ${(((c1 - c0) / N) * 1e6).toFixed(0)} us per connect (clients included), relays alone ${(((r1 - r0) / N) * 1e6).toFixed(0)} us`,
 );
 for (const s of socks) s.destroy();
 await network.stop();

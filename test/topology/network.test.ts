@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -157,6 +157,29 @@ async function echo(socket: Socket, text: string): Promise<number> {
   });
   socket.write(text);
   return done;
+}
+
+/** Pids among `pids` holding a descriptor of the listening socket on `port` (from /proc). */
+function relaysListeningOn(port: number, pids: number[]): number[] {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex}`) && f[3] === '0A') inodes.add(`socket:[${f[9]}]`);
+  }
+  return pids.filter((pid) => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+        try {
+          return inodes.has(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        } catch {
+          return false;
+        }
+      });
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Polls `check` until it holds (these are cross-process/periodic states, not events). */
@@ -774,6 +797,30 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     const after = await dial(port);
     await echo(after, 'after');
     expect(count()).toBe(sockets.filter((s) => !s.destroyed).length + 1);
+  });
+
+  it('one relay accepts at a time, and the role moves to the emptiest once the accepting one runs ahead', async () => {
+    const n1 = await fakeNode('n1');
+    // (240 - 200) / 2 = 20 connections a relay; the role moves 2 ahead of the emptiest.
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      relays: { count: 3, openFiles: 240 },
+    });
+    const port = network.addresses().regions.eu!.port;
+    const holders = () =>
+      relaysListeningOn(
+        port,
+        network.relayLoads().map((r) => r.pid),
+      );
+    await until(() => holders().length === 1);
+    for (let i = 0; i < 12; i++) await echo(await dial(port), `m${i}`);
+    const loads = network.relayLoads().map((r) => r.connections);
+    expect(loads.reduce((a, b) => a + b, 0)).toBe(12);
+    // Each took its turn: none ran more than the slack (and a batch in flight) ahead.
+    expect(Math.min(...loads)).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(3);
+    // After each move the old acceptor let go: one relay polls the socket.
+    await until(() => holders().length === 1);
   });
 
   it('opens node connections from its source addresses in turn', async () => {

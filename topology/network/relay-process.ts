@@ -9,8 +9,11 @@
  * it accepts (a device's reconnect then most likely lands on another relay);
  * it never stops accepting. Exits when its parent's channel closes.
  *
- * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry}` with a
- * listening server handle; asks `{op: "ask", asks: [[id, entry, address], …]}`;
+ * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry, handBack?}`
+ * with a raw listening handle and accepts on it (with `handBack`, it sends the
+ * handle back as `{op: "held", entry}` for its parent to keep unpolled);
+ * takes `{op: "unlisten", entries}` and closes its listening sockets of those
+ * entries (another relay accepts on them now; its connections go on); asks `{op: "ask", asks: [[id, entry, address], …]}`;
  * takes `{op: "answer", answers: [[id, nodeId, host, port] | [id, "reset" |
  * "close"], …]}`; sends `{op: "closed", counts: {nodeId: n}}`. Asks and
  * closes are coalesced per event-loop turn (a burst of accepts is one message).
@@ -36,6 +39,12 @@ export interface RelayAsk {
   asks: [id: number, entry: string, address: string][];
 }
 
+/** A listening socket handed back to the parent (with the handle). */
+export interface RelayHeld {
+  op: 'held';
+  entry: string;
+}
+
 /** What a relay reports: connections finished since its last report, per node. */
 export interface RelayClosed {
   op: 'closed';
@@ -51,7 +60,8 @@ let nextSource = 0;
 const BACKLOG = 65_535;
 
 const link = new Link({ latency: null, blackholed: false }, new Rng(1));
-const listeners = new Set<Server>();
+/** Its listening sockets, by entry (at most one each). */
+const listeners = new Map<string, Server>();
 const waiting = new Map<number, Socket>();
 /** The 'end' listener of each socket waiting for its answer. */
 const gone = new Map<Socket, () => void>();
@@ -134,17 +144,35 @@ function answered(a: RelayAnswerItem): void {
 }
 
 process.on('message', (m: unknown, handle: unknown) => {
-  const msg = m as { op?: unknown; entry?: unknown; answers?: unknown };
+  const msg = m as {
+    op?: unknown;
+    entry?: unknown;
+    entries?: unknown;
+    answers?: unknown;
+    handBack?: unknown;
+  };
   if (msg?.op === 'listen' && typeof msg.entry === 'string' && handle) {
-    // Node listened on the received socket with its default queue (511), which on
-    // Linux resets the shared socket's; a server of our own takes the handle over with
-    // the full queue, and half-open sockets (a device's FIN is relayed on its own).
+    // A server of our own on the raw handle, with the full accept queue (Node's default,
+    // 511, would reset the shared socket's on Linux), and half-open sockets (a device's
+    // FIN is relayed on its own).
     const entry = msg.entry;
     const server = createServer({ allowHalfOpen: true }, (socket: Socket) =>
       accepted(entry, socket),
     );
     server.listen(handle as Server, BACKLOG);
-    listeners.add(server);
+    listeners.get(entry)?.close();
+    listeners.set(entry, server);
+    if (msg.handBack === true && process.connected) {
+      const held: RelayHeld = { op: 'held', entry };
+      process.send?.(held, handle as Server, { keepOpen: true });
+    }
+    return;
+  }
+  if (msg?.op === 'unlisten' && Array.isArray(msg.entries)) {
+    for (const entry of msg.entries) {
+      listeners.get(String(entry))?.close();
+      listeners.delete(String(entry));
+    }
     return;
   }
   if (msg?.op === 'answer' && Array.isArray(msg.answers)) {

@@ -14,20 +14,33 @@
  * caps a per-connection hand-off at a few hundred connects/s; the listening
  * sockets are sent once instead, and asks and answers are plain messages that
  * need no acknowledgement. Each relay holds up to (RLIMIT_NOFILE − 200) / 2
- * connections and stops accepting when full; there are enough relays for the
- * devices with room to spare, as the kernel does not spread accepts evenly.
+ * connections and resets new ones when full; there are enough relays for the
+ * devices with room to spare.
+ *
+ * One relay accepts at a time: the one with the most room. Every process that
+ * polls a listening socket wakes for each new connection, so with every relay
+ * listening each connect woke them all: 10x balancer-scale-up's ramp at 1,000
+ * connects/s cost the relays 0.75-0.84 of a core with 4 listening and 0.33-0.43
+ * with 1 (bench/RESULTS.md, seventeenth session), and the nodes starved. This
+ * process keeps a copy of each listening socket that no event loop polls (a
+ * relay hands it back as a raw handle), gives it to the accepting relay, and
+ * moves that role to the emptiest relay once the accepting one carries
+ * {@link ACCEPT_SLACK} of a relay's capacity more, or dies. The old acceptor
+ * closes its copy after the new one has it, so the queue never goes unserved.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Server } from 'node:net';
 import { entryBeside } from '../../core/runtime.js';
-import type { RelayAnswerItem, RelayAsk, RelayClosed } from './relay-process.js';
+import type { RelayAnswerItem, RelayAsk, RelayClosed, RelayHeld } from './relay-process.js';
 
 /** Descriptors a relay keeps for itself (IPC, stdio, the heap's files). */
 const RELAY_RESERVED_FILES = 200;
 /** Most relays one network runs (spec.relays.count). */
 export const MAX_RELAYS = 256;
-/** Share of a relay's capacity the plan fills: accepts do not spread evenly over relays. */
+/** Share of a relay's capacity the plan fills: room for the accepting relay to run ahead of the rest. */
 const RELAY_FILL = 0.75;
+/** The accepting relay hands the role on once it carries this share of a relay's capacity more than the emptiest. */
+const ACCEPT_SLACK = 0.1;
 
 /** Connections one relay carries under an open-file limit (two descriptors each). */
 export function relayCapacity(openFiles: number | null): number {
@@ -53,10 +66,20 @@ export class RelayPool {
   /** Relays that exited: what they still send is ignored (their exit uncounted everything). */
   private readonly dead = new Set<ChildProcess>();
   private stopped = false;
+  /** The relay that accepts now. */
+  private acceptor: ChildProcess | undefined;
+  /** Each entry's listening socket as a raw handle that no event loop here polls. */
+  private readonly held = new Map<string, object>();
+  /** Hand-backs awaited, per relay and entry. */
+  private readonly handBacks = new Map<string, (handle: object) => void>();
+  /** A move of the accepting role is under way. */
+  private moving = false;
 
   private constructor(
     private readonly decide: (entry: string, address: string) => RelayDecision,
     private readonly closed: (nodeId: string, n: number) => void,
+    /** Connections the accepting relay may carry beyond the emptiest before the role moves. */
+    private readonly slack: number,
   ) {}
 
   /**
@@ -70,7 +93,11 @@ export class RelayPool {
     decide: (entry: string, address: string) => RelayDecision,
     closed: (nodeId: string, n: number) => void,
   ): Promise<RelayPool> {
-    const pool = new RelayPool(decide, closed);
+    const pool = new RelayPool(
+      decide,
+      closed,
+      Math.max(1, Math.floor(relayCapacity(openFiles) * ACCEPT_SLACK)),
+    );
     const entry = entryBeside(import.meta.url, './relay-process', { leanHeap: true });
     for (let i = 0; i < count; i++) {
       const child = fork(entry.path, [], {
@@ -87,7 +114,14 @@ export class RelayPool {
         },
       });
       pool.carried.set(child, new Map());
-      child.on('message', (m: RelayAsk | RelayClosed) => pool.heard(child, m));
+      child.on('message', (m: RelayAsk | RelayClosed | RelayHeld, handle: unknown) => {
+        if (m?.op === 'held') {
+          if (typeof handle === 'object' && handle !== null)
+            pool.handBacks.get(`${i} ${m.entry}`)?.(handle);
+          return;
+        }
+        pool.heard(child, m);
+      });
       // A write to a relay that just died fails (EPIPE); its exit says the rest.
       child.on('error', () => {});
       child.on('exit', (code, signal) => {
@@ -106,6 +140,8 @@ export class RelayPool {
           process.stderr.write(
             `relay ${i} exited (${signal ?? code}); its ${n} connections are gone\n`,
           );
+          // It may have been the one accepting: another takes over.
+          pool.rebalance();
         }
       });
       pool.children.push(child);
@@ -139,21 +175,69 @@ export class RelayPool {
   }
 
   /**
-   * Gives every relay a copy of a listening socket, then closes this process's
-   * own: from then on only relays accept on it.
+   * Takes over a listening socket: the accepting relay listens on it and hands
+   * back a copy this process holds without polling; this process's own server
+   * then closes.
    */
   async share(entry: string, server: Server): Promise<void> {
-    await Promise.all(
-      this.children.map(
-        (child) =>
-          new Promise<void>((resolve, reject) =>
-            child.send({ op: 'listen', entry }, server, { keepOpen: true }, (err) =>
-              err ? reject(err) : resolve(),
-            ),
-          ),
-      ),
-    );
+    const acceptor = this.acceptor ?? this.children.find((c) => !this.dead.has(c));
+    if (!acceptor) throw new Error('no relay is running');
+    this.acceptor = acceptor;
+    const i = this.children.indexOf(acceptor);
+    const back = new Promise<object>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`relay ${i} did not hand back ${entry} within 15 s`)),
+        15_000,
+      );
+      this.handBacks.set(`${i} ${entry}`, (handle) => {
+        clearTimeout(timer);
+        this.handBacks.delete(`${i} ${entry}`);
+        resolve(handle);
+      });
+    });
+    const raw = (server as unknown as { _handle: object })._handle;
+    await sendHandle(acceptor, { op: 'listen', entry, handBack: true }, raw);
+    this.held.set(entry, await back);
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /**
+   * Moves the accepting role to the emptiest live relay when the one
+   * accepting is gone or carries {@link RelayPool.slack} more than it.
+   */
+  private rebalance(): void {
+    // Not while a listening socket is being taken over: the move would miss it.
+    if (this.moving || this.stopped || this.held.size === 0 || this.handBacks.size > 0) return;
+    const live = this.children.filter((c) => !this.dead.has(c) && c.connected);
+    if (live.length === 0) return;
+    const loadOf = (c: ChildProcess) => {
+      let n = 0;
+      for (const v of this.carried.get(c)?.values() ?? []) n += v;
+      return n;
+    };
+    const emptiest = live.reduce((a, b) => (loadOf(b) < loadOf(a) ? b : a));
+    const current = this.acceptor && live.includes(this.acceptor) ? this.acceptor : undefined;
+    if (current === emptiest) return;
+    if (current && loadOf(current) - loadOf(emptiest) < this.slack) return;
+    this.moving = true;
+    this.acceptor = emptiest;
+    const entries = [...this.held.keys()];
+    const moves = entries.map((entry) =>
+      sendHandle(emptiest, { op: 'listen', entry }, this.held.get(entry)!),
+    );
+    void Promise.all(moves)
+      .then(() => {
+        // The new acceptor has every socket: the old one lets go of its copies.
+        if (current?.connected) current.send({ op: 'unlisten', entries }, undefined, {}, () => {});
+      })
+      .catch(() => {
+        // The new acceptor died meanwhile; its exit moves the role again.
+      })
+      .finally(() => {
+        this.moving = false;
+        // The new acceptor died during the move (its exit's rebalance found one under way).
+        if (this.acceptor && this.dead.has(this.acceptor)) this.rebalance();
+      });
   }
 
   private heard(child: ChildProcess, m: RelayAsk | RelayClosed): void {
@@ -176,6 +260,7 @@ export class RelayPool {
       for (const a of answers) if (a.length === 4) carried.set(a[1], (carried.get(a[1]) ?? 0) + 1);
       // Should it die before reading them, its exit uncounts these with the rest.
       child.send({ op: 'answer', answers }, undefined, {}, () => {});
+      if (child === this.acceptor) this.rebalance();
       return;
     }
     // A relay gone before the answer took its sockets with it.
@@ -199,4 +284,13 @@ export class RelayPool {
       child.kill('SIGTERM');
     }
   }
+}
+
+/** Sends a raw listening handle to a relay, keeping this process's copy open. */
+function sendHandle(child: ChildProcess, message: object, raw: object): Promise<void> {
+  return new Promise((resolve, reject) =>
+    child.send(message, raw as Server, { keepOpen: true }, (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
 }
