@@ -116,6 +116,30 @@ export function num(
   return v;
 }
 
+/**
+ * Reads a count, or a percentage of `of` written `"P%"` (P > 0), rounded and at
+ * least 1. Returns the count and, for a percentage, P.
+ */
+export function countOrPercent(
+  p: Problems,
+  path: string,
+  v: unknown,
+  fallback: number | undefined,
+  of: number,
+  rule: Rule,
+): { count: number; percent: number | null } {
+  if (typeof v === 'string') {
+    const m = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
+    const percent = m ? Number(m[1]) : Number.NaN;
+    if (!(percent > 0)) {
+      p.add(path, `must be a whole number or a percentage like "100%", got ${JSON.stringify(v)}`);
+      return { count: fallback ?? 0, percent: null };
+    }
+    return { count: Math.max(1, Math.round((of * percent) / 100)), percent };
+  }
+  return { count: num(p, path, v, fallback, rule), percent: null };
+}
+
 /** Milliseconds of a duration written in a defaults table (`'10s'`); a table's own entries always parse. */
 export function ms(d: DurationInput): number {
   return parseDurationMs(d, 'default');

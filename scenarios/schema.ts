@@ -24,7 +24,7 @@ import {
   REQUIRED,
   section,
 } from './fields.js';
-import { devicesDefaults, homeDevices, validateDevices } from './sections/devices.js';
+import { devicesDefaults, homeDevices, splitByShare, validateDevices } from './sections/devices.js';
 import { validateGates } from './sections/gates.js';
 import { validateTimeline } from './sections/timeline.js';
 import { topologyDefaults, validateTopology } from './sections/topology.js';
@@ -90,9 +90,18 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
       (Array.isArray(root.timeline) &&
         root.timeline.some((t) => isRecord(t) && t.action === 'scale-up')),
     topology.redisUrl !== null || topology.managedRedis !== null,
-    { rampMs: (devices.count / devices.connectRateHz) * 1000, publishMs: run.durationMs },
+    {
+      rampMs: (devices.count / devices.connectRateHz) * 1000,
+      publishMs: run.durationMs,
+      count: devices.count,
+    },
   );
   const gates = validateGates(p, root.gates);
+  const regions = resolveCapacities(
+    p,
+    topology.regions,
+    splitByShare(devices.count, devices.shares),
+  );
   if (p.list.length > 0) {
     const head =
       p.list.length === 1 ? p.list[0] : `${p.list.length} problems: ${p.list.join('; ')}`;
@@ -105,6 +114,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     // Any action but `connect` acts on the network fabric, so devices must go through it.
     topology: {
       ...topology,
+      regions,
       balanced: topology.balanced || timeline.some((t) => t.action !== 'connect'),
     },
     devices: homeDevices(devices, timeline),
@@ -117,6 +127,33 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
     gates,
     seed: run.seed,
   };
+}
+
+/**
+ * Each region whose profile gives `capacity` as a percentage gets its own copy
+ * of the profile with the count: that percentage of the node's even share of
+ * the region's initial devices (rounded, at least 1).
+ */
+function resolveCapacities(
+  p: Problems,
+  regions: Scenario['topology']['regions'],
+  initial: { region: string; count: number }[],
+): Scenario['topology']['regions'] {
+  return regions.map((r) => {
+    const percent = r.profile.capacityPercent;
+    if (percent === null) return r;
+    const devices = initial.filter((b) => b.region === r.name).reduce((a, b) => a + b.count, 0);
+    if (devices === 0) {
+      p.add(
+        `topology.profiles.${r.profile.name}.capacity`,
+        `"${percent}%" is of a node's share of its region's initial devices, and region ${r.name} starts with none: give a count`,
+      );
+      return r;
+    }
+    const share = Math.ceil(devices / Math.max(1, r.nodes));
+    const capacity = Math.max(1, Math.round((share * percent) / 100));
+    return { ...r, profile: { ...r.profile, capacity } };
+  });
 }
 
 /**

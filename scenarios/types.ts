@@ -126,8 +126,13 @@ export interface BalancerInput {
 
 /** A node profile as written in a scenario. */
 export interface NodeProfileInput {
-  /** Connections a node holds. Default unlimited. */
-  capacity?: number;
+  /**
+   * Connections a node holds. Default unlimited. A percentage (`"125%"`) is of the
+   * node's even share of its region's initial devices (`devices.count` split by
+   * `devices.regions`, over the region's `nodes`), so the scenario keeps its shape at
+   * any `--devices`.
+   */
+  capacity?: number | `${number}%`;
   /** Over capacity: `refuse` upgrades (503, the default), turn `unhealthy` (health checks fail, still accepts), or `crash` (the process exits). */
   overload?: OverloadBehaviour;
   /** Default: `topology.heartbeatInterval`. */
@@ -340,8 +345,8 @@ export interface TimelineActionInput extends ScopeInput {
   rate?: number;
   /** admission-rate: bucket size. Default = rate. */
   burst?: number;
-  /** connect: devices to open. */
-  devices?: number;
+  /** connect: devices to open; a percentage (`"100%"`) is of `devices.count`. */
+  devices?: number | `${number}%`;
   /** bandwidth: the cap on each node's link in scope, both directions: `"10mbit"`, `"512kbit"`, `"1gbit"`, or bits per second. */
   bandwidth?: string | number;
   /** partition: what the nodes in scope are cut from. `"datastore"`: the hub or Redis that holds the shared registry and broker; `"peers"`: the other nodes of their region; a region's name: that region's nodes (and the datastore, when that region holds it). */
@@ -422,8 +427,10 @@ export interface HealthCheck {
 /** What a node is and what it does over its connection capacity. */
 export interface NodeProfile {
   name: string;
-  /** Connections a node holds; null = unlimited. */
+  /** Connections a node holds; null = unlimited. Resolved per region when given as a percentage. */
   capacity: number | null;
+  /** The percentage it was given as (`125` for `"125%"`), or null for a count. */
+  capacityPercent: number | null;
   /** Over capacity: refuse upgrades (503), fail `/healthz` but keep accepting, or crash. */
   overload: OverloadBehaviour;
   heartbeatIntervalMs: number;

@@ -32,7 +32,9 @@ export default defineScenario({
     // With 2 s, lc never crashed in 5 runs: 4 PASS, 1 INVALID on the generator's own start
     // lag (bench/RESULTS.md, fifteenth session).
     balancer: { health: { interval: '500ms', timeout: '2s', fall: 2, rise: 1 } },
-    profiles: { small: { capacity: 300, overload: 'crash' } },
+    // 125 % of a node's even share of its region's devices: 300 at the default 2,400, and
+    // the same shape at any --devices (each node 80 % full after the first ramp).
+    profiles: { small: { capacity: '125%', overload: 'crash' } },
     nodeNice: 19,
   },
   devices: {
@@ -46,7 +48,7 @@ export default defineScenario({
   timeline: [
     { at: '6s', action: 'scale-up', region: 'rr', nodes: 5, label: 'grow-rr' },
     { at: '6s', action: 'scale-up', region: 'lc', nodes: 5, label: 'grow-lc' },
-    { at: '16s', action: 'connect', devices: 2400, rate: 600 },
+    { at: '16s', action: 'connect', devices: '100%', rate: 600 },
   ],
   duration: '24s',
   gates: ['nodes.crashed@rr >= 1', 'nodes.crashed@lc < 1', 'skew.final@lc < 1.5'],

@@ -5,6 +5,7 @@
 import {
   checkKeys,
   computed,
+  countOrPercent,
   type Defaults,
   duration,
   isRecord,
@@ -93,6 +94,8 @@ export function validateTimeline(
     rampMs: number;
     /** How long publishing lasts (`duration`): an action `after: "ramp"` at or past it never fires. */
     publishMs: number;
+    /** `devices.count`: what a `connect` action's `"P%"` is of. */
+    count?: number;
   } = { rampMs: 0, publishMs: Number.POSITIVE_INFINITY },
 ): TimelineAction[] {
   if (input === undefined) return [];
@@ -126,7 +129,7 @@ export function validateTimeline(
   const out: TimelineAction[] = [];
   let datastoreDown = false;
   for (const { v, i } of order) {
-    const read = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes);
+    const read = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes, run.count ?? 0);
     if (!read) continue;
     const action: TimelineAction = anchors[i] === 'ramp' ? { ...read, after: 'ramp' } : read;
     out.push(action);
@@ -217,6 +220,8 @@ class ActionFields {
     readonly v: Record<string, unknown>,
     readonly atMs: number,
     readonly nodes: NodeBook,
+    /** `devices.count`. */
+    readonly fleet: number,
   ) {}
 
   num(key: keyof TimelineActionInput, fallback: number | undefined, rule: Rule): number {
@@ -316,6 +321,7 @@ function readAction(
   v: unknown,
   atMs: number,
   nodes: NodeBook,
+  fleet: number,
 ): TimelineAction | undefined {
   if (!isRecord(v)) {
     p.add(path, 'must be an object');
@@ -330,7 +336,7 @@ function readAction(
     return undefined;
   }
   checkKeys(p, path, v, { ...actionDefaults, ...actionFieldDefaults[action] });
-  const f = new ActionFields(p, path, v, atMs, nodes);
+  const f = new ActionFields(p, path, v, atMs, nodes, fleet);
   switch (action) {
     case 'kill-node':
     case 'restart-node':
@@ -399,7 +405,14 @@ function readAction(
     }
     case 'connect': {
       const d = actionFieldDefaults.connect;
-      const devices = f.num('devices', d.devices, { min: 1, integer: true });
+      const { count: devices } = countOrPercent(
+        f.p,
+        `${f.path}.devices`,
+        f.v.devices,
+        d.devices,
+        f.fleet,
+        { min: 1, integer: true },
+      );
       const rateHz = f.num('rate', d.rate, { min: 1 });
       return { atMs, action, devices, rateHz, label: f.label(`connect +${devices}`) };
     }

@@ -8,6 +8,7 @@ import { defaultHeartbeatTimeoutMs, heartbeatTimeoutProblem } from '../../core/w
 import {
   checkKeys,
   computed,
+  countOrPercent,
   type Defaults,
   duration,
   flag,
@@ -384,7 +385,8 @@ function profile(
   const overload = readOverload(p, `${path}.overload`, o.overload);
   return {
     name,
-    capacity: optional('capacity', { min: 1, integer: true }),
+    // A percentage is resolved per region once the devices are known (schema.ts).
+    ...capacityOf(p, `${path}.capacity`, o.capacity),
     overload,
     ...profileHeartbeat(p, path, o, heartbeat),
     drainWindowMs: duration(p, `${path}.drainWindow`, o.drainWindow, profileDefaults.drainWindow),
@@ -398,6 +400,19 @@ function profile(
     processes: optional('processes', { min: 1, integer: true, max: 256 }),
     price: optional('price', { min: 0 }),
   };
+}
+
+/** `capacity`: a count, or a percentage held until the devices are known. */
+function capacityOf(
+  p: Problems,
+  path: string,
+  v: unknown,
+): { capacity: number | null; capacityPercent: number | null } {
+  if (v === undefined) return { capacity: null, capacityPercent: null };
+  const { count, percent } = countOrPercent(p, path, v, undefined, 0, { min: 1, integer: true });
+  return percent === null
+    ? { capacity: count, capacityPercent: null }
+    : { capacity: null, capacityPercent: percent };
 }
 
 /** `topology.heartbeatInterval` and `.heartbeatTimeout`, and whether the timeout was given. */

@@ -48,6 +48,7 @@ function scenario(devices: number, reserve: number): Scenario {
   const profile = {
     name: 'test',
     capacity: null,
+    capacityPercent: null,
     overload: 'refuse' as const,
     heartbeatIntervalMs: 60_000,
     heartbeatTimeoutMs: 120_000,

@@ -287,6 +287,64 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('a capacity and a connect action given as percentages scale with devices.count', () => {
+    const at = (count: number) =>
+      validateScenario(
+        {
+          name: 'x',
+          devices: { count, regions: { eu: 2, us: 1 } },
+          duration: '10s',
+          topology: {
+            regions: [
+              { name: 'eu', nodes: 4, profile: 'small' },
+              { name: 'us', nodes: 2, profile: 'small' },
+            ],
+            profiles: { small: { capacity: '125%', overload: 'crash' } },
+          },
+          timeline: [{ at: '1s', action: 'connect', devices: '50%', rate: 50 }],
+        },
+        ctx,
+      );
+    // 2,400: eu 1,600 over 4 nodes (400 each), us 800 over 2 (400): 125 % is 500 in both.
+    const small = at(2400);
+    expect(small.topology.regions.map((r) => r.profile.capacity)).toEqual([500, 500]);
+    expect(small.topology.regions[0]?.profile.capacityPercent).toBe(125);
+    expect(small.devices.reserve).toBe(1200);
+    const big = at(24_000);
+    expect(big.topology.regions.map((r) => r.profile.capacity)).toEqual([5000, 5000]);
+    expect(big.devices.reserve).toBe(12_000);
+    expect(big.timeline[0]).toMatchObject({ action: 'connect', devices: 12_000 });
+    // A region that starts with no devices has no share to take a percentage of.
+    expect(
+      problemsOf({
+        name: 'x',
+        devices: { count: 10, regions: { eu: 1, us: 0 } },
+        duration: '10s',
+        topology: {
+          regions: [
+            { name: 'eu', nodes: 1 },
+            { name: 'us', nodes: 1, profile: 'small' },
+          ],
+          profiles: { small: { capacity: '150%' } },
+        },
+      }),
+    ).toEqual([
+      'topology.profiles.small.capacity: "150%" is of a node\'s share of its region\'s initial devices, and region us starts with none: give a count',
+    ]);
+    expect(
+      problemsOf({
+        name: 'x',
+        devices: { count: 10 },
+        duration: '10s',
+        topology: { profiles: { default: { capacity: 'lots' } } },
+        timeline: [{ at: '1s', action: 'connect', devices: '-5%' }],
+      }),
+    ).toEqual([
+      'topology.profiles.default.capacity: must be a whole number or a percentage like "100%", got "lots"',
+      'timeline[0].devices: must be a whole number or a percentage like "100%", got "-5%"',
+    ]);
+  });
+
   it('parses a full chaos scenario', () => {
     const s = validateScenario(
       {
