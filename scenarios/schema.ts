@@ -94,6 +94,7 @@ export function validateScenario(input: unknown, ctx: ValidationContext): Scenar
       rampMs: (devices.count / devices.connectRateHz) * 1000,
       publishMs: run.durationMs,
       count: devices.count,
+      connectRateHz: devices.connectRateHz,
     },
   );
   const gates = validateGates(p, root.gates);

@@ -341,8 +341,8 @@ export interface TimelineActionInput extends ScopeInput {
   for?: DurationInput;
   /** conntrack-limit: table size per node. */
   table?: number;
-  /** admission-rate: new connections per second; connect: connect rate. */
-  rate?: number;
+  /** admission-rate: new connections per second; connect: connect rate (a percentage, `"100%"`, is of `devices.connectRate`). */
+  rate?: number | `${number}%`;
   /** admission-rate: bucket size. Default = rate. */
   burst?: number;
   /** connect: devices to open; a percentage (`"100%"`) is of `devices.count`. */

@@ -45,11 +45,16 @@ export default defineScenario({
     connectTimeout: '5s',
   },
   traffic: { direct: { rate: 100 } },
+  // After the ramp (6 s and 16 s from the start at the default size), and the second wave
+  // as large and as fast as the first: at any --devices the new nodes join a full fleet,
+  // and the old rr nodes overflow halfway through the wave.
   timeline: [
-    { at: '6s', action: 'scale-up', region: 'rr', nodes: 5, label: 'grow-rr' },
-    { at: '6s', action: 'scale-up', region: 'lc', nodes: 5, label: 'grow-lc' },
-    { at: '16s', action: 'connect', devices: '100%', rate: 600 },
+    { at: '2s', after: 'ramp', action: 'scale-up', region: 'rr', nodes: 5, label: 'grow-rr' },
+    { at: '2s', after: 'ramp', action: 'scale-up', region: 'lc', nodes: 5, label: 'grow-lc' },
+    { at: '12s', after: 'ramp', action: 'connect', devices: '100%', rate: '100%' },
   ],
-  duration: '24s',
+  // The wave takes as long as the ramp (4 s at the default size, 33 s at 20,000 devices);
+  // its rr nodes cascade halfway through it.
+  duration: '40s',
   gates: ['nodes.crashed@rr >= 1', 'nodes.crashed@lc < 1', 'skew.final@lc < 1.5'],
 });

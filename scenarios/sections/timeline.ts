@@ -94,8 +94,10 @@ export function validateTimeline(
     rampMs: number;
     /** How long publishing lasts (`duration`): an action `after: "ramp"` at or past it never fires. */
     publishMs: number;
-    /** `devices.count`: what a `connect` action's `"P%"` is of. */
+    /** `devices.count`: what a `connect` action's `devices: "P%"` is of. */
     count?: number;
+    /** `devices.connectRate`: what a `connect` action's `rate: "P%"` is of. */
+    connectRateHz?: number;
   } = { rampMs: 0, publishMs: Number.POSITIVE_INFINITY },
 ): TimelineAction[] {
   if (input === undefined) return [];
@@ -129,7 +131,15 @@ export function validateTimeline(
   const out: TimelineAction[] = [];
   let datastoreDown = false;
   for (const { v, i } of order) {
-    const read = readAction(p, `timeline[${i}]`, v, ats[i] ?? 0, nodes, run.count ?? 0);
+    const read = readAction(
+      p,
+      `timeline[${i}]`,
+      v,
+      ats[i] ?? 0,
+      nodes,
+      run.count ?? 0,
+      run.connectRateHz ?? 0,
+    );
     if (!read) continue;
     const action: TimelineAction = anchors[i] === 'ramp' ? { ...read, after: 'ramp' } : read;
     out.push(action);
@@ -222,6 +232,8 @@ class ActionFields {
     readonly nodes: NodeBook,
     /** `devices.count`. */
     readonly fleet: number,
+    /** `devices.connectRate`. */
+    readonly connectRateHz: number,
   ) {}
 
   num(key: keyof TimelineActionInput, fallback: number | undefined, rule: Rule): number {
@@ -322,6 +334,7 @@ function readAction(
   atMs: number,
   nodes: NodeBook,
   fleet: number,
+  connectRateHz: number,
 ): TimelineAction | undefined {
   if (!isRecord(v)) {
     p.add(path, 'must be an object');
@@ -336,7 +349,7 @@ function readAction(
     return undefined;
   }
   checkKeys(p, path, v, { ...actionDefaults, ...actionFieldDefaults[action] });
-  const f = new ActionFields(p, path, v, atMs, nodes, fleet);
+  const f = new ActionFields(p, path, v, atMs, nodes, fleet, connectRateHz);
   switch (action) {
     case 'kill-node':
     case 'restart-node':
@@ -413,7 +426,14 @@ function readAction(
         f.fleet,
         { min: 1, integer: true },
       );
-      const rateHz = f.num('rate', d.rate, { min: 1 });
+      const { count: rateHz } = countOrPercent(
+        f.p,
+        `${f.path}.rate`,
+        f.v.rate,
+        d.rate,
+        f.connectRateHz,
+        { min: 1 },
+      );
       return { atMs, action, devices, rateHz, label: f.label(`connect +${devices}`) };
     }
   }

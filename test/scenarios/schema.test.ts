@@ -287,12 +287,12 @@ describe('scenario validation', () => {
     ]);
   });
 
-  it('a capacity and a connect action given as percentages scale with devices.count', () => {
+  it("a capacity and a connect action's devices and rate given as percentages scale with the fleet", () => {
     const at = (count: number) =>
       validateScenario(
         {
           name: 'x',
-          devices: { count, regions: { eu: 2, us: 1 } },
+          devices: { count, connectRate: 100, regions: { eu: 2, us: 1 } },
           duration: '10s',
           topology: {
             regions: [
@@ -301,7 +301,7 @@ describe('scenario validation', () => {
             ],
             profiles: { small: { capacity: '125%', overload: 'crash' } },
           },
-          timeline: [{ at: '1s', action: 'connect', devices: '50%', rate: 50 }],
+          timeline: [{ at: '1s', action: 'connect', devices: '50%', rate: '250%' }],
         },
         ctx,
       );
@@ -313,7 +313,7 @@ describe('scenario validation', () => {
     const big = at(24_000);
     expect(big.topology.regions.map((r) => r.profile.capacity)).toEqual([5000, 5000]);
     expect(big.devices.reserve).toBe(12_000);
-    expect(big.timeline[0]).toMatchObject({ action: 'connect', devices: 12_000 });
+    expect(big.timeline[0]).toMatchObject({ action: 'connect', devices: 12_000, rateHz: 250 });
     // A region that starts with no devices has no share to take a percentage of.
     expect(
       problemsOf({
