@@ -93,6 +93,18 @@ export const CPU_US_PER_MESSAGE = {
 } as const;
 
 /**
+ * What the builtin balancers' relay processes add on the kernel engine
+ * (topology/network/relays.ts), µs, for planning: each relayed connect is
+ * accepted by a relay, decided over IPC and connected onward; each heartbeat's
+ * ping and pong and each delivered message cross a relay. Measured here
+ * (bench/RESULTS.md, nineteenth session): `bench/relay-cost.ts 4|7 4500 1000`
+ * put the relays' own CPU at 287-389 µs per connect with one accepting, and a
+ * hold of 24,000 devices behind 4 relays took 0.11-0.23 cores of relay for
+ * 2,400 heartbeats/s (46-96 µs each).
+ */
+export const RELAY_CPU_US = { connect: 350, heartbeat: 75, message: 40 } as const;
+
+/**
  * Share of the cores a run may plan to use before the preflight warns: the
  * generator needs slack, or its event-loop delay turns into measured latency
  * and the self-check marks the run invalid.
@@ -254,10 +266,11 @@ export function checkRun(
   // The builtin balancers on the kernel engine decide in one process; relay processes
   // carry the bytes, each filled to 75 % of what its open files allow (2 per device).
   let relays = 0;
+  let relayed = 0;
   if (engine === 'kernel' && needsDecisionPoint(scenario)) {
     // With a global entry (health routing) every device passes the relays.
     const decided = decisionRegions(scenario);
-    const relayed = scenario.devices.regions
+    relayed = scenario.devices.regions
       .filter((b) => routesByHealth(scenario) || decided.some((r) => r.name === b.region))
       .reduce((a, b) => a + b.count, 0);
     relays = relaysFor(relayed, files);
@@ -361,7 +374,7 @@ export function checkRun(
     ...(!sysOk && { lift: `raise fs.file-max (sysctl -w fs.file-max=${systemNeed * 2})` }),
   });
 
-  const cpu = cpuCheck(scenario, limits.cores, remote !== undefined);
+  const cpu = cpuCheck(scenario, limits.cores, remote !== undefined, relayed);
   if (cpu) checks.push(cpu);
 
   return {
@@ -408,6 +421,8 @@ function cpuCheck(
   cores: number | null,
   /** The devices run on agents elsewhere: this machine carries the nodes' half (planned as half). */
   serversOnly = false,
+  /** Devices whose connections cross the builtin balancers' relays (kernel engine). */
+  relayedDevices = 0,
 ): PreflightCheck | undefined {
   if (cores === null) return undefined;
   const share = serversOnly ? 0.5 : 1;
@@ -423,16 +438,24 @@ function cpuCheck(
     (rates.push + rates.roomPublish) * CPU_US_PER_MESSAGE.push +
     rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
     rates.d2d * CPU_US_PER_MESSAGE.d2d;
-  const perConnectUs = CPU_US_PER_CONNECT + (scenario.topology.tls ? CPU_US_PER_TLS_HANDSHAKE : 0);
+  // The relays run on this machine whoever holds the devices: not halved with agents elsewhere.
+  const relayedShare = devices > 0 ? Math.min(1, relayedDevices / devices) : 0;
+  const relayConnectUs = (relayedShare * RELAY_CPU_US.connect) / share;
+  const perConnectUs =
+    CPU_US_PER_CONNECT + (scenario.topology.tls ? CPU_US_PER_TLS_HANDSHAKE : 0) + relayConnectUs;
   const periodicHz = periodicReconnectHz(scenario.devices.periodicReconnect, devices);
+  const relayUs =
+    relayedShare * (heartbeatHz * RELAY_CPU_US.heartbeat + messageHz * RELAY_CPU_US.message);
   const steadyCores =
-    (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs + periodicHz * perConnectUs)) / 1e6;
+    (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs + periodicHz * perConnectUs) +
+      relayUs) /
+    1e6;
   const need = (share * connectHz * perConnectUs) / 1e6 + steadyCores;
   const allowed = cores * CPU_PLAN_SHARE;
   const ok = need <= allowed;
   const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / (share * perConnectUs) / 100) * 100;
   return {
-    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${periodicHz > 0 ? `${formatCount(Math.round(periodicHz))} periodic reconnects/s, ` : ''}${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
+    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'}${relayedDevices > 0 ? ' and relays' : ''} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${periodicHz > 0 ? `${formatCount(Math.round(periodicHz))} periodic reconnects/s, ` : ''}${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
     unit: 'cores',
     estimate: true,
     need,

@@ -98,6 +98,30 @@ describe('preflight', () => {
     );
   });
 
+  it("adds the relays' CPU on the kernel engine: balancer-scale-up at 10x fits without them and not with them", () => {
+    // 48,000 devices at 1,000 connects/s, 10 s heartbeats, builtin balancers: relay processes.
+    const bsu = builtinScenarios['balancer-scale-up'] as ScenarioInput;
+    const tenX = scenario({
+      ...bsu,
+      devices: { ...bsu.devices, count: 24_000, connectRate: 1000 },
+      topology: { ...bsu.topology, network: 'kernel' },
+    });
+    const cpu = (engine: 'userland' | 'kernel') =>
+      checkRun(tenX, plannedRoutes(tenX), machine(), engine).checks.find((c) =>
+        c.what.startsWith('cpu estimate'),
+      )!;
+    const kernel = cpu('kernel');
+    expect(kernel.what).toMatch(
+      /^cpu estimate, both ends and relays \(1,000 connects\/s, 4,800 heartbeats/,
+    );
+    // Connects 1,000 x 350 us, heartbeats 4,800 x 75 us, messages 100 x 40 us on top of the rest.
+    const userland = cpu('userland');
+    expect(userland.what).not.toMatch(/relays/);
+    expect(kernel.need - userland.need).toBeCloseTo(0.35 + 0.36 + 0.004, 3);
+    expect(userland.ok).toBe(true);
+    expect(kernel.ok).toBe(false);
+  });
+
   it('refuses what memory cannot hold, saying how many devices would fit', () => {
     const { s, r } = check({ devices: { count: 1_000_000 } });
     expect(r.problems.map((p) => p.what)).toEqual([
