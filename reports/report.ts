@@ -162,6 +162,10 @@ export interface TopologyReport {
         healthChangedAtS?: number;
         /** Health checks so far that timed out while the node starved for a CPU on this machine, counted neither way; absent when none. */
         checksStarved?: number;
+        /** HAProxy: connects to it so far that failed and were retried (`wretr`); absent when none. */
+        retries?: number;
+        /** HAProxy: connects so far that failed on it and went to another node (`wredis`); absent when none. */
+        redispatches?: number;
       }
     >;
     /** With a global entry: devices routed so far, home region -> region it was sent to. */

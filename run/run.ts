@@ -207,6 +207,8 @@ export function balancerPoint(
         healthChangedAtS: Math.round((t - (wallMs - b.healthChangedAtMs) / 1000) * 100) / 100,
       }),
       ...(b.checksStarved > 0 && { checksStarved: b.checksStarved }),
+      ...(b.retries !== undefined && b.retries > 0 && { retries: b.retries }),
+      ...(b.redispatches !== undefined && b.redispatches > 0 && { redispatches: b.redispatches }),
     };
   }
   return {

@@ -122,6 +122,14 @@ export interface BalancerInput {
    * Builtin and kernel engines; HAProxy does not (it answers 503). Default false.
    */
   failOpen?: boolean | string;
+  /**
+   * HAProxy only: a connection whose node refuses or does not answer in the
+   * health timeout is retried on another node (`retries 3`, `option redispatch 1`),
+   * so a herd sent to a dead node its checks have not yet caught still lands.
+   * Default false: HAProxy's own default, 3 retries on the same node, then the
+   * device's connection is closed.
+   */
+  redispatch?: boolean;
 }
 
 /** A node profile as written in a scenario. */
@@ -465,6 +473,8 @@ export interface Balancer {
   health: HealthCheck;
   /** With every node failing its checks, balance over all of them (as an AWS load balancer does) instead of refusing. */
   failOpen: boolean;
+  /** HAProxy: retry a refused connect on another node (`option redispatch 1`). */
+  redispatch: boolean;
 }
 
 /** One region: its nodes and the balancer in front of them. */

@@ -381,6 +381,7 @@ export class Cluster {
       slowStartMs: r.balancer.slowStartMs,
       health: r.balancer.health,
       failOpen: r.balancer.failOpen,
+      redispatch: r.balancer.redispatch,
       backends: [...this.nodes.values()]
         .filter((n) => n.region === r.name)
         .map((n) => this.backendOf(n.nodeId)),

@@ -50,6 +50,7 @@ export const topologyDefaults = {
     slowStart: 0,
     health: { interval: '1s', timeout: '1s', fall: 2, rise: 2 },
     failOpen: false,
+    redispatch: false,
   },
   profiles: computed('a `default` profile with every profile default'),
   routing: {
@@ -127,6 +128,7 @@ const tableBalancer: Balancer = {
   slowStartMs: ms(topologyDefaults.balancer.slowStart),
   health: healthOf(topologyDefaults.balancer.health),
   failOpen: topologyDefaults.balancer.failOpen,
+  redispatch: topologyDefaults.balancer.redispatch,
 };
 const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
 
@@ -353,6 +355,13 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
       'HAProxy does not fail open (with no server up it answers 503): use engine "builtin" or "kernel"',
     );
   }
+  const redispatch = flag(p, `${path}.redispatch`, b.redispatch, fallback.redispatch);
+  if (redispatch && engine !== 'haproxy') {
+    p.add(
+      `${path}.redispatch`,
+      `is HAProxy's "option redispatch": needs engine "haproxy" (the ${engine} balancer resets a device whose node refuses, and the device reconnects)`,
+    );
+  }
   return {
     algorithm,
     engine,
@@ -362,6 +371,7 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
         ? fallback.health
         : healthCheck(p, `${path}.health`, b.health, fallback.health),
     failOpen,
+    redispatch,
   };
 }
 

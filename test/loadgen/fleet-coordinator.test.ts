@@ -77,6 +77,7 @@ function scenario(devices: number, reserve: number): Scenario {
           engine: 'builtin' as const,
           slowStartMs: 0,
           failOpen: false,
+          redispatch: false,
           health,
         },
       })),

@@ -142,6 +142,7 @@ describe('defaults tables', () => {
         rise: t.balancer.health.rise,
       },
       failOpen: t.balancer.failOpen,
+      redispatch: t.balancer.redispatch,
     });
     expect(s.topology.routing).toEqual({
       mode: t.routing.mode,

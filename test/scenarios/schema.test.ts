@@ -154,6 +154,27 @@ describe('scenario validation', () => {
     ]);
   });
 
+  it('reads balancer.redispatch (default false) for HAProxy, and refuses it for the other engines in one line', () => {
+    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
+    expect(validateScenario(base, ctx).topology.regions[0]!.balancer.redispatch).toBe(false);
+    const on = validateScenario(
+      { ...base, topology: { nodes: 2, balancer: { engine: 'haproxy', redispatch: true } } },
+      ctx,
+    );
+    expect(on.topology.regions[0]!.balancer.redispatch).toBe(true);
+    expect(
+      problemsOf({
+        ...base,
+        topology: { nodes: 2, balancer: { engine: 'kernel', redispatch: true } },
+      }),
+    ).toEqual([
+      'topology.balancer.redispatch: is HAProxy\'s "option redispatch": needs engine "haproxy" (the kernel balancer resets a device whose node refuses, and the device reconnects)',
+    ]);
+    expect(problemsOf({ ...base, topology: { balancer: { redispatch: 'yes' } } })).toEqual([
+      'topology.balancer.redispatch: must be true or false, got "yes"',
+    ]);
+  });
+
   it('reads topology.peerLinks (default true; --set gives strings) and refuses anything else in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };
     expect(validateScenario(base, ctx).topology.peerLinks).toBe(true);

@@ -210,6 +210,70 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
     }
   }, 60_000);
 
+  for (const redispatch of [false, true]) {
+    it(`a dead node its checks have not caught yet, leastconn: ${redispatch ? 'with option redispatch every connection lands on a live node, and show stat counts the redispatches' : 'without redispatch HAProxy closes each connection it gave the dead node, after 3 retries'}`, async () => {
+      // A node killed after its first check passed: its host's kernel answers each connect
+      // with a reset, and its checks are 10 s apart, so it stays UP through the test;
+      // leastconn prefers it (0 sessions), as it prefers a node killed a moment ago.
+      const dead = await fabric.addHost(`dead-${redispatch}`);
+      const [cmd, args] = fabric.commandOn(dead, process.execPath, ['-e', backendScript('dead')]);
+      const victim = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      await once(victim.stdout!, 'data');
+      const host = await fabric.addHost(`lb-rd-${redispatch}`);
+      const lb = await Haproxy.start({
+        name: `rd${redispatch ? 1 : 0}`,
+        host,
+        bindAddress: host.address,
+        port: PORT,
+        algorithm: 'least-connections',
+        health: { intervalMs: 10_000, timeoutMs: 500, fall: 3, rise: 1 },
+        slowStartMs: 0,
+        redispatch,
+        backends: [{ nodeId: 'dead', address: dead.address, port: PORT }, ...backends.slice(0, 2)],
+      });
+      try {
+        await until(
+          () => lb.servers(),
+          (all) => Object.values(all).filter((x) => x.status.startsWith('UP')).length === 3,
+        );
+        victim.kill('SIGKILL');
+        await once(victim, 'exit');
+        const answers: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const s = connect(PORT, host.address);
+          held.push(s);
+          s.on('error', () => {});
+          s.once('connect', () => s.write('hi'));
+          answers.push(
+            await new Promise<string>((resolve) => {
+              s.once('data', (d) => resolve(String(d).split(' ')[0] ?? ''));
+              s.once('close', () => resolve('closed'));
+            }),
+          );
+        }
+        const servers = await lb.servers();
+        expect(servers.dead?.status).toMatch(/^UP/);
+        // leastconn breaks ties in turn, so about half the connections pick the dead node.
+        const closed = answers.filter((a) => a === 'closed').length;
+        expect(servers.dead?.sessions).toBe(0);
+        if (redispatch) {
+          expect(closed).toBe(0);
+          expect(answers.every((a) => a === 'n1' || a === 'n2')).toBe(true);
+          expect(servers.dead?.redispatches).toBeGreaterThanOrEqual(3);
+        } else {
+          // Each was tried on the dead node 1 + 3 times, then its connection closed.
+          expect(closed).toBeGreaterThanOrEqual(3);
+          expect(servers.dead?.retries).toBe(3 * closed);
+          expect(servers.dead?.redispatches).toBe(0);
+        }
+      } finally {
+        victim.kill('SIGKILL');
+        await lb.stop();
+        for (const s of held.splice(0)) s.destroy();
+      }
+    }, 60_000);
+  }
+
   it('drain: a drained server gets no new connection and keeps those it holds', async () => {
     const host = await fabric.addHost('lb-dr');
     const lb = await Haproxy.start({

@@ -72,6 +72,8 @@ export interface HaproxyOptions {
   health: { intervalMs: number; timeoutMs: number; fall: number; rise: number };
   /** A backend ramps its weight over this after it comes up; 0: none. */
   slowStartMs: number;
+  /** Retry a connect that fails on another server (`retries 3`, `option redispatch 1`). */
+  redispatch?: boolean;
   backends: KernelBackend[];
   /** HAProxy processes sharing the port; default 1 ({@link haproxyProcesses}). */
   processes?: number;
@@ -124,6 +126,16 @@ function serverParams(options: HaproxyOptions): string {
 function serverName(nodeId: string): string {
   if (!SERVER_NAME.test(nodeId)) throw new RangeError(`bad node id for HAProxy: ${nodeId}`);
   return nodeId;
+}
+
+/** One server as `show stat` shows it, summed over the processes. */
+export interface HaproxyServer {
+  sessions: number;
+  status: string;
+  /** Connects to it that failed and were retried (`wretr`), since start. */
+  retries: number;
+  /** Connects that failed on it and went to another server (`wredis`), since start. */
+  redispatches: number;
 }
 
 /** A region's running HAProxy processes and their runtime API. */
@@ -181,6 +193,9 @@ export class Haproxy {
       `backend be_${options.name}`,
       `  balance ${balance}`,
       '  option httpchk GET /healthz',
+      // Each of the 3 retries of a failed connect goes to another server (HAProxy's own
+      // default: the same server 3 times, then the client's connection is closed).
+      ...(options.redispatch ? ['  retries 3', '  option redispatch 1'] : []),
       // biome-ignore lint/suspicious/noTemplateCurlyInString: HAProxy expands "${VAR}" from its environment
       ...(sources === undefined ? [] : ['  source "${PB_HAPROXY_SOURCE}"']),
     ];
@@ -284,25 +299,35 @@ export class Haproxy {
   }
 
   /**
-   * Current sessions per server (`show stat` scur), added up over the
-   * processes, and each server's status as the first process sees it.
+   * Current sessions per server (`show stat` scur), its connects retried
+   * (`wretr`) and redispatched to another server (`wredis`) since start, added
+   * up over the processes, and each server's status as the first process sees it.
    */
-  async servers(): Promise<Record<string, { sessions: number; status: string }>> {
-    const out: Record<string, { sessions: number; status: string }> = {};
+  async servers(): Promise<Record<string, HaproxyServer>> {
+    const out: Record<string, HaproxyServer> = {};
     for (const i of this.socketPaths.keys()) {
       const csv = await this.commandTo(i, 'show stat');
       const lines = csv.split('\n').filter((l) => l.trim() !== '');
       const header = (lines[0] ?? '').replace(/^# /, '').split(',');
       const col = (name: string) => header.indexOf(name);
       const [px, sv, scur, status] = [col('pxname'), col('svname'), col('scur'), col('status')];
+      const [wretr, wredis] = [col('wretr'), col('wredis')];
+      const count = (f: string[], i: number) => (i < 0 ? 0 : Number(f[i]) || 0);
       for (const line of lines.slice(1)) {
         const f = line.split(',');
         if (f[px] !== `be_${this.options.name}` || f[sv] === 'BACKEND' || f[sv] === 'FRONTEND')
           continue;
         const name = f[sv] as string;
-        const seen = out[name];
-        if (seen) seen.sessions += Number(f[scur]);
-        else out[name] = { sessions: Number(f[scur]), status: f[status] ?? '' };
+        const seen = out[name] ?? {
+          sessions: 0,
+          status: f[status] ?? '',
+          retries: 0,
+          redispatches: 0,
+        };
+        seen.sessions += count(f, scur);
+        seen.retries += count(f, wretr);
+        seen.redispatches += count(f, wredis);
+        out[name] = seen;
       }
     }
     return out;

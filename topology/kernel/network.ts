@@ -52,6 +52,8 @@ export interface KernelRegionSpec {
   health: { intervalMs: number; timeoutMs: number; fall: number; rise: number };
   /** With every node failing its checks, the DNAT set keeps all of them (kernel engine only). */
   failOpen?: boolean;
+  /** HAProxy retries a failed connect on another node (`option redispatch 1`). */
+  redispatch?: boolean;
   backends: BackendSpec[];
   /** Devices homed in the region: how many HAProxy processes it needs. */
   devices: number;
@@ -337,6 +339,7 @@ export class KernelNetwork implements NetworkHandle {
             algorithm: spec.algorithm,
             health: spec.health,
             slowStartMs: spec.slowStartMs,
+            redispatch: spec.redispatch,
             backends,
             processes,
             maxconn: haproxyMaxconn(openFilesLimit()),
@@ -706,7 +709,11 @@ export class KernelNetwork implements NetworkHandle {
           .catch(() => ({}) as Awaited<ReturnType<Haproxy['servers']>>);
         for (const [nodeId, s] of Object.entries(servers)) {
           const up = s.status.startsWith('UP');
-          backends.push(sampleOf(nodeId, name, s.sessions, up, up && !s.status.includes('DRAIN')));
+          backends.push({
+            ...sampleOf(nodeId, name, s.sessions, up, up && !s.status.includes('DRAIN')),
+            retries: s.retries,
+            redispatches: s.redispatches,
+          });
           total += s.sessions;
         }
       } else {

@@ -174,6 +174,10 @@ export interface BackendSample {
   healthChangedAtMs: number | null;
   /** Health checks since start that timed out while the node starved for a CPU, counted neither way (health.ts). */
   checksStarved: number;
+  /** HAProxy: connects to it that failed and were retried (`wretr`), since start. */
+  retries?: number;
+  /** HAProxy: connects that failed on it and went to another node (`wredis`), since start. */
+  redispatches?: number;
 }
 
 /** A cheap picture of the network, taken once per second. Counters are totals since start. */
