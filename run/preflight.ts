@@ -131,7 +131,7 @@ export interface PreflightCheck {
   /** Said when it is not ok: what caps the run and how to lift it. */
   lift?: string;
   /** How `need` and `allowed` read; default a count. */
-  unit?: 'count' | 'bytes' | 'cores';
+  unit?: 'count' | 'bytes' | 'cores' | 'seconds';
   /** An estimate: when not ok the run still goes, with this check as a warning. */
   estimate?: boolean;
 }
@@ -376,6 +376,7 @@ export function checkRun(
 
   const cpu = cpuCheck(scenario, limits.cores, remote !== undefined, relayed);
   if (cpu) checks.push(cpu);
+  checks.push(...waveChecks(scenario));
 
   return {
     placement,
@@ -471,6 +472,38 @@ function cpuCheck(
 }
 
 /**
+ * Each `connect` action of the timeline against the end of publishing: a wave
+ * of `devices` at `rate` from its time (after the ramp's estimate,
+ * `count / connectRate`, when it is `after: "ramp"`) that would still be
+ * starting devices when publishing ends leaves the rest unattempted. An
+ * estimate: the run goes, with a warning.
+ */
+function waveChecks(scenario: Scenario): PreflightCheck[] {
+  const rampS = scenario.devices.count / scenario.devices.connectRateHz;
+  const endS = rampS + scenario.durationMs / 1000;
+  const out: PreflightCheck[] = [];
+  for (const a of scenario.timeline) {
+    if (a.action !== 'connect') continue;
+    const startS = a.atMs / 1000 + (a.after === 'ramp' ? rampS : 0);
+    const need = startS + a.devices / a.rateHz;
+    const ok = need <= endS;
+    const started = Math.max(0, Math.floor((endS - startS) * a.rateHz));
+    out.push({
+      what: `timeline: ${a.label} at ${formatCount(a.rateHz)}/s, done before publishing ends (ramp ~${rampS.toFixed(1)} s + duration)`,
+      unit: 'seconds',
+      estimate: true,
+      need,
+      allowed: endS,
+      ok,
+      ...(!ok && {
+        lift: `about ${formatCount(Math.min(a.devices, started))} of its ${formatCount(a.devices)} devices start before the end: lengthen duration by ${Math.ceil(need - endS)} s or raise the wave's rate`,
+      }),
+    });
+  }
+  return out;
+}
+
+/**
  * Reconnects a second that `devices.periodicReconnect` makes once the fleet is
  * up: each device closes after `every` minus a uniform 0..`stagger`, so after
  * `every - stagger / 2` on average, and connects again at once.
@@ -530,11 +563,19 @@ export function refuseIfCapped(scenario: Scenario, r: PreflightResult): void {
   throw new PushbenchError('PB_LIMIT', `${devices} devices will not fit: ${parts.join('; ')}`);
 }
 
-/** One line per estimate that did not fit, for the run's notices and its report. */
-export function preflightWarnings(r: PreflightResult): string[] {
-  return r.warnings.map((c) =>
-    `preflight warning: ${c.what} needs ~${formatNeed(c, c.need)} cores, ${formatNeed(c, c.allowed)} fit: ${c.lift ?? ''}`.trim(),
-  );
+/**
+ * One line per estimate that did not fit, for the run's notices and its
+ * report: those of one unit (`cores`: the CPU estimate; `seconds`: connect
+ * waves that outlast publishing), or all.
+ */
+export function preflightWarnings(r: PreflightResult, unit?: 'cores' | 'seconds'): string[] {
+  return r.warnings
+    .filter((c) => unit === undefined || c.unit === unit)
+    .map((c) =>
+      c.unit === 'seconds'
+        ? `preflight warning: ${c.what}: it ends at ~${formatNeed(c, c.need)}, publishing at ~${formatNeed(c, c.allowed)}: ${c.lift ?? ''}`.trim()
+        : `preflight warning: ${c.what} needs ~${formatNeed(c, c.need)} cores, ${formatNeed(c, c.allowed)} fit: ${c.lift ?? ''}`.trim(),
+    );
 }
 
 /** A check's figure in its unit. */
@@ -545,6 +586,8 @@ function formatNeed(c: PreflightCheck, n: number | null): string {
       return formatBytes(n);
     case 'cores':
       return n.toFixed(2);
+    case 'seconds':
+      return `${n.toFixed(1)} s`;
     case 'count':
       return formatCount(n);
   }

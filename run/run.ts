@@ -343,8 +343,9 @@ export async function run(
     throw err;
   }
   listener.notice?.(describePreflight(scenario, checked));
-  const cpuWarnings = preflightWarnings(checked);
-  for (const w of cpuWarnings) listener.notice?.(w);
+  const cpuWarnings = preflightWarnings(checked, 'cores');
+  const waveWarnings = preflightWarnings(checked, 'seconds');
+  for (const w of [...cpuWarnings, ...waveWarnings]) listener.notice?.(w);
   const startedAt = new Date();
   const t0 = performance.now();
   const secrets = {
@@ -493,6 +494,8 @@ export async function run(
     // What the preflight foresaw stands beside the generator's own verdict.
     if (load.generator.valid) load.generator.warnings.push(...cpuWarnings);
     else load.generator.reasons.push(...cpuWarnings);
+    // A wave cut short is the scenario's timing, not the generator's saturation.
+    load.generator.warnings.push(...waveWarnings);
     faults = chaos.stop();
     const midRamp = midRampWarning(faults, load.markers);
     if (midRamp) load.generator.warnings.push(midRamp);

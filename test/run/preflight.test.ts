@@ -122,6 +122,24 @@ describe('preflight', () => {
     expect(kernel.ok).toBe(false);
   });
 
+  it('warns when a connect wave would still be starting devices when publishing ends, saying how many start', () => {
+    const bsu = builtinScenarios['balancer-scale-up'] as ScenarioInput;
+    const at = (count: number) => check({ ...bsu, devices: { ...bsu.devices, count } }).r;
+    // 20,000: ramp 33.3 s, the wave of 20,000 at 600/s from 12 s after it ends at 78.7 s,
+    // publishing at 79.3 s.
+    const fits = at(20_000).checks.find((c) => c.what.startsWith('timeline: connect +20000 '))!;
+    expect(fits.ok).toBe(true);
+    expect(fits.need).toBeCloseTo(78.67, 1);
+    expect(preflightWarnings(at(20_000), 'seconds')).toEqual([]);
+    // 40,000: the wave would end at 145.3 s, publishing at 112.7 s: 20,400 start.
+    expect(preflightWarnings(at(40_000), 'seconds')).toEqual([
+      "preflight warning: timeline: connect +40000 at 600/s, done before publishing ends (ramp ~66.7 s + duration): it ends at ~145.3 s, publishing at ~112.7 s: about 20,400 of its 40,000 devices start before the end: lengthen duration by 33 s or raise the wave's rate",
+    ]);
+    expect(preflightWarnings(at(40_000), 'cores')).toEqual(
+      preflightWarnings(at(40_000)).slice(0, -1),
+    );
+  });
+
   it('refuses what memory cannot hold, saying how many devices would fit', () => {
     const { s, r } = check({ devices: { count: 1_000_000 } });
     expect(r.problems.map((p) => p.what)).toEqual([
