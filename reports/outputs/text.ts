@@ -53,6 +53,27 @@ function padStart(s: string, width: number): string {
   return ' '.repeat(Math.max(0, width - visible(s).length)) + s;
 }
 
+/**
+ * HAProxy's retried and redispatched connects over the run: each server's last
+ * cumulative `wretr` and `wredis` in the balancer timeline, added up; undefined
+ * when there were none.
+ */
+function haproxyRetries(report: Report): { retries: number; redispatches: number } | undefined {
+  const last = new Map<string, { retries: number; redispatches: number }>();
+  for (const sample of report.topology.balancer)
+    for (const [nodeId, b] of Object.entries(sample.backends))
+      if (b.retries !== undefined || b.redispatches !== undefined)
+        last.set(nodeId, { retries: b.retries ?? 0, redispatches: b.redispatches ?? 0 });
+  if (last.size === 0) return undefined;
+  let retries = 0;
+  let redispatches = 0;
+  for (const v of last.values()) {
+    retries += v.retries;
+    redispatches += v.redispatches;
+  }
+  return { retries, redispatches };
+}
+
 /** The row under a series: each percentile's 95 % interval, in the latency table's columns. */
 function intervalRow(s: LatencySummary): string[] | null {
   const cells = formatIntervals(s, ['p50', 'p90', 'p99', 'p999']);
@@ -239,6 +260,14 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
         `  storm: ${formatCount(st.losses)} connections lost, ${formatCount(st.reconnectAttempts)} reconnect attempts ` +
           `(${st.attemptsPerDevice ?? '-'} per loss), peak ${formatCount(st.peakAttemptsPerSec)}/s, ` +
           `back p99 ${s(st.lossToBack.p99)}`,
+      ),
+    );
+  }
+  const retried = haproxyRetries(report);
+  if (retried) {
+    out.push(
+      c.dim(
+        `  haproxy: ${formatCount(retried.retries)} connects retried on the same node, ${formatCount(retried.redispatches)} redispatched to another (show stat wretr, wredis)`,
       ),
     );
   }

@@ -47,6 +47,24 @@ describe('report verdicts and exit codes', () => {
     expect(text).toMatch(/verdict: INVALID\s+\(exit 5\)/);
   });
 
+  it("sums HAProxy's retried and redispatched connects from each server's last sample", () => {
+    const r = report(load({ accepted: 10, delivered: 10 }), []);
+    const text = () => renderSummary(r, colourFor({ isTTY: false } as NodeJS.WriteStream));
+    expect(text()).not.toMatch(/haproxy:/);
+    const backend = { connections: 0, healthy: true, inRotation: true, conntrackHeld: 0 };
+    r.topology.balancer = [
+      { t: 1, backends: { a: { ...backend, redispatches: 5 }, b: backend } },
+      {
+        t: 2,
+        backends: { a: { ...backend, redispatches: 7, retries: 2 }, b: { ...backend, retries: 3 } },
+      },
+      { t: 3, backends: { b: backend } },
+    ];
+    expect(text()).toMatch(
+      /haproxy: 5 connects retried on the same node, 7 redispatched to another \(show stat wretr, wredis\)/,
+    );
+  });
+
   it('keeps the encoded histograms so a report can be re-rendered', () => {
     const r = report(load({ accepted: 10, delivered: 10 }), []);
     expect(typeof r.histograms.push).toBe('string');
