@@ -240,6 +240,16 @@ class ActionFields {
     return num(this.p, `${this.path}.${key}`, this.v[key], fallback, rule);
   }
 
+  /** A count, or `"P%"` of `of` (scenarios/fields.ts). */
+  countOrPercent(
+    key: keyof TimelineActionInput,
+    fallback: number | undefined,
+    of: number,
+    rule: Rule,
+  ): number {
+    return countOrPercent(this.p, `${this.path}.${key}`, this.v[key], fallback, of, rule).count;
+  }
+
   duration(key: keyof TimelineActionInput, fallback: DurationInput | undefined, minMs = 0): number {
     return duration(this.p, `${this.path}.${key}`, this.v[key], fallback, minMs);
   }
@@ -418,22 +428,8 @@ function readAction(
     }
     case 'connect': {
       const d = actionFieldDefaults.connect;
-      const { count: devices } = countOrPercent(
-        f.p,
-        `${f.path}.devices`,
-        f.v.devices,
-        d.devices,
-        f.fleet,
-        { min: 1, integer: true },
-      );
-      const { count: rateHz } = countOrPercent(
-        f.p,
-        `${f.path}.rate`,
-        f.v.rate,
-        d.rate,
-        f.connectRateHz,
-        { min: 1 },
-      );
+      const devices = f.countOrPercent('devices', d.devices, f.fleet, { min: 1, integer: true });
+      const rateHz = f.countOrPercent('rate', d.rate, f.connectRateHz, { min: 1 });
       return { atMs, action, devices, rateHz, label: f.label(`connect +${devices}`) };
     }
   }
