@@ -164,7 +164,7 @@ export interface TopologyReport {
         checksStarved?: number;
         /** HAProxy: connects to it so far that failed and were retried (`wretr`); absent when none. */
         retries?: number;
-        /** HAProxy: connects so far that failed on it and went to another node (`wredis`); absent when none. */
+        /** Connects so far that failed on it and went to another node (HAProxy `wredis`, or the builtin balancer with redispatch); absent when none. */
         redispatches?: number;
       }
     >;

@@ -123,11 +123,13 @@ export interface BalancerInput {
    */
   failOpen?: boolean | string;
   /**
-   * HAProxy only: a connection whose node refuses or does not answer in the
-   * health timeout is retried on another node (`retries 3`, `option redispatch 1`),
-   * so a herd sent to a dead node its checks have not yet caught still lands.
-   * Default false: HAProxy's own default, 3 retries on the same node, then the
-   * device's connection is closed.
+   * A connection whose node refuses it is retried on another node, so a herd
+   * sent to a dead node its checks have not yet caught still lands. HAProxy:
+   * `retries 3`, `option redispatch 1` (a connect that does not answer in the
+   * health timeout is retried too). builtin: up to 3 other nodes not tried yet,
+   * the node connected before a byte is relayed. Not the kernel engine (nft
+   * DNAT cannot retry a SYN). Default false: HAProxy retries 3 times on the
+   * same node, then closes; builtin resets at the first refusal.
    */
   redispatch?: boolean;
 }
@@ -473,7 +475,7 @@ export interface Balancer {
   health: HealthCheck;
   /** With every node failing its checks, balance over all of them (as an AWS load balancer does) instead of refusing. */
   failOpen: boolean;
-  /** HAProxy: retry a refused connect on another node (`option redispatch 1`). */
+  /** Retry a refused connect on another node (HAProxy `option redispatch 1`; builtin). */
   redispatch: boolean;
 }
 

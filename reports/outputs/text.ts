@@ -54,21 +54,24 @@ function padStart(s: string, width: number): string {
 }
 
 /**
- * HAProxy's retried and redispatched connects over the run: each server's last
- * cumulative `wretr` and `wredis` in the balancer timeline, added up; undefined
- * when there were none.
+ * The balancers' retried and redispatched connects over the run: each node's
+ * last cumulative count in the balancer timeline, added up (HAProxy's `wretr`
+ * and `wredis`; the builtin balancer's redispatches, which has no retries);
+ * undefined when there were none.
  */
-function haproxyRetries(report: Report): { retries: number; redispatches: number } | undefined {
-  const last = new Map<string, { retries: number; redispatches: number }>();
+function balancerRetries(
+  report: Report,
+): { retries: number | undefined; redispatches: number } | undefined {
+  const last = new Map<string, { retries: number | undefined; redispatches: number }>();
   for (const sample of report.topology.balancer)
     for (const [nodeId, b] of Object.entries(sample.backends))
       if (b.retries !== undefined || b.redispatches !== undefined)
-        last.set(nodeId, { retries: b.retries ?? 0, redispatches: b.redispatches ?? 0 });
+        last.set(nodeId, { retries: b.retries, redispatches: b.redispatches ?? 0 });
   if (last.size === 0) return undefined;
-  let retries = 0;
+  let retries: number | undefined;
   let redispatches = 0;
   for (const v of last.values()) {
-    retries += v.retries;
+    if (v.retries !== undefined) retries = (retries ?? 0) + v.retries;
     redispatches += v.redispatches;
   }
   return { retries, redispatches };
@@ -263,11 +266,13 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       ),
     );
   }
-  const retried = haproxyRetries(report);
+  const retried = balancerRetries(report);
   if (retried) {
     out.push(
       c.dim(
-        `  haproxy: ${formatCount(retried.retries)} connects retried on the same node, ${formatCount(retried.redispatches)} redispatched to another (show stat wretr, wredis)`,
+        retried.retries === undefined
+          ? `  balancer: ${formatCount(retried.redispatches)} connects refused by their node redispatched to another`
+          : `  haproxy: ${formatCount(retried.retries)} connects retried on the same node, ${formatCount(retried.redispatches)} redispatched to another (show stat wretr, wredis)`,
       ),
     );
   }

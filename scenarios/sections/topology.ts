@@ -356,10 +356,10 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
     );
   }
   const redispatch = flag(p, `${path}.redispatch`, b.redispatch, fallback.redispatch);
-  if (redispatch && engine !== 'haproxy') {
+  if (redispatch && engine === 'kernel') {
     p.add(
       `${path}.redispatch`,
-      `is HAProxy's "option redispatch": needs engine "haproxy" (the ${engine} balancer resets a device whose node refuses, and the device reconnects)`,
+      'needs engine "haproxy" or "builtin": the kernel balancer (nft DNAT) forwards the SYN and cannot retry it, so a device whose node refuses is reset and reconnects',
     );
   }
   return {

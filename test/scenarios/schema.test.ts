@@ -154,21 +154,23 @@ describe('scenario validation', () => {
     ]);
   });
 
-  it('reads balancer.redispatch (default false) for HAProxy, and refuses it for the other engines in one line', () => {
+  it('reads balancer.redispatch (default false) for HAProxy and builtin, and refuses it for the kernel engine in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };
     expect(validateScenario(base, ctx).topology.regions[0]!.balancer.redispatch).toBe(false);
-    const on = validateScenario(
-      { ...base, topology: { nodes: 2, balancer: { engine: 'haproxy', redispatch: true } } },
-      ctx,
-    );
-    expect(on.topology.regions[0]!.balancer.redispatch).toBe(true);
+    for (const engine of ['haproxy', 'builtin']) {
+      const on = validateScenario(
+        { ...base, topology: { nodes: 2, balancer: { engine, redispatch: true } } },
+        ctx,
+      );
+      expect(on.topology.regions[0]!.balancer.redispatch).toBe(true);
+    }
     expect(
       problemsOf({
         ...base,
         topology: { nodes: 2, balancer: { engine: 'kernel', redispatch: true } },
       }),
     ).toEqual([
-      'topology.balancer.redispatch: is HAProxy\'s "option redispatch": needs engine "haproxy" (the kernel balancer resets a device whose node refuses, and the device reconnects)',
+      'topology.balancer.redispatch: needs engine "haproxy" or "builtin": the kernel balancer (nft DNAT) forwards the SYN and cannot retry it, so a device whose node refuses is reset and reconnects',
     ]);
     expect(problemsOf({ ...base, topology: { balancer: { redispatch: 'yes' } } })).toEqual([
       'topology.balancer.redispatch: must be true or false, got "yes"',

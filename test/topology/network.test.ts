@@ -682,6 +682,70 @@ describe('global entry', () => {
   });
 });
 
+describe('redispatch (builtin balancer)', () => {
+  for (const relays of [undefined, { count: 1, openFiles: null }]) {
+    const mode = relays ? 'relay mode' : 'in this process';
+    it(`${mode}: a node that refuses before its checks catch it sends each connection on to a live one, counted as its redispatches; without it, each is reset`, async () => {
+      for (const redispatch of [true, false]) {
+        const live = await fakeNode('live');
+        const dead = await fakeNode('dead');
+        const network = await startNetwork({
+          regions: [region('eu', [dead, live], { algorithm: 'least-connections', redispatch })],
+          ...(relays && { relays }),
+        });
+        // Killed after its first check passed; the next is 5 s away.
+        await dead.close();
+        const port = network.addresses().regions.eu!.port;
+        // One at a time: least-connections then sees the dead node empty and picks it first
+        // whenever its last connection is gone. Each either echoes or is closed unanswered.
+        const sockets = [];
+        let closed = 0;
+        for (let i = 0; i < 6; i++) {
+          const s = await dial(port);
+          sockets.push(s);
+          closed += await echo(s, `m${i}`).then(
+            () => 0,
+            () => 1,
+          );
+        }
+        if (redispatch) {
+          expect(closed).toBe(0);
+          expect(live.sockets.size).toBe(6);
+          await until(() => backend(network.sample(), 'live').connections === 6);
+          expect(backend(network.sample(), 'dead')).toMatchObject({
+            connections: 0,
+            redispatches: 6,
+          });
+          expect(backend(network.sample(), 'live').redispatches).toBe(0);
+        } else {
+          expect(closed).toBeGreaterThanOrEqual(1);
+          expect(live.sockets.size).toBe(6 - closed);
+          expect(backend(network.sample(), 'dead').redispatches).toBeUndefined();
+        }
+        for (const s of sockets) s.destroy();
+      }
+    });
+  }
+
+  it('resets a device once every node in rotation has refused it', async () => {
+    const a = await fakeNode('a');
+    const b = await fakeNode('b');
+    const network = await startNetwork({
+      regions: [region('eu', [a, b], { redispatch: true })],
+      relays: { count: 1, openFiles: null },
+    });
+    await a.close();
+    await b.close();
+    const seen = watch(await dial(network.addresses().regions.eu!.port));
+    await until(() => seen.closed);
+    expect(seen.data).toBe('');
+    const sample = network.sample();
+    // The first refusal went on to the other node; the second had none left.
+    expect(backend(sample, 'a').redispatches! + backend(sample, 'b').redispatches!).toBe(1);
+    await until(() => network.sample().backends.every((x) => x.connections === 0));
+  });
+});
+
 describe('relay mode (relays accept and carry the bytes)', () => {
   it('relays accept and carry each connection, counted on its node until the relay reports it finished; a FIN travels on its own', async () => {
     const n1 = await fakeNode('n1');

@@ -6,7 +6,13 @@ import type { TokenBucket } from '../../server/rate-limit.js';
 import { HealthState, probeHealthz } from './health.js';
 import { TimeHeap } from './heap.js';
 import { type Link, resetSocket } from './link.js';
-import type { BackendSample, BackendSpec, BalancerAlgorithm, HealthCheckSpec } from './types.js';
+import {
+  type BackendSample,
+  type BackendSpec,
+  type BalancerAlgorithm,
+  type HealthCheckSpec,
+  REDISPATCHES,
+} from './types.js';
 
 /** Selection weight floor: a backend at the very start of its slow start is still comparable. */
 const MIN_WEIGHT = 0.05;
@@ -26,6 +32,8 @@ export interface RegionBalancerOptions {
   health: HealthCheckSpec;
   /** With every backend failing its checks, pick among all of them (not removed) instead of none. */
   failOpen?: boolean;
+  /** Retry a connect its node refuses on another node ({@link REDISPATCHES} at most) instead of resetting the device. */
+  redispatch?: boolean;
   /** Seconds after arrival at which a held connection is re-checked. */
   synRetriesS: readonly number[];
   rng: Rng;
@@ -76,6 +84,10 @@ export class Backend {
   currentWeight = 0;
   /** Connections carried by relays (relay mode) and not yet reported finished. */
   carried = 0;
+  /** Connects to it under way before their relay starts (with redispatch). */
+  connecting = 0;
+  /** Connects it refused that went to another node, since start (with redispatch). */
+  redispatches = 0;
 
   constructor(
     readonly nodeId: string,
@@ -94,7 +106,7 @@ export class Backend {
 
   /** Established proxied connections: its conntrack entries (relayed here, or by relays). */
   get connections(): number {
-    return this.link.relays.size + this.carried;
+    return this.link.relays.size + this.carried + this.connecting;
   }
 
   get inRotation(): boolean {
@@ -239,9 +251,10 @@ export class RegionBalancer {
    * The decision for one new connection, with nothing done to a socket: its
    * backend (counted as accepted), or `reset` (refused by admission) or `close`
    * (no backend in rotation, or the balancer is closed). Relay mode carries
-   * the connection elsewhere on this answer (relays.ts).
+   * the connection elsewhere on this answer (relays.ts). `tried`: a
+   * redispatch's nodes that refused it, not picked again; none left is a reset.
    */
-  choose(atMs: number): Backend | 'reset' | 'close' {
+  choose(atMs: number, tried: readonly string[] = []): Backend | 'reset' | 'close' {
     if (this.closed) return 'close';
     for (const bucket of this.regionBuckets) {
       if (!bucket.take(atMs)) {
@@ -249,8 +262,9 @@ export class RegionBalancer {
         return 'reset';
       }
     }
-    const backend = this.pick(atMs);
+    const backend = this.pick(atMs, tried);
     if (!backend) {
+      if (tried.length > 0) return 'reset';
       this.noBackend++;
       return 'close';
     }
@@ -312,6 +326,7 @@ export class RegionBalancer {
       conntrackTimedOut: backend.conntrackTimedOut,
       healthChangedAtMs: backend.health.changedAtMs,
       checksStarved: backend.health.starved,
+      ...(this.options.redispatch && { redispatches: backend.redispatches }),
     };
   }
 
@@ -345,12 +360,13 @@ export class RegionBalancer {
     }
   }
 
-  private pick(atMs: number): Backend | undefined {
+  private pick(atMs: number, tried: readonly string[]): Backend | undefined {
     const candidates: Backend[] = [];
-    for (const backend of this.backends.values()) if (backend.inRotation) candidates.push(backend);
+    const untried = (b: Backend) => tried.length === 0 || !tried.includes(b.nodeId);
+    for (const b of this.backends.values()) if (b.inRotation && untried(b)) candidates.push(b);
     if (candidates.length === 0 && this.failingOpen()) {
       // Failing open: every check failing says more about the checks than the nodes.
-      for (const backend of this.backends.values()) if (!backend.removed) candidates.push(backend);
+      for (const b of this.backends.values()) if (!b.removed && untried(b)) candidates.push(b);
     }
     if (candidates.length === 0) return undefined;
     const slowStartMs = this.options.slowStartMs;
@@ -403,8 +419,15 @@ export class RegionBalancer {
     return table === null || backend.connections < table;
   }
 
-  /** Connects to the node and relays; a refused connection closes the device's socket. */
+  /**
+   * Connects to the node and relays; a refused connection closes the device's
+   * socket, or with redispatch goes to another node.
+   */
   private admit(socket: Socket, backend: Backend, early: Buffer[]): void {
+    if (this.options.redispatch) {
+      this.connectFirst(socket, backend, early, []);
+      return;
+    }
     const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
     node.setNoDelay(true);
     socket.setNoDelay(true);
@@ -414,18 +437,58 @@ export class RegionBalancer {
   }
 
   /**
+   * Redispatch: the node's connection is made before any byte is relayed, so
+   * a refusal can go to another node (its bytes wait in the device's socket
+   * meanwhile). The connect counts on its node while under way.
+   */
+  private connectFirst(socket: Socket, backend: Backend, early: Buffer[], tried: string[]): void {
+    socket.on('error', () => {});
+    backend.connecting++;
+    const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    const refused = () => {
+      backend.connecting--;
+      node.destroy();
+      if (socket.destroyed || this.closed) return;
+      tried.push(backend.nodeId);
+      const next = tried.length > REDISPATCHES ? 'reset' : this.choose(nowMs(), tried);
+      if (typeof next === 'string') {
+        if (next === 'reset') resetSocket(socket);
+        else socket.destroy();
+        return;
+      }
+      backend.redispatches++;
+      if (this.hasRoom(next)) this.connectFirst(socket, next, early, tried);
+      else this.hold(socket, next, nowMs(), early);
+    };
+    node.once('error', refused);
+    node.once('connect', () => {
+      backend.connecting--;
+      node.off('error', refused);
+      if (socket.destroyed) {
+        node.destroy();
+        return;
+      }
+      node.setNoDelay(true);
+      socket.setNoDelay(true);
+      const relay = backend.link.relay(socket, node);
+      for (const chunk of early) relay.fromClient(chunk);
+      socket.resume();
+    });
+  }
+
+  /**
    * Holds a connection the node's conntrack table has no room for: no answer,
    * no close. Its bytes are read into a small buffer only so that a device
    * giving up (FIN) is noticed; they are forwarded if it is admitted.
    */
-  private hold(socket: Socket, backend: Backend, atMs: number): void {
+  private hold(socket: Socket, backend: Backend, atMs: number, early: Buffer[] = []): void {
     const held: Held = {
       socket,
       backend,
       arrivalMs: atMs,
       retry: 0,
-      chunks: [],
-      bytes: 0,
+      chunks: [...early],
+      bytes: early.reduce((n, c) => n + c.length, 0),
       gone: false,
       detach: () => {},
     };

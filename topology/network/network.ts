@@ -16,6 +16,7 @@ import {
   type NetworkFault,
   type NetworkSample,
   type NetworkSpec,
+  REDISPATCHES,
 } from './types.js';
 
 /** Relay mode's names of the listening sockets it shares: a region's balancer, the global entry. */
@@ -92,6 +93,7 @@ export class Network {
         slowStartMs: region.slowStartMs,
         health: region.health,
         ...(region.failOpen === true && { failOpen: true }),
+        ...(region.redispatch === true && { redispatch: true }),
         synRetriesS: spec.synRetriesS ?? DEFAULT_SYN_RETRIES_S,
         rng: this.rng.fork(i),
       });
@@ -135,7 +137,8 @@ export class Network {
       count,
       openFiles,
       sourceAddresses,
-      (entry, address) => {
+      this.spec.regions.some((r) => r.redispatch === true) ? REDISPATCHES : 0,
+      (entry, address, tried) => {
         const balancer =
           entry === GLOBAL_ENTRY
             ? global?.chooseRegion(address)
@@ -144,8 +147,12 @@ export class Network {
         if (balancer instanceof ExternalRegion) {
           return { nodeId: '', host: balancer.spec.host, port: balancer.spec.port };
         }
-        const choice = balancer?.choose(monoNowUs() / 1000) ?? 'close';
+        if (tried.length > 0 && !balancer?.options.redispatch) return { refuse: 'reset' };
+        const choice = balancer?.choose(monoNowUs() / 1000, tried) ?? 'close';
         if (choice === 'reset' || choice === 'close') return { refuse: choice };
+        // A redispatch: the node that refused last counts it, as HAProxy's wredis.
+        const refusedBy = tried.length > 0 ? balancer?.get(tried[tried.length - 1]!) : undefined;
+        if (refusedBy) refusedBy.redispatches++;
         choice.carried++;
         return { nodeId: choice.nodeId, host: choice.host, port: choice.port };
       },

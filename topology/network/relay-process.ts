@@ -7,13 +7,17 @@
  * finished connection back, so the balancer's per-node counts stay exact
  * within one IPC hop. At its connection capacity it resets each new device
  * it accepts (a device's reconnect then most likely lands on another relay);
- * it never stops accepting. Exits when its parent's channel closes.
+ * it never stops accepting. With redispatch, it connects to the node before
+ * relaying a byte, and asks again, naming the nodes that refused, when the
+ * connect fails. Exits when its parent's channel closes.
  *
  * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry, handBack?}`
  * with a raw listening handle and accepts on it (with `handBack`, it sends the
  * handle back as `{op: "held", entry}` for its parent to keep unpolled);
  * takes `{op: "unlisten", entries}` and closes its listening sockets of those
- * entries (another relay accepts on them now; its connections go on); asks `{op: "ask", asks: [[id, entry, address], …]}`;
+ * entries (another relay accepts on them now; its connections go on); asks `{op: "ask", asks: [[id, entry, address, tried?], …]}`
+ * (`tried`: a redispatch's nodes that refused it; each such node's
+ * connection is reported closed first);
  * takes `{op: "answer", answers: [[id, nodeId, host, port] | [id, "reset" |
  * "close"], …]}`; sends `{op: "closed", counts: {nodeId: n}}`. Asks and
  * closes are coalesced per event-loop turn (a burst of accepts is one message).
@@ -36,7 +40,7 @@ export interface RelayAnswer {
 /** What a relay asks, for each device it accepted on `entry` from `address`. */
 export interface RelayAsk {
   op: 'ask';
-  asks: [id: number, entry: string, address: string][];
+  asks: [id: number, entry: string, address: string, tried?: string[]][];
 }
 
 /** A listening socket handed back to the parent (with the handle). */
@@ -58,11 +62,22 @@ const sources = (process.env.PUSHBENCH_RELAY_SOURCES ?? '').split(',').filter((a
 let nextSource = 0;
 /** The shared sockets' accept queue: a herd's SYNs wait there, not in retransmits. */
 const BACKLOG = 65_535;
+/** Other nodes a refused connect is tried on (0: none, the device is reset). */
+const redispatches = Number(process.env.PUSHBENCH_RELAY_REDISPATCH ?? '0');
+
+/** A device accepted and waiting for its node. */
+interface Waiting {
+  socket: Socket;
+  entry: string;
+  address: string;
+  /** Nodes that refused it (redispatch). */
+  tried: string[];
+}
 
 const link = new Link({ latency: null, blackholed: false }, new Rng(1));
 /** Its listening sockets, by entry (at most one each). */
 const listeners = new Map<string, Server>();
-const waiting = new Map<number, Socket>();
+const waiting = new Map<number, Waiting>();
 /** The 'end' listener of each socket waiting for its answer. */
 const gone = new Map<Socket, () => void>();
 let nextId = 1;
@@ -77,6 +92,11 @@ function send(m: RelayAsk | RelayClosed | { op: 'ready' }): void {
 
 function finished(nodeId: string): void {
   live--;
+  uncount(nodeId);
+}
+
+/** Reports one connection to `nodeId` gone (coalesced per event-loop turn). */
+function uncount(nodeId: string): void {
   closed[nodeId] = (closed[nodeId] ?? 0) + 1;
   if (reporting) return;
   reporting = true;
@@ -96,12 +116,17 @@ function accepted(entry: string, socket: Socket): void {
     return;
   }
   live++;
-  const id = nextId++;
-  waiting.set(id, socket);
   // A device that gives up (FIN) before its node is known is dropped, not relayed.
   const gaveUp = () => socket.destroy();
   socket.once('end', gaveUp);
   gone.set(socket, gaveUp);
+  ask({ socket, entry, address: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''), tried: [] });
+}
+
+/** Asks the network for a device's node: coalesced with the others of this event-loop turn. */
+function ask(w: Waiting): void {
+  const id = nextId++;
+  waiting.set(id, w);
   if (asks.length === 0) {
     setImmediate(() => {
       const batch = asks;
@@ -109,13 +134,30 @@ function accepted(entry: string, socket: Socket): void {
       send({ op: 'ask', asks: batch });
     });
   }
-  asks.push([id, entry, (socket.remoteAddress ?? '').replace(/^::ffff:/, '')]);
+  asks.push(w.tried.length > 0 ? [id, w.entry, w.address, w.tried] : [id, w.entry, w.address]);
+}
+
+/** Its node refused a device's connect: uncounted there, asked again without it, or reset after the last. */
+function refused(w: Waiting, nodeId: string): void {
+  uncount(nodeId);
+  if (w.socket.destroyed) {
+    live--;
+    return;
+  }
+  w.tried.push(nodeId);
+  if (w.tried.length > redispatches) {
+    live--;
+    resetSocket(w.socket);
+    return;
+  }
+  ask(w);
 }
 
 function answered(a: RelayAnswerItem): void {
-  const client = waiting.get(a[0]);
-  if (!client) return;
+  const w = waiting.get(a[0]);
+  if (!w) return;
   waiting.delete(a[0]);
+  const client = w.socket;
   if (a.length === 2) {
     live--;
     if (a[1] === 'reset') resetSocket(client);
@@ -133,6 +175,26 @@ function answered(a: RelayAnswerItem): void {
   client.setNoDelay(true);
   const localAddress = sources.length > 0 ? sources[nextSource++ % sources.length] : undefined;
   const node = connect({ host, port, localAddress, allowHalfOpen: true, noDelay: true });
+  if (redispatches > 0 && nodeId !== '') {
+    // The bytes wait in the device's socket until the node is up.
+    const failed = () => refused(w, nodeId);
+    node.once('error', failed);
+    node.once('connect', () => {
+      node.off('error', failed);
+      if (client.destroyed) {
+        node.destroy();
+        finished(nodeId);
+        return;
+      }
+      relay(client, node, nodeId);
+    });
+    return;
+  }
+  relay(client, node, nodeId);
+}
+
+/** Relays a device and its node both ways until both close. */
+function relay(client: Socket, node: Socket, nodeId: string): void {
   let ends = 0;
   const ended = () => {
     if (++ends === 2) finished(nodeId);

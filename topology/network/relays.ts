@@ -76,7 +76,7 @@ export class RelayPool {
   private moving = false;
 
   private constructor(
-    private readonly decide: (entry: string, address: string) => RelayDecision,
+    private readonly decide: (entry: string, address: string, tried: string[]) => RelayDecision,
     private readonly closed: (nodeId: string, n: number) => void,
     /** Connections the accepting relay may carry beyond the emptiest before the role moves. */
     private readonly slack: number,
@@ -84,13 +84,16 @@ export class RelayPool {
 
   /**
    * Forks `count` relays. `decide` picks the node for a device accepted on an
-   * entry (and counts it); `closed` hears of finished connections per node.
+   * entry (and counts it), none of `tried` (a redispatch's nodes that refused
+   * it); `closed` hears of finished connections per node. `redispatches`:
+   * other nodes a refused connect is tried on (0: the device is reset).
    */
   static async start(
     count: number,
     openFiles: number | null,
     sourceAddresses: string[],
-    decide: (entry: string, address: string) => RelayDecision,
+    redispatches: number,
+    decide: (entry: string, address: string, tried: string[]) => RelayDecision,
     closed: (nodeId: string, n: number) => void,
   ): Promise<RelayPool> {
     const pool = new RelayPool(
@@ -106,6 +109,7 @@ export class RelayPool {
         env: {
           ...process.env,
           PUSHBENCH_RELAY_CAPACITY: String(relayCapacity(openFiles)),
+          PUSHBENCH_RELAY_REDISPATCH: String(redispatches),
           // Each relay starts at its own place in the list.
           PUSHBENCH_RELAY_SOURCES: [
             ...sourceAddresses.slice(i % Math.max(1, sourceAddresses.length)),
@@ -252,8 +256,12 @@ export class RelayPool {
     }
     if (m?.op !== 'ask' || !Array.isArray(m.asks)) return;
     const answers: RelayAnswerItem[] = [];
-    for (const [id, entry, address] of m.asks) {
-      const d = this.decide(String(entry), String(address));
+    for (const [id, entry, address, tried] of m.asks) {
+      const d = this.decide(
+        String(entry),
+        String(address),
+        Array.isArray(tried) ? tried.map(String) : [],
+      );
       answers.push('refuse' in d ? [id, d.refuse] : [id, d.nodeId, d.host, d.port]);
     }
     if (child.connected) {

@@ -137,6 +137,10 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
       if (typeof ro.failOpen !== 'boolean') p.add(`${path}.failOpen`, 'must be true or false');
       else region.failOpen = ro.failOpen;
     }
+    if (ro.redispatch !== undefined) {
+      if (typeof ro.redispatch !== 'boolean') p.add(`${path}.redispatch`, 'must be true or false');
+      else region.redispatch = ro.redispatch;
+    }
     if (spec.regions.some((x) => x.name === region.name)) {
       p.add(`${path}.name`, `repeats region ${JSON.stringify(region.name)}; names must be unique`);
     }

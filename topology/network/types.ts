@@ -48,8 +48,17 @@ export interface RegionSpec {
   health: HealthCheckSpec;
   /** With every backend failing its checks, balance over all of them instead of refusing. */
   failOpen?: boolean;
+  /**
+   * A connect its node refuses (or fails before it is up) is retried on another
+   * node in rotation, one not tried yet, up to {@link REDISPATCHES} times; then
+   * the device is reset. Without it the device is reset at the first refusal.
+   */
+  redispatch?: boolean;
   backends: BackendSpec[];
 }
+
+/** Other nodes a redispatching balancer tries after the first refuses (HAProxy's `retries 3` with `option redispatch 1`). */
+export const REDISPATCHES = 3;
 
 /** A region the global entry routes to whose balancer is not in this network. */
 export interface ExternalRegionSpec {
@@ -176,7 +185,7 @@ export interface BackendSample {
   checksStarved: number;
   /** HAProxy: connects to it that failed and were retried (`wretr`), since start. */
   retries?: number;
-  /** HAProxy: connects that failed on it and went to another node (`wredis`), since start. */
+  /** Connects that failed on it and went to another node, since start (HAProxy: `wredis`); absent without redispatch. */
   redispatches?: number;
 }
 
