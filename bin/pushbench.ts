@@ -83,6 +83,24 @@ function noticeUnless(quiet: boolean | undefined): (line: string) => void {
  */
 const harness = () => import('../index.js');
 
+/**
+ * For commands that start nodes, networks and hosts: SIGINT (Ctrl-C) or
+ * SIGTERM ends the process through its exit handlers, which remove the run's
+ * namespaces, links, nft tables and processes (the kernel fabric's, execa's),
+ * with one line and exit 130 or 143. Without this, Node dies at the signal and
+ * they stay until the next run on the kernel engine sweeps them.
+ */
+function stopOnSignals(): void {
+  const stop = (signal: 'SIGINT' | 'SIGTERM', code: number) => () => {
+    process.stderr.write(
+      `pushbench: ${signal}: stopping; removing this run's hosts, links, rules and processes; no result\n`,
+    );
+    process.exit(code);
+  };
+  process.once('SIGINT', stop('SIGINT', ExitCode.Interrupted));
+  process.once('SIGTERM', stop('SIGTERM', ExitCode.Terminated));
+}
+
 async function runCommand(scenario: string, flags: RunFlags): Promise<number> {
   const request = parseRunFlags(scenario, flags);
   const {
@@ -293,6 +311,7 @@ async function listCommand(): Promise<number> {
 command('run', 'run a scenario (a built-in name or a .json/.js/.ts file) and gate on it', runFlags)
   .argument('<scenario>', 'built-in name (see `pushbench list`) or path')
   .action(async (scenario: string, _: unknown, cmd: Command) => {
+    stopOnSignals();
     process.exitCode = await runCommand(scenario, flagsOf<RunFlags>(cmd));
   });
 
@@ -311,6 +330,7 @@ command(
   'find what one node of a profile holds within an SLO: connections, msgs/s, memory and CPU per load, herd absorption',
   capacityFlags,
 ).action(async (_: unknown, cmd: Command) => {
+  stopOnSignals();
   process.exitCode = await capacityCommand(flagsOf<CapacityFlags>(cmd));
 });
 
@@ -327,6 +347,7 @@ command(
   'run a node kill live and simulate the same herd; print both and their difference (peak reconnects, time to 99 %)',
   modelCheckFlags,
 ).action(async (_: unknown, cmd: Command) => {
+  stopOnSignals();
   process.exitCode = await modelCheckCommand(flagsOf<ModelCheckFlags>(cmd));
 });
 

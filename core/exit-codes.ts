@@ -16,6 +16,10 @@ export const ExitCode = {
   Invalid: 5,
   /** A load agent on another host was lost mid-run: no partial result is given. */
   AgentLost: 6,
+  /** Stopped by SIGINT (Ctrl-C), after removing what the run made: no result is given. */
+  Interrupted: 130,
+  /** Stopped by SIGTERM, after removing what the run made: no result is given. */
+  Terminated: 143,
 } as const;
 
 /** One of the values of {@link ExitCode}. */

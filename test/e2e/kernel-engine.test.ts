@@ -597,7 +597,12 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(await leftovers()).toBe('');
   }, 120_000);
 
-  it('a SIGKILLed run leaves namespaces, nodes and HAProxy behind; the next run removes them all and says so', async () => {
+  /**
+   * A 60 s run behind HAProxy on 2 nodes, as a user starts it from the CLI,
+   * with a blackhole (an nft table on local-1's host) from 1 s; resolves once
+   * it publishes.
+   */
+  async function longRun() {
     await ensureCommand('haproxy', 'haproxy');
     const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-kill-'));
     const file = join(dir, 'long.json');
@@ -607,25 +612,68 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
         name: 'long',
         topology: { nodes: 2, balancer: { engine: 'haproxy' } },
         devices: { count: 50 },
+        timeline: [{ at: '1s', action: 'blackhole', node: 'local-1', for: '50s' }],
         duration: '60s',
       }),
     );
     const child = spawn(process.execPath, ['--import', 'tsx', 'bin/pushbench.ts', 'run', file], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let out = '';
+    const seen = { out: '' };
     child.stderr!.on('data', (d) => {
-      out += d;
+      seen.out += d;
     });
     child.stdout!.on('data', (d) => {
-      out += d;
+      seen.out += d;
     });
     const deadline = Date.now() + 60_000;
-    while (!out.includes('phase publishing') && Date.now() < deadline) {
+    while (!seen.out.includes('phase publishing') && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(out).toContain('network: kernel');
-    const tag = `pb${child.pid}`;
+    expect(seen.out).toContain('network: kernel');
+    return { child, seen, tag: `pb${child.pid}` };
+  }
+
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    it(`a run stopped by ${signal} removes its namespaces (their nft tables), nodes and HAProxy on the way out, says so in one line and exits ${code}`, async () => {
+      const { child, seen, tag } = await longRun();
+      // The blackhole is up: its table is on local-1's host.
+      const deadline = Date.now() + 30_000;
+      while (!/t=[\d.]+s blackhole/.test(seen.out) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const host = (await ip(['netns', 'list']))
+        .split('\n')
+        .map((l) => l.split(' ')[0] ?? '')
+        .find((n) => n.startsWith(`${tag}-local-1`));
+      expect(host).toBeDefined();
+      expect(await ip(['netns', 'exec', host!, 'nft', 'list', 'tables'])).toMatch(/table/);
+      child.kill(signal);
+      const [exitCode] = await once(child, 'exit');
+      expect(exitCode).toBe(code);
+      expect(seen.out).toContain(
+        `pushbench: ${signal}: stopping; removing this run's hosts, links, rules and processes; no result`,
+      );
+      expect((await ip(['netns', 'list'])).includes(`${tag}-`)).toBe(false);
+      expect(
+        readdirSync(tmpdir()).filter((n) => n.startsWith(`pushbench-haproxy-${tag}-`)),
+      ).toEqual([]);
+      const haproxies = readdirSync('/proc').filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`pushbench-haproxy-${tag}-`);
+        } catch {
+          return false;
+        }
+      });
+      expect(haproxies).toEqual([]);
+    }, 120_000);
+  }
+
+  it('a SIGKILLed run leaves namespaces, nodes and HAProxy behind; the next run removes them all and says so', async () => {
+    const { child, tag } = await longRun();
     child.kill('SIGKILL');
     await once(child, 'exit');
     const left = (await ip(['netns', 'list'])).split('\n').filter((l) => l.startsWith(`${tag}-`));
