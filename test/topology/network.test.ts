@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
@@ -777,11 +778,41 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     const more = await Promise.all([dial(port), dial(port)]);
     await Promise.all(more.map((s, i) => echo(s, `n${i}`)));
     expect(counts()).toEqual([3, 3]);
-    // A half-close travels on its own: the node still answers after the device's FIN.
+    // A half-close travels on its own once the device is carried: the node still answers
+    // after the device's FIN. (Before its node is known, a FIN means the device gave up.)
     const half = await dial(port);
+    await echo(half, 'first');
     const seen = watch(half);
     half.end('last');
     await until(() => seen.data === 'last');
+  });
+
+  it('a device that gave up before its node was known (its FIN read with its request) is never carried to a node', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      relays: { count: 1, openFiles: null },
+    });
+    const port = network.addresses().regions.eu!.port;
+    // Another process connects, sends its request and its FIN, and leaves, while this one
+    // (the decision point) is blocked: the relay's ask waits, and the device is gone by its answer.
+    const child = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const s = require('node:net').connect(${port}, '${HOST}', () => s.end('GET /ws HTTP/1.1\\r\\n\\r\\n', () => setTimeout(() => process.exit(0), 200)));`,
+      ],
+      { timeout: 10_000 },
+    );
+    expect(child.status).toBe(0);
+    await quiet(500);
+    expect(n1.bytesIn).toBe(0);
+    expect(n1.sockets.size).toBe(0);
+    await until(() => backend(network.sample(), 'n1').connections === 0);
+    // One that stays is carried as ever.
+    const s = await dial(port);
+    await echo(s, 'still here');
+    expect(n1.sockets.size).toBe(1);
   });
 
   it('routes through the global entry in health mode and fails over', async () => {

@@ -7,7 +7,9 @@
  * finished connection back, so the balancer's per-node counts stay exact
  * within one IPC hop. At its connection capacity it resets each new device
  * it accepts (a device's reconnect then most likely lands on another relay);
- * it never stops accepting. With redispatch, it connects to the node before
+ * it never stops accepting. It reads each device from its accept, so one that
+ * gave up (its FIN, read after its request) before its node is known is
+ * dropped, never carried to a node (HAProxy's `abortonclose`). With redispatch, it connects to the node before
  * relaying a byte, and asks again, naming the nodes that refused, when the
  * connect fails. Exits when its parent's channel closes.
  *
@@ -72,14 +74,16 @@ interface Waiting {
   address: string;
   /** Nodes that refused it (redispatch). */
   tried: string[];
+  /** What it sent before its node was known (its upgrade request), relayed first. */
+  early: Buffer[];
+  /** The listener that reads those bytes, so a device that gives up (FIN) is seen at once. */
+  collect: (chunk: Buffer) => void;
 }
 
 const link = new Link({ latency: null, blackholed: false }, new Rng(1));
 /** Its listening sockets, by entry (at most one each). */
 const listeners = new Map<string, Server>();
 const waiting = new Map<number, Waiting>();
-/** The 'end' listener of each socket waiting for its answer. */
-const gone = new Map<Socket, () => void>();
 let nextId = 1;
 let live = 0;
 let closed: Record<string, number> = {};
@@ -116,11 +120,25 @@ function accepted(entry: string, socket: Socket): void {
     return;
   }
   live++;
-  // A device that gives up (FIN) before its node is known is dropped, not relayed.
-  const gaveUp = () => socket.destroy();
+  // Its bytes are read from the start, so a device that gives up (FIN) before its node is
+  // known is dropped, not relayed: one whose connect timed out while it waited in the accept
+  // queue has its FIN read with its request, and is gone before it is asked about.
+  const early: Buffer[] = [];
+  const collect = (chunk: Buffer) => early.push(chunk);
+  socket.on('data', collect);
   socket.once('end', gaveUp);
-  gone.set(socket, gaveUp);
-  ask({ socket, entry, address: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''), tried: [] });
+  const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+  ask({ socket, entry, address, tried: [], early, collect });
+}
+
+function gaveUp(this: Socket): void {
+  this.destroy();
+}
+
+/** The device's node is known: its bytes go to the relay from here on. */
+function settled(w: Waiting): void {
+  w.socket.off('data', w.collect);
+  w.socket.off('end', gaveUp);
 }
 
 /** Asks the network for a device's node: coalesced with the others of this event-loop turn. */
@@ -129,9 +147,16 @@ function ask(w: Waiting): void {
   waiting.set(id, w);
   if (asks.length === 0) {
     setImmediate(() => {
-      const batch = asks;
+      // Devices that left meanwhile are not asked about.
+      const batch = asks.filter(([id]) => {
+        const w = waiting.get(id);
+        if (w === undefined || !w.socket.destroyed) return true;
+        waiting.delete(id);
+        live--;
+        return false;
+      });
       asks = [];
-      send({ op: 'ask', asks: batch });
+      if (batch.length > 0) send({ op: 'ask', asks: batch });
     });
   }
   asks.push(w.tried.length > 0 ? [id, w.entry, w.address, w.tried] : [id, w.entry, w.address]);
@@ -159,15 +184,13 @@ function answered(a: RelayAnswerItem): void {
   waiting.delete(a[0]);
   const client = w.socket;
   if (a.length === 2) {
+    settled(w);
     live--;
     if (a[1] === 'reset') resetSocket(client);
     else client.destroy();
     return;
   }
   const [, nodeId, host, port] = a;
-  const gaveUp = gone.get(client);
-  if (gaveUp) client.off('end', gaveUp);
-  gone.delete(client);
   if (client.destroyed) {
     finished(nodeId);
     return;
@@ -176,7 +199,7 @@ function answered(a: RelayAnswerItem): void {
   const localAddress = sources.length > 0 ? sources[nextSource++ % sources.length] : undefined;
   const node = connect({ host, port, localAddress, allowHalfOpen: true, noDelay: true });
   if (redispatches > 0 && nodeId !== '') {
-    // The bytes wait in the device's socket until the node is up.
+    // The device's bytes are still collected until the node is up.
     const failed = () => refused(w, nodeId);
     node.once('error', failed);
     node.once('connect', () => {
@@ -186,15 +209,17 @@ function answered(a: RelayAnswerItem): void {
         finished(nodeId);
         return;
       }
-      relay(client, node, nodeId);
+      settled(w);
+      relay(client, node, nodeId, w.early);
     });
     return;
   }
-  relay(client, node, nodeId);
+  settled(w);
+  relay(client, node, nodeId, w.early);
 }
 
-/** Relays a device and its node both ways until both close. */
-function relay(client: Socket, node: Socket, nodeId: string): void {
+/** Relays a device and its node both ways until both close, what the device sent first first. */
+function relay(client: Socket, node: Socket, nodeId: string, early: Buffer[]): void {
   let ends = 0;
   const ended = () => {
     if (++ends === 2) finished(nodeId);
@@ -202,7 +227,8 @@ function relay(client: Socket, node: Socket, nodeId: string): void {
   client.once('close', ended);
   node.once('close', ended);
   node.on('error', () => resetSocket(client));
-  link.relay(client, node);
+  const r = link.relay(client, node);
+  for (const chunk of early) r.fromClient(chunk);
 }
 
 process.on('message', (m: unknown, handle: unknown) => {
