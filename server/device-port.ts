@@ -48,8 +48,6 @@ export interface DevicePortOptions {
   maxWaiting?: number;
   /** Called for each socket shed over {@link maxWaiting} (the node counts them). */
   onShed?: () => void;
-  /** Called for each device whose connection was closed by its end before its upgrade was handed on (the node counts them). */
-  onAbandoned?: () => void;
   /** Monotonic milliseconds; injectable for tests. Default `performance.now`. */
   nowMs?: () => number;
   /**
@@ -187,46 +185,11 @@ export class DevicePort {
       const req = parseHead(bytes.toString('latin1', 0, headEnd));
       if (req !== undefined) {
         this.release(socket);
-        this.handOn(socket, req, bytes.subarray(headEnd + 4));
+        this.onDevice(req, socket, bytes.subarray(headEnd + 4));
         return;
       }
     }
     this.handToHttp(socket, bytes);
-  }
-
-  /**
-   * Hands a device's upgrade on two turns of the event loop later, unless its
-   * end has closed the connection meanwhile. A device that gave up while its
-   * connection waited in the accept queue (its connect timed out; through a
-   * balancer, its FIN relayed) has that FIN waiting behind its head: libuv
-   * stops reading at a short read, so the FIN is read at the next turn's poll,
-   * before the second check phase: it is closed here, not upgraded for nobody. When a herd outruns a node, its queue fills with such
-   * connections, and upgrading each (token, registry, presence, 101) is the
-   * work that turns overload into collapse.
-   */
-  private handOn(socket: FrontSocket, req: UpgradeRequest, rest: Buffer): void {
-    const later: Buffer[] = [];
-    let ended = false;
-    const onData = (chunk: Buffer) => later.push(chunk);
-    const onEnd = () => {
-      ended = true;
-    };
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.on('error', onWaitingError);
-    setImmediate(() =>
-      setImmediate(() => {
-        socket.off('data', onData);
-        socket.off('end', onEnd);
-        socket.off('error', onWaitingError);
-        if (ended || socket.destroyed) {
-          this.options.onAbandoned?.();
-          socket.destroy();
-          return;
-        }
-        this.onDevice(req, socket, later.length === 0 ? rest : Buffer.concat([rest, ...later]));
-      }),
-    );
   }
 
   /**

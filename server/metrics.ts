@@ -44,11 +44,6 @@ export const NODE_METRICS = [
     help: 'Upgrades refused, by HTTP status and reason.',
   },
   {
-    name: 'pushbench_upgrades_abandoned_total',
-    type: 'counter',
-    help: 'Upgrade requests whose device had closed its end before the node got to them (a connect that timed out in the accept queue): closed, not upgraded.',
-  },
-  {
     name: 'pushbench_accept_pauses_total',
     type: 'counter',
     help: 'Times this process of a multi-process node stopped accepting, near its open-file limit.',

@@ -432,7 +432,6 @@ export class PushNode implements NodeApi {
             status: 503,
             reason: 'pending_shed',
           }),
-        onAbandoned: () => this.metrics.inc('pushbench_upgrades_abandoned_total'),
       },
     );
     this.sweep = new LifecycleSweep(
