@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../index.js';
+import { colourFor, renderSummary } from '../../reports/outputs/text.js';
 import type { Report } from '../../reports/report.js';
 import { validateScenario } from '../../scenarios/schema.js';
 import type { ScenarioInput } from '../../scenarios/types.js';
@@ -175,7 +176,7 @@ describe('network engine choice', () => {
 });
 
 /** node-kill in small: 3 nodes behind a least-connections balancer of `engine`, 300 devices, local-2 killed at 2 s. */
-function smallKill(name: string, engine: 'haproxy' | 'builtin'): ScenarioInput {
+function smallKill(name: string, engine: 'haproxy' | 'builtin', redispatch = false): ScenarioInput {
   return {
     name,
     topology: {
@@ -185,6 +186,7 @@ function smallKill(name: string, engine: 'haproxy' | 'builtin'): ScenarioInput {
         algorithm: 'least-connections',
         engine,
         health: { interval: '300ms', timeout: '300ms' },
+        redispatch,
       },
     },
     devices: { count: 300, connectRate: 300 },
@@ -267,6 +269,29 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(l2).toBe(0);
     expect(l1! + l3!).toBeGreaterThanOrEqual(297);
     expect(Math.abs(l1! - l3!)).toBeLessThanOrEqual(2);
+    expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('node-kill on the builtin balancer with redispatch: the herd that least-connections still sends to the dead node lands on the live ones, no connect is reset, and the dead node counts the redispatches', async () => {
+    await ensureCommand('nft', 'nftables');
+    const { report } = await run(smallKill('kernel-builtin-redispatch', 'builtin', true), {
+      write: false,
+      workers: 1,
+    });
+    expect(report.devices.heldAtEnd).toBe(300);
+    expect(report.devices.heldAtServer).toBe(300);
+    const kill = report.faults.find((f) => f.label === 'kill');
+    expect(kill?.affected).toBeGreaterThan(0);
+    expect(kill?.notBack).toBe(0);
+    expect(report.devices.failuresByReason.reset ?? 0).toBe(0);
+    const redispatched = Math.max(
+      ...report.topology.balancer.map((b) => b.backends['local-2']?.redispatches ?? 0),
+    );
+    expect(redispatched).toBeGreaterThan(0);
+    expect(renderSummary(report, colourFor({ isTTY: false } as NodeJS.WriteStream))).toMatch(
+      /balancer: \d+ connects refused by their node redispatched to another/,
+    );
     expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
   }, 120_000);
