@@ -815,6 +815,25 @@ describe('relay mode (relays accept and carry the bytes)', () => {
     expect(n1.sockets.size).toBe(1);
   });
 
+  it('a device that sends more than the relay reads ahead before its node is known gets all of it relayed, in order', async () => {
+    const n1 = await fakeNode('n1');
+    const network = await startNetwork({
+      regions: [region('eu', [n1])],
+      relays: { count: 1, openFiles: null },
+    });
+    const s = await dial(network.addresses().regions.eu!.port);
+    const payload = Buffer.alloc(200 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
+    const got: Buffer[] = [];
+    s.on('data', (c: Buffer) => got.push(c));
+    s.write(payload);
+    // This process (the decision point) does not answer for 300 ms: the relay reads 64 KiB
+    // of it meanwhile, then lets the kernel hold the rest.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    await until(() => got.reduce((n, c) => n + c.length, 0) >= payload.length);
+    expect(Buffer.concat(got).equals(payload)).toBe(true);
+  });
+
   it('routes through the global entry in health mode and fails over', async () => {
     const { e1, u1, network } = await twoRegions('health', { count: 1, openFiles: null });
     const port = network.addresses().global!.port;

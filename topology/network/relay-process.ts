@@ -7,9 +7,10 @@
  * finished connection back, so the balancer's per-node counts stay exact
  * within one IPC hop. At its connection capacity it resets each new device
  * it accepts (a device's reconnect then most likely lands on another relay);
- * it never stops accepting. It reads each device from its accept, so one that
- * gave up (its FIN, read after its request) before its node is known is
- * dropped, never carried to a node (HAProxy's `abortonclose`). With redispatch, it connects to the node before
+ * it never stops accepting. It reads each device from its accept (64 KiB at
+ * most before its node is known), so one that gave up (its FIN, read after
+ * its request) before its node is known is dropped, never carried to a node
+ * (HAProxy's `abortonclose`). With redispatch, it connects to the node before
  * relaying a byte, and asks again, naming the nodes that refused, when the
  * connect fails. Exits when its parent's channel closes.
  *
@@ -64,6 +65,8 @@ const sources = (process.env.PUSHBENCH_RELAY_SOURCES ?? '').split(',').filter((a
 let nextSource = 0;
 /** The shared sockets' accept queue: a herd's SYNs wait there, not in retransmits. */
 const BACKLOG = 65_535;
+/** Bytes a device may send before its node is known (its upgrade request); past them it is paused. */
+const EARLY_BYTES = 64 * 1024;
 /** Other nodes a refused connect is tried on (0: none, the device is reset). */
 const redispatches = Number(process.env.PUSHBENCH_RELAY_REDISPATCH ?? '0');
 
@@ -124,7 +127,12 @@ function accepted(entry: string, socket: Socket): void {
   // known is dropped, not relayed: one whose connect timed out while it waited in the accept
   // queue has its FIN read with its request, and is gone before it is asked about.
   const early: Buffer[] = [];
-  const collect = (chunk: Buffer) => early.push(chunk);
+  let bytes = 0;
+  const collect = (chunk: Buffer) => {
+    early.push(chunk);
+    bytes += chunk.length;
+    if (bytes > EARLY_BYTES) socket.pause();
+  };
   socket.on('data', collect);
   socket.once('end', gaveUp);
   const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
@@ -139,6 +147,8 @@ function gaveUp(this: Socket): void {
 function settled(w: Waiting): void {
   w.socket.off('data', w.collect);
   w.socket.off('end', gaveUp);
+  // Paused past EARLY_BYTES: the relay reads on from here (its listener comes before any data).
+  w.socket.resume();
 }
 
 /** Asks the network for a device's node: coalesced with the others of this event-loop turn. */
