@@ -133,49 +133,45 @@ describe('scenario validation', () => {
     ]);
   });
 
-  it('reads balancer.failOpen (default false), and refuses it for HAProxy in one line', () => {
-    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
-    expect(validateScenario(base, ctx).topology.regions[0]!.balancer.failOpen).toBe(false);
-    const open = validateScenario(
-      { ...base, topology: { nodes: 2, balancer: { engine: 'kernel', failOpen: true } } },
-      ctx,
-    );
-    expect(open.topology.regions[0]!.balancer.failOpen).toBe(true);
-    expect(
-      problemsOf({
-        ...base,
-        topology: { nodes: 2, balancer: { engine: 'haproxy', failOpen: true } },
-      }),
-    ).toEqual([
-      'topology.balancer.failOpen: HAProxy does not fail open (with no server up it answers 503): use engine "builtin" or "kernel"',
-    ]);
-    expect(problemsOf({ ...base, topology: { balancer: { failOpen: 1 } } })).toEqual([
-      'topology.balancer.failOpen: must be true or false, got 1',
-    ]);
-  });
-
-  it('reads balancer.redispatch (default false) for HAProxy and builtin, and refuses it for the kernel engine in one line', () => {
-    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
-    expect(validateScenario(base, ctx).topology.regions[0]!.balancer.redispatch).toBe(false);
-    for (const engine of ['haproxy', 'builtin']) {
-      const on = validateScenario(
-        { ...base, topology: { nodes: 2, balancer: { engine, redispatch: true } } },
-        ctx,
-      );
-      expect(on.topology.regions[0]!.balancer.redispatch).toBe(true);
-    }
-    expect(
-      problemsOf({
-        ...base,
-        topology: { nodes: 2, balancer: { engine: 'kernel', redispatch: true } },
-      }),
-    ).toEqual([
-      'topology.balancer.redispatch: needs engine "haproxy" or "builtin": the kernel balancer (nft DNAT) forwards the SYN and cannot retry it, so a device whose node refuses is reset and reconnects',
-    ]);
-    expect(problemsOf({ ...base, topology: { balancer: { redispatch: 'yes' } } })).toEqual([
-      'topology.balancer.redispatch: must be true or false, got "yes"',
-    ]);
-  });
+  // Boolean balancer flags: default false, read for the engines that have them, refused in one
+  // line for the one that does not, and a value that is not a boolean named by path.
+  for (const { flag, engines, refused, why, bad } of [
+    {
+      flag: 'failOpen',
+      engines: ['kernel', 'builtin'],
+      refused: 'haproxy',
+      why: 'HAProxy does not fail open (with no server up it answers 503): use engine "builtin" or "kernel"',
+      bad: 1,
+    },
+    {
+      flag: 'redispatch',
+      engines: ['haproxy', 'builtin'],
+      refused: 'kernel',
+      why: 'needs engine "haproxy" or "builtin": the kernel balancer (nft DNAT) forwards the SYN and cannot retry it, so a device whose node refuses is reset and reconnects',
+      bad: 'yes',
+    },
+  ] as const) {
+    it(`reads balancer.${flag} (default false) for ${engines.join(' and ')}, and refuses it for ${refused} in one line`, () => {
+      const base = { name: 'x', devices: { count: 1 }, duration: 1 };
+      expect(validateScenario(base, ctx).topology.regions[0]!.balancer[flag]).toBe(false);
+      for (const engine of engines) {
+        const on = validateScenario(
+          { ...base, topology: { nodes: 2, balancer: { engine, [flag]: true } } },
+          ctx,
+        );
+        expect(on.topology.regions[0]!.balancer[flag]).toBe(true);
+      }
+      expect(
+        problemsOf({
+          ...base,
+          topology: { nodes: 2, balancer: { engine: refused, [flag]: true } },
+        }),
+      ).toEqual([`topology.balancer.${flag}: ${why}`]);
+      expect(problemsOf({ ...base, topology: { balancer: { [flag]: bad } } })).toEqual([
+        `topology.balancer.${flag}: must be true or false, got ${JSON.stringify(bad)}`,
+      ]);
+    });
+  }
 
   it('reads topology.peerLinks (default true; --set gives strings) and refuses anything else in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };

@@ -111,6 +111,13 @@ async function startNetwork(spec: Omit<NetworkSpec, 'host' | 'seed'>): Promise<N
   return network;
 }
 
+/** One fake node `n1` in region eu behind a network in relay mode, and the region's port. */
+async function oneNodeRelays(relays: NonNullable<NetworkSpec['relays']>) {
+  const n1 = await fakeNode('n1');
+  const network = await startNetwork({ regions: [region('eu', [n1])], relays });
+  return { n1, network, port: network.addresses().regions.eu!.port };
+}
+
 /** Connects to a listener (optionally from a given source address); resolves once connected. */
 async function dial(port: number, localAddress?: string): Promise<Socket> {
   const socket = connect({ host: HOST, port, ...(localAddress ? { localAddress } : {}) });
@@ -788,12 +795,7 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it('a device that gave up before its node was known (its FIN read with its request) is never carried to a node', async () => {
-    const n1 = await fakeNode('n1');
-    const network = await startNetwork({
-      regions: [region('eu', [n1])],
-      relays: { count: 1, openFiles: null },
-    });
-    const port = network.addresses().regions.eu!.port;
+    const { n1, network, port } = await oneNodeRelays({ count: 1, openFiles: null });
     // Another process connects, sends its request and its FIN, and leaves, while this one
     // (the decision point) is blocked: the relay's ask waits, and the device is gone by its answer.
     const child = spawnSync(
@@ -816,12 +818,8 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it('a device that sends more than the relay reads ahead before its node is known gets all of it relayed, in order', async () => {
-    const n1 = await fakeNode('n1');
-    const network = await startNetwork({
-      regions: [region('eu', [n1])],
-      relays: { count: 1, openFiles: null },
-    });
-    const s = await dial(network.addresses().regions.eu!.port);
+    const { port } = await oneNodeRelays({ count: 1, openFiles: null });
+    const s = await dial(port);
     const payload = Buffer.alloc(200 * 1024);
     for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
     const got: Buffer[] = [];
@@ -887,12 +885,7 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it('a relay that dies takes its connections with it: they are uncounted, and the other relay goes on', async () => {
-    const n1 = await fakeNode('n1');
-    const network = await startNetwork({
-      regions: [region('eu', [n1])],
-      relays: { count: 2, openFiles: null },
-    });
-    const port = network.addresses().regions.eu!.port;
+    const { network, port } = await oneNodeRelays({ count: 2, openFiles: null });
     const sockets = await Promise.all(Array.from({ length: 20 }, () => dial(port)));
     await Promise.all(sockets.map((s, i) => echo(s, `d${i}`)));
     const count = () => network.sample().backends[0]!.connections;
@@ -914,13 +907,8 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it('one relay accepts at a time, and the role moves to the emptiest once the accepting one runs ahead', async () => {
-    const n1 = await fakeNode('n1');
     // (240 - 200) / 2 = 20 connections a relay; the role moves 2 ahead of the emptiest.
-    const network = await startNetwork({
-      regions: [region('eu', [n1])],
-      relays: { count: 3, openFiles: 240 },
-    });
-    const port = network.addresses().regions.eu!.port;
+    const { network, port } = await oneNodeRelays({ count: 3, openFiles: 240 });
     const holders = () =>
       relaysListeningOn(
         port,
@@ -974,13 +962,8 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it("resets a device past a relay's capacity, and carries again once there is room", async () => {
-    const n1 = await fakeNode('n1');
     // (206 - 200) / 2 = 3 connections.
-    const network = await startNetwork({
-      regions: [region('eu', [n1])],
-      relays: { count: 1, openFiles: 206 },
-    });
-    const port = network.addresses().regions.eu!.port;
+    const { network, port } = await oneNodeRelays({ count: 1, openFiles: 206 });
     const three = await Promise.all(Array.from({ length: 3 }, () => dial(port)));
     await Promise.all(three.map((s, i) => echo(s, `c${i}`)));
     expect(network.sample().backends[0]!.connections).toBe(3);
@@ -1000,11 +983,7 @@ describe('relay mode (relays accept and carry the bytes)', () => {
   });
 
   it('plays no faults in relay mode, and a port out of range is refused by path, in one line', async () => {
-    const n1 = await fakeNode('n1');
-    const network = await startNetwork({
-      regions: [region('eu', [n1])],
-      relays: { count: 1, openFiles: null },
-    });
+    const { n1, network } = await oneNodeRelays({ count: 1, openFiles: null });
     expect(() => network.applyFault({ kind: 'blackhole', scope: { region: 'eu' } })).toThrow(
       /^blackhole: a network in relay mode plays no faults/,
     );
