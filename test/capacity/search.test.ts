@@ -26,7 +26,11 @@ describe('capacity search', () => {
     });
     // 500 and 1,000 pass, 2,000 crashes the node, the bisection finds 1,500 holds (100 spare:
     // an attempt the client gave up on that the node admitted late must not tip it over).
-    expect(report.steps.map((s) => [s.connections, s.pass])).toEqual([
+    // The message says why a step failed, should one that must pass not.
+    expect(
+      report.steps.map((s) => [s.connections, s.pass]),
+      JSON.stringify(report.steps.map((s) => [s.connections, s.failure])),
+    ).toEqual([
       [500, true],
       [1000, true],
       [1500, true],
