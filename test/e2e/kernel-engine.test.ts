@@ -264,10 +264,11 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
       (id) => last.backends[id]!.connections,
     );
     // The dead node's connections were all uncounted as the relays reported them, and
-    // least-connections sent the herd to the two survivors evenly (a device or two may
-    // still be between attempts when the last sample is taken).
+    // least-connections sent the herd to the two survivors evenly. A few devices may still
+    // be between attempts when the last sample is taken: without redispatch, those the dead
+    // node refused were reset and wait out their backoff (CI once saw 296).
     expect(l2).toBe(0);
-    expect(l1! + l3!).toBeGreaterThanOrEqual(297);
+    expect(l1! + l3!).toBeGreaterThanOrEqual(294);
     expect(Math.abs(l1! - l3!)).toBeLessThanOrEqual(2);
     expect(report.exitCode, JSON.stringify([report.gates, report.generator.reasons])).toBe(0);
     expect(await leftovers()).toBe('');
