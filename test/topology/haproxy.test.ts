@@ -215,6 +215,8 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
       // A node killed after its first check passed: its host's kernel answers each connect
       // with a reset, and its checks are 10 s apart, so it stays UP through the test;
       // leastconn prefers it (0 sessions), as it prefers a node killed a moment ago.
+      // HAProxy starts each server UP before any check, one failure from DOWN, so the kill
+      // waits for every server's first check to pass (CI once killed it before its first).
       const dead = await fabric.addHost(`dead-${redispatch}`);
       const [cmd, args] = fabric.commandOn(dead, process.execPath, ['-e', backendScript('dead')]);
       const victim = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -234,7 +236,10 @@ describe.skipIf(!isRoot)('HAProxy on a kernel fabric (root)', () => {
       try {
         await until(
           () => lb.servers(),
-          (all) => Object.values(all).filter((x) => x.status.startsWith('UP')).length === 3,
+          (all) =>
+            Object.values(all).filter((x) => x.status.startsWith('UP') && /L7OK/.test(x.check))
+              .length === 3,
+          25_000,
         );
         victim.kill('SIGKILL');
         await once(victim, 'exit');

@@ -132,6 +132,8 @@ function serverName(nodeId: string): string {
 export interface HaproxyServer {
   sessions: number;
   status: string;
+  /** Its last health check as the first process saw it (`check_status`: `INI` before any, `L7OK`, `L4CON`, ...; `* ` while one runs). */
+  check: string;
   /** Connects to it that failed and were retried (`wretr`), since start. */
   retries: number;
   /** Connects that failed on it and went to another server (`wredis`), since start. */
@@ -311,7 +313,7 @@ export class Haproxy {
       const header = (lines[0] ?? '').replace(/^# /, '').split(',');
       const col = (name: string) => header.indexOf(name);
       const [px, sv, scur, status] = [col('pxname'), col('svname'), col('scur'), col('status')];
-      const [wretr, wredis] = [col('wretr'), col('wredis')];
+      const [wretr, wredis, check] = [col('wretr'), col('wredis'), col('check_status')];
       const count = (f: string[], i: number) => (i < 0 ? 0 : Number(f[i]) || 0);
       for (const line of lines.slice(1)) {
         const f = line.split(',');
@@ -321,6 +323,7 @@ export class Haproxy {
         const seen = out[name] ?? {
           sessions: 0,
           status: f[status] ?? '',
+          check: f[check] ?? '',
           retries: 0,
           redispatches: 0,
         };
