@@ -166,6 +166,8 @@ export interface TopologyReport {
         retries?: number;
         /** Connects so far that failed on it and went to another node (HAProxy `wredis`, or the builtin balancer with redispatch); absent when none. */
         redispatches?: number;
+        /** Devices so far that left while they waited at the builtin balancer for one of this node's connect slots (`maxConnecting`); absent when none. */
+        queueAbandoned?: number;
       }
     >;
     /** With a global entry: devices routed so far, home region -> region it was sent to. */

@@ -209,6 +209,8 @@ export function balancerPoint(
       ...(b.checksStarved > 0 && { checksStarved: b.checksStarved }),
       ...(b.retries !== undefined && b.retries > 0 && { retries: b.retries }),
       ...(b.redispatches !== undefined && b.redispatches > 0 && { redispatches: b.redispatches }),
+      ...(b.queueAbandoned !== undefined &&
+        b.queueAbandoned > 0 && { queueAbandoned: b.queueAbandoned }),
     };
   }
   return {

@@ -132,6 +132,15 @@ export interface BalancerInput {
    * same node, then closes; builtin resets at the first refusal.
    */
   redispatch?: boolean;
+  /**
+   * Connects a node may have in progress (handed to it, its upgrade not yet
+   * answered); past them new devices wait at the balancer in arrival order, as
+   * HAProxy's per-server `maxconn` queues, and one that gives up while it waits
+   * is dropped there, never carried to the node. Keeps a herd's abandoned
+   * connects off a node's accept queue. Builtin engine only. Default `null`:
+   * no cap.
+   */
+  maxConnecting?: number | null;
 }
 
 /** A node profile as written in a scenario. */
@@ -477,6 +486,8 @@ export interface Balancer {
   failOpen: boolean;
   /** Retry a refused connect on another node (HAProxy `option redispatch 1`; builtin). */
   redispatch: boolean;
+  /** Connects a node may have in progress before devices wait at the balancer (builtin); null = no cap. */
+  maxConnecting: number | null;
 }
 
 /** One region: its nodes and the balancer in front of them. */

@@ -382,6 +382,7 @@ export class Cluster {
       health: r.balancer.health,
       failOpen: r.balancer.failOpen,
       redispatch: r.balancer.redispatch,
+      ...(r.balancer.maxConnecting !== null && { maxConnecting: r.balancer.maxConnecting }),
       backends: [...this.nodes.values()]
         .filter((n) => n.region === r.name)
         .map((n) => this.backendOf(n.nodeId)),

@@ -77,6 +77,17 @@ function balancerRetries(
   return { retries, redispatches };
 }
 
+/** Devices that left while queued for a connect slot (`balancer.maxConnecting`): each node's last count, added up. */
+function queueAbandoned(report: Report): number {
+  const last = new Map<string, number>();
+  for (const sample of report.topology.balancer)
+    for (const [nodeId, b] of Object.entries(sample.backends))
+      if (b.queueAbandoned !== undefined) last.set(nodeId, b.queueAbandoned);
+  let n = 0;
+  for (const v of last.values()) n += v;
+  return n;
+}
+
 /** The row under a series: each percentile's 95 % interval, in the latency table's columns. */
 function intervalRow(s: LatencySummary): string[] | null {
   const cells = formatIntervals(s, ['p50', 'p90', 'p99', 'p999']);
@@ -273,6 +284,14 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
         retried.retries === undefined
           ? `  balancer: ${formatCount(retried.redispatches)} connects refused by their node redispatched to another`
           : `  haproxy: ${formatCount(retried.retries)} connects retried on the same node, ${formatCount(retried.redispatches)} redispatched to another (show stat wretr, wredis)`,
+      ),
+    );
+  }
+  const abandoned = queueAbandoned(report);
+  if (abandoned > 0) {
+    out.push(
+      c.dim(
+        `  balancer: ${formatCount(abandoned)} devices gave up while queued for their node's connect slots (maxConnecting); no node saw them`,
       ),
     );
   }

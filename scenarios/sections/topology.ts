@@ -51,6 +51,7 @@ export const topologyDefaults = {
     health: { interval: '1s', timeout: '1s', fall: 2, rise: 2 },
     failOpen: false,
     redispatch: false,
+    maxConnecting: null,
   },
   profiles: computed('a `default` profile with every profile default'),
   routing: {
@@ -129,6 +130,7 @@ const tableBalancer: Balancer = {
   health: healthOf(topologyDefaults.balancer.health),
   failOpen: topologyDefaults.balancer.failOpen,
   redispatch: topologyDefaults.balancer.redispatch,
+  maxConnecting: topologyDefaults.balancer.maxConnecting,
 };
 const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
 
@@ -362,6 +364,24 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
       'needs engine "haproxy" or "builtin": the kernel balancer (nft DNAT) forwards the SYN and cannot retry it, so a device whose node refuses is reset and reconnects',
     );
   }
+  const maxConnecting =
+    b.maxConnecting === undefined
+      ? fallback.maxConnecting
+      : b.maxConnecting === null
+        ? null
+        : num(p, `${path}.maxConnecting`, b.maxConnecting, REQUIRED, {
+            min: 1,
+            integer: true,
+            max: 1_000_000,
+          });
+  if (maxConnecting !== null && engine !== 'builtin') {
+    p.add(
+      `${path}.maxConnecting`,
+      engine === 'haproxy'
+        ? 'needs engine "builtin": HAProxy caps a server\'s sessions (maxconn), which WebSockets hold for hours, not its connects in progress'
+        : 'needs engine "builtin": the kernel balancer (nft DNAT) forwards each SYN as it comes and cannot queue it',
+    );
+  }
   return {
     algorithm,
     engine,
@@ -372,6 +392,7 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
         : healthCheck(p, `${path}.health`, b.health, fallback.health),
     failOpen,
     redispatch,
+    maxConnecting,
   };
 }
 

@@ -78,6 +78,7 @@ function scenario(devices: number, reserve: number): Scenario {
           slowStartMs: 0,
           failOpen: false,
           redispatch: false,
+          maxConnecting: null,
           health,
         },
       })),

@@ -65,6 +65,23 @@ describe('report verdicts and exit codes', () => {
     );
   });
 
+  it("sums the devices that gave up queued for a connect slot from each node's last sample", () => {
+    const r = report(load({ accepted: 10, delivered: 10 }), []);
+    const text = () => renderSummary(r, colourFor({ isTTY: false } as NodeJS.WriteStream));
+    expect(text()).not.toMatch(/connect slots/);
+    const backend = { connections: 0, healthy: true, inRotation: true, conntrackHeld: 0 };
+    r.topology.balancer = [
+      { t: 1, backends: { a: { ...backend, queueAbandoned: 4 }, b: backend } },
+      {
+        t: 2,
+        backends: { a: { ...backend, queueAbandoned: 9 }, b: { ...backend, queueAbandoned: 3 } },
+      },
+    ];
+    expect(text()).toMatch(
+      /balancer: 12 devices gave up while queued for their node's connect slots \(maxConnecting\); no node saw them/,
+    );
+  });
+
   it('keeps the encoded histograms so a report can be re-rendered', () => {
     const r = report(load({ accepted: 10, delivered: 10 }), []);
     expect(typeof r.histograms.push).toBe('string');

@@ -173,6 +173,50 @@ describe('scenario validation', () => {
     });
   }
 
+  it('reads balancer.maxConnecting (default null: no cap) for the builtin engine, a region overriding the topology, and refuses it for haproxy and kernel and bad values in one line each', () => {
+    const base = { name: 'x', devices: { count: 1 }, duration: 1 };
+    expect(validateScenario(base, ctx).topology.regions[0]!.balancer.maxConnecting).toBeNull();
+    const on = validateScenario(
+      {
+        ...base,
+        topology: {
+          balancer: { maxConnecting: 64 },
+          regions: [
+            { name: 'eu', nodes: 2 },
+            { name: 'us', nodes: 2, balancer: { maxConnecting: null } },
+          ],
+        },
+      },
+      ctx,
+    );
+    expect(on.topology.regions.map((r) => r.balancer.maxConnecting)).toEqual([64, null]);
+    expect(
+      problemsOf({
+        ...base,
+        topology: { nodes: 2, balancer: { engine: 'haproxy', maxConnecting: 8 } },
+      }),
+    ).toEqual([
+      `topology.balancer.maxConnecting: needs engine "builtin": HAProxy caps a server's sessions (maxconn), which WebSockets hold for hours, not its connects in progress`,
+    ]);
+    expect(
+      problemsOf({
+        ...base,
+        topology: { nodes: 2, balancer: { engine: 'kernel', maxConnecting: 8 } },
+      }),
+    ).toEqual([
+      'topology.balancer.maxConnecting: needs engine "builtin": the kernel balancer (nft DNAT) forwards each SYN as it comes and cannot queue it',
+    ]);
+    for (const [bad, why] of [
+      [0, 'must be >= 1, got 0'],
+      [2.5, 'must be a whole number, got 2.5'],
+      ['many', 'must be a number, got "many"'],
+    ] as const) {
+      expect(problemsOf({ ...base, topology: { balancer: { maxConnecting: bad } } })).toEqual([
+        `topology.balancer.maxConnecting: ${why}`,
+      ]);
+    }
+  });
+
   it('reads topology.peerLinks (default true; --set gives strings) and refuses anything else in one line', () => {
     const base = { name: 'x', devices: { count: 1 }, duration: 1 };
     expect(validateScenario(base, ctx).topology.peerLinks).toBe(true);

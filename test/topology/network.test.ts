@@ -754,6 +754,108 @@ describe('redispatch (builtin balancer)', () => {
   });
 });
 
+/**
+ * A node that answers nothing until told: it records each connection's first
+ * bytes (healthz aside, answered at once) and echoes them on `answer()`.
+ */
+async function slowNode(nodeId: string) {
+  const unanswered: { socket: Socket; first: string }[] = [];
+  const firsts: string[] = [];
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', (chunk: Buffer) => {
+      const first = chunk.toString('latin1');
+      if (first.startsWith('GET /healthz')) {
+        socket.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      firsts.push(first);
+      unanswered.push({ socket, first });
+      socket.on('data', (c: Buffer) => socket.write(c));
+    });
+  });
+  servers.push(server);
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    spec: (): BackendSpec => ({ nodeId, host: HOST, port }),
+    unanswered,
+    /** First bytes of every device it got, in arrival order. */
+    firsts,
+    /** Answers the oldest connection it has not answered. */
+    answer(): void {
+      const next = unanswered.shift();
+      next?.socket.write(next.first);
+    },
+    destroyAll(): void {
+      for (const u of unanswered.splice(0)) u.socket.destroy();
+    },
+  };
+}
+
+describe('maxConnecting (builtin balancer)', () => {
+  for (const relays of [undefined, { count: 1, openFiles: null }]) {
+    const mode = relays ? 'relay mode' : 'in this process';
+    it(`${mode}: a node gets at most maxConnecting connects it has not answered; the rest wait at the balancer in arrival order, and one that gives up there never reaches the node`, async () => {
+      const node = await slowNode('slow');
+      const network = await startNetwork({
+        regions: [{ ...region('eu', []), backends: [node.spec()], maxConnecting: 2 }],
+        ...(relays && { relays }),
+      });
+      const port = network.addresses().regions.eu!.port;
+      const devices: Socket[] = [];
+      const seen: ReturnType<typeof watch>[] = [];
+      for (let i = 0; i < 5; i++) {
+        const d = await dial(port);
+        seen.push(watch(d));
+        d.write(`d${i}`);
+        devices.push(d);
+        // One at a time, so that their order of arrival is known.
+        await quiet(30);
+      }
+      await until(() => node.firsts.length === 2);
+      await quiet(200);
+      expect(node.firsts).toEqual(['d0', 'd1']);
+      // d2 gives up while it waits: dropped at the balancer, uncounted on its node.
+      devices[2]!.end();
+      await until(() => backend(network.sample(), 'slow').queueAbandoned === 1);
+      await until(() => seen[2]!.closed);
+      // Each answer frees a slot for the next device still waiting.
+      node.answer();
+      await until(() => node.firsts.length === 3);
+      await quiet(100);
+      expect(node.firsts).toEqual(['d0', 'd1', 'd3']);
+      node.answer();
+      await until(() => node.firsts.length === 4);
+      node.answer();
+      node.answer();
+      await until(() => [0, 1, 3, 4].every((i) => seen[i]!.data === `d${i}`));
+      await quiet(100);
+      expect(node.firsts).toEqual(['d0', 'd1', 'd3', 'd4']);
+      expect(seen[2]!.data).toBe('');
+      await until(() => backend(network.sample(), 'slow').connections === 4);
+      expect(backend(network.sample(), 'slow').queueAbandoned).toBe(1);
+      // Answered connections relay both ways as usual.
+      expect(await echo(devices[4]!, 'more')).toBeGreaterThan(0);
+      node.destroyAll();
+    });
+  }
+
+  it('without maxConnecting every connect goes to the node at once, and the sample has no queueAbandoned', async () => {
+    const node = await slowNode('slow');
+    const network = await startNetwork({
+      regions: [{ ...region('eu', []), backends: [node.spec()] }],
+    });
+    const port = network.addresses().regions.eu!.port;
+    for (let i = 0; i < 5; i++) (await dial(port)).write(`d${i}`);
+    await until(() => node.firsts.length === 5);
+    expect(backend(network.sample(), 'slow').queueAbandoned).toBeUndefined();
+    node.destroyAll();
+  });
+});
+
 describe('relay mode (relays accept and carry the bytes)', () => {
   it('relays accept and carry each connection, counted on its node until the relay reports it finished; a FIN travels on its own', async () => {
     const n1 = await fakeNode('n1');

@@ -34,6 +34,11 @@ export interface RegionBalancerOptions {
   failOpen?: boolean;
   /** Retry a connect its node refuses on another node ({@link REDISPATCHES} at most) instead of resetting the device. */
   redispatch?: boolean;
+  /**
+   * Connects a node may have unanswered (handed to it, its first bytes not yet
+   * back); past them devices wait here in arrival order. Undefined: no cap.
+   */
+  maxConnecting?: number;
   /** Seconds after arrival at which a held connection is re-checked. */
   synRetriesS: readonly number[];
   rng: Rng;
@@ -64,6 +69,16 @@ interface Held {
   detach: () => void;
 }
 
+/** A device waiting for one of its node's connect slots (`maxConnecting`). */
+interface Queued {
+  socket: Socket;
+  chunks: Buffer[];
+  /** A redispatch's nodes that refused it. */
+  tried: string[];
+  /** Removes its listeners. */
+  detach: () => void;
+}
+
 /** One node behind a region balancer. */
 export class Backend {
   host: string;
@@ -88,6 +103,12 @@ export class Backend {
   connecting = 0;
   /** Connects it refused that went to another node, since start (with redispatch). */
   redispatches = 0;
+  /** Connects handed to it, unanswered yet (with `maxConnecting`). */
+  unanswered = 0;
+  /** Devices waiting for one of its connect slots, in arrival order (with `maxConnecting`). */
+  readonly queued = new Set<Queued>();
+  /** Devices that left while they waited for a connect slot, since start (relay mode: reported by the relays). */
+  queueAbandoned = 0;
 
   constructor(
     readonly nodeId: string,
@@ -327,6 +348,7 @@ export class RegionBalancer {
       healthChangedAtMs: backend.health.changedAtMs,
       checksStarved: backend.health.starved,
       ...(this.options.redispatch && { redispatches: backend.redispatches }),
+      ...(this.options.maxConnecting !== undefined && { queueAbandoned: backend.queueAbandoned }),
     };
   }
 
@@ -372,7 +394,7 @@ export class RegionBalancer {
     const slowStartMs = this.options.slowStartMs;
     const weight = (b: Backend) => Math.max(MIN_WEIGHT, b.weight(atMs, slowStartMs));
     // Least-loaded by connections per unit of weight; held connections count (the balancer has them).
-    const load = (b: Backend) => (b.connections + b.held.size) / weight(b);
+    const load = (b: Backend) => (b.connections + b.held.size + b.queued.size) / weight(b);
     switch (this.options.algorithm) {
       case 'round-robin': {
         // Smooth weighted round-robin (as nginx): with equal weights, plain rotation in order.
@@ -423,12 +445,21 @@ export class RegionBalancer {
    * Connects to the node and relays; a refused connection closes the device's
    * socket, or with redispatch goes to another node.
    */
-  private admit(socket: Socket, backend: Backend, early: Buffer[]): void {
+  private admit(socket: Socket, backend: Backend, early: Buffer[], tried: string[] = []): void {
+    const max = this.options.maxConnecting;
+    if (max !== undefined) {
+      if (backend.unanswered >= max) {
+        this.queue(socket, backend, early, tried);
+        return;
+      }
+      backend.unanswered++;
+    }
     if (this.options.redispatch) {
-      this.connectFirst(socket, backend, early, []);
+      this.connectFirst(socket, backend, early, tried);
       return;
     }
     const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    this.holdSlot(backend, node);
     node.setNoDelay(true);
     socket.setNoDelay(true);
     const relay = backend.link.relay(socket, node);
@@ -445,6 +476,7 @@ export class RegionBalancer {
     socket.on('error', () => {});
     backend.connecting++;
     const node = connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    this.holdSlot(backend, node);
     const refused = () => {
       backend.connecting--;
       node.destroy();
@@ -457,7 +489,7 @@ export class RegionBalancer {
         return;
       }
       backend.redispatches++;
-      if (this.hasRoom(next)) this.connectFirst(socket, next, early, tried);
+      if (this.hasRoom(next)) this.admit(socket, next, early, tried);
       else this.hold(socket, next, nowMs(), early);
     };
     node.once('error', refused);
@@ -474,6 +506,62 @@ export class RegionBalancer {
       for (const chunk of early) relay.fromClient(chunk);
       socket.resume();
     });
+  }
+
+  /**
+   * With `maxConnecting`: holds one of the node's connect slots until the node
+   * answers (its first bytes) or the connection ends; then the next queued
+   * device still waiting takes it.
+   */
+  private holdSlot(backend: Backend, node: Socket): void {
+    if (this.options.maxConnecting === undefined) return;
+    let held = true;
+    const free = () => {
+      if (!held) return;
+      held = false;
+      node.off('data', free);
+      backend.unanswered--;
+      const next = backend.queued.values().next().value;
+      if (next === undefined || this.closed) return;
+      backend.queued.delete(next);
+      next.detach();
+      this.admit(next.socket, backend, next.chunks, next.tried);
+    };
+    node.on('data', free);
+    node.once('close', free);
+  }
+
+  /**
+   * Queues a device for a connect slot of its node. Its bytes are read so that
+   * one giving up (FIN) is dropped here, never carried to the node; they are
+   * forwarded when its turn comes.
+   */
+  private queue(socket: Socket, backend: Backend, early: Buffer[], tried: string[]): void {
+    const q: Queued = { socket, chunks: [...early], tried, detach: () => {} };
+    let bytes = early.reduce((n, c) => n + c.length, 0);
+    const onData = (chunk: Buffer) => {
+      q.chunks.push(chunk);
+      bytes += chunk.length;
+      if (bytes > HELD_BUFFER_BYTES) socket.pause();
+    };
+    const onGone = () => {
+      q.detach();
+      backend.queued.delete(q);
+      backend.queueAbandoned++;
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.on('end', onGone);
+    socket.on('close', onGone);
+    socket.on('error', () => {});
+    q.detach = () => {
+      socket.off('data', onData);
+      socket.off('end', onGone);
+      socket.off('close', onGone);
+      // Its bytes wait in the socket until its relay reads them (admit resumes it).
+      socket.pause();
+    };
+    backend.queued.add(q);
   }
 
   /**

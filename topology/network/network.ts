@@ -94,6 +94,7 @@ export class Network {
         health: region.health,
         ...(region.failOpen === true && { failOpen: true }),
         ...(region.redispatch === true && { redispatch: true }),
+        ...(region.maxConnecting !== undefined && { maxConnecting: region.maxConnecting }),
         synRetriesS: spec.synRetriesS ?? DEFAULT_SYN_RETRIES_S,
         rng: this.rng.fork(i),
       });
@@ -154,11 +155,19 @@ export class Network {
         const refusedBy = tried.length > 0 ? balancer?.get(tried[tried.length - 1]!) : undefined;
         if (refusedBy) refusedBy.redispatches++;
         choice.carried++;
-        return { nodeId: choice.nodeId, host: choice.host, port: choice.port };
+        const maxConnecting = balancer?.options.maxConnecting;
+        return {
+          nodeId: choice.nodeId,
+          host: choice.host,
+          port: choice.port,
+          ...(maxConnecting !== undefined && { maxConnecting }),
+        };
       },
-      (nodeId, n) => {
+      (nodeId, n, abandoned) => {
         const backend = this.balancers.get(this.nodes.get(nodeId)?.region ?? '')?.get(nodeId);
-        if (backend) backend.carried -= n;
+        if (!backend) return;
+        backend.carried -= n;
+        backend.queueAbandoned += abandoned;
       },
     );
     this.relays = relays;

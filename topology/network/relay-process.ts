@@ -12,7 +12,10 @@
  * its request) before its node is known is dropped, never carried to a node
  * (HAProxy's `abortonclose`). With redispatch, it connects to the node before
  * relaying a byte, and asks again, naming the nodes that refused, when the
- * connect fails. Exits when its parent's channel closes.
+ * connect fails. With `maxConnecting` (in the answer), a node has at most that
+ * many of this relay's connects unanswered (no byte back yet); the devices past
+ * them wait here in arrival order, and one that leaves while it waits is
+ * reported `abandoned`. Exits when its parent's channel closes.
  *
  * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry, handBack?}`
  * with a raw listening handle and accepts on it (with `handBack`, it sends the
@@ -29,9 +32,12 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Rng } from '../../core/rng.js';
 import { Link, resetSocket } from './link.js';
 
-/** One answer: the node to carry device `id` to, or a refusal (reset: RST; close: FIN). */
+/**
+ * One answer: the node to carry device `id` to (with its balancer's
+ * `maxConnecting`, when it has one), or a refusal (reset: RST; close: FIN).
+ */
 export type RelayAnswerItem =
-  | [id: number, nodeId: string, host: string, port: number]
+  | [id: number, nodeId: string, host: string, port: number, maxConnecting?: number]
   | [id: number, refuse: 'reset' | 'close'];
 
 /** What the network answers a batch of asks with. */
@@ -52,10 +58,15 @@ export interface RelayHeld {
   entry: string;
 }
 
-/** What a relay reports: connections finished since its last report, per node. */
+/**
+ * What a relay reports: connections finished since its last report, per node;
+ * `abandoned`: of those, devices that left while they waited for a connect
+ * slot of their node (`maxConnecting`), which the node never saw.
+ */
 export interface RelayClosed {
   op: 'closed';
   counts: Record<string, number>;
+  abandoned?: Record<string, number>;
 }
 
 /** Connections this relay carries before it resets new ones (from its parent). */
@@ -69,6 +80,21 @@ const BACKLOG = 65_535;
 const EARLY_BYTES = 64 * 1024;
 /** Other nodes a refused connect is tried on (0: none, the device is reset). */
 const redispatches = Number(process.env.PUSHBENCH_RELAY_REDISPATCH ?? '0');
+
+/** A device whose node is known, waiting for one of the node's connect slots (`maxConnecting`). */
+interface Queued {
+  w: Waiting;
+  host: string;
+  port: number;
+  /** Its socket's close while queued: it is taken out and uncounted. */
+  left: () => void;
+}
+
+/** Per node: connects handed to it that it has not answered yet, and the devices queued behind them (in arrival order). */
+interface Slots {
+  connecting: number;
+  queue: Set<Queued>;
+}
 
 /** A device accepted and waiting for its node. */
 interface Waiting {
@@ -90,7 +116,10 @@ const waiting = new Map<number, Waiting>();
 let nextId = 1;
 let live = 0;
 let closed: Record<string, number> = {};
+let abandoned: Record<string, number> = {};
 let reporting = false;
+/** Connect slots of the nodes whose balancer has a `maxConnecting`. */
+const slots = new Map<string, Slots>();
 let asks: RelayAsk['asks'] = [];
 
 function send(m: RelayAsk | RelayClosed | { op: 'ready' }): void {
@@ -110,8 +139,14 @@ function uncount(nodeId: string): void {
   setImmediate(() => {
     reporting = false;
     const counts = closed;
+    const gone = abandoned;
     closed = {};
-    send({ op: 'closed', counts });
+    abandoned = {};
+    send(
+      Object.keys(gone).length > 0
+        ? { op: 'closed', counts, abandoned: gone }
+        : { op: 'closed', counts },
+    );
   });
 }
 
@@ -200,14 +235,70 @@ function answered(a: RelayAnswerItem): void {
     else client.destroy();
     return;
   }
-  const [, nodeId, host, port] = a;
+  const [, nodeId, host, port, maxConnecting] = a;
   if (client.destroyed) {
     finished(nodeId);
     return;
   }
+  if (maxConnecting !== undefined && nodeId !== '') {
+    let s = slots.get(nodeId);
+    if (!s) {
+      s = { connecting: 0, queue: new Set() };
+      slots.set(nodeId, s);
+    }
+    if (s.connecting >= maxConnecting) {
+      // Its bytes are still collected, so a device that gives up here is dropped unseen,
+      // and uncounted on its node at once.
+      const queue = s.queue;
+      const q: Queued = { w, host, port, left: () => {} };
+      q.left = () => {
+        queue.delete(q);
+        abandoned[nodeId] = (abandoned[nodeId] ?? 0) + 1;
+        finished(nodeId);
+      };
+      client.once('close', q.left);
+      queue.add(q);
+      return;
+    }
+    s.connecting++;
+  }
+  carry(w, nodeId, host, port);
+}
+
+/**
+ * A connect to `nodeId` that held one of its slots is over (the node's first
+ * bytes, or its close): the next queued device still here takes the slot.
+ */
+function slotFreed(nodeId: string): void {
+  const s = slots.get(nodeId);
+  if (!s) return;
+  s.connecting--;
+  const next = s.queue.values().next().value;
+  if (next === undefined) return;
+  s.queue.delete(next);
+  next.w.socket.off('close', next.left);
+  s.connecting++;
+  carry(next.w, nodeId, next.host, next.port);
+}
+
+/** Connects device `w` to its node and relays (with redispatch: once the node is up). */
+function carry(w: Waiting, nodeId: string, host: string, port: number): void {
+  const client = w.socket;
   client.setNoDelay(true);
   const localAddress = sources.length > 0 ? sources[nextSource++ % sources.length] : undefined;
   const node = connect({ host, port, localAddress, allowHalfOpen: true, noDelay: true });
+  if (slots.has(nodeId)) {
+    // Its slot is held until the node answers (its upgrade response) or the connection ends.
+    let held = true;
+    const free = () => {
+      if (!held) return;
+      held = false;
+      node.off('data', free);
+      slotFreed(nodeId);
+    };
+    node.on('data', free);
+    node.once('close', free);
+  }
   if (redispatches > 0 && nodeId !== '') {
     // The device's bytes are still collected until the node is up.
     const failed = () => refused(w, nodeId);

@@ -55,7 +55,7 @@ export function relaysFor(devices: number, openFiles: number | null): number {
 
 /** The decision for one device: its node, or a refusal (reset: RST; close: FIN). */
 export type RelayDecision =
-  | { nodeId: string; host: string; port: number }
+  | { nodeId: string; host: string; port: number; maxConnecting?: number }
   | { refuse: 'reset' | 'close' };
 
 /** The relay processes of one network. */
@@ -77,7 +77,7 @@ export class RelayPool {
 
   private constructor(
     private readonly decide: (entry: string, address: string, tried: string[]) => RelayDecision,
-    private readonly closed: (nodeId: string, n: number) => void,
+    private readonly closed: (nodeId: string, n: number, abandoned: number) => void,
     /** Connections the accepting relay may carry beyond the emptiest before the role moves. */
     private readonly slack: number,
   ) {}
@@ -85,7 +85,8 @@ export class RelayPool {
   /**
    * Forks `count` relays. `decide` picks the node for a device accepted on an
    * entry (and counts it), none of `tried` (a redispatch's nodes that refused
-   * it); `closed` hears of finished connections per node. `redispatches`:
+   * it); `closed` hears of finished connections per node, and how many of
+   * them left while queued for a connect slot (`maxConnecting`). `redispatches`:
    * other nodes a refused connect is tried on (0: the device is reset).
    */
   static async start(
@@ -94,7 +95,7 @@ export class RelayPool {
     sourceAddresses: string[],
     redispatches: number,
     decide: (entry: string, address: string, tried: string[]) => RelayDecision,
-    closed: (nodeId: string, n: number) => void,
+    closed: (nodeId: string, n: number, abandoned: number) => void,
   ): Promise<RelayPool> {
     const pool = new RelayPool(
       decide,
@@ -137,7 +138,7 @@ export class RelayPool {
         let n = 0;
         for (const [nodeId, count] of lost) {
           n += count;
-          pool.closed(nodeId, count);
+          pool.closed(nodeId, count, 0);
         }
         lost.clear();
         if (!pool.stopped) {
@@ -250,7 +251,7 @@ export class RelayPool {
     if (m?.op === 'closed' && typeof m.counts === 'object') {
       for (const [nodeId, n] of Object.entries(m.counts)) {
         carried.set(nodeId, (carried.get(nodeId) ?? 0) - n);
-        this.closed(nodeId, n);
+        this.closed(nodeId, n, Number(m.abandoned?.[nodeId]) || 0);
       }
       return;
     }
@@ -262,17 +263,23 @@ export class RelayPool {
         String(address),
         Array.isArray(tried) ? tried.map(String) : [],
       );
-      answers.push('refuse' in d ? [id, d.refuse] : [id, d.nodeId, d.host, d.port]);
+      answers.push(
+        'refuse' in d
+          ? [id, d.refuse]
+          : d.maxConnecting === undefined
+            ? [id, d.nodeId, d.host, d.port]
+            : [id, d.nodeId, d.host, d.port, d.maxConnecting],
+      );
     }
     if (child.connected) {
-      for (const a of answers) if (a.length === 4) carried.set(a[1], (carried.get(a[1]) ?? 0) + 1);
+      for (const a of answers) if (a.length >= 4) carried.set(a[1], (carried.get(a[1]) ?? 0) + 1);
       // Should it die before reading them, its exit uncounts these with the rest.
       child.send({ op: 'answer', answers }, undefined, {}, () => {});
       if (child === this.acceptor) this.rebalance();
       return;
     }
     // A relay gone before the answer took its sockets with it.
-    for (const a of answers) if (a.length === 4) this.closed(a[1], 1);
+    for (const a of answers) if (a.length >= 4) this.closed(a[1], 1, 0);
   }
 
   /** Each relay's process id and the connections it carries now. */

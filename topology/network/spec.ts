@@ -141,6 +141,12 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
       if (typeof ro.redispatch !== 'boolean') p.add(`${path}.redispatch`, 'must be true or false');
       else region.redispatch = ro.redispatch;
     }
+    if (ro.maxConnecting !== undefined) {
+      const v = ro.maxConnecting;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+        p.add(`${path}.maxConnecting`, 'must be a whole number >= 1');
+      else region.maxConnecting = v;
+    }
     if (spec.regions.some((x) => x.name === region.name)) {
       p.add(`${path}.name`, `repeats region ${JSON.stringify(region.name)}; names must be unique`);
     }

@@ -54,6 +54,13 @@ export interface RegionSpec {
    * the device is reset. Without it the device is reset at the first refusal.
    */
   redispatch?: boolean;
+  /**
+   * Connects a node may have unanswered (handed to it, its first bytes not yet
+   * back); past them devices wait at the balancer in arrival order, and one
+   * that gives up there is dropped unseen by the node. In relay mode each relay
+   * keeps its own count. Absent: no cap.
+   */
+  maxConnecting?: number;
   backends: BackendSpec[];
 }
 
@@ -187,6 +194,8 @@ export interface BackendSample {
   retries?: number;
   /** Connects that failed on it and went to another node, since start (HAProxy: `wredis`); absent without redispatch. */
   redispatches?: number;
+  /** Devices that left while they waited at the balancer for one of its connect slots, since start; absent without `maxConnecting`. */
+  queueAbandoned?: number;
 }
 
 /** A cheap picture of the network, taken once per second. Counters are totals since start. */
