@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeHistogram, recordedValues } from '../../core/measure/histogram.js';
-import { run } from '../../index.js';
 import type { Report } from '../../reports/report.js';
 import type { RunOptions } from '../../run/run.js';
+import { runValid } from '../helpers/valid-run.js';
 
 async function reduced(name: string, options: RunOptions): Promise<Report> {
-  const { report } = await run(name, {
+  const { report } = await runValid(name, {
     workers: 2,
     outDir: mkdtempSync(join(tmpdir(), `pb-${name}-`)),
     ...options,

@@ -20,6 +20,7 @@ import type { ScenarioInput } from '../../scenarios/types.js';
 import { ip } from '../../topology/kernel/commands.js';
 import { chooseNetworkEngine } from '../../topology/kernel/engine.js';
 import { fabricTag } from '../../topology/kernel/fabric.js';
+import { runValid } from '../helpers/valid-run.js';
 import { ensureCommand } from '../setup/debian.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -226,7 +227,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
   it('node-kill behind a real HAProxy (leastconn): the herd comes back, both ends agree, nothing is left', async () => {
     await ensureCommand('nft', 'nftables');
     await ensureCommand('haproxy', 'haproxy');
-    const { report } = await run(smallKill('kernel-haproxy-kill', 'haproxy'), {
+    const { report } = await runValid(smallKill('kernel-haproxy-kill', 'haproxy'), {
       write: false,
       workers: 1,
     });
@@ -247,7 +248,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
 
   it('node-kill on the builtin balancer (least-connections): relays carry the devices, the herd comes back, both ends agree, nothing is left', async () => {
     await ensureCommand('nft', 'nftables');
-    const { report } = await run(smallKill('kernel-builtin-kill', 'builtin'), {
+    const { report } = await runValid(smallKill('kernel-builtin-kill', 'builtin'), {
       write: false,
       workers: 1,
     });
@@ -276,7 +277,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
 
   it('node-kill on the builtin balancer with redispatch: the herd that least-connections still sends to the dead node lands on the live ones, no connect is reset, and the dead node counts the redispatches', async () => {
     await ensureCommand('nft', 'nftables');
-    const { report } = await run(smallKill('kernel-builtin-redispatch', 'builtin', true), {
+    const { report } = await runValid(smallKill('kernel-builtin-redispatch', 'builtin', true), {
       write: false,
       workers: 1,
     });
@@ -379,7 +380,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
 
   it("latency through the node's own link on its host: pushes slow by the delay while it stands, behind real HAProxy", async () => {
     await ensureCommand('haproxy', 'haproxy');
-    const { report } = await run(
+    const { report } = await runValid(
       {
         name: 'kernel-latency',
         topology: {
@@ -417,7 +418,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     gates: string[],
   ): Promise<Report> {
     await ensureCommand('nft', 'nftables');
-    const { report } = await run(
+    const { report } = await runValid(
       {
         name,
         topology,
@@ -491,7 +492,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
   it('a managed Redis on a host of its own: SIGKILLed and started empty, the nodes keep their devices and find them again', async () => {
     await ensureCommand('nft', 'nftables');
     await ensureCommand('redis-server', 'redis-server');
-    const { report } = await run(
+    const { report } = await runValid(
       {
         name: 'kernel-redis',
         topology: {
@@ -566,7 +567,7 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
       }
     })();
     const notices: string[] = [];
-    const { report } = await run(
+    const { report } = await runValid(
       {
         name: 'kernel-client-hosts',
         topology: {
