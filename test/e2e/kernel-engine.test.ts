@@ -177,7 +177,12 @@ describe('network engine choice', () => {
 });
 
 /** node-kill in small: 3 nodes behind a least-connections balancer of `engine`, 300 devices, local-2 killed at 2 s. */
-function smallKill(name: string, engine: 'haproxy' | 'builtin', redispatch = false): ScenarioInput {
+function smallKill(
+  name: string,
+  engine: 'haproxy' | 'builtin',
+  redispatch = false,
+  maxConnecting: number | null = null,
+): ScenarioInput {
   return {
     name,
     topology: {
@@ -188,6 +193,7 @@ function smallKill(name: string, engine: 'haproxy' | 'builtin', redispatch = fal
         engine,
         health: { interval: '300ms', timeout: '300ms' },
         redispatch,
+        maxConnecting,
       },
     },
     devices: { count: 300, connectRate: 300 },
@@ -275,12 +281,15 @@ describe.skipIf(!isRoot)('runs on the kernel engine (root)', () => {
     expect(await leftovers()).toBe('');
   }, 120_000);
 
-  it('node-kill on the builtin balancer with redispatch: the herd that least-connections still sends to the dead node lands on the live ones, no connect is reset, and the dead node counts the redispatches', async () => {
+  it('node-kill on the builtin balancer with redispatch and maxConnecting: the herd that least-connections still sends to the dead node lands on the live ones through their connect slots, no connect is reset, and the dead node counts the redispatches', async () => {
     await ensureCommand('nft', 'nftables');
-    const { report } = await runValid(smallKill('kernel-builtin-redispatch', 'builtin', true), {
+    // 8 connects in progress per node: the ramp and the herd wait their turn at the relay,
+    // and each connect the dead node refuses frees its slot for the next.
+    const { report } = await runValid(smallKill('kernel-builtin-redispatch', 'builtin', true, 8), {
       write: false,
       workers: 1,
     });
+    expect(report.config.topology.regions[0]?.balancer.maxConnecting).toBe(8);
     expect(report.devices.heldAtEnd).toBe(300);
     expect(report.devices.heldAtServer).toBe(300);
     const kill = report.faults.find((f) => f.label === 'kill');
