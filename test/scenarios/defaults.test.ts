@@ -143,6 +143,7 @@ describe('defaults tables', () => {
       },
       failOpen: t.balancer.failOpen,
       redispatch: t.balancer.redispatch,
+      maxConnecting: t.balancer.maxConnecting,
     });
     expect(s.topology.routing).toEqual({
       mode: t.routing.mode,
