@@ -188,9 +188,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   const entry = entryBeside(import.meta.url, '../bin/pushbench', { leanHeap: true });
   const host = options.host ?? '127.0.0.1';
   const { plan, cgroup } = await limitsFor(options.nodeId, options.limits);
-  // Through the wrapper the node enters its cgroups before its first instruction;
-  // `exec` keeps the pid, so `child.pid` is the node's own.
-  const spawn = cgroup.wrap(process.execPath, [
+  const serve = [
     ...entry.execArgv,
     entry.path,
     'serve',
@@ -205,12 +203,15 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     '--heartbeat-timeout',
     `${options.heartbeatTimeoutMs}ms`,
     ...optionalArgs(options),
-  ]);
-  // `ip netns exec` enters the host's namespace and execs the rest: the pid stays the node's.
-  const [inner, innerArgs] =
+  ];
+  // `ip netns exec` enters the host's namespace and execs the node: the pid stays the
+  // node's. It mounts a sysfs of that namespace over /sys, which hides the cgroup file
+  // systems, so the wrapper around it puts the process into the node's cgroups first;
+  // `exec` keeps the pid and the groups, so `child.pid` is the node's own.
+  const { command: inner, args: innerArgs } =
     options.namespace === undefined
-      ? [spawn.command, spawn.args]
-      : ['ip', ['netns', 'exec', options.namespace, spawn.command, ...spawn.args]];
+      ? cgroup.wrap(process.execPath, serve)
+      : cgroup.wrap('ip', ['netns', 'exec', options.namespace, process.execPath, ...serve]);
   // As root the node boots at BOOT_NICE and is set to its running niceness once it
   // listens; elsewhere it runs at that from the start. Both relative to this
   // process's own, so that a run started under `nice` keeps its nodes behind it.

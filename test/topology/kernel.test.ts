@@ -544,6 +544,47 @@ describe.skipIf(!isRoot)('a reference node as a kernel host (root)', () => {
   }, 60_000);
 });
 
+describe.skipIf(!isRoot)('a reference node with limits on a kernel host (root)', () => {
+  it('enters its cgroups and open-file limit outside its namespace (`ip netns exec` hides /sys/fs/cgroup), then runs in the namespace under them', async () => {
+    await ensureCommand('nft', 'nftables');
+    const fabric = await KernelFabric.create();
+    try {
+      const host = await fabric.addHost('node-lim');
+      const node = await startNodeProcess({
+        nodeId: 'node-lim',
+        secret: 's',
+        apiKey: 'k',
+        host: host.address,
+        namespace: host.namespace,
+        heartbeatIntervalMs: 10_000,
+        heartbeatTimeoutMs: 30_000,
+        limits: { cpu: 0.5, memoryBytes: 512 * 2 ** 20, openFiles: 500 },
+      });
+      try {
+        expect((await ip(['netns', 'identify', String(node.pid)])).trim()).toBe(host.namespace);
+        const cpu = node.limits.find((l) => l.limit === 'cpu');
+        if (cpu?.enforced) {
+          expect(node.cgroupPaths.length).toBeGreaterThan(0);
+          for (const dir of node.cgroupPaths)
+            expect(readFileSync(`${dir}/cgroup.procs`, 'utf8').split('\n')).toContain(
+              String(node.pid),
+            );
+        }
+        const files = readFileSync(`/proc/${node.pid}/limits`, 'utf8')
+          .split('\n')
+          .find((l) => l.startsWith('Max open files'));
+        expect(files?.split(/\s+/).slice(3, 5)).toEqual(['500', '500']);
+        expect((await fetch(`${node.httpUrl}/healthz`)).status).toBe(200);
+      } finally {
+        await node.stop();
+      }
+      for (const dir of node.cgroupPaths) expect(existsSync(dir)).toBe(false);
+    } finally {
+      await fabric.destroy();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!isRoot)('kernel fabric cleanup (root)', () => {
   it('removes everything on destroy, and sweeps what a SIGKILLed owner left', async () => {
     const own = await KernelFabric.create();
