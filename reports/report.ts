@@ -168,6 +168,8 @@ export interface TopologyReport {
         redispatches?: number;
         /** Devices so far that left while they waited at the builtin balancer for one of this node's connect slots (`maxConnecting`); absent when none. */
         queueAbandoned?: number;
+        /** Devices so far that the builtin balancer reset after they waited `queueTimeout` for one of this node's connect slots; absent when none. */
+        queueTimedOut?: number;
       }
     >;
     /** With a global entry: devices routed so far, home region -> region it was sent to. */

@@ -211,6 +211,8 @@ export function balancerPoint(
       ...(b.redispatches !== undefined && b.redispatches > 0 && { redispatches: b.redispatches }),
       ...(b.queueAbandoned !== undefined &&
         b.queueAbandoned > 0 && { queueAbandoned: b.queueAbandoned }),
+      ...(b.queueTimedOut !== undefined &&
+        b.queueTimedOut > 0 && { queueTimedOut: b.queueTimedOut }),
     };
   }
   return {

@@ -141,6 +141,15 @@ export interface BalancerInput {
    * no cap.
    */
   maxConnecting?: number | null;
+  /**
+   * With `maxConnecting`: a device that waits longer than this at the balancer
+   * for a connect slot is reset (it backs off and reconnects), as HAProxy's
+   * `timeout queue`. Under a herd that outruns the nodes, a queue served in
+   * arrival order otherwise hands each node devices that have waited nearly
+   * their whole connect timeout and give up before their upgrade returns.
+   * Default `"2s"`; `null`: a device waits until it gives up.
+   */
+  queueTimeout?: string | number | null;
 }
 
 /** A node profile as written in a scenario. */
@@ -488,6 +497,8 @@ export interface Balancer {
   redispatch: boolean;
   /** Connects a node may have in progress before devices wait at the balancer (builtin); null = no cap. */
   maxConnecting: number | null;
+  /** With maxConnecting: how long a device may wait for a connect slot before it is reset; null = until it gives up. */
+  queueTimeoutMs: number | null;
 }
 
 /** One region: its nodes and the balancer in front of them. */

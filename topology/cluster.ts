@@ -383,6 +383,8 @@ export class Cluster {
       failOpen: r.balancer.failOpen,
       redispatch: r.balancer.redispatch,
       ...(r.balancer.maxConnecting !== null && { maxConnecting: r.balancer.maxConnecting }),
+      ...(r.balancer.maxConnecting !== null &&
+        r.balancer.queueTimeoutMs !== null && { queueTimeoutMs: r.balancer.queueTimeoutMs }),
       backends: [...this.nodes.values()]
         .filter((n) => n.region === r.name)
         .map((n) => this.backendOf(n.nodeId)),

@@ -77,15 +77,23 @@ function balancerRetries(
   return { retries, redispatches };
 }
 
-/** Devices that left while queued for a connect slot (`balancer.maxConnecting`): each node's last count, added up. */
-function queueAbandoned(report: Report): number {
-  const last = new Map<string, number>();
+/**
+ * Devices that left a connect-slot queue (`balancer.maxConnecting`) unseen by
+ * their node: gave up, or reset at the queue timeout. Each node's last counts,
+ * added up.
+ */
+function queueLeavers(report: Report): { abandoned: number; timedOut: number } {
+  const last = new Map<string, { abandoned: number; timedOut: number }>();
   for (const sample of report.topology.balancer)
     for (const [nodeId, b] of Object.entries(sample.backends))
-      if (b.queueAbandoned !== undefined) last.set(nodeId, b.queueAbandoned);
-  let n = 0;
-  for (const v of last.values()) n += v;
-  return n;
+      if (b.queueAbandoned !== undefined || b.queueTimedOut !== undefined)
+        last.set(nodeId, { abandoned: b.queueAbandoned ?? 0, timedOut: b.queueTimedOut ?? 0 });
+  const sum = { abandoned: 0, timedOut: 0 };
+  for (const v of last.values()) {
+    sum.abandoned += v.abandoned;
+    sum.timedOut += v.timedOut;
+  }
+  return sum;
 }
 
 /** The row under a series: each percentile's 95 % interval, in the latency table's columns. */
@@ -287,11 +295,11 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
       ),
     );
   }
-  const abandoned = queueAbandoned(report);
-  if (abandoned > 0) {
+  const queue = queueLeavers(report);
+  if (queue.abandoned + queue.timedOut > 0) {
     out.push(
       c.dim(
-        `  balancer: ${formatCount(abandoned)} devices gave up while queued for their node's connect slots (maxConnecting); no node saw them`,
+        `  balancer: ${formatCount(queue.abandoned)} devices gave up while queued for their node's connect slots (maxConnecting), ${formatCount(queue.timedOut)} reset at the queue timeout; no node saw them`,
       ),
     );
   }

@@ -52,6 +52,7 @@ export const topologyDefaults = {
     failOpen: false,
     redispatch: false,
     maxConnecting: null,
+    queueTimeout: '2s' as string | null,
   },
   profiles: computed('a `default` profile with every profile default'),
   routing: {
@@ -131,6 +132,7 @@ const tableBalancer: Balancer = {
   failOpen: topologyDefaults.balancer.failOpen,
   redispatch: topologyDefaults.balancer.redispatch,
   maxConnecting: topologyDefaults.balancer.maxConnecting,
+  queueTimeoutMs: ms(topologyDefaults.balancer.queueTimeout as string),
 };
 const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
 
@@ -374,6 +376,12 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
             integer: true,
             max: 1_000_000,
           });
+  const queueTimeoutMs =
+    b.queueTimeout === undefined
+      ? fallback.queueTimeoutMs
+      : b.queueTimeout === null
+        ? null
+        : duration(p, `${path}.queueTimeout`, b.queueTimeout, REQUIRED, 1);
   if (maxConnecting !== null && engine !== 'builtin') {
     p.add(
       `${path}.maxConnecting`,
@@ -393,6 +401,7 @@ function balancer(p: Problems, path: string, v: unknown, fallback: Balancer): Ba
     failOpen,
     redispatch,
     maxConnecting,
+    queueTimeoutMs,
   };
 }
 

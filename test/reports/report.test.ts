@@ -71,14 +71,17 @@ describe('report verdicts and exit codes', () => {
     expect(text()).not.toMatch(/connect slots/);
     const backend = { connections: 0, healthy: true, inRotation: true, conntrackHeld: 0 };
     r.topology.balancer = [
-      { t: 1, backends: { a: { ...backend, queueAbandoned: 4 }, b: backend } },
+      { t: 1, backends: { a: { ...backend, queueAbandoned: 4, queueTimedOut: 1 }, b: backend } },
       {
         t: 2,
-        backends: { a: { ...backend, queueAbandoned: 9 }, b: { ...backend, queueAbandoned: 3 } },
+        backends: {
+          a: { ...backend, queueAbandoned: 9 },
+          b: { ...backend, queueAbandoned: 3, queueTimedOut: 5 },
+        },
       },
     ];
     expect(text()).toMatch(
-      /balancer: 12 devices gave up while queued for their node's connect slots \(maxConnecting\); no node saw them/,
+      /balancer: 12 devices gave up while queued for their node's connect slots \(maxConnecting\), 5 reset at the queue timeout; no node saw them/,
     );
   });
 

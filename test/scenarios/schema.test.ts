@@ -190,6 +190,16 @@ describe('scenario validation', () => {
       ctx,
     );
     expect(on.topology.regions.map((r) => r.balancer.maxConnecting)).toEqual([64, null]);
+    // Its queue timeout: 2 s unless given; null waits until the device gives up.
+    expect(on.topology.regions[0]!.balancer.queueTimeoutMs).toBe(2000);
+    const timeouts = (queueTimeout: unknown) =>
+      validateScenario({ ...base, topology: { balancer: { maxConnecting: 8, queueTimeout } } }, ctx)
+        .topology.regions[0]!.balancer.queueTimeoutMs;
+    expect(timeouts('750ms')).toBe(750);
+    expect(timeouts(null)).toBeNull();
+    expect(problemsOf({ ...base, topology: { balancer: { queueTimeout: 'soon' } } })).toHaveLength(
+      1,
+    );
     expect(
       problemsOf({
         ...base,

@@ -843,6 +843,39 @@ describe('maxConnecting (builtin balancer)', () => {
     });
   }
 
+  for (const relays of [undefined, { count: 1, openFiles: null }]) {
+    const mode = relays ? 'relay mode' : 'in this process';
+    it(`${mode}: a device that waits past queueTimeoutMs for a connect slot is reset, counted as queueTimedOut, and never reaches the node`, async () => {
+      const node = await slowNode('slow');
+      const network = await startNetwork({
+        regions: [
+          { ...region('eu', []), backends: [node.spec()], maxConnecting: 1, queueTimeoutMs: 300 },
+        ],
+        ...(relays && { relays }),
+      });
+      const port = network.addresses().regions.eu!.port;
+      const first = await dial(port);
+      first.write('d0');
+      await until(() => node.firsts.length === 1);
+      const waitedAt = nowMs();
+      const second = await dial(port);
+      const seen = watch(second);
+      second.write('d1');
+      await until(() => seen.closed);
+      const waitedMs = nowMs() - waitedAt;
+      expect(seen.error).toBe('ECONNRESET');
+      expect(seen.data).toBe('');
+      // Reset at its timeout, by a sweep every 100 ms.
+      expect(waitedMs).toBeGreaterThanOrEqual(290);
+      expect(waitedMs).toBeLessThan(2000);
+      await until(() => backend(network.sample(), 'slow').queueTimedOut === 1);
+      expect(backend(network.sample(), 'slow').queueAbandoned).toBe(0);
+      await until(() => backend(network.sample(), 'slow').connections === 1);
+      expect(node.firsts).toEqual(['d0']);
+      node.destroyAll();
+    });
+  }
+
   it('without maxConnecting every connect goes to the node at once, and the sample has no queueAbandoned', async () => {
     const node = await slowNode('slow');
     const network = await startNetwork({

@@ -16,6 +16,8 @@ import {
 
 /** Selection weight floor: a backend at the very start of its slow start is still comparable. */
 const MIN_WEIGHT = 0.05;
+/** How often devices queued for a connect slot are checked against the queue timeout. */
+const QUEUE_SWEEP_MS = 100;
 /** Bytes a held connection may send before it is admitted (its upgrade request); then it is paused. */
 const HELD_BUFFER_BYTES = 64 * 1024;
 
@@ -39,6 +41,8 @@ export interface RegionBalancerOptions {
    * back); past them devices wait here in arrival order. Undefined: no cap.
    */
   maxConnecting?: number;
+  /** With `maxConnecting`: a device that waits longer than this for a connect slot is reset (ms). */
+  queueTimeoutMs?: number;
   /** Seconds after arrival at which a held connection is re-checked. */
   synRetriesS: readonly number[];
   rng: Rng;
@@ -72,6 +76,8 @@ interface Held {
 /** A device waiting for one of its node's connect slots (`maxConnecting`). */
 interface Queued {
   socket: Socket;
+  /** When it was queued (ms, monotonic), for the queue timeout. */
+  atMs: number;
   chunks: Buffer[];
   /** A redispatch's nodes that refused it. */
   tried: string[];
@@ -109,6 +115,8 @@ export class Backend {
   readonly queued = new Set<Queued>();
   /** Devices that left while they waited for a connect slot, since start (relay mode: reported by the relays). */
   queueAbandoned = 0;
+  /** Devices reset after waiting `queueTimeoutMs` for a connect slot, since start (relay mode: reported by the relays). */
+  queueTimedOut = 0;
 
   constructor(
     readonly nodeId: string,
@@ -159,6 +167,8 @@ export class RegionBalancer {
   private heldTimer: NodeJS.Timeout | undefined;
   private heldTimerAtMs = Number.POSITIVE_INFINITY;
   private healthTimer: NodeJS.Timeout | undefined;
+  /** Resets queued devices past the queue timeout, while any is queued. */
+  private queueSweeper: NodeJS.Timeout | undefined;
   private started = false;
   private closed = false;
 
@@ -348,7 +358,10 @@ export class RegionBalancer {
       healthChangedAtMs: backend.health.changedAtMs,
       checksStarved: backend.health.starved,
       ...(this.options.redispatch && { redispatches: backend.redispatches }),
-      ...(this.options.maxConnecting !== undefined && { queueAbandoned: backend.queueAbandoned }),
+      ...(this.options.maxConnecting !== undefined && {
+        queueAbandoned: backend.queueAbandoned,
+        queueTimedOut: backend.queueTimedOut,
+      }),
     };
   }
 
@@ -364,8 +377,14 @@ export class RegionBalancer {
     this.closed = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.heldTimer) clearTimeout(this.heldTimer);
+    if (this.queueSweeper) clearInterval(this.queueSweeper);
     for (const backend of this.backends.values()) {
       for (const held of backend.held) this.dropHeld(held);
+      for (const q of backend.queued) {
+        q.detach();
+        q.socket.destroy();
+      }
+      backend.queued.clear();
       backend.link.close();
     }
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -537,7 +556,7 @@ export class RegionBalancer {
    * forwarded when its turn comes.
    */
   private queue(socket: Socket, backend: Backend, early: Buffer[], tried: string[]): void {
-    const q: Queued = { socket, chunks: [...early], tried, detach: () => {} };
+    const q: Queued = { socket, atMs: nowMs(), chunks: [...early], tried, detach: () => {} };
     let bytes = early.reduce((n, c) => n + c.length, 0);
     const onData = (chunk: Buffer) => {
       q.chunks.push(chunk);
@@ -562,6 +581,29 @@ export class RegionBalancer {
       socket.pause();
     };
     backend.queued.add(q);
+    if (this.queueSweeper === undefined && this.options.queueTimeoutMs !== undefined)
+      this.queueSweeper = setInterval(() => this.sweepQueues(), QUEUE_SWEEP_MS);
+  }
+
+  /** Resets the queued devices that waited past the queue timeout (the oldest first). */
+  private sweepQueues(): void {
+    const timeoutMs = this.options.queueTimeoutMs ?? Number.POSITIVE_INFINITY;
+    const now = nowMs();
+    let queued = 0;
+    for (const backend of this.backends.values()) {
+      for (const q of backend.queued) {
+        if (now - q.atMs < timeoutMs) break;
+        backend.queued.delete(q);
+        q.detach();
+        backend.queueTimedOut++;
+        resetSocket(q.socket);
+      }
+      queued += backend.queued.size;
+    }
+    if (queued === 0 || this.closed) {
+      clearInterval(this.queueSweeper);
+      this.queueSweeper = undefined;
+    }
   }
 
   /**

@@ -95,6 +95,7 @@ export class Network {
         ...(region.failOpen === true && { failOpen: true }),
         ...(region.redispatch === true && { redispatch: true }),
         ...(region.maxConnecting !== undefined && { maxConnecting: region.maxConnecting }),
+        ...(region.queueTimeoutMs !== undefined && { queueTimeoutMs: region.queueTimeoutMs }),
         synRetriesS: spec.synRetriesS ?? DEFAULT_SYN_RETRIES_S,
         rng: this.rng.fork(i),
       });
@@ -156,18 +157,21 @@ export class Network {
         if (refusedBy) refusedBy.redispatches++;
         choice.carried++;
         const maxConnecting = balancer?.options.maxConnecting;
+        const queueTimeoutMs = balancer?.options.queueTimeoutMs;
         return {
           nodeId: choice.nodeId,
           host: choice.host,
           port: choice.port,
           ...(maxConnecting !== undefined && { maxConnecting }),
+          ...(maxConnecting !== undefined && queueTimeoutMs !== undefined && { queueTimeoutMs }),
         };
       },
-      (nodeId, n, abandoned) => {
+      (nodeId, n, queue) => {
         const backend = this.balancers.get(this.nodes.get(nodeId)?.region ?? '')?.get(nodeId);
         if (!backend) return;
         backend.carried -= n;
-        backend.queueAbandoned += abandoned;
+        backend.queueAbandoned += queue.abandoned;
+        backend.queueTimedOut += queue.timedOut;
       },
     );
     this.relays = relays;

@@ -15,7 +15,8 @@
  * connect fails. With `maxConnecting` (in the answer), a node has at most that
  * many of this relay's connects unanswered (no byte back yet); the devices past
  * them wait here in arrival order, and one that leaves while it waits is
- * reported `abandoned`. Exits when its parent's channel closes.
+ * reported `abandoned`; one that waits past the answer's `queueTimeoutMs` is
+ * reset and reported `timedOut`. Exits when its parent's channel closes.
  *
  * Messages: it says `{op: "ready"}`; takes `{op: "listen", entry, handBack?}`
  * with a raw listening handle and accepts on it (with `handBack`, it sends the
@@ -37,7 +38,14 @@ import { Link, resetSocket } from './link.js';
  * `maxConnecting`, when it has one), or a refusal (reset: RST; close: FIN).
  */
 export type RelayAnswerItem =
-  | [id: number, nodeId: string, host: string, port: number, maxConnecting?: number]
+  | [
+      id: number,
+      nodeId: string,
+      host: string,
+      port: number,
+      maxConnecting?: number,
+      queueTimeoutMs?: number,
+    ]
   | [id: number, refuse: 'reset' | 'close'];
 
 /** What the network answers a batch of asks with. */
@@ -61,12 +69,14 @@ export interface RelayHeld {
 /**
  * What a relay reports: connections finished since its last report, per node;
  * `abandoned`: of those, devices that left while they waited for a connect
- * slot of their node (`maxConnecting`), which the node never saw.
+ * slot of their node (`maxConnecting`), which the node never saw; `timedOut`:
+ * devices reset after waiting `queueTimeoutMs` for one.
  */
 export interface RelayClosed {
   op: 'closed';
   counts: Record<string, number>;
   abandoned?: Record<string, number>;
+  timedOut?: Record<string, number>;
 }
 
 /** Connections this relay carries before it resets new ones (from its parent). */
@@ -84,6 +94,8 @@ const redispatches = Number(process.env.PUSHBENCH_RELAY_REDISPATCH ?? '0');
 /** A device whose node is known, waiting for one of the node's connect slots (`maxConnecting`). */
 interface Queued {
   w: Waiting;
+  /** When it was queued (ms, monotonic), for the queue timeout. */
+  atMs: number;
   host: string;
   port: number;
   /** Its socket's close while queued: it is taken out and uncounted. */
@@ -94,6 +106,8 @@ interface Queued {
 interface Slots {
   connecting: number;
   queue: Set<Queued>;
+  /** How long a device may wait in `queue` before it is reset (ms). */
+  timeoutMs: number;
 }
 
 /** A device accepted and waiting for its node. */
@@ -117,6 +131,11 @@ let nextId = 1;
 let live = 0;
 let closed: Record<string, number> = {};
 let abandoned: Record<string, number> = {};
+let timedOut: Record<string, number> = {};
+/** Sweeps the queues for devices past their queue timeout while any device is queued. */
+let sweeper: NodeJS.Timeout | undefined;
+/** How often queued devices are checked against their queue timeout. */
+const SWEEP_MS = 100;
 let reporting = false;
 /** Connect slots of the nodes whose balancer has a `maxConnecting`. */
 const slots = new Map<string, Slots>();
@@ -139,14 +158,13 @@ function uncount(nodeId: string): void {
   setImmediate(() => {
     reporting = false;
     const counts = closed;
-    const gone = abandoned;
+    const m: RelayClosed = { op: 'closed', counts };
+    if (Object.keys(abandoned).length > 0) m.abandoned = abandoned;
+    if (Object.keys(timedOut).length > 0) m.timedOut = timedOut;
     closed = {};
     abandoned = {};
-    send(
-      Object.keys(gone).length > 0
-        ? { op: 'closed', counts, abandoned: gone }
-        : { op: 'closed', counts },
-    );
+    timedOut = {};
+    send(m);
   });
 }
 
@@ -235,7 +253,7 @@ function answered(a: RelayAnswerItem): void {
     else client.destroy();
     return;
   }
-  const [, nodeId, host, port, maxConnecting] = a;
+  const [, nodeId, host, port, maxConnecting, queueTimeoutMs] = a;
   if (client.destroyed) {
     finished(nodeId);
     return;
@@ -243,14 +261,14 @@ function answered(a: RelayAnswerItem): void {
   if (maxConnecting !== undefined && nodeId !== '') {
     let s = slots.get(nodeId);
     if (!s) {
-      s = { connecting: 0, queue: new Set() };
+      s = { connecting: 0, queue: new Set(), timeoutMs: queueTimeoutMs ?? Infinity };
       slots.set(nodeId, s);
     }
     if (s.connecting >= maxConnecting) {
       // Its bytes are still collected, so a device that gives up here is dropped unseen,
       // and uncounted on its node at once.
       const queue = s.queue;
-      const q: Queued = { w, host, port, left: () => {} };
+      const q: Queued = { w, atMs: performance.now(), host, port, left: () => {} };
       q.left = () => {
         queue.delete(q);
         abandoned[nodeId] = (abandoned[nodeId] ?? 0) + 1;
@@ -258,6 +276,8 @@ function answered(a: RelayAnswerItem): void {
       };
       client.once('close', q.left);
       queue.add(q);
+      if (sweeper === undefined && Number.isFinite(s.timeoutMs))
+        sweeper = setInterval(sweep, SWEEP_MS);
       return;
     }
     s.connecting++;
@@ -279,6 +299,28 @@ function slotFreed(nodeId: string): void {
   next.w.socket.off('close', next.left);
   s.connecting++;
   carry(next.w, nodeId, next.host, next.port);
+}
+
+/** Resets the queued devices that waited past their queue timeout (the oldest first). */
+function sweep(): void {
+  const now = performance.now();
+  let queued = 0;
+  for (const [nodeId, s] of slots) {
+    for (const q of s.queue) {
+      if (now - q.atMs < s.timeoutMs) break;
+      s.queue.delete(q);
+      q.w.socket.off('close', q.left);
+      timedOut[nodeId] = (timedOut[nodeId] ?? 0) + 1;
+      settled(q.w);
+      resetSocket(q.w.socket);
+      finished(nodeId);
+    }
+    queued += s.queue.size;
+  }
+  if (queued === 0 && sweeper !== undefined) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
 }
 
 /** Connects device `w` to its node and relays (with redispatch: once the node is up). */

@@ -53,9 +53,17 @@ export function relaysFor(devices: number, openFiles: number | null): number {
   return Math.max(1, Math.ceil(devices / (relayCapacity(openFiles) * RELAY_FILL)));
 }
 
+/** Of connections reported finished: how many left a connect-slot queue unseen by their node (gave up, or reset at its timeout). */
+export interface QueueLeavers {
+  abandoned: number;
+  timedOut: number;
+}
+
+const NO_LEAVERS: QueueLeavers = { abandoned: 0, timedOut: 0 };
+
 /** The decision for one device: its node, or a refusal (reset: RST; close: FIN). */
 export type RelayDecision =
-  | { nodeId: string; host: string; port: number; maxConnecting?: number }
+  | { nodeId: string; host: string; port: number; maxConnecting?: number; queueTimeoutMs?: number }
   | { refuse: 'reset' | 'close' };
 
 /** The relay processes of one network. */
@@ -77,7 +85,7 @@ export class RelayPool {
 
   private constructor(
     private readonly decide: (entry: string, address: string, tried: string[]) => RelayDecision,
-    private readonly closed: (nodeId: string, n: number, abandoned: number) => void,
+    private readonly closed: (nodeId: string, n: number, queue: QueueLeavers) => void,
     /** Connections the accepting relay may carry beyond the emptiest before the role moves. */
     private readonly slack: number,
   ) {}
@@ -86,7 +94,8 @@ export class RelayPool {
    * Forks `count` relays. `decide` picks the node for a device accepted on an
    * entry (and counts it), none of `tried` (a redispatch's nodes that refused
    * it); `closed` hears of finished connections per node, and how many of
-   * them left while queued for a connect slot (`maxConnecting`). `redispatches`:
+   * them left while queued for a connect slot (`maxConnecting`) or were reset
+   * past the queue timeout. `redispatches`:
    * other nodes a refused connect is tried on (0: the device is reset).
    */
   static async start(
@@ -95,7 +104,7 @@ export class RelayPool {
     sourceAddresses: string[],
     redispatches: number,
     decide: (entry: string, address: string, tried: string[]) => RelayDecision,
-    closed: (nodeId: string, n: number, abandoned: number) => void,
+    closed: (nodeId: string, n: number, queue: QueueLeavers) => void,
   ): Promise<RelayPool> {
     const pool = new RelayPool(
       decide,
@@ -138,7 +147,7 @@ export class RelayPool {
         let n = 0;
         for (const [nodeId, count] of lost) {
           n += count;
-          pool.closed(nodeId, count, 0);
+          pool.closed(nodeId, count, NO_LEAVERS);
         }
         lost.clear();
         if (!pool.stopped) {
@@ -251,7 +260,10 @@ export class RelayPool {
     if (m?.op === 'closed' && typeof m.counts === 'object') {
       for (const [nodeId, n] of Object.entries(m.counts)) {
         carried.set(nodeId, (carried.get(nodeId) ?? 0) - n);
-        this.closed(nodeId, n, Number(m.abandoned?.[nodeId]) || 0);
+        this.closed(nodeId, n, {
+          abandoned: Number(m.abandoned?.[nodeId]) || 0,
+          timedOut: Number(m.timedOut?.[nodeId]) || 0,
+        });
       }
       return;
     }
@@ -268,7 +280,7 @@ export class RelayPool {
           ? [id, d.refuse]
           : d.maxConnecting === undefined
             ? [id, d.nodeId, d.host, d.port]
-            : [id, d.nodeId, d.host, d.port, d.maxConnecting],
+            : [id, d.nodeId, d.host, d.port, d.maxConnecting, d.queueTimeoutMs],
       );
     }
     if (child.connected) {
@@ -279,7 +291,7 @@ export class RelayPool {
       return;
     }
     // A relay gone before the answer took its sockets with it.
-    for (const a of answers) if (a.length >= 4) this.closed(a[1], 1, 0);
+    for (const a of answers) if (a.length >= 4) this.closed(a[1], 1, NO_LEAVERS);
   }
 
   /** Each relay's process id and the connections it carries now. */

@@ -147,6 +147,12 @@ export function parseNetworkSpec(input: unknown): NetworkSpec {
         p.add(`${path}.maxConnecting`, 'must be a whole number >= 1');
       else region.maxConnecting = v;
     }
+    if (ro.queueTimeoutMs !== undefined) {
+      const v = ro.queueTimeoutMs;
+      if (typeof v !== 'number' || !(v > 0))
+        p.add(`${path}.queueTimeoutMs`, 'must be a number > 0');
+      else region.queueTimeoutMs = v;
+    }
     if (spec.regions.some((x) => x.name === region.name)) {
       p.add(`${path}.name`, `repeats region ${JSON.stringify(region.name)}; names must be unique`);
     }

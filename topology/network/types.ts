@@ -61,6 +61,8 @@ export interface RegionSpec {
    * keeps its own count. Absent: no cap.
    */
   maxConnecting?: number;
+  /** With `maxConnecting`: a device that waits longer than this for a connect slot is reset (ms). Absent: it waits until it gives up. */
+  queueTimeoutMs?: number;
   backends: BackendSpec[];
 }
 
@@ -196,6 +198,8 @@ export interface BackendSample {
   redispatches?: number;
   /** Devices that left while they waited at the balancer for one of its connect slots, since start; absent without `maxConnecting`. */
   queueAbandoned?: number;
+  /** Devices reset after waiting `queueTimeoutMs` for one of its connect slots, since start; absent without `maxConnecting`. */
+  queueTimedOut?: number;
 }
 
 /** A cheap picture of the network, taken once per second. Counters are totals since start. */
