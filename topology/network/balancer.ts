@@ -540,11 +540,18 @@ export class RegionBalancer {
       held = false;
       node.off('data', free);
       backend.unanswered--;
-      const next = backend.queued.values().next().value;
-      if (next === undefined || this.closed) return;
-      backend.queued.delete(next);
-      next.detach();
-      this.admit(next.socket, backend, next.chunks, next.tried);
+      if (this.closed) return;
+      for (const next of backend.queued) {
+        backend.queued.delete(next);
+        next.detach();
+        if (next.socket.destroyed) {
+          // Gone this very turn (its close not yet emitted).
+          backend.queueAbandoned++;
+          continue;
+        }
+        this.admit(next.socket, backend, next.chunks, next.tried);
+        return;
+      }
     };
     node.on('data', free);
     node.once('close', free);

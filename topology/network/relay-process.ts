@@ -293,12 +293,19 @@ function slotFreed(nodeId: string): void {
   const s = slots.get(nodeId);
   if (!s) return;
   s.connecting--;
-  const next = s.queue.values().next().value;
-  if (next === undefined) return;
-  s.queue.delete(next);
-  next.w.socket.off('close', next.left);
-  s.connecting++;
-  carry(next.w, nodeId, next.host, next.port);
+  for (const next of s.queue) {
+    s.queue.delete(next);
+    next.w.socket.off('close', next.left);
+    if (next.w.socket.destroyed) {
+      // Gone this very turn (its close not yet emitted).
+      abandoned[nodeId] = (abandoned[nodeId] ?? 0) + 1;
+      finished(nodeId);
+      continue;
+    }
+    s.connecting++;
+    carry(next.w, nodeId, next.host, next.port);
+    return;
+  }
 }
 
 /** Resets the queued devices that waited past their queue timeout (the oldest first). */
