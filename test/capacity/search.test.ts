@@ -8,10 +8,10 @@ import { largestFit, searchCapacity, slope } from '../../capacity/search.js';
 import { preflightRefusal } from '../../run/run.js';
 
 describe('capacity search', () => {
-  it('finds the knee of a node that falls over past 1,600 connections, and its herd absorption', async () => {
+  it('finds the knee of a node that falls over past 1,800 connections, and its herd absorption', async () => {
     const lines: string[] = [];
     const report = await searchCapacity({
-      profile: { name: 'tiny', input: { capacity: 1600, overload: 'crash' } },
+      profile: { name: 'tiny', input: { capacity: 1800, overload: 'crash' } },
       slo: ['p99(push) < 200ms'],
       start: 500,
       factor: 2,
@@ -24,7 +24,7 @@ describe('capacity search', () => {
       workers: 2,
       notice: (l) => lines.push(l),
     });
-    // 500 and 1,000 pass, 2,000 crashes the node, the bisection finds 1,500 holds (100 spare:
+    // 500 and 1,000 pass, 2,000 crashes the node, the bisection finds 1,500 holds (300 spare:
     // an attempt the client gave up on that the node admitted late must not tip it over).
     // The message says why a step failed, should one that must pass not.
     expect(
