@@ -147,7 +147,8 @@ export interface BalancerInput {
    * `timeout queue`. Under a herd that outruns the nodes, a queue served in
    * arrival order otherwise hands each node devices that have waited nearly
    * their whole connect timeout and give up before their upgrade returns.
-   * Default `"2s"`; `null`: a device waits until it gives up.
+   * Default `null`: a device waits until it gives up (on this box a 2 s queue
+   * timeout made node-kill's herd worse; bench/RESULTS.md).
    */
   queueTimeout?: string | number | null;
 }

@@ -52,7 +52,7 @@ export const topologyDefaults = {
     failOpen: false,
     redispatch: false,
     maxConnecting: null,
-    queueTimeout: '2s' as string | null,
+    queueTimeout: null as string | null,
   },
   profiles: computed('a `default` profile with every profile default'),
   routing: {
@@ -132,7 +132,7 @@ const tableBalancer: Balancer = {
   failOpen: topologyDefaults.balancer.failOpen,
   redispatch: topologyDefaults.balancer.redispatch,
   maxConnecting: topologyDefaults.balancer.maxConnecting,
-  queueTimeoutMs: ms(topologyDefaults.balancer.queueTimeout as string),
+  queueTimeoutMs: null,
 };
 const tableRoutingHealth = healthOf(topologyDefaults.routing.health);
 

@@ -79,7 +79,7 @@ function scenario(devices: number, reserve: number): Scenario {
           failOpen: false,
           redispatch: false,
           maxConnecting: null,
-          queueTimeoutMs: 2000,
+          queueTimeoutMs: null,
           health,
         },
       })),

@@ -144,7 +144,7 @@ describe('defaults tables', () => {
       failOpen: t.balancer.failOpen,
       redispatch: t.balancer.redispatch,
       maxConnecting: t.balancer.maxConnecting,
-      queueTimeoutMs: ms(t.balancer.queueTimeout as string),
+      queueTimeoutMs: t.balancer.queueTimeout,
     });
     expect(s.topology.routing).toEqual({
       mode: t.routing.mode,

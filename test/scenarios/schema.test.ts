@@ -190,8 +190,8 @@ describe('scenario validation', () => {
       ctx,
     );
     expect(on.topology.regions.map((r) => r.balancer.maxConnecting)).toEqual([64, null]);
-    // Its queue timeout: 2 s unless given; null waits until the device gives up.
-    expect(on.topology.regions[0]!.balancer.queueTimeoutMs).toBe(2000);
+    // Its queue timeout: none unless given (a device waits until it gives up).
+    expect(on.topology.regions[0]!.balancer.queueTimeoutMs).toBeNull();
     const timeouts = (queueTimeout: unknown) =>
       validateScenario({ ...base, topology: { balancer: { maxConnecting: 8, queueTimeout } } }, ctx)
         .topology.regions[0]!.balancer.queueTimeoutMs;
