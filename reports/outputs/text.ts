@@ -299,7 +299,7 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
   if (queue.abandoned + queue.timedOut > 0) {
     out.push(
       c.dim(
-        `  balancer: ${formatCount(queue.abandoned)} devices gave up while queued for their node's connect slots (maxConnecting), ${formatCount(queue.timedOut)} reset at the queue timeout; no node saw them`,
+        `  balancer: ${formatCount(queue.abandoned)} devices gave up while queued for their node's connect slots (maxConnecting)${queue.timedOut > 0 ? `, ${formatCount(queue.timedOut)} reset at the queue timeout` : ''}; no node saw them`,
       ),
     );
   }

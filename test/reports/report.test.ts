@@ -83,6 +83,11 @@ describe('report verdicts and exit codes', () => {
     expect(text()).toMatch(
       /balancer: 12 devices gave up while queued for their node's connect slots \(maxConnecting\), 5 reset at the queue timeout; no node saw them/,
     );
+    // Without a queue timeout, no word of one.
+    r.topology.balancer = [{ t: 1, backends: { a: { ...backend, queueAbandoned: 2 } } }];
+    expect(text()).toMatch(
+      /balancer: 2 devices gave up while queued for their node's connect slots \(maxConnecting\); no node saw them/,
+    );
   });
 
   it('keeps the encoded histograms so a report can be re-rendered', () => {
