@@ -12,7 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { signToken } from '../../server/token.js';
 import { ip } from '../../topology/kernel/commands.js';
-import { fabricTag, KernelFabric, sweepDeadFabrics } from '../../topology/kernel/fabric.js';
+import {
+  fabricTag,
+  KernelFabric,
+  type KernelHost,
+  sweepDeadFabrics,
+} from '../../topology/kernel/fabric.js';
 import {
   addKernelFault,
   capBandwidth,
@@ -496,12 +501,20 @@ describe.skipIf(!isRoot)('kernel fabric and faults (root)', () => {
   });
 });
 
+/** Runs `test` with one host on a new kernel fabric, destroyed after it. */
+async function onKernelHost(name: string, test: (host: KernelHost) => Promise<void>) {
+  await ensureCommand('nft', 'nftables');
+  const fabric = await KernelFabric.create();
+  try {
+    await test(await fabric.addHost(name));
+  } finally {
+    await fabric.destroy();
+  }
+}
+
 describe.skipIf(!isRoot)('a reference node as a kernel host (root)', () => {
   it('runs in its own namespace, serves devices and pushes across the bridge, and dies to a real SIGKILL', async () => {
-    await ensureCommand('nft', 'nftables');
-    const fabric = await KernelFabric.create();
-    try {
-      const host = await fabric.addHost('node-1');
+    await onKernelHost('node-1', async (host) => {
       const secret = 'kernel-secret';
       const node = await startNodeProcess({
         nodeId: 'node-1',
@@ -538,18 +551,11 @@ describe.skipIf(!isRoot)('a reference node as a kernel host (root)', () => {
       expect(exit.signal).toBe('SIGKILL');
       const [code] = (await closed) as [number];
       expect(code).toBe(1006);
-    } finally {
-      await fabric.destroy();
-    }
+    });
   }, 60_000);
-});
 
-describe.skipIf(!isRoot)('a reference node with limits on a kernel host (root)', () => {
-  it('enters its cgroups and open-file limit outside its namespace (`ip netns exec` hides /sys/fs/cgroup), then runs in the namespace under them', async () => {
-    await ensureCommand('nft', 'nftables');
-    const fabric = await KernelFabric.create();
-    try {
-      const host = await fabric.addHost('node-lim');
+  it('with limits, enters its cgroups and open-file limit outside its namespace (`ip netns exec` hides /sys/fs/cgroup), then runs in the namespace under them', async () => {
+    await onKernelHost('node-lim', async (host) => {
       const node = await startNodeProcess({
         nodeId: 'node-lim',
         secret: 's',
@@ -579,9 +585,7 @@ describe.skipIf(!isRoot)('a reference node with limits on a kernel host (root)',
         await node.stop();
       }
       for (const dir of node.cgroupPaths) expect(existsSync(dir)).toBe(false);
-    } finally {
-      await fabric.destroy();
-    }
+    });
   }, 60_000);
 });
 

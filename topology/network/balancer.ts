@@ -25,6 +25,29 @@ function nowMs(): number {
   return monoNowUs() / 1000;
 }
 
+/**
+ * Reads a device that waits at the balancer (held for conntrack, or queued for
+ * a connect slot) into `chunks`, pausing it past {@link HELD_BUFFER_BYTES}, so
+ * that its FIN or close is seen (`gone`). Returns what stops the reading.
+ */
+function readWhileWaiting(socket: Socket, chunks: Buffer[], gone: () => void): () => void {
+  let bytes = chunks.reduce((n, c) => n + c.length, 0);
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    bytes += chunk.length;
+    if (bytes > HELD_BUFFER_BYTES) socket.pause();
+  };
+  socket.on('data', onData);
+  socket.on('end', gone);
+  socket.on('close', gone);
+  socket.on('error', () => {});
+  return () => {
+    socket.off('data', onData);
+    socket.off('end', gone);
+    socket.off('close', gone);
+  };
+}
+
 /** Settings of one region balancer. */
 export interface RegionBalancerOptions {
   name: string;
@@ -67,7 +90,6 @@ interface Held {
   /** Index in the retry offsets of the next re-check. */
   retry: number;
   chunks: Buffer[];
-  bytes: number;
   gone: boolean;
   /** Removes the holding listeners. */
   detach: () => void;
@@ -564,26 +586,14 @@ export class RegionBalancer {
    */
   private queue(socket: Socket, backend: Backend, early: Buffer[], tried: string[]): void {
     const q: Queued = { socket, atMs: nowMs(), chunks: [...early], tried, detach: () => {} };
-    let bytes = early.reduce((n, c) => n + c.length, 0);
-    const onData = (chunk: Buffer) => {
-      q.chunks.push(chunk);
-      bytes += chunk.length;
-      if (bytes > HELD_BUFFER_BYTES) socket.pause();
-    };
-    const onGone = () => {
+    const stop = readWhileWaiting(socket, q.chunks, () => {
       q.detach();
       backend.queued.delete(q);
       backend.queueAbandoned++;
       socket.destroy();
-    };
-    socket.on('data', onData);
-    socket.on('end', onGone);
-    socket.on('close', onGone);
-    socket.on('error', () => {});
+    });
     q.detach = () => {
-      socket.off('data', onData);
-      socket.off('end', onGone);
-      socket.off('close', onGone);
+      stop();
       // Its bytes wait in the socket until its relay reads them (admit resumes it).
       socket.pause();
     };
@@ -625,26 +635,11 @@ export class RegionBalancer {
       arrivalMs: atMs,
       retry: 0,
       chunks: [...early],
-      bytes: early.reduce((n, c) => n + c.length, 0),
       gone: false,
       detach: () => {},
     };
     backend.held.add(held);
-    const onData = (chunk: Buffer) => {
-      held.chunks.push(chunk);
-      held.bytes += chunk.length;
-      if (held.bytes > HELD_BUFFER_BYTES) socket.pause();
-    };
-    const onGone = () => this.dropHeld(held);
-    socket.on('data', onData);
-    socket.on('end', onGone);
-    socket.on('close', onGone);
-    socket.on('error', () => {});
-    held.detach = () => {
-      socket.off('data', onData);
-      socket.off('end', onGone);
-      socket.off('close', onGone);
-    };
+    held.detach = readWhileWaiting(socket, held.chunks, () => this.dropHeld(held));
     this.scheduleHeld(held);
   }
 
