@@ -5,7 +5,7 @@ import type { Rng } from '../../core/rng.js';
 import type { TokenBucket } from '../../server/rate-limit.js';
 import { HealthState, probeHealthz } from './health.js';
 import { TimeHeap } from './heap.js';
-import { type Link, resetSocket } from './link.js';
+import { type Link, readWhileWaiting, resetSocket } from './link.js';
 import {
   type BackendSample,
   type BackendSpec,
@@ -23,29 +23,6 @@ const HELD_BUFFER_BYTES = 64 * 1024;
 
 function nowMs(): number {
   return monoNowUs() / 1000;
-}
-
-/**
- * Reads a device that waits at the balancer (held for conntrack, or queued for
- * a connect slot) into `chunks`, pausing it past {@link HELD_BUFFER_BYTES}, so
- * that its FIN or close is seen (`gone`). Returns what stops the reading.
- */
-function readWhileWaiting(socket: Socket, chunks: Buffer[], gone: () => void): () => void {
-  let bytes = chunks.reduce((n, c) => n + c.length, 0);
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk);
-    bytes += chunk.length;
-    if (bytes > HELD_BUFFER_BYTES) socket.pause();
-  };
-  socket.on('data', onData);
-  socket.on('end', gone);
-  socket.on('close', gone);
-  socket.on('error', () => {});
-  return () => {
-    socket.off('data', onData);
-    socket.off('end', gone);
-    socket.off('close', gone);
-  };
 }
 
 /** Settings of one region balancer. */
@@ -586,7 +563,8 @@ export class RegionBalancer {
    */
   private queue(socket: Socket, backend: Backend, early: Buffer[], tried: string[]): void {
     const q: Queued = { socket, atMs: nowMs(), chunks: [...early], tried, detach: () => {} };
-    const stop = readWhileWaiting(socket, q.chunks, () => {
+    socket.on('error', () => {});
+    const stop = readWhileWaiting(socket, q.chunks, HELD_BUFFER_BYTES, () => {
       q.detach();
       backend.queued.delete(q);
       backend.queueAbandoned++;
@@ -639,7 +617,10 @@ export class RegionBalancer {
       detach: () => {},
     };
     backend.held.add(held);
-    held.detach = readWhileWaiting(socket, held.chunks, () => this.dropHeld(held));
+    socket.on('error', () => {});
+    held.detach = readWhileWaiting(socket, held.chunks, HELD_BUFFER_BYTES, () =>
+      this.dropHeld(held),
+    );
     this.scheduleHeld(held);
   }
 

@@ -287,6 +287,34 @@ export class Relay {
   }
 }
 
+/**
+ * Reads a device that waits for its node (at a relay, or held or queued at a
+ * balancer) into `chunks`, pausing it past `maxBytes`, so that its FIN or close
+ * is seen at once (`gone`). Returns what stops the reading; the socket is left
+ * as it is (paused past `maxBytes`).
+ */
+export function readWhileWaiting(
+  socket: Socket,
+  chunks: Buffer[],
+  maxBytes: number,
+  gone: () => void,
+): () => void {
+  let bytes = chunks.reduce((n, c) => n + c.length, 0);
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    bytes += chunk.length;
+    if (bytes > maxBytes) socket.pause();
+  };
+  socket.on('data', onData);
+  socket.on('end', gone);
+  socket.on('close', gone);
+  return () => {
+    socket.off('data', onData);
+    socket.off('end', gone);
+    socket.off('close', gone);
+  };
+}
+
 /** Closes a socket with RST; a socket still connecting or already gone is just destroyed. */
 export function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;

@@ -31,7 +31,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Rng } from '../../core/rng.js';
-import { Link, resetSocket } from './link.js';
+import { Link, readWhileWaiting, resetSocket } from './link.js';
 
 /**
  * One answer: the node to carry device `id` to (with its balancer's
@@ -119,8 +119,8 @@ interface Waiting {
   tried: string[];
   /** What it sent before its node was known (its upgrade request), relayed first. */
   early: Buffer[];
-  /** The listener that reads those bytes, so a device that gives up (FIN) is seen at once. */
-  collect: (chunk: Buffer) => void;
+  /** Stops reading those bytes (read so that a device that gives up, its FIN, is seen at once). */
+  stopReading: () => void;
 }
 
 const link = new Link({ latency: null, blackholed: false }, new Rng(1));
@@ -180,26 +180,14 @@ function accepted(entry: string, socket: Socket): void {
   // known is dropped, not relayed: one whose connect timed out while it waited in the accept
   // queue has its FIN read with its request, and is gone before it is asked about.
   const early: Buffer[] = [];
-  let bytes = 0;
-  const collect = (chunk: Buffer) => {
-    early.push(chunk);
-    bytes += chunk.length;
-    if (bytes > EARLY_BYTES) socket.pause();
-  };
-  socket.on('data', collect);
-  socket.once('end', gaveUp);
+  const stopReading = readWhileWaiting(socket, early, EARLY_BYTES, () => socket.destroy());
   const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-  ask({ socket, entry, address, tried: [], early, collect });
-}
-
-function gaveUp(this: Socket): void {
-  this.destroy();
+  ask({ socket, entry, address, tried: [], early, stopReading });
 }
 
 /** The device's node is known: its bytes go to the relay from here on. */
 function settled(w: Waiting): void {
-  w.socket.off('data', w.collect);
-  w.socket.off('end', gaveUp);
+  w.stopReading();
   // Paused past EARLY_BYTES: the relay reads on from here (its listener comes before any data).
   w.socket.resume();
 }
