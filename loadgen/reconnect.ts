@@ -61,3 +61,28 @@ export function nextDelayMs(
       return rng.next() * exponentialWindowMs(policy, attempt);
   }
 }
+
+/**
+ * How widely a herd's first attempts spread: the width of the range attempt 1's
+ * delay is drawn from (0 when every device waits the same, as with `fixed`,
+ * `exponential` and `immediate`). Devices that lost their connection at one
+ * moment try again across this window, so it sets the herd's connect rate.
+ * A loss without a goaway is assumed (a kill, a reset): `server-hint` then
+ * draws as `full-jitter`.
+ */
+export function firstAttemptSpreadMs(policy: ReconnectPolicy): number {
+  const window = exponentialWindowMs(policy, 1);
+  switch (policy.policy) {
+    case 'immediate':
+    case 'fixed':
+    case 'exponential':
+      return 0;
+    case 'full-jitter':
+    case 'server-hint':
+      return window;
+    case 'equal-jitter':
+      return window / 2;
+    case 'decorrelated-jitter':
+      return Math.min(policy.capMs, policy.baseMs * 3) - policy.baseMs;
+  }
+}

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { PushbenchError } from '../core/errors.js';
-import { formatBytes, formatCount } from '../core/units.js';
+import { formatBytes, formatCount, formatMs } from '../core/units.js';
 import type { DeviceRoute } from '../loadgen/messages.js';
 import {
   type Placement,
@@ -16,6 +16,7 @@ import {
   type ProcessLimits,
   placeScenario,
 } from '../loadgen/placement.js';
+import { firstAttemptSpreadMs } from '../loadgen/reconnect.js';
 import type { Scenario } from '../scenarios/schema.js';
 import { homeByRegion } from '../scenarios/sections/devices.js';
 import { decisionRegions, needsDecisionPoint, routesByHealth } from '../topology/kernel/engine.js';
@@ -134,6 +135,12 @@ export interface PreflightCheck {
   unit?: 'count' | 'bytes' | 'cores' | 'seconds';
   /** An estimate: when not ok the run still goes, with this check as a warning. */
   estimate?: boolean;
+  /**
+   * Whose load a CPU estimate is: the generator's machine (default; over it,
+   * an invalid run names it among its reasons) or the nodes under their quota
+   * (only ever a warning: a throttled node is what the run measures).
+   */
+  about?: 'machine' | 'nodes';
 }
 
 /** The preflight's result: placements and every check. */
@@ -374,8 +381,11 @@ export function checkRun(
     ...(!sysOk && { lift: `raise fs.file-max (sysctl -w fs.file-max=${systemNeed * 2})` }),
   });
 
-  const cpu = cpuCheck(scenario, limits.cores, remote !== undefined, relayed);
-  if (cpu) checks.push(cpu);
+  if (limits.cores !== null) {
+    const plan = cpuPlan(scenario, limits.cores, remote !== undefined, relayed);
+    checks.push(cpuCheck(scenario, plan), ...herdChecks(scenario, plan));
+  }
+  checks.push(...nodeQuotaChecks(scenario));
   checks.push(...waveChecks(scenario));
 
   return {
@@ -410,28 +420,39 @@ function messageRates(scenario: Scenario): {
 }
 
 /**
- * The CPU the run's busiest moment asks of this machine, both ends together:
- * the fleet connecting at its rate while the devices already held take their
- * heartbeats and the traffic flows. An estimate from the planning figures
- * above; the run goes whatever it says, but when it exceeds
- * {@link CPU_PLAN_SHARE} of the cores the result will likely be saturated, and
- * saying so before the run beats an INVALID verdict after it.
+ * The CPU the run asks of this machine, per kind of work, from the planning
+ * figures above: what each connect costs (both ends, the relays where devices
+ * cross them, halved when the devices run on agents elsewhere), and what the
+ * held fleet costs every second (heartbeats, traffic, periodic reconnects).
  */
-function cpuCheck(
+interface CpuPlan {
+  cores: number;
+  /** Cores a run may plan to use ({@link CPU_PLAN_SHARE} of them). */
+  allowed: number;
+  /** Per connect on this machine, µs (relays included, devices' half when elsewhere). */
+  perConnectUs: number;
+  /** The held fleet's cores: heartbeats, traffic, periodic reconnects, relays. */
+  steadyCores: number;
+  heartbeatHz: number;
+  messageHz: number;
+  periodicHz: number;
+  /** The parenthesis every CPU line starts with: what is counted, on which share. */
+  counted: string;
+}
+
+function cpuPlan(
   scenario: Scenario,
-  cores: number | null,
+  cores: number,
   /** The devices run on agents elsewhere: this machine carries the nodes' half (planned as half). */
-  serversOnly = false,
+  serversOnly: boolean,
   /** Devices whose connections cross the builtin balancers' relays (kernel engine). */
-  relayedDevices = 0,
-): PreflightCheck | undefined {
-  if (cores === null) return undefined;
+  relayedDevices: number,
+): CpuPlan {
   const share = serversOnly ? 0.5 : 1;
   const devices = scenario.devices.count + scenario.devices.reserve;
   const heartbeatMs = Math.min(
     ...scenario.topology.regions.map((r) => r.profile.heartbeatIntervalMs),
   );
-  const connectHz = scenario.devices.connectRateHz;
   const heartbeatHz = (devices * 1000) / heartbeatMs;
   const rates = messageRates(scenario);
   const messageHz = rates.push + rates.roomDelivery + rates.d2d;
@@ -441,22 +462,45 @@ function cpuCheck(
     rates.d2d * CPU_US_PER_MESSAGE.d2d;
   // The relays run on this machine whoever holds the devices: not halved with agents elsewhere.
   const relayedShare = devices > 0 ? Math.min(1, relayedDevices / devices) : 0;
-  const relayConnectUs = (relayedShare * RELAY_CPU_US.connect) / share;
   const perConnectUs =
-    CPU_US_PER_CONNECT + (scenario.topology.tls ? CPU_US_PER_TLS_HANDSHAKE : 0) + relayConnectUs;
+    share * (CPU_US_PER_CONNECT + (scenario.topology.tls ? CPU_US_PER_TLS_HANDSHAKE : 0)) +
+    relayedShare * RELAY_CPU_US.connect;
   const periodicHz = periodicReconnectHz(scenario.devices.periodicReconnect, devices);
   const relayUs =
     relayedShare * (heartbeatHz * RELAY_CPU_US.heartbeat + messageHz * RELAY_CPU_US.message);
   const steadyCores =
-    (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs + periodicHz * perConnectUs) +
+    (share * (heartbeatHz * CPU_US_PER_HEARTBEAT + trafficUs) +
+      periodicHz * perConnectUs +
       relayUs) /
     1e6;
-  const need = (share * connectHz * perConnectUs) / 1e6 + steadyCores;
-  const allowed = cores * CPU_PLAN_SHARE;
-  const ok = need <= allowed;
-  const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / (share * perConnectUs) / 100) * 100;
   return {
-    what: `cpu estimate, ${serversOnly ? "this machine's side (devices on agents)" : 'both ends'}${relayedDevices > 0 ? ' and relays' : ''} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${periodicHz > 0 ? `${formatCount(Math.round(periodicHz))} periodic reconnects/s, ` : ''}${formatCount(Math.round(heartbeatHz))} heartbeats/s, ${formatCount(Math.round(messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${cores} cores)`,
+    cores,
+    allowed: cores * CPU_PLAN_SHARE,
+    perConnectUs,
+    steadyCores,
+    heartbeatHz,
+    messageHz,
+    periodicHz,
+    counted: `${serversOnly ? "this machine's side (devices on agents)" : 'both ends'}${relayedDevices > 0 ? ' and relays' : ''}`,
+  };
+}
+
+/**
+ * The CPU the fleet's ramp asks of this machine, both ends together: the
+ * fleet connecting at its rate while the devices already held take their
+ * heartbeats and the traffic flows. An estimate from the planning figures
+ * above; the run goes whatever it says, but when it exceeds
+ * {@link CPU_PLAN_SHARE} of the cores the result will likely be saturated, and
+ * saying so before the run beats an INVALID verdict after it.
+ */
+function cpuCheck(scenario: Scenario, plan: CpuPlan): PreflightCheck {
+  const { allowed, steadyCores, perConnectUs, periodicHz } = plan;
+  const connectHz = scenario.devices.connectRateHz;
+  const need = (connectHz * perConnectUs) / 1e6 + steadyCores;
+  const ok = need <= allowed;
+  const fitHz = Math.floor(((allowed - steadyCores) * 1e6) / perConnectUs / 100) * 100;
+  return {
+    what: `cpu estimate, ${plan.counted} (${formatCount(connectHz)} ${scenario.topology.tls ? 'TLS ' : ''}connects/s, ${periodicHz > 0 ? `${formatCount(Math.round(periodicHz))} periodic reconnects/s, ` : ''}${formatCount(Math.round(plan.heartbeatHz))} heartbeats/s, ${formatCount(Math.round(plan.messageHz))} msgs/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${plan.cores} cores)`,
     unit: 'cores',
     estimate: true,
     need,
@@ -469,6 +513,175 @@ function cpuCheck(
           : `expect a saturated generator (an INVALID result): ${periodicHz > 0 ? 'periodic reconnects, ' : ''}heartbeats and traffic alone exceed it; ${periodicHz > 0 ? 'lengthen devices.periodicReconnect.every, ' : ''}lengthen topology.heartbeatInterval, lower the traffic, or use fewer devices`,
     }),
   };
+}
+
+/** The devices one timeline action drops at once, and how many nodes of their region remain to take them. */
+export interface Herd {
+  label: string;
+  region: string;
+  lost: number;
+  /** Nodes of the region still up: the herd reconnects to them. */
+  nodes: number;
+}
+
+/**
+ * The herds the timeline makes: a `kill-node`, a `scale-down` that kills, a
+ * `reset` of a node or a region drop their devices at one moment, and each
+ * reconnects through its region's balancer. A node's devices are its even share of the
+ * region's initial devices over its initial nodes (an estimate: scale-ups and
+ * earlier faults move them). A kill that leaves its region no node makes no
+ * herd until a node comes back, and is left out.
+ */
+export function timelineHerds(scenario: Scenario): Herd[] {
+  const regions = scenario.topology.regions;
+  const devicesOf = (region: string) =>
+    scenario.devices.regions.filter((b) => b.region === region).reduce((a, b) => a + b.count, 0);
+  const regionOfNode = (id: string) =>
+    regions.find((r) => id.startsWith(`${r.name}-`) && /^\d+$/.test(id.slice(r.name.length + 1)));
+  const out: Herd[] = [];
+  const push = (
+    label: string,
+    region: (typeof regions)[number] | undefined,
+    hit: number,
+    left: number,
+  ) => {
+    if (!region || left < 1 || region.nodes < 1) return;
+    const lost = Math.round((devicesOf(region.name) * Math.min(hit, region.nodes)) / region.nodes);
+    if (lost > 0) out.push({ label, region: region.name, lost, nodes: left });
+  };
+  for (const a of scenario.timeline) {
+    if (a.action === 'kill-node') {
+      const r = regionOfNode(a.node);
+      push(a.label, r, 1, (r?.nodes ?? 0) - 1);
+    } else if (a.action === 'scale-down' && !a.graceful) {
+      const r = regions.find((x) => x.name === a.region);
+      push(a.label, r, a.nodes, (r?.nodes ?? 0) - a.nodes);
+    } else if (a.action === 'reset') {
+      const r =
+        'nodeId' in a.scope
+          ? regionOfNode(a.scope.nodeId)
+          : regions.find((x) => x.name === (a.scope as { region: string }).region);
+      push(a.label, r, 'nodeId' in a.scope ? 1 : (r?.nodes ?? 0), r?.nodes ?? 0);
+    }
+  }
+  return out;
+}
+
+/**
+ * The time a herd has to connect before its devices start giving up: their
+ * first attempts spread over the reconnect policy's first window, and each
+ * waits up to `devices.connectTimeout`. Served in that time, no device times
+ * out and tries again; slower, the retries add to the load and a herd can
+ * turn into a storm that never ends (the seeds' thundering herd).
+ */
+export function herdDeadlineMs(scenario: Scenario): { spreadMs: number; deadlineMs: number } {
+  const spreadMs = firstAttemptSpreadMs(scenario.devices.reconnect);
+  return { spreadMs, deadlineMs: spreadMs + scenario.devices.connectTimeoutMs };
+}
+
+/**
+ * The CPU each herd asks of this machine: its devices connected within
+ * {@link herdDeadlineMs} while the rest of the fleet is held and the traffic
+ * flows. The ramp's check cannot see this: a herd's rate is set by the
+ * reconnect policy and the connect timeout, not by `--connect-rate`.
+ */
+function herdChecks(scenario: Scenario, plan: CpuPlan): PreflightCheck[] {
+  const { spreadMs, deadlineMs } = herdDeadlineMs(scenario);
+  return timelineHerds(scenario).map((h) => {
+    const hz = (h.lost * 1000) / deadlineMs;
+    const need = plan.steadyCores + (hz * plan.perConnectUs) / 1e6;
+    const ok = need <= plan.allowed;
+    return {
+      what: `cpu estimate, ${plan.counted}, the herd of ${h.label} (~${formatCount(h.lost)} devices onto ${h.nodes} node${h.nodes === 1 ? '' : 's'} within ${formatMs(deadlineMs)}: ${formatMs(spreadMs)} of reconnect spread + the ${formatMs(scenario.devices.connectTimeoutMs)} connect timeout, ~${formatCount(Math.round(hz))} connects/s; ${Math.round(CPU_PLAN_SHARE * 100)}% of ${plan.cores} cores)`,
+      unit: 'cores' as const,
+      estimate: true,
+      need,
+      allowed: plan.allowed,
+      ok,
+      ...(!ok && {
+        lift: `expect connect timeouts, retries on top of the herd and a saturated generator (an INVALID result): widen devices.reconnect's first window (${formatMs(spreadMs)} now), lengthen devices.connectTimeout, or use fewer devices`,
+      }),
+    };
+  });
+}
+
+/**
+ * What one node costs, for planning a node held to a CPU quota
+ * (`profiles.<name>.cpu`). Read off two node-kills on the kernel engine on the
+ * AMD EPYC box (bench/RESULTS.md, twenty-second session), each surviving
+ * node's CPU before publishing (its report's `cpuSeconds - publishCpuSeconds`):
+ * 20,000 devices at 1,000/s, 3.3-3.6 s for ~5,300 connects in 20 s; 10,000 at
+ * 400/s under a 0.2-core quota, 3.6 s for ~2,550 in 31 s. ~600 µs per connect
+ * (the scenario's device sends its hello and token, the node registers it at
+ * the hub, the bytes cross a veth pair and a relay; the lean one-process bench,
+ * `bench/multi-process-cost.ts`, reads 224) and ~0.03 cores of running cost
+ * (health checks, the run's polls, the hub; idle alone it is 0.01) put the two
+ * at 4.2 and 3.1 s: within 25 %, a planning figure. A heartbeat costs the node
+ * what the whole box's figure says (its ping, timer and the pong's parse); TLS
+ * adds the node's side of a full handshake (`bench/tls-cost.ts`: +418 µs); a
+ * message, half the whole box's figure.
+ */
+export const NODE_CPU = {
+  connectUs: 600,
+  tlsHandshakeUs: 420,
+  baseCores: 0.03,
+  messageShare: 0.5,
+} as const;
+
+/**
+ * Each region whose nodes are held to a CPU quota: one node's CPU at the ramp
+ * (its share of the connect rate, with its heartbeats and traffic) and at the
+ * worst herd it survives, against the quota. Over it, the nodes fall behind:
+ * the run measures them throttled, which may be the point of the run, so it
+ * is said and the run goes; it is not the generator's saturation.
+ */
+function nodeQuotaChecks(scenario: Scenario): PreflightCheck[] {
+  const devices = scenario.devices.count + scenario.devices.reserve;
+  if (devices === 0) return [];
+  const { deadlineMs } = herdDeadlineMs(scenario);
+  const herds = timelineHerds(scenario);
+  const rates = messageRates(scenario);
+  const out: PreflightCheck[] = [];
+  for (const r of scenario.topology.regions) {
+    const quota = r.profile.cpu;
+    if (quota === null || r.nodes < 1) continue;
+    const held = scenario.devices.regions
+      .filter((b) => b.region === r.name)
+      .reduce((a, b) => a + b.count, 0);
+    const perNode = held / r.nodes;
+    const rampHz = (scenario.devices.connectRateHz * held) / devices / r.nodes;
+    const herd = herds
+      .filter((h) => h.region === r.name)
+      .map((h) => ({ h, hz: (h.lost * 1000) / deadlineMs / h.nodes }))
+      .sort((x, y) => y.hz - x.hz)[0];
+    const worst = herd && herd.hz > rampHz ? herd : undefined;
+    const hz = worst?.hz ?? rampHz;
+    const heartbeatHz = (perNode * 1000) / r.profile.heartbeatIntervalMs;
+    const trafficUs =
+      ((rates.push + rates.roomPublish) * CPU_US_PER_MESSAGE.push +
+        rates.roomDelivery * CPU_US_PER_MESSAGE.roomDelivery +
+        rates.d2d * CPU_US_PER_MESSAGE.d2d) *
+      (held / devices / r.nodes);
+    const perConnectUs = NODE_CPU.connectUs + (scenario.topology.tls ? NODE_CPU.tlsHandshakeUs : 0);
+    const need =
+      NODE_CPU.baseCores +
+      (hz * perConnectUs + heartbeatHz * CPU_US_PER_HEARTBEAT + NODE_CPU.messageShare * trafficUs) /
+        1e6;
+    const ok = need <= quota;
+    out.push({
+      what: `cpu estimate, one node of ${r.name} under its ${quota}-core quota (profile ${r.profile.name}; ~${formatCount(Math.round(hz))} connects/s ${worst ? `in the herd of ${worst.h.label}` : 'in the ramp'}, ${formatCount(Math.round(heartbeatHz))} heartbeats/s)`,
+      unit: 'cores',
+      estimate: true,
+      about: 'nodes',
+      need,
+      allowed: quota,
+      ok,
+      ...(!ok && {
+        lift: `expect the nodes, not the generator, to fall behind: connects queued past their timeout and a reconnect storm; raise profiles.${r.profile.name}.cpu, or ${worst ? "spread the herd (widen devices.reconnect's first window, lengthen devices.connectTimeout)" : 'lower the connect rate'}`,
+      }),
+    });
+  }
+  return out;
 }
 
 /**
@@ -565,17 +778,28 @@ export function refuseIfCapped(scenario: Scenario, r: PreflightResult): void {
 
 /**
  * One line per estimate that did not fit, for the run's notices and its
- * report: those of one unit (`cores`: the CPU estimate; `seconds`: connect
- * waves that outlast publishing), or all.
+ * report: those of one kind (`cores`: this machine's CPU; `nodes`: a node's
+ * CPU against its quota; `seconds`: connect waves that outlast publishing),
+ * or all.
  */
-export function preflightWarnings(r: PreflightResult, unit?: 'cores' | 'seconds'): string[] {
+export function preflightWarnings(
+  r: PreflightResult,
+  kind?: 'cores' | 'nodes' | 'seconds',
+): string[] {
+  const kindOf = (c: PreflightCheck) =>
+    c.unit === 'seconds' ? 'seconds' : c.about === 'nodes' ? 'nodes' : 'cores';
   return r.warnings
-    .filter((c) => unit === undefined || c.unit === unit)
-    .map((c) =>
-      c.unit === 'seconds'
-        ? `preflight warning: ${c.what}: it ends at ~${formatNeed(c, c.need)}, publishing at ~${formatNeed(c, c.allowed)}: ${c.lift ?? ''}`.trim()
-        : `preflight warning: ${c.what} needs ~${formatNeed(c, c.need)} cores, ${formatNeed(c, c.allowed)} fit: ${c.lift ?? ''}`.trim(),
-    );
+    .filter((c) => kind === undefined || kindOf(c) === kind)
+    .map((c) => {
+      switch (kindOf(c)) {
+        case 'seconds':
+          return `preflight warning: ${c.what}: it ends at ~${formatNeed(c, c.need)}, publishing at ~${formatNeed(c, c.allowed)}: ${c.lift ?? ''}`.trim();
+        case 'nodes':
+          return `preflight warning: ${c.what} needs ~${formatNeed(c, c.need)} cores, its quota is ${formatNeed(c, c.allowed)}: ${c.lift ?? ''}`.trim();
+        default:
+          return `preflight warning: ${c.what} needs ~${formatNeed(c, c.need)} cores, ${formatNeed(c, c.allowed)} fit: ${c.lift ?? ''}`.trim();
+      }
+    });
 }
 
 /** A check's figure in its unit. */

@@ -348,8 +348,9 @@ export async function run(
   }
   listener.notice?.(describePreflight(scenario, checked));
   const cpuWarnings = preflightWarnings(checked, 'cores');
+  const nodeWarnings = preflightWarnings(checked, 'nodes');
   const waveWarnings = preflightWarnings(checked, 'seconds');
-  for (const w of [...cpuWarnings, ...waveWarnings]) listener.notice?.(w);
+  for (const w of [...cpuWarnings, ...nodeWarnings, ...waveWarnings]) listener.notice?.(w);
   const startedAt = new Date();
   const t0 = performance.now();
   const secrets = {
@@ -498,8 +499,9 @@ export async function run(
     // What the preflight foresaw stands beside the generator's own verdict.
     if (load.generator.valid) load.generator.warnings.push(...cpuWarnings);
     else load.generator.reasons.push(...cpuWarnings);
-    // A wave cut short is the scenario's timing, not the generator's saturation.
-    load.generator.warnings.push(...waveWarnings);
+    // A wave cut short is the scenario's timing, and a node over its quota what the run
+    // measures: neither is the generator's saturation.
+    load.generator.warnings.push(...nodeWarnings, ...waveWarnings);
     faults = chaos.stop();
     const midRamp = midRampWarning(faults, load.markers);
     if (midRamp) load.generator.warnings.push(midRamp);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../core/rng.js';
-import { nextDelayMs } from '../../loadgen/reconnect.js';
+import { firstAttemptSpreadMs, nextDelayMs } from '../../loadgen/reconnect.js';
 import type { ReconnectPolicy, ReconnectPolicyName } from '../../scenarios/schema.js';
+import { RECONNECT_POLICIES } from '../../scenarios/types.js';
 
 const policy = (name: ReconnectPolicyName, baseMs = 100, capMs = 10_000): ReconnectPolicy => ({
   policy: name,
@@ -87,4 +88,17 @@ describe('reconnect policies', () => {
     const p = policy('full-jitter');
     expect(draws(p, 3, 50)).toEqual(draws(p, 3, 50));
   });
+
+  // The preflight plans a herd's connect rate from this spread (run/preflight.ts).
+  it.each(RECONNECT_POLICIES)(
+    "gives %s's spread of first attempts as the range its first delays are drawn from",
+    (name) => {
+      for (const p of [policy(name, 500, 5000), policy(name, 2000, 3000)]) {
+        const first = draws(p, 1, 4000);
+        const range = Math.max(...first) - Math.min(...first);
+        expect(firstAttemptSpreadMs(p)).toBeGreaterThanOrEqual(range);
+        expect(firstAttemptSpreadMs(p)).toBeLessThanOrEqual(range * 1.01 + 1e-9);
+      }
+    },
+  );
 });

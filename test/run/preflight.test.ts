@@ -8,6 +8,7 @@ import {
   onEngine,
   preflightWarnings,
   refuseIfCapped,
+  timelineHerds,
 } from '../../run/preflight.js';
 import { builtinScenarios } from '../../scenarios/builtin/index.js';
 import { type ScenarioInput, validateScenario } from '../../scenarios/schema.js';
@@ -138,6 +139,99 @@ describe('preflight', () => {
     expect(preflightWarnings(at(40_000), 'cores')).toEqual(
       preflightWarnings(at(40_000)).slice(0, -1),
     );
+  });
+
+  it('finds the herds of the timeline: a kill, a killing scale-down, a reset; not a drain or the last node', () => {
+    const herds = (timeline: unknown[], nodes = 4) =>
+      timelineHerds(
+        scenario({
+          topology: { nodes },
+          devices: { count: 8000 },
+          timeline,
+        } as Partial<ScenarioInput>),
+      ).map((h) => [h.label, h.lost, h.nodes]);
+    expect(herds([{ at: '5s', action: 'kill-node', node: 'local-2', label: 'k' }])).toEqual([
+      ['k', 2000, 3],
+    ]);
+    expect(
+      herds([
+        { at: '5s', action: 'scale-down', region: 'local', nodes: 2, graceful: false, label: 'sd' },
+        { at: '9s', action: 'reset', region: 'local', label: 'r' },
+      ]),
+    ).toEqual([
+      ['sd', 4000, 2],
+      ['r', 8000, 4],
+    ]);
+    expect(herds([{ at: '5s', action: 'reset', node: 'local-1', label: 'r1' }])).toEqual([
+      ['r1', 2000, 4],
+    ]);
+    expect(
+      herds([{ at: '5s', action: 'scale-down', region: 'local', nodes: 1, graceful: true }]),
+    ).toEqual([]);
+    expect(herds([{ at: '5s', action: 'kill-node', node: 'local-1' }], 1)).toEqual([]);
+  });
+
+  it("plans a herd's CPU from the reconnect spread and the connect timeout, not --connect-rate", () => {
+    const nk = builtinScenarios['node-kill'] as ScenarioInput;
+    const at = (count: number, devices: Partial<ScenarioInput['devices']> = {}) => {
+      const s = scenario({ ...nk, devices: { ...nk.devices, count, ...devices } });
+      return checkRun(s, plannedRoutes(s), machine(), 'kernel');
+    };
+    const herd = (r: ReturnType<typeof at>) => r.checks.find((c) => /the herd of /.test(c.what))!;
+    const ramp = (r: ReturnType<typeof at>) =>
+      r.checks.find((c) => c.unit === 'cores' && !/herd/.test(c.what))!;
+    // 20,000: 5,000 devices within 500 ms of full jitter + the 5 s connect timeout: 909/s.
+    const r20 = at(20_000);
+    expect(herd(r20).what).toBe(
+      'cpu estimate, both ends and relays, the herd of kill (~5,000 devices onto 3 nodes within 5500ms: 500ms of reconnect spread + the 5000ms connect timeout, ~909 connects/s; 70% of 2 cores)',
+    );
+    // On top of what the ramp's check counts for the held fleet: 909/s x (600 + 350) us.
+    const steady = ramp(r20).need - (1000 * 950) / 1e6;
+    expect(herd(r20).need).toBeCloseTo(steady + (909.09 * 950) / 1e6, 3);
+    // 30,000 does not fit, whatever the ramp's rate, and says what spreads the herd.
+    const r30 = at(30_000, { connectRate: 200 });
+    expect(ramp(r30).ok).toBe(true);
+    expect(herd(r30).ok).toBe(false);
+    expect(preflightWarnings(r30, 'cores')).toEqual([
+      expect.stringMatching(
+        /^preflight warning: cpu estimate, both ends and relays, the herd of kill \(~7,500 devices .* needs ~[\d.]+ cores, 1\.40 fit: expect connect timeouts, retries on top of the herd and a saturated generator \(an INVALID result\): widen devices\.reconnect's first window \(500ms now\), lengthen devices\.connectTimeout, or use fewer devices$/,
+      ),
+    ]);
+    // Spread over 5 s of jitter (and a 10 s timeout) it fits.
+    expect(
+      herd(at(30_000, { connectRate: 200, reconnect: 'full-jitter:5s:30s', connectTimeout: '10s' }))
+        .ok,
+    ).toBe(true);
+  });
+
+  it("weighs a node's CPU quota against its share of the ramp and of the worst herd, as the nodes' warning", () => {
+    const nk = builtinScenarios['node-kill'] as ScenarioInput;
+    const at = (cpu: number | undefined, connectRate = 400) =>
+      check({
+        ...nk,
+        devices: { ...nk.devices, count: 10_000, connectRate },
+        topology: { ...nk.topology, ...(cpu !== undefined && { profiles: { default: { cpu } } }) },
+      }).r;
+    const quota = (r: ReturnType<typeof at>) => r.checks.filter((c) => c.about === 'nodes');
+    expect(quota(at(undefined))).toEqual([]);
+    // The herd: 2,500 devices onto 3 nodes within 5.5 s, 152/s each, over the ramp's 100/s.
+    const [tight] = quota(at(0.1));
+    expect(tight!.what).toBe(
+      'cpu estimate, one node of local under its 0.1-core quota (profile default; ~152 connects/s in the herd of kill, 250 heartbeats/s)',
+    );
+    // 0.03 + 152 x 600 us + 250 x 50 us + a quarter of 500 pushes/s x 530 us, halved.
+    expect(tight!.need).toBeCloseTo(0.03 + 0.0909 + 0.0125 + 0.0331, 3);
+    expect(tight!.ok).toBe(false);
+    const warned = at(0.1);
+    expect(preflightWarnings(warned, 'nodes')).toEqual([
+      expect.stringMatching(
+        /its quota is 0\.10: expect the nodes, not the generator, to fall behind: .*raise profiles\.default\.cpu, or spread the herd/,
+      ),
+    ]);
+    expect(preflightWarnings(warned, 'cores')).toEqual([]);
+    expect(quota(at(0.2))[0]!.ok).toBe(true);
+    // A ramp faster than the herd is the worst moment: 4,000/s over 4 nodes.
+    expect(quota(at(0.2, 4000))[0]!.what).toMatch(/~1,000 connects\/s in the ramp/);
   });
 
   it('refuses what memory cannot hold, saying how many devices would fit', () => {
