@@ -363,6 +363,13 @@ export function renderSummary(report: Report, c: ChalkInstance): string {
     out.push('');
     out.push(c.magenta('generator saturated, results invalid:'));
     for (const r of report.generator.reasons) out.push(c.magenta(`  - ${r}`));
+    // What else the run noticed (a node over its CPU quota, checks a starved node missed)
+    // reads with the reasons: an invalid run is read to learn why.
+    const warnings = report.generator.warnings ?? [];
+    if (warnings.length > 0) {
+      out.push(c.dim('and its warnings:'));
+      for (const r of warnings) out.push(c.dim(`  - ${r}`));
+    }
   } else if ((report.generator.warnings ?? []).length > 0) {
     out.push('');
     out.push(c.dim('generator warnings, result stands:'));

@@ -45,6 +45,13 @@ describe('report verdicts and exit codes', () => {
     const text = renderSummary(r, colourFor({ isTTY: false } as NodeJS.WriteStream));
     expect(text).toMatch(/generator saturated/);
     expect(text).toMatch(/verdict: INVALID\s+\(exit 5\)/);
+    expect(text).not.toMatch(/and its warnings/);
+    // Its warnings (a node over its quota) are printed with the reasons, not dropped.
+    r.generator.warnings = ['preflight warning: one node of local under its 0.1-core quota'];
+    const warned = renderSummary(r, colourFor({ isTTY: false } as NodeJS.WriteStream));
+    expect(warned).toMatch(
+      /generator saturated, results invalid:\n( {2}- .*\n)+and its warnings:\n {2}- preflight warning: one node of local under its 0\.1-core quota\n/,
+    );
   });
 
   it("sums HAProxy's retried and redispatched connects from each server's last sample", () => {
