@@ -180,26 +180,27 @@ describe('preflight', () => {
     const herd = (r: ReturnType<typeof at>) => r.checks.find((c) => /the herd of /.test(c.what))!;
     const ramp = (r: ReturnType<typeof at>) =>
       r.checks.find((c) => c.unit === 'cores' && !/herd/.test(c.what))!;
-    // 20,000: 5,000 devices within 500 ms of full jitter + the 5 s connect timeout: 909/s.
-    const r20 = at(20_000);
-    expect(herd(r20).what).toBe(
-      'cpu estimate, both ends and relays, the herd of kill (~5,000 devices onto 3 nodes within 5500ms: 500ms of reconnect spread + the 5000ms connect timeout, ~909 connects/s; 70% of 2 cores)',
+    // 10,000: 2,500 devices within 500 ms of full jitter + half the 5 s connect timeout: 833/s.
+    const r10 = at(10_000);
+    expect(herd(r10).what).toBe(
+      'cpu estimate, both ends and relays, the herd of kill (~2,500 devices onto 3 nodes within 3000ms: 500ms of reconnect spread + half the 5000ms connect timeout, ~833 connects/s; 70% of 2 cores)',
     );
-    // On top of what the ramp's check counts for the held fleet: 909/s x (600 + 350) us.
-    const steady = ramp(r20).need - (1000 * 950) / 1e6;
-    expect(herd(r20).need).toBeCloseTo(steady + (909.09 * 950) / 1e6, 3);
-    // 30,000 does not fit, whatever the ramp's rate, and says what spreads the herd.
-    const r30 = at(30_000, { connectRate: 200 });
-    expect(ramp(r30).ok).toBe(true);
-    expect(herd(r30).ok).toBe(false);
-    expect(preflightWarnings(r30, 'cores')).toEqual([
+    // On top of what the ramp's check counts for the held fleet: 833/s x (600 + 350) us.
+    const steady = ramp(r10).need - (1000 * 950) / 1e6;
+    expect(herd(r10).need).toBeCloseTo(steady + (833.33 * 950) / 1e6, 3);
+    expect(herd(r10).ok).toBe(true);
+    // 20,000 does not fit, whatever the ramp's rate, and says what spreads the herd.
+    const r20 = at(20_000, { connectRate: 200 });
+    expect(ramp(r20).ok).toBe(true);
+    expect(herd(r20).ok).toBe(false);
+    expect(preflightWarnings(r20, 'cores')).toEqual([
       expect.stringMatching(
-        /^preflight warning: cpu estimate, both ends and relays, the herd of kill \(~7,500 devices .* needs ~[\d.]+ cores, 1\.40 fit: expect connect timeouts, retries on top of the herd and a saturated generator \(an INVALID result\): widen devices\.reconnect's first window \(500ms now\), lengthen devices\.connectTimeout, or use fewer devices$/,
+        /^preflight warning: cpu estimate, both ends and relays, the herd of kill \(~5,000 devices .*~1,667 connects\/s.* needs ~[\d.]+ cores, 1\.40 fit: expect connect timeouts, retries on top of the herd and a saturated generator \(an INVALID result\): widen devices\.reconnect's first window \(500ms now\), lengthen devices\.connectTimeout, or use fewer devices$/,
       ),
     ]);
-    // Spread over 5 s of jitter (and a 10 s timeout) it fits.
+    // Spread over 5 s of jitter and half a 10 s timeout it fits.
     expect(
-      herd(at(30_000, { connectRate: 200, reconnect: 'full-jitter:5s:30s', connectTimeout: '10s' }))
+      herd(at(20_000, { connectRate: 200, reconnect: 'full-jitter:5s:30s', connectTimeout: '10s' }))
         .ok,
     ).toBe(true);
   });
@@ -214,13 +215,13 @@ describe('preflight', () => {
       }).r;
     const quota = (r: ReturnType<typeof at>) => r.checks.filter((c) => c.about === 'nodes');
     expect(quota(at(undefined))).toEqual([]);
-    // The herd: 2,500 devices onto 3 nodes within 5.5 s, 152/s each, over the ramp's 100/s.
+    // The herd: 2,500 devices onto 3 nodes within 3 s, 278/s each, over the ramp's 100/s.
     const [tight] = quota(at(0.1));
     expect(tight!.what).toBe(
-      'cpu estimate, one node of local under its 0.1-core quota (profile default; ~152 connects/s in the herd of kill, 250 heartbeats/s)',
+      'cpu estimate, one node of local under its 0.1-core quota (profile default; ~278 connects/s in the herd of kill, 250 heartbeats/s)',
     );
-    // 0.03 + 152 x 600 us + 250 x 50 us + a quarter of 500 pushes/s x 530 us, halved.
-    expect(tight!.need).toBeCloseTo(0.03 + 0.0909 + 0.0125 + 0.0331, 3);
+    // 0.03 + 278 x 600 us + 250 x 50 us + a quarter of 500 pushes/s x 530 us, halved.
+    expect(tight!.need).toBeCloseTo(0.03 + 0.1667 + 0.0125 + 0.0331, 3);
     expect(tight!.ok).toBe(false);
     const warned = at(0.1);
     expect(preflightWarnings(warned, 'nodes')).toEqual([
@@ -229,9 +230,9 @@ describe('preflight', () => {
       ),
     ]);
     expect(preflightWarnings(warned, 'cores')).toEqual([]);
-    expect(quota(at(0.2))[0]!.ok).toBe(true);
+    expect(quota(at(0.3))[0]!.ok).toBe(true);
     // A ramp faster than the herd is the worst moment: 4,000/s over 4 nodes.
-    expect(quota(at(0.2, 4000))[0]!.what).toMatch(/~1,000 connects\/s in the ramp/);
+    expect(quota(at(0.3, 4000))[0]!.what).toMatch(/~1,000 connects\/s in the ramp/);
   });
 
   it('refuses what memory cannot hold, saying how many devices would fit', () => {
