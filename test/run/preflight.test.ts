@@ -174,7 +174,10 @@ describe('preflight', () => {
   it("plans a herd's CPU from the reconnect spread and the connect timeout, not --connect-rate", () => {
     const nk = builtinScenarios['node-kill'] as ScenarioInput;
     const at = (count: number, devices: Partial<ScenarioInput['devices']> = {}) => {
-      const s = scenario({ ...nk, devices: { ...nk.devices, count, ...devices } });
+      const s = scenario({
+        ...nk,
+        devices: { ...nk.devices, count, connectTimeout: '5s', ...devices },
+      });
       return checkRun(s, plannedRoutes(s), machine(), 'kernel');
     };
     const herd = (r: ReturnType<typeof at>) => r.checks.find((c) => /the herd of /.test(c.what))!;
@@ -210,7 +213,7 @@ describe('preflight', () => {
     const at = (cpu: number | undefined, connectRate = 400) =>
       check({
         ...nk,
-        devices: { ...nk.devices, count: 10_000, connectRate },
+        devices: { ...nk.devices, count: 10_000, connectRate, connectTimeout: '5s' },
         topology: { ...nk.topology, ...(cpu !== undefined && { profiles: { default: { cpu } } }) },
       }).r;
     const quota = (r: ReturnType<typeof at>) => r.checks.filter((c) => c.about === 'nodes');
