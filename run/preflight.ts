@@ -575,9 +575,9 @@ export function timelineHerds(scenario: Scenario): Herd[] {
  * seeds' thundering herd). Planned to be served within half the timeout, the
  * other half kept for the box's noise: node-kill at 20,000 devices on the
  * kernel engine, whose 5,000 are due within 5.5 s (at the edge of two cores
- * with no margin), left 1,993 and 4,550 never back with the built-in's 5 s
- * timeout and brought all back in 8.4 and 10.4 s with 10 s (bench/RESULTS.md,
- * twenty-second session); at 10,000 it passes.
+ * with no margin), left 1,993-4,647 never back in 4 runs with a 5 s timeout
+ * and brought all back in 4 of 5 with 10 s (bench/RESULTS.md, twenty-second
+ * session); at 10,000 it passes.
  */
 export function herdDeadlineMs(scenario: Scenario): { spreadMs: number; deadlineMs: number } {
   const spreadMs = firstAttemptSpreadMs(scenario.devices.reconnect);

@@ -25,8 +25,9 @@ export default defineScenario({
     reconnect: 'full-jitter:500ms:5s',
     // OkHttp's default, as most mobile clients. With 5 s, at 20,000 devices on the kernel
     // engine on 2 cores the herd's connects waited past it and retried on top of the herd:
-    // 4 of 4 runs left 1,993-4,647 of 5,000 never back; with 10 s 4 of 4 brought all back
-    // (2.7 vs 1.2 attempts per loss; bench/RESULTS.md, twenty-second session).
+    // 4 runs left 1,993-4,647 of 5,000 never back (a fifth collapsed in its ramp); with 10 s,
+    // 4 of 5 brought all back (1.1-1.2 attempts per loss against 2.1-2.9) and the fifth
+    // left 3,683 out (bench/RESULTS.md, twenty-second session).
     connectTimeout: '10s',
   },
   traffic: { direct: { rate: 500 } },
